@@ -1,0 +1,67 @@
+// The command line: `nsdns serve` runs the daemon; the other commands are its clients.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createLogger } from '../log.js';
+import { Daemon } from '../daemon/daemon.js';
+import type { ConfigFlags } from '../daemon/config.js';
+import { parseUpstream } from '../resolver/upstream-address.js';
+import { formatResult, resultJson, sendQuery, type QueryRequest } from './query-client.js';
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const int = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
+  return n;
+};
+
+export async function run(argv: string[]): Promise<void> {
+  const program = new Command('nsdns')
+    .description('DNS and service discovery for Linux network namespaces')
+    .showHelpAfterError()
+    .exitOverride((err) => { throw Object.assign(new Error(err.message.replace(/^error: /, '')), { exitCode: err.exitCode === 0 ? 0 : 2, silent: true }); });
+
+  program.command('serve')
+    .description('run the daemon: registry, resolver and listeners')
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .option('--state-dir <dir>', 'where the daemon keeps its state (default /var/lib/nsdns)')
+    .option('--socket <path>', 'control socket (default /run/nsdns/nsdns.sock)')
+    .option('--registry <dir>', 'registry directory of network files (repeatable)', collect)
+    .option('--listen <addr:port[=networks]>', 'standalone listener on the host, optionally limited to networks (repeatable)', collect)
+    .option('--upstream <addr[:port]>', 'upstream DNS server (repeatable)', collect)
+    .option('--resolv-conf <file>', 'read host resolvers from this file (default /etc/resolv.conf)')
+    .option('--no-resolv-conf', 'never fall back to the host resolvers')
+    .option('--ttl <seconds>', 'TTL of local answers (default 5)', int)
+    .option('--cache-size <entries>', 'upstream answers kept in the cache (default 10000; 0 disables)', int)
+    .option('--max-ttl <seconds>', 'cap on cached TTLs (default 3600)', int)
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .action(async (opts) => {
+      const flags: ConfigFlags = { ...opts };
+      if (opts.resolvConf === true) delete flags.resolvConf;
+      const log = createLogger(opts.logLevel ?? 'info');
+      try {
+        const daemon = await Daemon.start(flags, log);
+        log.level = daemon.currentConfig.logLevel;
+        daemon.handleSignals();
+      } catch (err) {
+        log.fatal({ err }, 'cannot start');
+        log.flush?.();
+        throw err;
+      }
+    });
+
+  program.command('query')
+    .description('ask a DNS server one question (a small dig)')
+    .argument('<name>', 'name to look up')
+    .argument('[type]', 'record type', 'A')
+    .option('--server <addr[:port]>', 'server to ask', '127.0.0.1:53')
+    .option('--tcp', 'use TCP instead of UDP', false)
+    .option('--timeout <ms>', 'how long to wait', int, 3000)
+    .option('--json', 'print the reply as JSON', false)
+    .action(async (name: string, type: string, opts) => {
+      const server = parseUpstream(opts.server);
+      const req: QueryRequest = { name, type, host: server.host, port: server.port, tcp: opts.tcp, timeoutMs: opts.timeout };
+      const result = await sendQuery(req);
+      process.stdout.write(`${opts.json ? JSON.stringify(resultJson(result, req), null, 2) : formatResult(result, req)}\n`);
+    });
+
+  await program.parseAsync(argv);
+}

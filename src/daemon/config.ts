@@ -1,0 +1,111 @@
+// The daemon's settings: defaults, then the config file (YAML or JSON), then command-line flags.
+// Everything is validated here, with messages that name the offending key.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { NsdnsError } from '../errors.js';
+import { upstreamAddress } from '../registry/document.js';
+import { parseListenSpec } from './listen-spec.js';
+
+const listenSchema = z.object({
+  address: z.string(),
+  port: z.number().int().min(0).max(65535).default(53),
+  /** The networks this listener may see; all when absent. */
+  networks: z.array(z.string()).optional(),
+}).strict();
+
+export const configSchema = z.object({
+  stateDir: z.string().default('/var/lib/nsdns'),
+  socket: z.string().default('/run/nsdns/nsdns.sock'),
+  registries: z.array(z.string()).default([]),
+  listen: z.array(z.union([listenSchema, z.string().transform((s, ctx) => {
+    try { return parseListenSpec(s); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
+  })])).default([]),
+  upstreams: z.array(upstreamAddress).default([]),
+  /** Where the host's resolvers are read from, or false to never use them. */
+  resolvConf: z.union([z.string(), z.literal(false)]).default('/etc/resolv.conf'),
+  ttl: z.number().int().min(0).max(86400).default(5),
+  maxUdpSize: z.number().int().min(512).max(4096).default(1232),
+  cache: z.object({
+    size: z.number().int().min(0).default(10_000),
+    maxTtl: z.number().int().min(0).default(3600),
+    maxNegativeTtl: z.number().int().min(0).default(300),
+  }).strict().prefault({}),
+  forward: z.object({
+    timeoutMs: z.number().int().min(10).default(1500),
+    budgetMs: z.number().int().min(10).default(4000),
+    maxInflight: z.number().int().min(1).default(1024),
+    maxInflightPerListener: z.number().int().min(1).default(256),
+  }).strict().prefault({}),
+  tcp: z.object({
+    idleTimeoutMs: z.number().int().min(100).default(10_000),
+    maxConnections: z.number().int().min(1).default(256),
+  }).strict().prefault({}),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).strict();
+
+export type Config = z.output<typeof configSchema>;
+export type ListenConfig = Config['listen'][number];
+
+/** Flags as the CLI parsed them: only what was given is set. */
+export interface ConfigFlags {
+  config?: string;
+  stateDir?: string;
+  socket?: string;
+  registry?: string[];
+  listen?: string[];
+  upstream?: string[];
+  resolvConf?: string | false;
+  ttl?: number;
+  cacheSize?: number;
+  maxTtl?: number;
+  logLevel?: string;
+}
+
+export function loadConfig(flags: ConfigFlags): Config {
+  const fromFile = flags.config ? readConfigFile(flags.config) : {};
+  const merged: Record<string, unknown> = { ...fromFile };
+  const set = (key: string, value: unknown) => { if (value !== undefined) merged[key] = value; };
+  set('stateDir', flags.stateDir);
+  set('socket', flags.socket);
+  set('registries', flags.registry);
+  set('listen', flags.listen);
+  set('upstreams', flags.upstream);
+  set('resolvConf', flags.resolvConf);
+  set('ttl', flags.ttl);
+  set('logLevel', flags.logLevel);
+  if (flags.cacheSize !== undefined || flags.maxTtl !== undefined) {
+    const cache = { ...(merged.cache as object | undefined) } as Record<string, unknown>;
+    if (flags.cacheSize !== undefined) cache.size = flags.cacheSize;
+    if (flags.maxTtl !== undefined) cache.maxTtl = flags.maxTtl;
+    merged.cache = cache;
+  }
+  return validate(merged, flags.config ?? 'command line');
+}
+
+export function validate(data: unknown, source: string): Config {
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
+    throw new NsdnsError('ERR_CONFIG', `invalid configuration in ${source}: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new NsdnsError('ERR_CONFIG', `cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new NsdnsError('ERR_CONFIG', `config file ${path} is not valid YAML/JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new NsdnsError('ERR_CONFIG', `config file ${path} must hold a mapping of settings`);
+  return data as Record<string, unknown>;
+}

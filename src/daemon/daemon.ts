@@ -1,0 +1,123 @@
+// The composition root: builds the registry, its sources, the resolver and the listeners from
+// the configuration, and owns the process's lifecycle (SIGTERM/SIGINT drain and exit, SIGHUP
+// reloads the config file).
+import { Registry } from '../registry/registry.js';
+import { AnswerCache } from '../resolver/cache.js';
+import { Forwarder, type ForwardOptions } from '../resolver/forwarder.js';
+import { Resolver, type ResolverSettings } from '../resolver/resolver.js';
+import { exchange } from '../resolver/upstream.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { loadConfig, type Config, type ConfigFlags } from './config.js';
+import { HostListeners } from './host-listeners.js';
+import { RegistryFiles } from './registry-files.js';
+import { HostResolvers } from './resolv-conf.js';
+import { STATE_SOURCE, StateStore } from './state-store.js';
+
+export class Daemon {
+  readonly registry = new Registry();
+  readonly resolver: Resolver;
+  readonly listeners: HostListeners;
+  readonly state: StateStore;
+  private readonly files: RegistryFiles;
+  private hostResolvers: HostResolvers;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
+    const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
+    this.hostResolvers = new HostResolvers(config.resolvConf, log);
+    this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
+    this.listeners = new HostListeners(this.registry, this.resolver, log.child({ module: 'listener' }));
+    this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }));
+    this.state = new StateStore(config.stateDir);
+  }
+
+  static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
+    const daemon = new Daemon(config, flags, log);
+    try {
+      for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
+      await daemon.files.watch(config.registries);
+      await daemon.listeners.reconcile(config.listen, config.tcp);
+      daemon.resolver.configure(daemon.resolverSettings());
+    } catch (err) {
+      await daemon.stop();
+      throw err;
+    }
+    log.info({
+      listeners: daemon.listeners.all.map((l) => ({ address: l.address, port: l.port })),
+      networks: [...daemon.registry.current().networks.keys()],
+      upstreams: config.upstreams,
+    }, 'ready');
+    return daemon;
+  }
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  /** SIGHUP: re-read the config file and apply what changed; on a bad file keep running as before. */
+  async reload(): Promise<void> {
+    let next: Config;
+    try {
+      next = loadConfig(this.flags);
+    } catch (err) {
+      this.log.error({ err }, `reload refused, keeping the running configuration: ${errorMessage(err)}`);
+      return;
+    }
+    const previous = this.config;
+    this.config = next;
+    this.log.level = next.logLevel;
+    if (next.resolvConf !== previous.resolvConf) {
+      await this.hostResolvers.close();
+      this.hostResolvers = new HostResolvers(next.resolvConf, this.log);
+    }
+    if (JSON.stringify(next.cache) !== JSON.stringify(previous.cache)) this.resolver.forwarder.cache.clear();
+    this.resolver.forwarder.configure(forwardOptions(next));
+    if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
+    await this.listeners.reconcile(next.listen, next.tcp);
+    this.resolver.configure(this.resolverSettings());
+    this.log.info({ listeners: this.listeners.all.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams }, 'configuration reloaded');
+  }
+
+  private resolverSettings(): ResolverSettings {
+    const hostResolvers = () => this.hostResolvers.current;
+    return {
+      ttl: this.config.ttl,
+      maxUdpSize: this.config.maxUdpSize,
+      upstreams: this.config.upstreams,
+      hostUpstreams: hostResolvers,
+      ownAddresses: this.listeners?.addresses() ?? new Set(),
+    };
+  }
+
+  /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.listeners.closeAll();
+      await this.files.close();
+      await this.hostResolvers.close();
+    })();
+    return this.stopping;
+  }
+
+  /** Wires SIGTERM/SIGINT (drain, exit 0) and SIGHUP (reload). */
+  handleSignals(): void {
+    const shutdown = (signal: string) => {
+      this.log.info({ signal }, 'stopping');
+      this.stop().then(() => {
+        this.log.info('stopped');
+        process.exit(0);
+      }, (err) => {
+        this.log.error({ err }, 'stop failed');
+        process.exit(1);
+      });
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGHUP', () => void this.reload());
+  }
+}
+
+function forwardOptions(config: Config): ForwardOptions {
+  return { ...config.forward, maxUdpSize: config.maxUdpSize };
+}

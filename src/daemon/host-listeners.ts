@@ -1,0 +1,84 @@
+// Standalone listeners on the host (`--listen`), reconciled against the configured set on start
+// and on every reload: extras are closed, missing ones are bound, unchanged ones keep running.
+import { DnsServer, type TcpOptions } from '../server/dns-server.js';
+import { bindHostSockets } from '../server/host-sockets.js';
+import type { ListenerContext, Resolver } from '../resolver/resolver.js';
+import type { Registry, Snapshot } from '../registry/registry.js';
+import type { View } from '../registry/view.js';
+import type { Logger } from '../log.js';
+import type { ListenConfig } from './config.js';
+
+export interface BoundListener {
+  readonly key: string;
+  readonly address: string;
+  readonly port: number;
+  readonly networks: readonly string[] | undefined;
+  readonly server: DnsServer;
+}
+
+/** A listener's window on the registry: the view is rebuilt only when the snapshot changes. */
+export function viewContext(name: string, registry: Registry, networks: () => readonly string[] | undefined, endpoints: ListenerContext['endpoints'] = () => undefined): ListenerContext {
+  let snapshot: Snapshot | undefined;
+  let view: View | undefined;
+  return {
+    name,
+    inflight: 0,
+    view() {
+      const current = registry.current();
+      if (current !== snapshot || view === undefined) {
+        snapshot = current;
+        view = current.view(networks());
+      }
+      return view;
+    },
+    endpoints,
+  };
+}
+
+export class HostListeners {
+  private readonly bound = new Map<string, BoundListener>();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly resolver: Resolver,
+    private readonly log: Logger,
+  ) {}
+
+  get all(): BoundListener[] {
+    return [...this.bound.values()];
+  }
+
+  /** "host:port" of every listener, for loop protection. */
+  addresses(): Set<string> {
+    return new Set(this.all.map((l) => (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)));
+  }
+
+  async reconcile(wanted: readonly ListenConfig[], tcp: TcpOptions): Promise<void> {
+    const keys = new Set(wanted.map(keyOf));
+    for (const [key, listener] of this.bound) {
+      if (keys.has(key)) continue;
+      this.bound.delete(key);
+      await listener.server.close();
+      this.log.info({ address: listener.address, port: listener.port }, 'listener closed');
+    }
+    for (const spec of wanted) {
+      const key = keyOf(spec);
+      if (this.bound.has(key)) continue;
+      const sockets = await bindHostSockets(spec.address, spec.port);
+      const networks = spec.networks;
+      const context = viewContext(`${spec.address}:${sockets.port}`, this.registry, () => networks);
+      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, tcp, this.log.child({ listener: context.name }));
+      this.bound.set(key, { key, address: spec.address, port: sockets.port, networks, server });
+      this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all' }, 'listening');
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.all.map((l) => l.server.close()));
+    this.bound.clear();
+  }
+}
+
+function keyOf(spec: ListenConfig): string {
+  return `${spec.address}|${spec.port}|${spec.networks?.join(',') ?? '*'}`;
+}

@@ -1,0 +1,59 @@
+// The daemon's own state directory: one JSON file per network it owns (networks/<name>.json),
+// written atomically (temp file, fsync, rename) so a crash leaves the old or the new file, never
+// half of one. The daemon is the only writer.
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { NsdnsError } from '../errors.js';
+import { toRecord } from '../registry/document.js';
+import type { NetworkRecord } from '../registry/types.js';
+
+export const STATE_SOURCE = 'state';
+
+export async function writeFileAtomic(file: string, content: string, mode = 0o644): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const handle = await open(tmp, 'w', mode);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+}
+
+export class StateStore {
+  constructor(readonly dir: string) {}
+
+  private get networksDir(): string {
+    return path.join(this.dir, 'networks');
+  }
+
+  /** Every saved network; a file that fails validation stops the start with a clear message. */
+  async load(): Promise<NetworkRecord[]> {
+    await mkdir(this.networksDir, { recursive: true, mode: 0o700 });
+    const files = (await readdir(this.networksDir)).filter((f) => f.endsWith('.json')).sort();
+    const records: NetworkRecord[] = [];
+    for (const f of files) {
+      const file = path.join(this.networksDir, f);
+      let data: unknown;
+      try {
+        data = JSON.parse(await readFile(file, 'utf8'));
+      } catch (err) {
+        throw new NsdnsError('ERR_STATE', `state file ${file} is unreadable: ${(err as Error).message}`, { cause: err });
+      }
+      records.push(toRecord(data, file));
+    }
+    return records;
+  }
+
+  async save(record: NetworkRecord): Promise<void> {
+    const { network, endpoints } = record;
+    const doc = { ...network, endpoints: endpoints.map(({ network: _n, ...e }) => e) };
+    await writeFileAtomic(path.join(this.networksDir, `${network.name}.json`), `${JSON.stringify(doc, null, 2)}\n`, 0o600);
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(path.join(this.networksDir, `${name}.json`), { force: true });
+  }
+}

@@ -1,0 +1,79 @@
+// The live registry: a current immutable snapshot, replaced whole on every change. Each change
+// recompiles only the network it touches; readers take `current()` once per query and never see a
+// half-applied change. Every network remembers its source, so two sources cannot fight over one.
+import { EventEmitter } from 'node:events';
+import { NsdnsError } from '../errors.js';
+import { compileNetwork, type CompiledNetwork } from './compiled.js';
+import type { NetworkRecord } from './types.js';
+import { View } from './view.js';
+
+export class Snapshot {
+  private readonly views = new Map<string, View>();
+
+  constructor(
+    readonly version: number,
+    readonly networks: ReadonlyMap<string, CompiledNetwork>,
+  ) {}
+
+  /** The view over the named networks (unknown names are skipped), or over all with `undefined`. */
+  view(networks?: readonly string[]): View {
+    const key = networks === undefined ? '*' : [...networks].sort().join(',');
+    let view = this.views.get(key);
+    if (!view) {
+      const selected = networks === undefined
+        ? [...this.networks.values()]
+        : networks.map((n) => this.networks.get(n)).filter((n): n is CompiledNetwork => n !== undefined);
+      view = new View(selected);
+      this.views.set(key, view);
+    }
+    return view;
+  }
+
+  get records(): NetworkRecord[] {
+    return [...this.networks.values()].map((n) => ({ network: n.network, endpoints: [...n.endpoints] }));
+  }
+}
+
+export interface RegistryEvents {
+  change: [snapshot: Snapshot, changedNetwork: string];
+}
+
+export class Registry extends EventEmitter<RegistryEvents> {
+  private snapshot = new Snapshot(0, new Map());
+  private readonly sources = new Map<string, string>();
+
+  current(): Snapshot {
+    return this.snapshot;
+  }
+
+  sourceOf(network: string): string | undefined {
+    return this.sources.get(network);
+  }
+
+  /** Adds or replaces one network with its endpoints. */
+  setNetwork(record: NetworkRecord, source: string): Snapshot {
+    const name = record.network.name;
+    const owner = this.sources.get(name);
+    if (owner !== undefined && owner !== source) {
+      throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
+    }
+    const networks = new Map(this.snapshot.networks);
+    networks.set(name, compileNetwork(record));
+    this.sources.set(name, source);
+    return this.publish(networks, name);
+  }
+
+  removeNetwork(name: string, source: string): Snapshot {
+    if (this.sources.get(name) !== source) return this.snapshot;
+    const networks = new Map(this.snapshot.networks);
+    networks.delete(name);
+    this.sources.delete(name);
+    return this.publish(networks, name);
+  }
+
+  private publish(networks: Map<string, CompiledNetwork>, changed: string): Snapshot {
+    this.snapshot = new Snapshot(this.snapshot.version + 1, networks);
+    this.emit('change', this.snapshot, changed);
+    return this.snapshot;
+  }
+}

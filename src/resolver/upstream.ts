@@ -1,0 +1,102 @@
+// One exchange with one upstream server. Each UDP exchange uses a new socket (so a fresh random
+// source port, RFC 5452 §9.2) and a random id; a reply counts only if it comes from the server we
+// asked and carries our id and our question. Anything else is ignored, as a spoofing attempt would be.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import DgramAsPromised from 'dgram-as-promised';
+import { FLAG, HEADER_SIZE } from '../wire/constants.js';
+import { FrameReader, frame } from '../wire/tcp-framing.js';
+import { NsdnsError } from '../errors.js';
+import type { UpstreamServer } from './upstream-address.js';
+
+export type Transport = 'udp' | 'tcp';
+
+export interface Exchange {
+  (query: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, timeoutMs: number): Promise<Buffer>;
+}
+
+let idPool = Buffer.alloc(0);
+let idOffset = 0;
+
+/** Random 16-bit ids, drawn in batches from the CSPRNG. */
+function randomId(): number {
+  if (idOffset + 2 > idPool.length) {
+    idPool = randomBytes(2048);
+    idOffset = 0;
+  }
+  const id = idPool.readUInt16BE(idOffset);
+  idOffset += 2;
+  return id;
+}
+
+export const exchange: Exchange = (query, questionEnd, server, transport, timeoutMs) => {
+  const out = Buffer.from(query);
+  const id = randomId();
+  out.writeUInt16BE(id, 0);
+  const accept = (reply: Buffer) => isReplyTo(reply, out, questionEnd);
+  return transport === 'udp' ? exchangeUdp(out, server, timeoutMs, accept) : exchangeTcp(out, server, timeoutMs, accept);
+};
+
+/** Same id, QR set, and the same question (names compared case-insensitively, RFC 4343). */
+export function isReplyTo(reply: Buffer, query: Buffer, questionEnd: number): boolean {
+  if (reply.length < questionEnd || reply.readUInt16BE(0) !== query.readUInt16BE(0)) return false;
+  if (!(reply.readUInt16BE(2) & FLAG.QR) || reply.readUInt16BE(4) !== 1) return false;
+  for (let i = HEADER_SIZE; i < questionEnd; i++) {
+    let a = reply[i];
+    let b = query[i];
+    if (a >= 0x41 && a <= 0x5a) a |= 0x20;
+    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+    if (a !== b) return false;
+  }
+  return true;
+}
+
+function timeoutError(server: UpstreamServer, transport: Transport, ms: number): NsdnsError {
+  return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not answer over ${transport} within ${ms} ms`);
+}
+
+async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
+  const socket = DgramAsPromised.createSocket(server.family === 6 ? 'udp6' : 'udp4');
+  const timer = setTimeout(() => void socket.close().catch(() => {}), timeoutMs);
+  try {
+    await socket.bind(0);
+    await socket.send(query, server.port, server.host);
+    for (;;) {
+      const packet = await socket.recv();
+      if (packet === undefined) throw timeoutError(server, 'udp', timeoutMs);
+      const { msg, rinfo } = packet;
+      if (rinfo.port === server.port && normalizeHost(rinfo.address) === server.host && accept(msg)) return msg;
+    }
+  } catch (err) {
+    if (err instanceof NsdnsError) throw err;
+    throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} over udp: ${(err as Error).message}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+    socket.destroy();
+  }
+}
+
+function normalizeHost(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+function exchangeTcp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: server.host, port: server.port });
+    const reader = new FrameReader();
+    const finish = (err: Error | undefined, reply?: Buffer) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(reply!);
+    };
+    const timer = setTimeout(() => finish(timeoutError(server, 'tcp', timeoutMs)), timeoutMs);
+    socket.on('connect', () => socket.write(frame(query)));
+    socket.on('data', (chunk) => {
+      const reply = reader.push(chunk).find(accept);
+      if (reply) finish(undefined, Buffer.from(reply));
+    });
+    socket.on('error', (err) => finish(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} over tcp: ${err.message}`, { cause: err })));
+    socket.on('end', () => finish(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} closed the tcp connection without an answer`)));
+  });
+}

@@ -1,0 +1,71 @@
+// Domain names as the registry and resolver see them: lower-case, no trailing dot, labels joined
+// with '.'. Reverse names (RFC 1035 §3.5, RFC 3596 §2.5) map to and from addresses here.
+import ipaddr from 'ipaddr.js';
+
+export function normalizeName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/** RFC 1123 host label: letters, digits and hyphens, not starting or ending with a hyphen. */
+const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/i;
+
+export function isValidLabel(label: string): boolean {
+  return LABEL.test(label);
+}
+
+export function isValidName(name: string): boolean {
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  return trimmed.length > 0 && trimmed.length <= 253 && trimmed.split('.').every(isValidLabel);
+}
+
+/** True when `name` equals `zone` or lies below it; both normalized. */
+export function isInZone(name: string, zone: string): boolean {
+  return name === zone || (name.length > zone.length && name.endsWith(zone) && name[name.length - zone.length - 1] === '.');
+}
+
+/** Encodes a name in wire format without compression. */
+export function encodeName(name: string): Buffer {
+  const labels = name === '' ? [] : normalizeName(name).split('.');
+  const out = Buffer.allocUnsafe(labels.reduce((n, l) => n + l.length + 1, 1));
+  let off = 0;
+  for (const label of labels) {
+    out[off++] = label.length;
+    off += out.write(label, off, 'latin1');
+  }
+  out[off] = 0;
+  return out;
+}
+
+/** The address a reverse name stands for, or undefined when it is not a full reverse name. */
+export function addressFromReverseName(name: string): string | undefined {
+  if (name.endsWith('.in-addr.arpa')) {
+    const parts = name.slice(0, -'.in-addr.arpa'.length).split('.');
+    if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) < 256)) return undefined;
+    return parts.reverse().join('.');
+  }
+  if (name.endsWith('.ip6.arpa')) {
+    const nibbles = name.slice(0, -'.ip6.arpa'.length).split('.');
+    if (nibbles.length !== 32 || !nibbles.every((n) => /^[0-9a-f]$/.test(n))) return undefined;
+    const hex = nibbles.reverse().join('');
+    const groups = hex.match(/.{4}/g)!.join(':');
+    return ipaddr.parse(groups).toString();
+  }
+  return undefined;
+}
+
+export function reverseName(address: string): string {
+  const addr = ipaddr.parse(address);
+  if (addr.kind() === 'ipv4') return `${addr.toByteArray().reverse().join('.')}.in-addr.arpa`;
+  const hex = Buffer.from(addr.toByteArray()).toString('hex');
+  return `${hex.split('').reverse().join('.')}.ip6.arpa`;
+}
+
+export function isReverseName(name: string): boolean {
+  return name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
+}
+
+/** Canonical text form of an address, so '10.0.0.01'-style variants and IPv6 spellings compare equal. */
+export function canonicalAddress(address: string): string {
+  return ipaddr.process(address).toString();
+}
