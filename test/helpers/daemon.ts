@@ -1,0 +1,87 @@
+// Runs the real `nsdns serve` as a child process on its own temporary state directory and waits
+// for its "ready" log line, which also says which port it bound (tests listen on port 0).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const MAIN = path.join(ROOT, 'dist/src/main.js');
+
+export interface LogLine { level: number; msg: string; [key: string]: unknown }
+
+export class RunningDaemon {
+  readonly logs: LogLine[] = [];
+  port = 0;
+  ports: number[] = [];
+  exitCode: number | null = null;
+  private readonly exited: Promise<number | null>;
+  private readonly waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+
+  constructor(readonly proc: ChildProcess, readonly stateDir: string) {
+    let partial = '';
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const text of lines) {
+        let line: LogLine;
+        try { line = JSON.parse(text); } catch { continue; }
+        this.logs.push(line);
+        for (const w of [...this.waiters]) if (w.match(line)) { this.waiters.splice(this.waiters.indexOf(w), 1); w.resolve(line); }
+      }
+    });
+    this.exited = new Promise((resolve) => proc.on('exit', (code) => { this.exitCode = code; resolve(code); }));
+  }
+
+  /** "127.0.0.1:port" of the first listener. */
+  get server(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> {
+    const seen = this.logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.logs.map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+      this.waiters.push({ match, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.kill(sig);
+  }
+
+  waitForExit(timeoutMs = 10_000): Promise<number | null> {
+    return Promise.race([this.exited, new Promise<number | null>((_, reject) => setTimeout(() => reject(new Error('daemon did not exit')), timeoutMs).unref())]);
+  }
+
+  async stop(): Promise<void> {
+    if (this.exitCode === null && this.proc.exitCode === null) {
+      this.proc.kill('SIGTERM');
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts `nsdns serve ARGS` (a --state-dir and --no-resolv-conf are added unless given). */
+export async function startDaemon(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunningDaemon> {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'nsdns-test-'));
+  const full = ['serve', ...args];
+  if (!args.includes('--state-dir')) full.push('--state-dir', stateDir);
+  if (!args.includes('--resolv-conf') && !args.includes('--no-resolv-conf') && !args.includes('--config')) full.push('--no-resolv-conf');
+  const proc = spawn(process.execPath, [MAIN, ...full], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon = new RunningDaemon(proc, stateDir);
+  let stderr = '';
+  proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const ready = await Promise.race([
+    daemon.waitForLog((l) => l.msg === 'ready', 10_000),
+    daemon.waitForExit(10_000).then((code) => { throw new Error(`daemon exited with ${code} before ready: ${stderr}\n${daemon.logs.map((l) => JSON.stringify(l)).join('\n')}`); }),
+  ]);
+  daemon.ports = (ready.listeners as Array<{ port: number }>).map((l) => l.port);
+  daemon.port = daemon.ports[0] ?? 0;
+  return daemon;
+}

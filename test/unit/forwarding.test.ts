@@ -1,0 +1,96 @@
+// The cache, health and failover logic, driven through an injected exchange function. The real
+// sockets are covered by test/integration/forwarding.test.ts.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import dnsPacket from 'dns-packet';
+import { AnswerCache, cacheKey } from '../../src/resolver/cache.js';
+import { Forwarder } from '../../src/resolver/forwarder.js';
+import { UpstreamHealth } from '../../src/resolver/health.js';
+import { parseUpstream } from '../../src/resolver/upstream-address.js';
+import type { Exchange } from '../../src/resolver/upstream.js';
+import { parseQuery, type Query } from '../../src/wire/query.js';
+import { inspectReply } from '../../src/wire/records.js';
+import { silentLogger } from '../../src/log.js';
+import { decode, queryPacket } from '../helpers/packets.js';
+
+const q = (name: string, type: dnsPacket.RecordType = 'A', edns?: { do?: boolean }) => parseQuery(queryPacket(name, type, edns ? { edns } : {})) as Query;
+
+function answer(query: Buffer, ttl: number, rcode = 'NOERROR'): Buffer {
+  const p = dnsPacket.decode(query);
+  const code = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3 }[rcode]!;
+  return dnsPacket.encode({ type: 'response', id: p.id, flags: 0x8180 | code, questions: p.questions, answers: code === 0 ? [{ type: 'A', name: p.questions![0].name, ttl, data: '192.0.2.1' }] : [] });
+}
+
+describe('answer cache', () => {
+  it('keys never mix types, DO bits or names', () => {
+    const keys = new Set([cacheKey(q('a.test')), cacheKey(q('a.test', 'AAAA')), cacheKey(q('a.test', 'A', { do: true })), cacheKey(q('b.test'))]);
+    assert.equal(keys.size, 4);
+    assert.equal(cacheKey(q('A.TEST')), cacheKey(q('a.test')));
+  });
+
+  it('serves a hit with the new id and question case, and TTLs aged', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const cache = new AnswerCache({ size: 10, maxTtl: 3600, maxNegativeTtl: 300 });
+    const first = q('a.test');
+    const reply = answer(first.raw, 100);
+    assert.equal(cache.put(cacheKey(first), reply, inspectReply(reply, first.questionEnd)!), 100);
+    t.mock.timers.tick(30_500);
+    const other = parseQuery(queryPacket('A.Test', 'A', { id: 777 })) as Query;
+    const hit = decode(cache.get(cacheKey(other), other)!);
+    assert.equal(hit.id, 777);
+    assert.equal(hit.questions![0].name, 'A.Test');
+    assert.equal((hit.answers![0] as { ttl: number }).ttl, 70);
+  });
+
+  it('caps TTLs, does not cache SERVFAIL or SOA-less NXDOMAIN', () => {
+    const cache = new AnswerCache({ size: 10, maxTtl: 60, maxNegativeTtl: 300 });
+    const query = q('a.test');
+    const long = answer(query.raw, 86400);
+    assert.equal(cache.put('k1', long, inspectReply(long, query.questionEnd)!), 60);
+    const fail = answer(query.raw, 0, 'SERVFAIL');
+    assert.equal(cache.put('k2', fail, inspectReply(fail, query.questionEnd)!), 0);
+    const nx = answer(query.raw, 0, 'NXDOMAIN');
+    assert.equal(cache.put('k3', nx, inspectReply(nx, query.questionEnd)!), 0);
+  });
+});
+
+describe('upstream health', () => {
+  it('puts failing servers last and forgives them after a success', () => {
+    const health = new UpstreamHealth();
+    const servers = ['a', 'b', 'c'].map((key) => ({ key }));
+    health.failed('a');
+    assert.deepEqual(health.order(servers).map((s) => s.key), ['b', 'c', 'a']);
+    health.succeeded('a');
+    assert.deepEqual(health.order(servers).map((s) => s.key), ['a', 'b', 'c']);
+  });
+});
+
+describe('forwarder', () => {
+  const options = { timeoutMs: 200, budgetMs: 1000, maxInflight: 10, maxInflightPerListener: 10, maxUdpSize: 1232 };
+  const servers = [parseUpstream('127.0.0.1:1001'), parseUpstream('127.0.0.1:1002')];
+
+  it('fails over on timeout and SERVFAIL, then remembers the failing server', async () => {
+    const asked: string[] = [];
+    const exchange: Exchange = async (raw, _qe, server) => {
+      asked.push(server.key);
+      if (server.port === 1001) throw new Error('timeout');
+      return answer(raw, 60);
+    };
+    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
+    const listener = { inflight: 0 };
+    const first = await fwd.forward(q('x.test'), servers, 'udp', listener);
+    assert.equal(decode(first.reply).answers!.length, 1);
+    await fwd.forward(q('y.test'), servers, 'udp', listener);
+    assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002', '127.0.0.1:1002']);
+    assert.equal(listener.inflight, 0);
+  });
+
+  it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
+    const never: Exchange = () => new Promise(() => {});
+    const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
+    void fwd.forward(q('slow.test'), servers, 'udp', { inflight: 0 });
+    const refused = await fwd.forward(q('other.test'), servers, 'udp', { inflight: 0 });
+    assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
+    assert.deepEqual(refused.origin, { source: 'error', reason: 'overload' });
+  });
+});

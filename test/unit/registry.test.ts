@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocumentText } from '../../src/registry/document.js';
+import { Registry } from '../../src/registry/registry.js';
+import { ROOT } from '../helpers/daemon.js';
+
+const lab = () => parseDocumentText(readFileSync(path.join(ROOT, 'fixtures/lab/lab.yaml'), 'utf8'), 'lab.yaml');
+const ops = () => parseDocumentText(readFileSync(path.join(ROOT, 'fixtures/lab/ops.yaml'), 'utf8'), 'ops.yaml');
+const text = (found: ReturnType<ReturnType<Registry['current']>['view']>['lookup'] extends (n: string) => infer R ? R : never) =>
+  found.kind === 'found' ? { a: found.a.map((b) => [...b].join('.')), aaaa: found.aaaa.length } : found;
+
+describe('registry documents', () => {
+  it('parse the fixture lab with derived ids and normalized names', () => {
+    const record = lab();
+    assert.equal(record.network.name, 'lab');
+    assert.equal(record.network.id.length, 64);
+    const web = record.endpoints.find((e) => e.name === 'web')!;
+    assert.deepEqual(web.aliases, ['www']);
+    assert.deepEqual(web.ipv4, ['10.77.0.10']);
+  });
+
+  it('reject bad input with the place of every problem', () => {
+    assert.throws(() => parseDocumentText('name: "bad name"\n', 'x.yaml'), /x\.yaml: name: not a valid DNS label/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - name: a\n    ipv4: 10.0.0.300\n', 'x.yaml'), /endpoints\.0\.ipv4/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: b, aliases: [a]}\n', 'x.yaml'), /name "a" is used by both/);
+    assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24}]\nendpoints:\n  - {name: a, ipv4: 10.1.0.1}\n', 'x.yaml'), /outside the network's subnets/);
+    assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24, gateway: 10.9.0.1}]\n', 'x.yaml'), /gateway 10\.9\.0\.1 is outside/);
+    assert.throws(() => parseDocumentText('name: [', 'x.yaml'), /not valid YAML/);
+    assert.throws(() => parseDocumentText('name: n\nsurprise: 1\n', 'x.yaml'), /Unrecognized key/);
+  });
+});
+
+describe('registry views', () => {
+  const registry = new Registry();
+  registry.setNetwork(lab(), 'test');
+  registry.setNetwork(ops(), 'test');
+
+  it('find names, aliases, name.network and name.domain; all case-folded by the caller', () => {
+    const view = registry.current().view();
+    assert.deepEqual(text(view.lookup('web')), { a: ['10.77.0.10'], aaaa: 0 });
+    assert.deepEqual(text(view.lookup('www')), { a: ['10.77.0.10'], aaaa: 0 });
+    assert.deepEqual(text(view.lookup('db.lab')), { a: ['10.77.0.11'], aaaa: 1 });
+    assert.deepEqual(text(view.lookup('mon.ops.example')), { a: ['10.78.0.5'], aaaa: 0 });
+    assert.equal(view.lookup('nope.lab').kind, 'nxdomain');
+    assert.equal(view.lookup('lab').kind, 'apex');
+    assert.equal(view.lookup('example.com').kind, 'unknown');
+  });
+
+  it('see only the networks they are scoped to', () => {
+    const onlyOps = registry.current().view(['ops']);
+    assert.equal(onlyOps.lookup('web').kind, 'unknown');
+    assert.equal(onlyOps.lookup('web.lab').kind, 'unknown', 'another network\'s zone is not ours in this view');
+    assert.equal(onlyOps.lookup('mon').kind, 'found');
+  });
+
+  it('merge a name on several networks without duplicates, and answer PTR with a forward-resolvable name', () => {
+    const r = new Registry();
+    r.setNetwork(parseDocumentText('name: a\nendpoints: [{name: svc, ipv4: [10.1.0.5, 10.9.9.9]}]\n', 'a'), 't');
+    r.setNetwork(parseDocumentText('name: b\nendpoints: [{name: svc, ipv4: [10.2.0.5, 10.9.9.9]}]\n', 'b'), 't');
+    const view = r.current().view();
+    assert.deepEqual(text(view.lookup('svc')), { a: ['10.1.0.5', '10.9.9.9', '10.2.0.5'], aaaa: 0 });
+    assert.deepEqual(view.reverse('10.2.0.5'), ['svc.b']);
+    assert.deepEqual(text(view.lookup('svc.b')), { a: ['10.2.0.5', '10.9.9.9'], aaaa: 0 });
+  });
+
+  it('swap snapshots whole: an old snapshot keeps answering as it was', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), 'files');
+    const before = r.current();
+    r.setNetwork(parseDocumentText('name: lab\nendpoints: [{name: web, ipv4: 10.77.0.99}]\n', 'lab'), 'files');
+    assert.deepEqual(text(before.view().lookup('web')), { a: ['10.77.0.10'], aaaa: 0 });
+    assert.deepEqual(text(r.current().view().lookup('web')), { a: ['10.77.0.99'], aaaa: 0 });
+    assert.equal(r.current().view().lookup('www').kind, 'unknown');
+  });
+
+  it('refuse a network that another source already defines', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), 'file:a.yaml');
+    assert.throws(() => r.setNetwork(lab(), 'file:b.yaml'), /already defined by file:a\.yaml/);
+  });
+
+  it('view upstreams: the endpoint\'s own first, else its network\'s', () => {
+    const r = new Registry();
+    r.setNetwork(parseDocumentText('name: n\nupstreams: [10.0.0.53]\nendpoints:\n  - {name: a, ipv4: 10.0.0.2, upstreams: ["10.0.0.54:5353"]}\n  - {name: b, ipv4: 10.0.0.3}\n', 'n'), 't');
+    const view = r.current().view();
+    assert.deepEqual(view.upstreamsFor(view.endpointsAt('10.0.0.2')), ['10.0.0.54:5353']);
+    assert.deepEqual(view.upstreamsFor(view.endpointsAt('10.0.0.3')), ['10.0.0.53']);
+    assert.deepEqual(view.endpointsAt('10.0.0.4'), []);
+  });
+});
