@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../log.js';
 import { Daemon } from '../daemon/daemon.js';
-import type { ConfigFlags } from '../daemon/config.js';
+import { loadConfig, type ConfigFlags } from '../daemon/config.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
 import { formatResult, resultJson, sendQuery, type QueryRequest } from './query-client.js';
 
@@ -36,10 +36,10 @@ export async function run(argv: string[]): Promise<void> {
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;
-      const log = createLogger(opts.logLevel ?? 'info');
+      const config = loadConfig(flags);
+      const log = createLogger(config.logLevel);
       try {
-        const daemon = await Daemon.start(flags, log);
-        log.level = daemon.currentConfig.logLevel;
+        const daemon = await Daemon.start(flags, log, config);
         daemon.handleSignals();
       } catch (err) {
         log.fatal({ err }, 'cannot start');
