@@ -9,11 +9,15 @@ import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../log.js';
 
 const REGISTRY_FILE = /\.(ya?ml|json)$/i;
+const RECHECK_MS = 80;
 
 export class RegistryFiles {
   private watcher: FSWatcher | undefined;
   /** File → the network it last defined successfully. */
   private readonly networkOf = new Map<string, string>();
+  /** File → the text last read, so a repeated event for the same content does nothing. */
+  private readonly lastText = new Map<string, string>();
+  private readonly recheck = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly registry: Registry, private readonly log: Logger) {}
 
@@ -33,6 +37,7 @@ export class RegistryFiles {
       if (!REGISTRY_FILE.test(file)) return;
       const load = this.load(file);
       if (!ready) initial.push(load);
+      else this.scheduleRecheck(file);
     };
     watcher.on('add', onFile).on('change', onFile).on('unlink', (file) => this.unload(file));
     watcher.on('error', (err) => this.log.error({ err }, 'registry watcher error'));
@@ -47,10 +52,31 @@ export class RegistryFiles {
     return [...this.networkOf].filter(([file]) => path.resolve(file).startsWith(abs + path.sep)).map(([, n]) => n);
   }
 
+  /**
+   * chokidar throttles change events per file and drops a second atomic replace that lands within
+   * its ~50 ms window; one more read a little later makes sure the last write is what serves.
+   */
+  private scheduleRecheck(file: string): void {
+    clearTimeout(this.recheck.get(file));
+    this.recheck.set(file, setTimeout(() => {
+      this.recheck.delete(file);
+      void this.load(file);
+    }, RECHECK_MS));
+  }
+
   private async load(file: string): Promise<void> {
     const source = `file:${file}`;
+    let text: string;
     try {
-      const record = parseDocumentText(await readFile(file, 'utf8'), file);
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err, file }, 'registry file unreadable');
+      return;
+    }
+    if (this.lastText.get(file) === text) return;
+    this.lastText.set(file, text);
+    try {
+      const record = parseDocumentText(text, file);
       const previous = this.networkOf.get(file);
       this.registry.setNetwork(record, source);
       this.networkOf.set(file, record.network.name);
@@ -66,11 +92,14 @@ export class RegistryFiles {
     const network = this.networkOf.get(file);
     if (network === undefined) return;
     this.networkOf.delete(file);
+    this.lastText.delete(file);
     this.registry.removeNetwork(network, `file:${file}`);
     this.log.info({ file, network }, 'registry file removed; network withdrawn');
   }
 
   async close(): Promise<void> {
+    for (const timer of this.recheck.values()) clearTimeout(timer);
+    this.recheck.clear();
     await this.watcher?.close();
     this.watcher = undefined;
   }
