@@ -18,9 +18,11 @@ export const configSchema = z.object({
   stateDir: z.string().default('/var/lib/nsdns'),
   socket: z.string().default('/run/nsdns/nsdns.sock'),
   registries: z.array(z.string()).default([]),
-  listen: z.array(z.union([listenSchema, z.string().transform((s, ctx) => {
-    try { return parseListenSpec(s); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
-  })])).default([]),
+  /** Objects, or `ADDR:PORT[=net,...]` strings as on the command line. */
+  listen: z.array(z.preprocess((value, ctx) => {
+    if (typeof value !== 'string') return value;
+    try { return parseListenSpec(value); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
+  }, listenSchema)).default([]),
   upstreams: z.array(upstreamAddress).default([]),
   /** Where the host's resolvers are read from, or false to never use them. */
   resolvConf: z.union([z.string(), z.literal(false)]).default('/etc/resolv.conf'),

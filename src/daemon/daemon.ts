@@ -71,7 +71,7 @@ export class Daemon {
       await this.hostResolvers.close();
       this.hostResolvers = new HostResolvers(next.resolvConf, this.log);
     }
-    if (JSON.stringify(next.cache) !== JSON.stringify(previous.cache)) this.resolver.forwarder.cache.clear();
+    if (JSON.stringify(next.cache) !== JSON.stringify(previous.cache)) this.resolver.forwarder.cache = new AnswerCache(next.cache);
     this.resolver.forwarder.configure(forwardOptions(next));
     if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
     await this.listeners.reconcile(next.listen, next.tcp);

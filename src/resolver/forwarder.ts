@@ -45,7 +45,7 @@ export class Forwarder {
 
   constructor(
     private options: ForwardOptions,
-    readonly cache: AnswerCache,
+    public cache: AnswerCache,
     private readonly exchange: Exchange,
     private readonly log: Logger,
   ) {}

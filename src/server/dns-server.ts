@@ -45,8 +45,11 @@ export class DnsServer {
       return;
     }
     this.pending++;
-    reply.then((buf) => this.udp.send(buf, rinfo.port, rinfo.address), (err) => this.log.error({ err }, 'resolver failed'))
-      .finally(() => this.settle());
+    // Settled only once the datagram has left: closing the socket earlier would drop it.
+    reply.then(
+      (buf) => this.udp.send(buf, rinfo.port, rinfo.address, () => this.settle()),
+      (err) => { this.log.error({ err }, 'resolver failed'); this.settle(); },
+    );
   }
 
   private answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer> {

@@ -1,0 +1,109 @@
+// The daemon as a process: configuration errors, signals, and the `nsdns query` client.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import path from 'node:path';
+import { execa } from 'execa';
+import { MAIN, ROOT, startDaemon } from '../helpers/daemon.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { dig, digShort } from '../helpers/dig.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const nsdns = (...args: string[]) => execa(process.execPath, [MAIN, ...args], { reject: false, cwd: ROOT });
+
+describe('configuration', () => {
+  it('rejects a bad config file with a message naming the key, and exits non-zero', async () => {
+    const dir = tempDir();
+    try {
+      const config = dir.write('bad.yaml', 'ttl: -3\nlisten: ["not-an-address"]\nsurprise: true\n');
+      const r = await nsdns('serve', '--config', config);
+      assert.notEqual(r.exitCode, 0);
+      assert.match(r.stderr, /invalid configuration in .*bad\.yaml/);
+      assert.match(r.stderr, /ttl: /);
+      assert.match(r.stderr, /listen\.0: --listen "not-an-address"/);
+      assert.match(r.stderr, /Unrecognized key.*surprise/);
+      const missing = await nsdns('serve', '--config', path.join(dir.dir, 'nope.yaml'));
+      assert.match(missing.stderr, /cannot read config file/);
+      const usage = await nsdns('serve', '--ttl', 'soon');
+      assert.equal(usage.exitCode, 2);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('reports a port it cannot bind', async () => {
+    const first = await startDaemon(['--listen', '127.0.0.1:0']);
+    try {
+      const r = await nsdns('serve', '--state-dir', first.stateDir, '--listen', first.server, '--no-resolv-conf');
+      assert.equal(r.exitCode, 1);
+      assert.match(r.stderr, /cannot listen on udp 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    } finally {
+      await first.stop();
+    }
+  });
+});
+
+describe('signals', () => {
+  it('SIGTERM: answers the query in flight, then exits 0', async () => {
+    const slow = await FakeUpstream.start({ zone: { 'slow.test': ['192.0.2.50'] }, delayMs: 600 });
+    const daemon = await startDaemon(['--listen', '127.0.0.1:0', '--upstream', slow.spec]);
+    try {
+      const pending = digShort(daemon.server, 'slow.test');
+      await new Promise((r) => setTimeout(r, 200));
+      daemon.signal('SIGTERM');
+      assert.deepEqual(await pending, ['192.0.2.50']);
+      assert.equal(await daemon.waitForExit(), 0);
+    } finally {
+      await daemon.stop();
+      await slow.stop();
+    }
+  });
+
+  it('SIGHUP: reloads the config file, and keeps running on a bad one', async () => {
+    const dir = tempDir();
+    const a = await FakeUpstream.start({ zone: { 'x.test': ['192.0.2.1'] } });
+    const b = await FakeUpstream.start({ zone: { 'x.test': ['192.0.2.2'] } });
+    const config = dir.write('c.yaml', `upstreams: ["${a.spec}"]\nttl: 5\nregistries: [${path.join(ROOT, 'fixtures/lab')}]\nresolvConf: false\ncache: {size: 0}\n`);
+    const daemon = await startDaemon(['--config', config, '--listen', '127.0.0.1:0']);
+    try {
+      assert.deepEqual(await digShort(daemon.server, 'x.test'), ['192.0.2.1']);
+      dir.write('c.yaml', `upstreams: ["${b.spec}"]\nttl: 42\nregistries: [${path.join(ROOT, 'fixtures/lab')}]\nresolvConf: false\ncache: {size: 0}\n`);
+      daemon.signal('SIGHUP');
+      await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
+      assert.deepEqual(await digShort(daemon.server, 'x.test'), ['192.0.2.2']);
+      assert.equal((await dig(daemon.server, 'web')).answers[0].ttl, 42);
+      dir.write('c.yaml', 'ttl: "soon"\n');
+      daemon.signal('SIGHUP');
+      await daemon.waitForLog((l) => String(l.msg).startsWith('reload refused'));
+      assert.equal((await dig(daemon.server, 'web')).answers[0].ttl, 42);
+    } finally {
+      await daemon.stop();
+      await a.stop();
+      await b.stop();
+      dir.cleanup();
+    }
+  });
+});
+
+describe('nsdns query', () => {
+  it('asks over UDP or TCP and prints text or JSON', async () => {
+    const daemon = await startDaemon(['--registry', path.join(ROOT, 'fixtures/lab'), '--listen', '127.0.0.1:0']);
+    try {
+      const text = await nsdns('query', 'www.lab', '--server', daemon.server);
+      assert.equal(text.exitCode, 0);
+      assert.match(text.stdout, /www\.lab\.\s+5\s+IN\s+A\s+10\.77\.0\.10/);
+      const json = await nsdns('query', 'db', 'AAAA', '--server', daemon.server, '--tcp', '--json');
+      const parsed = JSON.parse(json.stdout);
+      assert.equal(parsed.transport, 'tcp');
+      assert.equal(parsed.aa, true);
+      assert.deepEqual(parsed.answers.map((a: { data: string }) => a.data), ['fd77::11']);
+      const nx = JSON.parse((await nsdns('query', 'nope.lab', '--server', daemon.server, '--json')).stdout);
+      assert.equal(nx.rcode, 'NXDOMAIN');
+      assert.equal(nx.authorities[0].type, 'SOA');
+      const dead = await nsdns('query', 'x', '--server', '127.0.0.1:9', '--timeout', '300');
+      assert.equal(dead.exitCode, 1);
+      assert.match(dead.stderr, /no answer from 127\.0\.0\.1:9/);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
