@@ -5,6 +5,12 @@ import { Daemon } from '../daemon/daemon.js';
 import { loadConfig, type ConfigFlags } from '../daemon/config.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
 import { formatResult, resultJson, sendQuery, type QueryRequest } from './query-client.js';
+import { networkCommands } from './network-commands.js';
+import { resolveTarget } from '../plumbing/target.js';
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 const int = (value: string) => {
@@ -33,6 +39,10 @@ export async function run(argv: string[]): Promise<void> {
     .option('--cache-size <entries>', 'upstream answers kept in the cache (default 10000; 0 disables)', int)
     .option('--max-ttl <seconds>', 'cap on cached TTLs (default 3600)', int)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--link-prefix <prefix>', 'prefix of the links nsdns names (default ns)')
+    .option('--nft-table <name>', 'nftables table (family inet) nsdns owns (default nsdns)')
+    .addOption(new Option('--firewall <driver>', 'firewall driver').choices(['nftables', 'none']))
+    .option('--resolv-conf-dir <dir>', 'per-namespace files for ip netns exec (default /etc/netns)')
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;
@@ -56,12 +66,22 @@ export async function run(argv: string[]): Promise<void> {
     .option('--tcp', 'use TCP instead of UDP', false)
     .option('--timeout <ms>', 'how long to wait', int, 3000)
     .option('--json', 'print the reply as JSON', false)
-    .action(async (name: string, type: string, opts) => {
+    .option('--netns <target>', 'ask from inside this namespace (name, path or PID), at 127.0.0.11:53 unless --server is given')
+    .action(async (name: string, type: string, opts, command: Command) => {
+      if (opts.netns !== undefined) {
+        const { path: netns } = resolveTarget(opts.netns);
+        const server = command.getOptionValueSource('server') === 'default' ? '127.0.0.11:53' : opts.server;
+        const args = [MAIN, 'query', name, type, '--server', server, '--timeout', String(opts.timeout), ...(opts.tcp ? ['--tcp'] : []), ...(opts.json ? ['--json'] : [])];
+        const r = await execa('nsenter', [`--net=${netns}`, '--', process.execPath, ...args], { stdio: 'inherit', reject: false });
+        process.exitCode = r.exitCode ?? 1;
+        return;
+      }
       const server = parseUpstream(opts.server);
       const req: QueryRequest = { name, type, host: server.host, port: server.port, tcp: opts.tcp, timeoutMs: opts.timeout };
       const result = await sendQuery(req);
       process.stdout.write(`${opts.json ? JSON.stringify(resultJson(result, req), null, 2) : formatResult(result, req)}\n`);
     });
 
+  networkCommands(program);
   await program.parseAsync(argv);
 }

@@ -43,6 +43,17 @@ export const configSchema = z.object({
     idleTimeoutMs: z.number().int().min(100).default(10_000),
     maxConnections: z.number().int().min(1).default(256),
   }).strict().prefault({}),
+  plumbing: z.object({
+    /** Prefix of the links nsdns names (bridges `<prefix>br-…`, veth host ends `<prefix>v…`). */
+    linkPrefix: z.string().regex(/^[a-z][a-z0-9]{0,3}$/, '1-4 lower-case letters or digits, starting with a letter').default('ns'),
+    /** The nftables table (family inet) nsdns owns; nothing else is touched. */
+    nftTable: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]{0,31}$/).default('nsdns'),
+    firewall: z.enum(['nftables', 'none']).default('nftables'),
+    /** Where `ip netns exec` finds per-namespace files (resolv.conf). */
+    resolvConfDir: z.string().default('/etc/netns'),
+    /** Address pools for networks created without --subnet: CIDR and the size of each block. */
+    pools: z.array(z.object({ base: z.string(), size: z.number().int().min(8).max(126) }).strict()).optional(),
+  }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict();
 
@@ -62,6 +73,10 @@ export interface ConfigFlags {
   cacheSize?: number;
   maxTtl?: number;
   logLevel?: string;
+  linkPrefix?: string;
+  nftTable?: string;
+  firewall?: string;
+  resolvConfDir?: string;
 }
 
 export function loadConfig(flags: ConfigFlags): Config {
@@ -76,6 +91,9 @@ export function loadConfig(flags: ConfigFlags): Config {
   set('resolvConf', flags.resolvConf);
   set('ttl', flags.ttl);
   set('logLevel', flags.logLevel);
+  const plumbing = { ...(merged.plumbing as object | undefined) } as Record<string, unknown>;
+  for (const key of ['linkPrefix', 'nftTable', 'firewall', 'resolvConfDir'] as const) if (flags[key] !== undefined) plumbing[key] = flags[key];
+  if (Object.keys(plumbing).length > 0) merged.plumbing = plumbing;
   if (flags.cacheSize !== undefined || flags.maxTtl !== undefined) {
     const cache = { ...(merged.cache as object | undefined) } as Record<string, unknown>;
     if (flags.cacheSize !== undefined) cache.size = flags.cacheSize;

@@ -12,14 +12,25 @@ import { loadConfig, type Config, type ConfigFlags } from './config.js';
 import { HostListeners } from './host-listeners.js';
 import { RegistryFiles } from './registry-files.js';
 import { HostResolvers } from './resolv-conf.js';
-import { STATE_SOURCE, StateStore } from './state-store.js';
+import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
+import { NetworkManager } from '../plumbing/network-manager.js';
+import { NftFirewall, NoFirewall } from '../plumbing/firewall.js';
+import { DEFAULT_POOLS } from '../plumbing/ipam.js';
+import { NsenterBinder } from '../netns/binder.js';
+import { NamespaceListeners } from '../netns/namespace-listeners.js';
+import { NsdnsError } from '../errors.js';
+import { ControlServer } from './control.js';
+import { controlHandlers } from './handlers.js';
 
 export class Daemon {
   readonly registry = new Registry();
   readonly resolver: Resolver;
   readonly listeners: HostListeners;
   readonly state: StateStore;
+  readonly namespaces: NamespaceListeners;
+  readonly manager: NetworkManager;
   private readonly files: RegistryFiles;
+  private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
   private stopping: Promise<void> | undefined;
 
@@ -30,6 +41,28 @@ export class Daemon {
     this.listeners = new HostListeners(this.registry, this.resolver, log.child({ module: 'listener' }));
     this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }));
     this.state = new StateStore(config.stateDir);
+    this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), config.tcp, log.child({ module: 'netns' }));
+    this.registry.on('change', () => void this.namespaces.reconcile());
+    const plumbing = config.plumbing;
+    this.manager = new NetworkManager({
+      registry: this.registry,
+      state: this.state,
+      intents: new IntentStore(config.stateDir),
+      firewall: plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall(),
+      namespaceReady: (netns) => this.namespaceReady(netns),
+      log: log.child({ module: 'plumbing' }),
+    }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
+    this.control = new ControlServer(config.socket, controlHandlers({
+      registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,
+    }), log.child({ module: 'control' }));
+  }
+
+  /** Resolves once 127.0.0.11:53 is served in `netns`; a connect returns only then. */
+  private async namespaceReady(netns: string): Promise<void> {
+    await this.namespaces.reconcile();
+    if (!this.namespaces.isServed(netns)) {
+      throw new NsdnsError('ERR_NETNS_BIND', this.namespaces.failure(netns) ?? `${netns} is not served`);
+    }
   }
 
   static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
@@ -37,6 +70,11 @@ export class Daemon {
     try {
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
       await daemon.files.watch(config.registries);
+      if (process.getuid?.() === 0) {
+        for (const line of await daemon.manager.recover()) log.warn(line);
+      }
+      await daemon.namespaces.reconcile();
+      await daemon.control.start();
       await daemon.listeners.reconcile(config.listen, config.tcp);
       daemon.resolver.configure(daemon.resolverSettings());
     } catch (err) {
@@ -46,6 +84,7 @@ export class Daemon {
     log.info({
       listeners: daemon.listeners.all.map((l) => ({ address: l.address, port: l.port })),
       networks: [...daemon.registry.current().networks.keys()],
+      namespaces: daemon.namespaces.namespaces.length,
       upstreams: config.upstreams,
     }, 'ready');
     return daemon;
@@ -93,6 +132,8 @@ export class Daemon {
   /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.control.close();
+      await this.namespaces.closeAll();
       await this.listeners.closeAll();
       await this.files.close();
       await this.hostResolvers.close();

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, type CompiledNetwork } from './compiled.js';
-import type { NetworkRecord } from './types.js';
+import type { Endpoint, NetworkRecord } from './types.js';
 import { View } from './view.js';
 
 export class Snapshot {
@@ -27,6 +27,24 @@ export class Snapshot {
       this.views.set(key, view);
     }
     return view;
+  }
+
+  private byNamespace: Map<string, Endpoint[]> | undefined;
+
+  /** Endpoints grouped by the namespace they live in (only endpoints that name one). */
+  namespaces(): ReadonlyMap<string, readonly Endpoint[]> {
+    if (!this.byNamespace) {
+      this.byNamespace = new Map();
+      for (const net of this.networks.values()) {
+        for (const e of net.endpoints) {
+          if (e.netns === undefined) continue;
+          const list = this.byNamespace.get(e.netns);
+          if (list) list.push(e);
+          else this.byNamespace.set(e.netns, [e]);
+        }
+      }
+    }
+    return this.byNamespace;
   }
 
   get records(): NetworkRecord[] {

@@ -72,6 +72,10 @@ export async function startDaemon(args: string[], options: { env?: NodeJS.Proces
   const stateDir = mkdtempSync(path.join(tmpdir(), 'nsdns-test-'));
   const full = ['serve', ...args];
   if (!args.includes('--state-dir')) full.push('--state-dir', stateDir);
+  if (!args.includes('--socket')) full.push('--socket', path.join(stateDir, 'nsdns.sock'));
+  // Tests never touch the real nsdns table or link names: each daemon gets its own.
+  if (!args.includes('--nft-table')) full.push('--nft-table', `nsdns_test_${path.basename(stateDir).replace(/\W/g, '_')}`);
+  if (!args.includes('--link-prefix')) full.push('--link-prefix', 'nt');
   if (!args.includes('--resolv-conf') && !args.includes('--no-resolv-conf') && !args.includes('--config')) full.push('--no-resolv-conf');
   const proc = spawn(process.execPath, [MAIN, ...full], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const daemon = new RunningDaemon(proc, stateDir);

@@ -57,3 +57,45 @@ export class StateStore {
     await rm(path.join(this.networksDir, `${name}.json`), { force: true });
   }
 }
+
+/**
+ * Write-ahead notes for connects in progress: written before a veth is created, removed once the
+ * endpoint is committed. A daemon killed in between finds the note at start and removes the link,
+ * so nothing is orphaned.
+ */
+export interface ConnectIntent {
+  endpointId: string;
+  network: string;
+  hostIf: string;
+  netns: string;
+}
+
+export class IntentStore {
+  constructor(private readonly dir: string) {}
+
+  private file(id: string): string {
+    return path.join(this.dir, 'pending', `${id}.json`);
+  }
+
+  async write(intent: ConnectIntent): Promise<void> {
+    await writeFileAtomic(this.file(intent.endpointId), JSON.stringify(intent), 0o600);
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(this.file(id), { force: true });
+  }
+
+  async list(): Promise<ConnectIntent[]> {
+    const dir = path.join(this.dir, 'pending');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const out: ConnectIntent[] = [];
+    for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json'))) {
+      try {
+        out.push(JSON.parse(await readFile(path.join(dir, f), 'utf8')) as ConnectIntent);
+      } catch {
+        await rm(path.join(dir, f), { force: true });
+      }
+    }
+    return out;
+  }
+}

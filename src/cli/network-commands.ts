@@ -1,0 +1,184 @@
+// `nsdns network ...` and `nsdns debug`: clients of the daemon's control socket, with the
+// conventions of `docker network` (create prints the id, ls a table, inspect JSON).
+import { Command, Option } from 'commander';
+import { execa } from 'execa';
+import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
+import { resolveTarget } from '../plumbing/target.js';
+import { call } from './control-client.js';
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
+
+function table(rows: Array<Record<string, unknown>>, columns: Array<[string, string]>): string {
+  const cells = [columns.map(([, title]) => title), ...rows.map((r) => columns.map(([key]) => formatCell(r[key])))];
+  const widths = columns.map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  return cells.map((c) => c.map((v, i) => v.padEnd(widths[i])).join('   ').trimEnd()).join('\n');
+}
+
+function formatCell(v: unknown): string {
+  if (Array.isArray(v)) return v.join(',');
+  if (v === null || v === undefined) return '-';
+  return String(v);
+}
+
+const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
+
+export function networkCommands(program: Command): void {
+  const network = program.command('network').description('manage networks (docker network style); needs a running daemon');
+
+  network.command('create')
+    .description('create a bridge network')
+    .argument('<name>')
+    .option('--subnet <cidr>', 'subnet, IPv4 or IPv6 (repeatable; default: a free one from the pools)', collect)
+    .option('--gateway <ip>', 'gateway address (default: the first address of the subnet)')
+    .option('--ip-range <cidr>', 'allocate endpoint addresses from this part of the subnet')
+    .option('--internal', 'no route out and no upstream DNS', false)
+    .option('--bridge <name>', 'bridge interface name (default derived from the network id)')
+    .option('--mtu <n>', 'MTU of the bridge and veths', (v) => Number(v))
+    .option('--dns-upstream <ip>', 'upstream DNS server for this network (repeatable)', collect)
+    .option('--domain <name>', 'extra DNS zone for names on this network')
+    .option('--opt <key=value>', 'driver option, kept as given (repeatable)', collect)
+    .option('--json', 'print the network as JSON', false)
+    .addOption(socketOption())
+    .action(async (name: string, o) => {
+      const options = Object.fromEntries((o.opt ?? []).map((kv: string) => {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new Error(`--opt "${kv}": expected key=value`);
+        return [kv.slice(0, i), kv.slice(i + 1)];
+      }));
+      const result = await call<{ Id: string }>(o.socket, 'network.create', {
+        name, subnets: o.subnet, gateway: o.gateway, ipRange: o.ipRange, internal: o.internal, bridge: o.bridge,
+        mtu: o.mtu, dnsUpstreams: o.dnsUpstream, domain: o.domain, options,
+      });
+      print(o.json ? result : result.Id);
+    });
+
+  network.command('ls')
+    .description('list networks')
+    .option('--json', 'print JSON', false)
+    .option('-q, --quiet', 'print names only', false)
+    .addOption(socketOption())
+    .action(async (o) => {
+      const rows = await call<Array<Record<string, unknown>>>(o.socket, 'network.ls');
+      if (o.json) print(rows);
+      else if (o.quiet) rows.forEach((r) => print(String(r.name)));
+      else print(table(rows, [['id', 'NETWORK ID'], ['name', 'NAME'], ['driver', 'DRIVER'], ['subnets', 'SUBNETS'], ['internal', 'INTERNAL'], ['endpoints', 'ENDPOINTS'], ['bridge', 'BRIDGE'], ['source', 'SOURCE']]));
+    });
+
+  network.command('inspect')
+    .description('show networks as JSON (the shape of docker network inspect)')
+    .argument('<names...>')
+    .addOption(socketOption())
+    .action(async (names: string[], o) => { print(await call(o.socket, 'network.inspect', { names })); });
+
+  network.command('rm')
+    .description('remove networks (refused while endpoints are attached, unless --force)')
+    .argument('<names...>')
+    .option('-f, --force', 'disconnect attached endpoints first', false)
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (names: string[], o) => {
+      const removed = await call<string[]>(o.socket, 'network.rm', { names, force: o.force });
+      print(o.json ? removed : removed.join('\n'));
+    });
+
+  network.command('prune')
+    .description('remove every nsdns network without endpoints')
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (o) => {
+      const removed = await call<string[]>(o.socket, 'network.prune');
+      print(o.json ? removed : removed.length > 0 ? `Deleted Networks:\n${removed.join('\n')}` : 'No networks to delete');
+    });
+
+  network.command('connect')
+    .description('attach a namespace (name, path or PID) to a network; returns once its name resolves')
+    .argument('<network>')
+    .argument('<target>', 'named namespace, namespace file, or PID')
+    .option('--name <name>', 'endpoint name (default: the namespace name)')
+    .option('--alias <alias>', 'extra name (repeatable)', collect)
+    .option('--ip <ip>', 'IPv4 address (default: allocated)')
+    .option('--ip6 <ip>', 'IPv6 address (default: allocated when the network has an IPv6 subnet)')
+    .option('--mac <mac>', 'MAC address of the interface')
+    .option('--ifname <name>', 'interface name in the namespace (default eth0, eth1, ...)')
+    .option('--dns <ip>', 'upstream DNS server for this endpoint (repeatable)', collect)
+    .option('--publish <[hostip:]hostport:port[/proto]>', 'publish a port on the host (repeatable)', collect)
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (networkName: string, target: string, o) => {
+      const result = await call<Record<string, unknown>>(o.socket, 'network.connect', {
+        network: networkName, target, name: o.name, aliases: o.alias, ip: o.ip, ip6: o.ip6, mac: o.mac, ifname: o.ifname, dns: o.dns, publish: o.publish,
+      });
+      print(o.json ? result : `${result.name} (${result.shortId}) on ${networkName}: ${[...(result.ipv4 as string[]), ...(result.ipv6 as string[])].join(' ')} via ${result.ifname}`);
+    });
+
+  network.command('disconnect')
+    .description('detach a namespace or endpoint from a network')
+    .argument('<network>')
+    .argument('<target>', 'namespace (name, path, PID), endpoint name or id')
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (networkName: string, target: string, o) => {
+      const result = await call<Record<string, unknown>>(o.socket, 'network.disconnect', { network: networkName, target });
+      print(o.json ? result : `${result.name} disconnected from ${networkName}`);
+    });
+
+  program.command('debug')
+    .description('show what a namespace sees: attachments, addresses, routes, resolv.conf, its resolver and view')
+    .argument('<target>', 'named namespace, namespace file, or PID')
+    .option('--resolve <name>', 'resolve a name as the namespace would, and say where the answer came from')
+    .option('--type <type>', 'record type for --resolve', 'A')
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (target: string, o) => {
+      const ns = resolveTarget(target);
+      const kernel = await kernelView(ns.path);
+      let daemon: Record<string, unknown>;
+      try {
+        daemon = await call<Record<string, unknown>>(o.socket, 'debug.namespace', { target, resolve: o.resolve, type: o.type });
+      } catch (err) {
+        daemon = { error: (err as Error).message };
+      }
+      const report = { namespace: ns.path, ...kernel, daemon };
+      print(o.json ? report : formatDebug(report));
+    });
+}
+
+async function kernelView(netns: string): Promise<{ interfaces: unknown; routes: unknown; listening53: boolean }> {
+  const run = async (...args: string[]) => (await execa('nsenter', [`--net=${netns}`, '--', ...args], { reject: false })).stdout;
+  const interfaces = JSON.parse((await run('ip', '-j', 'addr', 'show')) || '[]') as Array<{ ifname: string; operstate: string; address?: string; addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  const routes = JSON.parse((await run('ip', '-j', 'route', 'show')) || '[]') as Array<{ dst: string; gateway?: string; dev?: string }>;
+  const sockets = await run('ss', '-Hlnu', 'src', '127.0.0.11:53');
+  return {
+    interfaces: interfaces.map((i) => ({ name: i.ifname, state: i.operstate, mac: i.address, addresses: (i.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) })),
+    routes: routes.map((r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`),
+    listening53: sockets.trim().length > 0,
+  };
+}
+
+function formatDebug(r: Record<string, unknown>): string {
+  const d = r.daemon as Record<string, unknown>;
+  const lines = [`namespace ${r.namespace}`];
+  lines.push('interfaces:');
+  for (const i of r.interfaces as Array<{ name: string; state: string; addresses: string[] }>) lines.push(`  ${i.name.padEnd(10)} ${i.state.padEnd(8)} ${i.addresses.join(' ')}`);
+  lines.push('routes:', ...(r.routes as string[]).map((x) => `  ${x}`));
+  lines.push(`127.0.0.11:53 (udp) listening: ${r.listening53 ? 'yes' : 'no'}`);
+  if (d.error) {
+    lines.push(`daemon: ${d.error}`);
+    return lines.join('\n');
+  }
+  lines.push(`served by nsdns: ${d.served ? 'yes' : 'no'}${d.bindError ? ` (${d.bindError})` : ''}`);
+  lines.push(`view (networks it resolves): ${(d.view as string[]).join(', ') || '(none)'}`);
+  lines.push('endpoints:');
+  for (const e of d.endpoints as Array<Record<string, unknown>>) lines.push(`  ${e.name} on ${e.network}: ${[...(e.ipv4 as string[]), ...(e.ipv6 as string[])].join(' ')} (${e.ifname}, aliases ${(e.aliases as string[]).join(',') || '-'})`);
+  lines.push(`upstreams: ${(d.upstreams as string[]).join(', ') || '(none)'}`);
+  lines.push('resolv.conf:', ...(String(d.resolvConf ?? '(not written by nsdns)').trim().split('\n').map((l) => `  ${l}`)));
+  const res = d.resolution as Record<string, unknown> | undefined;
+  if (res) {
+    const origin = res.origin as Record<string, string>;
+    const from = origin.source === 'upstream' ? `upstream ${origin.server}` : origin.source === 'error' ? `error: ${origin.reason}` : origin.source;
+    lines.push(`resolve ${res.name} ${res.type}: ${res.rcode} from ${from}`);
+    for (const a of res.answers as Array<Record<string, unknown>>) lines.push(`  ${a.type} ${a.data} ttl ${a.ttl}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,141 @@
+// What each control method does: thin adapters from requests to the network manager, and the
+// shapes people and scripts see (`docker network inspect`-like JSON).
+import dnsPacket from 'dns-packet';
+import { NsdnsError } from '../errors.js';
+import type { NetworkManager } from '../plumbing/network-manager.js';
+import type { ConnectRequest, CreateNetworkRequest } from '../plumbing/requests.js';
+import { resolveTarget } from '../plumbing/target.js';
+import type { Registry } from '../registry/registry.js';
+import type { Endpoint, NetworkRecord } from '../registry/types.js';
+import type { Resolver } from '../resolver/resolver.js';
+import type { NamespaceListeners } from '../netns/namespace-listeners.js';
+import { STATE_SOURCE } from '../plumbing/state.js';
+import type { Handler } from './control.js';
+
+export interface HandlerDeps {
+  registry: Registry;
+  manager: NetworkManager;
+  resolver: Resolver;
+  namespaces: NamespaceListeners;
+}
+
+function params<T>(value: unknown): T {
+  if (typeof value !== 'object' || value === null) throw new NsdnsError('ERR_BAD_REQUEST', 'parameters must be an object');
+  return value as T;
+}
+
+function prefixLength(record: NetworkRecord, address: string): number {
+  const subnet = record.network.subnets.find((s) => s.subnet.includes(':') === address.includes(':'));
+  return subnet ? Number(subnet.subnet.split('/')[1]) : address.includes(':') ? 128 : 32;
+}
+
+/** The shape of `docker network inspect`. */
+export function inspectNetwork(record: NetworkRecord, source: string | undefined): object {
+  const { network, endpoints } = record;
+  return {
+    Name: network.name,
+    Id: network.id,
+    Created: network.created ?? null,
+    Scope: 'local',
+    Driver: network.bridge ? 'bridge' : 'static',
+    EnableIPv6: network.subnets.some((s) => s.subnet.includes(':')),
+    IPAM: { Driver: 'default', Options: {}, Config: network.subnets.map((s) => ({ Subnet: s.subnet, ...(s.gateway && { Gateway: s.gateway }), ...(s.ipRange && { IPRange: s.ipRange }) })) },
+    Internal: network.internal,
+    Attachable: true,
+    Options: {
+      ...(network.bridge && { 'com.docker.network.bridge.name': network.bridge }),
+      ...(network.mtu && { 'com.docker.network.driver.mtu': String(network.mtu) }),
+      ...network.options,
+    },
+    DNS: { Upstreams: network.upstreams, ...(network.domain && { Domain: network.domain }) },
+    Source: source === STATE_SOURCE ? 'nsdns' : source,
+    Containers: Object.fromEntries(endpoints.map((e) => [e.id, {
+      Name: e.name,
+      EndpointID: e.id,
+      MacAddress: e.mac ?? '',
+      IPv4Address: e.ipv4[0] ? `${e.ipv4[0]}/${prefixLength(record, e.ipv4[0])}` : '',
+      IPv6Address: e.ipv6[0] ? `${e.ipv6[0]}/${prefixLength(record, e.ipv6[0])}` : '',
+      Aliases: e.aliases,
+      ...(e.netns && { Namespace: e.netns }),
+      ...(e.ifname && { Interface: e.ifname }),
+      ...(e.ports && e.ports.length > 0 && { Ports: e.ports }),
+    }])),
+    Labels: {},
+  };
+}
+
+export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
+  const gateway = record.network.subnets.find((s) => !s.subnet.includes(':'))?.gateway;
+  return {
+    network: e.network, name: e.name, id: e.id, shortId: e.id.slice(0, 12), aliases: e.aliases, ipv4: e.ipv4, ipv6: e.ipv6,
+    mac: e.mac, ifname: e.ifname, hostIf: e.hostIf, netns: e.netns, gateway, nameserver: '127.0.0.11', ports: e.ports ?? [],
+  };
+}
+
+export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
+  const { registry, manager } = deps;
+  const recordOf = (name: string): NetworkRecord => {
+    const compiled = registry.current().networks.get(name);
+    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${name}" not found; see \`nsdns network ls\``);
+    return { network: compiled.network, endpoints: [...compiled.endpoints] };
+  };
+  return {
+    ping: async () => ({ pid: process.pid }),
+    'network.create': async (p) => {
+      const network = await manager.createNetwork(params<CreateNetworkRequest>(p));
+      return inspectNetwork(recordOf(network.name), STATE_SOURCE);
+    },
+    'network.ls': async () => registry.current().records.map(({ network, endpoints }) => ({
+      name: network.name, id: network.id.slice(0, 12), driver: network.bridge ? 'bridge' : 'static', internal: network.internal,
+      subnets: network.subnets.map((s) => s.subnet), endpoints: endpoints.length, bridge: network.bridge ?? null,
+      source: registry.sourceOf(network.name) === STATE_SOURCE ? 'nsdns' : registry.sourceOf(network.name),
+    })).sort((a, b) => a.name.localeCompare(b.name)),
+    'network.inspect': async (p) => params<{ names: string[] }>(p).names.map((n) => inspectNetwork(recordOf(n), registry.sourceOf(n))),
+    'network.rm': async (p) => {
+      const { names, force } = params<{ names: string[]; force?: boolean }>(p);
+      return manager.removeNetworks(names, force ?? false);
+    },
+    'network.prune': async () => manager.prune(),
+    'network.connect': async (p) => {
+      const endpoint = await manager.connect(params<ConnectRequest>(p));
+      return endpointSummary(endpoint, recordOf(endpoint.network));
+    },
+    'network.disconnect': async (p) => {
+      const { network, target } = params<{ network: string; target: string }>(p);
+      const endpoint = await manager.disconnect(network, target);
+      return { network, name: endpoint.name, id: endpoint.id };
+    },
+    'debug.namespace': async (p) => debugNamespace(deps, params<{ target: string; resolve?: string; type?: string }>(p)),
+  };
+}
+
+async function debugNamespace(deps: HandlerDeps, p: { target: string; resolve?: string; type?: string }): Promise<object> {
+  const target = resolveTarget(p.target);
+  const snapshot = deps.registry.current();
+  const endpoints = snapshot.namespaces().get(target.path) ?? [];
+  const context = deps.namespaces.context(target.path);
+  const out: Record<string, unknown> = {
+    namespace: target.path,
+    name: target.name ?? null,
+    served: deps.namespaces.isServed(target.path),
+    bindError: deps.namespaces.failure(target.path) ?? null,
+    view: [...new Set(endpoints.map((e) => e.network))],
+    endpoints: endpoints.map((e) => endpointSummary(e, { network: snapshot.networks.get(e.network)!.network, endpoints: [] })),
+    upstreams: context ? deps.resolver.upstreamsFor(context.view(), { address: '127.0.0.1', transport: 'udp' }, context).map((s) => s.key) : [],
+    resolvConf: target.name ? (await deps.manager.resolvConfOf(target.name)) ?? null : null,
+  };
+  if (p.resolve) {
+    if (!context) throw new NsdnsError('ERR_NETNS', `${target.path} is not served by nsdns (no endpoint in it), so there is nothing to resolve from`);
+    const type = (p.type ?? 'A').toUpperCase() as dnsPacket.RecordType;
+    const query = dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: p.resolve, type, class: 'IN' }] });
+    const result = await deps.resolver.explain(query, { address: '127.0.0.1', transport: 'udp' }, context);
+    if (result) {
+      const reply = dnsPacket.decode(result.reply) as dnsPacket.Packet & { rcode?: string };
+      out.resolution = {
+        name: p.resolve, type, origin: result.origin, rcode: reply.rcode,
+        answers: (reply.answers ?? []).map((a) => ({ type: a.type, ttl: 'ttl' in a ? a.ttl : undefined, data: String((a as { data?: unknown }).data) })),
+      };
+    }
+  }
+  return out;
+}

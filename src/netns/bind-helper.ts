@@ -1,0 +1,25 @@
+// Runs for a moment inside a network namespace (started as `nsenter --net=PATH node bind-helper.js`):
+// binds the resolver's UDP socket and TCP server there, hands both to the daemon over the IPC
+// channel, and exits. The daemon then serves the namespace from its own event loop.
+import dgram from 'node:dgram';
+import net from 'node:net';
+
+const [address = '127.0.0.11', portText = '53'] = process.argv.slice(2);
+const port = Number(portText);
+
+function fail(stage: string, err: Error): never {
+  process.send?.({ kind: 'error', stage, message: err.message, code: (err as NodeJS.ErrnoException).code });
+  process.exit(1);
+}
+
+const udp = dgram.createSocket('udp4');
+udp.once('error', (err) => fail('udp', err));
+udp.bind({ address, port, exclusive: true }, () => {
+  const tcp = net.createServer();
+  tcp.once('error', (err) => fail('tcp', err));
+  tcp.listen({ host: address, port, backlog: 511 }, () => {
+    process.send!({ kind: 'udp' }, udp as unknown as net.Socket, () => {
+      process.send!({ kind: 'tcp' }, tcp, () => process.exit(0));
+    });
+  });
+});

@@ -1,0 +1,118 @@
+// One resolver listener per namespace that has endpoints, reconciled on every registry change:
+// a namespace that gains its first endpoint gets 127.0.0.11:53; one that loses its last has its
+// sockets closed at once (an open socket would keep the namespace alive).
+import { DnsServer, type TcpOptions } from '../server/dns-server.js';
+import type { ListenerContext, Resolver } from '../resolver/resolver.js';
+import type { Registry, Snapshot } from '../registry/registry.js';
+import type { View } from '../registry/view.js';
+import type { Endpoint } from '../registry/types.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Binder } from './binder.js';
+
+interface Served {
+  server: DnsServer;
+  context: ListenerContext;
+}
+
+export class NamespaceListeners {
+  private readonly served = new Map<string, Served>();
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly failed = new Map<string, string>();
+  private reconciling: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly resolver: Resolver,
+    private readonly binder: Binder,
+    private tcpOptions: TcpOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Brings listeners in line with the registry; calls are queued, never interleaved. */
+  reconcile(): Promise<void> {
+    this.reconciling = this.reconciling.then(() => this.reconcileNow());
+    return this.reconciling;
+  }
+
+  isServed(netns: string): boolean {
+    return this.served.has(netns);
+  }
+
+  failure(netns: string): string | undefined {
+    return this.failed.get(netns);
+  }
+
+  context(netns: string): ListenerContext | undefined {
+    return this.served.get(netns)?.context;
+  }
+
+  get namespaces(): string[] {
+    return [...this.served.keys()];
+  }
+
+  private async reconcileNow(): Promise<void> {
+    const wanted = this.registry.current().namespaces();
+    for (const [netns, served] of this.served) {
+      if (wanted.has(netns)) continue;
+      this.served.delete(netns);
+      await served.server.close();
+      this.log.info({ netns }, 'namespace has no endpoint left; its resolver sockets are closed');
+    }
+    await Promise.all([...wanted.keys()].filter((n) => !this.served.has(n)).map((n) => this.start(n)));
+  }
+
+  private start(netns: string): Promise<void> {
+    let starting = this.starting.get(netns);
+    if (!starting) {
+      starting = this.bind(netns).finally(() => this.starting.delete(netns));
+      this.starting.set(netns, starting);
+    }
+    return starting;
+  }
+
+  private async bind(netns: string): Promise<void> {
+    try {
+      const sockets = await this.binder.bind(netns);
+      const context = namespaceContext(netns, this.registry);
+      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpOptions, this.log.child({ netns }));
+      this.served.set(netns, { server, context });
+      this.failed.delete(netns);
+      this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');
+    } catch (err) {
+      this.failed.set(netns, errorMessage(err));
+      this.log.error({ err, netns }, 'cannot serve DNS in namespace');
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    await this.reconciling;
+    await Promise.all([...this.served.values()].map((s) => s.server.close()));
+    this.served.clear();
+  }
+}
+
+/** What a namespace sees: the networks its endpoints are on; its endpoints pick the upstreams. */
+function namespaceContext(netns: string, registry: Registry): ListenerContext {
+  let snapshot: Snapshot | undefined;
+  let view: View | undefined;
+  let endpoints: readonly Endpoint[] = [];
+  const refresh = () => {
+    const current = registry.current();
+    if (current !== snapshot || view === undefined) {
+      snapshot = current;
+      endpoints = current.namespaces().get(netns) ?? [];
+      view = current.view([...new Set(endpoints.map((e) => e.network))]);
+    }
+    return view;
+  };
+  return {
+    name: `netns:${netns}`,
+    inflight: 0,
+    view: refresh,
+    endpoints: () => {
+      refresh();
+      return endpoints;
+    },
+  };
+}

@@ -1,0 +1,126 @@
+// Links and addresses in the kernel. The host side is read over netlink (links, addresses, routes);
+// changes are made with iproute2 in one `ip -batch` per namespace, so a connect costs two spawns.
+import { execa } from 'execa';
+import { createRtNetlink } from 'netlink';
+import { NsdnsError } from '../errors.js';
+
+export interface BridgeSpec {
+  name: string;
+  /** Gateway addresses in CIDR form (10.0.0.1/24). */
+  addresses: string[];
+  mtu?: number;
+}
+
+export interface EndpointLinkSpec {
+  hostIf: string;
+  bridge: string;
+  netns: string;
+  ifname: string;
+  mac: string;
+  mtu?: number;
+  /** CIDR form. */
+  addresses: string[];
+  gateway4?: string;
+  gateway6?: string;
+}
+
+/** Runs `ip -batch -` (inside `netns` when given) and explains a failure with the command that failed. */
+async function ipBatch(lines: string[], netns?: string): Promise<void> {
+  const args = netns ? ['--net=' + netns, '--', 'ip', '-batch', '-'] : ['-batch', '-'];
+  const result = await execa(netns ? 'nsenter' : 'ip', args, { input: lines.join('\n') + '\n', reject: false });
+  if (result.exitCode !== 0) {
+    const detail = (result.stderr || result.stdout).trim().split('\n').slice(0, 3).join('; ');
+    throw new NsdnsError('ERR_LINK', `${netns ? `in ${netns}: ` : ''}ip failed: ${detail}`);
+  }
+}
+
+/** Host-side links by name, read over netlink. */
+export async function hostLinks(): Promise<Map<string, { index: number; up: boolean; master?: number }>> {
+  const socket = createRtNetlink();
+  try {
+    const links = await socket.getLinks();
+    return new Map(links.map((l) => [l.attrs.ifname ?? '', { index: l.data.index ?? 0, up: Boolean(l.data.flags?.up), master: l.attrs.master }]));
+  } finally {
+    socket.socket.close();
+  }
+}
+
+/** Every IPv4/IPv6 prefix the host already uses (addresses and routes), for overlap checks. */
+export async function hostPrefixes(): Promise<string[]> {
+  const socket = createRtNetlink();
+  try {
+    // One request at a time: the netlink package cannot interleave two dumps on one socket.
+    const addresses = await socket.getAddresses();
+    const routes = await socket.getRoutes();
+    const text = (b: Buffer | undefined) => (b && (b.length === 4 || b.length === 16) ? bufferToAddress(b) : undefined);
+    const out: string[] = [];
+    for (const a of addresses) {
+      const addr = text(a.attrs.address ?? a.attrs.local);
+      if (addr && !addr.startsWith('127.') && addr !== '::1' && !addr.startsWith('fe80')) out.push(`${addr}/${a.data.prefixlen}`);
+    }
+    for (const r of routes) {
+      const dst = text(r.attrs.dst);
+      if (dst && (r.data.dstLen ?? 0) > 0 && !dst.startsWith('127.') && !dst.startsWith('fe80') && !dst.startsWith('ff')) out.push(`${dst}/${r.data.dstLen}`);
+    }
+    return out;
+  } finally {
+    socket.socket.close();
+  }
+}
+
+function bufferToAddress(b: Buffer): string {
+  if (b.length === 4) return [...b].join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  return groups.join(':');
+}
+
+export async function createBridge(spec: BridgeSpec): Promise<void> {
+  const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
+  await ipBatch([
+    `link add ${spec.name}${mtu} type bridge`,
+    ...spec.addresses.map((a) => `addr add ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`),
+    `link set ${spec.name} up`,
+  ]);
+}
+
+/** Removes a link; a link that is already gone is not an error. */
+export async function deleteLink(name: string): Promise<void> {
+  if (!(await hostLinks()).has(name)) return;
+  await ipBatch([`link del ${name}`]);
+}
+
+/**
+ * A veth pair: the host end on the bridge, the other end created directly inside the namespace
+ * with its final name, MAC, addresses and routes, and `lo` up (127.0.0.11 lives on lo).
+ */
+export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> {
+  const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
+  await ipBatch([
+    `link add ${spec.hostIf}${mtu} type veth peer name ${spec.ifname}${mtu} address ${spec.mac} netns ${spec.netns}`,
+    `link set ${spec.hostIf} master ${spec.bridge} up`,
+  ]);
+  try {
+    await ipBatch([
+      'link set lo up',
+      ...spec.addresses.map((a) => `addr add ${a} dev ${spec.ifname}${a.includes(':') ? ' nodad' : ''}`),
+      `link set ${spec.ifname} up`,
+      ...(spec.gateway4 ? [`route add default via ${spec.gateway4} dev ${spec.ifname}`] : []),
+      ...(spec.gateway6 ? [`-6 route add default via ${spec.gateway6} dev ${spec.ifname}`] : []),
+    ], spec.netns);
+  } catch (err) {
+    await deleteLink(spec.hostIf).catch(() => {});
+    throw err;
+  }
+}
+
+/** Interface names already present inside a namespace. */
+export async function namespaceLinkNames(netns: string): Promise<string[]> {
+  const r = await execa('nsenter', [`--net=${netns}`, '--', 'ip', '-o', 'link', 'show'], { reject: false });
+  return r.stdout.split('\n').map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1]).filter((n): n is string => Boolean(n));
+}
+
+export async function setSysctl(key: string, value: string): Promise<void> {
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
+}
