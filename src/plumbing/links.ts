@@ -1,5 +1,6 @@
 // Links and addresses in the kernel. The host side is read over netlink (links, addresses, routes);
 // changes are made with iproute2 in one `ip -batch` per namespace, so a connect costs two spawns.
+import { writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { createRtNetlink } from 'netlink';
 import { NsdnsError } from '../errors.js';
@@ -82,6 +83,8 @@ export async function createBridge(spec: BridgeSpec): Promise<void> {
     ...spec.addresses.map((a) => `addr add ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`),
     `link set ${spec.name} up`,
   ]);
+  // Published ports are DNATed from 127.0.0.1 too; the kernel routes 127/8 out of a link only with this.
+  await writeFile(`/proc/sys/net/ipv4/conf/${spec.name}/route_localnet`, '1');
 }
 
 /** Removes a link; a link that is already gone is not an error. */
@@ -121,6 +124,5 @@ export async function namespaceLinkNames(netns: string): Promise<string[]> {
 }
 
 export async function setSysctl(key: string, value: string): Promise<void> {
-  const { writeFile } = await import('node:fs/promises');
   await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
 }

@@ -19,7 +19,7 @@ export class RunningDaemon {
   private readonly exited: Promise<number | null>;
   private readonly waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
 
-  constructor(readonly proc: ChildProcess, readonly stateDir: string) {
+  constructor(readonly proc: ChildProcess, readonly stateDir: string, private readonly keepState = false) {
     let partial = '';
     proc.stdout!.on('data', (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');
@@ -63,13 +63,14 @@ export class RunningDaemon {
       await this.exited;
       clearTimeout(timer);
     }
-    rmSync(this.stateDir, { recursive: true, force: true });
+    if (!this.keepState) rmSync(this.stateDir, { recursive: true, force: true });
   }
 }
 
 /** Starts `nsdns serve ARGS` (a --state-dir and --no-resolv-conf are added unless given). */
-export async function startDaemon(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunningDaemon> {
-  const stateDir = mkdtempSync(path.join(tmpdir(), 'nsdns-test-'));
+export async function startDaemon(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; keepState?: boolean } = {}): Promise<RunningDaemon> {
+  const given = args.indexOf('--state-dir');
+  const stateDir = given >= 0 ? args[given + 1] : mkdtempSync(path.join(tmpdir(), 'nsdns-test-'));
   const full = ['serve', ...args];
   if (!args.includes('--state-dir')) full.push('--state-dir', stateDir);
   if (!args.includes('--socket')) full.push('--socket', path.join(stateDir, 'nsdns.sock'));
@@ -78,7 +79,7 @@ export async function startDaemon(args: string[], options: { env?: NodeJS.Proces
   if (!args.includes('--link-prefix')) full.push('--link-prefix', 'nt');
   if (!args.includes('--resolv-conf') && !args.includes('--no-resolv-conf') && !args.includes('--config')) full.push('--no-resolv-conf');
   const proc = spawn(process.execPath, [MAIN, ...full], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const daemon = new RunningDaemon(proc, stateDir);
+  const daemon = new RunningDaemon(proc, stateDir, options.keepState ?? false);
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
   const ready = await Promise.race([
