@@ -109,7 +109,7 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
       ...spec.addresses.map((a) => `addr add ${a} dev ${spec.ifname}${a.includes(':') ? ' nodad' : ''}`),
       `link set ${spec.ifname} up`,
       ...(spec.gateway4 ? [`route add default via ${spec.gateway4} dev ${spec.ifname}`] : []),
-      ...(spec.gateway6 ? [`-6 route add default via ${spec.gateway6} dev ${spec.ifname}`] : []),
+      ...(spec.gateway6 ? [`route add default via ${spec.gateway6} dev ${spec.ifname}`] : []),
     ], spec.netns);
   } catch (err) {
     await deleteLink(spec.hostIf).catch(() => {});

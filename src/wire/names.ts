@@ -8,7 +8,7 @@ export function normalizeName(name: string): string {
 }
 
 /** RFC 1123 host label: letters, digits and hyphens, not starting or ending with a hyphen. */
-const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/i;
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 
 export function isValidLabel(label: string): boolean {
   return LABEL.test(label);
