@@ -1,13 +1,10 @@
 // The command line: `nsdns serve` runs the daemon; the other commands are its clients.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createLogger } from '../log.js';
-import { Daemon } from '../daemon/daemon.js';
-import { loadConfig, type ConfigFlags } from '../daemon/config.js';
+import type { ConfigFlags } from '../daemon/config.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
 import { formatResult, resultJson, sendQuery, type QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
 import { resolveTarget } from '../plumbing/target.js';
-import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
@@ -46,6 +43,8 @@ export async function run(argv: string[]): Promise<void> {
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;
+      // Loaded here only: client commands start faster without the daemon's modules.
+      const [{ Daemon }, { createLogger }, { loadConfig }] = await Promise.all([import('../daemon/daemon.js'), import('../log.js'), import('../daemon/config.js')]);
       const config = loadConfig(flags);
       const log = createLogger(config.logLevel);
       try {
@@ -72,6 +71,7 @@ export async function run(argv: string[]): Promise<void> {
         const { path: netns } = resolveTarget(opts.netns);
         const server = command.getOptionValueSource('server') === 'default' ? '127.0.0.11:53' : opts.server;
         const args = [MAIN, 'query', name, type, '--server', server, '--timeout', String(opts.timeout), ...(opts.tcp ? ['--tcp'] : []), ...(opts.json ? ['--json'] : [])];
+        const { execa } = await import('execa');
         const r = await execa('nsenter', [`--net=${netns}`, '--', process.execPath, ...args], { stdio: 'inherit', reject: false });
         process.exitCode = r.exitCode ?? 1;
         return;

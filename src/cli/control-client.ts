@@ -17,6 +17,10 @@ export async function call<T>(socketPath: string, method: string, params: unknow
       socket.destroy();
       resolve(JSON.parse(buffered.slice(0, newline)) as ControlResponse);
     });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(new NsdnsError('ERR_DAEMON_UNREACHABLE', `the daemon closed the connection before answering ${method} (did it stop?)`));
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {

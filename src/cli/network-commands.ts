@@ -1,7 +1,6 @@
 // `nsdns network ...` and `nsdns debug`: clients of the daemon's control socket, with the
 // conventions of `docker network` (create prints the id, ls a table, inspect JSON).
 import { Command, Option } from 'commander';
-import { execa } from 'execa';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
@@ -145,6 +144,7 @@ export function networkCommands(program: Command): void {
 }
 
 async function kernelView(netns: string): Promise<{ interfaces: unknown; routes: unknown; listening53: boolean }> {
+  const { execa } = await import('execa');
   const run = async (...args: string[]) => (await execa('nsenter', [`--net=${netns}`, '--', ...args], { reject: false })).stdout;
   const interfaces = JSON.parse((await run('ip', '-j', 'addr', 'show')) || '[]') as Array<{ ifname: string; operstate: string; address?: string; addr_info?: Array<{ local: string; prefixlen: number }> }>;
   const routes = JSON.parse((await run('ip', '-j', 'route', 'show')) || '[]') as Array<{ dst: string; gateway?: string; dev?: string }>;

@@ -59,8 +59,7 @@ export class Daemon {
 
   /** Resolves once 127.0.0.11:53 is served in `netns`; a connect returns only then. */
   private async namespaceReady(netns: string): Promise<void> {
-    await this.namespaces.reconcile();
-    if (!this.namespaces.isServed(netns)) {
+    if (!(await this.namespaces.ready(netns))) {
       throw new NsdnsError('ERR_NETNS_BIND', this.namespaces.failure(netns) ?? `${netns} is not served`);
     }
   }

@@ -19,7 +19,12 @@ udp.bind({ address, port, exclusive: true }, () => {
   tcp.once('error', (err) => fail('tcp', err));
   tcp.listen({ host: address, port, backlog: 511 }, () => {
     process.send!({ kind: 'udp' }, udp as unknown as net.Socket, () => {
-      process.send!({ kind: 'tcp' }, tcp, () => process.exit(0));
+      process.send!({ kind: 'tcp' }, tcp, () => {
+        // Our copies go; the daemon's stay. Leaving by disconnecting lets the messages drain first.
+        udp.close();
+        tcp.close();
+        process.disconnect();
+      });
     });
   });
 });

@@ -21,7 +21,7 @@ export interface Binder {
 }
 
 export class NsenterBinder implements Binder {
-  constructor(private readonly address = RESOLVER_ADDRESS, private readonly port = 53, private readonly timeoutMs = 10_000) {}
+  constructor(private readonly address = RESOLVER_ADDRESS, private readonly port = 53, private readonly timeoutMs = 30_000) {}
 
   bind(netnsPath: string): Promise<NamespaceSockets> {
     return new Promise((resolve, reject) => {
@@ -39,6 +39,8 @@ export class NsenterBinder implements Binder {
         if (err) {
           udp?.close();
           tcp?.close();
+          // A handle that still arrives after we gave up must not stay bound in the namespace.
+          child.on('message', (_msg: unknown, late: unknown) => (late as { close?: () => void } | undefined)?.close?.());
           if (child.exitCode === null) child.kill('SIGKILL');
           reject(err);
         } else resolve({ udp: udp!, tcp: tcp! });
@@ -47,13 +49,15 @@ export class NsenterBinder implements Binder {
       const timer = setTimeout(() => finish(failure(`the bind helper did not finish within ${this.timeoutMs} ms`)), this.timeoutMs);
       child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
       child.on('message', (msg: { kind: string; stage?: string; message?: string }, handle: unknown) => {
+        if (settled) return;
         if (msg.kind === 'udp') udp = handle as dgram.Socket;
         else if (msg.kind === 'tcp') tcp = handle as net.Server;
         else if (msg.kind === 'error') finish(failure(`${msg.stage} ${this.address}:${this.port}: ${msg.message}`));
         if (udp && tcp) finish();
       });
       child.on('error', (err) => finish(failure(err.message)));
-      child.on('exit', (code) => {
+      // 'close' comes after the IPC channel is drained; 'exit' can overtake the last message.
+      child.on('close', (code) => {
         if (!udp || !tcp) finish(failure(stderr.trim() || `the bind helper exited with ${code}`));
       });
     });

@@ -19,7 +19,8 @@ export class NamespaceListeners {
   private readonly served = new Map<string, Served>();
   private readonly starting = new Map<string, Promise<void>>();
   private readonly failed = new Map<string, string>();
-  private reconciling: Promise<void> = Promise.resolve();
+  /** Each bind starts a short-lived Node process; a few at a time finish sooner than fifty at once. */
+  private readonly bindSlots = new Semaphore(4);
 
   constructor(
     private readonly registry: Registry,
@@ -29,10 +30,27 @@ export class NamespaceListeners {
     private readonly log: Logger,
   ) {}
 
-  /** Brings listeners in line with the registry; calls are queued, never interleaved. */
+  /**
+   * Brings listeners in line with the registry: closes the ones whose namespace has no endpoint
+   * left, starts the missing ones. Resolves when all of that is done.
+   */
   reconcile(): Promise<void> {
-    this.reconciling = this.reconciling.then(() => this.reconcileNow());
-    return this.reconciling;
+    const wanted = this.registry.current().namespaces();
+    const work: Promise<void>[] = [];
+    for (const [netns, served] of this.served) {
+      if (wanted.has(netns)) continue;
+      this.served.delete(netns);
+      work.push(served.server.close().then(() => this.log.info({ netns }, 'namespace has no endpoint left; its resolver sockets are closed')));
+    }
+    for (const netns of wanted.keys()) if (!this.served.has(netns)) work.push(this.start(netns));
+    return Promise.all(work).then(() => undefined);
+  }
+
+  /** Resolves once `netns` is served (its own bind only: other namespaces do not hold it up). */
+  async ready(netns: string): Promise<boolean> {
+    void this.reconcile();
+    await this.starting.get(netns);
+    return this.served.has(netns);
   }
 
   isServed(netns: string): boolean {
@@ -51,17 +69,6 @@ export class NamespaceListeners {
     return [...this.served.keys()];
   }
 
-  private async reconcileNow(): Promise<void> {
-    const wanted = this.registry.current().namespaces();
-    for (const [netns, served] of this.served) {
-      if (wanted.has(netns)) continue;
-      this.served.delete(netns);
-      await served.server.close();
-      this.log.info({ netns }, 'namespace has no endpoint left; its resolver sockets are closed');
-    }
-    await Promise.all([...wanted.keys()].filter((n) => !this.served.has(n)).map((n) => this.start(n)));
-  }
-
   private start(netns: string): Promise<void> {
     let starting = this.starting.get(netns);
     if (!starting) {
@@ -73,7 +80,13 @@ export class NamespaceListeners {
 
   private async bind(netns: string): Promise<void> {
     try {
-      const sockets = await this.binder.bind(netns);
+      const sockets = await this.bindSlots.run(() => this.binder.bind(netns));
+      if (!this.registry.current().namespaces().has(netns)) {
+        // Its last endpoint went while we were binding: let the namespace go.
+        await new Promise<void>((resolve) => sockets.tcp.close(() => resolve()));
+        sockets.udp.close();
+        return;
+      }
       const context = namespaceContext(netns, this.registry);
       const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpOptions, this.log.child({ netns }));
       this.served.set(netns, { server, context });
@@ -86,9 +99,27 @@ export class NamespaceListeners {
   }
 
   async closeAll(): Promise<void> {
-    await this.reconciling;
+    await Promise.all(this.starting.values());
     await Promise.all([...this.served.values()].map((s) => s.server.close()));
     this.served.clear();
+  }
+}
+
+class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
   }
 }
 

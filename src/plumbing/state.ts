@@ -22,6 +22,11 @@ export async function writeFileAtomic(file: string, content: string, mode = 0o64
   await rename(tmp, file);
 }
 
+/** Temp files of atomic writes a killed process never renamed: they hold nothing committed. */
+async function removeTempFiles(dir: string): Promise<void> {
+  for (const f of await readdir(dir)) if (f.endsWith('.tmp')) await rm(path.join(dir, f), { force: true });
+}
+
 export class StateStore {
   constructor(readonly dir: string) {}
 
@@ -32,6 +37,7 @@ export class StateStore {
   /** Every saved network; a file that fails validation stops the start with a clear message. */
   async load(): Promise<NetworkRecord[]> {
     await mkdir(this.networksDir, { recursive: true, mode: 0o700 });
+    await removeTempFiles(this.networksDir);
     const files = (await readdir(this.networksDir)).filter((f) => f.endsWith('.json')).sort();
     const records: NetworkRecord[] = [];
     for (const f of files) {
@@ -88,6 +94,7 @@ export class IntentStore {
   async list(): Promise<ConnectIntent[]> {
     const dir = path.join(this.dir, 'pending');
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    await removeTempFiles(dir);
     const out: ConnectIntent[] = [];
     for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json'))) {
       try {

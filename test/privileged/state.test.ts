@@ -1,0 +1,76 @@
+// State and safety: concurrent connects, restarts, namespaces that vanish, a daemon killed in the
+// middle of a connect, and a client with no daemon to talk to.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { MAIN } from '../helpers/daemon.js';
+import { Lab, needsRoot, sh } from '../helpers/netns.js';
+
+describe('state and safety', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  after(() => lab.cleanup());
+
+  it('50 concurrent connects get 50 different addresses and names, and all resolve', async () => {
+    await lab.start();
+    await lab.ok('network', 'create', 'busy', '--subnet', '10.230.0.0/24');
+    const spaces = await Promise.all(Array.from({ length: 50 }, (_, i) => lab.namespace(`c${i}`)));
+    const started = Date.now();
+    const results = await Promise.all(spaces.map((ns) => lab.ok('network', 'connect', 'busy', ns, '--json').then((o) => JSON.parse(o) as { ipv4: string[]; name: string })));
+    process.stdout.write(`# 50 parallel connects took ${Date.now() - started} ms\n`);
+    assert.equal(new Set(results.map((r) => r.ipv4[0])).size, 50);
+    assert.equal(new Set(results.map((r) => r.name)).size, 50);
+    const inspect = JSON.parse(await lab.ok('network', 'inspect', 'busy'))[0];
+    assert.equal(Object.keys(inspect.Containers).length, 50);
+    assert.deepEqual(await lab.dig(spaces[0], spaces[49]), [results[49].ipv4[0]]);
+    assert.deepEqual(await lab.dig(spaces[49], spaces[0]), [results[0].ipv4[0]]);
+  });
+
+  it('a restarted daemon serves every namespace again and drops endpoints whose namespace is gone', async () => {
+    const gone = lab.namespaces[10];
+    await lab.daemon!.stop();
+    assert.equal(await lab.digStatus(lab.namespaces[0], lab.namespaces[1]), 'NO ANSWER', 'nobody serves while the daemon is down');
+    await sh('ip', 'netns', 'del', gone);
+    const daemon = await lab.start();
+    assert.ok(daemon.logs.some((l) => String(l.msg).includes(`endpoint "${gone}"`) && String(l.msg).includes('is gone')), 'the vanished namespace is reported');
+    for (const ns of [lab.namespaces[0], lab.namespaces[25], lab.namespaces[49]]) {
+      assert.equal((await lab.dig(ns, lab.namespaces[1])).length, 1, `served again in ${ns}`);
+    }
+    assert.deepEqual(await lab.dig(lab.namespaces[0], gone), []);
+    const inspect = JSON.parse(await lab.ok('network', 'inspect', 'busy'))[0];
+    assert.equal(Object.keys(inspect.Containers).length, 49);
+  });
+
+  it('a daemon killed with SIGKILL during a connect comes back without orphaned links or allocations', async () => {
+    await lab.ok('network', 'create', 'crash', '--subnet', '10.231.0.0/24');
+    const victims = await Promise.all([0, 1, 2, 3].map((i) => lab.namespace(`k${i}`)));
+    const pending = victims.map((ns) => lab.nsdns('network', 'connect', 'crash', ns));
+    // Kill as soon as a connect is under way (its write-ahead note is on disk).
+    const dir = `${lab.state}/pending`;
+    for (let i = 0; i < 500 && !(existsSync(dir) && readdirSync(dir).length > 0); i++) await new Promise((r) => setTimeout(r, 2));
+    lab.daemon!.signal('SIGKILL');
+    await Promise.all(pending);
+    await lab.daemon!.waitForExit();
+    await lab.start();
+    assert.deepEqual(readdirSync(dir), [], 'no connect left half done');
+    const links = (await lab.links()).filter((l) => l.startsWith(`${lab.linkPrefix}v`));
+    const allHostIfs = readdirSync(`${lab.state}/networks`).flatMap((f) => (JSON.parse(readFileSync(`${lab.state}/networks/${f}`, 'utf8')).endpoints as Array<{ hostIf: string }>).map((e) => e.hostIf));
+    assert.deepEqual([...links].sort(), [...allHostIfs].sort(), 'every veth belongs to a saved endpoint, and every saved endpoint has its veth');
+    for (const ns of victims) {
+      const connected = (await sh('ip', '-n', ns, '-o', 'link')).includes('eth0');
+      if (!connected) await lab.ok('network', 'connect', 'crash', ns);
+    }
+    const final = JSON.parse(await lab.ok('network', 'inspect', 'crash'))[0];
+    const addrs = Object.values(final.Containers as Record<string, { IPv4Address: string }>).map((c) => c.IPv4Address);
+    assert.equal(addrs.length, 4);
+    assert.equal(new Set(addrs).size, 4);
+  });
+
+  it('client commands fail at once with advice when the daemon is not running', async () => {
+    const started = Date.now();
+    const r = await execa(process.execPath, [MAIN, 'network', 'ls', '--socket', '/tmp/nsdns-no-daemon.sock'], { reject: false });
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stderr, /the nsdns daemon is not running .*start it with `nsdns serve`/);
+    assert.ok(Date.now() - started < 3000);
+  });
+});
