@@ -79,7 +79,7 @@ export async function startDaemon(args: string[], options: { env?: NodeJS.Proces
   if (!args.includes('--link-prefix')) full.push('--link-prefix', 'nt');
   if (!args.includes('--resolv-conf') && !args.includes('--no-resolv-conf') && !args.includes('--config')) full.push('--no-resolv-conf');
   const proc = spawn(process.execPath, [MAIN, ...full], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const daemon = new RunningDaemon(proc, stateDir, options.keepState ?? false);
+  const daemon = new RunningDaemon(proc, stateDir, given >= 0 || (options.keepState ?? false));
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
   const ready = await Promise.race([
