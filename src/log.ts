@@ -1,13 +1,17 @@
 // The root pino logger. Modules take a child (`log.child({ module })`) so every line says where it
 // came from; only the daemon decides the level and the destination.
+import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger };
 
 export function createLogger(level: string, destination: NodeJS.WritableStream = process.stdout): Logger {
   const tty = destination === process.stdout && process.stdout.isTTY;
-  if (tty) return pino({ level }, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  if (tty) {
+    // Loaded only on a terminal: a daemon under systemd never pays for it.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as (options: object) => DestinationStream;
+    return pino({ level }, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  }
   return pino({ level, base: { pid: process.pid } }, destination as DestinationStream);
 }
 

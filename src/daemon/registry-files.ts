@@ -9,7 +9,8 @@ import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../log.js';
 
 const REGISTRY_FILE = /\.(ya?ml|json)$/i;
-const RECHECK_MS = 80;
+/** Re-reads after an event, inside and just past chokidar's 50 ms change throttle. */
+const RECHECK_MS = [20, 60];
 
 export class RegistryFiles {
   private watcher: FSWatcher | undefined;
@@ -17,7 +18,7 @@ export class RegistryFiles {
   private readonly networkOf = new Map<string, string>();
   /** File → the text last read, so a repeated event for the same content does nothing. */
   private readonly lastText = new Map<string, string>();
-  private readonly recheck = new Map<string, NodeJS.Timeout>();
+  private readonly recheck = new Map<string, NodeJS.Timeout[]>();
 
   constructor(private readonly registry: Registry, private readonly log: Logger) {}
 
@@ -54,14 +55,11 @@ export class RegistryFiles {
 
   /**
    * chokidar throttles change events per file and drops a second atomic replace that lands within
-   * its ~50 ms window; one more read a little later makes sure the last write is what serves.
+   * its ~50 ms window; two more reads make sure the last write is what serves.
    */
   private scheduleRecheck(file: string): void {
-    clearTimeout(this.recheck.get(file));
-    this.recheck.set(file, setTimeout(() => {
-      this.recheck.delete(file);
-      void this.load(file);
-    }, RECHECK_MS));
+    for (const timer of this.recheck.get(file) ?? []) clearTimeout(timer);
+    this.recheck.set(file, RECHECK_MS.map((ms) => setTimeout(() => void this.load(file), ms)));
   }
 
   private async load(file: string): Promise<void> {
@@ -98,7 +96,7 @@ export class RegistryFiles {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.recheck.values()) clearTimeout(timer);
+    for (const timers of this.recheck.values()) for (const timer of timers) clearTimeout(timer);
     this.recheck.clear();
     await this.watcher?.close();
     this.watcher = undefined;

@@ -1,6 +1,5 @@
 // Applies nsdns's nftables table. Only that table is ever touched; other tables and rulesets on
 // the host are left alone.
-import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { NetworkRecord } from '../registry/types.js';
 import { buildRuleset, deleteTableScript, replaceTableScript } from './nft-rules.js';
@@ -18,6 +17,7 @@ export class NftFirewall implements Firewall {
   }
 
   private async run(script: string): Promise<void> {
+    const { execa } = await import('execa');
     const r = await execa('nft', ['-f', '-'], { input: script, reject: false });
     if (r.exitCode !== 0) throw new NsdnsError('ERR_FIREWALL', `nft refused the ${this.table} table: ${r.stderr.trim().split('\n').slice(0, 4).join('; ')}`);
   }

@@ -1,9 +1,13 @@
 // Links and addresses in the kernel. The host side is read over netlink (links, addresses, routes);
 // changes are made with iproute2 in one `ip -batch` per namespace, so a connect costs two spawns.
 import { writeFile } from 'node:fs/promises';
-import { execa } from 'execa';
-import { createRtNetlink } from 'netlink';
+import { createRequire } from 'node:module';
 import { NsdnsError } from '../errors.js';
+
+// Loaded on first use: a resolver-only daemon never touches links, and saves their memory.
+const loadExeca = () => import('execa').then((m) => m.execa);
+const createRtNetlink = (): import('netlink').RtNetlinkSocket =>
+  (createRequire(import.meta.url)('netlink') as typeof import('netlink')).createRtNetlink();
 
 export interface BridgeSpec {
   name: string;
@@ -28,6 +32,7 @@ export interface EndpointLinkSpec {
 /** Runs `ip -batch -` (inside `netns` when given) and explains a failure with the command that failed. */
 async function ipBatch(lines: string[], netns?: string): Promise<void> {
   const args = netns ? ['--net=' + netns, '--', 'ip', '-batch', '-'] : ['-batch', '-'];
+  const execa = await loadExeca();
   const result = await execa(netns ? 'nsenter' : 'ip', args, { input: lines.join('\n') + '\n', reject: false });
   if (result.exitCode !== 0) {
     const detail = (result.stderr || result.stdout).trim().split('\n').slice(0, 3).join('; ');
@@ -119,6 +124,7 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
 
 /** Interface names already present inside a namespace. */
 export async function namespaceLinkNames(netns: string): Promise<string[]> {
+  const execa = await loadExeca();
   const r = await execa('nsenter', [`--net=${netns}`, '--', 'ip', '-o', 'link', 'show'], { reject: false });
   return r.stdout.split('\n').map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1]).filter((n): n is string => Boolean(n));
 }

@@ -380,7 +380,10 @@ export class NetworkManager {
     return this.lock.run(async () => {
       const report: string[] = [];
       const state = new Map(this.records().map((r) => [r.network.name, r]));
-      for (const intent of await this.deps.intents.list()) {
+      const intents = await this.deps.intents.list();
+      // Nothing provisioned and nothing half done: no kernel state to check (and no tools to load).
+      if (intents.length === 0 && ![...state.values()].some((r) => r.network.bridge)) return report;
+      for (const intent of intents) {
         const committed = state.get(intent.network)?.endpoints.some((e) => e.id === intent.endpointId);
         if (!committed) {
           await deleteLink(intent.hostIf).catch(() => {});

@@ -61,13 +61,13 @@ export function derivedId(...parts: string[]): string {
   return createHash('sha256').update(parts.join('\0')).digest('hex');
 }
 
-/** Parses YAML or JSON text (JSON is YAML) into a validated network record. */
+/** Parses YAML or JSON text into a validated network record (JSON by JSON.parse: faster, less garbage). */
 export function parseDocumentText(text: string, source: string): NetworkRecord {
   let data: unknown;
   try {
-    data = parseYaml(text);
+    data = /\.json$/i.test(source) ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid YAML/JSON: ${(err as Error).message}`, { cause: err });
+    throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid ${/\.json$/i.test(source) ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { cause: err });
   }
   return toRecord(data, source);
 }

@@ -1,0 +1,119 @@
+// Scale: a registry of NETWORKS networks × PER endpoints (default 100 × 100 = 10 000), the first
+// endpoint of each network living in its own namespace (100 namespaces served at 127.0.0.11).
+// Measures the daemon's RSS, the time from start to "ready" and until every namespace is served,
+// and the time from rewriting one registry file to the answer changing (10 changes), for this
+// registry and for one a tenth of its size (does the cost per change grow with the registry?).
+// Writes $PB_WORK/scale.tsv. Queries go to 127.0.0.1 only; no upstream is configured.
+import { spawn, execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import dnsPacket from 'dns-packet';
+
+const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const WORK = process.env.PB_WORK ?? '/tmp/pb-work';
+const NETWORKS = Number(process.env.SCALE_NETWORKS ?? 100);
+const PER = Number(process.env.SCALE_PER ?? 100);
+
+function writeRegistry(dir: string, networks: number, per: number, namespaces: string[], changed = -1): void {
+  for (let n = 0; n < networks; n++) {
+    const endpoints = Array.from({ length: per }, (_, i) => ({
+      name: `n${n}e${i}`,
+      ipv4: `10.${100 + Math.floor(n / 250)}.${n % 250}.${10 + i + (n === 0 && i === 0 && changed >= 0 ? 100 : 0)}`,
+      ...(i === 0 && namespaces[n] && { netns: `/run/netns/${namespaces[n]}` }),
+    }));
+    const file = path.join(dir, `net${n}.json`);
+    writeFileSync(`${file}.tmp`, JSON.stringify({ name: `net${n}`, endpoints }));
+    renameSync(`${file}.tmp`, file);
+  }
+}
+
+function ask(port: number, name: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const timer = setTimeout(() => { s.close(); resolve(undefined); }, 500);
+    s.on('message', (m) => {
+      clearTimeout(timer);
+      s.close();
+      const a = dnsPacket.decode(m).answers?.[0] as { data?: string } | undefined;
+      resolve(a?.data);
+    });
+    s.send(dnsPacket.encode({ type: 'query', id: 7, questions: [{ name, type: 'A', class: 'IN' }] }), port, '127.0.0.1');
+  });
+}
+
+function rssKb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
+async function measure(label: string, networks: number, per: number, withNamespaces: boolean): Promise<Record<string, number | string>> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pb-scale-'));
+  const state = mkdtempSync(path.join(tmpdir(), 'pb-scale-state-'));
+  const namespaces = withNamespaces ? Array.from({ length: networks }, (_, i) => `pb-sc${i}`) : [];
+  for (const ns of namespaces) {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+  writeRegistry(dir, networks, per, namespaces);
+  const started = performance.now();
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--registry', dir, '--listen', '127.0.0.1:0', '--state-dir', state,
+    '--socket', path.join(state, 'sock'), '--no-resolv-conf', '--firewall', 'none', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let port = 0;
+  let readyMs = 0;
+  let served = 0;
+  let allServedMs = 0;
+  const allServed = new Promise<void>((resolve) => {
+    let buf = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = JSON.parse(buf.slice(0, i)) as { msg: string; listeners?: Array<{ port: number }> };
+        buf = buf.slice(i + 1);
+        if (line.msg === 'ready') { readyMs = performance.now() - started; port = line.listeners![0].port; if (namespaces.length === 0) resolve(); }
+        if (line.msg === 'serving DNS at 127.0.0.11:53 in namespace' && ++served === namespaces.length) { allServedMs = performance.now() - started; resolve(); }
+      }
+    });
+  });
+  try {
+    await allServed;
+    while (port === 0) await new Promise((r) => setTimeout(r, 10));
+    if (namespaces.length > 0 && readyMs > allServedMs) allServedMs = readyMs;
+    const rss = rssKb(proc.pid!);
+    const changes: number[] = [];
+    for (let k = 0; k < 10; k++) {
+      const expect = `10.100.0.${k % 2 === 0 ? 110 : 10}`;
+      const t0 = performance.now();
+      writeRegistry(dir, 1, per, namespaces, k % 2 === 0 ? 1 : -1);
+      while ((await ask(port, 'n0e0')) !== expect) { /* poll */ }
+      changes.push(performance.now() - t0);
+      // Changes at least 100 ms apart: each one is an isolated edit, as a person or a tool makes them.
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    changes.sort((a, b) => a - b);
+    return {
+      label, endpoints: networks * per, networks, namespaces: namespaces.length, rss_mb: (rss / 1024).toFixed(1),
+      ready_ms: readyMs.toFixed(0), all_namespaces_served_ms: allServedMs ? allServedMs.toFixed(0) : '-',
+      change_median_ms: changes[5].toFixed(1), change_max_ms: changes[9].toFixed(1),
+    };
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.on('exit', r));
+    for (const ns of namespaces) execFileSync('ip', ['netns', 'del', ns]);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+const rows = [
+  await measure('small', Math.max(1, NETWORKS / 10), PER, false),
+  await measure('large', NETWORKS, PER, false),
+  await measure('large+namespaces', NETWORKS, PER, true),
+];
+mkdirSync(WORK, { recursive: true });
+const out = path.join(WORK, 'scale.tsv');
+writeFileSync(out, `${Object.keys(rows[0]).join('\t')}\n`);
+for (const r of rows) appendFileSync(out, `${Object.values(r).join('\t')}\n`);
+process.stdout.write(readFileSync(out, 'utf8'));
