@@ -58,12 +58,17 @@ export class Forwarder {
     return this.inflight;
   }
 
-  async forward(query: Query, servers: readonly UpstreamServer[], transport: Transport, listener: InflightCounter): Promise<Forwarded> {
-    const key = cacheKey(query);
+  /** A cached answer for this query from these servers (`serversKey`), ready to send. */
+  cachedReply(query: Query, serversKey: string): Buffer | undefined {
+    return this.cache.get(`${cacheKey(query)}|${serversKey}`, query);
+  }
+
+  async forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter): Promise<Forwarded> {
+    const key = `${cacheKey(query)}|${serversKey}`;
     const cached = this.cache.get(key, query);
     if (cached) return { reply: cached, origin: { source: 'cache' } };
 
-    const flightKey = `${key}|${transport}|${servers.map((s) => s.key).join(',')}`;
+    const flightKey = `${key}|${transport}`;
     const shared = this.pending.get(flightKey);
     if (shared) {
       const result = await shared;

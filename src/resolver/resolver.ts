@@ -41,7 +41,16 @@ export interface Client {
 
 export type Resolution = { reply: Buffer; origin: Origin | { source: 'registry' } };
 
+interface Upstreams {
+  servers: UpstreamServer[];
+  /** Identifies the server list: part of cache keys, so clients with other upstreams never share answers. */
+  key: string;
+  /** The host resolver list it was computed with (replaced when resolv.conf changes). */
+  host: readonly string[];
+}
+
 export class Resolver {
+  private upstreamMemo = new WeakMap<View, Map<string, Upstreams>>();
   private raView: View | undefined;
   private raValue = false;
 
@@ -54,6 +63,7 @@ export class Resolver {
   configure(settings: ResolverSettings): void {
     this.settings = settings;
     this.raView = undefined;
+    this.upstreamMemo = new WeakMap();
   }
 
   /** The reply to send, or null when the message must be dropped. */
@@ -65,7 +75,12 @@ export class Resolver {
     const limit = client.transport === 'udp' ? udpLimit(parsed, this.settings.maxUdpSize) : TCP_MAX_MESSAGE;
     const local = answerLocally(parsed, view, this.settings, limit, this.canForward(view));
     if (local) return local;
-    return this.forward(parsed, view, client, listener, limit).then((r) => r.reply);
+    const upstreams = this.upstreams(view, client, listener);
+    if (upstreams.servers.length === 0) return this.refuse(parsed, view).reply;
+    // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
+    const hit = this.forwarder.cachedReply(parsed, upstreams.key);
+    if (hit) return hit.length > limit ? truncatedCopy(hit, parsed) : hit;
+    return this.forwardTo(parsed, upstreams, client, listener, limit).then((r) => r.reply);
   }
 
   /** Like handle(), and says where the answer came from (for `nsdns debug`). */
@@ -76,7 +91,37 @@ export class Resolver {
     const view = listener.view();
     const local = answerLocally(parsed, view, this.settings, TCP_MAX_MESSAGE, this.canForward(view));
     if (local) return { reply: local, origin: { source: 'registry' } };
-    return this.forward(parsed, view, client, listener, TCP_MAX_MESSAGE);
+    const upstreams = this.upstreams(view, client, listener);
+    if (upstreams.servers.length === 0) return this.refuse(parsed, view);
+    return this.forwardTo(parsed, upstreams, client, listener, TCP_MAX_MESSAGE);
+  }
+
+  private refuse(query: Query, view: View): Forwarded {
+    // Internal networks never reach out, and with no upstream there is nobody to ask.
+    const reason = view.canForward ? 'no upstream servers' : 'internal network';
+    return { reply: errorReply(query, RCODE.REFUSED, false, this.settings.maxUdpSize), origin: { source: 'error', reason } };
+  }
+
+  /**
+   * The upstreams of this client, memoized per view (a registry change brings a new view) and per
+   * client: a namespace listener's endpoints, or a host listener's client address.
+   */
+  private upstreams(view: View, client: Client, listener: ListenerContext): Upstreams {
+    let perView = this.upstreamMemo.get(view);
+    if (!perView) {
+      perView = new Map();
+      this.upstreamMemo.set(view, perView);
+    }
+    const key = listener.endpoints() === undefined ? client.address : listener.name;
+    const host = this.settings.hostUpstreams();
+    let entry = perView.get(key);
+    if (!entry || entry.host !== host) {
+      const servers = view.canForward ? this.upstreamsFor(view, client, listener) : [];
+      entry = { servers, key: servers.map((s) => s.key).join(','), host };
+      if (perView.size >= 4096) perView.clear();
+      perView.set(key, entry);
+    }
+    return entry;
   }
 
   /** RA: whether a query from this view could be forwarded at all. */
@@ -113,14 +158,9 @@ export class Resolver {
     return servers;
   }
 
-  private async forward(query: Query, view: View, client: Client, listener: ListenerContext, limit: number): Promise<Forwarded> {
-    // Internal networks never reach out, and with no upstream there is nobody to ask.
-    const servers = view.canForward ? this.upstreamsFor(view, client, listener) : [];
-    if (servers.length === 0) {
-      return { reply: errorReply(query, RCODE.REFUSED, false, this.settings.maxUdpSize), origin: { source: 'error', reason: view.canForward ? 'no upstream servers' : 'internal network' } };
-    }
+  private async forwardTo(query: Query, upstreams: Upstreams, client: Client, listener: ListenerContext, limit: number): Promise<Forwarded> {
     try {
-      const result = await this.forwarder.forward(query, servers, client.transport, listener);
+      const result = await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener);
       return result.reply.length > limit ? { ...result, reply: truncatedCopy(result.reply, query) } : result;
     } catch (err) {
       this.log.error({ err, qname: query.name }, 'forwarding failed unexpectedly');

@@ -55,11 +55,56 @@ function timeoutError(server: UpstreamServer, transport: Transport, ms: number):
   return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not answer over ${transport} within ${ms} ms`);
 }
 
+type PooledSocket = ReturnType<typeof DgramAsPromised.createSocket>;
+
+/**
+ * Sockets bound ahead of need, each used for exactly one exchange and then closed: every upstream
+ * query still gets a fresh random port, without paying for the bind while the client waits.
+ */
+class SocketPool {
+  private readonly ready: Record<4 | 6, PooledSocket[]> = { 4: [], 6: [] };
+  private refilling: Record<4 | 6, boolean> = { 4: false, 6: false };
+
+  constructor(private readonly size: number) {}
+
+  async take(family: 4 | 6): Promise<PooledSocket> {
+    const socket = this.ready[family].pop();
+    this.refill(family);
+    return socket ?? bindSocket(family);
+  }
+
+  private refill(family: 4 | 6): void {
+    if (this.refilling[family]) return;
+    this.refilling[family] = true;
+    setImmediate(async () => {
+      try {
+        while (this.ready[family].length < this.size) this.ready[family].push(await bindSocket(family));
+      } catch {
+        // No such family here (IPv6 off, say): take() binds on demand and reports the error there.
+      } finally {
+        this.refilling[family] = false;
+      }
+    });
+  }
+}
+
+async function bindSocket(family: 4 | 6): Promise<PooledSocket> {
+  const socket = DgramAsPromised.createSocket(family === 6 ? 'udp6' : 'udp4');
+  await socket.bind(0);
+  // Pooled sockets must not keep the daemon alive on their own.
+  socket.unref();
+  return socket;
+}
+
+const pool = new SocketPool(16);
+
 async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
-  const socket = DgramAsPromised.createSocket(server.family === 6 ? 'udp6' : 'udp4');
+  const socket = await pool.take(server.family).catch((err) => {
+    throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot open a udp socket for ${server.key}: ${(err as Error).message}`, { cause: err });
+  });
+  socket.ref();
   const timer = setTimeout(() => void socket.close().catch(() => {}), timeoutMs);
   try {
-    await socket.bind(0);
     await socket.send(query, server.port, server.host);
     for (;;) {
       const packet = await socket.recv();

@@ -24,6 +24,8 @@ export interface FakeUpstreamOptions {
   negativeTtl?: number;
   delayMs?: number;
   address?: string;
+  /** 0 (default): any free port. */
+  port?: number;
 }
 
 export class FakeUpstream {
@@ -53,7 +55,10 @@ export class FakeUpstream {
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
     const upstream = new FakeUpstream(options);
-    await new Promise<void>((resolve) => upstream.udp.bind(0, upstream.address, () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      upstream.udp.once('error', reject);
+      upstream.udp.bind(options.port ?? 0, upstream.address, () => resolve());
+    });
     upstream.port = upstream.udp.address().port;
     await new Promise<void>((resolve, reject) => {
       upstream.tcp.once('error', reject);

@@ -78,9 +78,9 @@ describe('forwarder', () => {
     };
     const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
     const listener = { inflight: 0 };
-    const first = await fwd.forward(q('x.test'), servers, 'udp', listener);
+    const first = await fwd.forward(q('x.test'), servers, 'k', 'udp', listener);
     assert.equal(decode(first.reply).answers!.length, 1);
-    await fwd.forward(q('y.test'), servers, 'udp', listener);
+    await fwd.forward(q('y.test'), servers, 'k', 'udp', listener);
     assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002', '127.0.0.1:1002']);
     assert.equal(listener.inflight, 0);
   });
@@ -88,8 +88,8 @@ describe('forwarder', () => {
   it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
     const never: Exchange = () => new Promise(() => {});
     const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
-    void fwd.forward(q('slow.test'), servers, 'udp', { inflight: 0 });
-    const refused = await fwd.forward(q('other.test'), servers, 'udp', { inflight: 0 });
+    void fwd.forward(q('slow.test'), servers, 'k', 'udp', { inflight: 0 });
+    const refused = await fwd.forward(q('other.test'), servers, 'k', 'udp', { inflight: 0 });
     assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
     assert.deepEqual(refused.origin, { source: 'error', reason: 'overload' });
   });
