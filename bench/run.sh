@@ -1,0 +1,66 @@
+#!/bin/bash
+# run.sh [stages...] -- the whole benchmark in one command (as root, on an otherwise idle machine):
+# installs the peers and tools, builds nsdns, then runs the stages (default: all) and writes
+# bench/results/RESULTS.md and bench/results/chart.svg from this run's figures.
+#   dns        local names: nsdns (standalone on the gateway, and at 127.0.0.11 in the client
+#              namespace), aardvark-dns and dnsmasq, the same dnsperf sweep, ROUNDS interleaved rounds
+#   forward    forwarded names: cache hits, and what a miss adds over the upstream's own latency
+#   provision  nsdns connect/disconnect of NS namespaces, serial and parallel, against netavark
+#   scale      10 000 endpoints on 100 networks across 100 namespaces: RSS, load, change latency
+#   overload   2x the measured maximum for 30 s
+# Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
+# run sandboxed (their resolv.conf points at a loopback sink) and tcpdump checks that nothing
+# leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work).
+set -e
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+export PB_WORK=${PB_WORK:-/tmp/pb-work}
+SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} NS=${NS:-50}
+STAGES=${*:-dns forward provision scale overload}
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, bridges, port 53)" >&2; exit 1; }
+
+if [ -z "${SKIP_INSTALL:-}" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends dnsperf aardvark-dns netavark dnsmasq-base iptables nftables \
+        iproute2 bind9-dnsutils tcpdump iputils-ping procps util-linux >/dev/null
+    (cd "$ROOT" && npm ci --no-audit --no-fund >/dev/null)
+fi
+. "$BENCH/peers/lib.sh"
+rm -rf "$PB_WORK"; mkdir -p "$PB_WORK/pids" "$PB_WORK/raw"
+trap '"$BENCH/peers/sink.sh" stop; "$BENCH/peers/topo.sh" down; "$BENCH/peers/cleanup.sh"' EXIT
+uname -r > "$PB_WORK/machine.txt"; nproc >> "$PB_WORK/machine.txt"; grep -m1 'model name' /proc/cpuinfo >> "$PB_WORK/machine.txt"
+
+for st in $STAGES; do
+    pb_log "stage $st"
+    case $st in
+    dns|forward|overload)
+        [ -f "$PB_WORK/data/hosts" ] || { "$BENCH/peers/gen-data.sh" 1000; "$BENCH/nsdns-data.sh"; }
+        "$BENCH/peers/topo.sh" up; "$BENCH/peers/sink.sh" start
+        case $st in
+        dns)
+            for r in $(seq "$ROUNDS"); do
+                export PB_REP_OFFSET=$((r - 1))
+                pb_log "round $r/$ROUNDS"
+                "$BENCH/run-nsdns.sh" "$SECS" 1
+                AARDVARK_VARIANTS=normal "$BENCH/peers/run-aardvark.sh" "$SECS" 1
+                "$BENCH/peers/run-dnsmasq.sh" "$SECS" 1
+            done
+            unset PB_REP_OFFSET ;;
+        forward) "$BENCH/forward.sh" "$SECS" ;;
+        overload) "$BENCH/overload.sh" ;;
+        esac
+        "$BENCH/peers/sink.sh" stop; "$BENCH/peers/topo.sh" down ;;
+    provision)
+        "$BENCH/provision.sh" "$NS"
+        "$BENCH/peers/netavark-provision.sh" "$NS" ;;
+    scale) node "$ROOT/dist/bench/scale.js" ;;
+    *) pb_die "unknown stage $st" ;;
+    esac
+done
+mkdir -p "$BENCH/results"
+cp "$PB_WORK"/*.tsv "$BENCH/results/" 2>/dev/null || true
+[ -f "$PB_WORK/netavark/times.tsv" ] && cp "$PB_WORK/netavark/times.tsv" "$BENCH/results/netavark-times.tsv"
+cp "$PB_WORK/machine.txt" "$BENCH/results/"
+node "$ROOT/dist/bench/report.js" "$BENCH/results"
+pb_log "results: $BENCH/results/RESULTS.md"
