@@ -1,8 +1,7 @@
 // The command line: `nsdns serve` runs the daemon; the other commands are its clients.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigFlags } from '../daemon/config.js';
-import { parseUpstream } from '../resolver/upstream-address.js';
-import { formatResult, resultJson, sendQuery, type QueryRequest } from './query-client.js';
+import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +75,8 @@ export async function run(argv: string[]): Promise<void> {
         process.exitCode = r.exitCode ?? 1;
         return;
       }
+      // Loaded here only, like the daemon: every other command starts faster without them.
+      const [{ parseUpstream }, { formatResult, resultJson, sendQuery }] = await Promise.all([import('../resolver/upstream-address.js'), import('./query-client.js')]);
       const server = parseUpstream(opts.server);
       const req: QueryRequest = { name, type, host: server.host, port: server.port, tcp: opts.tcp, timeoutMs: opts.timeout };
       const result = await sendQuery(req);

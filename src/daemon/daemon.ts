@@ -50,6 +50,8 @@ export class Daemon {
       intents: new IntentStore(config.stateDir),
       firewall: plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall(),
       namespaceReady: (netns) => this.namespaceReady(netns),
+      namespaceComing: (netns) => this.namespaces.prepare(netns),
+      namespaceNotComing: (netns) => this.namespaces.cancel(netns),
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
     this.control = new ControlServer(config.socket, controlHandlers({

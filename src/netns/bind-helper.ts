@@ -1,6 +1,7 @@
 // Runs for a moment inside a network namespace (started as `nsenter --net=PATH node bind-helper.js`):
-// binds the resolver's UDP socket and TCP server there, hands both to the daemon over the IPC
-// channel, and exits. The daemon then serves the namespace from its own event loop.
+// waits for the daemon's "bind" message (the daemon may start it early, while it still sets the
+// namespace up), binds the resolver's UDP socket and TCP server there, hands both to the daemon
+// over the IPC channel, and leaves. The daemon then serves the namespace from its own event loop.
 import dgram from 'node:dgram';
 import net from 'node:net';
 
@@ -12,19 +13,28 @@ function fail(stage: string, err: Error): never {
   process.exit(1);
 }
 
-const udp = dgram.createSocket('udp4');
-udp.once('error', (err) => fail('udp', err));
-udp.bind({ address, port, exclusive: true }, () => {
-  const tcp = net.createServer();
-  tcp.once('error', (err) => fail('tcp', err));
-  tcp.listen({ host: address, port, backlog: 511 }, () => {
-    process.send!({ kind: 'udp' }, udp as unknown as net.Socket, () => {
-      process.send!({ kind: 'tcp' }, tcp, () => {
-        // Our copies go; the daemon's stay. Leaving by disconnecting lets the messages drain first.
-        udp.close();
-        tcp.close();
-        process.disconnect();
+function bindAndHandOver(): void {
+  const udp = dgram.createSocket('udp4');
+  udp.once('error', (err) => fail('udp', err));
+  udp.bind({ address, port, exclusive: true }, () => {
+    const tcp = net.createServer();
+    tcp.once('error', (err) => fail('tcp', err));
+    tcp.listen({ host: address, port, backlog: 511 }, () => {
+      process.send!({ kind: 'udp' }, udp as unknown as net.Socket, () => {
+        process.send!({ kind: 'tcp' }, tcp, () => {
+          // Our copies go; the daemon's stay. Leaving by disconnecting lets the messages drain first.
+          udp.close();
+          tcp.close();
+          process.disconnect();
+        });
       });
     });
   });
+}
+
+process.on('message', (msg: { kind?: string }) => {
+  if (msg.kind === 'bind') bindAndHandOver();
 });
+// The daemon went away (or gave up on this namespace): nothing to do.
+process.on('disconnect', () => process.exit(0));
+process.send!({ kind: 'ready' });

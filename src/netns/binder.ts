@@ -1,7 +1,7 @@
 // Binding 127.0.0.11:53 inside a namespace. A Node process cannot enter a namespace, but a child
 // started under nsenter can bind there and hand the sockets back over IPC (sockets keep the
 // namespace they were created in). The daemon receives a working UDP socket and TCP server.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -17,21 +17,78 @@ export interface NamespaceSockets {
 }
 
 export interface Binder {
+  /** Starts the helper for `netns` early, so its start-up overlaps the rest of the setup. */
+  prepare?(netnsPath: string): void;
+  /** Drops a prepared helper that will not be needed (the connect failed). */
+  cancel?(netnsPath: string): void;
   bind(netnsPath: string): Promise<NamespaceSockets>;
 }
 
+/** How long a prepared helper waits for its bind before it is dropped. */
+const PREPARED_TTL_MS = 30_000;
+
 export class NsenterBinder implements Binder {
+  private readonly prepared = new Map<string, { helper: Helper; timer: NodeJS.Timeout }>();
+
   constructor(private readonly address = RESOLVER_ADDRESS, private readonly port = 53, private readonly timeoutMs = 30_000) {}
 
+  prepare(netnsPath: string): void {
+    // A few at a time: fifty node start-ups at once would only slow each other down.
+    if (this.prepared.has(netnsPath) || this.prepared.size >= 4) return;
+    const timer = setTimeout(() => this.cancel(netnsPath), PREPARED_TTL_MS);
+    timer.unref();
+    this.prepared.set(netnsPath, { helper: new Helper(netnsPath, this.address, this.port, this.timeoutMs), timer });
+  }
+
+  cancel(netnsPath: string): void {
+    const entry = this.prepared.get(netnsPath);
+    if (!entry) return;
+    this.prepared.delete(netnsPath);
+    clearTimeout(entry.timer);
+    entry.helper.abandon();
+  }
+
   bind(netnsPath: string): Promise<NamespaceSockets> {
+    const entry = this.prepared.get(netnsPath);
+    this.prepared.delete(netnsPath);
+    if (entry) clearTimeout(entry.timer);
+    return (entry?.helper ?? new Helper(netnsPath, this.address, this.port, this.timeoutMs)).bind();
+  }
+}
+
+/** One helper process inside one namespace: started at once, binds when asked. */
+class Helper {
+  private readonly child: ChildProcess;
+  private readonly result: Promise<NamespaceSockets>;
+  private started: (() => void) | undefined;
+
+  constructor(private readonly netnsPath: string, private readonly address: string, private readonly port: number, private readonly timeoutMs: number) {
+    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, HELPER, address, String(port)], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    // Collect from the start; nothing can be lost while the helper boots.
+    this.result = this.collect();
+    this.result.catch(() => {});
+  }
+
+  bind(): Promise<NamespaceSockets> {
+    this.started?.();
+    if (this.child.connected) this.child.send({ kind: 'bind' }, () => {});
+    return this.result;
+  }
+
+  abandon(): void {
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+
+  private collect(): Promise<NamespaceSockets> {
+    const { child, netnsPath } = this;
     return new Promise((resolve, reject) => {
-      const child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, HELPER, this.address, String(this.port)], {
-        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      });
       let udp: dgram.Socket | undefined;
       let tcp: net.Server | undefined;
       let stderr = '';
       let settled = false;
+      let timer: NodeJS.Timeout | undefined;
       const finish = (err?: Error) => {
         if (settled) return;
         settled = true;
@@ -46,7 +103,8 @@ export class NsenterBinder implements Binder {
         } else resolve({ udp: udp!, tcp: tcp! });
       };
       const failure = (message: string) => new NsdnsError('ERR_NETNS_BIND', `cannot serve DNS in ${netnsPath}: ${message}`);
-      const timer = setTimeout(() => finish(failure(`the bind helper did not finish within ${this.timeoutMs} ms`)), this.timeoutMs);
+      // The clock runs from the bind request, not from a prepare that may come much earlier.
+      this.started = () => { timer ??= setTimeout(() => finish(failure(`the bind helper did not finish within ${this.timeoutMs} ms`)), this.timeoutMs); };
       child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
       child.on('message', (msg: { kind: string; stage?: string; message?: string }, handle: unknown) => {
         if (settled) return;

@@ -46,6 +46,15 @@ export class NamespaceListeners {
     return Promise.all(work).then(() => undefined);
   }
 
+  /** Warms up the bind for a namespace about to get its first endpoint. */
+  prepare(netns: string): void {
+    if (!this.served.has(netns) && !this.starting.has(netns)) this.binder.prepare?.(netns);
+  }
+
+  cancel(netns: string): void {
+    this.binder.cancel?.(netns);
+  }
+
   /** Resolves once `netns` is served (its own bind only: other namespaces do not hold it up). */
   async ready(netns: string): Promise<boolean> {
     void this.reconcile();

@@ -32,6 +32,10 @@ export interface PlumbingDeps {
   firewall: Firewall;
   /** Resolves once 127.0.0.11 answers inside the namespace (or rejects with why it cannot). */
   namespaceReady(netns: string): Promise<void>;
+  /** A namespace is about to be connected: the DNS side may start getting ready. */
+  namespaceComing?(netns: string): void;
+  /** ... and it will not be after all. */
+  namespaceNotComing?(netns: string): void;
   log: Logger;
 }
 
@@ -198,10 +202,12 @@ export class NetworkManager {
   // ---- endpoints ----
 
   async connect(req: ConnectRequest): Promise<Endpoint> {
+    const started = performance.now();
     const target = resolveTarget(req.target);
     const plan = await this.lock.run(() => this.planEndpoint(req, target));
     const { endpoint, network } = plan;
     let committed = false;
+    this.deps.namespaceComing?.(target.path);
     try {
       await runSteps([
         {
@@ -232,12 +238,14 @@ export class NetworkManager {
       ]);
     } catch (err) {
       if (!committed) this.reservations.delete(endpoint.id);
+      this.deps.namespaceNotComing?.(target.path);
       await this.refreshResolvFiles([target.path]).catch(() => {});
       throw err;
     } finally {
       await this.deps.intents.remove(endpoint.id).catch(() => {});
     }
-    this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6 }, 'endpoint connected');
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, ms }, 'endpoint connected');
     return endpoint;
   }
 
