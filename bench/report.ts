@@ -135,7 +135,7 @@ if (scale.length > 0) {
 const overload = tsv('overload.tsv')[0];
 if (overload) {
   out.push('## 5. Overload', '');
-  out.push(`Offered ${overload.offered_qps} qps for ${overload.secs} s: ${overload.answered_qps} answered per second (${overload.completed}/${overload.sent}); still up: ${overload.still_up}; RSS ${fmt(num(overload.rss_kb_before) / 1024)} MB before, ${fmt(num(overload.rss_kb_max) / 1024)} MB at most, ${fmt(num(overload.rss_kb_after) / 1024)} MB after; a query right after the load: ${overload.query_after_ms} ms.`, '');
+  out.push(`Offered ${overload.offered_qps} qps for ${overload.secs} s: ${fmt(num(overload.answered_qps), 0)} answered per second (${overload.completed}/${overload.sent}); still up: ${overload.still_up}; RSS ${fmt(num(overload.rss_kb_before) / 1024)} MB before, ${fmt(num(overload.rss_kb_max) / 1024)} MB at most, ${fmt(num(overload.rss_kb_after) / 1024)} MB after; a query right after the load: ${overload.query_after_ms} ms.`, '');
 }
 writeFileSync(path.join(dir, 'RESULTS.md'), `${out.join('\n')}\n`);
 
