@@ -122,13 +122,6 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
   }
 }
 
-/** Interface names already present inside a namespace. */
-export async function namespaceLinkNames(netns: string): Promise<string[]> {
-  const execa = await loadExeca();
-  const r = await execa('nsenter', [`--net=${netns}`, '--', 'ip', '-o', 'link', 'show'], { reject: false });
-  return r.stdout.split('\n').map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1]).filter((n): n is string => Boolean(n));
-}
-
 export async function setSysctl(key: string, value: string): Promise<void> {
   await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
 }

@@ -24,15 +24,3 @@ export const CLASSIC_UDP_SIZE = 512;
 /** DNS Flag Day 2020: the largest UDP payload worth sending without risking fragmentation. */
 export const DEFAULT_MAX_UDP_SIZE = 1232;
 export const TCP_MAX_MESSAGE = 65535;
-
-const TYPE_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(QTYPE).map(([name, code]) => [code, name]),
-);
-
-export function typeName(code: number): string {
-  return TYPE_NAMES[code] ?? `TYPE${code}`;
-}
-
-export function rcodeName(code: number): string {
-  return Object.entries(RCODE).find(([, value]) => value === code)?.[0] ?? `RCODE${code}`;
-}

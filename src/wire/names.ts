@@ -2,11 +2,6 @@
 // with '.'. Reverse names (RFC 1035 §3.5, RFC 3596 §2.5) map to and from addresses here.
 import ipaddr from 'ipaddr.js';
 
-export function normalizeName(name: string): string {
-  const lower = name.toLowerCase();
-  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
-
 /** RFC 1123 host label: letters, digits and hyphens, not starting or ending with a hyphen. */
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 
@@ -22,19 +17,6 @@ export function isValidName(name: string): boolean {
 /** True when `name` equals `zone` or lies below it; both normalized. */
 export function isInZone(name: string, zone: string): boolean {
   return name === zone || (name.length > zone.length && name.endsWith(zone) && name[name.length - zone.length - 1] === '.');
-}
-
-/** Encodes a name in wire format without compression. */
-export function encodeName(name: string): Buffer {
-  const labels = name === '' ? [] : normalizeName(name).split('.');
-  const out = Buffer.allocUnsafe(labels.reduce((n, l) => n + l.length + 1, 1));
-  let off = 0;
-  for (const label of labels) {
-    out[off++] = label.length;
-    off += out.write(label, off, 'latin1');
-  }
-  out[off] = 0;
-  return out;
 }
 
 /** The address a reverse name stands for, or undefined when it is not a full reverse name. */
@@ -59,13 +41,4 @@ export function reverseName(address: string): string {
   if (addr.kind() === 'ipv4') return `${addr.toByteArray().reverse().join('.')}.in-addr.arpa`;
   const hex = Buffer.from(addr.toByteArray()).toString('hex');
   return `${hex.split('').reverse().join('.')}.ip6.arpa`;
-}
-
-export function isReverseName(name: string): boolean {
-  return name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
-}
-
-/** Canonical text form of an address, so '10.0.0.01'-style variants and IPv6 spellings compare equal. */
-export function canonicalAddress(address: string): string {
-  return ipaddr.process(address).toString();
 }
