@@ -75,7 +75,7 @@ export class Daemon {
         for (const line of await daemon.manager.recover()) log.warn(line);
       }
       await daemon.namespaces.reconcile();
-      await daemon.control.start();
+      await daemon.startControl();
       await daemon.listeners.reconcile(config.listen, config.tcp);
       daemon.resolver.configure(daemon.resolverSettings());
     } catch (err) {
@@ -89,6 +89,19 @@ export class Daemon {
       upstreams: config.upstreams,
     }, 'ready');
     return daemon;
+  }
+
+  /**
+   * The control socket. As root it must work (the network commands depend on it); an unprivileged
+   * standalone resolver (a lab host's) runs without it when it may not create one.
+   */
+  private async startControl(): Promise<void> {
+    try {
+      await this.control.start();
+    } catch (err) {
+      if (process.getuid?.() === 0 || err instanceof NsdnsError) throw err;
+      this.log.warn({ err, socket: this.config.socket }, 'no control socket (not root?): the network commands are unavailable; names are served as usual');
+    }
   }
 
   get currentConfig(): Config {
