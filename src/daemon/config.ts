@@ -53,6 +53,8 @@ export const configSchema = z.object({
     resolvConfDir: z.string().default('/etc/netns'),
     /** Address pools for networks created without --subnet: CIDR and the size of each block. */
     pools: z.array(z.object({ base: z.string(), size: z.number().int().min(8).max(126) }).strict()).optional(),
+    /** How often endpoints whose namespace vanished are looked for and removed, ms (0: never). */
+    reapIntervalMs: z.number().int().min(0).default(5000),
   }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict();

@@ -33,6 +33,7 @@ export class Daemon {
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
   private stopping: Promise<void> | undefined;
+  private reaper: NodeJS.Timeout | undefined;
 
   private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
     const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
@@ -76,6 +77,7 @@ export class Daemon {
       }
       await daemon.namespaces.reconcile();
       await daemon.startControl();
+      daemon.startReaper();
       await daemon.listeners.reconcile(config.listen, config.tcp);
       daemon.resolver.configure(daemon.resolverSettings());
     } catch (err) {
@@ -102,6 +104,18 @@ export class Daemon {
       if (process.getuid?.() === 0 || err instanceof NsdnsError) throw err;
       this.log.warn({ err, socket: this.config.socket }, 'no control socket (not root?): the network commands are unavailable; names are served as usual');
     }
+  }
+
+  private startReaper(): void {
+    const every = this.config.plumbing.reapIntervalMs;
+    if (every === 0 || process.getuid?.() !== 0) return;
+    this.reaper = setInterval(() => {
+      this.manager.reapVanished().then(
+        (lines) => lines.forEach((line) => this.log.warn(line)),
+        (err) => this.log.error({ err }, 'looking for vanished namespaces failed'),
+      );
+    }, every);
+    this.reaper.unref();
   }
 
   get currentConfig(): Config {
@@ -146,6 +160,7 @@ export class Daemon {
   /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.reaper);
       await this.control.close();
       await this.namespaces.closeAll();
       await this.listeners.closeAll();

@@ -381,6 +381,30 @@ export class NetworkManager {
   }
 
   /**
+   * Endpoints whose namespace is gone while the daemon runs (`ip netns del`, the process behind a
+   * /proc/PID path exited): their links, addresses and entries are removed, which also lets the
+   * namespace listener close its sockets so the kernel can free the namespace.
+   */
+  reapVanished(): Promise<string[]> {
+    return this.lock.run(async () => {
+      const report: string[] = [];
+      for (const record of this.records()) {
+        if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
+        const gone = record.endpoints.filter((e) => e.netns !== undefined && !existsSync(e.netns));
+        if (gone.length === 0) continue;
+        for (const e of gone) {
+          if (e.hostIf) await deleteLink(e.hostIf).catch(() => {});
+          report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} is gone`);
+        }
+        await this.commit({ network: record.network, endpoints: record.endpoints.filter((e) => !gone.includes(e)) });
+        if (gone.some((e) => (e.ports ?? []).length > 0)) await this.applyFirewall();
+        await this.refreshResolvFiles(gone.map((e) => e.netns!));
+      }
+      return report;
+    });
+  }
+
+  /**
    * At start: finish what a killed daemon left half done, recreate bridges lost with a reboot, drop
    * endpoints whose namespace is gone, and write the firewall table from the state.
    */

@@ -66,6 +66,23 @@ describe('state and safety', { skip: needsRoot }, () => {
     assert.equal(new Set(addrs).size, 4);
   });
 
+  it('notices a namespace deleted while it runs: its endpoint, link and name go, and the namespace is freed', async () => {
+    await lab.ok('network', 'create', 'reap', '--subnet', '10.232.0.0/24');
+    const [doomed, witness] = await Promise.all([lab.namespace('doomed'), lab.namespace('witness')]);
+    await lab.ok('network', 'connect', 'reap', doomed);
+    await lab.ok('network', 'connect', 'reap', witness);
+    const hostIf = JSON.parse(readFileSync(`${lab.state}/networks/reap.json`, 'utf8')).endpoints[0].hostIf as string;
+    assert.deepEqual(await lab.dig(witness, doomed), ['10.232.0.2']);
+    await sh('ip', 'netns', 'del', doomed);
+    await lab.daemon!.waitForLog((l) => String(l.msg).includes(`endpoint "${doomed}" of network "reap" removed`), 8000);
+    assert.deepEqual(await lab.dig(witness, doomed), []);
+    await lab.daemon!.waitForLog((l) => String(l.msg).includes('its resolver sockets are closed') && l.netns === `/run/netns/${doomed}`);
+    assert.ok(!(await lab.links()).includes(hostIf), 'its veth is gone');
+    assert.ok(!existsSync(`/etc/netns/${doomed}`));
+    const containers = JSON.parse(await lab.ok('network', 'inspect', 'reap'))[0].Containers as Record<string, { Name: string }>;
+    assert.deepEqual(Object.values(containers).map((c) => c.Name), [witness]);
+  });
+
   it('client commands fail at once with advice when the daemon is not running', async () => {
     const started = Date.now();
     const r = await execa(process.execPath, [MAIN, 'network', 'ls', '--socket', '/tmp/nsdns-no-daemon.sock'], { reject: false });
