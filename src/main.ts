@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the `nsdns` executable.
+import './v8-flags.js';
 import { run } from './cli/cli.js';
 
 run(process.argv).catch((err) => {
