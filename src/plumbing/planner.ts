@@ -1,0 +1,191 @@
+// Deciding what a new network or endpoint will be, before anything changes: validation, subnet
+// and address allocation, names, interface names, ports. Decisions over the registry's
+// current networks, the reservations of connects still in progress and (read only) the host's
+// addresses and links; nothing here changes anything: the manager applies the plans.
+import { randomBytes } from 'node:crypto';
+import { NsdnsError } from '../errors.js';
+import type { Registry } from '../registry/registry.js';
+import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
+import { isUpstreamAddress } from '../registry/document.js';
+import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
+import { hostLinks, hostPrefixes } from './links.js';
+import { bad, checkAddress, checkAlias, checkInterfaceName, checkLabel, checkMac, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { STATE_SOURCE } from './state.js';
+import type { NamespaceTarget } from './target.js';
+
+export interface PlanOptions {
+  linkPrefix: string;
+  pools: Pool[];
+}
+
+/** Addresses, names and namespaces promised to connects still in progress. */
+export interface Reservation {
+  network: string;
+  endpoint: Endpoint;
+}
+
+export type OwnedRecord = NetworkRecord & { network: Network & { bridge: string } };
+
+export interface EndpointPlan {
+  endpoint: Endpoint;
+  network: Network;
+  gateway4?: string;
+  gateway6?: string;
+}
+
+export class Planner {
+  constructor(
+    private readonly registry: Registry,
+    private readonly options: PlanOptions,
+    private readonly reservations: Map<string, Reservation>,
+  ) {}
+
+  records(): NetworkRecord[] {
+    return this.registry.current().records;
+  }
+
+  record(name: string): NetworkRecord {
+    const compiled = this.registry.current().networks.get(name);
+    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${name}" not found; see \`nsdns network ls\``);
+    return { network: compiled.network, endpoints: [...compiled.endpoints] };
+  }
+
+  /** A network this daemon provisioned (not one from a registry file). */
+  owned(name: string): OwnedRecord {
+    const record = this.record(name);
+    if (this.registry.sourceOf(name) !== STATE_SOURCE || !record.network.bridge) {
+      throw new NsdnsError('ERR_CONFLICT', `network "${name}" comes from ${this.registry.sourceOf(name)}; it is not provisioned by nsdns (edit its file instead)`);
+    }
+    return record as OwnedRecord;
+  }
+
+  /** A validated new network: name, subnets (given or picked), gateway, range, bridge name. */
+  async network(req: CreateNetworkRequest): Promise<Network> {
+    const name = checkLabel('network name', req.name);
+    if (this.registry.current().networks.has(name)) throw new NsdnsError('ERR_CONFLICT', `network "${name}" already exists`);
+    for (const s of req.subnets ?? []) if (!isCidr(s)) throw bad(`subnet "${s}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
+    const requested = (req.subnets ?? []).map(parseCidr);
+    for (const [i, a] of requested.entries()) {
+      for (const b of requested.slice(i + 1)) if (overlaps(a, b)) throw new NsdnsError('ERR_CONFLICT', `subnets ${a.text} and ${b.text} overlap`);
+    }
+    const taken = await this.takenPrefixes();
+    for (const s of requested) {
+      const clash = taken.find((t) => overlaps(t.cidr, s));
+      if (clash) throw new NsdnsError('ERR_CONFLICT', `subnet ${s.text} overlaps ${clash.cidr.text} (${clash.owner})`);
+    }
+    if (!requested.some((s) => s.kind === 'ipv4')) {
+      const picked = pickSubnet(this.options.pools, taken.map((t) => t.cidr));
+      if (!picked) throw new NsdnsError('ERR_IPAM_EXHAUSTED', 'no free subnet left in the address pools; give one with --subnet');
+      requested.unshift(parseCidr(picked));
+    }
+    const subnets: Subnet[] = requested.map((cidr) => ({ subnet: cidr.text, gateway: firstHost(cidr) }));
+    if (req.gateway !== undefined) {
+      const target = subnets.find((s) => contains(parseCidr(s.subnet), req.gateway!));
+      if (!target) throw bad(`gateway ${req.gateway} is outside the subnets ${subnets.map((s) => s.subnet).join(', ')}`);
+      target.gateway = canonical(req.gateway);
+    }
+    if (req.ipRange !== undefined) {
+      if (!isCidr(req.ipRange)) throw bad(`--ip-range "${req.ipRange}" is not a CIDR`);
+      const range = parseCidr(req.ipRange);
+      const target = subnets.find((s) => { const c = parseCidr(s.subnet); return c.kind === range.kind && range.first >= c.first && range.last <= c.last; });
+      if (!target) throw bad(`--ip-range ${range.text} is not inside any subnet of the network`);
+      target.ipRange = range.text;
+    }
+    for (const u of req.dnsUpstreams ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns-upstream "${u}" is not an address (IP or IP:PORT)`);
+    if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${req.mtu} is not between 68 and 65535`);
+    const id = randomBytes(32).toString('hex');
+    const bridge = checkInterfaceName('bridge name', req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`);
+    if ((await hostLinks()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
+    if (this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);
+    return {
+      name, id, subnets, internal: req.internal ?? false, upstreams: req.dnsUpstreams ?? [],
+      created: new Date().toISOString(), bridge,
+      ...(req.mtu !== undefined && { mtu: req.mtu }),
+      ...(req.domain !== undefined && { domain: checkAlias(req.domain) }),
+      options: req.options ?? {},
+    };
+  }
+
+  /** Prefixes a new subnet must not overlap: every network's, and the host's addresses and routes. */
+  private async takenPrefixes(): Promise<Array<{ cidr: Cidr; owner: string }>> {
+    const fromNetworks = this.records().flatMap((r) => r.network.subnets.map((s) => ({ cidr: parseCidr(s.subnet), owner: `network ${r.network.name}` })));
+    const fromHost = (await hostPrefixes()).filter(isCidr).map((p) => ({ cidr: parseCidr(p), owner: 'in use on the host' }));
+    return [...fromNetworks, ...fromHost];
+  }
+
+  /** Everything about the new endpoint, decided and reserved under the lock. */
+  endpoint(req: ConnectRequest, target: NamespaceTarget): EndpointPlan {
+    const { network, endpoints: committed } = this.owned(req.network);
+    const reserved = [...this.reservations.values()].filter((r) => r.network === network.name).map((r) => r.endpoint);
+    const onNetwork = [...committed, ...reserved];
+    const inNamespace = [...this.registry.current().namespaces().get(target.path) ?? [], ...[...this.reservations.values()].map((r) => r.endpoint).filter((e) => e.netns === target.path)];
+
+    if (onNetwork.some((e) => e.netns === target.path)) throw new NsdnsError('ERR_CONFLICT', `${target.path} is already connected to network "${network.name}"`);
+    if (req.name === undefined && target.name === undefined) throw bad('give the endpoint a name with --name (the target is not a named namespace)');
+    const name = checkLabel('endpoint name', req.name ?? target.name!);
+    const aliases = [...new Set((req.aliases ?? []).map(checkAlias))];
+    const id = randomBytes(32).toString('hex');
+    const namesInUse = new Map<string, string>();
+    for (const e of onNetwork) for (const n of [e.name, ...e.aliases]) namesInUse.set(n, e.name);
+    for (const n of [name, ...aliases]) {
+      const owner = namesInUse.get(n);
+      if (owner !== undefined) throw new NsdnsError('ERR_CONFLICT', `the name "${n}" is already used on network "${network.name}" by endpoint "${owner}"`);
+    }
+
+    const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
+    for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
+    const ipv4 = this.address(network, used, 'ipv4', req.ip);
+    const ipv6 = this.address(network, used, 'ipv6', req.ip6);
+
+    const ifnamesInUse = new Set(inNamespace.map((e) => e.ifname));
+    let ifname = req.ifname !== undefined ? checkInterfaceName('--ifname', req.ifname) : undefined;
+    if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.path}`);
+    for (let i = 0; ifname === undefined; i++) if (!ifnamesInUse.has(`eth${i}`)) ifname = `eth${i}`;
+
+    for (const u of req.dns ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns "${u}" is not an address (IP or IP:PORT)`);
+    const ports = (req.publish ?? []).map(parsePublish);
+    this.checkPorts(ports);
+
+    const routed = inNamespace.some((e) => !this.registry.current().networks.get(e.network)?.network.internal);
+    const v4Subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv4');
+    const v6Subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv6');
+    const endpoint: Endpoint = {
+      id, network: network.name, name, aliases, ipv4: ipv4 ? [ipv4] : [], ipv6: ipv6 ? [ipv6] : [],
+      upstreams: req.dns ?? [], netns: target.path, ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
+      mac: req.mac !== undefined ? checkMac(req.mac) : macFor(ipv4), ports,
+    };
+    this.reservations.set(id, { network: network.name, endpoint });
+    return {
+      endpoint, network,
+      ...(!network.internal && !routed && v4Subnet?.gateway && ipv4 && { gateway4: v4Subnet.gateway }),
+      ...(!network.internal && !routed && v6Subnet?.gateway && ipv6 && { gateway6: v6Subnet.gateway }),
+    };
+  }
+
+  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined): string | undefined {
+    const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === kind);
+    const flag = kind === 'ipv4' ? '--ip' : '--ip6';
+    if (!subnet) {
+      if (requested !== undefined) throw bad(`${flag} ${requested}: network "${network.name}" has no ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} subnet`);
+      return undefined;
+    }
+    const cidr = parseCidr(subnet.subnet);
+    if (requested !== undefined) {
+      const address = checkAddress(flag, requested, kind);
+      if (!contains(cidr, address)) throw bad(`${flag} ${address} is outside the subnet ${cidr.text} of network "${network.name}"`);
+      if (used.has(address)) throw new NsdnsError('ERR_CONFLICT', `${address} is already in use on network "${network.name}"`);
+      return address;
+    }
+    const address = allocate(cidr, used, subnet.ipRange ? parseCidr(subnet.ipRange) : cidr);
+    if (!address) throw new NsdnsError('ERR_IPAM_EXHAUSTED', `no free address left in ${subnet.ipRange ?? subnet.subnet} of network "${network.name}"`);
+    return address;
+  }
+
+  private checkPorts(ports: readonly NonNullable<Endpoint['ports']>[number][]): void {
+    const taken = [...this.records().flatMap((r) => r.endpoints), ...[...this.reservations.values()].map((r) => r.endpoint)].flatMap((e) => (e.ports ?? []).map((p) => ({ p, e })));
+    for (const p of ports) {
+      const clash = taken.find(({ p: q }) => q.protocol === p.protocol && q.hostPort === p.hostPort && (!q.hostIp || !p.hostIp || q.hostIp === p.hostIp));
+      if (clash) throw new NsdnsError('ERR_CONFLICT', `host port ${p.hostPort}/${p.protocol} is already published by endpoint "${clash.e.name}"`);
+    }
+  }
+}
