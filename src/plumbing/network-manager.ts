@@ -299,7 +299,9 @@ export class NetworkManager {
       }
       await this.applyFirewall().catch((err) => report.push(`firewall: ${errorMessage(err)}`));
       await this.enableForwarding().catch(() => {});
-      await this.refreshResolvFiles([...this.deps.registry.current().namespaces().keys()]);
+      // Only namespaces nsdns attached itself: a registry file's endpoints get no resolv.conf.
+      const provisioned = this.records().filter((r) => this.deps.registry.sourceOf(r.network.name) === STATE_SOURCE && r.network.bridge);
+      await this.refreshResolvFiles(provisioned.flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined));
       return report;
     });
   }
