@@ -1,5 +1,6 @@
 // The command line: `nsdns serve` runs the daemon; the other commands are its clients.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { collect, wholeNumber as int } from './options.js';
 import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
@@ -8,12 +9,6 @@ import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
-const int = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-};
 
 export async function run(argv: string[]): Promise<void> {
   const program = new Command('nsdns')

@@ -4,8 +4,8 @@ import { Command, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
+import { collect, wholeNumber } from './options.js';
 
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 
 function table(rows: Array<Record<string, unknown>>, columns: Array<[string, string]>): string {
@@ -33,7 +33,7 @@ export function networkCommands(program: Command): void {
     .option('--ip-range <cidr>', 'allocate endpoint addresses from this part of the subnet')
     .option('--internal', 'no route out and no upstream DNS', false)
     .option('--bridge <name>', 'bridge interface name (default derived from the network id)')
-    .option('--mtu <n>', 'MTU of the bridge and veths', (v) => Number(v))
+    .option('--mtu <n>', 'MTU of the bridge and veths', wholeNumber)
     .option('--dns-upstream <ip>', 'upstream DNS server for this network (repeatable)', collect)
     .option('--domain <name>', 'extra DNS zone for names on this network')
     .option('--opt <key=value>', 'driver option, kept as given (repeatable)', collect)

@@ -3,8 +3,7 @@
 import { DnsServer, type TcpOptions } from '../server/dns-server.js';
 import { bindHostSockets } from '../server/host-sockets.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
-import type { Registry, Snapshot } from '../registry/registry.js';
-import type { View } from '../registry/view.js';
+import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../log.js';
 import type { ListenConfig } from './config.js';
 
@@ -16,23 +15,9 @@ export interface BoundListener {
   readonly server: DnsServer;
 }
 
-/** A listener's window on the registry: the view is rebuilt only when the snapshot changes. */
-export function viewContext(name: string, registry: Registry, networks: () => readonly string[] | undefined, endpoints: ListenerContext['endpoints'] = () => undefined): ListenerContext {
-  let snapshot: Snapshot | undefined;
-  let view: View | undefined;
-  return {
-    name,
-    inflight: 0,
-    view() {
-      const current = registry.current();
-      if (current !== snapshot || view === undefined) {
-        snapshot = current;
-        view = current.view(networks());
-      }
-      return view;
-    },
-    endpoints,
-  };
+/** A host listener's window on the registry: the view is rebuilt only when the snapshot changes. */
+function hostContext(name: string, registry: Registry, networks: readonly string[] | undefined): ListenerContext {
+  return { name, inflight: 0, view: registry.derived((snapshot) => snapshot.view(networks)), endpoints: () => undefined };
 }
 
 export class HostListeners {
@@ -66,7 +51,7 @@ export class HostListeners {
       if (this.bound.has(key)) continue;
       const sockets = await bindHostSockets(spec.address, spec.port);
       const networks = spec.networks;
-      const context = viewContext(`${spec.address}:${sockets.port}`, this.registry, () => networks);
+      const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, networks);
       const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, tcp, this.log.child({ listener: context.name }));
       this.bound.set(key, { key, address: spec.address, port: sockets.port, networks, server });
       this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all' }, 'listening');

@@ -3,9 +3,7 @@
 // sockets closed at once (an open socket would keep the namespace alive).
 import { DnsServer, type TcpOptions } from '../server/dns-server.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
-import type { Registry, Snapshot } from '../registry/registry.js';
-import type { View } from '../registry/view.js';
-import type { Endpoint } from '../registry/types.js';
+import type { Registry } from '../registry/registry.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Binder } from './binder.js';
@@ -134,25 +132,9 @@ class Semaphore {
 
 /** What a namespace sees: the networks its endpoints are on; its endpoints pick the upstreams. */
 function namespaceContext(netns: string, registry: Registry): ListenerContext {
-  let snapshot: Snapshot | undefined;
-  let view: View | undefined;
-  let endpoints: readonly Endpoint[] = [];
-  const refresh = () => {
-    const current = registry.current();
-    if (current !== snapshot || view === undefined) {
-      snapshot = current;
-      endpoints = current.namespaces().get(netns) ?? [];
-      view = current.view([...new Set(endpoints.map((e) => e.network))]);
-    }
-    return view;
-  };
-  return {
-    name: `netns:${netns}`,
-    inflight: 0,
-    view: refresh,
-    endpoints: () => {
-      refresh();
-      return endpoints;
-    },
-  };
+  const current = registry.derived((snapshot) => {
+    const endpoints = snapshot.namespaces().get(netns) ?? [];
+    return { endpoints, view: snapshot.view([...new Set(endpoints.map((e) => e.network))]) };
+  });
+  return { name: `netns:${netns}`, inflight: 0, view: () => current().view, endpoints: () => current().endpoints };
 }

@@ -15,7 +15,7 @@ import { Planner, type OwnedRecord, type Reservation } from './planner.js';
 import type { ConnectRequest, CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE, type IntentStore, type StateStore } from './state.js';
 import { runSteps } from './steps.js';
-import { resolveTarget } from './target.js';
+import { namespaceTarget, resolveTarget } from './target.js';
 
 export interface PlumbingOptions {
   /** Prefix of every link nsdns names itself (bridges, host ends of veths). */
@@ -207,12 +207,8 @@ export class NetworkManager {
   /** By namespace (name, path or PID), endpoint name, alias, or id (full or short). */
   private findEndpoint(record: NetworkRecord, which: string): Endpoint {
     const lower = which.toLowerCase();
-    let netnsPath: string | undefined;
-    try {
-      netnsPath = resolveTarget(which).path;
-    } catch {
-      netnsPath = /^\d+$/.test(which) ? `/proc/${which}/ns/net` : which.includes('/') ? which : `/run/netns/${which}`;
-    }
+    // The namespace may be gone already: match its path without requiring it to exist.
+    const netnsPath = namespaceTarget(which).path;
     const found = record.endpoints.find((e) => e.netns === netnsPath)
       ?? record.endpoints.find((e) => e.name === lower || e.aliases.includes(lower) || e.id === lower || e.id.startsWith(lower) && lower.length >= 12);
     if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint "${which}" on network "${record.network.name}"`);

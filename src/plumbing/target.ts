@@ -13,13 +13,19 @@ export interface NamespaceTarget {
   name?: string;
 }
 
-export function resolveTarget(target: string): NamespaceTarget {
-  let result: NamespaceTarget;
-  if (/^\d+$/.test(target)) result = { path: `/proc/${target}/ns/net` };
-  else if (target.includes('/')) {
+/** Where a target's namespace file is (or would be), without looking. */
+export function namespaceTarget(target: string): NamespaceTarget {
+  if (/^\d+$/.test(target)) return { path: `/proc/${target}/ns/net` };
+  if (target.includes('/')) {
     const abs = path.resolve(target);
-    result = path.dirname(abs) === NETNS_RUN_DIR ? { path: abs, name: path.basename(abs) } : { path: abs };
-  } else result = { path: path.join(NETNS_RUN_DIR, target), name: target };
+    return path.dirname(abs) === NETNS_RUN_DIR ? { path: abs, name: path.basename(abs) } : { path: abs };
+  }
+  return { path: path.join(NETNS_RUN_DIR, target), name: target };
+}
+
+/** namespaceTarget(), for a namespace that must exist now. */
+export function resolveTarget(target: string): NamespaceTarget {
+  const result = namespaceTarget(target);
   if (!existsSync(result.path)) {
     throw new NsdnsError('ERR_NETNS', `namespace ${target} not found (no ${result.path}); create it with \`ip netns add NAME\` or give a PID or a namespace path`);
   }

@@ -64,6 +64,23 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.snapshot;
   }
 
+  /**
+   * A value computed from the current snapshot and recomputed only when the snapshot changes:
+   * what a listener uses to keep its view without a lookup per query.
+   */
+  derived<T>(compute: (snapshot: Snapshot) => T): () => T {
+    let snapshot: Snapshot | undefined;
+    let value: T;
+    return () => {
+      const current = this.snapshot;
+      if (current !== snapshot) {
+        snapshot = current;
+        value = compute(current);
+      }
+      return value;
+    };
+  }
+
   sourceOf(network: string): string | undefined {
     return this.sources.get(network);
   }

@@ -59,15 +59,26 @@ export class Forwarder {
   }
 
   /** A cached answer for this query from these servers (`serversKey`), ready to send. */
-  cachedReply(query: Query, serversKey: string): Buffer | undefined {
-    return this.cache.get(`${cacheKey(query)}|${serversKey}`, query);
+  /** The cache key of this query asked of these servers (`serversKey`). */
+  key(query: Query, serversKey: string): string {
+    return `${cacheKey(query)}|${serversKey}`;
   }
 
-  async forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter): Promise<Forwarded> {
-    const key = `${cacheKey(query)}|${serversKey}`;
-    const cached = this.cache.get(key, query);
-    if (cached) return { reply: cached, origin: { source: 'cache' } };
+  /** A cached answer, ready to send. */
+  cachedReply(key: string, query: Query): Buffer | undefined {
+    return this.cache.get(key, query);
+  }
 
+  /** The cache, else the upstreams. */
+  forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter): Promise<Forwarded> {
+    const key = this.key(query, serversKey);
+    const cached = this.cachedReply(key, query);
+    if (cached) return Promise.resolve({ reply: cached, origin: { source: 'cache' } });
+    return this.fetch(query, key, servers, transport, listener);
+  }
+
+  /** The upstreams, for a query the cache (under `key`) did not have. */
+  async fetch(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, listener: InflightCounter): Promise<Forwarded> {
     const flightKey = `${key}|${transport}`;
     const shared = this.pending.get(flightKey);
     if (shared) {

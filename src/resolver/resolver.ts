@@ -78,9 +78,10 @@ export class Resolver {
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) return this.refuse(parsed, view).reply;
     // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
-    const hit = this.forwarder.cachedReply(parsed, upstreams.key);
+    const key = this.forwarder.key(parsed, upstreams.key);
+    const hit = this.forwarder.cachedReply(key, parsed);
     if (hit) return hit.length > limit ? truncatedCopy(hit, parsed) : hit;
-    return this.forwardTo(parsed, upstreams, client, listener, limit).then((r) => r.reply);
+    return this.forwardTo(parsed, upstreams, client, listener, limit, key).then((r) => r.reply);
   }
 
   /** Like handle(), and says where the answer came from (for `nsdns debug`). */
@@ -158,9 +159,12 @@ export class Resolver {
     return servers;
   }
 
-  private async forwardTo(query: Query, upstreams: Upstreams, client: Client, listener: ListenerContext, limit: number): Promise<Forwarded> {
+  /** Through the forwarder; `missedKey` when the cache was already asked (and did not have it). */
+  private async forwardTo(query: Query, upstreams: Upstreams, client: Client, listener: ListenerContext, limit: number, missedKey?: string): Promise<Forwarded> {
     try {
-      const result = await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener);
+      const result = missedKey === undefined
+        ? await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener)
+        : await this.forwarder.fetch(query, missedKey, upstreams.servers, client.transport, listener);
       return result.reply.length > limit ? { ...result, reply: truncatedCopy(result.reply, query) } : result;
     } catch (err) {
       this.log.error({ err, qname: query.name }, 'forwarding failed unexpectedly');
