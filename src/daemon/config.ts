@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { upstreamAddress } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
+import ipaddr from 'ipaddr.js';
+
+const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
 const listenSchema = z.object({
   address: z.string(),
@@ -17,7 +20,18 @@ const listenSchema = z.object({
 export const configSchema = z.object({
   stateDir: z.string().default('/var/lib/nsdns'),
   socket: z.string().default('/run/nsdns/nsdns.sock'),
+  /** A group whose members may use the control socket too (like docker.sock's "docker"); root only when absent. */
+  socketGroup: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/i, 'not a group name').optional(),
   registries: z.array(z.string()).default([]),
+  /** Limits on registry files: anything larger is refused with a log line, never read. */
+  registryFiles: z.object({
+    maxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+  }).strict().prefault({}),
+  /**
+   * Who a host listener answers (CIDRs). Absent: loopback and the host's own connected subnets,
+   * like dnsmasq's local-service, so nsdns is never an open resolver by accident.
+   */
+  allow: z.array(cidr).optional(),
   /** Objects, or `ADDR:PORT[=net,...]` strings as on the command line. */
   listen: z.array(z.preprocess((value, ctx) => {
     if (typeof value !== 'string') return value;
@@ -38,10 +52,30 @@ export const configSchema = z.object({
     budgetMs: z.number().int().min(10).default(4000),
     maxInflight: z.number().int().min(1).default(1024),
     maxInflightPerListener: z.number().int().min(1).default(256),
+    /** Most distinct upstream exchanges at once for one client (a namespace, or a source address). */
+    maxInflightPerClient: z.number().int().min(1).default(64),
+    /** Upstream queries (cache misses) one client may start per second; 0: no rate limit. */
+    clientQueriesPerSecond: z.number().int().min(0).default(500),
+    /** 0x20: random letter case in upstream questions, checked case-exactly in replies. */
+    randomizeCase: z.boolean().default(false),
   }).strict().prefault({}),
   tcp: z.object({
     idleTimeoutMs: z.number().int().min(100).default(10_000),
     maxConnections: z.number().int().min(1).default(256),
+    /** Connections from one client address on one listener (a namespace listener's clients are all its own). */
+    maxConnectionsPerClient: z.number().int().min(1).default(64),
+    /** Connections over all listeners together (file descriptors). */
+    maxTotalConnections: z.number().int().min(1).default(4096),
+    /** A message must arrive whole within this long of its first byte, ms (a slow sender is cut off). */
+    messageTimeoutMs: z.number().int().min(100).default(5000),
+    /** Unanswered queries on one connection: reading stops while this many are open. */
+    maxPendingPerConnection: z.number().int().min(1).default(64),
+    /** Queries one connection may send before it is closed (the client reconnects). */
+    maxQueriesPerConnection: z.number().int().min(1).default(10_000),
+    /** Reply bytes the client has not read yet, per connection: reading stops while over; closed when it stays over. */
+    maxUnsentBytes: z.number().int().min(1024).default(128 * 1024),
+    /** The same, all connections together. */
+    maxTotalUnsentBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
   }).strict().prefault({}),
   plumbing: z.object({
     /** Prefix of the links nsdns names (bridges `<prefix>br-…`, veth host ends `<prefix>v…`). */
@@ -67,7 +101,9 @@ export interface ConfigFlags {
   config?: string;
   stateDir?: string;
   socket?: string;
+  socketGroup?: string;
   registry?: string[];
+  allow?: string[];
   listen?: string[];
   upstream?: string[];
   resolvConf?: string | false;
@@ -87,7 +123,9 @@ export function loadConfig(flags: ConfigFlags): Config {
   const set = (key: string, value: unknown) => { if (value !== undefined) merged[key] = value; };
   set('stateDir', flags.stateDir);
   set('socket', flags.socket);
+  set('socketGroup', flags.socketGroup);
   set('registries', flags.registry);
+  set('allow', flags.allow);
   set('listen', flags.listen);
   set('upstreams', flags.upstream);
   set('resolvConf', flags.resolvConf);
