@@ -10,10 +10,15 @@ import type { ControlRequest, ControlResponse } from './control-protocol.js';
 
 export type Handler = (params: unknown) => Promise<unknown>;
 
+export interface ControlOptions {
+  /** A group whose members may use the socket too; root only when absent. */
+  group?: string;
+}
+
 export class ControlServer {
   private server: net.Server | undefined;
 
-  constructor(private readonly socketPath: string, private readonly handlers: Record<string, Handler>, private readonly log: Logger) {}
+  constructor(private readonly socketPath: string, private readonly handlers: Record<string, Handler>, private readonly log: Logger, readonly options: ControlOptions = {}) {}
 
   async start(): Promise<void> {
     await mkdir(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });

@@ -40,7 +40,7 @@ export class Daemon {
     this.hostResolvers = new HostResolvers(config.resolvConf, log);
     this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
     this.listeners = new HostListeners(this.registry, this.resolver, log.child({ module: 'listener' }));
-    this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }));
+    this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }), config.registryFiles);
     this.state = new StateStore(config.stateDir);
     this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), config.tcp, log.child({ module: 'netns' }));
     this.registry.on('change', () => void this.namespaces.reconcile());
@@ -57,7 +57,7 @@ export class Daemon {
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
     this.control = new ControlServer(config.socket, controlHandlers({
       registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,
-    }), log.child({ module: 'control' }));
+    }), log.child({ module: 'control' }), { group: config.socketGroup });
   }
 
   /** Resolves once 127.0.0.11:53 is served in `netns`; a connect returns only then. */

@@ -8,6 +8,11 @@ import { parseDocumentText } from '../registry/document.js';
 import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../log.js';
 
+export interface RegistryFileLimits {
+  /** Larger files are refused without being read. */
+  maxBytes: number;
+}
+
 const REGISTRY_FILE = /\.(ya?ml|json)$/i;
 /** Re-reads after an event, inside and just past chokidar's 50 ms change throttle. */
 const RECHECK_MS = [20, 60];
@@ -20,7 +25,7 @@ export class RegistryFiles {
   private readonly lastText = new Map<string, string>();
   private readonly recheck = new Map<string, NodeJS.Timeout[]>();
 
-  constructor(private readonly registry: Registry, private readonly log: Logger) {}
+  constructor(private readonly registry: Registry, private readonly log: Logger, readonly limits: RegistryFileLimits) {}
 
   /** Loads every file in `dirs`, then keeps watching them. Resolves once the first load is done. */
   async watch(dirs: readonly string[]): Promise<void> {

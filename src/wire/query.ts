@@ -1,7 +1,7 @@
 // The hand-written fast path for reading a query: header, the one question and the EDNS OPT
 // record, with no full decode. It also sorts out what RFC 1035/6891 say to do with a bad query.
 import { FLAG, HEADER_SIZE, QTYPE, RCODE } from './constants.js';
-import { skipName, walkRecords } from './records.js';
+import { walkRecords } from './records.js';
 
 export interface Edns {
   readonly udpSize: number;
@@ -14,13 +14,20 @@ export interface Query {
   readonly raw: Buffer;
   readonly id: number;
   readonly flags: number;
-  /** The question name as sent (0x20 case kept), without the trailing dot; '' for the root. */
+  /**
+   * The question name as sent (0x20 case kept), without the trailing dot; '' for the root. In
+   * presentation form (RFC 1035 §5.1): '.' and '\\' inside a label and bytes outside printable
+   * ASCII are escaped, so two different wire names never give the same text.
+   */
   readonly qname: string;
   /** `qname` lower-cased: the key for every lookup. */
   readonly name: string;
   readonly qtype: number;
   readonly qclass: number;
-  /** Offset of the first byte after the question: raw[12, questionEnd) is copied into replies. */
+  /**
+   * Offset of the first byte after the question: raw[12, questionEnd) is copied into replies. The
+   * name's wire bytes are raw[12, questionEnd - 4), never compressed (a pointer is a FORMERR).
+   */
   readonly questionEnd: number;
   readonly edns: Edns | undefined;
 }
@@ -43,10 +50,10 @@ export function parseQuery(raw: Buffer): Parsed {
   if (((flags >> 11) & 0x0f) !== 0) return reject(RCODE.NOTIMP, 'opcode is not QUERY');
   if (raw.readUInt16BE(4) !== 1) return reject(RCODE.FORMERR, 'QDCOUNT is not 1');
 
-  const nameEnd = skipName(raw, HEADER_SIZE);
-  if (nameEnd < 0 || nameEnd + 4 > raw.length) return reject(RCODE.FORMERR, 'question is malformed');
-  const qname = readName(raw, HEADER_SIZE);
-  if (qname === undefined) return reject(RCODE.FORMERR, 'question name is malformed');
+  const question = readQuestionName(raw);
+  if (typeof question === 'string') return reject(RCODE.FORMERR, question);
+  const { qname, nameEnd } = question;
+  if (nameEnd + 4 > raw.length) return reject(RCODE.FORMERR, 'question is cut short');
   const questionEnd = nameEnd + 4;
 
   let edns: Edns | undefined;
@@ -81,21 +88,49 @@ function reject(rcode: number, reason: string, edns = false): Rejected {
   return { kind: 'reject', rcode, reason, edns };
 }
 
-/** Reads a name as text, following compression pointers; a '.' inside a label is escaped. */
-function readName(buf: Buffer, off: number): string | undefined {
+/** RFC 1035 §2.3.4: a name is at most 255 bytes in wire form, a label at most 63. */
+const MAX_NAME_WIRE = 255;
+
+/**
+ * The question name as text, and where it ends, or why it is malformed. A compression pointer is
+ * refused here: a question is the first name of a message, so a pointer in it can only point at
+ * the header or loop, and a name that reads differently from its bytes must never reach the
+ * forwarder's sharing or the cache.
+ */
+function readQuestionName(buf: Buffer): { qname: string; nameEnd: number } | string {
+  let off = HEADER_SIZE;
   let name = '';
-  for (let hops = 0; hops < 128; hops++) {
-    if (off >= buf.length) return undefined;
+  for (;;) {
+    if (off >= buf.length) return 'question is cut short';
     const len = buf[off];
-    if (len === 0) return name;
-    if ((len & 0xc0) === 0xc0) {
-      off = ((len & 0x3f) << 8) | buf[off + 1];
-      continue;
-    }
-    let label = buf.toString('latin1', off + 1, off + 1 + len);
-    if (label.includes('.')) label = label.replaceAll('.', '\\.');
+    if (len === 0) break;
+    if ((len & 0xc0) === 0xc0) return 'compression pointer in the question';
+    if (len > 63) return 'label longer than 63 bytes';
+    if (off + 1 + len > buf.length) return 'question is cut short';
+    const label = labelText(buf, off + 1, off + 1 + len);
     name = name === '' ? label : `${name}.${label}`;
     off += len + 1;
+    if (off + 1 - HEADER_SIZE > MAX_NAME_WIRE) return 'name longer than 255 bytes';
   }
-  return undefined;
+  return { qname: name, nameEnd: off + 1 };
+}
+
+/** One label in presentation form; the common all-plain label costs one slice. */
+function labelText(buf: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c <= 0x20 || c >= 0x7f || c === 0x2e || c === 0x5c) return escapedLabel(buf, start, end);
+  }
+  return buf.toString('latin1', start, end);
+}
+
+function escapedLabel(buf: Buffer, start: number, end: number): string {
+  let out = '';
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c === 0x2e || c === 0x5c) out += `\\${String.fromCharCode(c)}`;
+    else if (c <= 0x20 || c >= 0x7f) out += `\\${String(c).padStart(3, '0')}`;
+    else out += String.fromCharCode(c);
+  }
+  return out;
 }
