@@ -66,8 +66,14 @@ export class NetworkManager {
     this.deps.registry.setNetwork(record, STATE_SOURCE);
   }
 
+  /** Networks nsdns provisioned (state directory, with a bridge): never a registry file's. */
+  private ownRecords(): NetworkRecord[] {
+    return this.records().filter((r) => this.deps.registry.sourceOf(r.network.name) === STATE_SOURCE && r.network.bridge);
+  }
+
+  // Only our own networks reach root's firewall: a registry file must not write nft rules.
   private async applyFirewall(): Promise<void> {
-    await this.deps.firewall.apply(this.records());
+    await this.deps.firewall.apply(this.ownRecords());
   }
 
   // ---- networks ----
@@ -100,7 +106,7 @@ export class NetworkManager {
   }
 
   private async enableForwarding(): Promise<void> {
-    if (this.records().some((r) => r.network.bridge && !r.network.internal)) await setSysctl('net.ipv4.ip_forward', '1');
+    if (this.ownRecords().some((r) => !r.network.internal)) await setSysctl('net.ipv4.ip_forward', '1');
   }
 
   removeNetworks(names: readonly string[], force: boolean): Promise<string[]> {

@@ -1,70 +1,136 @@
-// The whole nftables table nsdns owns, generated from the registry's networks: pure text, so it
-// can be compared with golden files. It is replaced in one `nft -f -` transaction each time.
+// The whole nftables table nsdns owns, generated from its own networks as libnftables JSON
+// (libnftables-json(5)): every name and address is a JSON string or number, never text nft parses
+// as syntax, so no value can add a command. It is replaced in one `nft -j -f -` transaction.
+import { NsdnsError } from '../errors.js';
+import { isIfname, isIpv4, isPort } from '../registry/fields.js';
 import type { Endpoint, Network, NetworkRecord, PortMapping } from '../registry/types.js';
 import { parseCidr } from './ipam.js';
 
-const q = (name: string) => `"${name}"`;
+type Expr = Record<string, unknown>;
+interface Rule { chain: string; comment: string; expr: Expr[] }
+export interface NftJson { nftables: Array<Record<string, unknown>> }
 
-/** Networks nsdns provisions itself: the ones with a bridge. */
-function provisioned(records: readonly NetworkRecord[]): Array<NetworkRecord & { network: Network & { bridge: string } }> {
-  return records.filter((r): r is NetworkRecord & { network: Network & { bridge: string } } => typeof r.network.bridge === 'string')
-    .sort((a, b) => a.network.name.localeCompare(b.network.name));
+/** nft table names: what `--nft-table` may be (letters, digits, '_'; no quoting needed anywhere). */
+export function isTableName(value: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(value);
 }
 
-export function buildRuleset(table: string, records: readonly NetworkRecord[]): string {
+const meta = (key: 'iifname' | 'oifname') => ({ meta: { key } });
+const match = (left: Expr, right: unknown, op = '==') => ({ match: { op, left, right } });
+const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
+
+type Provisioned = NetworkRecord & { network: Network & { bridge: string } };
+
+/**
+ * Networks with a bridge, sorted by name. The caller passes only networks nsdns provisioned;
+ * values are checked once more here, the last stop before root's firewall.
+ */
+function provisioned(records: readonly NetworkRecord[]): Provisioned[] {
+  const nets = records.filter((r): r is Provisioned => typeof r.network.bridge === 'string')
+    .sort((a, b) => a.network.name.localeCompare(b.network.name));
+  for (const { network, endpoints } of nets) {
+    if (!isIfname(network.bridge)) throw new NsdnsError('ERR_FIREWALL', `network "${network.name}": bridge is not a valid interface name`);
+    for (const e of endpoints) {
+      for (const p of e.ports ?? []) {
+        if ((p.hostIp !== undefined && !isIpv4(p.hostIp)) || !isPort(p.hostPort) || !isPort(p.containerPort) || (p.protocol !== 'tcp' && p.protocol !== 'udp')) {
+          throw new NsdnsError('ERR_FIREWALL', `network "${network.name}", endpoint "${e.name}": invalid published port`);
+        }
+      }
+    }
+  }
+  return nets;
+}
+
+function rules(records: readonly NetworkRecord[]): Rule[] {
   const nets = provisioned(records);
   const bridges = nets.map((r) => r.network.bridge);
-  const forward: string[] = [];
-  const postrouting: string[] = [];
-  const dnat: string[] = [];
+  const forward: Rule[] = [];
+  const postrouting: Rule[] = [];
+  const dnat: Array<Omit<Rule, 'chain'>> = [];
+  const drop = { drop: null };
+  const masquerade = { masquerade: null };
 
   for (const { network, endpoints } of nets) {
     const br = network.bridge;
     const others = bridges.filter((b) => b !== br);
     if (network.internal) {
-      forward.push(`iifname ${q(br)} oifname != ${q(br)} drop comment ${q(`internal ${network.name}`)}`);
-      forward.push(`oifname ${q(br)} iifname != ${q(br)} drop comment ${q(`internal ${network.name}`)}`);
+      const comment = `internal ${network.name}`;
+      forward.push({ chain: 'forward', comment, expr: [match(meta('iifname'), br), match(meta('oifname'), br, '!='), drop] });
+      forward.push({ chain: 'forward', comment, expr: [match(meta('oifname'), br), match(meta('iifname'), br, '!='), drop] });
       continue;
     }
-    if (others.length > 0) forward.push(`iifname ${q(br)} oifname { ${others.map(q).join(', ')} } drop comment ${q(`isolate ${network.name}`)}`);
+    if (others.length > 0) {
+      forward.push({ chain: 'forward', comment: `isolate ${network.name}`, expr: [match(meta('iifname'), br), match(meta('oifname'), { set: others }), drop] });
+    }
     for (const s of network.subnets) {
-      const family = parseCidr(s.subnet).kind === 'ipv4' ? 'ip' : 'ip6';
-      postrouting.push(`${family} saddr ${parseCidr(s.subnet).text} oifname != ${q(br)} masquerade comment ${q(`outbound ${network.name}`)}`);
+      const cidr = parseCidr(s.subnet);
+      const [addr, len] = cidr.text.split('/');
+      postrouting.push({ chain: 'postrouting', comment: `outbound ${network.name}`, expr: [
+        match(payload(cidr.kind === 'ipv4' ? 'ip' : 'ip6', 'saddr'), { prefix: { addr, len: Number(len) } }),
+        match(meta('oifname'), br, '!='), masquerade,
+      ] });
     }
     const published = endpoints.flatMap((e) => (e.ports ?? []).map((p) => ({ e, p })));
     if (published.length > 0) {
       // Published ports reached from 127.0.0.1 (route_localnet) and from the same network (hairpin).
-      postrouting.push(`ip saddr 127.0.0.0/8 oifname ${q(br)} masquerade comment ${q(`localhost to ${network.name}`)}`);
-      postrouting.push(`oifname ${q(br)} iifname ${q(br)} ct status dnat masquerade comment ${q(`hairpin ${network.name}`)}`);
+      postrouting.push({ chain: 'postrouting', comment: `localhost to ${network.name}`, expr: [
+        match(payload('ip', 'saddr'), { prefix: { addr: '127.0.0.0', len: 8 } }), match(meta('oifname'), br), masquerade,
+      ] });
+      postrouting.push({ chain: 'postrouting', comment: `hairpin ${network.name}`, expr: [
+        match(meta('oifname'), br), match(meta('iifname'), br), match({ ct: { key: 'status' } }, 'dnat', 'in'), masquerade,
+      ] });
     }
     for (const { e, p } of published) dnat.push(...dnatRules(e, p));
   }
-
-  const chain = (name: string, header: string, rules: string[]) =>
-    [`  chain ${name} {`, `    ${header}`, ...rules.map((r) => `    ${r}`), '  }'].join('\n');
   return [
-    `table inet ${table} {`,
-    chain('forward', 'type filter hook forward priority filter; policy accept;', forward),
-    chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', dnat),
-    chain('output', 'type nat hook output priority -100; policy accept;', dnat),
-    chain('postrouting', 'type nat hook postrouting priority srcnat; policy accept;', postrouting),
-    '}',
-    '',
-  ].join('\n');
+    ...forward,
+    ...dnat.map((r) => ({ ...r, chain: 'prerouting' })),
+    ...dnat.map((r) => ({ ...r, chain: 'output' })),
+    ...postrouting,
+  ];
 }
 
-function dnatRules(e: Endpoint, p: PortMapping): string[] {
+function dnatRules(e: Endpoint, p: PortMapping): Array<Omit<Rule, 'chain'>> {
   const target = e.ipv4[0];
-  if (!target) return [];
-  const where = p.hostIp ? `ip daddr ${p.hostIp}` : 'fib daddr type local';
-  return [`${where} ${p.protocol} dport ${p.hostPort} dnat ip to ${target}:${p.containerPort} comment ${q(`publish ${e.name}`)}`];
+  if (!target || !isIpv4(target)) return [];
+  const where = p.hostIp ? match(payload('ip', 'daddr'), p.hostIp) : match({ fib: { result: 'type', flags: ['daddr'] } }, 'local');
+  return [{ comment: `publish ${e.name}`, expr: [where, match(payload(p.protocol, 'dport'), p.hostPort), { dnat: { family: 'ip', addr: target, port: p.containerPort } }] }];
 }
 
-/** One transaction: create the table if missing, empty it by deleting it, and write it anew. */
-export function replaceTableScript(table: string, ruleset: string): string {
-  return `table inet ${table}\ndelete table inet ${table}\n${ruleset}`;
+const CHAINS = [
+  { name: 'forward', type: 'filter', hook: 'forward', prio: 0 },
+  { name: 'prerouting', type: 'nat', hook: 'prerouting', prio: -100 },
+  { name: 'output', type: 'nat', hook: 'output', prio: -100 },
+  { name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100 },
+];
+
+function checkTable(table: string): void {
+  if (!isTableName(table)) throw new NsdnsError('ERR_FIREWALL', 'the nft table name must be letters, digits and "_" (at most 64)');
 }
 
-export function deleteTableScript(table: string): string {
-  return `table inet ${table}\ndelete table inet ${table}\n`;
+/**
+ * One transaction: add the table (a no-op when it exists), delete it (emptying it), and write it
+ * anew with its chains and rules. Either all of it applies or none.
+ */
+export function buildRuleset(table: string, records: readonly NetworkRecord[]): NftJson {
+  checkTable(table);
+  const t = { family: 'inet', name: table };
+  const at = { family: 'inet', table };
+  return {
+    nftables: [
+      { metainfo: { json_schema_version: 1 } },
+      { add: { table: t } },
+      { delete: { table: t } },
+      { add: { table: t } },
+      ...CHAINS.map((c) => ({ add: { chain: { ...at, ...c, policy: 'accept' } } })),
+      ...rules(records).map((r) => ({ add: { rule: { ...at, chain: r.chain, expr: r.expr, comment: r.comment } } })),
+    ],
+  };
+}
+
+/** Removes the table, whether it exists or not. */
+export function deleteTable(table: string): NftJson {
+  checkTable(table);
+  const t = { family: 'inet', name: table };
+  return { nftables: [{ metainfo: { json_schema_version: 1 } }, { add: { table: t } }, { delete: { table: t } }] };
 }

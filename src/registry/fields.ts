@@ -1,0 +1,91 @@
+// Field types shared by every boundary that accepts them: registry documents, state files and
+// control requests. Each is a plain predicate (for hand-written checks) and a zod schema built on
+// it, so a value that reaches `ip`, `nft` or `nsenter` was checked by the same definition
+// whichever way it came in.
+import ipaddr from 'ipaddr.js';
+import { z } from 'zod';
+
+/** Linux IFNAMSIZ is 16 with the NUL: names are 1-15 bytes. */
+export const IFNAME_MAX = 15;
+export const NETNS_RUN_DIR = '/run/netns';
+
+// The kernel refuses '/', ':' and whitespace; we also keep out everything nft or ip could read as
+// syntax ('@' is a set reference in nft JSON, '*' a wildcard).
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const NETNS_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+
+export function isIfname(value: unknown): value is string {
+  return typeof value === 'string' && IFNAME.test(value) && value !== '.' && value !== '..';
+}
+
+export function isMacAddress(value: unknown): value is string {
+  return typeof value === 'string' && /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(value);
+}
+
+/** A MAC an interface may have: not multicast (the low bit of the first octet). */
+export function isUnicastMac(value: unknown): value is string {
+  return isMacAddress(value) && (parseInt(value.slice(0, 2), 16) & 1) === 0;
+}
+
+/** Dotted quad only: ipaddr.js alone would also take `0x7f.1` or `127.1`. */
+export function isIpv4(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 15 && ipaddr.IPv4.isValidFourPartDecimal(value);
+}
+
+/** No prefix and no zone id (`fe80::1%eth0`): only an address. */
+export function isIpv6(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 45 && !/[/%]/.test(value) && ipaddr.IPv6.isValid(value);
+}
+
+export function isIp(value: unknown): value is string {
+  return isIpv4(value) || isIpv6(value);
+}
+
+export function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535;
+}
+
+/** A name `ip netns add` could have made: one path component, not `.` or `..`. */
+export function isNetnsName(value: unknown): value is string {
+  return typeof value === 'string' && NETNS_NAME.test(value) && value !== '.' && value !== '..';
+}
+
+/**
+ * The only namespace files the root daemon enters (`nsenter --net=PATH`): /run/netns/NAME,
+ * /proc/PID/ns/net and /proc/PID/task/TID/ns/net. Anything else (other directories, `..`, NUL,
+ * a trailing slash) is refused, so no file or request can point it at an arbitrary path.
+ */
+export function isNetnsPath(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length > 300) return false;
+  if (value.startsWith(`${NETNS_RUN_DIR}/`)) return isNetnsName(value.slice(NETNS_RUN_DIR.length + 1));
+  return /^\/proc\/[1-9]\d{0,9}(\/task\/[1-9]\d{0,9})?\/ns\/net$/.test(value);
+}
+
+/** Network option keys (`--opt k=v`, Docker's `com.docker.network.*`) and values: bounded, printable. */
+export const OPTION_KEY = /^[A-Za-z0-9_.\-/]{1,128}$/;
+export const OPTION_VALUE_MAX = 1024;
+export const OPTIONS_MAX = 64;
+
+export function isOptionKey(value: unknown): value is string {
+  return typeof value === 'string' && OPTION_KEY.test(value) && value !== '__proto__';
+}
+
+export function isOptionValue(value: unknown): value is string {
+  // eslint-disable-next-line no-control-regex
+  return typeof value === 'string' && value.length <= OPTION_VALUE_MAX && !/[\u0000-\u001f\u007f]/.test(value);
+}
+
+// ---- zod schemas (messages are fixed: they never repeat the value) ----
+
+export const ifname = z.string().refine(isIfname, 'not a valid interface name (1-15 letters, digits, ".", "_" or "-")');
+export const macAddress = z.string().refine(isMacAddress, 'not a MAC address (aa:bb:cc:dd:ee:ff)');
+export const unicastMac = z.string().refine(isUnicastMac, 'not a unicast MAC address (aa:bb:cc:dd:ee:ff, first octet even)');
+export const ipv4Address = z.string().refine(isIpv4, 'not an IPv4 address');
+export const ipv6Address = z.string().refine(isIpv6, 'not an IPv6 address');
+export const ipAddress = z.string().refine(isIp, 'not an IP address');
+export const port = z.number().refine(isPort, 'not a port (1-65535)');
+export const netnsPath = z.string().refine(isNetnsPath, `not an allowed namespace path (${NETNS_RUN_DIR}/NAME, /proc/PID/ns/net or /proc/PID/task/TID/ns/net)`);
+export const networkOptions = z.record(
+  z.string().refine(isOptionKey, 'not a valid option key (1-128 letters, digits, ".", "_", "-" or "/")'),
+  z.string().refine(isOptionValue, `not a valid option value (at most ${OPTION_VALUE_MAX} printable characters)`),
+).refine((o) => Object.keys(o).length <= OPTIONS_MAX, `at most ${OPTIONS_MAX} options`);
