@@ -20,6 +20,8 @@ import { NsenterBinder } from '../netns/binder.js';
 import { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { NsdnsError } from '../errors.js';
 import { ControlServer } from './control.js';
+import { TcpBudget } from '../server/tcp-budget.js';
+import { clientFilter, localSubnets } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
 
 export class Daemon {
@@ -32,6 +34,7 @@ export class Daemon {
   private readonly files: RegistryFiles;
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
+  private readonly tcpBudget: TcpBudget;
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
 
@@ -39,10 +42,11 @@ export class Daemon {
     const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
     this.hostResolvers = new HostResolvers(config.resolvConf, log);
     this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
-    this.listeners = new HostListeners(this.registry, this.resolver, log.child({ module: 'listener' }));
+    this.tcpBudget = new TcpBudget(config.tcp);
+    this.listeners = new HostListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'listener' }));
     this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }), config.registryFiles);
     this.state = new StateStore(config.stateDir);
-    this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), config.tcp, log.child({ module: 'netns' }));
+    this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), this.tcpBudget, log.child({ module: 'netns' }));
     this.registry.on('change', () => void this.namespaces.reconcile());
     const plumbing = config.plumbing;
     this.manager = new NetworkManager({
@@ -78,7 +82,7 @@ export class Daemon {
       await daemon.namespaces.reconcile();
       await daemon.startControl();
       daemon.startReaper();
-      await daemon.listeners.reconcile(config.listen, config.tcp);
+      await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       daemon.resolver.configure(daemon.resolverSettings());
     } catch (err) {
       await daemon.stop();
@@ -141,9 +145,15 @@ export class Daemon {
     if (JSON.stringify(next.cache) !== JSON.stringify(previous.cache)) this.resolver.forwarder.cache = new AnswerCache(next.cache);
     this.resolver.forwarder.configure(forwardOptions(next));
     if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
-    await this.listeners.reconcile(next.listen, next.tcp);
+    this.tcpBudget.limits = next.tcp;
+    await this.listeners.reconcile(next.listen, this.hostClients());
     this.resolver.configure(this.resolverSettings());
     this.log.info({ listeners: this.listeners.all.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams }, 'configuration reloaded');
+  }
+
+  /** Who host listeners answer: `allow`, else loopback and the host's own subnets as they are now. */
+  private hostClients() {
+    return clientFilter(this.config.allow ?? localSubnets());
   }
 
   private resolverSettings(): ResolverSettings {

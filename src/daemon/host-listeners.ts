@@ -1,6 +1,8 @@
 // Standalone listeners on the host (`--listen`), reconciled against the configured set on start
 // and on every reload: extras are closed, missing ones are bound, unchanged ones keep running.
-import { DnsServer, type TcpOptions } from '../server/dns-server.js';
+import { DnsServer } from '../server/dns-server.js';
+import type { TcpBudget } from '../server/tcp-budget.js';
+import type { ClientFilter } from '../server/client-filter.js';
 import { bindHostSockets } from '../server/host-sockets.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
@@ -22,10 +24,12 @@ function hostContext(name: string, registry: Registry, networks: readonly string
 
 export class HostListeners {
   private readonly bound = new Map<string, BoundListener>();
+  private allowed: ClientFilter = () => false;
 
   constructor(
     private readonly registry: Registry,
     private readonly resolver: Resolver,
+    private readonly budget: TcpBudget,
     private readonly log: Logger,
   ) {}
 
@@ -38,7 +42,9 @@ export class HostListeners {
     return new Set(this.all.map((l) => (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)));
   }
 
-  async reconcile(wanted: readonly ListenConfig[], tcp: TcpOptions): Promise<void> {
+  /** `allowed`: the clients every host listener answers (see client-filter.ts). */
+  async reconcile(wanted: readonly ListenConfig[], allowed: ClientFilter): Promise<void> {
+    this.allowed = allowed;
     const keys = new Set(wanted.map(keyOf));
     for (const [key, listener] of this.bound) {
       if (keys.has(key)) continue;
@@ -52,7 +58,8 @@ export class HostListeners {
       const sockets = await bindHostSockets(spec.address, spec.port);
       const networks = spec.networks;
       const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, networks);
-      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, tcp, this.log.child({ listener: context.name }));
+      // Through a closure, so a reload's new client filter applies to listeners already bound.
+      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.budget, this.log.child({ listener: context.name }), (a) => this.allowed(a));
       this.bound.set(key, { key, address: spec.address, port: sockets.port, networks, server });
       this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all' }, 'listening');
     }

@@ -1,7 +1,8 @@
 // One resolver listener per namespace that has endpoints, reconciled on every registry change:
 // a namespace that gains its first endpoint gets 127.0.0.11:53; one that loses its last has its
 // sockets closed at once (an open socket would keep the namespace alive).
-import { DnsServer, type TcpOptions } from '../server/dns-server.js';
+import { DnsServer } from '../server/dns-server.js';
+import type { TcpBudget } from '../server/tcp-budget.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
 import { errorMessage } from '../errors.js';
@@ -24,7 +25,7 @@ export class NamespaceListeners {
     private readonly registry: Registry,
     private readonly resolver: Resolver,
     private readonly binder: Binder,
-    private tcpOptions: TcpOptions,
+    private readonly tcpBudget: TcpBudget,
     private readonly log: Logger,
   ) {}
 
@@ -95,7 +96,7 @@ export class NamespaceListeners {
         return;
       }
       const context = namespaceContext(netns, this.registry);
-      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpOptions, this.log.child({ netns }));
+      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpBudget, this.log.child({ netns }));
       this.served.set(netns, { server, context });
       this.failed.delete(netns);
       this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');

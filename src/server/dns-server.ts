@@ -1,42 +1,43 @@
 // Serves one listener's sockets: a UDP socket and a TCP server, already bound (on the host, or
 // inside a namespace and handed over). Reads a message, asks the resolver, writes the reply: the
-// only place a reply is written. Knows nothing of names or upstreams.
+// only place a reply is written. Knows nothing of names or upstreams. TCP connections are shared
+// fairly: per client address, per listener and over the daemon (TcpBudget); when a limit is
+// reached the longest-idle connection makes room (RFC 7766 §6.2.3), else the newcomer is refused.
 import type dgram from 'node:dgram';
 import type net from 'node:net';
-import { FrameReader, frame } from '../wire/tcp-framing.js';
-import type { Logger } from '../log.js';
+import { rateLimited, type Logger } from '../log.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
+import type { ClientFilter } from './client-filter.js';
+import type { TcpBudget } from './tcp-budget.js';
+import { TcpConnection, type ConnectionOwner } from './tcp-connection.js';
 
-export interface TcpOptions {
-  /** An idle connection is closed after this long, ms (RFC 7766 §6.2.3). */
-  idleTimeoutMs: number;
-  /** Connections beyond this are refused by the kernel's accept path. */
-  maxConnections: number;
-}
-
-export class DnsServer {
+export class DnsServer implements ConnectionOwner {
   private closing = false;
   private pending = 0;
-  private readonly connections = new Set<net.Socket>();
+  private readonly connections = new Set<TcpConnection>();
+  private readonly perClient = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | undefined;
   private drained: (() => void) | undefined;
+  private readonly warnRefused = rateLimited(10_000);
 
   constructor(
     readonly udp: dgram.Socket,
     readonly tcp: net.Server,
     private readonly resolver: Resolver,
     readonly context: ListenerContext,
-    private readonly tcpOptions: TcpOptions,
+    private readonly budget: TcpBudget,
     private readonly log: Logger,
+    /** Host listeners answer only the clients this allows; a namespace's own listener answers all. */
+    private readonly allowed?: ClientFilter,
   ) {
     udp.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
     udp.on('error', (err) => this.log.error({ err }, 'udp socket error'));
-    tcp.maxConnections = tcpOptions.maxConnections;
     tcp.on('connection', (socket) => this.onConnection(socket));
     tcp.on('error', (err) => this.log.error({ err }, 'tcp server error'));
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.closing) return;
+    if (this.closing || (this.allowed && !this.allowed(rinfo.address))) return;
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
     if (reply === null) return;
@@ -44,15 +45,15 @@ export class DnsServer {
       this.udp.send(reply, rinfo.port, rinfo.address);
       return;
     }
-    this.pending++;
+    this.started();
     // Settled only once the datagram has left: closing the socket earlier would drop it.
     reply.then(
-      (buf) => this.udp.send(buf, rinfo.port, rinfo.address, () => this.settle()),
-      (err) => { this.log.error({ err }, 'resolver failed'); this.settle(); },
+      (buf) => this.udp.send(buf, rinfo.port, rinfo.address, () => this.settled()),
+      (err) => { this.log.error({ err }, 'resolver failed'); this.settled(); },
     );
   }
 
-  private answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer> {
+  answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer> {
     try {
       return this.resolver.handle(msg, client, this.context);
     } catch (err) {
@@ -62,47 +63,87 @@ export class DnsServer {
   }
 
   private onConnection(socket: net.Socket): void {
-    if (this.closing) {
+    const address = socket.remoteAddress ?? '';
+    if (this.closing || (this.allowed && !this.allowed(address)) || !this.makeRoom(address)) {
       socket.destroy();
       return;
     }
-    this.connections.add(socket);
-    const reader = new FrameReader();
-    const client: Client = { address: socket.remoteAddress ?? '', transport: 'tcp' };
-    let open = 0;
-    let ended = false;
-    const finishIfDone = () => {
-      if (ended && open === 0) socket.end();
-    };
-    socket.setTimeout(this.tcpOptions.idleTimeoutMs, () => socket.destroy());
-    socket.on('data', (chunk) => {
-      // Pipelined queries are answered as each is ready (RFC 7766 §6.2.1.1 allows any order).
-      for (const msg of reader.push(chunk)) {
-        const reply = this.answer(msg, client);
-        if (reply === null) continue;
-        if (!(reply instanceof Promise)) {
-          socket.write(frame(reply));
-          continue;
-        }
-        open++;
-        this.pending++;
-        reply.then((buf) => { if (!socket.destroyed) socket.write(frame(buf)); }, (err) => this.log.error({ err }, 'resolver failed'))
-          .finally(() => { open--; this.settle(); finishIfDone(); });
-      }
-    });
-    socket.on('end', () => {
-      // A client that stops half way through a frame gets no more of our time.
-      if (reader.buffered > 0) socket.destroy();
-      ended = true;
-      finishIfDone();
-    });
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.connections.delete(socket));
+    const connection = new TcpConnection(socket, this, this.budget);
+    this.connections.add(connection);
+    this.perClient.set(address, (this.perClient.get(address) ?? 0) + 1);
+    this.sweeper ??= setInterval(() => this.sweep(), this.sweepEveryMs()).unref();
   }
 
-  private settle(): void {
+  /** True when a new connection from `address` fits, after closing idle ones if it must. */
+  private makeRoom(address: string): boolean {
+    const limits = this.budget.limits;
+    while ((this.perClient.get(address) ?? 0) >= limits.maxConnectionsPerClient) {
+      if (!this.evictIdle(address)) return this.refuse('per-client');
+    }
+    while (this.connections.size >= limits.maxConnections || this.budget.full) {
+      if (!this.evictIdle()) return this.refuse(this.budget.full ? 'daemon-wide' : 'per-listener');
+    }
+    return true;
+  }
+
+  /** Closes the longest-idle connection (of `address`, when given); false when none is idle. */
+  private evictIdle(address?: string): boolean {
+    let oldest: TcpConnection | undefined;
+    for (const c of this.connections) {
+      if (c.socket.destroyed || !c.idle || (address !== undefined && c.client.address !== address)) continue;
+      if (!oldest || c.lastActive < oldest.lastActive) oldest = c;
+    }
+    if (!oldest) return false;
+    this.forget(oldest);
+    oldest.socket.destroy();
+    return true;
+  }
+
+  private refuse(limit: string): false {
+    this.warnRefused((suppressed) => this.log.warn({ limit, connections: this.connections.size, total: this.budget.connections, suppressed }, `tcp connection limit reached (${limit}); refusing new connections from busy clients`));
+    return false;
+  }
+
+  /** Deadlines, checked a few times per timeout rather than with a timer per connection. */
+  private sweep(): void {
+    const { idleTimeoutMs, messageTimeoutMs } = this.budget.limits;
+    const now = Date.now();
+    for (const c of this.connections) {
+      const stuck = (c.partialSince > 0 && now - c.partialSince > messageTimeoutMs) || (c.overSince > 0 && now - c.overSince > messageTimeoutMs);
+      if (stuck || (c.idle && now - c.lastActive > idleTimeoutMs)) c.socket.destroy();
+      // Paused for the daemon-wide memory cap: see whether it has room again.
+      else c.process();
+    }
+  }
+
+  private sweepEveryMs(): number {
+    const { idleTimeoutMs, messageTimeoutMs } = this.budget.limits;
+    return Math.max(20, Math.min(250, idleTimeoutMs / 4, messageTimeoutMs / 4));
+  }
+
+  started(): void {
+    this.pending++;
+  }
+
+  settled(): void {
     this.pending--;
     if (this.pending === 0) this.drained?.();
+  }
+
+  closed(connection: TcpConnection): void {
+    this.forget(connection);
+  }
+
+  private forget(connection: TcpConnection): void {
+    if (!this.connections.delete(connection)) return;
+    const address = connection.client.address;
+    const left = (this.perClient.get(address) ?? 1) - 1;
+    if (left > 0) this.perClient.set(address, left);
+    else this.perClient.delete(address);
+    if (this.connections.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /** Stops taking queries, lets the ones in flight be answered, then closes the sockets. */
@@ -111,9 +152,10 @@ export class DnsServer {
     this.closing = true;
     const tcpClosed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     if (this.pending > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
-    for (const socket of this.connections) socket.end();
+    const open = [...this.connections];
+    for (const c of open) c.socket.end();
     await new Promise<void>((resolve) => this.udp.close(() => resolve()));
-    setTimeout(() => { for (const socket of this.connections) socket.destroy(); }, 1000).unref();
+    setTimeout(() => { for (const c of open) c.socket.destroy(); }, 1000).unref();
     await tcpClosed;
   }
 }

@@ -111,8 +111,20 @@ describe('tcp limits', () => {
     assert.ok(idle >= 250, `closed after ${idle} ms, before the 300 ms idle timeout`);
   });
 
-  it('refuses connections beyond the cap and serves again once they close', async () => {
+  it('at the cap, the longest-idle connection makes room for a new one (RFC 7766 §6.2.3)', async () => {
     const held = await Promise.all([connect(daemon.port), connect(daemon.port)]);
+    const oldestClosed = new Promise<void>((resolve) => held[0].on('close', () => resolve()));
+    await new Promise((r) => setTimeout(r, 50));
+    const r = await dig(daemon.server, '+tcp', 'web');
+    assert.equal(r.answers[0]?.data, '10.77.0.10', 'a new client is served');
+    await oldestClosed;
+    for (const s of held) s.destroy();
+  });
+
+  it('refuses a new connection when every slot is busy, and serves again once they close', async () => {
+    const held = await Promise.all([connect(daemon.port), connect(daemon.port)]);
+    // Half a message each: busy, so neither may be closed to make room.
+    for (const s of held) { s.on('error', () => {}); s.write(Buffer.from([0, 40, 1])); }
     await new Promise((r) => setTimeout(r, 50));
     const extra = await connect(daemon.port);
     const extraClosed = await new Promise<boolean>((resolve) => {
