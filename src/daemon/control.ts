@@ -1,12 +1,14 @@
-// The control socket (a unix socket only root may open): `nsdns network ...` and `nsdns debug`
-// talk to the daemon through it. Each request is validated by the method it names; errors go back
-// with their code and message, and never take the daemon down.
-import { chmod, mkdir, rm } from 'node:fs/promises';
+// The control socket (a unix socket for root, and for --socket-group's members): `nsdns network ...`
+// and `nsdns debug` talk to the daemon through it. Every line is checked at this boundary (size,
+// JSON, envelope, method, then the method's own schema); a bad one gets an error reply, never
+// takes the daemon down, and never reaches a handler.
+import { chmod, chown, lstat, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { NsdnsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ControlRequest, ControlResponse } from './control-protocol.js';
+import type { ControlResponse } from './control-protocol.js';
+import { MAX_LINE_BYTES, describeIssues, quote, requestSchema } from './control-schemas.js';
 
 export type Handler = (params: unknown) => Promise<unknown>;
 
@@ -15,55 +17,124 @@ export interface ControlOptions {
   group?: string;
 }
 
+/** Requests one connection may have in flight; beyond that it is not read until one finishes. */
+const MAX_IN_FLIGHT = 16;
+const MAX_CONNECTIONS = 64;
+/** A connection with nothing in flight and nothing sent for this long is closed (it holds a slot). */
+const IDLE_TIMEOUT_MS = 60_000;
+
 export class ControlServer {
   private server: net.Server | undefined;
+  // A Map, not the object: a method named "constructor" or "__proto__" must find nothing.
+  private readonly handlers: Map<string, Handler>;
 
-  constructor(private readonly socketPath: string, private readonly handlers: Record<string, Handler>, private readonly log: Logger, readonly options: ControlOptions = {}) {}
+  constructor(private readonly socketPath: string, handlers: Record<string, Handler>, private readonly log: Logger, readonly options: ControlOptions = {}) {
+    this.handlers = new Map(Object.entries(handlers));
+  }
 
   async start(): Promise<void> {
-    await mkdir(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    const gid = this.options.group === undefined ? undefined : await groupId(this.options.group);
+    await this.prepareDirectory(path.dirname(this.socketPath), gid);
     if (await isAlive(this.socketPath)) throw new NsdnsError('ERR_LISTEN', `another nsdns daemon is already listening on ${this.socketPath}`);
-    await rm(this.socketPath, { force: true });
-    const server = net.createServer((socket) => this.serve(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.socketPath, () => { server.off('error', reject); resolve(); });
-    });
-    await chmod(this.socketPath, 0o600);
+    await removeStaleSocket(this.socketPath);
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.serve(socket));
+    server.maxConnections = MAX_CONNECTIONS;
+    await listenPrivately(server, this.socketPath);
     this.server = server;
-    this.log.info({ socket: this.socketPath }, 'control socket ready');
+    if (gid !== undefined) {
+      // 0600 until the group owns it, then 0660.
+      await chown(this.socketPath, process.getuid!(), gid);
+      await chmod(this.socketPath, 0o660);
+    }
+    this.log.info({ socket: this.socketPath, ...(gid !== undefined && { group: this.options.group }) }, 'control socket ready');
+  }
+
+  /**
+   * A directory nsdns creates gets 0700 (0750 and the group with --socket-group). One that exists
+   * is someone's choice (a test's temp dir, an admin's): it is left as it is.
+   */
+  private async prepareDirectory(dir: string, gid: number | undefined): Promise<void> {
+    await mkdir(path.dirname(dir), { recursive: true, mode: 0o755 });
+    const mode = gid === undefined ? 0o700 : 0o750;
+    try {
+      await mkdir(dir, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const st = await stat(dir);
+      if (!st.isDirectory()) throw new NsdnsError('ERR_CONFIG', `the control socket's directory ${dir} is not a directory`);
+      const groupCanEnter = (st.mode & 0o001) !== 0 || (st.gid === gid && (st.mode & 0o010) !== 0);
+      if (gid !== undefined && !groupCanEnter) this.log.warn({ dir, mode: (st.mode & 0o777).toString(8) }, `group ${this.options.group} cannot enter ${dir}, so only root can use the control socket`);
+      return;
+    }
+    // mkdir's mode was reduced by the umask: set it exactly.
+    if (gid !== undefined) await chown(dir, process.getuid!(), gid);
+    await chmod(dir, mode);
   }
 
   private serve(socket: net.Socket): void {
-    let buffered = '';
-    socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        void this.answer(line).then((response) => { if (!socket.destroyed) socket.write(`${JSON.stringify(response)}\n`); });
+    const lines = new LineBuffer(MAX_LINE_BYTES);
+    let queue: string[] = [];
+    let next = 0;
+    let inFlight = 0;
+    let closing = false;
+    let clientDone = false;
+    const send = (response: ControlResponse): void => {
+      // The client may be gone: writing then would only raise an error nobody waits for.
+      if (!socket.destroyed && socket.writable) socket.write(serialize(response));
+    };
+    const pump = (): void => {
+      while (inFlight < MAX_IN_FLIGHT && next < queue.length) {
+        inFlight++;
+        this.answer(queue[next++])
+          .then(send, (err) => this.log.error({ err }, 'control request failed'))
+          .finally(() => { inFlight--; pump(); });
       }
+      if (next === queue.length) { queue = []; next = 0; }
+      // A client that half-closed (`socat`, `nc -N`) still gets every answer, then the end.
+      if (clientDone && inFlight === 0 && queue.length === 0) socket.end();
+      // Backpressure: a client that pipelines more than its share waits, and nothing queues up.
+      else if (next < queue.length || closing) socket.pause();
+      else socket.resume();
+    };
+    socket.on('error', () => socket.destroy());
+    socket.on('end', () => { clientDone = true; pump(); });
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => { if (inFlight === 0) socket.destroy(); });
+    socket.on('data', (chunk: Buffer) => {
+      if (closing) return;
+      const complete = lines.push(chunk);
+      if (complete === undefined) {
+        // Answer, then close: the rest of that line is not worth reading.
+        closing = true;
+        socket.pause();
+        const reply = serialize(badRequest(0, `request line longer than ${MAX_LINE_BYTES} bytes; closing the connection`));
+        if (socket.writable) socket.end(reply, () => socket.destroy());
+        else socket.destroy();
+        return;
+      }
+      for (const line of complete) if (line.trim() !== '') queue.push(line);
+      pump();
     });
   }
 
   private async answer(line: string): Promise<ControlResponse> {
-    let request: ControlRequest;
+    let data: unknown;
     try {
-      request = JSON.parse(line) as ControlRequest;
+      data = JSON.parse(line);
     } catch {
-      return { id: 0, ok: false, error: { code: 'ERR_BAD_REQUEST', message: 'the request is not JSON' } };
+      return badRequest(0, 'the request is not JSON');
     }
-    const handler = this.handlers[request.method];
-    if (!handler) return { id: request.id, ok: false, error: { code: 'ERR_BAD_REQUEST', message: `unknown method ${request.method}` } };
+    const envelope = requestSchema.safeParse(data);
+    if (!envelope.success) return badRequest(idOf(data), `bad request: ${describeIssues(envelope.error.issues)}`);
+    const { id, method, params } = envelope.data;
+    const handler = this.handlers.get(method);
+    if (!handler) return badRequest(id, `unknown method ${quote(method)}`);
     try {
-      return { id: request.id, ok: true, result: await handler(request.params ?? {}) };
+      return { id, ok: true, result: await handler(params ?? {}) };
     } catch (err) {
       const code = err instanceof NsdnsError ? err.code : 'ERR_INTERNAL';
-      if (code === 'ERR_INTERNAL') this.log.error({ err, method: request.method }, 'control request failed');
-      else this.log.info({ method: request.method, code, reason: errorMessage(err) }, 'control request refused');
-      return { id: request.id, ok: false, error: { code, message: errorMessage(err) } };
+      if (code === 'ERR_INTERNAL') this.log.error({ err, method }, 'control request failed');
+      else this.log.info({ method, code, reason: errorMessage(err) }, 'control request refused');
+      return { id, ok: false, error: { code, message: errorMessage(err) } };
     }
   }
 
@@ -72,6 +143,86 @@ export class ControlServer {
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
     await rm(this.socketPath, { force: true });
   }
+}
+
+/** Splits a byte stream into lines, holding at most `max` bytes of an unfinished one. */
+class LineBuffer {
+  private parts: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly max: number) {}
+
+  /** The lines `chunk` completes, or undefined once a line is longer than the cap. */
+  push(chunk: Buffer): string[] | undefined {
+    const lines: string[] = [];
+    let start = 0;
+    for (let newline = chunk.indexOf(10); newline >= 0; newline = chunk.indexOf(10, start)) {
+      if (this.size + newline - start > this.max) return undefined;
+      this.parts.push(chunk.subarray(start, newline));
+      lines.push(Buffer.concat(this.parts).toString('utf8'));
+      this.parts = [];
+      this.size = 0;
+      start = newline + 1;
+    }
+    if (start < chunk.length) {
+      this.size += chunk.length - start;
+      if (this.size > this.max) return undefined;
+      this.parts.push(chunk.subarray(start));
+    }
+    return lines;
+  }
+}
+
+function badRequest(id: number, message: string): ControlResponse {
+  return { id, ok: false, error: { code: 'ERR_BAD_REQUEST', message } };
+}
+
+/** The request's id when it has a usable one, so the client can match the error; else 0. */
+function idOf(data: unknown): number {
+  const id = typeof data === 'object' && data !== null && !Array.isArray(data) ? (data as { id?: unknown }).id : undefined;
+  return Number.isSafeInteger(id) && (id as number) >= 0 ? (id as number) : 0;
+}
+
+function serialize(response: ControlResponse): string {
+  try {
+    return `${JSON.stringify(response)}\n`;
+  } catch {
+    // A result JSON cannot encode (a cycle, a BigInt) is a bug here, not the client's: say so.
+    return `${JSON.stringify({ id: response.id, ok: false, error: { code: 'ERR_INTERNAL', message: 'the result could not be encoded' } })}\n`;
+  }
+}
+
+/**
+ * bind() creates the socket file with 0777 & ~umask, synchronously inside listen(): a umask for
+ * that one call makes it 0600 from its first moment, and no other code runs while it is set.
+ */
+function listenPrivately(server: net.Server, socketPath: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const previous = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => { server.off('error', reject); resolve(); });
+    } finally {
+      process.umask(previous);
+    }
+  });
+}
+
+/** A socket left by a daemon that died goes; anything else at that path is not ours to delete. */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  const st = await lstat(socketPath).catch(() => undefined);
+  if (st && !st.isSocket()) throw new NsdnsError('ERR_CONFIG', `${socketPath} exists and is not a socket; not replacing it`);
+  await rm(socketPath, { force: true });
+}
+
+/** The gid of a group named in /etc/group (local groups, as docker.sock's "docker" is). */
+async function groupId(name: string): Promise<number> {
+  const groups = await readFile('/etc/group', 'utf8').catch(() => '');
+  for (const line of groups.split('\n')) {
+    const [group, , gid] = line.split(':');
+    if (group === name && /^\d+$/.test(gid ?? '')) return Number(gid);
+  }
+  throw new NsdnsError('ERR_CONFIG', `--socket-group "${name}": no such group in /etc/group`);
 }
 
 function isAlive(socketPath: string): Promise<boolean> {

@@ -3,7 +3,6 @@
 import dnsPacket from 'dns-packet';
 import { NsdnsError } from '../errors.js';
 import type { NetworkManager } from '../plumbing/network-manager.js';
-import type { ConnectRequest, CreateNetworkRequest } from '../plumbing/requests.js';
 import { resolveTarget } from '../plumbing/target.js';
 import type { Registry } from '../registry/registry.js';
 import type { Endpoint, NetworkRecord } from '../registry/types.js';
@@ -11,6 +10,7 @@ import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
 import type { Handler } from './control.js';
+import { parseParams, type Method, type ParamsOf } from './control-schemas.js';
 
 export interface HandlerDeps {
   registry: Registry;
@@ -19,9 +19,9 @@ export interface HandlerDeps {
   namespaces: NamespaceListeners;
 }
 
-function params<T>(value: unknown): T {
-  if (typeof value !== 'object' || value === null) throw new NsdnsError('ERR_BAD_REQUEST', 'parameters must be an object');
-  return value as T;
+/** A handler whose parameters are checked by the method's schema before `run` sees them. */
+function method<M extends Method>(name: M, run: (p: ParamsOf<M>) => Promise<unknown>): [M, Handler] {
+  return [name, (p) => run(parseParams(name, p))];
 }
 
 function prefixLength(record: NetworkRecord, address: string): number {
@@ -79,37 +79,34 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${name}" not found; see \`nsdns network ls\``);
     return { network: compiled.network, endpoints: [...compiled.endpoints] };
   };
-  return {
-    ping: async () => ({ pid: process.pid }),
-    'network.create': async (p) => {
-      const network = await manager.createNetwork(params<CreateNetworkRequest>(p));
+  // method() takes only names that have a schema: no handler runs on unchecked parameters.
+  return Object.fromEntries([
+    method('ping', async () => ({ pid: process.pid })),
+    method('network.create', async (p) => {
+      const network = await manager.createNetwork(p);
       return inspectNetwork(recordOf(network.name), STATE_SOURCE);
-    },
-    'network.ls': async () => registry.current().records.map(({ network, endpoints }) => ({
+    }),
+    method('network.ls', async () => registry.current().records.map(({ network, endpoints }) => ({
       name: network.name, id: network.id.slice(0, 12), driver: network.bridge ? 'bridge' : 'static', internal: network.internal,
       subnets: network.subnets.map((s) => s.subnet), endpoints: endpoints.length, bridge: network.bridge ?? null,
       source: registry.sourceOf(network.name) === STATE_SOURCE ? 'nsdns' : registry.sourceOf(network.name),
-    })).sort((a, b) => a.name.localeCompare(b.name)),
-    'network.inspect': async (p) => params<{ names: string[] }>(p).names.map((n) => inspectNetwork(recordOf(n), registry.sourceOf(n))),
-    'network.rm': async (p) => {
-      const { names, force } = params<{ names: string[]; force?: boolean }>(p);
-      return manager.removeNetworks(names, force ?? false);
-    },
-    'network.prune': async () => manager.prune(),
-    'network.connect': async (p) => {
-      const endpoint = await manager.connect(params<ConnectRequest>(p));
+    })).sort((a, b) => a.name.localeCompare(b.name))),
+    method('network.inspect', async (p) => p.names.map((n) => inspectNetwork(recordOf(n), registry.sourceOf(n)))),
+    method('network.rm', async (p) => manager.removeNetworks(p.names, p.force ?? false)),
+    method('network.prune', async () => manager.prune()),
+    method('network.connect', async (p) => {
+      const endpoint = await manager.connect(p);
       return endpointSummary(endpoint, recordOf(endpoint.network));
-    },
-    'network.disconnect': async (p) => {
-      const { network, target } = params<{ network: string; target: string }>(p);
-      const endpoint = await manager.disconnect(network, target);
-      return { network, name: endpoint.name, id: endpoint.id };
-    },
-    'debug.namespace': async (p) => debugNamespace(deps, params<{ target: string; resolve?: string; type?: string }>(p)),
-  };
+    }),
+    method('network.disconnect', async (p) => {
+      const endpoint = await manager.disconnect(p.network, p.target);
+      return { network: p.network, name: endpoint.name, id: endpoint.id };
+    }),
+    method('debug.namespace', async (p) => debugNamespace(deps, p)),
+  ]);
 }
 
-async function debugNamespace(deps: HandlerDeps, p: { target: string; resolve?: string; type?: string }): Promise<object> {
+async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>): Promise<object> {
   const target = resolveTarget(p.target);
   const snapshot = deps.registry.current();
   const endpoints = snapshot.namespaces().get(target.path) ?? [];
