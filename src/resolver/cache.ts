@@ -1,10 +1,11 @@
 // Cache of upstream answers only (local answers are never stored: the registry is the truth).
 // Positive answers live for their smallest TTL, negative ones for the SOA's (RFC 2308 §5), both
-// capped. A hit is served as a copy with the TTLs aged by the time spent in the cache.
+// capped. Entries are scrubbed replies (src/wire/scrub.ts); a hit is served as a copy made the
+// client's, with the TTLs aged by the time spent in the cache.
 import { LRUCache } from 'lru-cache';
-import { RCODE } from '../wire/constants.js';
+import { FLAG, RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
-import { readdressReply } from '../wire/reply.js';
+import { readdressScrubbed } from '../wire/scrub.js';
 import type { ReplyInfo } from '../wire/records.js';
 
 export interface CacheOptions {
@@ -22,9 +23,14 @@ interface Entry {
   storedAt: number;
 }
 
-/** Different types, classes, and DO/CD bits never share an entry. */
+/**
+ * Different names, types, classes, and DO/CD/RD bits never share an entry. One-to-one: `name` is
+ * the presentation form with '.', '\\' and non-printables escaped (ASCII lower-cased only), and it
+ * comes last, after fields that hold no '|' (callers append only '|'-free fields after it).
+ */
 export function cacheKey(query: Query): string {
-  return `${query.name}|${query.qtype}|${query.qclass}|${query.edns?.dnssecOk ? 1 : 0}|${query.flags & 0x10 ? 1 : 0}`;
+  const bits = (query.edns?.dnssecOk ? 4 : 0) | (query.flags & FLAG.CD ? 2 : 0) | (query.flags & FLAG.RD ? 1 : 0);
+  return `${query.qtype}|${query.qclass}|${bits}|${query.name}`;
 }
 
 export class AnswerCache {
@@ -42,7 +48,7 @@ export class AnswerCache {
     if (this.options.size === 0) return undefined;
     const entry = this.lru.get(key);
     if (!entry) return undefined;
-    const out = readdressReply(entry.reply, query);
+    const out = readdressScrubbed(entry.reply, query);
     const age = Math.floor((Date.now() - entry.storedAt) / 1000);
     if (age > 0) {
       for (const off of entry.ttlOffsets) out.writeUInt32BE(Math.max(0, out.readUInt32BE(off) - age), off);

@@ -1,16 +1,20 @@
 // Forwarding to upstream servers: cache first, then identical in-flight queries share one upstream
 // exchange, then the servers in order (healthy first) until one gives a usable answer within the
-// time budget. The forwarder never throws: whatever happens, the client gets a reply.
+// time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams.
+// The query sent upstream is our own, built from the question; replies are scrubbed before they
+// are cached or served. The forwarder never throws: whatever happens, the client gets a reply.
 import { RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
 import { inspectReply } from '../wire/records.js';
-import { errorReply, readdressReply } from '../wire/reply.js';
+import { errorReply } from '../wire/reply.js';
+import { readdressScrubbed, scrubReply } from '../wire/scrub.js';
+import { buildUpstreamQuery, withRandomCase } from '../wire/upstream-query.js';
 import { rateLimited, type Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { AnswerCache, cacheKey } from './cache.js';
 import { UpstreamHealth } from './health.js';
 import type { UpstreamServer } from './upstream-address.js';
-import type { Exchange, Transport } from './upstream.js';
+import { CaseMismatch, type Exchange, type Transport } from './upstream.js';
 
 export interface ForwardOptions {
   /** How long one server gets to answer, ms. */
@@ -21,6 +25,12 @@ export interface ForwardOptions {
   maxInflight: number;
   /** Most distinct upstream exchanges at once for one listener. */
   maxInflightPerListener: number;
+  /** Most upstream exchanges one client (a namespace, or a source address) has started and not finished. */
+  maxInflightPerClient: number;
+  /** Upstream exchanges one client may start per second, with a burst as large; 0: no limit. */
+  clientQueriesPerSecond: number;
+  /** 0x20: random letter case in upstream questions, checked case-exactly in replies. */
+  randomizeCase: boolean;
   maxUdpSize: number;
 }
 
@@ -37,11 +47,19 @@ export interface Forwarded {
   origin: Origin;
 }
 
+/** What one upstream exchange gave, for every client sharing it: a scrubbed reply, or none (SERVFAIL). */
+interface Outcome {
+  reply: Buffer | undefined;
+  origin: Origin;
+}
+
 export class Forwarder {
   readonly health = new UpstreamHealth();
-  private readonly pending = new Map<string, Promise<Forwarded>>();
+  private readonly pending = new Map<string, Promise<Outcome>>();
+  private readonly shares = new ClientShares();
   private inflight = 0;
   private readonly warnOverload = rateLimited(10_000);
+  private readonly warnClient = rateLimited(10_000);
 
   constructor(
     private options: ForwardOptions,
@@ -58,7 +76,6 @@ export class Forwarder {
     return this.inflight;
   }
 
-  /** A cached answer for this query from these servers (`serversKey`), ready to send. */
   /** The cache key of this query asked of these servers (`serversKey`). */
   key(query: Query, serversKey: string): string {
     return `${cacheKey(query)}|${serversKey}`;
@@ -69,23 +86,27 @@ export class Forwarder {
     return this.cache.get(key, query);
   }
 
-  /** The cache, else the upstreams. */
-  forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter): Promise<Forwarded> {
+  /** The cache, else the upstreams. `client` names who asks, for its fair share of the upstreams. */
+  forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter, client: string): Promise<Forwarded> {
     const key = this.key(query, serversKey);
     const cached = this.cachedReply(key, query);
     if (cached) return Promise.resolve({ reply: cached, origin: { source: 'cache' } });
-    return this.fetch(query, key, servers, transport, listener);
+    return this.fetch(query, key, servers, transport, listener, client);
   }
 
   /** The upstreams, for a query the cache (under `key`) did not have. */
-  async fetch(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, listener: InflightCounter): Promise<Forwarded> {
+  async fetch(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, listener: InflightCounter, client: string): Promise<Forwarded> {
+    // The key is one-to-one and the upstream query is built from it alone, so joining is safe.
     const flightKey = `${key}|${transport}`;
     const shared = this.pending.get(flightKey);
-    if (shared) {
-      const result = await shared;
-      return { reply: readdressReply(result.reply, query), origin: result.origin };
-    }
+    if (shared) return this.replyFor(await shared, query);
 
+    const share = this.shares.take(client, this.options);
+    if (!share) {
+      // Cheap and quiet: a flooding client must not cost the others log volume either.
+      this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED'));
+      return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
+    }
     if (this.inflight >= this.options.maxInflight || listener.inflight >= this.options.maxInflightPerListener) {
       this.warnOverload((suppressed) => this.log.warn({ inflight: this.inflight, listenerInflight: listener.inflight, suppressed }, 'forwarding limit reached; answering SERVFAIL'));
       return { reply: errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'overload' } };
@@ -93,31 +114,42 @@ export class Forwarder {
 
     this.inflight++;
     listener.inflight++;
+    share.inflight++;
     const flight = this.tryServers(query, key, servers, transport);
     this.pending.set(flightKey, flight);
     try {
-      return await flight;
+      return this.replyFor(await flight, query);
     } finally {
       this.pending.delete(flightKey);
       this.inflight--;
       listener.inflight--;
+      share.inflight--;
     }
   }
 
-  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport): Promise<Forwarded> {
+  /** The shared outcome made this client's: its id, question case and EDNS; or its own SERVFAIL. */
+  private replyFor(outcome: Outcome, query: Query): Forwarded {
+    const reply = outcome.reply ? readdressScrubbed(outcome.reply, query) : errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize);
+    return { reply, origin: outcome.origin };
+  }
+
+  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport): Promise<Outcome> {
     const deadline = Date.now() + this.options.budgetMs;
+    const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
+    const questionEnd = query.questionEnd;
     const failures: string[] = [];
     for (const server of this.health.order(servers)) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) break;
+      if (deadline - Date.now() <= 0) break;
       try {
-        const reply = await this.exchange(query.raw, query.questionEnd, server, transport, Math.min(this.options.timeoutMs, remaining));
-        const info = inspectReply(reply, query.questionEnd);
-        if (!info) throw new Error('sent a malformed reply');
-        if (info.rcode === RCODE.SERVFAIL || info.rcode === RCODE.REFUSED) throw new Error(`answered ${info.rcode === RCODE.SERVFAIL ? 'SERVFAIL' : 'REFUSED'}`);
+        const reply = await this.ask(sent, questionEnd, server, transport, deadline);
+        const rcode = reply.readUInt16BE(2) & 0x0f;
+        if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) throw new Error(`answered ${rcode === RCODE.SERVFAIL ? 'SERVFAIL' : 'REFUSED'}`);
+        const scrubbed = scrubReply(reply, sent, questionEnd, this.options.maxUdpSize);
+        if (typeof scrubbed === 'string') throw new Error(`sent an unusable answer: ${scrubbed}`);
         this.health.succeeded(server.key);
-        this.cache.put(key, reply, info);
-        return { reply: readdressReply(reply, query), origin: { source: 'upstream', server: server.key } };
+        const info = inspectReply(scrubbed, questionEnd);
+        if (info) this.cache.put(key, scrubbed, info);
+        return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
       } catch (err) {
         this.health.failed(server.key);
         failures.push(`${server.key}: ${errorMessage(err)}`);
@@ -125,6 +157,74 @@ export class Forwarder {
     }
     const reason = failures.length > 0 ? failures.join('; ') : 'no time left';
     this.log.debug({ qname: query.name, qtype: query.qtype, reason }, 'no upstream answered');
-    return { reply: errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize), origin: { source: 'error', reason } };
+    return { reply: undefined, origin: { source: 'error', reason } };
+  }
+
+  /**
+   * One server: with 0x20 when it is on and the server keeps case. A server that answers in
+   * another case is asked again at once without it, and is remembered as not keeping case.
+   */
+  private async ask(sent: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, deadline: number): Promise<Buffer> {
+    const timeout = () => Math.max(1, Math.min(this.options.timeoutMs, deadline - Date.now()));
+    if (!this.options.randomizeCase || !this.health.keepsCase(server.key)) return this.exchange(sent, questionEnd, server, transport, timeout(), false);
+    try {
+      return await this.exchange(withRandomCase(sent, questionEnd), questionEnd, server, transport, timeout(), true);
+    } catch (err) {
+      if (!(err instanceof CaseMismatch)) throw err;
+      this.health.changesCase(server.key);
+      this.log.info({ upstream: server.key }, 'upstream does not keep the case of questions; asking it without 0x20 for a while');
+      return this.exchange(sent, questionEnd, server, transport, timeout(), false);
+    }
+  }
+}
+
+interface Share {
+  inflight: number;
+  tokens: number;
+  refilledAt: number;
+}
+
+/** Most clients tracked: spoofed source addresses must not grow the map without bound. */
+const MAX_CLIENTS = 4096;
+
+/**
+ * Each client's share of the upstreams: exchanges in flight, and a token bucket of exchanges
+ * started per second. Cache hits and joined exchanges take nothing from it.
+ */
+class ClientShares {
+  private readonly shares = new Map<string, Share>();
+
+  /** The client's share with one exchange taken from it, or undefined when it has none left. */
+  take(client: string, options: ForwardOptions): Share | undefined {
+    const now = Date.now();
+    const rate = options.clientQueriesPerSecond;
+    let share = this.shares.get(client);
+    if (!share) {
+      if (this.shares.size >= MAX_CLIENTS) this.evict(now, rate);
+      share = { inflight: 0, tokens: rate, refilledAt: now };
+      this.shares.set(client, share);
+    }
+    if (share.inflight >= options.maxInflightPerClient) return undefined;
+    if (rate > 0) {
+      share.tokens = Math.min(rate, share.tokens + ((now - share.refilledAt) * rate) / 1000);
+      share.refilledAt = now;
+      if (share.tokens < 1) return undefined;
+      share.tokens--;
+    }
+    return share;
+  }
+
+  /**
+   * Drops idle shares (nothing in flight, bucket full again: as good as new); when that is not
+   * enough, the oldest ones (a flight holds its own share, so its count stays right).
+   */
+  private evict(now: number, rate: number): void {
+    for (const [client, s] of this.shares) {
+      if (s.inflight === 0 && (rate === 0 || s.tokens + ((now - s.refilledAt) * rate) / 1000 >= rate)) this.shares.delete(client);
+    }
+    for (const client of this.shares.keys()) {
+      if (this.shares.size <= MAX_CLIENTS / 2) break;
+      this.shares.delete(client);
+    }
   }
 }

@@ -161,10 +161,12 @@ export class Resolver {
 
   /** Through the forwarder; `missedKey` when the cache was already asked (and did not have it). */
   private async forwardTo(query: Query, upstreams: Upstreams, client: Client, listener: ListenerContext, limit: number, missedKey?: string): Promise<Forwarded> {
+    // Who gets a fair share of the upstreams: a namespace as a whole, or one source address.
+    const who = listener.endpoints() === undefined ? client.address : listener.name;
     try {
       const result = missedKey === undefined
-        ? await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener)
-        : await this.forwarder.fetch(query, missedKey, upstreams.servers, client.transport, listener);
+        ? await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener, who)
+        : await this.forwarder.fetch(query, missedKey, upstreams.servers, client.transport, listener, who);
       return result.reply.length > limit ? { ...result, reply: truncatedCopy(result.reply, query) } : result;
     } catch (err) {
       this.log.error({ err, qname: query.name }, 'forwarding failed unexpectedly');

@@ -1,10 +1,12 @@
 // One exchange with one upstream server. Each UDP exchange uses a new socket (so a fresh random
 // source port, RFC 5452 §9.2) and a random id; a reply counts only if it comes from the server we
-// asked and carries our id and our question. Anything else is ignored, as a spoofing attempt would be.
+// asked, carries our id and exactly the question we sent, and is well-formed. Anything else is
+// ignored, as a spoofing attempt would be, and the wait goes on until the timeout.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import DgramAsPromised from 'dgram-as-promised';
-import { FLAG, HEADER_SIZE } from '../wire/constants.js';
+import { Match, matchReply } from '../wire/upstream-query.js';
+import { inspectReply } from '../wire/records.js';
 import { FrameReader, frame } from '../wire/tcp-framing.js';
 import { NsdnsError } from '../errors.js';
 import type { UpstreamServer } from './upstream-address.js';
@@ -12,7 +14,18 @@ import type { UpstreamServer } from './upstream-address.js';
 export type Transport = 'udp' | 'tcp';
 
 export interface Exchange {
-  (query: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, timeoutMs: number): Promise<Buffer>;
+  /**
+   * Sends `query` (from buildUpstreamQuery, under a fresh id) and resolves with the first reply
+   * that matches it; `caseExact`: the question must come back in the very case it was sent (0x20).
+   */
+  (query: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, timeoutMs: number, caseExact: boolean): Promise<Buffer>;
+}
+
+/** The server answered our question, but not in the letter case we asked it in. */
+export class CaseMismatch extends NsdnsError {
+  constructor(server: UpstreamServer) {
+    super('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not keep the case of the question`);
+  }
 }
 
 let idPool = Buffer.alloc(0);
@@ -29,27 +42,19 @@ function randomId(): number {
   return id;
 }
 
-export const exchange: Exchange = (query, questionEnd, server, transport, timeoutMs) => {
+export const exchange: Exchange = (query, questionEnd, server, transport, timeoutMs, caseExact) => {
   const out = Buffer.from(query);
-  const id = randomId();
-  out.writeUInt16BE(id, 0);
-  const accept = (reply: Buffer) => isReplyTo(reply, out, questionEnd);
+  out.writeUInt16BE(randomId(), 0);
+  // Anything but a well-formed reply to exactly this packet is ignored: a spoofed or stray
+  // datagram must not end the wait, let alone fail the clients sharing this exchange.
+  const accept = (reply: Buffer): boolean => {
+    const match = matchReply(reply, out, questionEnd);
+    if (match === Match.No || !inspectReply(reply, questionEnd)) return false;
+    if (match === Match.OtherCase && caseExact) throw new CaseMismatch(server);
+    return true;
+  };
   return transport === 'udp' ? exchangeUdp(out, server, timeoutMs, accept) : exchangeTcp(out, server, timeoutMs, accept);
 };
-
-/** Same id, QR set, and the same question (names compared case-insensitively, RFC 4343). */
-export function isReplyTo(reply: Buffer, query: Buffer, questionEnd: number): boolean {
-  if (reply.length < questionEnd || reply.readUInt16BE(0) !== query.readUInt16BE(0)) return false;
-  if (!(reply.readUInt16BE(2) & FLAG.QR) || reply.readUInt16BE(4) !== 1) return false;
-  for (let i = HEADER_SIZE; i < questionEnd; i++) {
-    let a = reply[i];
-    let b = query[i];
-    if (a >= 0x41 && a <= 0x5a) a |= 0x20;
-    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
-    if (a !== b) return false;
-  }
-  return true;
-}
 
 function timeoutError(server: UpstreamServer, transport: Transport, ms: number): NsdnsError {
   return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not answer over ${transport} within ${ms} ms`);
@@ -138,8 +143,12 @@ function exchangeTcp(query: Buffer, server: UpstreamServer, timeoutMs: number, a
     const timer = setTimeout(() => finish(timeoutError(server, 'tcp', timeoutMs)), timeoutMs);
     socket.on('connect', () => socket.write(frame(query)));
     socket.on('data', (chunk) => {
-      const reply = reader.push(chunk).find(accept);
-      if (reply) finish(undefined, Buffer.from(reply));
+      try {
+        const reply = reader.push(chunk).find(accept);
+        if (reply) finish(undefined, Buffer.from(reply));
+      } catch (err) {
+        finish(err as Error);
+      }
     });
     socket.on('error', (err) => finish(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} over tcp: ${err.message}`, { cause: err })));
     socket.on('end', () => finish(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} closed the tcp connection without an answer`)));

@@ -11,7 +11,22 @@ import type { Exchange } from '../../src/resolver/upstream.js';
 import { parseQuery, type Query } from '../../src/wire/query.js';
 import { inspectReply } from '../../src/wire/records.js';
 import { silentLogger } from '../../src/log.js';
+import { scrubReply } from '../../src/wire/scrub.js';
+import { buildUpstreamQuery } from '../../src/wire/upstream-query.js';
 import { decode, queryPacket } from '../helpers/packets.js';
+
+/** A query for the name with these labels, encoded by hand (dns-packet cannot put a '.' inside a label). */
+function rawQuery(labels: Buffer[], flags = 0x0100): Buffer {
+  const header = Buffer.from([0x12, 0x34, flags >> 8, flags & 0xff, 0, 1, 0, 0, 0, 0, 0, 0]);
+  return Buffer.concat([header, ...labels.flatMap((l) => [Buffer.from([l.length]), l]), Buffer.from([0, 0, 1, 0, 1])]);
+}
+
+/** What the forwarder stores: the reply scrubbed against the query it would have sent. */
+function scrubbed(query: Query, reply: Buffer): Buffer {
+  const out = scrubReply(reply, buildUpstreamQuery(query, 1232), query.questionEnd, 1232);
+  assert.ok(Buffer.isBuffer(out), String(out));
+  return out;
+}
 
 const q = (name: string, type: dnsPacket.RecordType = 'A', edns?: { do?: boolean }) => parseQuery(queryPacket(name, type, edns ? { edns } : {})) as Query;
 
@@ -28,11 +43,21 @@ describe('answer cache', () => {
     assert.equal(cacheKey(q('A.TEST')), cacheKey(q('a.test')));
   });
 
+  it('keys are one-to-one: a dot or backslash inside a label, and RD, make other keys', () => {
+    // `ok-c\` + `example` (two labels) against `ok-c.example` (one label), built by hand.
+    const twoLabels = parseQuery(rawQuery([Buffer.from('ok-c\\'), Buffer.from('example')])) as Query;
+    const oneLabel = parseQuery(rawQuery([Buffer.from('ok-c.example')])) as Query;
+    assert.equal(twoLabels.kind, 'query');
+    assert.notEqual(cacheKey(twoLabels), cacheKey(oneLabel));
+    const noRecursion = parseQuery(queryPacket('a.test', 'A', { flags: 0 })) as Query;
+    assert.notEqual(cacheKey(noRecursion), cacheKey(q('a.test')));
+  });
+
   it('serves a hit with the new id and question case, and TTLs aged', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
     const cache = new AnswerCache({ size: 10, maxTtl: 3600, maxNegativeTtl: 300 });
     const first = q('a.test');
-    const reply = answer(first.raw, 100);
+    const reply = scrubbed(first, answer(first.raw, 100));
     assert.equal(cache.put(cacheKey(first), reply, inspectReply(reply, first.questionEnd)!), 100);
     t.mock.timers.tick(30_500);
     const other = parseQuery(queryPacket('A.Test', 'A', { id: 777 })) as Query;
@@ -66,7 +91,7 @@ describe('upstream health', () => {
 });
 
 describe('forwarder', () => {
-  const options = { timeoutMs: 200, budgetMs: 1000, maxInflight: 10, maxInflightPerListener: 10, maxUdpSize: 1232 };
+  const options = { timeoutMs: 200, budgetMs: 1000, maxInflight: 10, maxInflightPerListener: 10, maxInflightPerClient: 10, clientQueriesPerSecond: 0, randomizeCase: false, maxUdpSize: 1232 };
   const servers = [parseUpstream('127.0.0.1:1001'), parseUpstream('127.0.0.1:1002')];
 
   it('fails over on timeout and SERVFAIL, then remembers the failing server', async () => {
@@ -78,9 +103,9 @@ describe('forwarder', () => {
     };
     const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
     const listener = { inflight: 0 };
-    const first = await fwd.forward(q('x.test'), servers, 'k', 'udp', listener);
+    const first = await fwd.forward(q('x.test'), servers, 'k', 'udp', listener, 'c');
     assert.equal(decode(first.reply).answers!.length, 1);
-    await fwd.forward(q('y.test'), servers, 'k', 'udp', listener);
+    await fwd.forward(q('y.test'), servers, 'k', 'udp', listener, 'c');
     assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002', '127.0.0.1:1002']);
     assert.equal(listener.inflight, 0);
   });
@@ -88,8 +113,8 @@ describe('forwarder', () => {
   it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
     const never: Exchange = () => new Promise(() => {});
     const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
-    void fwd.forward(q('slow.test'), servers, 'k', 'udp', { inflight: 0 });
-    const refused = await fwd.forward(q('other.test'), servers, 'k', 'udp', { inflight: 0 });
+    void fwd.forward(q('slow.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
+    const refused = await fwd.forward(q('other.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
     assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
     assert.deepEqual(refused.origin, { source: 'error', reason: 'overload' });
   });
