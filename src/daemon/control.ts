@@ -129,7 +129,8 @@ export class ControlServer {
     const handler = this.handlers.get(method);
     if (!handler) return badRequest(id, `unknown method ${quote(method)}`);
     try {
-      return { id, ok: true, result: await handler(params ?? {}) };
+      // Absent params mean none; an explicit null is the client's mistake, for the schema to refuse.
+      return { id, ok: true, result: await handler(params === undefined ? {} : params) };
     } catch (err) {
       const code = err instanceof NsdnsError ? err.code : 'ERR_INTERNAL';
       if (code === 'ERR_INTERNAL') this.log.error({ err, method }, 'control request failed');
