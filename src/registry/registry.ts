@@ -3,8 +3,8 @@
 // half-applied change. Every network remembers its source, so two sources cannot fight over one.
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
-import { compileNetwork, type CompiledNetwork } from './compiled.js';
-import type { Endpoint, NetworkRecord } from './types.js';
+import { compileNetwork, NetworkBuilder, type CompiledNetwork } from './compiled.js';
+import type { Endpoint, Network, NetworkRecord } from './types.js';
 import { View } from './view.js';
 
 export class Snapshot {
@@ -52,6 +52,9 @@ export class Snapshot {
   }
 }
 
+/** Endpoints compiled per event-loop turn by setNetworkInSlices (~1-3 ms each). */
+const SLICE = 1000;
+
 export interface RegistryEvents {
   change: [snapshot: Snapshot, changedNetwork: string];
 }
@@ -87,13 +90,39 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Adds or replaces one network with its endpoints. */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
-    const name = record.network.name;
+    this.checkOwner(record.network.name, source);
+    return this.install(compileNetwork(record), source);
+  }
+
+  /**
+   * setNetwork for a large network arriving in chunks: compiles SLICE endpoints per event-loop turn
+   * (queries keep being answered meanwhile) and publishes one snapshot at the end, so no reader sees
+   * half a network. Ownership is checked before and again after, as another source may have won.
+   */
+  async setNetworkInSlices(network: Network, chunks: AsyncIterable<readonly Endpoint[]> | Iterable<readonly Endpoint[]>, source: string): Promise<Snapshot> {
+    this.checkOwner(network.name, source);
+    const builder = new NetworkBuilder(network);
+    for await (const chunk of chunks) {
+      for (let i = 0; i < chunk.length; i += SLICE) {
+        builder.add(chunk.slice(i, i + SLICE));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    this.checkOwner(network.name, source);
+    return this.install(builder.build(), source);
+  }
+
+  private checkOwner(name: string, source: string): void {
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
     }
+  }
+
+  private install(compiled: CompiledNetwork, source: string): Snapshot {
+    const name = compiled.network.name;
     const networks = new Map(this.snapshot.networks);
-    networks.set(name, compileNetwork(record));
+    networks.set(name, compiled);
     this.sources.set(name, source);
     return this.publish(networks, name);
   }

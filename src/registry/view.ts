@@ -36,7 +36,7 @@ export class View {
 
   /** True when some endpoint or network in the view names its own upstreams. */
   get hasOwnUpstreams(): boolean {
-    return this.networks.some((n) => n.network.upstreams.length > 0 || n.endpoints.some((e) => e.upstreams.length > 0));
+    return this.networks.some((n) => n.ownUpstreams);
   }
 
   lookup(name: string): NameResult {
