@@ -271,3 +271,36 @@ describe('control socket: permissions', () => {
     }
   });
 });
+
+describe('the CLI side', () => {
+  const nsdns = (...args: string[]) => execa(process.execPath, [MAIN, ...args], { reject: false, cwd: ROOT, timeout: 20_000 });
+
+  it('lists networks through the socket', async () => {
+    const registry = tempDir();
+    registry.write('lab.yaml', LAB);
+    const daemon = await startDaemon(['--registry', registry.dir]);
+    try {
+      const r = await nsdns('network', 'ls', '--quiet', '--socket', path.join(daemon.stateDir, 'nsdns.sock'));
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, 'lab');
+    } finally {
+      await daemon.stop();
+      registry.cleanup();
+    }
+  });
+
+  it('says so, and exits 1, when the socket answers something that is not a response', async () => {
+    const dir = tempDir();
+    const socket = path.join(dir.dir, 'fake.sock');
+    const server = net.createServer((c) => c.on('data', () => c.end('garbage\n')));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const r = await nsdns('network', 'ls', '--socket', socket);
+      assert.equal(r.exitCode, 1);
+      assert.equal(r.stderr, `nsdns: the daemon's answer to network.ls is not a control response (is ${socket} an nsdns socket?)`);
+    } finally {
+      server.close();
+      dir.cleanup();
+    }
+  });
+});
