@@ -6,20 +6,39 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { FrameReader, frame } from '../../src/wire/tcp-framing.js';
 
-export type Behaviour = 'answer' | 'servfail' | 'refused' | 'wrong-id' | 'silent' | 'truncate-udp';
+export type Behaviour =
+  | 'answer' | 'servfail' | 'refused' | 'wrong-id' | 'silent' | 'truncate-udp'
+  /** Over UDP, first a reply with another id, one for another question and a malformed one, then the answer. */
+  | 'junk-first'
+  /** Answers with the question lower-cased (as a server that does not keep 0x20 case). */
+  | 'lower-case'
+  /** Adds an unrelated A record (evil.test) to the answer and additional sections. */
+  | 'add-junk';
 
 export interface Received {
   name: string;
+  /** The question name in the case it arrived in. */
+  qname: string;
   type: string;
   transport: 'udp' | 'tcp';
   id: number;
   dnssecOk: boolean;
+  /** The OPT record's UDP size, undefined without one. */
+  ednsSize: number | undefined;
+  recursionDesired: boolean;
+  raw: Buffer;
 }
+
+/** Stands for the question name in records: replaced by a pointer to the question as it came. */
+const QNAME = 'qname-placeholder.invalid';
+const QNAME_WIRE = Buffer.from('\x11qname-placeholder\x07invalid\x00', 'latin1');
 
 export interface FakeUpstreamOptions {
   behaviour?: Behaviour;
   /** name (lower case) → A addresses; anything else is NXDOMAIN with an SOA. */
   zone?: Record<string, string[]>;
+  /** name (lower case) → CNAME target, followed before `zone` is looked up. */
+  cnames?: Record<string, string>;
   ttl?: number;
   negativeTtl?: number;
   delayMs?: number;
@@ -65,7 +84,11 @@ export class FakeUpstream {
       upstream.tcp.listen(upstream.port, upstream.address, () => resolve());
     });
     upstream.udp.on('message', (msg, rinfo) => {
-      void upstream.respond(msg, 'udp').then((reply) => {
+      void upstream.respond(msg, 'udp').then(async (reply) => {
+        if (upstream.behaviour === 'junk-first') {
+          for (const junk of junkFor(msg)) upstream.udp.send(junk, rinfo.port, rinfo.address);
+          await new Promise((r) => setTimeout(r, 30));
+        }
         if (reply) upstream.udp.send(reply, rinfo.port, rinfo.address);
       });
     });
@@ -91,33 +114,48 @@ export class FakeUpstream {
   private async respond(msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     const query = dnsPacket.decode(msg);
     const q = query.questions![0];
-    const opt = query.additionals?.find((a) => a.type === 'OPT') as { flags?: number } | undefined;
-    this.received.push({ name: q.name.toLowerCase(), type: q.type, transport, id: query.id!, dnssecOk: ((opt?.flags ?? 0) & 0x8000) !== 0 });
+    const opt = query.additionals?.find((a) => a.type === 'OPT') as { flags?: number; udpPayloadSize?: number } | undefined;
+    this.received.push({
+      name: q.name.toLowerCase(), qname: q.name, type: q.type, transport, id: query.id!, dnssecOk: ((opt?.flags ?? 0) & 0x8000) !== 0,
+      ednsSize: opt?.udpPayloadSize, recursionDesired: (query.flags! & dnsPacket.RECURSION_DESIRED) !== 0, raw: Buffer.from(msg),
+    });
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
-    const base = { type: 'response' as const, id: query.id, questions: query.questions, flags: dnsPacket.RECURSION_AVAILABLE | (query.flags! & dnsPacket.RECURSION_DESIRED) };
+    const additionals: dnsPacket.Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 4096 } as dnsPacket.Answer] : [];
+    const base = { type: 'response' as const, id: query.id, questions: [{ ...q, name: QNAME }], flags: dnsPacket.RECURSION_AVAILABLE | (query.flags! & dnsPacket.RECURSION_DESIRED), additionals };
+    const encode = (packet: dnsPacket.Packet) => echoQuestion(dnsPacket.encode(packet), msg, this.behaviour === 'lower-case');
     switch (this.behaviour) {
       case 'silent':
         return undefined;
       case 'servfail':
-        return dnsPacket.encode({ ...base, flags: base.flags | 2 });
+        return encode({ ...base, flags: base.flags | 2 });
       case 'refused':
-        return dnsPacket.encode({ ...base, flags: base.flags | 5 });
+        return encode({ ...base, flags: base.flags | 5 });
       case 'wrong-id':
-        return dnsPacket.encode({ ...base, id: (query.id! + 1) & 0xffff, answers: [{ type: 'A', name: q.name, ttl: 60, data: '198.51.100.66' }] });
+        return encode({ ...base, id: (query.id! + 1) & 0xffff, answers: [{ type: 'A', name: QNAME, ttl: 60, data: '198.51.100.66' }] });
       case 'truncate-udp':
-        if (transport === 'udp') return dnsPacket.encode({ ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE });
+        if (transport === 'udp') return encode({ ...base, flags: base.flags | dnsPacket.TRUNCATED_RESPONSE });
         break;
-      case 'answer':
+      default:
         break;
     }
-    const addresses = this.options.zone?.[q.name.toLowerCase()];
     const ttl = this.options.ttl ?? 60;
-    if (addresses && (q.type === 'A' || (q.type as string) === 'ANY')) {
-      return dnsPacket.encode({ ...base, answers: addresses.map((data) => ({ type: 'A' as const, name: q.name, ttl, data })) });
+    const answers: dnsPacket.Answer[] = [];
+    let name = q.name.toLowerCase();
+    let owner = QNAME;
+    for (let hops = 0; this.options.cnames?.[name] && hops < 8; hops++) {
+      answers.push({ type: 'CNAME', name: owner, ttl, data: this.options.cnames[name] });
+      owner = name = this.options.cnames[name];
+    }
+    const addresses = this.options.zone?.[name];
+    if (addresses && (q.type === 'A' || (q.type as string) === 'ANY')) answers.push(...addresses.map((data) => ({ type: 'A' as const, name: owner, ttl, data })));
+    if (this.behaviour === 'add-junk') {
+      const junk = { type: 'A' as const, name: 'evil.test', ttl, data: '198.51.100.99' };
+      answers.push(junk);
+      additionals.unshift(junk);
     }
     const soa = { type: 'SOA' as const, name: 'test', ttl: 3600, data: { mname: 'ns.test', rname: 'admin.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: this.options.negativeTtl ?? 30 } };
     // dns-packet takes the RCODE from the low bits of `flags` only.
-    return dnsPacket.encode({ ...base, flags: base.flags | (addresses ? 0 : 3), authorities: [soa] });
+    return encode({ ...base, flags: base.flags | (addresses ? 0 : 3), answers, authorities: addresses ? [] : [soa] });
   }
 
   async stop(): Promise<void> {
@@ -125,4 +163,41 @@ export class FakeUpstream {
     await new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     await new Promise<void>((resolve) => this.udp.close(() => resolve()));
   }
+}
+
+/** Where the question of a query without compression ends. */
+function questionEnd(msg: Buffer): number {
+  let off = 12;
+  while (msg[off] !== 0) off += msg[off] + 1;
+  return off + 5;
+}
+
+/**
+ * The encoded reply with the query's question bytes put back as they came (dns-packet would
+ * re-encode a '.' inside a label as two labels) and the placeholder owner names pointing at it.
+ */
+function echoQuestion(encoded: Buffer, query: Buffer, lowerCase: boolean): Buffer {
+  const question = Buffer.from(query.subarray(12, questionEnd(query)));
+  if (lowerCase) for (let i = 0; i < question.length - 4; i++) if (question[i] >= 0x41 && question[i] <= 0x5a) question[i] |= 0x20;
+  const rest = encoded.subarray(12 + QNAME_WIRE.length + 4);
+  const parts: Buffer[] = [encoded.subarray(0, 12), question];
+  let from = 0;
+  for (let at = rest.indexOf(QNAME_WIRE); at >= 0; at = rest.indexOf(QNAME_WIRE, from)) {
+    parts.push(rest.subarray(from, at), Buffer.from([0xc0, 0x0c]));
+    from = at + QNAME_WIRE.length;
+  }
+  parts.push(rest.subarray(from));
+  return Buffer.concat(parts);
+}
+
+/** Replies a spoofer or a confused server might send first: none of them answers the query. */
+function junkFor(msg: Buffer): Buffer[] {
+  const id = msg.readUInt16BE(0);
+  const q = dnsPacket.decode(msg).questions![0];
+  const lie = (over: Partial<dnsPacket.Packet>) => echoQuestion(dnsPacket.encode({
+    type: 'response', id, flags: 0x8180, questions: [{ ...q, name: QNAME }], answers: [{ type: 'A', name: QNAME, ttl: 60, data: '198.51.100.66' }], ...over,
+  }), msg, false);
+  const otherQuestion = dnsPacket.encode({ type: 'response', id, flags: 0x8180, questions: [{ ...q, name: 'junk.test' }], answers: [{ type: 'A', name: 'junk.test', ttl: 60, data: '198.51.100.67' }] });
+  const malformed = lie({}).subarray(0, -3);
+  return [lie({ id: (id + 1) & 0xffff }), otherQuestion, malformed];
 }
