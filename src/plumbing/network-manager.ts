@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { NsdnsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { printable } from '../registry/fields.js';
 import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
@@ -214,10 +215,11 @@ export class NetworkManager {
   private findEndpoint(record: NetworkRecord, which: string): Endpoint {
     const lower = which.toLowerCase();
     // The namespace may be gone already: match its path without requiring it to exist.
-    const netnsPath = namespaceTarget(which).path;
-    const found = record.endpoints.find((e) => e.netns === netnsPath)
+    let netnsPath: string | undefined;
+    try { netnsPath = namespaceTarget(which).path; } catch { /* not a namespace: a name or id */ }
+    const found = (netnsPath !== undefined ? record.endpoints.find((e) => e.netns === netnsPath) : undefined)
       ?? record.endpoints.find((e) => e.name === lower || e.aliases.includes(lower) || e.id === lower || e.id.startsWith(lower) && lower.length >= 12);
-    if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint "${which}" on network "${record.network.name}"`);
+    if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint "${printable(which)}" on network "${record.network.name}"`);
     return found;
   }
 

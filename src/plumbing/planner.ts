@@ -9,7 +9,8 @@ import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types
 import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
 import { hostLinks, hostPrefixes } from './links.js';
-import { bad, checkAddress, checkAlias, checkInterfaceName, checkLabel, checkMac, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { isIp, printable } from '../registry/fields.js';
+import { bad, checkAddress, checkAlias, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -46,7 +47,7 @@ export class Planner {
 
   record(name: string): NetworkRecord {
     const compiled = this.registry.current().networks.get(name);
-    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${name}" not found; see \`nsdns network ls\``);
+    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${printable(name)}" not found; see \`nsdns network ls\``);
     return { network: compiled.network, endpoints: [...compiled.endpoints] };
   }
 
@@ -54,7 +55,7 @@ export class Planner {
   owned(name: string): OwnedRecord {
     const record = this.record(name);
     if (this.registry.sourceOf(name) !== STATE_SOURCE || !record.network.bridge) {
-      throw new NsdnsError('ERR_CONFLICT', `network "${name}" comes from ${this.registry.sourceOf(name)}; it is not provisioned by nsdns (edit its file instead)`);
+      throw new NsdnsError('ERR_CONFLICT', `network "${printable(name)}" comes from ${printable(this.registry.sourceOf(name), 200)}; it is not provisioned by nsdns (edit its file instead)`);
     }
     return record as OwnedRecord;
   }
@@ -63,7 +64,7 @@ export class Planner {
   async network(req: CreateNetworkRequest): Promise<Network> {
     const name = checkLabel('network name', req.name);
     if (this.registry.current().networks.has(name)) throw new NsdnsError('ERR_CONFLICT', `network "${name}" already exists`);
-    for (const s of req.subnets ?? []) if (!isCidr(s)) throw bad(`subnet "${s}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
+    for (const s of req.subnets ?? []) if (!isCidr(s)) throw bad(`subnet "${printable(s)}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
     const requested = (req.subnets ?? []).map(parseCidr);
     for (const [i, a] of requested.entries()) {
       for (const b of requested.slice(i + 1)) if (overlaps(a, b)) throw new NsdnsError('ERR_CONFLICT', `subnets ${a.text} and ${b.text} overlap`);
@@ -80,19 +81,20 @@ export class Planner {
     }
     const subnets: Subnet[] = requested.map((cidr) => ({ subnet: cidr.text, gateway: firstHost(cidr) }));
     if (req.gateway !== undefined) {
+      if (!isIp(req.gateway)) throw bad(`gateway "${printable(req.gateway)}" is not an IP address`);
       const target = subnets.find((s) => contains(parseCidr(s.subnet), req.gateway!));
       if (!target) throw bad(`gateway ${req.gateway} is outside the subnets ${subnets.map((s) => s.subnet).join(', ')}`);
       target.gateway = canonical(req.gateway);
     }
     if (req.ipRange !== undefined) {
-      if (!isCidr(req.ipRange)) throw bad(`--ip-range "${req.ipRange}" is not a CIDR`);
+      if (!isCidr(req.ipRange)) throw bad(`--ip-range "${printable(req.ipRange)}" is not a CIDR`);
       const range = parseCidr(req.ipRange);
       const target = subnets.find((s) => { const c = parseCidr(s.subnet); return c.kind === range.kind && range.first >= c.first && range.last <= c.last; });
       if (!target) throw bad(`--ip-range ${range.text} is not inside any subnet of the network`);
       target.ipRange = range.text;
     }
-    for (const u of req.dnsUpstreams ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns-upstream "${u}" is not an address (IP or IP:PORT)`);
-    if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${req.mtu} is not between 68 and 65535`);
+    for (const u of req.dnsUpstreams ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns-upstream "${printable(u)}" is not an address (IP or IP:PORT)`);
+    if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${printable(req.mtu)} is not between 68 and 65535`);
     const id = randomBytes(32).toString('hex');
     const bridge = checkInterfaceName('bridge name', req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`);
     if ((await hostLinks()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
@@ -102,7 +104,7 @@ export class Planner {
       created: new Date().toISOString(), bridge,
       ...(req.mtu !== undefined && { mtu: req.mtu }),
       ...(req.domain !== undefined && { domain: checkAlias(req.domain) }),
-      options: req.options ?? {},
+      options: checkOptions(req.options),
     };
   }
 
@@ -142,7 +144,7 @@ export class Planner {
     if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.path}`);
     for (let i = 0; ifname === undefined; i++) if (!ifnamesInUse.has(`eth${i}`)) ifname = `eth${i}`;
 
-    for (const u of req.dns ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns "${u}" is not an address (IP or IP:PORT)`);
+    for (const u of req.dns ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns "${printable(u)}" is not an address (IP or IP:PORT)`);
     const ports = (req.publish ?? []).map(parsePublish);
     this.checkPorts(ports);
 
@@ -166,7 +168,7 @@ export class Planner {
     const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === kind);
     const flag = kind === 'ipv4' ? '--ip' : '--ip6';
     if (!subnet) {
-      if (requested !== undefined) throw bad(`${flag} ${requested}: network "${network.name}" has no ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} subnet`);
+      if (requested !== undefined) throw bad(`${flag} ${printable(requested)}: network "${network.name}" has no ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} subnet`);
       return undefined;
     }
     const cidr = parseCidr(subnet.subnet);

@@ -3,6 +3,10 @@ import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { isValidLabel, isValidName } from '../wire/names.js';
 import type { PortMapping } from '../registry/types.js';
+import {
+  NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
+  isPort, isUnicastMac, printable,
+} from '../registry/fields.js';
 
 export interface CreateNetworkRequest {
   name: string;
@@ -34,40 +38,61 @@ export function bad(message: string): NsdnsError {
   return new NsdnsError('ERR_BAD_REQUEST', message);
 }
 
+// Every check uses the shared field types (registry/fields.ts) and shows a rejected value only
+// escaped and cut short: errors reach the log and the caller's terminal.
+const shown = (value: unknown) => `"${printable(value)}"`;
+
 export function checkLabel(what: string, value: string): string {
-  if (!isValidLabel(value)) throw bad(`${what} "${value}" is not a valid DNS label (letters, digits and hyphens, at most 63, not starting or ending with a hyphen)`);
+  if (typeof value !== 'string' || !isValidLabel(value)) throw bad(`${what} ${shown(value)} is not a valid DNS label (letters, digits and hyphens, at most 63, not starting or ending with a hyphen)`);
   return value.toLowerCase();
 }
 
 export function checkAlias(value: string): string {
-  if (!isValidName(value)) throw bad(`alias "${value}" is not a valid DNS name`);
+  if (typeof value !== 'string' || !isValidName(value)) throw bad(`alias ${shown(value)} is not a valid DNS name`);
   return value.toLowerCase().replace(/\.$/, '');
 }
 
 export function checkInterfaceName(what: string, value: string): string {
-  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(value)) throw bad(`${what} "${value}" is not a valid interface name (at most 15 letters, digits, '.', '_' or '-')`);
+  if (!isIfname(value)) throw bad(`${what} ${shown(value)} is not a valid interface name (1-15 letters, digits, '.', '_' or '-'; not '.' or '..')`);
   return value;
 }
 
 export function checkMac(value: string): string {
-  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(value)) throw bad(`MAC address "${value}" is not in the form aa:bb:cc:dd:ee:ff`);
-  if (parseInt(value.slice(0, 2), 16) & 1) throw bad(`MAC address "${value}" is a multicast address`);
+  if (!isMacAddress(value)) throw bad(`MAC address ${shown(value)} is not in the form aa:bb:cc:dd:ee:ff`);
+  if (!isUnicastMac(value)) throw bad(`MAC address ${shown(value)} is a multicast address`);
   return value.toLowerCase();
 }
 
 export function checkAddress(what: string, value: string, kind: 'ipv4' | 'ipv6'): string {
-  if (!ipaddr.isValid(value) || ipaddr.parse(value).kind() !== kind) throw bad(`${what} "${value}" is not an ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} address`);
+  if (!(kind === 'ipv4' ? isIpv4(value) : isIpv6(value))) throw bad(`${what} ${shown(value)} is not an ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} address`);
   return ipaddr.parse(value).toString();
+}
+
+export function checkNetnsPath(value: string): string {
+  if (!isNetnsPath(value)) throw bad(`namespace ${shown(value)} is not allowed: only ${NETNS_RUN_DIR}/NAME, /proc/PID/ns/net or /proc/PID/task/TID/ns/net`);
+  return value;
+}
+
+/** `--opt k=v`: bounded keys and printable values, as registry documents take them. */
+export function checkOptions(options: Record<string, string> | undefined): Record<string, string> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw bad('options must be an object of strings');
+  const entries = Object.entries(options);
+  if (entries.length > OPTIONS_MAX) throw bad(`at most ${OPTIONS_MAX} options`);
+  for (const [k, v] of entries) {
+    if (!isOptionKey(k)) throw bad(`option key ${shown(k)} is not valid (1-128 letters, digits, '.', '_', '-' or '/')`);
+    if (!isOptionValue(v)) throw bad(`option ${k}: the value must be at most ${OPTION_VALUE_MAX} printable characters`);
+  }
+  return Object.fromEntries(entries);
 }
 
 /** `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`, as `docker run --publish` takes it. */
 export function parsePublish(spec: string): PortMapping {
-  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(spec);
-  const port = (s: string | undefined) => (s !== undefined && Number(s) >= 1 && Number(s) <= 65535 ? Number(s) : undefined);
-  const hostPort = port(m?.[2]);
-  const containerPort = port(m?.[3]);
-  if (!m || hostPort === undefined || containerPort === undefined || (m[1] && !ipaddr.IPv4.isValidFourPartDecimal(m[1]))) {
-    throw bad(`--publish "${spec}": expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp] with ports 1-65535`);
+  const m = typeof spec === 'string' && spec.length <= 40 ? /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(spec) : null;
+  const hostPort = Number(m?.[2]);
+  const containerPort = Number(m?.[3]);
+  if (!m || !isPort(hostPort) || !isPort(containerPort) || (m[1] && !isIpv4(m[1]))) {
+    throw bad(`--publish ${shown(spec)}: expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp] with ports 1-65535`);
   }
   return { ...(m[1] && { hostIp: m[1] }), hostPort, containerPort, protocol: (m[4] as 'tcp' | 'udp' | undefined) ?? 'tcp' };
 }

@@ -1,10 +1,13 @@
 // What `connect` and `debug` accept as a namespace, like nsenter: a name made by `ip netns add`
-// (/run/netns/NAME), a path to a namespace file, or a PID (/proc/PID/ns/net).
+// (/run/netns/NAME), a PID (/proc/PID/ns/net), or one of those as a path. The root daemon enters
+// (nsenter --net=PATH) only these: no other directory, no `..`.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NsdnsError } from '../errors.js';
+import { NETNS_RUN_DIR, isNetnsName, isNetnsPath, printable } from '../registry/fields.js';
+import { bad } from './requests.js';
 
-export const NETNS_RUN_DIR = '/run/netns';
+export { NETNS_RUN_DIR };
 
 export interface NamespaceTarget {
   /** The path nsenter and ip are given. */
@@ -13,13 +16,22 @@ export interface NamespaceTarget {
   name?: string;
 }
 
-/** Where a target's namespace file is (or would be), without looking. */
+/** Where a target's namespace file is (or would be), without looking; refuses anything else. */
 export function namespaceTarget(target: string): NamespaceTarget {
-  if (/^\d+$/.test(target)) return { path: `/proc/${target}/ns/net` };
+  const refuse = () => bad(`namespace "${printable(target)}" is not allowed: give a name from \`ip netns\`, a PID, ${NETNS_RUN_DIR}/NAME or /proc/PID/ns/net`);
+  if (typeof target !== 'string') throw refuse();
+  if (/^\d+$/.test(target)) {
+    const p = `/proc/${target}/ns/net`;
+    if (!isNetnsPath(p)) throw refuse();
+    return { path: p };
+  }
   if (target.includes('/')) {
+    // path.resolve folds `..` away, so check the raw text too: /run/netns/../../etc is refused, not mapped.
     const abs = path.resolve(target);
+    if (target.includes('\0') || /(^|\/)\.\.?(\/|$)/.test(target) || !isNetnsPath(abs)) throw refuse();
     return path.dirname(abs) === NETNS_RUN_DIR ? { path: abs, name: path.basename(abs) } : { path: abs };
   }
+  if (!isNetnsName(target)) throw refuse();
   return { path: path.join(NETNS_RUN_DIR, target), name: target };
 }
 
@@ -27,7 +39,7 @@ export function namespaceTarget(target: string): NamespaceTarget {
 export function resolveTarget(target: string): NamespaceTarget {
   const result = namespaceTarget(target);
   if (!existsSync(result.path)) {
-    throw new NsdnsError('ERR_NETNS', `namespace ${target} not found (no ${result.path}); create it with \`ip netns add NAME\` or give a PID or a namespace path`);
+    throw new NsdnsError('ERR_NETNS', `namespace ${printable(target)} not found (no ${result.path}); create it with \`ip netns add NAME\` or give a PID or a namespace path`);
   }
   return result;
 }

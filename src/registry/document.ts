@@ -3,54 +3,58 @@
 // and reports every problem with its place; nothing here does I/O.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { isValidLabel, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
 import type { Endpoint, NetworkRecord, Subnet } from './types.js';
+import { ifname, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, macAddress, netnsPath, networkOptions, port, printable } from './fields.js';
 
 const oneOrMany = <T extends z.ZodTypeAny>(item: T) =>
   z.union([item, z.array(item)]).optional().transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]));
 
-const ipv4 = z.string().refine((s) => ipaddr.IPv4.isValidFourPartDecimal(s), 'not an IPv4 address');
-const ipv6 = z.string().refine((s) => ipaddr.IPv6.isValid(s) && !s.includes('/'), 'not an IPv6 address');
-const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR subnet');
+const ipv4 = ipv4Address;
+const ipv6 = ipv6Address;
+const cidr = z.string().max(64).refine((s) => { try { ipaddr.parseCIDR(s); return !s.includes('%'); } catch { return false; } }, 'not a CIDR subnet');
 const label = z.string().refine(isValidLabel, 'not a valid DNS label (letters, digits, hyphens; at most 63)');
 const dnsName = z.string().refine(isValidName, 'not a valid DNS name');
+const objectId = z.string().max(128).regex(/^[0-9a-zA-Z_.-]+$/, 'not a valid id (letters, digits, ".", "_", "-")');
 export const upstreamAddress = z.string().refine(isUpstreamAddress, 'not an upstream address (IP, IP:PORT or [IPv6]:PORT)');
 
-const subnetSchema = z.object({ subnet: cidr, gateway: z.string().refine(ipaddr.isValid, 'not an IP address').optional(), ipRange: cidr.optional() }).strict();
+const subnetSchema = z.object({ subnet: cidr, gateway: ipAddress.optional(), ipRange: cidr.optional() }).strict();
 
+// hostIp is IPv4 only: published ports are DNAT rules for `ip daddr`.
 const portSchema = z.object({
-  hostIp: z.string().optional(), hostPort: z.number().int().min(1).max(65535),
-  containerPort: z.number().int().min(1).max(65535), protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  hostIp: ipv4Address.optional(), hostPort: port,
+  containerPort: port, protocol: z.enum(['tcp', 'udp']).default('tcp'),
 }).strict();
 
+// netns, ifname, hostIf and mac reach nsenter and ip: the same strict types as the control API.
 const endpointSchema = z.object({
   name: label,
-  id: z.string().regex(/^[0-9a-zA-Z_.-]+$/).optional(),
+  id: objectId.optional(),
   aliases: oneOrMany(dnsName),
   ipv4: oneOrMany(ipv4),
   ipv6: oneOrMany(ipv6),
   upstreams: oneOrMany(upstreamAddress),
-  netns: z.string().optional(),
-  ifname: z.string().optional(),
-  hostIf: z.string().optional(),
-  mac: z.string().optional(),
-  ports: z.array(portSchema).optional(),
+  netns: netnsPath.optional(),
+  ifname: ifname.optional(),
+  hostIf: ifname.optional(),
+  mac: macAddress.optional(),
+  ports: z.array(portSchema).max(1024).optional(),
 }).strict();
 
 export const documentSchema = z.object({
   name: label,
-  id: z.string().regex(/^[0-9a-zA-Z_.-]+$/).optional(),
+  id: objectId.optional(),
   subnets: z.array(subnetSchema).default([]),
   internal: z.boolean().default(false),
   domain: dnsName.optional(),
   upstreams: oneOrMany(upstreamAddress),
-  created: z.string().optional(),
-  bridge: z.string().optional(),
+  created: z.string().max(64).optional(),
+  bridge: ifname.optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
-  options: z.record(z.string(), z.string()).optional(),
+  options: networkOptions.optional(),
   endpoints: z.array(endpointSchema).default([]),
 }).strict();
 
@@ -61,23 +65,75 @@ export function derivedId(...parts: string[]): string {
   return createHash('sha256').update(parts.join('\0')).digest('hex');
 }
 
+const MAX_PROBLEMS = 10;
+const MAX_MESSAGE = 1000;
+
+/** `source: problem; problem` with at most MAX_PROBLEMS problems and MAX_MESSAGE characters. */
+function fileError(source: string, problems: readonly string[]): NsdnsError {
+  const shown = problems.slice(0, MAX_PROBLEMS);
+  if (problems.length > MAX_PROBLEMS) shown.push(`and ${problems.length - MAX_PROBLEMS} more`);
+  let message = `${printable(source, 200)}: ${shown.join('; ')}`;
+  if (message.length > MAX_MESSAGE) message = `${message.slice(0, MAX_MESSAGE)}…`;
+  return new NsdnsError('ERR_REGISTRY_FILE', message);
+}
+
+/**
+ * Where a syntax error is, never what is there: the yaml package's and JSON.parse's own messages
+ * quote the file (a symlink to /etc/shadow would be printed line by line).
+ */
+function syntaxProblem(err: unknown, text: string, json: boolean): string {
+  const kind = json ? 'JSON' : 'YAML';
+  if (err instanceof YAMLParseError && err.linePos) return `not valid ${kind} (line ${err.linePos[0].line}, column ${err.linePos[0].col}: ${err.code})`;
+  const position = err instanceof SyntaxError ? /at position (\d+)/.exec(err.message) : null;
+  if (position) {
+    const before = text.slice(0, Number(position[1]));
+    const line = before.split('\n').length;
+    return `not valid ${kind} (line ${line}, column ${before.length - before.lastIndexOf('\n')})`;
+  }
+  if (err instanceof SyntaxError && /end of JSON input/.test(err.message)) return `not valid ${kind} (unexpected end)`;
+  if (err instanceof RangeError) return `not valid ${kind} (nested too deeply)`;
+  if (err instanceof Error && /alias/i.test(err.message)) return `not valid ${kind} (too many aliases)`;
+  return `not valid ${kind}`;
+}
+
 /** Parses YAML or JSON text into a validated network record (JSON by JSON.parse: faster, less garbage). */
 export function parseDocumentText(text: string, source: string): NetworkRecord {
+  const json = /\.json$/i.test(source);
   let data: unknown;
   try {
-    data = /\.json$/i.test(source) ? JSON.parse(text) : parseYaml(text);
+    // logLevel 'error': warnings would go to process.emitWarning with a piece of the file.
+    data = json ? JSON.parse(text) : parseYaml(text, { logLevel: 'error', maxAliasCount: 100 });
   } catch (err) {
-    throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid ${/\.json$/i.test(source) ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { cause: err });
+    throw fileError(source, [syntaxProblem(err, text, json)]);
   }
   return toRecord(data, source);
 }
 
+/**
+ * A key from the file, shown only when it looks like a key a person typed (a typo of a field
+ * name); anything else (a line of /etc/shadow read as YAML, control characters) only by its size.
+ */
+function keyText(key: PropertyKey): string {
+  if (typeof key === 'number') return String(key);
+  if (typeof key === 'string' && /^[A-Za-z0-9_.\-/]{1,40}$/.test(key)) return key;
+  return `<a key of ${typeof key === 'string' ? key.length : '?'} characters>`;
+}
+
+/** A schema problem named by its key path and a fixed message: never the offending value. */
+function issueText(issue: z.core.$ZodIssue): string {
+  const where = issue.path.map(keyText).join('.').slice(0, 160) || '(top)';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.slice(0, 3).map((k) => `"${keyText(k)}"`).join(', ');
+    return `${where}: Unrecognized key${issue.keys.length > 1 ? 's' : ''} ${keys}${issue.keys.length > 3 ? `, and ${issue.keys.length - 3} more` : ''}`;
+  }
+  // Messages are ours (refine) or zod's, which name types and limits, not the value.
+  // eslint-disable-next-line no-control-regex
+  return `${where}: ${issue.message.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 160)}`;
+}
+
 export function toRecord(data: unknown, source: string): NetworkRecord {
   const parsed = documentSchema.safeParse(data);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`);
-    throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: ${problems.join('; ')}`);
-  }
+  if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
   const doc = parsed.data;
   const networkId = doc.id ?? derivedId('network', doc.name);
   const subnets: Subnet[] = doc.subnets.map((s) => ({ ...s }));
@@ -107,7 +163,7 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
     endpoints,
   };
   const problems = consistencyProblems(record);
-  if (problems.length > 0) throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: ${problems.join('; ')}`);
+  if (problems.length > 0) throw fileError(source, problems);
   return record;
 }
 
@@ -143,7 +199,11 @@ export function consistencyProblems({ network, endpoints }: NetworkRecord): stri
 }
 
 export function isUpstreamAddress(value: string): boolean {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(value) ?? /^([^:]+)(?::(\d+))?$/.exec(value);
-  if (m) return ipaddr.isValid(m[1]) && (m[2] === undefined || (Number(m[2]) > 0 && Number(m[2]) < 65536));
-  return ipaddr.IPv6.isValid(value);
+  if (typeof value !== 'string' || value.length > 60) return false;
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
+  const plain = /^([^:]+)(?::(\d{1,5}))?$/.exec(value);
+  const portOk = (p: string | undefined) => p === undefined || (Number(p) > 0 && Number(p) < 65536);
+  if (bracketed) return isIpv6(bracketed[1]) && portOk(bracketed[2]);
+  if (plain) return isIpv4(plain[1]) && portOk(plain[2]);
+  return isIp(value);
 }

@@ -89,3 +89,15 @@ export const networkOptions = z.record(
   z.string().refine(isOptionKey, 'not a valid option key (1-128 letters, digits, ".", "_", "-" or "/")'),
   z.string().refine(isOptionValue, `not a valid option value (at most ${OPTION_VALUE_MAX} printable characters)`),
 ).refine((o) => Object.keys(o).length <= OPTIONS_MAX, `at most ${OPTIONS_MAX} options`);
+
+/**
+ * Outside text made safe to show in a message or log line: quotes, backslashes and control or
+ * line-breaking characters escaped, cut to `max` characters. Nothing raw from a file or request
+ * is ever printed as it came.
+ */
+export function printable(value: unknown, max = 40): string {
+  const text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : `(${typeof value})`;
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.slice(0, max * 2).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029"\\]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > max || text.length > max * 2 ? `${escaped.slice(0, max)}…` : escaped;
+}

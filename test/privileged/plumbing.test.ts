@@ -73,7 +73,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
       [['network', 'connect', 'good', other, '--name', 'taken'], /the name "taken" is already used on network "good"/],
       [['network', 'connect', 'good', other, '--ip', '10.211.0.2'], /10\.211\.0\.2 is already in use/],
       [['network', 'connect', 'good', other, '--ip', '10.1.1.1'], /outside the subnet 10\.211\.0\.0\/24/],
-      [['network', 'connect', 'good', other, '--mac', 'zz'], /MAC address "zz"/],
+      [['network', 'connect', 'good', other, '--mac', 'zz'], /MAC address "zz"|mac: not a unicast MAC address/],
       [['network', 'connect', 'good', other, '--publish', '99999:80'], /--publish "99999:80"/],
     );
     for (const [args, message] of cases) {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { allocate, DEFAULT_POOLS, macFor, overlaps, parseCidr, pickSubnet } from '../../src/plumbing/ipam.js';
-import { parsePublish } from '../../src/plumbing/requests.js';
+import { checkAddress, checkInterfaceName, checkMac, checkNetnsPath, checkOptions, parsePublish } from '../../src/plumbing/requests.js';
+import { namespaceTarget } from '../../src/plumbing/target.js';
 
 describe('ipam', () => {
   it('parses CIDRs, clears host bits, and finds overlaps', () => {
@@ -34,5 +35,45 @@ describe('ipam', () => {
     assert.deepEqual(parsePublish('8080:80'), { hostPort: 8080, containerPort: 80, protocol: 'tcp' });
     assert.deepEqual(parsePublish('127.0.0.1:5353:53/udp'), { hostIp: '127.0.0.1', hostPort: 5353, containerPort: 53, protocol: 'udp' });
     assert.throws(() => parsePublish('80'), /expected \[HOSTIP:\]HOSTPORT:PORT/);
+  });
+});
+
+describe('control requests: hostile strings', () => {
+  const noRaw = (fn: () => unknown, re: RegExp) => assert.throws(fn, (err: Error) => re.test(err.message) && !/[\n\0]/.test(err.message));
+
+  it('interface names: 1-15 of [A-Za-z0-9_.-], not . or ..', () => {
+    for (const v of ['eth0\ndelete table inet filter', '"; flush ruleset', '../x', 'a\0b', 'abcdefghijklmnop', '.', '..', '', 'a b', '@x', 'eth*']) {
+      noRaw(() => checkInterfaceName('--ifname', v), /is not a valid interface name/);
+    }
+    assert.equal(checkInterfaceName('--ifname', 'abcdefghijklmno'), 'abcdefghijklmno');
+  });
+
+  it('MACs, addresses and published ports', () => {
+    noRaw(() => checkMac('02:42:ac:11:00:02\nx'), /MAC address/);
+    noRaw(() => checkMac('03:00:00:00:00:01'), /multicast/);
+    noRaw(() => checkAddress('--ip', '10.0.0.1\ndelete table inet filter', 'ipv4'), /not an IPv4 address/);
+    noRaw(() => checkAddress('--ip', '0x0a.1', 'ipv4'), /not an IPv4 address/);
+    noRaw(() => checkAddress('--ip6', 'fe80::1%eth0', 'ipv6'), /not an IPv6 address/);
+    noRaw(() => parsePublish('127.0.0.1\n:80:80'), /expected \[HOSTIP:\]HOSTPORT:PORT/);
+    noRaw(() => parsePublish('999.0.0.1:80:80'), /expected/);
+    noRaw(() => parsePublish('0:80'), /expected/);
+  });
+
+  it('options: bounded keys and printable values', () => {
+    assert.deepEqual(checkOptions({ 'com.docker.network.bridge.name': 'x' }), { 'com.docker.network.bridge.name': 'x' });
+    noRaw(() => checkOptions({ 'k\n': 'v' }), /option key/);
+    noRaw(() => checkOptions({ k: 'v\nx' }), /option k: the value/);
+    noRaw(() => checkOptions(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))), /at most 64 options/);
+  });
+
+  it('namespaces: only /run/netns/NAME and /proc/PID[/task/TID]/ns/net', () => {
+    assert.deepEqual(namespaceTarget('web'), { path: '/run/netns/web', name: 'web' });
+    assert.deepEqual(namespaceTarget('/run/netns/web'), { path: '/run/netns/web', name: 'web' });
+    assert.deepEqual(namespaceTarget('123'), { path: '/proc/123/ns/net' });
+    assert.deepEqual(namespaceTarget('/proc/123/task/124/ns/net'), { path: '/proc/123/task/124/ns/net' });
+    for (const v of ['/etc/shadow', '/run/netns/../../etc/shadow', '/run/netns/a/../b', '../x', '..', '.', 'a\0b', '/proc/self/ns/net', '/proc/1/ns/mnt', 'x\ny', '/tmp/ns', '0']) {
+      noRaw(() => namespaceTarget(v), /is not allowed/);
+    }
+    noRaw(() => checkNetnsPath('/run/netns/x/../../../etc/shadow'), /is not allowed/);
   });
 });

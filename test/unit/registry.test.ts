@@ -32,6 +32,69 @@ describe('registry documents', () => {
   });
 });
 
+/** The message parseDocumentText throws for `text`. */
+function problem(text: string, file = 'x.yaml'): string {
+  try {
+    parseDocumentText(text, file);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  assert.fail(`accepted: ${JSON.stringify(text)}`);
+}
+
+describe('registry documents: hostile input', () => {
+  const endpoint = (fields: string) => `name: n\nendpoints:\n  - {name: a, ${fields}}\n`;
+
+  it('refuse netns paths outside /run/netns/NAME and /proc/PID[/task/TID]/ns/net', () => {
+    for (const netns of ['/etc/shadow', '/run/netns/../../etc/shadow', '/run/netns/a/b', '/run/netns/', '/run/netns/.', '/run/netns/..',
+      '/proc/self/ns/net', '/proc/1/ns/../ns/net', '/proc/1/ns/mnt', 'web', '/run/netns/a\\0b', '/var/run/netns/web', '/run/netns/web/']) {
+      assert.match(problem(endpoint(`netns: "${netns}"`)), /endpoints\.0\.netns: not an allowed namespace path/, netns);
+    }
+    for (const netns of ['/run/netns/web', '/run/netns/a.b_c-1', '/proc/123/ns/net', '/proc/1/task/2/ns/net']) {
+      assert.equal(parseDocumentText(endpoint(`netns: "${netns}"`), 'x.yaml').endpoints[0].netns, netns);
+    }
+  });
+
+  it('refuse interface names, MACs, host IPs and ports that are not exactly that', () => {
+    for (const bridge of ['x\\"; flush ruleset; \\"', 'br\\ndelete table inet filter', 'abcdefghijklmnop', '.', '..', 'a b', 'a/b', '@set', 'eth*', '']) {
+      assert.match(problem(`name: n\nbridge: "${bridge}"\n`), /bridge: not a valid interface name/, bridge);
+    }
+    assert.equal(parseDocumentText('name: n\nbridge: abcdefghijklmno\n', 'x.yaml').network.bridge, 'abcdefghijklmno', '15 characters fit');
+    assert.match(problem(endpoint('ifname: "eth0\\n"')), /ifname: not a valid interface name/);
+    assert.match(problem(endpoint('hostIf: "../x"')), /hostIf: not a valid interface name/);
+    assert.match(problem(endpoint('mac: "02:42:ac:11:00:02 netns 1"')), /mac: not a MAC address/);
+    for (const hostIp of ['127.0.0.1\\ndelete table inet filter', '127.0.0.1 tcp dport 1 accept', '0x7f.1', '127.1', '::1']) {
+      assert.match(problem(endpoint(`ports: [{hostIp: "${hostIp}", hostPort: 1, containerPort: 2}]`)), /ports\.0\.hostIp: not an IPv4 address/, hostIp);
+    }
+    assert.match(problem(endpoint('ports: [{hostPort: 0, containerPort: 65536}]')), /hostPort: not a port.*containerPort: not a port/);
+    assert.match(problem('name: n\nupstreams: ["10.0.0.1:99999"]\n'), /upstreams\.0: not an upstream address/);
+    assert.match(problem(`name: n\noptions: {k: "${'v'.repeat(2000)}"}\n`), /options\.k: not a valid option value/);
+  });
+
+  it('never echo file content: syntax errors give line and column, schema errors the key path', () => {
+    const shadow = 'root:$6$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n';
+    for (const file of ['x.yaml', 'x.json']) assert.doesNotMatch(problem(shadow, file), /SECRET|root|daemon/, file);
+    assert.equal(problem('name: [SECRET', 'x.yaml'), 'x.yaml: not valid YAML (line 1, column 14: BAD_INDENT)');
+    assert.match(problem('{"name": "n",\n "x": SECRET}', 'x.json'), /^x\.json: not valid JSON/);
+    assert.doesNotMatch(problem('{"name": "n",\n "x": SECRET}', 'x.json'), /SECRET/);
+    const values = problem('name: n\nbridge: SECRET1 x\nendpoints: [{name: a, netns: /etc/SECRET2, ipv4: SECRET3, mac: SECRET4}]\n');
+    assert.doesNotMatch(values, /SECRET/);
+    assert.match(values, /bridge: .*endpoints\.0\.ipv4: .*endpoints\.0\.netns: .*endpoints\.0\.mac: /);
+  });
+
+  it('escape and cut unknown keys, and cap the number of problems and the length', () => {
+    assert.match(problem(`name: n\n"${'K'.repeat(500)}": 1\n`), /Unrecognized key "<a key of 500 characters>"/);
+    assert.match(problem('name: n\nsurprize: 1\n'), /Unrecognized key "surprize"/, 'a typo is named');
+    const control = problem('name: n\n"a\\nb\\u001b[31m": 1\noptions: {"k\\n": v}\n');
+    assert.ok(!/[\u0000-\u001f]/.test(control), 'control characters never reach the message');
+    assert.match(control, /options\.<a key of 2 characters>: /);
+    const many = problem(`name: n\nendpoints:\n${Array.from({ length: 50 }, (_, i) => `  - {name: e${i}, ipv4: bad, ipv6: bad, mac: bad}`).join('\n')}\n`);
+    assert.equal(many.split('; ').length, 11);
+    assert.match(many, /and 140 more$/);
+    assert.ok(many.length <= 1001);
+  });
+});
+
 describe('registry views', () => {
   const registry = new Registry();
   registry.setNetwork(lab(), 'test');
