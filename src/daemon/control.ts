@@ -27,6 +27,8 @@ export class ControlServer {
   private server: net.Server | undefined;
   // A Map, not the object: a method named "constructor" or "__proto__" must find nothing.
   private readonly handlers: Map<string, Handler>;
+  /** Per open connection: stop it once its requests in flight are answered. */
+  private readonly drains = new Set<() => void>();
 
   constructor(private readonly socketPath: string, handlers: Record<string, Handler>, private readonly log: Logger, readonly options: ControlOptions = {}) {
     this.handlers = new Map(Object.entries(handlers));
@@ -78,6 +80,7 @@ export class ControlServer {
     let inFlight = 0;
     let closing = false;
     let clientDone = false;
+    let draining = false;
     const send = (response: ControlResponse): void => {
       // The client may be gone: writing then would only raise an error nobody waits for.
       if (!socket.destroyed && socket.writable) socket.write(serialize(response));
@@ -92,10 +95,15 @@ export class ControlServer {
       if (next === queue.length) { queue = []; next = 0; }
       // A client that half-closed (`socat`, `nc -N`) still gets every answer, then the end.
       if (clientDone && inFlight === 0 && queue.length === 0) socket.end();
+      // Shutting down: an idle client must not hold the daemon open.
+      else if (draining && inFlight === 0) socket.end(() => socket.destroy());
       // Backpressure: a client that pipelines more than its share waits, and nothing queues up.
-      else if (next < queue.length || closing) socket.pause();
+      else if (next < queue.length || closing || draining) socket.pause();
       else socket.resume();
     };
+    const drain = (): void => { draining = true; queue = []; next = 0; pump(); };
+    this.drains.add(drain);
+    socket.on('close', () => this.drains.delete(drain));
     socket.on('error', () => socket.destroy());
     socket.on('end', () => { clientDone = true; pump(); });
     socket.setTimeout(IDLE_TIMEOUT_MS, () => { if (inFlight === 0) socket.destroy(); });
@@ -141,7 +149,9 @@ export class ControlServer {
 
   async close(): Promise<void> {
     if (!this.server) return;
-    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    for (const drain of this.drains) drain();
+    await closed;
     await rm(this.socketPath, { force: true });
   }
 }

@@ -195,6 +195,28 @@ describe('control socket: hostile requests', () => {
   });
 });
 
+describe('control socket: shutdown', () => {
+  it('an idle client does not keep the daemon from exiting, and the socket file goes', async () => {
+    const daemon = await startDaemon([]);
+    const socketPath = path.join(daemon.stateDir, 'nsdns.sock');
+    const idle = net.connect(socketPath);
+    const closed = new Promise((resolve) => idle.on('close', resolve));
+    idle.on('error', () => undefined);
+    try {
+      await new Promise((resolve) => idle.on('connect', resolve));
+      const started = Date.now();
+      daemon.signal('SIGTERM');
+      assert.equal(await daemon.waitForExit(5000), 0);
+      assert.ok(Date.now() - started < 3000, `exited in ${Date.now() - started} ms`);
+      await closed;
+      assert.throws(() => lstatSync(socketPath), /ENOENT/);
+    } finally {
+      idle.destroy();
+      await daemon.stop();
+    }
+  });
+});
+
 const modeOf = (p: string) => statSync(p).mode & 0o777;
 const groupId = (name: string) => Number(readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`))!.split(':')[2]);
 
