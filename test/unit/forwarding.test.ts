@@ -11,6 +11,8 @@ import type { Exchange } from '../../src/resolver/upstream.js';
 import { parseQuery, type Query } from '../../src/wire/query.js';
 import { inspectReply } from '../../src/wire/records.js';
 import { silentLogger } from '../../src/log.js';
+import { Resolver, type ListenerContext } from '../../src/resolver/resolver.js';
+import { View } from '../../src/registry/view.js';
 import { scrubReply } from '../../src/wire/scrub.js';
 import { buildUpstreamQuery } from '../../src/wire/upstream-query.js';
 import { decode, queryPacket } from '../helpers/packets.js';
@@ -117,5 +119,47 @@ describe('forwarder', () => {
     const refused = await fwd.forward(q('other.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
     assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
     assert.deepEqual(refused.origin, { source: 'error', reason: 'overload' });
+  });
+});
+
+describe('fair shares', () => {
+  const settings = { ttl: 5, maxUdpSize: 1232, upstreams: ['127.0.0.1:1001'], hostUpstreams: () => [], ownAddresses: new Set<string>() };
+  const namespace = (name: string): ListenerContext => ({ name: `netns:${name}`, inflight: 0, view: () => view, endpoints: () => [] });
+  const view = new View([]);
+  const client = { address: '10.0.0.2', transport: 'udp' as const };
+
+  function resolver(limits: { maxInflightPerClient: number; clientQueriesPerSecond: number }) {
+    const asked: string[] = [];
+    const never: Exchange = (raw) => {
+      asked.push(decode(raw).questions![0].name);
+      return new Promise(() => {});
+    };
+    const options = { timeoutMs: 200, budgetMs: 1000, maxInflight: 100, maxInflightPerListener: 100, randomizeCase: false, maxUdpSize: 1232, ...limits };
+    return { asked, resolver: new Resolver(settings, new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger), silentLogger) };
+  }
+
+  const rcodeOf = async (r: Buffer | null | Promise<Buffer>) => {
+    const settled = await Promise.race([r, new Promise<null>((resolve) => setTimeout(() => resolve(null), 50))]);
+    return settled ? decode(settled).rcode : 'pending';
+  };
+
+  it('refuses a namespace over its in-flight share while another namespace is forwarded', async () => {
+    const { asked, resolver: res } = resolver({ maxInflightPerClient: 2, clientQueriesPerSecond: 0 });
+    const a = namespace('a');
+    const b = namespace('b');
+    const got = [];
+    for (const n of ['1', '2', '3']) got.push(await rcodeOf(res.handle(queryPacket(`${n}.a.test`), client, a)));
+    got.push(await rcodeOf(res.handle(queryPacket('1.b.test'), client, b)));
+    assert.deepEqual(got, ['pending', 'pending', 'REFUSED', 'pending']);
+    assert.deepEqual(asked, ['1.a.test', '2.a.test', '1.b.test']);
+  });
+
+  it('refuses a namespace over its rate while another namespace is forwarded', async () => {
+    const { asked, resolver: res } = resolver({ maxInflightPerClient: 100, clientQueriesPerSecond: 2 });
+    const got = [];
+    for (const n of ['1', '2', '3']) got.push(await rcodeOf(res.handle(queryPacket(`${n}.a.test`), client, namespace('a'))));
+    got.push(await rcodeOf(res.handle(queryPacket('1.b.test'), client, namespace('b'))));
+    assert.deepEqual(got, ['pending', 'pending', 'REFUSED', 'pending']);
+    assert.equal(asked.length, 3);
   });
 });
