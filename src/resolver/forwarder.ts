@@ -108,6 +108,7 @@ export class Forwarder {
       return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
     }
     if (this.inflight >= this.options.maxInflight || listener.inflight >= this.options.maxInflightPerListener) {
+      share.tokens++; // nothing was sent: the client keeps its token
       this.warnOverload((suppressed) => this.log.warn({ inflight: this.inflight, listenerInflight: listener.inflight, suppressed }, 'forwarding limit reached; answering SERVFAIL'));
       return { reply: errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'overload' } };
     }

@@ -136,7 +136,8 @@ function select(rrs: Rr[], qname: string, qtype: number, qclass: number, rcode: 
       chain.add(target);
       continue;
     }
-    kept.push(...here.filter((r) => r.type !== RRSIG && (qtype === QTYPE.ANY || r.type === qtype)));
+    // For ANY, signatures come with their RRsets below; a question for RRSIG keeps them here.
+    kept.push(...here.filter((r) => (qtype === QTYPE.ANY ? r.type !== RRSIG : r.type === qtype)));
     break;
   }
   if (answers.length > 0 && kept.length === 0) return 'answer for another name';

@@ -70,6 +70,8 @@ describe('scrubbing', () => {
     const sig = (name: string, typeCovered: string): dnsPacket.Answer => ({ type: 'RRSIG', name, ttl: 60, data: { typeCovered, algorithm: 13, labels: 2, originalTTL: 60, expiration: 2, inception: 1, keyTag: 1, signersName: 'test', signature: Buffer.alloc(8) } } as dnsPacket.Answer);
     const signed = lines(scrub(query('x.test'), { answers: [a('x.test', '192.0.2.1'), sig('x.test', 'A'), sig('x.test', 'AAAA'), sig('y.test', 'A')] }));
     assert.equal(signed.answers.length, 2);
+    const sigs = lines(scrub(query('x.test', 'RRSIG'), { answers: [sig('x.test', 'A'), sig('y.test', 'A')] }));
+    assert.equal(sigs.answers.length, 1, 'a question for RRSIG keeps the ones of its name');
 
     const soa = { type: 'SOA', name: 'test', ttl: 60, data: { mname: 'ns.test', rname: 'h.test', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } } as dnsPacket.Answer;
     const otherSoa = { ...soa, name: 'evil' } as dnsPacket.Answer;
