@@ -44,9 +44,14 @@ export class ControlServer {
     await listenPrivately(server, this.socketPath);
     this.server = server;
     if (gid !== undefined) {
-      // 0600 until the group owns it, then 0660.
-      await chown(this.socketPath, process.getuid!(), gid);
-      await chmod(this.socketPath, 0o660);
+      // 0600 until the group owns it, then 0660; a socket that cannot be given to the group goes.
+      try {
+        await chown(this.socketPath, process.getuid!(), gid);
+        await chmod(this.socketPath, 0o660);
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
     }
     this.log.info({ socket: this.socketPath, ...(gid !== undefined && { group: this.options.group }) }, 'control socket ready');
   }

@@ -203,10 +203,12 @@ describe('control socket: shutdown', () => {
     const closed = new Promise((resolve) => idle.on('close', resolve));
     idle.on('error', () => undefined);
     try {
-      await new Promise((resolve) => idle.on('connect', resolve));
+      // One answered ping first: the daemon's event loop has run, so its signal handlers are set.
+      idle.write('{"id":1,"method":"ping"}\n');
+      await new Promise((resolve) => idle.once('data', resolve));
       const started = Date.now();
       daemon.signal('SIGTERM');
-      assert.equal(await daemon.waitForExit(5000), 0);
+      assert.equal(await daemon.waitForExit(5000), 0, `exit status; logs:\n${daemon.logs.map((l) => JSON.stringify(l)).join('\n')}`);
       assert.ok(Date.now() - started < 3000, `exited in ${Date.now() - started} ms`);
       await closed;
       assert.throws(() => lstatSync(socketPath), /ENOENT/);
