@@ -9,10 +9,10 @@ import { NsdnsError } from '../errors.js';
 import type { Endpoint, Network } from '../registry/types.js';
 import type { WorkerReply, WorkerRequest } from './registry-worker.js';
 
-/** Endpoints per message from the worker: structured-clone cost per event-loop turn stays a few ms. */
-export const CHUNK_ENDPOINTS = 2000;
 /** The worker is dropped after this long without work: an idle daemon keeps no second heap. */
 const IDLE_MS = 10_000;
+/** After a file this large the worker's heap has grown: drop it at once rather than after IDLE_MS. */
+const BIG_FILE = 256 * 1024;
 const MIB = 1024 * 1024;
 
 /**
@@ -106,7 +106,8 @@ export interface ParserLimits {
 /** Limits that scale with the file cap: parsing YAML takes ~10-60x the file's size in heap. */
 export function parserLimitsFor(maxBytes: number): ParserLimits {
   const mib = maxBytes / MIB;
-  return { timeoutMs: Math.round(10_000 + 5_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
+  // ~4 s per MiB of YAML in V8's size-optimized mode (v8-flags.ts applies to the worker too), x2.
+  return { timeoutMs: Math.round(10_000 + 8_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
 }
 
 /** One long-lived parser worker, one job at a time, respawned after a crash, a timeout or idleness. */
@@ -160,7 +161,8 @@ export class RegistryParser {
       // A crash, a timeout or a registry conflict: refused, and remembered like any refusal.
       return { kind: 'refused', hash: this.jobHash, problem: err instanceof Error ? err.message : String(err) };
     } finally {
-      this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
+      if (bytes.byteLength > BIG_FILE) void this.stop();
+      else this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
     }
   }
 

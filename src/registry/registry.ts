@@ -52,8 +52,9 @@ export class Snapshot {
   }
 }
 
-/** Endpoints compiled per event-loop turn by setNetworkInSlices (~1-3 ms each). */
-const SLICE = 1000;
+/** Event-loop time setNetworkInSlices may take per turn, checked every SLICE_CHECK endpoints. */
+const SLICE_MS = 4;
+const SLICE_CHECK = 32;
 
 export interface RegistryEvents {
   change: [snapshot: Snapshot, changedNetwork: string];
@@ -95,17 +96,21 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * setNetwork for a large network arriving in chunks: compiles SLICE endpoints per event-loop turn
-   * (queries keep being answered meanwhile) and publishes one snapshot at the end, so no reader sees
+   * setNetwork for a large network arriving in chunks: compiles for at most SLICE_MS per event-loop
+   * turn (queries keep being answered meanwhile) and publishes one snapshot at the end, so no reader sees
    * half a network. Ownership is checked before and again after, as another source may have won.
    */
   async setNetworkInSlices(network: Network, chunks: AsyncIterable<readonly Endpoint[]> | Iterable<readonly Endpoint[]>, source: string): Promise<Snapshot> {
     this.checkOwner(network.name, source);
     const builder = new NetworkBuilder(network);
+    let turnStarted = performance.now();
     for await (const chunk of chunks) {
-      for (let i = 0; i < chunk.length; i += SLICE) {
-        builder.add(chunk.slice(i, i + SLICE));
-        await new Promise((resolve) => setImmediate(resolve));
+      for (let i = 0; i < chunk.length; i += SLICE_CHECK) {
+        builder.add(chunk.slice(i, i + SLICE_CHECK));
+        if (performance.now() - turnStarted > SLICE_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          turnStarted = performance.now();
+        }
       }
     }
     this.checkOwner(network.name, source);

@@ -165,7 +165,7 @@ describe('a registry file just under the size cap', () => {
     const rssAfter = rssMb(daemon);
     process.stdout.write(`# 100k endpoints (${text.length} bytes) loaded in ~${loadMs} ms; probe: ${JSON.stringify(stats)}; RSS ${rssBefore} -> ${rssAfter} MB\n`);
     assert.equal(stats.lost, 0, 'no query lost');
-    assert.ok(stats.max < 250, `slowest answer ${stats.max} ms`);
+    assert.ok(stats.max < 500, `slowest answer ${stats.max} ms`);
     assert.deepEqual(await digShort(daemon.server, 'e99999.huge'), ['10.101.134.159']);
     assert.ok(rssAfter - rssBefore < 400, `RSS grew ${rssAfter - rssBefore} MB`);
   });
