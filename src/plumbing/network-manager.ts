@@ -15,7 +15,7 @@ import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type OwnedRecord, type Reservation } from './planner.js';
 import type { ConnectRequest, CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE, type IntentStore, type StateStore } from './state.js';
-import { runSteps } from './steps.js';
+import { failureLines, runAll, runSteps, teardownError, type StepFailure, type TeardownStep } from './steps.js';
 import { namespaceTarget, resolveTarget } from './target.js';
 
 export interface PlumbingOptions {
@@ -118,25 +118,42 @@ export class NetworkManager {
           throw new NsdnsError('ERR_CONFLICT', `network "${r.network.name}" has ${r.endpoints.length} endpoint(s) attached (${r.endpoints.map((e) => e.name).join(', ')}); disconnect them or use --force`);
         }
       }
-      for (const r of records) await this.removeNetworkNow(r);
+      await this.removeAll(records, 'network rm');
       return records.map((r) => r.network.name);
     });
   }
 
-  private async removeNetworkNow(record: OwnedRecord): Promise<void> {
-    for (const e of record.endpoints) if (e.hostIf) await deleteLink(e.hostIf).catch(() => {});
-    await deleteLink(record.network.bridge);
-    await this.deps.state.remove(record.network.name);
-    this.deps.registry.removeNetwork(record.network.name, STATE_SOURCE);
-    await this.applyFirewall();
-    await this.refreshResolvFiles(record.endpoints.map((e) => e.netns).filter((n): n is string => n !== undefined));
-    this.deps.log.info({ network: record.network.name }, 'network removed');
+  /** Removes every network, each to the end; then one error naming every step that failed. */
+  private async removeAll(records: readonly OwnedRecord[], what: string): Promise<void> {
+    const failures: StepFailure[] = [];
+    for (const r of records) failures.push(...(await this.removeNetworkNow(r)));
+    if (failures.length > 0) throw teardownError(what, failures);
+  }
+
+  private async removeNetworkNow(record: OwnedRecord): Promise<StepFailure[]> {
+    const { network, endpoints } = record;
+    const failures = await runAll([
+      ...endpoints.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
+      { name: `delete bridge ${network.bridge}`, run: () => deleteLink(network.bridge) },
+      { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
+      { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); } },
+      { name: 'apply firewall rules', run: () => this.applyFirewall() },
+      { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(endpoints.map((e) => e.netns).filter((n): n is string => n !== undefined)) },
+    ]);
+    this.logTeardown({ network: network.name }, 'network removed', failures);
+    return failures;
+  }
+
+  /** The outcome of a teardown in the log: info when clean, one warning per failed step. */
+  private logTeardown(context: Record<string, unknown>, done: string, failures: readonly StepFailure[]): void {
+    for (const f of failures) this.deps.log.warn({ ...context, step: f.step, err: f.error }, `${done}, but ${f.step} failed: ${errorMessage(f.error)}`);
+    if (failures.length === 0) this.deps.log.info(context, done);
   }
 
   prune(): Promise<string[]> {
     return this.lock.run(async () => {
-      const unused = this.records().filter((r) => r.endpoints.length === 0 && this.deps.registry.sourceOf(r.network.name) === STATE_SOURCE && r.network.bridge);
-      for (const r of unused) await this.removeNetworkNow(r as OwnedRecord);
+      const unused = this.ownRecords().filter((r) => r.endpoints.length === 0) as OwnedRecord[];
+      await this.removeAll(unused, 'network prune');
       return unused.map((r) => r.network.name);
     });
   }
@@ -181,10 +198,11 @@ export class NetworkManager {
     } catch (err) {
       if (!committed) this.reservations.delete(endpoint.id);
       this.deps.namespaceNotComing?.(target.path);
-      await this.refreshResolvFiles([target.path]).catch(() => {});
+      await this.refreshResolvFiles([target.path]).catch((e) => this.deps.log.warn({ err: e, netns: target.path }, 'after a failed connect, resolv.conf could not be updated'));
       throw err;
     } finally {
-      await this.deps.intents.remove(endpoint.id).catch(() => {});
+      // A note left behind is harmless: the next start finds the endpoint committed and drops it.
+      await this.deps.intents.remove(endpoint.id).catch((e) => this.deps.log.warn({ err: e, endpoint: endpoint.id }, 'could not remove the connect note'));
     }
     const ms = Math.round((performance.now() - started) * 10) / 10;
     this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, ms }, 'endpoint connected');
@@ -202,13 +220,27 @@ export class NetworkManager {
     return this.lock.run(async () => {
       const record = this.owned(networkName);
       const endpoint = this.findEndpoint(record, which);
-      if (endpoint.hostIf) await deleteLink(endpoint.hostIf);
-      await this.commit({ network: record.network, endpoints: record.endpoints.filter((e) => e.id !== endpoint.id) });
-      if ((endpoint.ports ?? []).length > 0) await this.applyFirewall();
-      if (endpoint.netns) await this.refreshResolvFiles([endpoint.netns]);
-      this.deps.log.info({ network: networkName, endpoint: endpoint.name }, 'endpoint disconnected');
+      const failures = await runAll(this.endpointTeardown(record, [endpoint]));
+      this.logTeardown({ network: networkName, endpoint: endpoint.name }, 'endpoint disconnected', failures);
+      if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${networkName}"`, failures);
       return endpoint;
     });
+  }
+
+  /**
+   * Removing endpoints: links, then the saved and the live record (separate steps, so a state
+   * file that cannot be written still takes the names out of DNS), rules and resolv.conf files.
+   */
+  private endpointTeardown(record: NetworkRecord, gone: readonly Endpoint[], rulesAndFiles = true): TeardownStep[] {
+    const next = { network: record.network, endpoints: record.endpoints.filter((e) => !gone.includes(e)) };
+    const netns = gone.map((e) => e.netns).filter((n): n is string => n !== undefined);
+    return [
+      ...gone.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
+      { name: `save network "${record.network.name}"`, run: () => this.deps.state.save(next) },
+      { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); } },
+      ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', run: () => this.applyFirewall() }] : []),
+      ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
+    ];
   }
 
   /** By namespace (name, path or PID), endpoint name, alias, or id (full or short). */
@@ -255,13 +287,9 @@ export class NetworkManager {
         if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
         const gone = record.endpoints.filter((e) => e.netns !== undefined && !existsSync(e.netns));
         if (gone.length === 0) continue;
-        for (const e of gone) {
-          if (e.hostIf) await deleteLink(e.hostIf).catch(() => {});
-          report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} is gone`);
-        }
-        await this.commit({ network: record.network, endpoints: record.endpoints.filter((e) => !gone.includes(e)) });
-        if (gone.some((e) => (e.ports ?? []).length > 0)) await this.applyFirewall();
-        await this.refreshResolvFiles(gone.map((e) => e.netns!));
+        for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} is gone`);
+        const failures = await runAll(this.endpointTeardown(record, gone));
+        report.push(...failureLines(failures).map((l) => `network "${record.network.name}": ${l}`));
       }
       return report;
     });
@@ -278,34 +306,46 @@ export class NetworkManager {
       const intents = await this.deps.intents.list();
       // Nothing provisioned and nothing half done: no kernel state to check (and no tools to load).
       if (intents.length === 0 && ![...state.values()].some((r) => r.network.bridge)) return report;
-      for (const intent of intents) {
-        const committed = state.get(intent.network)?.endpoints.some((e) => e.id === intent.endpointId);
-        if (!committed) {
-          await deleteLink(intent.hostIf).catch(() => {});
-          report.push(`removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`);
-        }
-        await this.deps.intents.remove(intent.endpointId);
-      }
+      // Every step runs; each failure becomes a report line (logged as a warning) and the start goes on.
+      const steps: TeardownStep[] = intents.map((intent) => ({
+        name: `clean up after the unfinished connect ${intent.endpointId.slice(0, 12)}`,
+        run: async () => {
+          const committed = state.get(intent.network)?.endpoints.some((e) => e.id === intent.endpointId);
+          if (!committed) {
+            await deleteLink(intent.hostIf);
+            report.push(`removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`);
+          }
+          await this.deps.intents.remove(intent.endpointId);
+        },
+      }));
+      const failures = await runAll(steps);
       const links = await hostLinks();
       for (const record of state.values()) {
         if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
-        if (!links.has(record.network.bridge)) {
-          await createBridge({ name: record.network.bridge, addresses: gatewayAddresses(record.network), mtu: record.network.mtu });
-          report.push(`recreated bridge ${record.network.bridge} of network "${record.network.name}"`);
-        }
+        const bridge = record.network.bridge;
         const alive = record.endpoints.filter((e) => e.netns === undefined || (existsSync(e.netns) && (!e.hostIf || links.has(e.hostIf))));
         const gone = record.endpoints.filter((e) => !alive.includes(e));
-        for (const e of gone) {
-          if (e.hostIf) await deleteLink(e.hostIf).catch(() => {});
-          report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
-        }
-        if (gone.length > 0) await this.commit({ network: record.network, endpoints: alive });
+        for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
+        failures.push(...await runAll([
+          ...(!links.has(bridge) ? [{
+            name: `recreate bridge ${bridge} of network "${record.network.name}"`,
+            run: async () => {
+              await createBridge({ name: bridge, addresses: gatewayAddresses(record.network), mtu: record.network.mtu });
+              report.push(`recreated bridge ${bridge} of network "${record.network.name}"`);
+            },
+          }] : []),
+          // Firewall and resolv.conf follow below, once for all networks.
+          ...(gone.length > 0 ? this.endpointTeardown(record, gone, false) : []),
+        ]));
       }
-      await this.applyFirewall().catch((err) => report.push(`firewall: ${errorMessage(err)}`));
-      await this.enableForwarding().catch(() => {});
       // Only namespaces nsdns attached itself: a registry file's endpoints get no resolv.conf.
-      const provisioned = this.records().filter((r) => this.deps.registry.sourceOf(r.network.name) === STATE_SOURCE && r.network.bridge);
-      await this.refreshResolvFiles(provisioned.flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined));
+      const netns = this.ownRecords().flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined);
+      failures.push(...await runAll([
+        { name: 'apply firewall rules', run: () => this.applyFirewall() },
+        { name: 'enable IPv4 forwarding', run: () => this.enableForwarding() },
+        { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(netns) },
+      ]));
+      report.push(...failureLines(failures));
       return report;
     });
   }

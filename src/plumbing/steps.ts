@@ -29,3 +29,40 @@ export async function runSteps(steps: readonly Step[]): Promise<void> {
     }
   }
 }
+
+export interface TeardownStep {
+  name: string;
+  run(): Promise<void> | void;
+}
+
+export interface StepFailure {
+  step: string;
+  error: unknown;
+}
+
+/**
+ * Teardown: every step runs even when an earlier one failed (netavark's teardown), so one stuck
+ * link does not leave the rules, files and names behind it too. Returns what failed, in order.
+ */
+export async function runAll(steps: readonly TeardownStep[]): Promise<StepFailure[]> {
+  const failures: StepFailure[] = [];
+  for (const step of steps) {
+    try {
+      await step.run();
+    } catch (error) {
+      failures.push({ step: step.name, error });
+    }
+  }
+  return failures;
+}
+
+export function failureLines(failures: readonly StepFailure[]): string[] {
+  return failures.map((f) => `${f.step} failed: ${errorMessage(f.error)}`);
+}
+
+/** One error naming every failed step; its code is the first coded failure's. */
+export function teardownError(what: string, failures: readonly StepFailure[]): NsdnsError {
+  const coded = failures.map((f) => f.error).find((e): e is NsdnsError => e instanceof NsdnsError);
+  const lines = failureLines(failures);
+  return new NsdnsError(coded?.code ?? 'ERR_INTERNAL', `${what} finished with ${lines.length} error(s): ${lines.join('; ')}`, { cause: failures[0]?.error });
+}

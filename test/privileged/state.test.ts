@@ -1,5 +1,6 @@
 // State and safety: concurrent connects, restarts, namespaces that vanish, a daemon killed in the
-// middle of a connect, and a client with no daemon to talk to.
+// middle of a connect, a client with no daemon to talk to, and teardowns that keep going past a
+// failed step and report it.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -89,5 +90,52 @@ describe('state and safety', { skip: needsRoot }, () => {
     assert.equal(r.exitCode, 1);
     assert.match(r.stderr, /the nsdns daemon is not running .*start it with `nsdns serve`/);
     assert.ok(Date.now() - started < 3000);
+  });
+});
+
+describe('teardown keeps going past a failed step and reports every error', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  const immutable: string[] = [];
+  let survivor = '';
+  /** chattr +i: even root cannot replace or unlink the file, so that one step fails for real. */
+  const freeze = async (file: string) => { await sh('chattr', '+i', file); immutable.push(file); };
+  after(async () => {
+    for (const file of immutable) await execa('chattr', ['-i', file], { reject: false });
+    await lab.cleanup();
+  });
+
+  it('disconnect: a state file that cannot be written fails its step; the link, name, rule and resolv.conf still go', async () => {
+    await lab.start();
+    await lab.ok('network', 'create', 'td', '--subnet', '10.233.0.0/24', '--bridge', `${lab.linkPrefix}td`);
+    const [x, y] = await Promise.all([lab.namespace('x'), lab.namespace('y')]);
+    survivor = y;
+    await lab.ok('network', 'connect', 'td', x, '--publish', '18995:80');
+    await lab.ok('network', 'connect', 'td', y);
+    const stateFile = `${lab.state}/networks/td.json`;
+    const hostIf = (JSON.parse(readFileSync(stateFile, 'utf8')).endpoints as Array<{ name: string; hostIf: string }>).find((e) => e.name === x)!.hostIf;
+    assert.deepEqual(await lab.dig(y, x), ['10.233.0.2']);
+    await freeze(stateFile);
+
+    const r = await lab.nsdns('network', 'disconnect', 'td', x);
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stderr, new RegExp(`disconnect of "${x}" from "td" finished with 1 error\\(s\\): save network "td" failed: .*(EPERM|not permitted)`));
+    assert.ok(!(await lab.links()).includes(hostIf), 'the veth is gone');
+    assert.deepEqual(await lab.dig(y, x), [], 'the name is gone from DNS');
+    assert.doesNotMatch(await sh('nft', 'list', 'table', 'inet', lab.nftTable), /18995/);
+    assert.ok(!existsSync(`/etc/netns/${x}`), 'its resolv.conf is gone');
+    assert.ok(lab.daemon!.logs.some((l) => l.level === 40 && l.step === 'save network "td"'), 'the failed step is logged');
+  });
+
+  it('rm --force: a resolv.conf that cannot be removed is reported; bridge, links, rules and state still go', async () => {
+    const y = survivor;
+    await execa('chattr', ['-i', `${lab.state}/networks/td.json`]);
+    await freeze(`/etc/netns/${y}/resolv.conf`);
+    const r = await lab.nsdns('network', 'rm', '--force', 'td');
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stderr, /network rm finished with 1 error\(s\): update resolv\.conf files failed: .*\/etc\/netns\//);
+    assert.deepEqual(await lab.links(), [], 'bridge and veths are gone');
+    assert.equal(await lab.nftTableExists(), false, 'the table went with the last network');
+    assert.ok(!existsSync(`${lab.state}/networks/td.json`));
+    assert.match((await lab.nsdns('network', 'inspect', 'td')).stderr, /network "td" not found/);
   });
 });
