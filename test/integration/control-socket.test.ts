@@ -185,6 +185,19 @@ describe('control socket: hostile requests', () => {
     for (const r of replies) assert.equal(r.ok, r.id % 2 === 0);
   });
 
+  it('holds at most 256 connections; the rest are closed, and a slot frees when one goes', async () => {
+    const sockets = Array.from({ length: 300 }, () => net.connect(socketPath).on('error', () => undefined));
+    try {
+      await Promise.all(sockets.map((s) => new Promise((resolve) => s.on('connect', resolve).on('close', resolve))));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(sockets.filter((s) => s.destroyed).length, 44);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal((await ask(socketPath, '{"id":11,"method":"ping"}')).ok, true);
+  });
+
   it('stays up: ping and DNS answer, state files unchanged, nothing raw in the log', async () => {
     assert.equal(daemon.exitCode, null);
     assert.deepEqual(await ask(socketPath, '{"id":10,"method":"ping"}'), { id: 10, ok: true, result: { pid: daemon.proc.pid } });
