@@ -10,7 +10,7 @@ import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
 import type { Handler } from './control.js';
-import { parseParams, type Method, type ParamsOf } from './control-schemas.js';
+import { parseParams, quote, type Method, type ParamsOf } from './control-schemas.js';
 
 export interface HandlerDeps {
   registry: Registry;
@@ -76,7 +76,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
   const { registry, manager } = deps;
   const recordOf = (name: string): NetworkRecord => {
     const compiled = registry.current().networks.get(name);
-    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${name}" not found; see \`nsdns network ls\``);
+    if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network ${quote(name)} not found; see \`nsdns network ls\``);
     return { network: compiled.network, endpoints: [...compiled.endpoints] };
   };
   // method() takes only names that have a schema: no handler runs on unchecked parameters.

@@ -164,6 +164,12 @@ describe('control socket: hostile requests', () => {
     assert.ok(!reply.error!.message.includes('\n'));
   });
 
+  it('escapes names it repeats in errors', async () => {
+    const reply = await ask(socketPath, '{"id":12,"method":"network.inspect","params":{"names":["no\\npe"]}}');
+    assert.equal(reply.error?.code, 'ERR_NOT_FOUND');
+    assert.equal(reply.error?.message, 'network "no\\npe" not found; see `nsdns network ls`');
+  });
+
   it('survives deeply nested JSON', async () => {
     const depth = 500_000; // 1 000 000 bytes: just under the line cap
     assertRefused(await ask(socketPath, '['.repeat(depth) + ']'.repeat(depth)), 0, /expected object, received array/);
