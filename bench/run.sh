@@ -8,15 +8,21 @@
 #   provision  nsdns connect/disconnect of NS namespaces, serial and parallel, against netavark
 #   scale      10 000 endpoints on 100 networks across 100 namespaces: RSS, load, change latency
 #   overload   2x the measured maximum for 30 s
+#   attack     each attack of issue #7 (TCP pipelining without reading, slow senders, idle
+#              connections, odd frames, UDP fuzz, a forwarded-name flood, a large registry file)
+#              from one namespace while a client in another asks 1000 qps: its p50/p99 and losses,
+#              the server's memory and liveness, for nsdns and the peers (attack.sh, ~7 minutes)
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
 # run sandboxed (their resolv.conf points at a loopback sink) and tcpdump checks that nothing
-# leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work).
+# leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work); the attack
+# stage: ATTACK_SECS (10) LEGIT_QPS (1000) ATTACKS ATTACK_SERVERS (see attack.sh). RESULTS_DIR
+# (bench/results): where the TSV files, RESULTS.md and chart.svg go (elsewhere for a trial run).
 set -e
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 export PB_WORK=${PB_WORK:-/tmp/pb-work}
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} NS=${NS:-50}
-STAGES=${*:-dns forward provision scale overload}
+STAGES=${*:-dns forward provision scale overload attack}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, bridges, port 53)" >&2; exit 1; }
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
@@ -34,7 +40,7 @@ uname -r > "$PB_WORK/machine.txt"; nproc >> "$PB_WORK/machine.txt"; grep -m1 'mo
 for st in $STAGES; do
     pb_log "stage $st"
     case $st in
-    dns|forward|overload)
+    dns|forward|overload|attack)
         [ -f "$PB_WORK/data/hosts" ] || { "$BENCH/peers/gen-data.sh" 1000; "$BENCH/nsdns-data.sh"; }
         "$BENCH/peers/topo.sh" up; "$BENCH/peers/sink.sh" start
         case $st in
@@ -49,6 +55,7 @@ for st in $STAGES; do
             unset PB_REP_OFFSET ;;
         forward) "$BENCH/forward.sh" "$SECS" ;;
         overload) "$BENCH/overload.sh" ;;
+        attack) "$BENCH/attack.sh" ;;
         esac
         "$BENCH/peers/sink.sh" stop; "$BENCH/peers/topo.sh" down ;;
     provision)
@@ -58,9 +65,10 @@ for st in $STAGES; do
     *) pb_die "unknown stage $st" ;;
     esac
 done
-mkdir -p "$BENCH/results"
-cp "$PB_WORK"/*.tsv "$BENCH/results/" 2>/dev/null || true
-[ -f "$PB_WORK/netavark/times.tsv" ] && cp "$PB_WORK/netavark/times.tsv" "$BENCH/results/netavark-times.tsv"
-cp "$PB_WORK/machine.txt" "$BENCH/results/"
-node "$ROOT/dist/bench/report.js" "$BENCH/results"
-pb_log "results: $BENCH/results/RESULTS.md"
+RESULTS_DIR=${RESULTS_DIR:-$BENCH/results}
+mkdir -p "$RESULTS_DIR"
+cp "$PB_WORK"/*.tsv "$RESULTS_DIR/" 2>/dev/null || true
+[ -f "$PB_WORK/netavark/times.tsv" ] && cp "$PB_WORK/netavark/times.tsv" "$RESULTS_DIR/netavark-times.tsv"
+cp "$PB_WORK/machine.txt" "$RESULTS_DIR/"
+node "$ROOT/dist/bench/report.js" "$RESULTS_DIR"
+pb_log "results: $RESULTS_DIR/RESULTS.md"
