@@ -3,6 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { NsdnsError } from '../errors.js';
+import { isIfname, isIp, isMacAddress, isNetnsPath } from '../registry/fields.js';
 
 // Loaded on first use: a resolver-only daemon never touches links, and saves their memory.
 const loadExeca = () => import('execa').then((m) => m.execa);
@@ -27,6 +28,19 @@ export interface EndpointLinkSpec {
   addresses: string[];
   gateway4?: string;
   gateway6?: string;
+}
+
+/**
+ * The last check before `ip -batch`, where a newline would start another command: every name,
+ * address and path was validated at its boundary, and is checked again here.
+ */
+function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[]; mac?: string; netns?: string }): void {
+  const ok = (what.names ?? []).every(isIfname)
+    && (what.cidrs ?? []).every((c) => { const [ip, len, extra] = c.split('/'); return extra === undefined && isIp(ip) && /^\d{1,3}$/.test(len ?? ''); })
+    && (what.ips ?? []).every(isIp)
+    && (what.mac === undefined || isMacAddress(what.mac))
+    && (what.netns === undefined || isNetnsPath(what.netns));
+  if (!ok) throw new NsdnsError('ERR_LINK', 'refusing to run ip with an invalid interface name, address, MAC or namespace path');
 }
 
 /** Runs `ip -batch -` (inside `netns` when given) and explains a failure with the command that failed. */
@@ -82,6 +96,7 @@ function bufferToAddress(b: Buffer): string {
 }
 
 export async function createBridge(spec: BridgeSpec): Promise<void> {
+  checkLinkArgs({ names: [spec.name], cidrs: spec.addresses });
   const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
   await ipBatch([
     `link add ${spec.name}${mtu} type bridge`,
@@ -94,6 +109,7 @@ export async function createBridge(spec: BridgeSpec): Promise<void> {
 
 /** Removes a link; a link that is already gone is not an error. */
 export async function deleteLink(name: string): Promise<void> {
+  checkLinkArgs({ names: [name] });
   if (!(await hostLinks()).has(name)) return;
   await ipBatch([`link del ${name}`]);
 }
@@ -103,6 +119,10 @@ export async function deleteLink(name: string): Promise<void> {
  * with its final name, MAC, addresses and routes, and `lo` up (127.0.0.11 lives on lo).
  */
 export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> {
+  checkLinkArgs({
+    names: [spec.hostIf, spec.bridge, spec.ifname], cidrs: spec.addresses, mac: spec.mac, netns: spec.netns,
+    ips: [spec.gateway4, spec.gateway6].filter((g): g is string => g !== undefined),
+  });
   const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
   await ipBatch([
     `link add ${spec.hostIf}${mtu} type veth peer name ${spec.ifname}${mtu} address ${spec.mac} netns ${spec.netns}`,

@@ -5,6 +5,7 @@ import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NsdnsError } from '../errors.js';
 import { toRecord } from '../registry/document.js';
+import { isIfname, isNetnsPath } from '../registry/fields.js';
 import type { NetworkRecord } from '../registry/types.js';
 
 export const STATE_SOURCE = 'state';
@@ -46,7 +47,8 @@ export class StateStore {
       try {
         data = JSON.parse(await readFile(file, 'utf8'));
       } catch (err) {
-        throw new NsdnsError('ERR_STATE', `state file ${file} is unreadable: ${(err as Error).message}`, { cause: err });
+        // JSON.parse's message quotes the file: say only that it is not JSON.
+        throw new NsdnsError('ERR_STATE', `state file ${file} is unreadable: ${err instanceof SyntaxError ? 'not valid JSON' : (err as Error).message}`, { cause: err });
       }
       records.push(toRecord(data, file));
     }
@@ -98,7 +100,10 @@ export class IntentStore {
     const out: ConnectIntent[] = [];
     for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json'))) {
       try {
-        out.push(JSON.parse(await readFile(path.join(dir, f), 'utf8')) as ConnectIntent);
+        const intent = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as ConnectIntent;
+        // Its hostIf goes to `ip link del`: a note that is not exactly what we write is dropped.
+        if (typeof intent?.endpointId === 'string' && typeof intent.network === 'string' && isIfname(intent.hostIf) && isNetnsPath(intent.netns)) out.push(intent);
+        else await rm(path.join(dir, f), { force: true });
       } catch {
         await rm(path.join(dir, f), { force: true });
       }

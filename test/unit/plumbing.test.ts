@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { allocate, DEFAULT_POOLS, macFor, overlaps, parseCidr, pickSubnet } from '../../src/plumbing/ipam.js';
 import { checkAddress, checkInterfaceName, checkMac, checkNetnsPath, checkOptions, parsePublish } from '../../src/plumbing/requests.js';
 import { namespaceTarget } from '../../src/plumbing/target.js';
+import { createEndpointLink, deleteLink } from '../../src/plumbing/links.js';
 
 describe('ipam', () => {
   it('parses CIDRs, clears host bits, and finds overlaps', () => {
@@ -75,5 +76,15 @@ describe('control requests: hostile strings', () => {
       noRaw(() => namespaceTarget(v), /is not allowed/);
     }
     noRaw(() => checkNetnsPath('/run/netns/x/../../../etc/shadow'), /is not allowed/);
+  });
+});
+
+describe('links: the last check before ip -batch', () => {
+  it('refuses a name, address or namespace that could start another ip command, before running anything', async () => {
+    await assert.rejects(deleteLink('x\nlink del lo'), /refusing to run ip/);
+    const spec = { hostIf: 'nsv1', bridge: 'nsbr1', netns: '/run/netns/a', ifname: 'eth0', mac: '02:42:ac:11:00:02', addresses: ['10.0.0.2/24'] };
+    for (const bad of [{ ifname: 'eth0\nlink del lo' }, { netns: '/etc/passwd' }, { addresses: ['10.0.0.2/24 dev lo\nlink del lo'] }, { mac: '02:42:ac:11:00:02 x' }, { gateway4: '10.0.0.1\nx' }]) {
+      await assert.rejects(createEndpointLink({ ...spec, ...bad }), /refusing to run ip/, JSON.stringify(bad));
+    }
   });
 });
