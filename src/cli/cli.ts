@@ -44,8 +44,7 @@ export async function run(argv: string[]): Promise<void> {
       const config = loadConfig(flags);
       const log = createLogger(config.logLevel);
       try {
-        const daemon = await Daemon.start(flags, log, config);
-        daemon.handleSignals();
+        await Daemon.start(flags, log, config);
       } catch (err) {
         log.fatal({ err }, 'cannot start');
         log.flush?.();

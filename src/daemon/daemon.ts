@@ -88,6 +88,8 @@ export class Daemon {
       await daemon.stop();
       throw err;
     }
+    // Before "ready": a supervisor may signal the moment it reads that line.
+    daemon.handleSignals();
     log.info({
       listeners: daemon.listeners.all.map((l) => ({ address: l.address, port: l.port })),
       networks: [...daemon.registry.current().networks.keys()],
@@ -181,7 +183,7 @@ export class Daemon {
   }
 
   /** Wires SIGTERM/SIGINT (drain, exit 0) and SIGHUP (reload). */
-  handleSignals(): void {
+  private handleSignals(): void {
     const shutdown = (signal: string) => {
       this.log.info({ signal }, 'stopping');
       this.stop().then(() => {
