@@ -3,7 +3,7 @@
 # client in ANOTHER namespace asks it for local names at LEGIT_QPS (1000) over UDP, plus one fresh
 # TCP connection every 100 ms. Per server and attack: the client's p50/p99, lost queries, errors and
 # TCP probes answered; the server's memory (loaded baseline, max during, 2 s after) and whether it
-# is still up and answering. Writes $PB_WORK/attack.tsv.
+# is still up and answering. Writes $PB_WORK/attack.tsv (and attack-leak.tsv: packets seen leaving).
 #
 # Servers (ATTACK_SERVERS, default all four):
 #   nsdns-netns       one daemon serving 127.0.0.11:53 inside pb-client (the legitimate client) and
@@ -26,6 +26,8 @@
 # pinned to $PB_SERVER_CPUS; attacker and client run on $PB_CLIENT_CPUS, the client at nice -5 and the
 # attacker at nice 5, so the client's own scheduling is not what is measured.
 # Requires topo.sh up (run.sh does it) and gen-data.sh's hosts file; adds netns pb-attk itself.
+# Processes are registered as server-attack* (peers/cleanup.sh ends them if this script is killed);
+# tcpdump on the uplinks counts DNS or pb-subnet packets leaving the machine during the stage (0).
 . "$(dirname "$0")/peers/lib.sh"
 pb_require_root
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,11 +51,15 @@ stop_run_procs() {
     local p
     for p in $ATK_PID $LEGIT_PID $WRITER_PID; do kill "$p" 2>/dev/null; done
     ATK_PID= LEGIT_PID= WRITER_PID=
-    pb_pid_stop attack-server
+    pb_pid_stop server-attack
 }
 finish() {
     stop_run_procs
-    pb_pid_stop attack-upstream
+    if [ -n "${LEAK_ON:-}" ]; then
+        n=$(pb_leak_stop attack); printf 'leak_packets\n%s\n' "$n" > "$PB_WORK/attack-leak.tsv"
+        pb_log "leak check: $n packets on the uplinks (must be 0)"
+    fi
+    pb_pid_stop server-attack-upstream
     ip netns list | grep -qw "^$ATK_NS" && ip netns del "$ATK_NS"
     ip link show "$ATK_VETH_HOST" >/dev/null 2>&1 && ip link del "$ATK_VETH_HOST"
     rm -rf "$RUN"
@@ -106,10 +112,11 @@ done
 # The upstream of forwarded names: *.fl.test -> 10.98.7.7 (TTL 60), anything else REFUSED.
 dnsmasq -C /dev/null --keep-in-foreground --no-resolv --no-hosts --no-poll --listen-address="$UP_ADDR" \
     --bind-interfaces --port=53 --address=/fl.test/10.98.7.7 --local-ttl=60 --user=root --group=root --pid-file= &
-pb_pid_add attack-upstream $!
+pb_pid_add server-attack-upstream $!
 sleep 0.5
 dig +short +time=1 +tries=1 @"$UP_ADDR" up-selftest.fl.test A | grep -q 10.98.7.7 || pb_die "upstream not answering on $UP_ADDR"
 
+pb_leak_start attack; LEAK_ON=1   # tcpdump on the uplinks for the whole stage: must stay at 0
 [ -s "$OUT" ] || printf 'server\tattack\tlegit_p50_ms\tlegit_p99_ms\tlegit_lost\tlegit_sent\trss_base_mb\trss_max_mb\trss_after_mb\talive\tlegit_errors\tlegit_tcp_ok\tlegit_tcp_sent\tattack_sent\tattack_opened\n' > "$OUT"
 
 # Server control: sets SRV_PID, LEGIT_ADDR (asked from pb-client) and ATK_ADDR (from pb-attk).
@@ -141,7 +148,7 @@ start_server() { # name
         SRV_PID=$! ;;
     *) pb_die "unknown server $1" ;;
     esac
-    pb_pid_add attack-server "$SRV_PID"
+    pb_pid_add server-attack "$SRV_PID"
     LEGIT_ADDR=$PB_GW ATK_ADDR=$PB_GW
     [ "$1" = nsdns-netns ] && LEGIT_ADDR=127.0.0.11 ATK_ADDR=127.0.0.11
     for _ in $(seq 40); do
@@ -180,14 +187,14 @@ run_one() { # server attack
     local srv=$1 atk=$2 tag=$1-$2 tcp_rate=10 base max=0 m after alive
     if ! start_server "$srv"; then
         printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tstart-failed\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
-        pb_pid_stop attack-server; return 0
+        pb_pid_stop server-attack; return 0
     fi
     has_tcp || tcp_rate=0
     case $atk in pipeline|slow|idle|frames)
         if [ $tcp_rate = 0 ]; then
             pb_log "$srv: no TCP listener, $atk does not apply"
             printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
-            pb_pid_stop attack-server; return 0
+            pb_pid_stop server-attack; return 0
         fi ;;
     esac
     # Warm up: the client's names, the big answer (over TCP), then the loaded baseline.
@@ -236,7 +243,7 @@ run_one() { # server attack
           tcp ? "-" : v(l.tcp_ok), tcp ? "-" : v(l.tcp_sent), v(a.sent), v(a.opened)].join("\t"));
     ' "$PB_WORK/raw/attack-$tag.legit.json" "$PB_WORK/raw/attack-$tag.attacker.json" \
         "$srv $atk $(mb "$base") $(mb "$max") $(mb "$after") $alive $tcp_rate" | tee -a "$OUT"
-    pb_pid_stop attack-server
+    pb_pid_stop server-attack
 }
 
 for srv in $SERVERS; do

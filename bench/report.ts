@@ -140,7 +140,11 @@ if (overload) {
   out.push(`Offered ${overload.offered_qps} qps for ${overload.secs} s: ${fmt(num(overload.answered_qps), 0)} answered per second (${overload.completed}/${overload.sent}); still up: ${overload.still_up}; RSS ${fmt(num(overload.rss_kb_before) / 1024)} MB before, ${fmt(num(overload.rss_kb_max) / 1024)} MB at most, ${fmt(num(overload.rss_kb_after) / 1024)} MB after; a query right after the load: ${overload.query_after_ms} ms.`, '');
 }
 const attack = tsv('attack.tsv');
-if (attack.length > 0) out.push(...attackSection(attack));
+if (attack.length > 0) {
+  out.push(...attackSection(attack));
+  const leak = tsv('attack-leak.tsv')[0];
+  if (leak) out.push(`DNS or bench-subnet packets seen on the uplinks during the stage: ${leak.leak_packets} (must be 0).`, '');
+}
 writeFileSync(path.join(dir, 'RESULTS.md'), `${out.join('\n')}\n`);
 
 // The chart: saturation qps and p99 at 10k qps, one bar per server, two panels side by side.
