@@ -4,6 +4,7 @@ import { collect, wholeNumber as int } from './options.js';
 import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
+import { opsCommands } from './ops-commands.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { fileURLToPath } from 'node:url';
 
@@ -80,5 +81,6 @@ export async function run(argv: string[]): Promise<void> {
     });
 
   networkCommands(program);
+  opsCommands(program);
   await program.parseAsync(argv);
 }
