@@ -108,7 +108,7 @@ export function networkCommands(program: Command): void {
       const result = await call<Record<string, unknown>>(o.socket, 'network.connect', {
         network: networkName, target, name: o.name, aliases: o.alias, ip: o.ip, ip6: o.ip6, mac: o.mac, ifname: o.ifname, dns: o.dns, publish: o.publish,
       });
-      print(o.json ? result : `${result.name} (${result.shortId}) on ${networkName}: ${[...(result.ipv4 as string[]), ...(result.ipv6 as string[])].join(' ')} via ${result.ifname}`);
+      print(o.json ? result : `${result.name} (${result.shortId}) on ${result.network}: ${[...(result.ipv4 as string[]), ...(result.ipv6 as string[])].join(' ')} via ${result.ifname}`);
     });
 
   network.command('disconnect')
@@ -119,7 +119,7 @@ export function networkCommands(program: Command): void {
     .addOption(socketOption())
     .action(async (networkName: string, target: string, o) => {
       const result = await call<Record<string, unknown>>(o.socket, 'network.disconnect', { network: networkName, target });
-      print(o.json ? result : `${result.name} disconnected from ${networkName}`);
+      print(o.json ? result : `${result.name} disconnected from ${result.network}`);
     });
 
   program.command('debug')

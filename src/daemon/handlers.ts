@@ -74,8 +74,9 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
 
 export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
   const { registry, manager } = deps;
+  // By name (any case), full id or unique id prefix, as docker finds networks.
   const recordOf = (name: string): NetworkRecord => {
-    const compiled = registry.current().networks.get(name);
+    const compiled = registry.current().find(name);
     if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network ${quote(name)} not found; see \`nsdns network ls\``);
     return { network: compiled.network, endpoints: [...compiled.endpoints] };
   };
@@ -91,7 +92,10 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       subnets: network.subnets.map((s) => s.subnet), endpoints: endpoints.length, bridge: network.bridge ?? null,
       source: registry.sourceOf(network.name) === STATE_SOURCE ? 'nsdns' : registry.sourceOf(network.name),
     })).sort((a, b) => a.name.localeCompare(b.name))),
-    method('network.inspect', async (p) => p.names.map((n) => inspectNetwork(recordOf(n), registry.sourceOf(n)))),
+    method('network.inspect', async (p) => p.names.map((n) => {
+      const record = recordOf(n);
+      return inspectNetwork(record, registry.sourceOf(record.network.name));
+    })),
     method('network.rm', async (p) => manager.removeNetworks(p.names, p.force ?? false)),
     method('network.prune', async () => manager.prune()),
     method('network.connect', async (p) => {
@@ -100,7 +104,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     }),
     method('network.disconnect', async (p) => {
       const endpoint = await manager.disconnect(p.network, p.target);
-      return { network: p.network, name: endpoint.name, id: endpoint.id };
+      return { network: endpoint.network, name: endpoint.name, id: endpoint.id };
     }),
     method('debug.namespace', async (p) => debugNamespace(deps, p)),
   ]);

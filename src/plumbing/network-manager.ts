@@ -219,10 +219,11 @@ export class NetworkManager {
   disconnect(networkName: string, which: string): Promise<Endpoint> {
     return this.lock.run(async () => {
       const record = this.owned(networkName);
+      const name = record.network.name;
       const endpoint = this.findEndpoint(record, which);
       const failures = await runAll(this.endpointTeardown(record, [endpoint]));
-      this.logTeardown({ network: networkName, endpoint: endpoint.name }, 'endpoint disconnected', failures);
-      if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${networkName}"`, failures);
+      this.logTeardown({ network: name, endpoint: endpoint.name }, 'endpoint disconnected', failures);
+      if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${name}"`, failures);
       return endpoint;
     });
   }

@@ -10,7 +10,7 @@ import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
-import { bad, checkAddress, checkAlias, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkAddress, checkAlias, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -45,8 +45,9 @@ export class Planner {
     return this.registry.current().records;
   }
 
+  /** By name (any case), full id or unique id prefix. */
   record(name: string): NetworkRecord {
-    const compiled = this.registry.current().networks.get(name);
+    const compiled = this.registry.current().find(name);
     if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${printable(name)}" not found; see \`nsdns network ls\``);
     return { network: compiled.network, endpoints: [...compiled.endpoints] };
   }
@@ -54,16 +55,19 @@ export class Planner {
   /** A network this daemon provisioned (not one from a registry file). */
   owned(name: string): OwnedRecord {
     const record = this.record(name);
-    if (this.registry.sourceOf(name) !== STATE_SOURCE || !record.network.bridge) {
-      throw new NsdnsError('ERR_CONFLICT', `network "${printable(name)}" comes from ${printable(this.registry.sourceOf(name), 200)}; it is not provisioned by nsdns (edit its file instead)`);
+    const source = this.registry.sourceOf(record.network.name);
+    if (source !== STATE_SOURCE || !record.network.bridge) {
+      throw new NsdnsError('ERR_CONFLICT', `network "${printable(record.network.name)}" comes from ${printable(source, 200)}; it is not provisioned by nsdns (edit its file instead)`);
     }
     return record as OwnedRecord;
   }
 
   /** A validated new network: name, subnets (given or picked), gateway, range, bridge name. */
   async network(req: CreateNetworkRequest): Promise<Network> {
-    const name = checkLabel('network name', req.name);
-    if (this.registry.current().networks.has(name)) throw new NsdnsError('ERR_CONFLICT', `network "${name}" already exists`);
+    // Kept as typed (MixedNet), found in any case: two names that differ only in case would be one.
+    const name = checkNetworkName(req.name);
+    const existing = this.records().find((r) => r.network.name.toLowerCase() === name.toLowerCase());
+    if (existing) throw new NsdnsError('ERR_CONFLICT', `network "${existing.network.name}" already exists`);
     for (const s of req.subnets ?? []) if (!isCidr(s)) throw bad(`subnet "${printable(s)}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
     const requested = (req.subnets ?? []).map(parseCidr);
     for (const [i, a] of requested.entries()) {

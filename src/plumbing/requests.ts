@@ -47,6 +47,12 @@ export function checkLabel(what: string, value: string): string {
   return value.toLowerCase();
 }
 
+/** A network name, kept as typed: lookups ignore case, `ls` and `inspect` show it as given. */
+export function checkNetworkName(value: string): string {
+  if (typeof value !== 'string' || !isValidLabel(value)) throw bad(`network name ${shown(value)} is not a valid DNS label (letters, digits and hyphens, at most 63, not starting or ending with a hyphen)`);
+  return value;
+}
+
 export function checkAlias(value: string): string {
   if (typeof value !== 'string' || !isValidName(value)) throw bad(`alias ${shown(value)} is not a valid DNS name`);
   return value.toLowerCase().replace(/\.$/, '');

@@ -6,6 +6,7 @@ import { NsdnsError } from '../errors.js';
 import { compileNetwork, NetworkBuilder, type CompiledNetwork } from './compiled.js';
 import type { Endpoint, Network, NetworkRecord } from './types.js';
 import { View } from './view.js';
+import { printable } from './fields.js';
 
 export class Snapshot {
   private readonly views = new Map<string, View>();
@@ -45,6 +46,28 @@ export class Snapshot {
       }
     }
     return this.byNamespace;
+  }
+
+  /**
+   * The network a person means by `query`, as docker finds one: its name as stored, its full id,
+   * its name in any case, then a unique id prefix (the 12 characters `ls` shows, or fewer).
+   * Undefined when nothing matches; ERR_CONFLICT when the query fits more than one network.
+   */
+  find(query: string): CompiledNetwork | undefined {
+    const exact = this.networks.get(query);
+    if (exact) return exact;
+    const all = [...this.networks.values()];
+    const lower = query.toLowerCase();
+    const byId = all.find((n) => n.network.id.toLowerCase() === lower);
+    if (byId) return byId;
+    const byName = all.filter((n) => n.network.name.toLowerCase() === lower);
+    if (byName.length === 1) return byName[0];
+    const byPrefix = byName.length === 0 && /^[0-9a-f]{1,64}$/.test(lower) ? all.filter((n) => n.network.id.toLowerCase().startsWith(lower)) : byName;
+    if (byPrefix.length > 1) {
+      const names = byPrefix.slice(0, 5).map((n) => `"${printable(n.network.name)}"`).join(', ');
+      throw new NsdnsError('ERR_CONFLICT', `"${printable(query)}" matches more than one network (${names}); give the full name or id`);
+    }
+    return byPrefix[0];
   }
 
   get records(): NetworkRecord[] {
@@ -124,7 +147,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
   }
 
-  private install(compiled: CompiledNetwork, source: string): Snapshot {
+  private install(built: CompiledNetwork, source: string): Snapshot {
+    // Names are kept as given (MixedNet) but DNS compares lower case: the zone must be too.
+    const compiled = built.zones.some((z) => z !== z.toLowerCase()) ? { ...built, zones: built.zones.map((z) => z.toLowerCase()) } : built;
     const name = compiled.network.name;
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);

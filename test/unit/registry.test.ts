@@ -153,3 +153,25 @@ describe('registry views', () => {
     assert.deepEqual(view.endpointsAt('10.0.0.4'), []);
   });
 });
+
+describe('finding a network as a person names it', () => {
+  const record = (name: string, id: string) => ({ network: { name, id, subnets: [], internal: false, upstreams: [] }, endpoints: [] });
+  const registry = new Registry();
+  registry.setNetwork(record('MixedNet', 'ab12cd34ef56'.padEnd(64, '0')), 'a.yaml');
+  registry.setNetwork(record('other', 'ab99'.padEnd(64, '1')), 'b.yaml');
+
+  it('by name in any case, full id, short id and unique prefix; an ambiguous prefix is refused', () => {
+    const find = (q: string) => registry.current().find(q)?.network.name;
+    assert.equal(find('MixedNet'), 'MixedNet');
+    assert.equal(find('mixednet'), 'MixedNet');
+    assert.equal(find('ab12cd34ef56'.padEnd(64, '0')), 'MixedNet');
+    assert.equal(find('ab12cd34ef56'), 'MixedNet');
+    assert.equal(find('ab1'), 'MixedNet');
+    assert.equal(find('nope'), undefined);
+    assert.throws(() => find('ab'), /"ab" matches more than one network \("MixedNet", "other"\)/);
+  });
+
+  it('answers names under the network zone typed in any case', () => {
+    assert.deepEqual(registry.current().networks.get('MixedNet')!.zones, ['mixednet']);
+  });
+});
