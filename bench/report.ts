@@ -143,7 +143,7 @@ const attack = tsv('attack.tsv');
 if (attack.length > 0) {
   out.push(...attackSection(attack));
   const leak = tsv('attack-leak.tsv')[0];
-  if (leak) out.push(`DNS or bench-subnet packets seen on the uplinks during the stage: ${leak.leak_packets} (must be 0).`, '');
+  if (leak) out.push(`DNS or bench-subnet packets seen on the uplinks during the stage: ${leak.leak_packets} (must be 0; the capture also sees the host's own DNS, so a non-zero count needs a look at \`raw/leak-attack-*.pcap\`).`, '');
 }
 writeFileSync(path.join(dir, 'RESULTS.md'), `${out.join('\n')}\n`);
 

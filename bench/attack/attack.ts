@@ -64,13 +64,18 @@ function hold(n: number, maxOpens: number, behave: (sock: net.Socket, i: number)
 function blast(make: () => Buffer, max: number): void {
   const udp = dgram.createSocket('udp4');
   let pending = 0;
+  let scheduled = false; // one pump queued at a time, so that replies and timers get their turn
   udp.on('message', () => { stats.received++; });
   udp.on('error', () => undefined);
   const pump = () => {
+    scheduled = false;
     while (pending < 256 && stats.sent < max && Date.now() < endAt) {
       pending++;
       stats.sent++;
-      udp.send(make(), port, server, () => { pending--; if (pending < 128) setImmediate(pump); });
+      udp.send(make(), port, server, () => {
+        pending--;
+        if (pending < 128 && !scheduled) { scheduled = true; setImmediate(pump); }
+      });
     }
   };
   udp.bind(0, pump);
