@@ -10,7 +10,7 @@ import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
-import { bad, checkAddress, checkAlias, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -107,7 +107,7 @@ export class Planner {
       name, id, subnets, internal: req.internal ?? false, upstreams: req.dnsUpstreams ?? [],
       created: new Date().toISOString(), bridge,
       ...(req.mtu !== undefined && { mtu: req.mtu }),
-      ...(req.domain !== undefined && { domain: checkAlias(req.domain) }),
+      ...(req.domain !== undefined && { domain: checkDomain(req.domain) }),
       options: checkOptions(req.options),
     };
   }

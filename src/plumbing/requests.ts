@@ -1,7 +1,7 @@
 // Requests from the `nsdns network` commands, validated before anything changes.
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
-import { isValidLabel, isValidName } from '../wire/names.js';
+import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import type { PortMapping } from '../registry/types.js';
 import {
   NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
@@ -42,19 +42,26 @@ export function bad(message: string): NsdnsError {
 // escaped and cut short: errors reach the log and the caller's terminal.
 const shown = (value: unknown) => `"${printable(value)}"`;
 
+const NAME_RULE = 'letters, digits, "_" and "-", at most 63, not starting with "_" or "-" nor ending with "-"';
+
 export function checkLabel(what: string, value: string): string {
-  if (typeof value !== 'string' || !isValidLabel(value)) throw bad(`${what} ${shown(value)} is not a valid DNS label (letters, digits and hyphens, at most 63, not starting or ending with a hyphen)`);
+  if (!isServiceLabel(value)) throw bad(`${what} ${shown(value)} is not a valid name (${NAME_RULE})`);
   return value.toLowerCase();
 }
 
 /** A network name, kept as typed: lookups ignore case, `ls` and `inspect` show it as given. */
 export function checkNetworkName(value: string): string {
-  if (typeof value !== 'string' || !isValidLabel(value)) throw bad(`network name ${shown(value)} is not a valid DNS label (letters, digits and hyphens, at most 63, not starting or ending with a hyphen)`);
+  if (!isServiceLabel(value)) throw bad(`network name ${shown(value)} is not a valid name (${NAME_RULE})`);
   return value;
 }
 
 export function checkAlias(value: string): string {
-  if (typeof value !== 'string' || !isValidName(value)) throw bad(`alias ${shown(value)} is not a valid DNS name`);
+  if (!isServiceName(value)) throw bad(`alias ${shown(value)} is not a valid name (labels of ${NAME_RULE}, joined by ".")`);
+  return value.toLowerCase().replace(/\.$/, '');
+}
+
+export function checkDomain(value: string): string {
+  if (typeof value !== 'string' || !isValidName(value)) throw bad(`--domain ${shown(value)} is not a valid DNS name`);
   return value.toLowerCase().replace(/\.$/, '');
 }
 

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { isValidLabel, isValidName } from '../wire/names.js';
+import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
 import type { Endpoint, NetworkRecord, Subnet } from './types.js';
 import { ifname, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, macAddress, netnsPath, networkOptions, port, printable } from './fields.js';
@@ -16,7 +16,9 @@ const oneOrMany = <T extends z.ZodTypeAny>(item: T) =>
 const ipv4 = ipv4Address;
 const ipv6 = ipv6Address;
 const cidr = z.string().max(64).refine((s) => { try { ipaddr.parseCIDR(s); return !s.includes('%'); } catch { return false; } }, 'not a CIDR subnet');
-const label = z.string().refine(isValidLabel, 'not a valid DNS label (letters, digits, hyphens; at most 63)');
+// Names people give (networks, endpoints, aliases) may carry '_' as Docker's do; a domain may not.
+const label = z.string().refine(isServiceLabel, 'not a valid name (letters, digits, "_" and "-"; at most 63; not starting with "_" or "-")');
+const serviceName = z.string().refine(isServiceName, 'not a valid name (labels of letters, digits, "_" and "-" joined by ".")');
 const dnsName = z.string().refine(isValidName, 'not a valid DNS name');
 const objectId = z.string().max(128).regex(/^[0-9a-zA-Z_.-]+$/, 'not a valid id (letters, digits, ".", "_", "-")');
 export const upstreamAddress = z.string().refine(isUpstreamAddress, 'not an upstream address (IP, IP:PORT or [IPv6]:PORT)');
@@ -33,7 +35,7 @@ const portSchema = z.object({
 const endpointSchema = z.object({
   name: label,
   id: objectId.optional(),
-  aliases: oneOrMany(dnsName),
+  aliases: oneOrMany(serviceName),
   ipv4: oneOrMany(ipv4),
   ipv6: oneOrMany(ipv6),
   upstreams: oneOrMany(upstreamAddress),

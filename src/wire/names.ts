@@ -9,6 +9,24 @@ export function isValidLabel(label: string): boolean {
   return LABEL.test(label);
 }
 
+/**
+ * A label of a name people give endpoints and networks, as Docker, Compose and aardvark-dns take
+ * them: letters, digits, '_' and '-', at most 63, not starting with '_' or '-', not ending with '-'
+ * (`proj_web_1`, `proj_default`). Only names we register: queries are not checked against it.
+ */
+const SERVICE_LABEL = /^(?![-_])[a-z0-9_-]{1,63}(?<!-)$/i;
+
+export function isServiceLabel(label: string): boolean {
+  return typeof label === 'string' && SERVICE_LABEL.test(label);
+}
+
+/** Service labels joined by '.' (an alias such as `db.proj_default`), optionally ending in '.'. */
+export function isServiceName(name: string): boolean {
+  if (typeof name !== 'string') return false;
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  return trimmed.length > 0 && trimmed.length <= 253 && trimmed.split('.').every(isServiceLabel);
+}
+
 export function isValidName(name: string): boolean {
   const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
   return trimmed.length > 0 && trimmed.length <= 253 && trimmed.split('.').every(isValidLabel);

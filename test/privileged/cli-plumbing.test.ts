@@ -40,4 +40,14 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(gone.exitCode, 1);
     assert.match(gone.stderr, /not found/);
   });
+
+  it("names with '_' (Compose's proj_default, proj_web_1, my_db) are accepted and answered", async () => {
+    await lab.ok('network', 'create', 'proj_default', '--subnet', '10.232.0.0/24');
+    const ns = await lab.namespace('compose');
+    assert.match(await lab.ok('network', 'connect', 'proj_default', ns, '--name', 'proj_web_1', '--alias', 'my_db', '--alias', 'db.proj_x'), /^proj_web_1 /);
+    for (const name of ['proj_web_1', 'my_db', 'db.proj_x', 'proj_web_1.proj_default']) assert.deepEqual(await lab.dig(ns, name), ['10.232.0.2'], name);
+    const bad = await lab.nsdns('network', 'connect', 'proj_default', await lab.namespace('lead'), '--name', '_web');
+    assert.equal(bad.exitCode, 1);
+    assert.match(bad.stderr, /endpoint name "_web" is not a valid name/);
+  });
 });

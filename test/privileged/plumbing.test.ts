@@ -59,8 +59,8 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
       [['network', 'create', 'hostclash', '--subnet', '192.0.2.0/25'], /overlaps 192\.0\.2\.0\/24 \(in use on the host\)/],
       [['network', 'create', 'malformed', '--subnet', '10.300.0.0/24'], /is not a CIDR/],
       [['network', 'create', 'gw', '--subnet', '10.213.0.0/24', '--gateway', '10.99.0.1'], /gateway 10\.99\.0\.1 is outside/],
-      [['network', 'create', 'bad_name'], /not a valid DNS label/],
-      [['network', 'create', 'bad.name'], /not a valid DNS label/],
+      [['network', 'create', '_bad'], /network name "_bad" is not a valid name/],
+      [['network', 'create', 'bad.name'], /network name "bad\.name" is not a valid name/],
       [['network', 'connect', 'good', `${ns}-missing`], /namespace .* not found/],
       [['network', 'connect', 'good', ns], /already connected to network "good"/],
       [['network', 'rm', 'good'], /has 1 endpoint\(s\) attached/],
@@ -68,8 +68,9 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
     ];
     const other = await lab.namespace('other');
     cases.push(
-      [['network', 'connect', 'good', other, '--name', 'bad name'], /not a valid DNS label/],
-      [['network', 'connect', 'good', other, '--alias', '-x'], /alias "-x" is not a valid DNS name/],
+      [['network', 'connect', 'good', other, '--name', 'bad name'], /endpoint name "bad name" is not a valid name/],
+      [['network', 'connect', 'good', other, '--alias', '-x'], /alias "-x" is not a valid name/],
+      [['network', 'connect', 'good', other, '--alias', '_x.y'], /alias "_x\.y" is not a valid name/],
       [['network', 'connect', 'good', other, '--name', 'taken'], /the name "taken" is already used on network "good"/],
       [['network', 'connect', 'good', other, '--ip', '10.211.0.2'], /10\.211\.0\.2 is already in use/],
       [['network', 'connect', 'good', other, '--ip', '10.1.1.1'], /outside the subnet 10\.211\.0\.0\/24/],

@@ -22,7 +22,10 @@ describe('registry documents', () => {
   });
 
   it('reject bad input with the place of every problem', () => {
-    assert.throws(() => parseDocumentText('name: "bad name"\n', 'x.yaml'), /x\.yaml: name: not a valid DNS label/);
+    assert.throws(() => parseDocumentText('name: "bad name"\n', 'x.yaml'), /x\.yaml: name: not a valid name/);
+    assert.throws(() => parseDocumentText('name: _lead\n', 'x.yaml'), /x\.yaml: name: not a valid name/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, aliases: [.x]}\n', 'x.yaml'), /endpoints\.0\.aliases\.0: not a valid name/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, aliases: [x..y]}\n', 'x.yaml'), /endpoints\.0\.aliases\.0: not a valid name/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - name: a\n    ipv4: 10.0.0.300\n', 'x.yaml'), /endpoints\.0\.ipv4/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: b, aliases: [a]}\n', 'x.yaml'), /name "a" is used by both/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24}]\nendpoints:\n  - {name: a, ipv4: 10.1.0.1}\n', 'x.yaml'), /outside the network's subnets/);
@@ -173,5 +176,20 @@ describe('finding a network as a person names it', () => {
 
   it('answers names under the network zone typed in any case', () => {
     assert.deepEqual(registry.current().networks.get('MixedNet')!.zones, ['mixednet']);
+  });
+});
+
+describe("names with '_', as Docker and Compose make them", () => {
+  it('a registry file with proj_web_1, an alias my_db and the network proj_default is answered', () => {
+    const record = parseDocumentText([
+      'name: proj_default', 'subnets: [{subnet: 10.9.0.0/24}]', 'endpoints:',
+      '  - {name: proj_web_1, ipv4: 10.9.0.2, aliases: [my_db, web.proj_x]}', '',
+    ].join('\n'), 'compose.yaml');
+    const registry = new Registry();
+    registry.setNetwork(record, 'compose.yaml');
+    const view = registry.current().view();
+    assert.deepEqual(text(view.lookup('proj_web_1')), { a: ['10.9.0.2'], aaaa: 0 });
+    assert.deepEqual(text(view.lookup('my_db')), { a: ['10.9.0.2'], aaaa: 0 });
+    assert.deepEqual(text(view.lookup('proj_web_1.proj_default')), { a: ['10.9.0.2'], aaaa: 0 });
   });
 });
