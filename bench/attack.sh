@@ -15,6 +15,7 @@
 #   none      the legitimate client alone: the reference
 #   pipeline  4 TCP connections pipeline 20 000 queries each for "big" (250 A records, ~4 KB) and
 #             never read
+#   pipeline-fwd  the same for bigfwd.up.test, a forwarded name with 250 A records (a cached answer)
 #   slow      300 TCP connections sending one byte every 3 s (reopened when closed)
 #   idle      2 000 idle TCP connections (reopened when closed)
 #   frames    200 TCP connections sending zero-length frames or a partial 65535-byte frame
@@ -34,7 +35,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${ATTACK_SECS:-10}
 QPS=${LEGIT_QPS:-1000}
 SERVERS=${ATTACK_SERVERS:-"nsdns-netns nsdns-standalone aardvark dnsmasq"}
-ATTACKS=${ATTACKS:-"none pipeline slow idle frames fuzz flood registry"}
+ATTACKS=${ATTACKS:-"none pipeline pipeline-fwd slow idle frames fuzz flood registry"}
 ATK_NS=pb-attk ATK_IP=10.99.0.3 ATK_VETH_HOST=pb-va0 ATK_VETH_NS=pb-a0
 UP_ADDR=127.0.0.2
 AARDVARK_BIN=${AARDVARK_BIN:-/usr/lib/podman/aardvark-dns}
@@ -102,6 +103,7 @@ done
     tail -n +2 "$PB_WORK/data/aardvark/pbnet" | grep -v ' pb-client$'
 } > "$D/aardvark/pbnet"
 printf 'nameserver %s\n' "$UP_ADDR" > "$D/resolv.conf"
+seq 1 250 | awk '{ printf "10.98.1.%d bigfwd.up.test\n", $1 }' > "$D/upstream-hosts"
 # Two versions of one large network file (the registry attack alternates them).
 for v in a b; do
     awk -v v="$v" 'BEGIN { printf "{\"name\":\"pbbig\",\"endpoints\":["
@@ -109,8 +111,10 @@ for v in a b; do
         print "]}" }' > "$D/registry-attack/pbbig-$v.json"
 done
 
-# The upstream of forwarded names: *.fl.test -> 10.98.7.7 (TTL 60), anything else REFUSED.
+# The upstream of forwarded names: *.fl.test -> 10.98.7.7, bigfwd.up.test -> 250 addresses (TTL 60),
+# anything else REFUSED.
 dnsmasq -C /dev/null --keep-in-foreground --no-resolv --no-hosts --no-poll --listen-address="$UP_ADDR" \
+    --addn-hosts="$D/upstream-hosts" \
     --bind-interfaces --port=53 --address=/fl.test/10.98.7.7 --local-ttl=60 --user=root --group=root --pid-file= &
 pb_pid_add server-attack-upstream $!
 sleep 0.5
@@ -197,7 +201,7 @@ run_one() { # server attack
         pb_pid_stop server-attack; return 0
     fi
     has_tcp || tcp_rate=0
-    case $atk in pipeline|slow|idle|frames)
+    case $atk in pipeline*|slow|idle|frames)
         if [ $tcp_rate = 0 ]; then
             pb_log "$srv: no TCP listener, $atk does not apply"
             printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
@@ -207,13 +211,20 @@ run_one() { # server attack
     # Warm up: the client's names, the big answer (over TCP), then the loaded baseline.
     ip netns exec "$PB_CLIENT_NS" $PIN_CLI node "$ROOT/dist/bench/attack/legit.js" --server "$LEGIT_ADDR" \
         --secs 1 --qps "$QPS" --tcp-per-sec 0 > /dev/null
-    [ $tcp_rate = 0 ] || pb_log "$srv: big has $(ip netns exec "$ATK_NS" dig +tcp +short +time=1 +tries=1 @"$ATK_ADDR" big A 2>/dev/null | grep -c .) addresses over TCP"
+    [ $tcp_rate = 0 ] || pb_log "$srv: over TCP, big has $(ip netns exec "$ATK_NS" dig +tcp +short +time=1 +tries=1 \
+        @"$ATK_ADDR" big A 2>/dev/null | grep -c .) addresses, bigfwd.up.test $(ip netns exec "$ATK_NS" dig +tcp +short \
+        +time=2 +tries=1 @"$ATK_ADDR" bigfwd.up.test A 2>/dev/null | grep -c .)"
     sleep 0.5
     base=$(mem_kb)
     pb_log "$tag: base $(mb "$base") MB, attack for $SECS s"
     case $atk in
     none) ;;
     registry) registry_writer & WRITER_PID=$! ;;
+    pipeline-fwd)
+        # shellcheck disable=SC2086
+        ip netns exec "$ATK_NS" nice -n 5 $PIN_CLI node "$ROOT/dist/bench/attack/attack.js" --kind pipeline \
+            --name bigfwd.up.test --server "$ATK_ADDR" --secs "$SECS" > "$PB_WORK/raw/attack-$tag.attacker.json" 2>&1 &
+        ATK_PID=$! ;;
     *)
         # shellcheck disable=SC2086
         ip netns exec "$ATK_NS" nice -n 5 $PIN_CLI node "$ROOT/dist/bench/attack/attack.js" --kind "$atk" \
