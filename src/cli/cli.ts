@@ -37,6 +37,7 @@ export async function run(argv: string[]): Promise<void> {
     .option('--nft-table <name>', 'nftables table (family inet) nsdns owns (default nsdns)')
     .addOption(new Option('--firewall <driver>', 'firewall driver').choices(['nftables', 'none']))
     .option('--resolv-conf-dir <dir>', 'per-namespace files for ip netns exec (default /etc/netns)')
+    .option('--metrics <addr:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;

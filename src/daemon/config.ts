@@ -17,6 +17,18 @@ const listenSchema = z.object({
   networks: z.array(z.string()).optional(),
 }).strict();
 
+/** `ADDR:PORT` or `[ADDR6]:PORT` of the metrics listener: a literal address, never a host name. */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const host = m[1] ?? m[2];
+  const port = Number(m[3]);
+  if (!ipaddr.isValid(host) || port > 65535 || (m[1] !== undefined && !host.includes(':'))) return undefined;
+  return { host: ipaddr.parse(host).toString(), port };
+}
+
+const hostPort = z.string().max(64).refine((s) => parseHostPort(s) !== undefined, 'not ADDRESS:PORT (IPv4, or [IPv6]:PORT; port 0-65535)');
+
 export const configSchema = z.object({
   stateDir: z.string().default('/var/lib/nsdns'),
   socket: z.string().default('/run/nsdns/nsdns.sock'),
@@ -90,6 +102,10 @@ export const configSchema = z.object({
     /** How often endpoints whose namespace vanished are looked for and removed, ms (0: never). */
     reapIntervalMs: z.number().int().min(0).default(5000),
   }).strict().prefault({}),
+  metrics: z.object({
+    /** Where /metrics, /healthz and /readyz are served (plain HTTP); off when absent. */
+    listen: hostPort.optional(),
+  }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict();
 
@@ -115,6 +131,7 @@ export interface ConfigFlags {
   nftTable?: string;
   firewall?: string;
   resolvConfDir?: string;
+  metrics?: string;
 }
 
 export function loadConfig(flags: ConfigFlags): Config {
@@ -131,6 +148,7 @@ export function loadConfig(flags: ConfigFlags): Config {
   set('resolvConf', flags.resolvConf);
   set('ttl', flags.ttl);
   set('logLevel', flags.logLevel);
+  if (flags.metrics !== undefined) merged.metrics = { ...(merged.metrics as object | undefined), listen: flags.metrics };
   const plumbing = { ...(merged.plumbing as object | undefined) } as Record<string, unknown>;
   for (const key of ['linkPrefix', 'nftTable', 'firewall', 'resolvConfDir'] as const) if (flags[key] !== undefined) plumbing[key] = flags[key];
   if (Object.keys(plumbing).length > 0) merged.plumbing = plumbing;

@@ -35,10 +35,18 @@ export class ControlServer {
     this.handlers = new Map(Object.entries(handlers));
   }
 
+  /**
+   * Fails when a daemon already answers on the socket. Called before the state is restored, so a
+   * second daemon stops before it touches anything; start() checks again (one may have come since).
+   */
+  async checkFree(): Promise<void> {
+    if (await isAlive(this.socketPath)) throw new NsdnsError('ERR_LISTEN', `another nsdns daemon is already listening on ${this.socketPath}; stop it first, or give this one its own --socket`);
+  }
+
   async start(): Promise<void> {
     const gid = this.options.group === undefined ? undefined : await groupId(this.options.group);
     await this.prepareDirectory(path.dirname(this.socketPath), gid);
-    if (await isAlive(this.socketPath)) throw new NsdnsError('ERR_LISTEN', `another nsdns daemon is already listening on ${this.socketPath}`);
+    await this.checkFree();
     await removeStaleSocket(this.socketPath);
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.serve(socket));
     server.maxConnections = MAX_CONNECTIONS;

@@ -23,6 +23,8 @@ import { ControlServer } from './control.js';
 import { TcpBudget } from '../server/tcp-budget.js';
 import { clientFilter, localSubnets } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
+import { StateLock } from './state-lock.js';
+import { startOnlyChanges } from './start-only.js';
 
 export class Daemon {
   readonly registry = new Registry();
@@ -37,6 +39,7 @@ export class Daemon {
   private readonly tcpBudget: TcpBudget;
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
+  private lock: StateLock | undefined;
 
   private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
     const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
@@ -74,6 +77,9 @@ export class Daemon {
   static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
     const daemon = new Daemon(config, flags, log);
     try {
+      // Both before anything is restored: a second daemon must stop here, having touched nothing.
+      daemon.lock = await StateLock.acquire(config.stateDir);
+      await daemon.control.checkFree();
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
       await daemon.files.watch(config.registries);
       if (process.getuid?.() === 0) {
@@ -150,7 +156,10 @@ export class Daemon {
     this.tcpBudget.limits = next.tcp;
     await this.listeners.reconcile(next.listen, this.hostClients());
     this.resolver.configure(this.resolverSettings());
-    this.log.info({ listeners: this.listeners.all.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams }, 'configuration reloaded');
+    const restartNeeded = startOnlyChanges(previous, next);
+    // Kept as they were: these are read once, at start. Say so rather than pretend they applied.
+    if (restartNeeded.length > 0) this.log.warn({ settings: restartNeeded }, `changed settings that apply only at start (restart nsdns to apply them): ${restartNeeded.join(', ')}`);
+    this.log.info({ listeners: this.listeners.all.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams, ...(restartNeeded.length > 0 && { restartNeeded }) }, 'configuration reloaded');
   }
 
   /** Who host listeners answer: `allow`, else loopback and the host's own subnets as they are now. */
@@ -178,6 +187,7 @@ export class Daemon {
       await this.listeners.closeAll();
       await this.files.close();
       await this.hostResolvers.close();
+      await this.lock?.release();
     })();
     return this.stopping;
   }
