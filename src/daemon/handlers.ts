@@ -9,6 +9,7 @@ import type { Endpoint, NetworkRecord } from '../registry/types.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
+import { parseUpstream } from '../resolver/upstream-address.js';
 import type { Handler } from './control.js';
 import { parseParams, quote, type Method, type ParamsOf } from './control-schemas.js';
 
@@ -17,6 +18,32 @@ export interface HandlerDeps {
   manager: NetworkManager;
   resolver: Resolver;
   namespaces: NamespaceListeners;
+  /** The daemon's host listeners as ADDRESS:PORT keys (HostListeners.addresses()): no upstream may be one. */
+  ownAddresses?: () => ReadonlySet<string>;
+}
+
+/** The address every namespace's programs ask: nsdns itself, never an upstream. */
+const NAMESPACE_RESOLVER = '127.0.0.11';
+
+/**
+ * Refuses an upstream that is nsdns itself: the resolver would drop it when forwarding (a loop),
+ * and the endpoint would quietly fall back to the daemon's upstreams instead of its network's.
+ */
+function refuseOwnAddresses(flag: string, upstreams: readonly string[] | undefined, own: ReadonlySet<string>): void {
+  for (const text of upstreams ?? []) {
+    let server: ReturnType<typeof parseUpstream>;
+    try {
+      server = parseUpstream(text);
+    } catch {
+      continue; // not an address at all: the planner says so
+    }
+    const wildcard = server.family === 4 ? `0.0.0.0:${server.port}` : `[::]:${server.port}`;
+    const loopback = server.family === 4 ? server.host.startsWith('127.') : server.host === '::1';
+    if (server.host === NAMESPACE_RESOLVER || own.has(server.key) || (loopback && own.has(wildcard))) {
+      const which = server.host === NAMESPACE_RESOLVER ? 'is where nsdns answers inside every namespace' : 'is an address this nsdns daemon listens on';
+      throw new NsdnsError('ERR_BAD_REQUEST', `${flag} ${server.key}: ${which}, so it cannot be an upstream (queries would loop); give the DNS server nsdns should forward to`);
+    }
+  }
 }
 
 /** A handler whose parameters are checked by the method's schema before `run` sees them. */
@@ -74,6 +101,7 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
 
 export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
   const { registry, manager } = deps;
+  const own = (): ReadonlySet<string> => deps.ownAddresses?.() ?? new Set();
   // By name (any case), full id or unique id prefix, as docker finds networks.
   const recordOf = (name: string): NetworkRecord => {
     const compiled = registry.current().find(name);
@@ -84,6 +112,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
   return Object.fromEntries([
     method('ping', async () => ({ pid: process.pid })),
     method('network.create', async (p) => {
+      refuseOwnAddresses('--dns-upstream', p.dnsUpstreams, own());
       const network = await manager.createNetwork(p);
       return inspectNetwork(recordOf(network.name), STATE_SOURCE);
     }),
@@ -99,6 +128,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('network.rm', async (p) => manager.removeNetworks(p.names, p.force ?? false)),
     method('network.prune', async () => manager.prune()),
     method('network.connect', async (p) => {
+      refuseOwnAddresses('--dns', p.dns, own());
       const endpoint = await manager.connect(p);
       return endpointSummary(endpoint, recordOf(endpoint.network));
     }),

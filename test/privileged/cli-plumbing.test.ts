@@ -50,4 +50,19 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(bad.exitCode, 1);
     assert.match(bad.stderr, /endpoint name "_web" is not a valid name/);
   });
+
+  it('connect --dns 127.0.0.11 (nsdns itself) is refused with a reason, and nothing is connected', async () => {
+    await lab.ok('network', 'create', 'selfdns', '--subnet', '10.233.0.0/24');
+    const ns = await lab.namespace('selfdns');
+    for (const dns of ['127.0.0.11', '127.0.0.11:53']) {
+      const r = await lab.nsdns('network', 'connect', 'selfdns', ns, '--dns', dns);
+      assert.equal(r.exitCode, 1);
+      assert.match(r.stderr, /--dns 127\.0\.0\.11:53: is where nsdns answers inside every namespace, so it cannot be an upstream/);
+    }
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', 'selfdns'))[0].Containers, {});
+    const create = await lab.nsdns('network', 'create', 'selfup', '--dns-upstream', '127.0.0.11');
+    assert.equal(create.exitCode, 1);
+    assert.match(create.stderr, /--dns-upstream 127\.0\.0\.11:53: is where nsdns answers/);
+    await lab.ok('network', 'connect', 'selfdns', ns, '--dns', '127.0.0.53');
+  });
 });
