@@ -62,10 +62,11 @@ finish() {
     fi
     pb_pid_stop server-attack-upstream
     ip netns list | grep -qw "^$ATK_NS" && ip netns del "$ATK_NS"
-    ip link show "$ATK_VETH_HOST" >/dev/null 2>&1 && ip link del "$ATK_VETH_HOST"
+    ip link show "$ATK_VETH_HOST" >/dev/null 2>&1 && ip link del "$ATK_VETH_HOST" 2>/dev/null   # gone with the netns
     rm -rf "$RUN"
 }
 trap finish EXIT
+trap 'pb_log "interrupted"; exit 130' INT TERM   # no row for a run cut short (its server got the signal too)
 
 # The attacker's namespace, on the same bridge as the client.
 ip netns list | grep -qw "^$ATK_NS" || ip netns add "$ATK_NS"
