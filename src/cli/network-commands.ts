@@ -20,6 +20,22 @@ function formatCell(v: unknown): string {
   return String(v);
 }
 
+interface RemoveResult {
+  removed: string[];
+  failed: Array<{ name: string; code: string; message: string }>;
+}
+
+/** A yes/no question on the terminal; anything but y or yes is no. */
+async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^\s*y(es)?\s*$/i.test(await rl.question(question));
+  } finally {
+    rl.close();
+  }
+}
+
 const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
 
 export function networkCommands(program: Command): void {
@@ -71,21 +87,28 @@ export function networkCommands(program: Command): void {
     .action(async (names: string[], o) => { print(await call(o.socket, 'network.inspect', { names })); });
 
   network.command('rm')
-    .description('remove networks (refused while endpoints are attached, unless --force)')
-    .argument('<names...>')
-    .option('-f, --force', 'disconnect attached endpoints first', false)
-    .option('--json', 'print JSON', false)
+    .alias('remove')
+    .description('remove networks: each one that can be is removed, each failure reported (exit 1 if any)')
+    .argument('<networks...>', 'names or ids')
+    .option('-f, --force', 'no error when a network does not exist (as docker)', false)
+    .option('--disconnect', 'detach attached endpoints first (otherwise a network with endpoints is refused)', false)
+    .option('--json', 'print JSON: { removed, failed }', false)
     .addOption(socketOption())
     .action(async (names: string[], o) => {
-      const removed = await call<string[]>(o.socket, 'network.rm', { names, force: o.force });
-      print(o.json ? removed : removed.join('\n'));
+      const result = await call<RemoveResult>(o.socket, 'network.rm', { names, disconnect: o.disconnect, ignoreMissing: o.force, report: true });
+      if (o.json) print(result);
+      else for (const name of result.removed) print(name);
+      if (!o.json) for (const f of result.failed) process.stderr.write(`nsdns: ${f.message}\n`);
+      if (result.failed.length > 0) process.exitCode = 1;
     });
 
   network.command('prune')
-    .description('remove every nsdns network without endpoints')
+    .description('remove every nsdns network without endpoints (asks first on a terminal, unless --force)')
+    .option('-f, --force', 'do not ask for confirmation', false)
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
     .action(async (o) => {
+      if (!o.force && process.stdin.isTTY && process.stderr.isTTY && !(await confirm('WARNING! This will remove all nsdns networks without endpoints.\nAre you sure you want to continue? [y/N] '))) return;
       const removed = await call<string[]>(o.socket, 'network.prune');
       print(o.json ? removed : removed.length > 0 ? `Deleted Networks:\n${removed.join('\n')}` : 'No networks to delete');
     });

@@ -58,7 +58,15 @@ export const paramSchemas = {
   'network.create': createNetwork,
   'network.ls': noParams,
   'network.inspect': z.strictObject({ names: list().min(1) }),
-  'network.rm': z.strictObject({ names: list().min(1), force: z.boolean().optional() }),
+  'network.rm': z.strictObject({
+    names: list().min(1),
+    /** Before 0.2: "detach endpoints first"; kept with that meaning for old clients (see disconnect). */
+    force: z.boolean().optional(),
+    disconnect: z.boolean().optional(),
+    ignoreMissing: z.boolean().optional(),
+    /** Answer { removed, failed } instead of failing as a whole when one name cannot be removed. */
+    report: z.boolean().optional(),
+  }),
   'network.prune': noParams,
   'network.connect': connect,
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),

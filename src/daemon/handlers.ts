@@ -125,7 +125,14 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       const record = recordOf(n);
       return inspectNetwork(record, registry.sourceOf(record.network.name));
     })),
-    method('network.rm', async (p) => manager.removeNetworks(p.names, p.force ?? false)),
+    method('network.rm', async (p) => {
+      const { removed, failed } = await manager.removeNetworks(p.names, { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
+      if (p.report) return { removed, failed: failed.map((f) => ({ name: f.name, code: f.error.code, message: f.error.message })) };
+      // Older clients expect a list or one error.
+      if (failed.length === 1 && removed.length === 0) throw failed[0].error;
+      if (failed.length > 0) throw new NsdnsError(failed[0].error.code, `removed ${removed.length}; ${failed.map((f) => f.error.message).join('; ')}`);
+      return removed;
+    }),
     method('network.prune', async () => manager.prune()),
     method('network.connect', async (p) => {
       refuseOwnAddresses('--dns', p.dns, own());

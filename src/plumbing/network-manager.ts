@@ -39,6 +39,24 @@ export interface PlumbingDeps {
   log: Logger;
 }
 
+export interface RemoveOptions {
+  /** Detach attached endpoints first (`network rm --disconnect`). */
+  disconnect?: boolean;
+  /** A name that is not found is no failure (`network rm --force`, as docker's). */
+  ignoreMissing?: boolean;
+}
+
+export interface RemoveReport {
+  /** The names of the networks removed. */
+  removed: string[];
+  /** Each name as given that could not be removed, with why. */
+  failed: Array<{ name: string; error: NsdnsError }>;
+}
+
+function asNsdnsError(err: unknown): NsdnsError {
+  return err instanceof NsdnsError ? err : new NsdnsError('ERR_INTERNAL', errorMessage(err), { cause: err });
+}
+
 export class NetworkManager {
   private readonly lock = new Mutex();
   private readonly reservations = new Map<string, Reservation>();
@@ -110,16 +128,36 @@ export class NetworkManager {
     if (this.ownRecords().some((r) => !r.network.internal)) await setSysctl('net.ipv4.ip_forward', '1');
   }
 
-  removeNetworks(names: readonly string[], force: boolean): Promise<string[]> {
+  /**
+   * `network rm A B C`, as docker does it: each network that can be removed is, and each one that
+   * cannot is reported with why. `disconnect` detaches attached endpoints first; `ignoreMissing`
+   * (docker's rm --force) makes an unknown name no failure.
+   */
+  removeNetworks(names: readonly string[], opts: RemoveOptions = {}): Promise<RemoveReport> {
     return this.lock.run(async () => {
-      const records = names.map((n) => this.owned(n));
-      for (const r of records) {
-        if (r.endpoints.length > 0 && !force) {
-          throw new NsdnsError('ERR_CONFLICT', `network "${r.network.name}" has ${r.endpoints.length} endpoint(s) attached (${r.endpoints.map((e) => e.name).join(', ')}); disconnect them or use --force`);
+      const report: RemoveReport = { removed: [], failed: [] };
+      const done = new Set<string>();
+      for (const name of names) {
+        let record: OwnedRecord;
+        try {
+          record = this.owned(name);
+        } catch (err) {
+          if (!(opts.ignoreMissing && err instanceof NsdnsError && err.code === 'ERR_NOT_FOUND')) report.failed.push({ name, error: asNsdnsError(err) });
+          continue;
         }
+        if (done.has(record.network.name)) continue;
+        done.add(record.network.name);
+        const { endpoints } = record;
+        if (endpoints.length > 0 && !opts.disconnect) {
+          const attached = endpoints.slice(0, 5).map((e) => e.name).join(', ') + (endpoints.length > 5 ? ', ...' : '');
+          report.failed.push({ name, error: new NsdnsError('ERR_CONFLICT', `network "${record.network.name}" has ${endpoints.length} endpoint(s) attached (${attached}); disconnect them first, or use --disconnect to detach them`) });
+          continue;
+        }
+        const failures = await this.removeNetworkNow(record);
+        if (failures.length > 0) report.failed.push({ name, error: teardownError(`network rm "${record.network.name}"`, failures) });
+        else report.removed.push(record.network.name);
       }
-      await this.removeAll(records, 'network rm');
-      return records.map((r) => r.network.name);
+      return report;
     });
   }
 

@@ -65,4 +65,33 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.match(create.stderr, /--dns-upstream 127\.0\.0\.11:53: is where nsdns answers/);
     await lab.ok('network', 'connect', 'selfdns', ns, '--dns', '127.0.0.53');
   });
+
+  it('rm A B C removes each one it can and reports each failure (exit 1); -f ignores unknown names; --disconnect detaches', async () => {
+    await lab.ok('network', 'create', 'rm1', '--subnet', '10.234.1.0/24');
+    await lab.ok('network', 'create', 'rm2', '--subnet', '10.234.2.0/24');
+    await lab.ok('network', 'create', 'busy', '--subnet', '10.234.3.0/24');
+    const ns = await lab.namespace('busy');
+    await lab.ok('network', 'connect', 'busy', ns);
+    const r = await lab.nsdns('network', 'rm', 'rm1', 'nosuch', 'busy', 'rm2');
+    assert.equal(r.exitCode, 1);
+    assert.deepEqual(r.stdout.split('\n'), ['rm1', 'rm2']);
+    assert.match(r.stderr, /^nsdns: network "nosuch" not found/m);
+    assert.match(r.stderr, /^nsdns: network "busy" has 1 endpoint\(s\) attached \(ns\w+-busy\); disconnect them first, or use --disconnect to detach them$/m);
+    const ls = (await lab.ok('network', 'ls', '-q')).split('\n');
+    assert.ok(!ls.includes('rm1') && !ls.includes('rm2') && ls.includes('busy'));
+    const forced = await lab.nsdns('network', 'rm', '-f', 'nosuch', 'neither');
+    assert.equal(forced.exitCode, 0, forced.stderr);
+    assert.equal(forced.stderr, '');
+    const stillBusy = await lab.nsdns('network', 'rm', '--force', 'busy');
+    assert.equal(stillBusy.exitCode, 1, '-f does not detach endpoints (docker\'s meaning)');
+    assert.equal((await lab.ok('network', 'rm', '--disconnect', 'busy')).trim(), 'busy');
+    assert.equal(await lab.dig(ns, ns).then((a) => a.length), 0);
+  });
+
+  it('prune -f is accepted and removes networks without endpoints', async () => {
+    await lab.ok('network', 'create', 'unused1', '--subnet', '10.234.4.0/24');
+    const r = await lab.nsdns('network', 'prune', '-f');
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /^Deleted Networks:\n(.*\n)*unused1$/m);
+  });
 });

@@ -63,7 +63,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
       [['network', 'create', 'bad.name'], /network name "bad\.name" is not a valid name/],
       [['network', 'connect', 'good', `${ns}-missing`], /namespace .* not found/],
       [['network', 'connect', 'good', ns], /already connected to network "good"/],
-      [['network', 'rm', 'good'], /has 1 endpoint\(s\) attached/],
+      [['network', 'rm', 'good'], /has 1 endpoint\(s\) attached \(taken\); disconnect them first, or use --disconnect/],
       [['network', 'disconnect', 'good', 'ghost'], /no endpoint "ghost"/],
     ];
     const other = await lab.namespace('other');
@@ -109,7 +109,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
     const ns = await lab.namespace('gone');
     await lab.ok('network', 'connect', 'gone', ns, '--publish', '18080:80');
     assert.match(await sh('nft', 'list', 'table', 'inet', lab.nftTable), /dport 18080 dnat ip to 10\.215\.0\.2:80/);
-    await lab.ok('network', 'rm', '--force', 'gone');
+    await lab.ok('network', 'rm', '--disconnect', 'gone');
     assert.ok(!(await lab.links()).includes(`${lab.linkPrefix}gone`));
     assert.doesNotMatch(await sh('nft', 'list', 'table', 'inet', lab.nftTable), /10\.215\.0\.|18080/);
     assert.equal(await sh('ip', '-n', ns, '-o', 'link').then((s) => s.split('\n').length), 1, 'the veth went with it');
@@ -118,7 +118,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
     await lab.ok('network', 'create', 'unused', '--subnet', '10.216.0.0/24');
     const pruned = JSON.parse(await lab.ok('network', 'prune', '--json'));
     assert.deepEqual([...pruned].sort(), ['auto', 'unused'], 'networks with endpoints stay');
-    await lab.ok('network', 'rm', '--force', 'good', 'roll', 'dual');
+    await lab.ok('network', 'rm', '--disconnect', 'good', 'roll', 'dual');
     assert.deepEqual(await lab.links(), []);
     assert.equal(await lab.nftTableExists(), false, 'the table goes with the last network');
     assert.deepEqual(readdirSync(`${lab.state}/networks`), []);

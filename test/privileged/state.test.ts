@@ -126,13 +126,13 @@ describe('teardown keeps going past a failed step and reports every error', { sk
     assert.ok(lab.daemon!.logs.some((l) => l.level === 40 && l.step === 'save network "td"'), 'the failed step is logged');
   });
 
-  it('rm --force: a resolv.conf that cannot be removed is reported; bridge, links, rules and state still go', async () => {
+  it('rm --disconnect: a resolv.conf that cannot be removed is reported; bridge, links, rules and state still go', async () => {
     const y = survivor;
     await execa('chattr', ['-i', `${lab.state}/networks/td.json`]);
     await freeze(`/etc/netns/${y}/resolv.conf`);
-    const r = await lab.nsdns('network', 'rm', '--force', 'td');
+    const r = await lab.nsdns('network', 'rm', '--disconnect', 'td');
     assert.equal(r.exitCode, 1);
-    assert.match(r.stderr, /network rm finished with 1 error\(s\): update resolv\.conf files failed: .*\/etc\/netns\//);
+    assert.match(r.stderr, /network rm "td" finished with 1 error\(s\): update resolv\.conf files failed: .*\/etc\/netns\//);
     assert.deepEqual(await lab.links(), [], 'bridge and veths are gone');
     assert.equal(await lab.nftTableExists(), false, 'the table went with the last network');
     assert.ok(!existsSync(`${lab.state}/networks/td.json`));
