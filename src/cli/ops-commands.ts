@@ -1,6 +1,62 @@
 // Commands for operators: the daemon's health and the firewall (`nsdns status`, `nsdns firewall-reload`).
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
+import { call } from './control-client.js';
+
+interface Status {
+  pid: number;
+  uptimeSeconds: number;
+  ready: boolean;
+  problems: string[];
+  networks: number;
+  endpoints: number;
+  namespaces: { attached: number; served: number; unserved: string[] };
+  upstreams: Array<{ server: string; failing: boolean }>;
+  listeners: string[];
+  metrics: string | null;
+  forwardInflight: number;
+  cacheEntries: number;
+  tcpConnections: number;
+}
+
+const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
+
+/** Control characters from the daemon's answer never reach the terminal as such. */
+const safe = (value: unknown): string => String(value).replace(/[\x00-\x1f\x7f]/g, '?');
+
+function formatStatus(s: Status): string {
+  const upstreams = s.upstreams.length === 0
+    ? 'none (nothing is forwarded)'
+    : s.upstreams.map((u) => `${safe(u.server)}${u.failing ? ' (failing)' : ''}`).join(', ');
+  const lines = [
+    `nsdns: ${s.ready ? 'ready' : 'NOT READY'} (pid ${s.pid}, up ${s.uptimeSeconds}s)`,
+    ...s.problems.map((p) => `  - ${safe(p)}`),
+    `networks:    ${s.networks} (${s.endpoints} endpoints)`,
+    `namespaces:  ${s.namespaces.served} of ${s.namespaces.attached} served at 127.0.0.11`,
+    `upstreams:   ${upstreams}`,
+    `listeners:   ${s.listeners.length > 0 ? s.listeners.map(safe).join(', ') : 'none on the host'}`,
+    `metrics:     ${s.metrics ? `http://${safe(s.metrics)}/metrics` : 'off (serve --metrics ADDR:PORT)'}`,
+    `in flight:   ${s.forwardInflight} upstream queries, ${s.tcpConnections} TCP connections; ${s.cacheEntries} cached answers`,
+  ];
+  return lines.join('\n');
+}
 
 export function opsCommands(program: Command): void {
-  void program;
+  program.command('status')
+    .description('is the daemon ready? (registry loaded, namespaces served, an upstream answering); exit 1 when not')
+    .option('--json', 'print JSON', false)
+    .addOption(socketOption())
+    .action(async (o) => {
+      const status = await call<Status>(o.socket, 'status');
+      process.stdout.write(`${o.json ? JSON.stringify(status, null, 2) : formatStatus(status)}\n`);
+      if (!status.ready) process.exitCode = 1;
+    });
+
+  program.command('firewall-reload')
+    .description('re-apply nsdns\'s nftables table (after the host firewall was reloaded or flushed)')
+    .addOption(socketOption())
+    .action(async (o) => {
+      const result = await call<{ table: string | null; action: string }>(o.socket, 'firewall.reload');
+      process.stdout.write(`${safe(result.action)}\n`);
+    });
 }

@@ -25,6 +25,10 @@ import { clientFilter, localSubnets } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
 import { StateLock } from './state-lock.js';
 import { startOnlyChanges } from './start-only.js';
+import { healthReport, type HealthReport } from './health-report.js';
+import { opsHandlers, timedHandlers } from './ops-handlers.js';
+import type { Metrics, MetricsServer } from './metrics.js';
+import { parseHostPort } from './config.js';
 
 export class Daemon {
   readonly registry = new Registry();
@@ -40,6 +44,14 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
   private lock: StateLock | undefined;
+  private readonly startedAt = Date.now();
+  /** The registry sources are read and the namespaces reconciled once: readiness needs it. */
+  private registryLoaded = false;
+  private registryChanges = 0;
+  private registryErrors = 0;
+  private metrics: Metrics | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private metricsAddress: string | undefined;
 
   private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
     const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
@@ -47,10 +59,13 @@ export class Daemon {
     this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
     this.tcpBudget = new TcpBudget(config.tcp);
     this.listeners = new HostListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'listener' }));
-    this.files = new RegistryFiles(this.registry, log.child({ module: 'registry' }), config.registryFiles);
+    this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
     this.state = new StateStore(config.stateDir);
     this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), this.tcpBudget, log.child({ module: 'netns' }));
-    this.registry.on('change', () => void this.namespaces.reconcile());
+    this.registry.on('change', () => {
+      this.registryChanges++;
+      void this.namespaces.reconcile();
+    });
     const plumbing = config.plumbing;
     this.manager = new NetworkManager({
       registry: this.registry,
@@ -62,9 +77,13 @@ export class Daemon {
       namespaceNotComing: (netns) => this.namespaces.cancel(netns),
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
-    this.control = new ControlServer(config.socket, controlHandlers({
-      registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,
-    }), log.child({ module: 'control' }), { group: config.socketGroup });
+    const handlers = {
+      ...controlHandlers({ registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces }),
+      ...opsHandlers({ status: () => this.status() }),
+    };
+    // Timed only when someone reads the times.
+    this.control = new ControlServer(config.socket, config.metrics.listen === undefined ? handlers : timedHandlers(handlers, (op, s, ok) => this.metrics?.observeOperation(op, s, ok)),
+      log.child({ module: 'control' }), { group: config.socketGroup });
   }
 
   /** Resolves once 127.0.0.11:53 is served in `netns`; a connect returns only then. */
@@ -90,6 +109,8 @@ export class Daemon {
       daemon.startReaper();
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       daemon.resolver.configure(daemon.resolverSettings());
+      daemon.registryLoaded = true;
+      await daemon.startMetrics();
     } catch (err) {
       await daemon.stop();
       throw err;
@@ -101,6 +122,7 @@ export class Daemon {
       networks: [...daemon.registry.current().networks.keys()],
       namespaces: daemon.namespaces.namespaces.length,
       upstreams: config.upstreams,
+      ...(daemon.metricsAddress && { metrics: daemon.metricsAddress }),
     }, 'ready');
     return daemon;
   }
@@ -116,6 +138,69 @@ export class Daemon {
       if (process.getuid?.() === 0 || err instanceof NsdnsError) throw err;
       this.log.warn({ err, socket: this.config.socket }, 'no control socket (not root?): the network commands are unavailable; names are served as usual');
     }
+  }
+
+  /** The metrics listener, when `metrics.listen` asks for one; counting on the query path starts with it. */
+  private async startMetrics(): Promise<void> {
+    const listen = this.config.metrics.listen;
+    if (listen === undefined) return;
+    const { host, port } = parseHostPort(listen)!;
+    // Loaded only here: a daemon without metrics never loads prom-client.
+    const { Metrics, MetricsServer } = await import('./metrics.js');
+    this.metrics = new Metrics({
+      resolver: this.resolver,
+      tcpConnections: () => this.tcpBudget.connections,
+      registryChanges: () => this.registryChanges,
+      registryErrors: () => this.registryErrors,
+      inventory: () => this.inventory(),
+      health: () => this.health(),
+    });
+    this.metricsServer = new MetricsServer(this.metrics, () => this.health(), this.log.child({ module: 'metrics' }));
+    const bound = await this.metricsServer.listen(host, port);
+    this.resolver.stats.enabled = true;
+    this.resolver.forwarder.stats.enabled = true;
+    this.metricsAddress = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+    this.log.info({ metrics: this.metricsAddress }, 'metrics served at /metrics, /healthz and /readyz');
+  }
+
+  private inventory(): { networks: number; endpoints: number; namespaces: number; served: number } {
+    const snapshot = this.registry.current();
+    let endpoints = 0;
+    for (const net of snapshot.networks.values()) endpoints += net.endpoints.length;
+    const attached = [...snapshot.namespaces().keys()];
+    return { networks: snapshot.networks.size, endpoints, namespaces: attached.length, served: attached.filter((ns) => this.namespaces.isServed(ns)).length };
+  }
+
+  health(): HealthReport {
+    return healthReport({
+      registryLoaded: this.registryLoaded,
+      snapshot: this.registry.current(),
+      isServed: (ns) => this.namespaces.isServed(ns),
+      daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
+      isFailing: (key) => this.resolver.forwarder.health.isFailing(key),
+    });
+  }
+
+  /** `nsdns status`: readiness and the numbers behind it. */
+  status(): object {
+    const report = this.health();
+    const inv = this.inventory();
+    return {
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      ready: report.ready,
+      problems: report.problems,
+      registryLoaded: report.registryLoaded,
+      networks: inv.networks,
+      endpoints: inv.endpoints,
+      namespaces: report.namespaces,
+      upstreams: report.upstreams,
+      listeners: this.listeners.all.map((l) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),
+      metrics: this.metricsAddress ?? null,
+      forwardInflight: this.resolver.forwarder.inflightCount,
+      cacheEntries: this.resolver.forwarder.cache.size,
+      tcpConnections: this.tcpBudget.connections,
+    };
   }
 
   private startReaper(): void {
@@ -183,6 +268,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       clearInterval(this.reaper);
       await this.control.close();
+      await this.metricsServer?.close();
       await this.namespaces.closeAll();
       await this.listeners.closeAll();
       await this.files.close();
@@ -208,6 +294,16 @@ export class Daemon {
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGHUP', () => void this.reload());
   }
+}
+
+/** `log` with its error lines counted (the registry's: a refused file is logged at error). */
+function countingErrors(log: Logger, count: () => void): Logger {
+  const counted = Object.create(log) as Logger;
+  counted.error = ((...args: Parameters<Logger['error']>) => {
+    count();
+    return log.error(...args);
+  }) as Logger['error'];
+  return counted;
 }
 
 function forwardOptions(config: Config): ForwardOptions {

@@ -35,9 +35,17 @@ export function cacheKey(query: Query): string {
 
 export class AnswerCache {
   private readonly lru: LRUCache<string, Entry>;
+  /** Counted always: an integer add is all it costs. Read by the metrics at scrape time. */
+  hits = 0;
+  misses = 0;
+  /** Entries pushed out to make room (not those that expired). */
+  evictions = 0;
 
   constructor(readonly options: CacheOptions) {
-    this.lru = new LRUCache<string, Entry>({ max: Math.max(1, options.size), ttlAutopurge: false, allowStale: false });
+    this.lru = new LRUCache<string, Entry>({
+      max: Math.max(1, options.size), ttlAutopurge: false, allowStale: false,
+      dispose: (_value, _key, reason) => { if (reason === 'evict') this.evictions++; },
+    });
   }
 
   get size(): number {
@@ -47,7 +55,11 @@ export class AnswerCache {
   get(key: string, query: Query): Buffer | undefined {
     if (this.options.size === 0) return undefined;
     const entry = this.lru.get(key);
-    if (!entry) return undefined;
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
     const out = readdressScrubbed(entry.reply, query);
     const age = Math.floor((Date.now() - entry.storedAt) / 1000);
     if (age > 0) {

@@ -14,7 +14,61 @@ import { errorMessage } from '../errors.js';
 import { AnswerCache, cacheKey } from './cache.js';
 import { UpstreamHealth } from './health.js';
 import type { UpstreamServer } from './upstream-address.js';
-import { CaseMismatch, type Exchange, type Transport } from './upstream.js';
+import { CaseMismatch, UpstreamTimeout, type Exchange, type Transport } from './upstream.js';
+
+/** Upper bounds of the latency buckets, seconds (Prometheus `le`); one more bucket holds the rest. */
+export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] as const;
+
+/** A latency histogram as plain numbers: one comparison chain per observation, read at scrape time. */
+export class LatencyBuckets {
+  readonly counts = new Float64Array(LATENCY_BOUNDS.length + 1);
+  sum = 0;
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < LATENCY_BOUNDS.length && seconds > LATENCY_BOUNDS[i]) i++;
+    this.counts[i]++;
+    this.sum += seconds;
+  }
+}
+
+/** What one upstream server did, counted while metrics are on. */
+export interface ServerStats {
+  queries: number;
+  timeouts: number;
+  /** Errors, SERVFAIL/REFUSED and unusable answers (timeouts not included). */
+  failures: number;
+  readonly latency: LatencyBuckets;
+}
+
+/** Servers come from config and registry files: a bound in case a file names very many. */
+const MAX_SERVER_STATS = 1024;
+
+/**
+ * The forwarder's counters. Refusals are counted always (they are the rare path); per-server
+ * numbers only while `enabled`, so a daemon without metrics does no map lookup per exchange.
+ */
+export class ForwardStats {
+  enabled = false;
+  /** Over a client's share (in flight or rate): REFUSED. */
+  refusedClient = 0;
+  /** Over the daemon's or a listener's limit of exchanges in flight: SERVFAIL. */
+  overloadGlobal = 0;
+  overloadListener = 0;
+  /** Queries that joined an identical one already in flight (not sent again). */
+  joined = 0;
+  readonly servers = new Map<string, ServerStats>();
+
+  server(key: string): ServerStats {
+    let s = this.servers.get(key);
+    if (!s) {
+      if (this.servers.size >= MAX_SERVER_STATS) this.servers.clear();
+      s = { queries: 0, timeouts: 0, failures: 0, latency: new LatencyBuckets() };
+      this.servers.set(key, s);
+    }
+    return s;
+  }
+}
 
 export interface ForwardOptions {
   /** How long one server gets to answer, ms. */
@@ -55,6 +109,7 @@ interface Outcome {
 
 export class Forwarder {
   readonly health = new UpstreamHealth();
+  readonly stats = new ForwardStats();
   private readonly pending = new Map<string, Promise<Outcome>>();
   private readonly shares = new ClientShares();
   private inflight = 0;
@@ -99,16 +154,22 @@ export class Forwarder {
     // The key is one-to-one and the upstream query is built from it alone, so joining is safe.
     const flightKey = `${key}|${transport}`;
     const shared = this.pending.get(flightKey);
-    if (shared) return this.replyFor(await shared, query);
+    if (shared) {
+      this.stats.joined++;
+      return this.replyFor(await shared, query);
+    }
 
     const share = this.shares.take(client, this.options);
     if (!share) {
+      this.stats.refusedClient++;
       // Cheap and quiet: a flooding client must not cost the others log volume either.
       this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED'));
       return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
     }
     if (this.inflight >= this.options.maxInflight || listener.inflight >= this.options.maxInflightPerListener) {
       share.tokens++; // nothing was sent: the client keeps its token
+      if (this.inflight >= this.options.maxInflight) this.stats.overloadGlobal++;
+      else this.stats.overloadListener++;
       this.warnOverload((suppressed) => this.log.warn({ inflight: this.inflight, listenerInflight: listener.inflight, suppressed }, 'forwarding limit reached; answering SERVFAIL'));
       return { reply: errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'overload' } };
     }
@@ -141,8 +202,12 @@ export class Forwarder {
     const failures: string[] = [];
     for (const server of this.health.order(servers)) {
       if (deadline - Date.now() <= 0) break;
+      const counted = this.stats.enabled ? this.stats.server(server.key) : undefined;
+      const started = counted ? performance.now() : 0;
+      if (counted) counted.queries++;
       try {
         const reply = await this.ask(sent, questionEnd, server, transport, deadline);
+        counted?.latency.observe((performance.now() - started) / 1000);
         const rcode = reply.readUInt16BE(2) & 0x0f;
         if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) throw new Error(`answered ${rcode === RCODE.SERVFAIL ? 'SERVFAIL' : 'REFUSED'}`);
         const scrubbed = scrubReply(reply, sent, questionEnd, this.options.maxUdpSize);
@@ -152,6 +217,10 @@ export class Forwarder {
         if (info) this.cache.put(key, scrubbed, info);
         return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
       } catch (err) {
+        if (counted) {
+          if (err instanceof UpstreamTimeout) counted.timeouts++;
+          else counted.failures++;
+        }
         this.health.failed(server.key);
         failures.push(`${server.key}: ${errorMessage(err)}`);
       }

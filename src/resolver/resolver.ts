@@ -10,7 +10,7 @@ import type { Endpoint } from '../registry/types.js';
 import type { View } from '../registry/view.js';
 import type { Logger } from '../log.js';
 import { answerLocally } from './local.js';
-import { Forwarder, type Forwarded, type InflightCounter, type Origin } from './forwarder.js';
+import { Forwarder, LatencyBuckets, type Forwarded, type InflightCounter, type Origin } from './forwarder.js';
 import { parseUpstream, type UpstreamServer } from './upstream-address.js';
 import type { Transport } from './upstream.js';
 
@@ -41,6 +41,71 @@ export interface Client {
 
 export type Resolution = { reply: Buffer; origin: Origin | { source: 'registry' } };
 
+/** Label values of QueryStats.answers, in index order. */
+export const LISTENER_KINDS = ['host', 'namespace'] as const;
+export const ANSWER_SOURCES = ['local', 'cache', 'upstream', 'error'] as const;
+export const QTYPE_LABELS = ['A', 'AAAA', 'PTR', 'SRV', 'TXT', 'ANY', 'other'] as const;
+const LOCAL = 0;
+const CACHE = 1;
+const UPSTREAM = 2;
+const ERROR = 3;
+
+/** Index into QTYPE_LABELS: a bounded label set, whatever type a client asks for. */
+function qtypeIndex(qtype: number): number {
+  switch (qtype) {
+    case 1: return 0;
+    case 28: return 1;
+    case 12: return 2;
+    case 33: return 3;
+    case 16: return 4;
+    case 255: return 5;
+    default: return 6;
+  }
+}
+
+/**
+ * The per-query counters: plain numbers in typed arrays, bumped on the hot path only while
+ * `enabled`, and turned into Prometheus metrics at scrape time (daemon/metrics.ts). Nothing from
+ * the network (names, client addresses) is ever kept here: every index is from a bounded set.
+ */
+export class QueryStats {
+  enabled = false;
+  /** Answers by [kind][source][qtype][rcode], flattened: see answerIndex(). */
+  readonly answers = new Float64Array(LISTENER_KINDS.length * ANSWER_SOURCES.length * QTYPE_LABELS.length * 16);
+  /** Messages not answered at all: shorter than a header, or a response. */
+  dropped = 0;
+  /** Messages answered with a header-only FORMERR/NOTIMP/BADVERS. */
+  malformed = 0;
+  /** Datagrams from clients a host listener does not answer. */
+  notAllowed = 0;
+  /** TCP connections refused, by the limit that refused them (or not-allowed). */
+  readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
+  /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */
+  readonly latency = new LatencyBuckets();
+  private tick = 0;
+
+  static readonly SAMPLE_EVERY = 8;
+
+  static answerIndex(kind: number, source: number, qtype: number, rcode: number): number {
+    return ((kind * ANSWER_SOURCES.length + source) * QTYPE_LABELS.length + qtype) * 16 + rcode;
+  }
+
+  /** A start time for one answer in SAMPLE_EVERY, else 0. */
+  startTimer(): number {
+    return (++this.tick & (QueryStats.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
+  }
+
+  count(listener: ListenerContext, source: number, qtype: number, reply: Buffer, started: number): void {
+    const kind = listener.endpoints() === undefined ? 0 : 1;
+    this.answers[QueryStats.answerIndex(kind, source, qtypeIndex(qtype), reply[3] & 0x0f)]++;
+    if (started !== 0) this.latency.observe((performance.now() - started) / 1000);
+  }
+}
+
+function sourceIndex(origin: Forwarded['origin']): number {
+  return origin.source === 'upstream' ? UPSTREAM : origin.source === 'cache' ? CACHE : ERROR;
+}
+
 interface Upstreams {
   servers: UpstreamServer[];
   /** Identifies the server list: part of cache keys, so clients with other upstreams never share answers. */
@@ -53,6 +118,7 @@ export class Resolver {
   private upstreamMemo = new WeakMap<View, Map<string, Upstreams>>();
   private raView: View | undefined;
   private raValue = false;
+  readonly stats = new QueryStats();
 
   constructor(
     private settings: ResolverSettings,
@@ -68,20 +134,49 @@ export class Resolver {
 
   /** The reply to send, or null when the message must be dropped. */
   handle(raw: Buffer, client: Client, listener: ListenerContext): Buffer | null | Promise<Buffer> {
+    // Metrics off: one test of a boolean per query, and no clock read.
+    const stats = this.stats.enabled ? this.stats : undefined;
+    const started = stats ? stats.startTimer() : 0;
     const parsed = parseQuery(raw);
-    if (parsed.kind === 'drop') return null;
-    if (parsed.kind === 'reject') return headerOnlyReply(raw, parsed.rcode, parsed.edns, this.settings.maxUdpSize);
+    if (parsed.kind === 'drop') {
+      if (stats) stats.dropped++;
+      return null;
+    }
+    if (parsed.kind === 'reject') {
+      const reply = headerOnlyReply(raw, parsed.rcode, parsed.edns, this.settings.maxUdpSize);
+      if (stats) {
+        stats.malformed++;
+        stats.count(listener, ERROR, -1, reply, started);
+      }
+      return reply;
+    }
     const view = listener.view();
     const limit = client.transport === 'udp' ? udpLimit(parsed, this.settings.maxUdpSize) : TCP_MAX_MESSAGE;
     const local = answerLocally(parsed, view, this.settings, limit, this.canForward(view));
-    if (local) return local;
+    if (local) {
+      stats?.count(listener, LOCAL, parsed.qtype, local, started);
+      return local;
+    }
     const upstreams = this.upstreams(view, client, listener);
-    if (upstreams.servers.length === 0) return this.refuse(parsed, view).reply;
+    if (upstreams.servers.length === 0) {
+      const refused = this.refuse(parsed, view).reply;
+      stats?.count(listener, ERROR, parsed.qtype, refused, started);
+      return refused;
+    }
     // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
     const key = this.forwarder.key(parsed, upstreams.key);
     const hit = this.forwarder.cachedReply(key, parsed);
-    if (hit) return hit.length > limit ? truncatedCopy(hit, parsed) : hit;
-    return this.forwardTo(parsed, upstreams, client, listener, limit, key).then((r) => r.reply);
+    if (hit) {
+      const reply = hit.length > limit ? truncatedCopy(hit, parsed) : hit;
+      stats?.count(listener, CACHE, parsed.qtype, reply, started);
+      return reply;
+    }
+    const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
+    if (!stats) return forwarded.then((r) => r.reply);
+    return forwarded.then((r) => {
+      stats.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, started);
+      return r.reply;
+    });
   }
 
   /** Like handle(), and says where the answer came from (for `nsdns debug`). */

@@ -56,8 +56,15 @@ export const exchange: Exchange = (query, questionEnd, server, transport, timeou
   return transport === 'udp' ? exchangeUdp(out, server, timeoutMs, accept) : exchangeTcp(out, server, timeoutMs, accept);
 };
 
+/** The server did not answer in time (told apart from other failures in the metrics). */
+export class UpstreamTimeout extends NsdnsError {
+  constructor(server: UpstreamServer, transport: Transport, ms: number) {
+    super('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not answer over ${transport} within ${ms} ms`);
+  }
+}
+
 function timeoutError(server: UpstreamServer, transport: Transport, ms: number): NsdnsError {
-  return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} did not answer over ${transport} within ${ms} ms`);
+  return new UpstreamTimeout(server, transport, ms);
 }
 
 type PooledSocket = ReturnType<typeof DgramAsPromised.createSocket>;

@@ -37,7 +37,11 @@ export class DnsServer implements ConnectionOwner {
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.closing || (this.allowed && !this.allowed(rinfo.address))) return;
+    if (this.closing) return;
+    if (this.allowed && !this.allowed(rinfo.address)) {
+      this.resolver.stats.notAllowed++;
+      return;
+    }
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
     if (reply === null) return;
@@ -64,7 +68,9 @@ export class DnsServer implements ConnectionOwner {
 
   private onConnection(socket: net.Socket): void {
     const address = socket.remoteAddress ?? '';
-    if (this.closing || (this.allowed && !this.allowed(address)) || !this.makeRoom(address)) {
+    const notAllowed = this.allowed !== undefined && !this.allowed(address);
+    if (notAllowed) this.resolver.stats.tcpRefused['not-allowed']++;
+    if (this.closing || notAllowed || !this.makeRoom(address)) {
       socket.destroy();
       return;
     }
@@ -99,7 +105,8 @@ export class DnsServer implements ConnectionOwner {
     return true;
   }
 
-  private refuse(limit: string): false {
+  private refuse(limit: 'per-client' | 'per-listener' | 'daemon-wide'): false {
+    this.resolver.stats.tcpRefused[limit]++;
     this.warnRefused((suppressed) => this.log.warn({ limit, connections: this.connections.size, total: this.budget.connections, suppressed }, `tcp connection limit reached (${limit}); refusing new connections from busy clients`));
     return false;
   }
