@@ -1,6 +1,8 @@
 // The command line: `nsdns serve` runs the daemon; the other commands are its clients.
-import { Command, Option } from 'commander';
-import { collect, wholeNumber as int } from './options.js';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, UsageError, collect, wholeNumber as int } from './options.js';
+import { recordTypeName } from '../wire/names.js';
 import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
@@ -10,12 +12,44 @@ import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 
+/** The version in package.json (dist/src/cli/cli.js → the package root). */
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The full command line of `command` (nsdns network ls), for the hint after a usage error. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Commander's own output, the docker way: help once on stdout (also for `nsdns network` with no
+ * subcommand) with status 0; a usage error once, with a one-line hint and not the whole help,
+ * status 2. Applied to every command, since each handles its own errors.
+ */
+function conventions(command: Command): void {
+  command.configureOutput({ writeErr: (text) => process.stdout.write(text), outputError: () => {} });
+  command.exitOverride((err: CommanderError) => {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') {
+      throw Object.assign(new Error(''), { exitCode: EXIT.ok, silent: true });
+    }
+    throw new UsageError(`${err.message.replace(/^error: /, '').trimEnd()}\nSee '${commandPath(command)} --help'.`);
+  });
+  for (const sub of command.commands) conventions(sub);
+}
+
 
 export async function run(argv: string[]): Promise<void> {
   const program = new Command('nsdns')
     .description('DNS and service discovery for Linux network namespaces')
-    .showHelpAfterError()
-    .exitOverride((err) => { throw Object.assign(new Error(err.message.replace(/^error: /, '')), { exitCode: err.exitCode === 0 ? 0 : 2, silent: true }); });
+    .version(version(), '-v, --version', 'print the version')
+    .addHelpText('after', '\nExit status: 0 done, 1 failed, 2 the command line was wrong.');
 
   program.command('serve')
     .description('run the daemon: registry, resolver and listeners')
@@ -57,13 +91,17 @@ export async function run(argv: string[]): Promise<void> {
   program.command('query')
     .description('ask a DNS server one question (a small dig)')
     .argument('<name>', 'name to look up')
-    .argument('[type]', 'record type', 'A')
+    .argument('[type]', 'record type (A, AAAA, MX, TXT, ... or TYPEnn)', 'A')
     .option('--server <addr[:port]>', 'server to ask', '127.0.0.1:53')
     .option('--tcp', 'use TCP instead of UDP', false)
     .option('--timeout <ms>', 'how long to wait', int, 3000)
     .option('--json', 'print the reply as JSON', false)
     .option('--netns <target>', 'ask from inside this namespace (name, path or PID), at 127.0.0.11:53 unless --server is given')
-    .action(async (name: string, type: string, opts, command: Command) => {
+    // Accepted and ignored: one alias (nsdns --socket X) then serves every command.
+    .addOption(new Option('--socket <path>', 'control socket (not used by query)').hideHelp())
+    .action(async (name: string, typeText: string, opts, command: Command) => {
+      const type = recordTypeName(typeText);
+      if (type === undefined) throw new UsageError(`unknown record type '${typeText.slice(0, 20)}' (A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT, ANY, ... or TYPEnn)\nSee 'nsdns query --help'.`);
       if (opts.netns !== undefined) {
         const { path: netns } = resolveTarget(opts.netns);
         const server = command.getOptionValueSource('server') === 'default' ? '127.0.0.11:53' : opts.server;
@@ -83,5 +121,15 @@ export async function run(argv: string[]): Promise<void> {
 
   networkCommands(program);
   opsCommands(program);
-  await program.parseAsync(argv);
+  conventions(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    // Help and version were printed: nothing more to say (main.js prints every other error once).
+    if ((err as { silent?: boolean }).silent === true && (err as { exitCode?: number }).exitCode === EXIT.ok) {
+      process.exitCode = EXIT.ok;
+      return;
+    }
+    throw err;
+  }
 }

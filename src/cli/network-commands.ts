@@ -4,7 +4,8 @@ import { Command, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
-import { collect, wholeNumber } from './options.js';
+import { UsageError, collect, wholeNumber } from './options.js';
+import { recordTypeName } from '../wire/names.js';
 
 const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 
@@ -58,7 +59,7 @@ export function networkCommands(program: Command): void {
     .action(async (name: string, o) => {
       const options = Object.fromEntries((o.opt ?? []).map((kv: string) => {
         const i = kv.indexOf('=');
-        if (i <= 0) throw new Error(`--opt "${kv}": expected key=value`);
+        if (i <= 0) throw new UsageError(`--opt "${kv.slice(0, 40)}": expected key=value\nSee 'nsdns network create --help'.`);
         return [kv.slice(0, i), kv.slice(i + 1)];
       }));
       const result = await call<{ Id: string }>(o.socket, 'network.create', {
@@ -148,16 +149,24 @@ export function networkCommands(program: Command): void {
   program.command('debug')
     .description('show what a namespace sees: attachments, addresses, routes, resolv.conf, its resolver and view')
     .argument('<target>', 'named namespace, namespace file, or PID')
+    .argument('[type]', 'record type for --resolve, as `query` takes it (default A)')
     .option('--resolve <name>', 'resolve a name as the namespace would, and say where the answer came from')
-    .option('--type <type>', 'record type for --resolve', 'A')
+    .option('--type <type>', 'record type for --resolve (same as the positional type)')
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
-    .action(async (target: string, o) => {
+    .action(async (target: string, positionalType: string | undefined, o) => {
+      if (positionalType !== undefined && o.type !== undefined && positionalType.toUpperCase() !== o.type.toUpperCase()) {
+        throw new UsageError(`two record types given (${positionalType.slice(0, 12)} and --type ${String(o.type).slice(0, 12)})\nSee 'nsdns debug --help'.`);
+      }
+      const typeText: string = positionalType ?? o.type ?? 'A';
+      if ((positionalType !== undefined || o.type !== undefined) && o.resolve === undefined) throw new UsageError("a record type is for --resolve NAME\nSee 'nsdns debug --help'.");
+      const type = recordTypeName(typeText);
+      if (type === undefined) throw new UsageError(`unknown record type '${typeText.slice(0, 20)}' (A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT, ANY, ... or TYPEnn)\nSee 'nsdns debug --help'.`);
       const ns = resolveTarget(target);
       const kernel = await kernelView(ns.path);
       let daemon: Record<string, unknown>;
       try {
-        daemon = await call<Record<string, unknown>>(o.socket, 'debug.namespace', { target, resolve: o.resolve, type: o.type });
+        daemon = await call<Record<string, unknown>>(o.socket, 'debug.namespace', { target, resolve: o.resolve, type: o.resolve === undefined ? undefined : typeText });
       } catch (err) {
         daemon = { error: (err as Error).message };
       }

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { ifname, ipAddress, ipv4Address, ipv6Address, networkOptions, unicastMac } from '../registry/fields.js';
-import { isValidName } from '../wire/names.js';
+import { isQueryName, recordTypeName } from '../wire/names.js';
 
 /** Longest accepted request line, newline excluded: far above any real request, small enough to buffer. */
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -72,8 +72,8 @@ export const paramSchemas = {
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),
   'debug.namespace': z.strictObject({
     target: text(4096),
-    resolve: text().refine(isValidName, 'not a DNS name').optional(),
-    type: z.string().regex(/^[A-Za-z0-9]{1,10}$/, 'not a record type').optional(),
+    resolve: text().refine(isQueryName, 'not a DNS name').optional(),
+    type: z.string().refine((t) => recordTypeName(t) !== undefined, 'not a record type (A, AAAA, MX, ... or TYPEnn)').optional(),
   }),
 } satisfies Record<string, z.ZodType>;
 

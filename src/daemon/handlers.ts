@@ -10,6 +10,7 @@ import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
+import { recordTypeName } from '../wire/names.js';
 import type { Handler } from './control.js';
 import { parseParams, quote, type Method, type ParamsOf } from './control-schemas.js';
 
@@ -164,7 +165,7 @@ async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>)
   };
   if (p.resolve) {
     if (!context) throw new NsdnsError('ERR_NETNS', `${target.path} is not served by nsdns (no endpoint in it), so there is nothing to resolve from`);
-    const type = (p.type ?? 'A').toUpperCase() as dnsPacket.RecordType;
+    const type = (recordTypeName(p.type ?? 'A') ?? 'A') as dnsPacket.RecordType;
     const query = dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: p.resolve, type, class: 'IN' }] });
     const result = await deps.resolver.explain(query, { address: '127.0.0.1', transport: 'udp' }, context);
     if (result) {

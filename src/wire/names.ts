@@ -1,6 +1,22 @@
 // Domain names as the registry and resolver see them: lower-case, no trailing dot, labels joined
 // with '.'. Reverse names (RFC 1035 §3.5, RFC 3596 §2.5) map to and from addresses here.
+import { createRequire } from 'node:module';
 import ipaddr from 'ipaddr.js';
+
+// dns-packet's table of type names (it ships no types for this file).
+const typeTable = createRequire(import.meta.url)('dns-packet/types.js') as { toType(name: string): number };
+
+/**
+ * A record type as people type it (`aaaa`, `MX`, `TYPE65`), upper-cased as dns-packet names it, or
+ * undefined when there is no such type (dns-packet would send TYPE0 for it).
+ */
+export function recordTypeName(text: string): string | undefined {
+  if (typeof text !== 'string' || text.length > 12) return undefined;
+  const upper = text.toUpperCase();
+  const numeric = /^TYPE([1-9]\d{0,4})$/.exec(upper);
+  if (numeric) return Number(numeric[1]) <= 65535 ? `UNKNOWN_${numeric[1]}` : undefined;
+  return upper !== '*' && !upper.startsWith('UNKNOWN_') && typeTable.toType(upper) !== 0 ? upper : undefined;
+}
 
 /** RFC 1123 host label: letters, digits and hyphens, not starting or ending with a hyphen. */
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
@@ -25,6 +41,13 @@ export function isServiceName(name: string): boolean {
   if (typeof name !== 'string') return false;
   const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
   return trimmed.length > 0 && trimmed.length <= 253 && trimmed.split('.').every(isServiceLabel);
+}
+
+/** A name someone may ask about (`_http._tcp.web`, `proj_web_1.proj_default`): labels of letters, digits, '_', '-'. */
+export function isQueryName(name: string): boolean {
+  if (typeof name !== 'string') return false;
+  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
+  return trimmed.length > 0 && trimmed.length <= 253 && trimmed.split('.').every((l) => /^[a-z0-9_-]{1,63}$/i.test(l));
 }
 
 export function isValidName(name: string): boolean {

@@ -32,12 +32,15 @@ describe('configuration', () => {
 
   it('reports a port it cannot bind', async () => {
     const first = await startDaemon(['--listen', '127.0.0.1:0']);
+    // Its own state directory: a second daemon on the first one's is refused before it listens.
+    const own = tempDir();
     try {
-      const r = await nsdns('serve', '--state-dir', first.stateDir, '--listen', first.server, '--no-resolv-conf');
+      const r = await nsdns('serve', '--state-dir', own.dir, '--socket', path.join(own.dir, 'nsdns.sock'), '--listen', first.server, '--no-resolv-conf');
       assert.equal(r.exitCode, 1);
       assert.match(r.stderr, /cannot listen on udp 127\.0\.0\.1:\d+: .*EADDRINUSE/);
     } finally {
       await first.stop();
+      own.cleanup();
     }
   });
 });

@@ -94,4 +94,18 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /^Deleted Networks:\n(.*\n)*unused1$/m);
   });
+
+  it('debug --resolve NAME TYPE takes the type as query does (and --type still works)', async () => {
+    await lab.ok('network', 'create', 'dbg', '--subnet', '10.235.0.0/24', '--subnet', 'fd35::/64');
+    const ns = await lab.namespace('dbg');
+    await lab.ok('network', 'connect', 'dbg', ns, '--name', 'web_1');
+    for (const args of [['web_1', 'aaaa'], ['web_1', '--type', 'AAAA']]) {
+      const report = JSON.parse(await lab.ok('debug', ns, '--resolve', ...args, '--json'));
+      assert.equal(report.daemon.resolution.type, 'AAAA', args.join(' '));
+      assert.deepEqual(report.daemon.resolution.answers.map((a: { data: string }) => a.data), ['fd35::2']);
+    }
+    const bogus = await lab.nsdns('debug', ns, '--resolve', 'web_1', 'BOGUS');
+    assert.equal(bogus.exitCode, 2);
+    assert.match(bogus.stderr, /unknown record type 'BOGUS'/);
+  });
 });
