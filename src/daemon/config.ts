@@ -101,6 +101,8 @@ export const configSchema = z.object({
     pools: z.array(z.object({ base: z.string(), size: z.number().int().min(8).max(126) }).strict()).optional(),
     /** How often endpoints whose namespace vanished are looked for and removed, ms (0: never). */
     reapIntervalMs: z.number().int().min(0).default(5000),
+    /** How often the nft table is compared to what nsdns applied and restored if gone or changed, ms (0: never). */
+    firewallCheckMs: z.number().int().min(0).max(60_000).default(2000),
   }).strict().prefault({}),
   metrics: z.object({
     /** Where /metrics, /healthz and /readyz are served (plain HTTP); off when absent. */

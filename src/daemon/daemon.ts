@@ -7,7 +7,7 @@ import { Forwarder, type ForwardOptions } from '../resolver/forwarder.js';
 import { Resolver, type ResolverSettings } from '../resolver/resolver.js';
 import { exchange } from '../resolver/upstream.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import { rateLimited, type Logger } from '../log.js';
 import { loadConfig, type Config, type ConfigFlags } from './config.js';
 import { HostListeners } from './host-listeners.js';
 import { RegistryFiles } from './registry-files.js';
@@ -43,6 +43,8 @@ export class Daemon {
   private readonly tcpBudget: TcpBudget;
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
+  private firewallGuard: NodeJS.Timeout | undefined;
+  private readonly firewall: NftFirewall | NoFirewall;
   private lock: StateLock | undefined;
   private readonly startedAt = Date.now();
   /** The registry sources are read and the namespaces reconciled once: readiness needs it. */
@@ -67,11 +69,12 @@ export class Daemon {
       void this.namespaces.reconcile();
     });
     const plumbing = config.plumbing;
+    this.firewall = plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall();
     this.manager = new NetworkManager({
       registry: this.registry,
       state: this.state,
       intents: new IntentStore(config.stateDir),
-      firewall: plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall(),
+      firewall: this.firewall,
       namespaceReady: (netns) => this.namespaceReady(netns),
       namespaceComing: (netns) => this.namespaces.prepare(netns),
       namespaceNotComing: (netns) => this.namespaces.cancel(netns),
@@ -79,7 +82,7 @@ export class Daemon {
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
     const handlers = {
       ...controlHandlers({ registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces }),
-      ...opsHandlers({ status: () => this.status() }),
+      ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
     };
     // Timed only when someone reads the times.
     this.control = new ControlServer(config.socket, config.metrics.listen === undefined ? handlers : timedHandlers(handlers, (op, s, ok) => this.metrics?.observeOperation(op, s, ok)),
@@ -107,6 +110,7 @@ export class Daemon {
       await daemon.namespaces.reconcile();
       await daemon.startControl();
       daemon.startReaper();
+      daemon.startFirewallGuard();
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       daemon.resolver.configure(daemon.resolverSettings());
       daemon.registryLoaded = true;
@@ -203,6 +207,37 @@ export class Daemon {
     };
   }
 
+  /**
+   * Every firewallCheckMs, the nft table is compared to what was applied and restored when someone
+   * deleted or changed it (`nft flush ruleset`, a firewall reload): NAT and published ports come
+   * back within seconds, without waiting for `nsdns firewall-reload`.
+   */
+  private startFirewallGuard(): void {
+    const every = this.config.plumbing.firewallCheckMs;
+    const firewall = this.firewall;
+    if (every === 0 || !(firewall instanceof NftFirewall) || process.getuid?.() !== 0) return;
+    let running = false;
+    const warnFailed = rateLimited(60_000);
+    this.firewallGuard = setInterval(() => {
+      if (running) return;
+      running = true;
+      firewall.verify().then((verdict) => {
+        if (verdict === 'restored-gone') this.log.warn({ table: firewall.table }, `nft table inet ${firewall.table} was deleted outside nsdns; restored it`);
+        else if (verdict === 'restored-changed') this.log.warn({ table: firewall.table }, `nft table inet ${firewall.table} was changed outside nsdns; restored it`);
+      }, (err) => warnFailed((suppressed) => this.log.error({ err, suppressed }, `checking or restoring nft table inet ${firewall.table} failed`)))
+        .finally(() => { running = false; });
+    }, every);
+    this.firewallGuard.unref();
+  }
+
+  private async reloadFirewall(): Promise<object> {
+    const firewall = this.firewall;
+    if (!(firewall instanceof NftFirewall)) return { table: null, action: 'the firewall driver is "none": nothing to reload' };
+    const action = await firewall.reload();
+    this.log.info({ table: firewall.table }, `firewall reload: ${action}`);
+    return { table: firewall.table, action };
+  }
+
   private startReaper(): void {
     const every = this.config.plumbing.reapIntervalMs;
     if (every === 0 || process.getuid?.() !== 0) return;
@@ -267,6 +302,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.reaper);
+      clearInterval(this.firewallGuard);
       await this.control.close();
       await this.metricsServer?.close();
       await this.namespaces.closeAll();

@@ -134,3 +134,20 @@ export function deleteTable(table: string): NftJson {
   const t = { family: 'inet', name: table };
   return { nftables: [{ metainfo: { json_schema_version: 1 } }, { add: { table: t } }, { delete: { table: t } }] };
 }
+
+/**
+ * `nft -j list table` output reduced to what nsdns decides: without the metainfo (nft's version)
+ * and the handles (they change with every write), so two listings of the same table compare equal
+ * and any rule, chain or setting added, removed or changed by someone else does not.
+ */
+export function tableFingerprint(listing: string): string {
+  const strip = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(strip);
+    if (value === null || typeof value !== 'object') return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value)) if (key !== 'handle') out[key] = strip(v);
+    return out;
+  };
+  const parsed = JSON.parse(listing) as { nftables?: Array<Record<string, unknown>> };
+  return JSON.stringify((parsed.nftables ?? []).filter((item) => !('metainfo' in item)).map(strip));
+}
