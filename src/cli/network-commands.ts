@@ -6,6 +6,7 @@ import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
 import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
+import { compileFilters, compileTemplate, type FilterableNetwork } from './format.js';
 
 const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 
@@ -19,6 +20,39 @@ function formatCell(v: unknown): string {
   if (Array.isArray(v)) return v.join(',');
   if (v === null || v === undefined) return '-';
   return String(v);
+}
+
+/** A row of the daemon's network.ls answer. */
+interface LsRow {
+  name: string;
+  id: string;
+  driver: string;
+  internal: boolean;
+  source?: string;
+  fullId?: string;
+  created?: string | null;
+  scope?: string;
+  ipv6?: boolean;
+  labels?: Record<string, string>;
+}
+
+function filterable(r: LsRow): FilterableNetwork {
+  return { Name: r.name, ID: r.fullId ?? r.id, Driver: r.driver, Scope: r.scope ?? 'local', Labels: r.labels ?? {}, Type: r.source === 'nsdns' ? 'custom' : 'builtin' };
+}
+
+/** `docker network ls --format json`: its keys, and its values as strings, as docker prints them. */
+function dockerLsJson(r: LsRow, trunc: boolean): Record<string, string> {
+  const created = r.created ? new Date(r.created) : undefined;
+  return {
+    CreatedAt: created && !Number.isNaN(created.getTime()) ? `${created.toISOString().replace('T', ' ').replace('Z', '')} +0000 UTC` : '',
+    Driver: r.driver,
+    ID: trunc ? r.id : r.fullId ?? r.id,
+    IPv6: String(r.ipv6 ?? false),
+    Internal: String(r.internal),
+    Labels: Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+    Name: r.name,
+    Scope: r.scope ?? 'local',
+  };
 }
 
 interface RemoveResult {
@@ -70,22 +104,36 @@ export function networkCommands(program: Command): void {
     });
 
   network.command('ls')
+    .alias('list')
     .description('list networks')
-    .option('--json', 'print JSON', false)
+    .option('-f, --filter <key=value>', 'only networks that match: name (part of it), id (prefix), driver, label (KEY or KEY=VALUE), scope, type (custom or builtin); repeatable', collect)
+    .option('--format <format>', "json (one object per line, docker's keys) or a template such as '{{.Name}} {{.ID}}'")
+    .option('--json', "print one JSON array, with the keys of --format json", false)
     .option('-q, --quiet', 'print names only', false)
+    .option('--no-trunc', 'show full ids')
     .addOption(socketOption())
     .action(async (o) => {
-      const rows = await call<Array<Record<string, unknown>>>(o.socket, 'network.ls');
-      if (o.json) print(rows);
+      const keep = compileFilters(o.filter ?? []);
+      const template = o.format !== undefined && o.format !== 'json' && o.format !== 'table' ? compileTemplate(o.format) : undefined;
+      const rows = (await call<LsRow[]>(o.socket, 'network.ls')).filter((r) => keep(filterable(r)));
+      if (o.json) print(rows.map((r) => dockerLsJson(r, o.trunc)));
+      else if (o.format === 'json') for (const r of rows) process.stdout.write(`${JSON.stringify(dockerLsJson(r, o.trunc))}\n`);
+      else if (template) for (const r of rows) print(template(dockerLsJson(r, o.trunc)));
       else if (o.quiet) rows.forEach((r) => print(String(r.name)));
-      else print(table(rows, [['id', 'NETWORK ID'], ['name', 'NAME'], ['driver', 'DRIVER'], ['subnets', 'SUBNETS'], ['internal', 'INTERNAL'], ['endpoints', 'ENDPOINTS'], ['bridge', 'BRIDGE'], ['source', 'SOURCE']]));
+      else print(table(rows.map((r) => ({ ...r, id: o.trunc ? r.id : r.fullId ?? r.id })), [['id', 'NETWORK ID'], ['name', 'NAME'], ['driver', 'DRIVER'], ['subnets', 'SUBNETS'], ['internal', 'INTERNAL'], ['endpoints', 'ENDPOINTS'], ['bridge', 'BRIDGE'], ['source', 'SOURCE']]));
     });
 
   network.command('inspect')
     .description('show networks as JSON (the shape of docker network inspect)')
-    .argument('<names...>')
+    .argument('<networks...>', 'names or ids')
+    .option('-f, --format <template>', "print a template per network, such as '{{.Id}}', '{{json .IPAM.Config}}' or '{{range .IPAM.Config}}{{.Subnet}}{{end}}'")
     .addOption(socketOption())
-    .action(async (names: string[], o) => { print(await call(o.socket, 'network.inspect', { names })); });
+    .action(async (names: string[], o) => {
+      const template = o.format !== undefined ? compileTemplate(o.format) : undefined;
+      const networks = await call<unknown[]>(o.socket, 'network.inspect', { names });
+      if (template) for (const n of networks) print(template(n));
+      else print(networks);
+    });
 
   network.command('rm')
     .alias('remove')

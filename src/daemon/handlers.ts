@@ -117,10 +117,13 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       const network = await manager.createNetwork(p);
       return inspectNetwork(recordOf(network.name), STATE_SOURCE);
     }),
+    // Fields after `source` came later (fullId ... labels): older clients ignore them.
     method('network.ls', async () => registry.current().records.map(({ network, endpoints }) => ({
       name: network.name, id: network.id.slice(0, 12), driver: network.bridge ? 'bridge' : 'static', internal: network.internal,
       subnets: network.subnets.map((s) => s.subnet), endpoints: endpoints.length, bridge: network.bridge ?? null,
       source: registry.sourceOf(network.name) === STATE_SOURCE ? 'nsdns' : registry.sourceOf(network.name),
+      fullId: network.id, created: network.created ?? null, scope: 'local',
+      ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: {},
     })).sort((a, b) => a.name.localeCompare(b.name))),
     method('network.inspect', async (p) => p.names.map((n) => {
       const record = recordOf(n);

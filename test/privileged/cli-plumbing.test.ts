@@ -108,4 +108,38 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(bogus.exitCode, 2);
     assert.match(bogus.stderr, /unknown record type 'BOGUS'/);
   });
+
+  it('ls --filter, ls --format json with docker keys, inspect --format with a template', async () => {
+    const id = (await lab.ok('network', 'create', 'fmt_front', '--subnet', '10.236.0.0/24')).trim();
+    await lab.ok('network', 'create', 'fmt_back', '--subnet', '10.236.1.0/24', '--subnet', 'fd36::/64', '--internal');
+    const names = async (...filters: string[]) => (await lab.ok('network', 'ls', '-q', ...filters.flatMap((f) => ['--filter', f]))).split('\n').filter(Boolean).sort();
+    assert.deepEqual(await names('name=fmt_'), ['fmt_back', 'fmt_front']);
+    assert.deepEqual(await names('name=FRONT'), ['fmt_front']);
+    assert.deepEqual(await names('name=front', 'name=back'), ['fmt_back', 'fmt_front'], 'one key: either value');
+    assert.deepEqual(await names('name=fmt_', `id=${id.slice(0, 6)}`), ['fmt_front'], 'two keys: both');
+    assert.deepEqual(await names('name=fmt_', 'driver=static'), []);
+    assert.deepEqual(await names('name=fmt_', 'label=team'), [], 'no network has labels');
+    const badFilter = await lab.nsdns('network', 'ls', '--filter', 'colour=red');
+    assert.equal(badFilter.exitCode, 2);
+    assert.match(badFilter.stderr, /--filter "colour=red": expected KEY=VALUE/);
+
+    const lines = (await lab.ok('network', 'ls', '--format', 'json', '--filter', 'name=fmt_')).split('\n').map((l) => JSON.parse(l));
+    const back = lines.find((l) => l.Name === 'fmt_back');
+    assert.deepEqual(Object.keys(back).sort(), ['CreatedAt', 'Driver', 'ID', 'IPv6', 'Internal', 'Labels', 'Name', 'Scope']);
+    assert.equal(back.Internal, 'true');
+    assert.equal(back.IPv6, 'true');
+    assert.equal(back.Driver, 'bridge');
+    assert.match(back.CreatedAt, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \+0000 UTC$/);
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'ls', '--json', '--filter', 'name=fmt_front')), [lines.find((l) => l.Name === 'fmt_front')], '--json: the same objects in one array');
+    assert.equal((await lab.ok('network', 'ls', '--format', '{{.Name}} {{.ID}}', '--filter', 'name=fmt_front')).trim(), `fmt_front ${id.slice(0, 12)}`);
+
+    assert.equal((await lab.ok('network', 'inspect', '-f', '{{.Name}} {{.Id}}', 'fmt_front')).trim(), `fmt_front ${id}`);
+    assert.equal((await lab.ok('network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', 'fmt_back')).trim(), '10.236.1.0/24 fd36::/64');
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', '-f', '{{json .IPAM.Config}}', 'fmt_front')), [{ Subnet: '10.236.0.0/24', Gateway: '10.236.0.1' }]);
+    assert.equal((await lab.ok('network', 'inspect', '-f', '{{.IPAM.Config}}', 'fmt_front')).trim(), '[map[Gateway:10.236.0.1 Subnet:10.236.0.0/24]]');
+    assert.equal((await lab.ok('network', 'inspect', '-f', '{{.Internal}}', 'fmt_front', 'fmt_back')), 'false\ntrue');
+    const noField = await lab.nsdns('network', 'inspect', '-f', '{{.Nope}}', 'fmt_front');
+    assert.equal(noField.exitCode, 2);
+    assert.match(noField.stderr, /--format: no field \.Nope/);
+  });
 });

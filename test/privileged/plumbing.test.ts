@@ -28,7 +28,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
     assert.match(Subnet, /^(172\.(1[7-9]|2\d|3[01])\.0\.0\/16|192\.168\.\d+\.0\/20)$/);
     assert.deepEqual(await addresses(`${lab.linkPrefix}auto`), [`${Gateway}/${Subnet.split('/')[1]}`]);
     const ls = JSON.parse(await lab.ok('network', 'ls', '--json'));
-    assert.ok(ls.some((n: { name: string }) => n.name === 'auto'));
+    assert.ok(ls.some((n: { Name: string; ID: string }) => n.Name === 'auto' && n.ID === id.slice(0, 12)));
   });
 
   it('create: IPv6 subnets, MTU and ip-range are applied; connect allocates from the range', async () => {
