@@ -194,9 +194,13 @@ registry_writer() { # rewrites a large network file every 2 s until SECS is over
     done
 }
 
+NO_TCP=" "   # servers found without a TCP listener: their TCP attacks are n/a without a restart
+na_row() { printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\t-\n' "$1" "$2" | tee -a "$OUT"; }
+
 run_one() { # server attack
     local srv=$1 atk=$2 tag=$1-$2 tcp_rate=10 base max=0 m after alive
     rm -f "$PB_WORK/raw/attack-$tag.legit.json" "$PB_WORK/raw/attack-$tag.attacker.json"
+    case "$atk:$NO_TCP" in pipeline*:*" $srv "*|slow:*" $srv "*|idle:*" $srv "*|frames:*" $srv "*) na_row "$srv" "$atk"; return 0 ;; esac
     if ! start_server "$srv"; then
         printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tstart-failed\t-\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
         pb_pid_stop server-attack; return 0
@@ -204,8 +208,8 @@ run_one() { # server attack
     has_tcp || tcp_rate=0
     case $atk in pipeline*|slow|idle|frames)
         if [ $tcp_rate = 0 ]; then
-            pb_log "$srv: no TCP listener, $atk does not apply"
-            printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
+            pb_log "$srv: no TCP listener, its TCP attacks do not apply"
+            NO_TCP="$NO_TCP$srv "; na_row "$srv" "$atk"
             pb_pid_stop server-attack; return 0
         fi ;;
     esac

@@ -11,7 +11,7 @@
 #   attack     each attack of issue #7 (TCP pipelining without reading, slow senders, idle
 #              connections, odd frames, UDP fuzz, a forwarded-name flood, a large registry file)
 #              from one namespace while a client in another asks 1000 qps: its p50/p99 and losses,
-#              the server's memory and liveness, for nsdns and the peers (attack.sh, ~8 minutes)
+#              the server's memory and liveness, for nsdns and the peers (attack.sh, ~9 minutes)
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
 # run sandboxed (their resolv.conf points at a loopback sink) and tcpdump checks that nothing
 # leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work); the attack
