@@ -2,8 +2,8 @@
 // its own resolver for local names at a fixed rate over UDP (one socket, sequential ids, each
 // query's latency recorded, no answer within --timeout-ms = lost), and every 100 ms makes a fresh
 // TCP connection for one query (can a newcomer still get a TCP slot?). Prints one JSON line.
-//   node legit.js --server ADDR [--port 53] [--secs 10] [--qps 1000] [--names c0..c999 as prefix c
-//                 and --count 1000] [--timeout-ms 1000] [--tcp-per-sec 10]
+//   node legit.js --server ADDR [--port 53] [--secs 10] [--qps 1000] [--prefix c] [--count 1000]
+//                 [--timeout-ms 1000] [--tcp-per-sec 10]     (names asked: c0 .. c999, in turn)
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
