@@ -167,7 +167,7 @@ async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>)
     resolvConf: target.name ? (await deps.manager.resolvConfOf(target.name)) ?? null : null,
   };
   if (p.resolve) {
-    if (!context) throw new NsdnsError('ERR_NETNS', `${target.path} is not served by nsdns (no endpoint in it), so there is nothing to resolve from`);
+    if (!context) throw new NsdnsError('ERR_NETNS', `${target.shown} is not served by nsdns (no endpoint in it), so there is nothing to resolve from`);
     const type = (recordTypeName(p.type ?? 'A') ?? 'A') as dnsPacket.RecordType;
     const query = dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: p.resolve, type, class: 'IN' }] });
     const result = await deps.resolver.explain(query, { address: '127.0.0.1', transport: 'udp' }, context);

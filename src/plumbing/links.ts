@@ -50,7 +50,7 @@ async function ipBatch(lines: string[], netns?: string): Promise<void> {
   const result = await execa(netns ? 'nsenter' : 'ip', args, { input: lines.join('\n') + '\n', reject: false });
   if (result.exitCode !== 0) {
     const detail = (result.stderr || result.stdout).trim().split('\n').slice(0, 3).join('; ');
-    throw new NsdnsError('ERR_LINK', `${netns ? `in ${netns}: ` : ''}ip failed: ${detail}`);
+    throw new NsdnsError('ERR_LINK', `${netns ? 'inside the namespace, ' : ''}ip failed: ${detail}`);
   }
 }
 

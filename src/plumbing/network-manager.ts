@@ -212,7 +212,7 @@ export class NetworkManager {
           apply: () => this.deps.intents.write({ endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf!, netns: target.path }),
         },
         {
-          name: `create ${endpoint.ifname} in ${target.path}`,
+          name: `create ${endpoint.ifname} in ${target.shown}`,
           apply: () => createEndpointLink({
             hostIf: endpoint.hostIf!, bridge: network.bridge!, netns: target.path, ifname: endpoint.ifname!, mac: endpoint.mac!,
             mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6,

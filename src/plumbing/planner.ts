@@ -10,6 +10,7 @@ import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
+import { isServiceLabel } from '../wire/names.js';
 import { bad, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
@@ -126,8 +127,11 @@ export class Planner {
     const onNetwork = [...committed, ...reserved];
     const inNamespace = [...this.registry.current().namespaces().get(target.path) ?? [], ...[...this.reservations.values()].map((r) => r.endpoint).filter((e) => e.netns === target.path)];
 
-    if (onNetwork.some((e) => e.netns === target.path)) throw new NsdnsError('ERR_CONFLICT', `${target.path} is already connected to network "${network.name}"`);
+    if (onNetwork.some((e) => e.netns === target.path)) throw new NsdnsError('ERR_CONFLICT', `${target.shown} is already connected to network "${network.name}"`);
     if (req.name === undefined && target.name === undefined) throw bad('give the endpoint a name with --name (the target is not a named namespace)');
+    if (req.name === undefined && !isServiceLabel(target.name!)) {
+      throw bad(`the namespace name "${printable(target.name)}" cannot be an endpoint name (letters, digits, "_" and "-", at most 63); give one with --name`);
+    }
     const name = checkLabel('endpoint name', req.name ?? target.name!);
     const aliases = [...new Set((req.aliases ?? []).map(checkAlias))];
     const id = randomBytes(32).toString('hex');
@@ -140,12 +144,13 @@ export class Planner {
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
     for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
-    const ipv4 = this.address(network, used, 'ipv4', req.ip);
-    const ipv6 = this.address(network, used, 'ipv6', req.ip6);
+    const gateways = new Set(network.subnets.map((s) => s.gateway).filter((g): g is string => g !== undefined).map(canonical));
+    const ipv4 = this.address(network, used, 'ipv4', req.ip, gateways);
+    const ipv6 = this.address(network, used, 'ipv6', req.ip6, gateways);
 
     const ifnamesInUse = new Set(inNamespace.map((e) => e.ifname));
     let ifname = req.ifname !== undefined ? checkInterfaceName('--ifname', req.ifname) : undefined;
-    if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.path}`);
+    if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.shown}`);
     for (let i = 0; ifname === undefined; i++) if (!ifnamesInUse.has(`eth${i}`)) ifname = `eth${i}`;
 
     for (const u of req.dns ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns "${printable(u)}" is not an address (IP or IP:PORT)`);
@@ -168,7 +173,7 @@ export class Planner {
     };
   }
 
-  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined): string | undefined {
+  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined, gateways: ReadonlySet<string>): string | undefined {
     const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === kind);
     const flag = kind === 'ipv4' ? '--ip' : '--ip6';
     if (!subnet) {
@@ -179,6 +184,7 @@ export class Planner {
     if (requested !== undefined) {
       const address = checkAddress(flag, requested, kind);
       if (!contains(cidr, address)) throw bad(`${flag} ${address} is outside the subnet ${cidr.text} of network "${network.name}"`);
+      if (gateways.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is the gateway of network "${network.name}"; give another address`);
       if (used.has(address)) throw new NsdnsError('ERR_CONFLICT', `${address} is already in use on network "${network.name}"`);
       return address;
     }

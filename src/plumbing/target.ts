@@ -14,6 +14,14 @@ export interface NamespaceTarget {
   path: string;
   /** Set for named namespaces: the name `ip netns` knows, and /etc/netns/NAME is for. */
   name?: string;
+  /** How messages name it, in the caller's words: `namespace "web"`, `the namespace of PID 42`. */
+  shown: string;
+}
+
+function shownAs(target: string, name: string | undefined): string {
+  if (name !== undefined) return `namespace "${printable(name)}"`;
+  const pid = /^(?:\/proc\/)?(\d+)(?:\/ns\/net)?$/.exec(target);
+  return pid ? `the namespace of PID ${pid[1]}` : `namespace ${printable(target, 80)}`;
 }
 
 /** Where a target's namespace file is (or would be), without looking; refuses anything else. */
@@ -23,23 +31,25 @@ export function namespaceTarget(target: string): NamespaceTarget {
   if (/^\d+$/.test(target)) {
     const p = `/proc/${target}/ns/net`;
     if (!isNetnsPath(p)) throw refuse();
-    return { path: p };
+    return { path: p, shown: shownAs(target, undefined) };
   }
   if (target.includes('/')) {
     // path.resolve folds `..` away, so check the raw text too: /run/netns/../../etc is refused, not mapped.
     const abs = path.resolve(target);
     if (target.includes('\0') || /(^|\/)\.\.?(\/|$)/.test(target) || !isNetnsPath(abs)) throw refuse();
-    return path.dirname(abs) === NETNS_RUN_DIR ? { path: abs, name: path.basename(abs) } : { path: abs };
+    const name = path.dirname(abs) === NETNS_RUN_DIR ? path.basename(abs) : undefined;
+    return name !== undefined ? { path: abs, name, shown: shownAs(target, name) } : { path: abs, shown: shownAs(target, undefined) };
   }
   if (!isNetnsName(target)) throw refuse();
-  return { path: path.join(NETNS_RUN_DIR, target), name: target };
+  return { path: path.join(NETNS_RUN_DIR, target), name: target, shown: shownAs(target, target) };
 }
 
 /** namespaceTarget(), for a namespace that must exist now. */
 export function resolveTarget(target: string): NamespaceTarget {
   const result = namespaceTarget(target);
   if (!existsSync(result.path)) {
-    throw new NsdnsError('ERR_NETNS', `namespace ${printable(target)} not found (no ${result.path}); create it with \`ip netns add NAME\` or give a PID or a namespace path`);
+    const what = result.name !== undefined ? `${result.shown} not found` : /^\d+$/.test(target) ? `no process with PID ${target}` : `${result.shown} not found`;
+    throw new NsdnsError('ERR_NETNS', `${what}; create one with \`ip netns add NAME\`, or give a PID or a namespace path`);
   }
   return result;
 }

@@ -142,4 +142,25 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(noField.exitCode, 2);
     assert.match(noField.stderr, /--format: no field \.Nope/);
   });
+
+  it("messages speak the user's words: the namespace as typed, the gateway named, --name suggested", async () => {
+    await lab.ok('network', 'create', 'words', '--subnet', '10.237.0.0/24');
+    const ns = await lab.namespace('words');
+    await lab.ok('network', 'connect', 'words', ns);
+    const again = await lab.nsdns('network', 'connect', 'words', ns);
+    assert.equal(again.stderr.trim(), `nsdns: namespace "${ns}" is already connected to network "words"`);
+    const missing = await lab.nsdns('network', 'connect', 'words', `${ns}-gone`);
+    assert.equal(missing.stderr.split('\n')[0], `nsdns: namespace "${ns}-gone" not found; create one with \`ip netns add NAME\`, or give a PID or a namespace path`);
+    const other = await lab.namespace('words2');
+    const gw = await lab.nsdns('network', 'connect', 'words', other, '--ip', '10.237.0.1');
+    assert.match(gw.stderr, /--ip 10\.237\.0\.1 is the gateway of network "words"; give another address/);
+    const dotted = `${lab.namespaces[0].slice(0, 8)}.dotted`;
+    const { execa } = await import('execa');
+    await execa('ip', ['netns', 'add', dotted]);
+    lab.namespaces.push(dotted);
+    const badName = await lab.nsdns('network', 'connect', 'words', dotted);
+    assert.match(badName.stderr, new RegExp(`the namespace name "${dotted.replace('.', '\\.')}" cannot be an endpoint name .*; give one with --name`));
+    await lab.ok('network', 'connect', 'words', dotted, '--name', 'dotted');
+    for (const r of [again, missing, gw, badName]) assert.doesNotMatch(r.stderr, /\/run\/netns/);
+  });
 });
