@@ -38,6 +38,12 @@ export function parseCidr(text: string): Cidr {
   return { kind, first, last, prefix, text: `${fromBigInt(first, kind)}/${prefix}` };
 }
 
+/** True when `text` has bits set after its prefix (10.1.2.3/16): docker refuses such a subnet. */
+export function hasHostBits(text: string): boolean {
+  const [addr] = ipaddr.parseCIDR(text);
+  return toBigInt(addr) !== parseCidr(text).first;
+}
+
 export function isCidr(text: string): boolean {
   try {
     ipaddr.parseCIDR(text);
@@ -88,9 +94,13 @@ export interface Pool {
   size: number;
 }
 
-/** Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20 blocks. */
+/**
+ * Docker's default address pools for user networks: 172.18-31.0.0/16, then 192.168.0.0/16 in /20
+ * blocks. 172.17.0.0/16 is left out, as docker leaves it to docker0: a host that runs docker
+ * later (or has it stopped, its bridge down) would otherwise get two networks on one subnet.
+ */
 export const DEFAULT_POOLS: Pool[] = [
-  { base: '172.17.0.0/16', size: 16 }, { base: '172.18.0.0/15', size: 16 }, { base: '172.20.0.0/14', size: 16 },
+  { base: '172.18.0.0/15', size: 16 }, { base: '172.20.0.0/14', size: 16 },
   { base: '172.24.0.0/13', size: 16 }, { base: '192.168.0.0/16', size: 20 },
 ];
 

@@ -7,7 +7,7 @@ import { NsdnsError } from '../errors.js';
 import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
 import { isUpstreamAddress } from '../registry/document.js';
-import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, type Cidr, type Pool } from './ipam.js';
+import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
@@ -69,7 +69,10 @@ export class Planner {
     const name = checkNetworkName(req.name);
     const existing = this.records().find((r) => r.network.name.toLowerCase() === name.toLowerCase());
     if (existing) throw new NsdnsError('ERR_CONFLICT', `network "${existing.network.name}" already exists`);
-    for (const s of req.subnets ?? []) if (!isCidr(s)) throw bad(`subnet "${printable(s)}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
+    for (const s of req.subnets ?? []) {
+      if (!isCidr(s)) throw bad(`subnet "${printable(s)}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
+      if (hasHostBits(s)) throw bad(`--subnet ${s} has host bits set: it should be ${parseCidr(s).text}`);
+    }
     const requested = (req.subnets ?? []).map(parseCidr);
     for (const [i, a] of requested.entries()) {
       for (const b of requested.slice(i + 1)) if (overlaps(a, b)) throw new NsdnsError('ERR_CONFLICT', `subnets ${a.text} and ${b.text} overlap`);

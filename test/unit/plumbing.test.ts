@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { allocate, DEFAULT_POOLS, macFor, overlaps, parseCidr, pickSubnet } from '../../src/plumbing/ipam.js';
+import { allocate, DEFAULT_POOLS, hasHostBits, macFor, overlaps, parseCidr, pickSubnet } from '../../src/plumbing/ipam.js';
 import { checkAddress, checkInterfaceName, checkMac, checkNetnsPath, checkOptions, parsePublish } from '../../src/plumbing/requests.js';
 import { namespaceTarget } from '../../src/plumbing/target.js';
 import { createEndpointLink, deleteLink } from '../../src/plumbing/links.js';
@@ -8,6 +8,8 @@ import { createEndpointLink, deleteLink } from '../../src/plumbing/links.js';
 describe('ipam', () => {
   it('parses CIDRs, clears host bits, and finds overlaps', () => {
     assert.equal(parseCidr('10.1.2.3/16').text, '10.1.0.0/16');
+    assert.ok(hasHostBits('10.240.3.5/24') && hasHostBits('fd00::1/64'));
+    assert.ok(!hasHostBits('10.240.3.0/24') && !hasHostBits('fd00::/64') && !hasHostBits('10.0.0.1/32'));
     assert.ok(overlaps(parseCidr('10.1.0.0/16'), parseCidr('10.1.200.0/24')));
     assert.ok(!overlaps(parseCidr('10.1.0.0/16'), parseCidr('10.2.0.0/16')));
     assert.ok(!overlaps(parseCidr('10.1.0.0/16'), parseCidr('fd00::/64')));
@@ -21,10 +23,10 @@ describe('ipam', () => {
     assert.equal(allocate(parseCidr('fd00:1::/64'), new Set(['fd00:1::1'])), 'fd00:1::2');
   });
 
-  it('picks the first free pool block, like Docker', () => {
-    assert.equal(pickSubnet(DEFAULT_POOLS, []), '172.17.0.0/16');
-    assert.equal(pickSubnet(DEFAULT_POOLS, [parseCidr('172.17.0.0/16'), parseCidr('172.18.5.0/24')]), '172.19.0.0/16');
-    const allOf172 = Array.from({ length: 15 }, (_, i) => parseCidr(`172.${17 + i}.0.0/16`));
+  it("picks the first free pool block, like Docker, leaving docker0's 172.17.0.0/16 alone", () => {
+    assert.equal(pickSubnet(DEFAULT_POOLS, []), '172.18.0.0/16', 'not 172.17.0.0/16 even when nothing uses it');
+    assert.equal(pickSubnet(DEFAULT_POOLS, [parseCidr('172.18.5.0/24')]), '172.19.0.0/16');
+    const allOf172 = Array.from({ length: 14 }, (_, i) => parseCidr(`172.${18 + i}.0.0/16`));
     assert.equal(pickSubnet(DEFAULT_POOLS, allOf172), '192.168.0.0/20');
   });
 
@@ -68,10 +70,11 @@ describe('control requests: hostile strings', () => {
   });
 
   it('namespaces: only /run/netns/NAME and /proc/PID[/task/TID]/ns/net', () => {
-    assert.deepEqual(namespaceTarget('web'), { path: '/run/netns/web', name: 'web' });
-    assert.deepEqual(namespaceTarget('/run/netns/web'), { path: '/run/netns/web', name: 'web' });
-    assert.deepEqual(namespaceTarget('123'), { path: '/proc/123/ns/net' });
-    assert.deepEqual(namespaceTarget('/proc/123/task/124/ns/net'), { path: '/proc/123/task/124/ns/net' });
+    assert.deepEqual(namespaceTarget('web'), { path: '/run/netns/web', name: 'web', shown: 'namespace "web"' });
+    assert.deepEqual(namespaceTarget('/run/netns/web'), { path: '/run/netns/web', name: 'web', shown: 'namespace "web"' });
+    assert.deepEqual(namespaceTarget('123'), { path: '/proc/123/ns/net', shown: 'the namespace of PID 123' });
+    assert.deepEqual(namespaceTarget('/proc/123/ns/net'), { path: '/proc/123/ns/net', shown: 'the namespace of PID 123' });
+    assert.deepEqual(namespaceTarget('/proc/123/task/124/ns/net'), { path: '/proc/123/task/124/ns/net', shown: 'namespace /proc/123/task/124/ns/net' });
     for (const v of ['/etc/shadow', '/run/netns/../../etc/shadow', '/run/netns/a/../b', '../x', '..', '.', 'a\0b', '/proc/self/ns/net', '/proc/1/ns/mnt', 'x\ny', '/tmp/ns', '0']) {
       noRaw(() => namespaceTarget(v), /is not allowed/);
     }
