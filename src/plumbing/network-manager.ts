@@ -359,12 +359,15 @@ export class NetworkManager {
       }));
       const failures = await runAll(steps);
       const links = await hostLinks();
+      // Namespaces whose endpoints are dropped here: their /etc/netns files go too, as at runtime.
+      const vanished: string[] = [];
       for (const record of state.values()) {
         if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
         const bridge = record.network.bridge;
         const alive = record.endpoints.filter((e) => e.netns === undefined || (existsSync(e.netns) && (!e.hostIf || links.has(e.hostIf))));
         const gone = record.endpoints.filter((e) => !alive.includes(e));
         for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
+        vanished.push(...gone.map((e) => e.netns).filter((n): n is string => n !== undefined));
         failures.push(...await runAll([
           ...(!links.has(bridge) ? [{
             name: `recreate bridge ${bridge} of network "${record.network.name}"`,
@@ -378,7 +381,7 @@ export class NetworkManager {
         ]));
       }
       // Only namespaces nsdns attached itself: a registry file's endpoints get no resolv.conf.
-      const netns = this.ownRecords().flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined);
+      const netns = [...this.ownRecords().flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined), ...vanished];
       failures.push(...await runAll([
         { name: 'apply firewall rules', run: () => this.applyFirewall() },
         { name: 'enable IPv4 forwarding', run: () => this.enableForwarding() },

@@ -10,7 +10,7 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
   after(() => lab.cleanup());
 
   it('a network is found by its name as typed, in any case, and shown as given', async () => {
-    await lab.ok('network', 'create', 'MixedNet', '--subnet', '10.230.0.0/24');
+    await lab.ok('network', 'create', 'MixedNet', '--subnet', '10.240.0.0/24');
     const [net] = JSON.parse(await lab.ok('network', 'inspect', 'MixedNet'));
     assert.equal(net.Name, 'MixedNet');
     assert.equal(JSON.parse(await lab.ok('network', 'inspect', 'mixednet'))[0].Id, net.Id);
@@ -20,20 +20,20 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.match(again.stderr, /network "MixedNet" already exists/);
     const ns = await lab.namespace('mixed');
     assert.match(await lab.ok('network', 'connect', 'MixedNet', ns), / on MixedNet: 10\.230\.0\.2 via eth0$/);
-    assert.deepEqual(await lab.dig(ns, `${ns}.mixednet`), ['10.230.0.2'], 'the network name is a DNS zone in any case');
-    assert.deepEqual(await lab.dig(ns, `${ns}.MixedNet`), ['10.230.0.2']);
+    assert.deepEqual(await lab.dig(ns, `${ns}.mixednet`), ['10.240.0.2'], 'the network name is a DNS zone in any case');
+    assert.deepEqual(await lab.dig(ns, `${ns}.MixedNet`), ['10.240.0.2']);
     assert.match(await lab.ok('network', 'disconnect', 'MIXEDNET', ns), /disconnected from MixedNet/);
     assert.equal((await lab.ok('network', 'rm', 'MixedNet')).trim(), 'MixedNet');
   });
 
   it('a network is found by its full id, the 12 characters ls shows, and a unique id prefix', async () => {
-    const id = (await lab.ok('network', 'create', 'byid', '--subnet', '10.231.0.0/24')).trim();
+    const id = (await lab.ok('network', 'create', 'byid', '--subnet', '10.241.0.0/24')).trim();
     for (const ref of [id, id.slice(0, 12), id.slice(0, 5)]) {
       assert.equal(JSON.parse(await lab.ok('network', 'inspect', ref))[0].Name, 'byid', ref);
     }
     const ns = await lab.namespace('byid');
     await lab.ok('network', 'connect', id.slice(0, 12), ns);
-    assert.deepEqual(await lab.dig(ns, ns), ['10.231.0.2']);
+    assert.deepEqual(await lab.dig(ns, ns), ['10.241.0.2']);
     await lab.ok('network', 'disconnect', id.slice(0, 7), ns);
     assert.equal((await lab.ok('network', 'rm', id)).trim(), 'byid');
     const gone = await lab.nsdns('network', 'inspect', id.slice(0, 12));

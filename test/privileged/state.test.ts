@@ -29,11 +29,14 @@ describe('state and safety', { skip: needsRoot }, () => {
 
   it('a restarted daemon serves every namespace again and drops endpoints whose namespace is gone', async () => {
     const gone = lab.namespaces[10];
+    assert.ok(existsSync(`/etc/netns/${gone}/resolv.conf`));
     await lab.daemon!.stop();
     assert.equal(await lab.digStatus(lab.namespaces[0], lab.namespaces[1]), 'NO ANSWER', 'nobody serves while the daemon is down');
     await sh('ip', 'netns', 'del', gone);
     const daemon = await lab.start();
     assert.ok(daemon.logs.some((l) => String(l.msg).includes(`endpoint "${gone}"`) && String(l.msg).includes('is gone')), 'the vanished namespace is reported');
+    assert.ok(!existsSync(`/etc/netns/${gone}`), 'its /etc/netns/NAME/resolv.conf is removed at start, as the running daemon does');
+    assert.ok(existsSync(`/etc/netns/${lab.namespaces[11]}/resolv.conf`), 'the others stay');
     for (const ns of [lab.namespaces[0], lab.namespaces[25], lab.namespaces[49]]) {
       assert.equal((await lab.dig(ns, lab.namespaces[1])).length, 1, `served again in ${ns}`);
     }
