@@ -2,12 +2,20 @@
 // started under nsenter can bind there and hand the sockets back over IPC (sockets keep the
 // namespace they were created in). The daemon receives a working UDP socket and TCP server.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
 
 const HELPER = fileURLToPath(new URL('./bind-helper.js', import.meta.url));
+/** Built by src/native/build.mjs when a C compiler was there at install time. */
+const NATIVE_HELPER = fileURLToPath(new URL('../native/nsdns-bind', import.meta.url));
+
+/** Which bind helper serves: the native one when it was built and not switched off (NSDNS_NATIVE=0). */
+export function bindHelperKind(): 'native' | 'node' {
+  return process.env.NSDNS_NATIVE !== '0' && existsSync(NATIVE_HELPER) ? 'native' : 'node';
+}
 
 export const RESOLVER_ADDRESS = '127.0.0.11';
 
@@ -29,12 +37,14 @@ const PREPARED_TTL_MS = 30_000;
 
 export class NsenterBinder implements Binder {
   private readonly prepared = new Map<string, { helper: Helper; timer: NodeJS.Timeout }>();
+  readonly kind = bindHelperKind();
 
   constructor(private readonly address = RESOLVER_ADDRESS, private readonly port = 53, private readonly timeoutMs = 30_000) {}
 
   prepare(netnsPath: string): void {
+    // The native helper starts in a few ms: nothing to win by starting it early.
     // A few at a time: fifty node start-ups at once would only slow each other down.
-    if (this.prepared.has(netnsPath) || this.prepared.size >= 4) return;
+    if (this.kind === 'native' || this.prepared.has(netnsPath) || this.prepared.size >= 4) return;
     const timer = setTimeout(() => this.cancel(netnsPath), PREPARED_TTL_MS);
     timer.unref();
     this.prepared.set(netnsPath, { helper: new Helper(netnsPath, this.address, this.port, this.timeoutMs), timer });
@@ -52,7 +62,7 @@ export class NsenterBinder implements Binder {
     const entry = this.prepared.get(netnsPath);
     this.prepared.delete(netnsPath);
     if (entry) clearTimeout(entry.timer);
-    return (entry?.helper ?? new Helper(netnsPath, this.address, this.port, this.timeoutMs)).bind();
+    return (entry?.helper ?? new Helper(netnsPath, this.address, this.port, this.timeoutMs, this.kind === 'native')).bind();
   }
 }
 
@@ -62,10 +72,12 @@ class Helper {
   private readonly result: Promise<NamespaceSockets>;
   private started: (() => void) | undefined;
 
-  constructor(private readonly netnsPath: string, private readonly address: string, private readonly port: number, private readonly timeoutMs: number) {
-    this.child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, HELPER, address, String(port)], {
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
+  constructor(private readonly netnsPath: string, private readonly address: string, private readonly port: number, private readonly timeoutMs: number, private readonly native = false) {
+    // The native helper enters the namespace itself and binds at once; the Node one waits for "bind".
+    const [command, args] = native
+      ? [NATIVE_HELPER, [netnsPath, address, String(port)]]
+      : ['nsenter', [`--net=${netnsPath}`, '--', process.execPath, HELPER, address, String(port)]];
+    this.child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     // Collect from the start; nothing can be lost while the helper boots.
     this.result = this.collect();
     this.result.catch(() => {});
@@ -73,7 +85,7 @@ class Helper {
 
   bind(): Promise<NamespaceSockets> {
     this.started?.();
-    if (this.child.connected) this.child.send({ kind: 'bind' }, () => {});
+    if (!this.native && this.child.connected) this.child.send({ kind: 'bind' }, () => {});
     return this.result;
   }
 
@@ -111,12 +123,14 @@ class Helper {
         if (msg.kind === 'udp') udp = handle as dgram.Socket;
         else if (msg.kind === 'tcp') tcp = handle as net.Server;
         else if (msg.kind === 'error') finish(failure(`${msg.stage} ${this.address}:${this.port}: ${msg.message}`));
-        if (udp && tcp) finish();
       });
       child.on('error', (err) => finish(failure(err.message)));
       // 'close' comes after the IPC channel is drained; 'exit' can overtake the last message.
+      // Done only once the helper is gone: until then its copies of the sockets hold the port, and
+      // a close-and-rebind of the same namespace would find it taken.
       child.on('close', (code) => {
-        if (!udp || !tcp) finish(failure(stderr.trim() || `the bind helper exited with ${code}`));
+        if (udp && tcp) finish();
+        else finish(failure(stderr.trim() || `the bind helper exited with ${code}`));
       });
     });
   }
