@@ -145,3 +145,22 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
 export async function setSysctl(key: string, value: string): Promise<void> {
   await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
 }
+
+/** Which families have a default route inside the namespace, read back from the kernel. */
+export async function defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv6: boolean }> {
+  checkLinkArgs({ netns });
+  const execa = await loadExeca();
+  const read = async (family: '-4' | '-6') => {
+    const r = await execa('nsenter', [`--net=${netns}`, '--', 'ip', family, '-j', 'route', 'show', 'default'], { reject: false });
+    if (r.exitCode !== 0) throw new NsdnsError('ERR_LINK', `inside the namespace, ip route failed: ${r.stderr.trim().split('\n')[0]}`);
+    return (JSON.parse(r.stdout || '[]') as unknown[]).length > 0;
+  };
+  return { ipv4: await read('-4'), ipv6: await read('-6') };
+}
+
+/** Adds default routes inside the namespace (each via a gateway on one of its interfaces). */
+export async function addDefaultRoutes(netns: string, routes: ReadonlyArray<{ gateway: string; ifname: string }>): Promise<void> {
+  if (routes.length === 0) return;
+  checkLinkArgs({ netns, names: routes.map((r) => r.ifname), ips: routes.map((r) => r.gateway) });
+  await ipBatch(routes.map((r) => `route add default via ${r.gateway} dev ${r.ifname}`), netns);
+}

@@ -9,7 +9,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
 import { contains, parseCidr, type Pool } from './ipam.js';
-import { createBridge, createEndpointLink, deleteLink, hostLinks, setSysctl } from './links.js';
+import { addDefaultRoutes, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinks, setSysctl } from './links.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type OwnedRecord, type Reservation } from './planner.js';
@@ -259,7 +259,10 @@ export class NetworkManager {
       const record = this.owned(networkName);
       const name = record.network.name;
       const endpoint = this.findEndpoint(record, which);
-      const failures = await runAll(this.endpointTeardown(record, [endpoint]));
+      const failures = await runAll([
+        ...this.endpointTeardown(record, [endpoint]),
+        ...(!record.network.internal && endpoint.netns ? [{ name: 'move the default route', run: () => this.moveDefaultRoute(endpoint.netns!) }] : []),
+      ]);
       this.logTeardown({ network: name, endpoint: endpoint.name }, 'endpoint disconnected', failures);
       if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${name}"`, failures);
       return endpoint;
@@ -280,6 +283,33 @@ export class NetworkManager {
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', run: () => this.applyFirewall() }] : []),
       ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
+  }
+
+  /**
+   * After a disconnect: a namespace left without a default route while still on another
+   * non-internal network gets one through that network's gateway, as docker moves it. A route
+   * that is still there (on another interface, or set by hand) is left alone.
+   */
+  private async moveDefaultRoute(netns: string): Promise<void> {
+    if (!existsSync(netns)) return;
+    const snapshot = this.deps.registry.current();
+    const candidates = (snapshot.namespaces().get(netns) ?? []).filter((e) => e.ifname && !snapshot.networks.get(e.network)?.network.internal);
+    if (candidates.length === 0) return;
+    const have = await defaultRoutes(netns);
+    const routes: Array<{ gateway: string; ifname: string }> = [];
+    for (const kind of ['ipv4', 'ipv6'] as const) {
+      if (have[kind]) continue;
+      for (const e of candidates) {
+        const network = snapshot.networks.get(e.network)!.network;
+        const subnet = network.subnets.find((s) => s.gateway && (parseCidr(s.subnet).kind === kind) && e[kind].length > 0);
+        if (subnet) {
+          routes.push({ gateway: subnet.gateway!, ifname: e.ifname! });
+          break;
+        }
+      }
+    }
+    await addDefaultRoutes(netns, routes);
+    if (routes.length > 0) this.deps.log.info({ netns, routes }, 'default route moved to another network of the namespace');
   }
 
   /** By namespace (name, path or PID), endpoint name, alias, or id (full or short). */

@@ -163,4 +163,21 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     await lab.ok('network', 'connect', 'words', dotted, '--name', 'dotted');
     for (const r of [again, missing, gw, badName]) assert.doesNotMatch(r.stderr, /\/run\/netns/);
   });
+
+  it('disconnecting the network that carries the default route moves it to another non-internal network (read from the kernel)', async () => {
+    const { execa } = await import('execa');
+    const defaults = async (ns: string) => JSON.parse((await execa('ip', ['-n', ns, '-j', 'route', 'show', 'default'])).stdout || '[]') as Array<{ gateway: string; dev: string }>;
+    await lab.ok('network', 'create', 'route_a', '--subnet', '10.242.0.0/24');
+    await lab.ok('network', 'create', 'route_sealed', '--subnet', '10.242.1.0/24', '--internal');
+    await lab.ok('network', 'create', 'route_b', '--subnet', '10.242.2.0/24');
+    const ns = await lab.namespace('route');
+    await lab.ok('network', 'connect', 'route_a', ns);
+    await lab.ok('network', 'connect', 'route_sealed', ns);
+    await lab.ok('network', 'connect', 'route_b', ns);
+    assert.deepEqual((await defaults(ns)).map((r) => [r.gateway, r.dev]), [['10.242.0.1', 'eth0']]);
+    await lab.ok('network', 'disconnect', 'route_a', ns);
+    assert.deepEqual((await defaults(ns)).map((r) => [r.gateway, r.dev]), [['10.242.2.1', 'eth2']], 'via route_b, not the internal network');
+    await lab.ok('network', 'disconnect', 'route_b', ns);
+    assert.deepEqual(await defaults(ns), [], 'only an internal network left: no route out');
+  });
 });
