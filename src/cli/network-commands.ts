@@ -1,5 +1,7 @@
 // `nsdns network ...` and `nsdns debug`: clients of the daemon's control socket, with the
 // conventions of `docker network` (create prints the id, ls a table, inspect JSON).
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { resolveTarget } from '../plumbing/target.js';
@@ -53,6 +55,21 @@ function dockerLsJson(r: LsRow, trunc: boolean): Record<string, string> {
     Name: r.name,
     Scope: r.scope ?? 'local',
   };
+}
+
+/**
+ * A --resolv-conf path: absolute, no NUL, not inside /proc or /sys (kernel files, where a write
+ * would change the system), not a directory; its directory must exist.
+ */
+function checkResolvConfPath(file: string): string {
+  const refuse = (why: string) => new UsageError(`--resolv-conf ${JSON.stringify(file.slice(0, 80))}: ${why}\nSee 'nsdns network connect --help'.`);
+  if (file.includes('\0') || file.length > 4096) throw refuse('not a usable path');
+  if (!path.isAbsolute(file)) throw refuse('give an absolute path');
+  const resolved = path.resolve(file);
+  if (/^\/(proc|sys)(\/|$)/.test(resolved) || resolved === '/') throw refuse('not inside /proc or /sys');
+  if (existsSync(resolved) && statSync(resolved).isDirectory()) throw refuse('is a directory; give the file, such as ROOTFS/etc/resolv.conf');
+  if (!existsSync(path.dirname(resolved))) throw refuse(`its directory ${path.dirname(resolved).slice(0, 80)} does not exist`);
+  return resolved;
 }
 
 interface RemoveResult {
@@ -174,13 +191,30 @@ export function networkCommands(program: Command): void {
     .option('--ifname <name>', 'interface name in the namespace (default eth0, eth1, ...)')
     .option('--dns <ip>', 'upstream DNS server for this endpoint (repeatable)', collect)
     .option('--publish <[hostip:]hostport:port[/proto]>', 'publish a port on the host (repeatable)', collect)
+    .option('--resolv-conf <file>', 'also write a resolv.conf pointing at nsdns here (such as a container\'s root/etc/resolv.conf); for PID and path targets, which get no /etc/netns file')
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
     .action(async (networkName: string, target: string, o) => {
+      // Checked before anything is connected; written by this process, with the caller's rights.
+      const resolvFile = o.resolvConf !== undefined ? checkResolvConfPath(o.resolvConf) : undefined;
       const result = await call<Record<string, unknown>>(o.socket, 'network.connect', {
         network: networkName, target, name: o.name, aliases: o.alias, ip: o.ip, ip6: o.ip6, mac: o.mac, ifname: o.ifname, dns: o.dns, publish: o.publish,
       });
-      print(o.json ? result : `${result.name} (${result.shortId}) on ${result.network}: ${[...(result.ipv4 as string[]), ...(result.ipv6 as string[])].join(' ')} via ${result.ifname}`);
+      if (resolvFile !== undefined) {
+        try {
+          // Loaded here only: state.js brings the registry's parsers, which other commands do not need.
+          const [{ resolvConfText }, { writeFileAtomic }] = await Promise.all([import('../plumbing/netns-resolv.js'), import('../plumbing/state.js')]);
+          await writeFileAtomic(resolvFile, resolvConfText(String(result.name), typeof result.domain === 'string' ? [result.domain] : []));
+        } catch (err) {
+          throw new Error(`connected, but writing --resolv-conf ${resolvFile} failed: ${(err as Error).message}`);
+        }
+      }
+      if (o.json) return print({ ...result, ...(resolvFile !== undefined && { resolvConfWritten: resolvFile }) });
+      print(`${result.name} (${result.shortId}) on ${result.network}: ${[...(result.ipv4 as string[]), ...(result.ipv6 as string[])].join(' ')} via ${result.ifname}`);
+      if (resolvFile !== undefined) print(`resolv.conf written to ${resolvFile} (nameserver 127.0.0.11)`);
+      else if (result.resolvConf === null) {
+        print('note: a namespace given by PID or path gets no resolv.conf: its programs still ask the resolver of their own /etc/resolv.conf. Point it at nameserver 127.0.0.11, or connect with --resolv-conf FILE.');
+      }
     });
 
   network.command('disconnect')

@@ -97,6 +97,7 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
   return {
     network: e.network, name: e.name, id: e.id, shortId: e.id.slice(0, 12), aliases: e.aliases, ipv4: e.ipv4, ipv6: e.ipv6,
     mac: e.mac, ifname: e.ifname, hostIf: e.hostIf, netns: e.netns, gateway, nameserver: '127.0.0.11', ports: e.ports ?? [],
+    ...(record.network.domain !== undefined && { domain: record.network.domain }),
   };
 }
 
@@ -141,7 +142,8 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('network.connect', async (p) => {
       refuseOwnAddresses('--dns', p.dns, own());
       const endpoint = await manager.connect(p);
-      return endpointSummary(endpoint, recordOf(endpoint.network));
+      // resolvConf: the file `ip netns exec` mounts, or null: a PID or path target gets none.
+      return { ...endpointSummary(endpoint, recordOf(endpoint.network)), resolvConf: manager.resolvConfFile(endpoint.netns!) ?? null };
     }),
     method('network.disconnect', async (p) => {
       const endpoint = await manager.disconnect(p.network, p.target);

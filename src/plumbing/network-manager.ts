@@ -340,6 +340,11 @@ export class NetworkManager {
     }
   }
 
+  /** The /etc/netns/NAME/resolv.conf a namespace gets, or undefined when it gets none (PID and path targets). */
+  resolvConfFile(netns: string): string | undefined {
+    return netns.startsWith('/run/netns/') ? this.resolvFiles.file(netns.slice('/run/netns/'.length)) : undefined;
+  }
+
   resolvConfOf(name: string): Promise<string | undefined> {
     return this.resolvFiles.read(name);
   }

@@ -19,7 +19,7 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.equal(again.exitCode, 1);
     assert.match(again.stderr, /network "MixedNet" already exists/);
     const ns = await lab.namespace('mixed');
-    assert.match(await lab.ok('network', 'connect', 'MixedNet', ns), / on MixedNet: 10\.230\.0\.2 via eth0$/);
+    assert.match(await lab.ok('network', 'connect', 'MixedNet', ns), / on MixedNet: 10\.240\.0\.2 via eth0$/);
     assert.deepEqual(await lab.dig(ns, `${ns}.mixednet`), ['10.240.0.2'], 'the network name is a DNS zone in any case');
     assert.deepEqual(await lab.dig(ns, `${ns}.MixedNet`), ['10.240.0.2']);
     assert.match(await lab.ok('network', 'disconnect', 'MIXEDNET', ns), /disconnected from MixedNet/);
@@ -179,5 +179,46 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.deepEqual((await defaults(ns)).map((r) => [r.gateway, r.dev]), [['10.242.2.1', 'eth2']], 'via route_b, not the internal network');
     await lab.ok('network', 'disconnect', 'route_b', ns);
     assert.deepEqual(await defaults(ns), [], 'only an internal network left: no route out');
+  });
+
+  it('a PID target: connect says it gets no resolv.conf, and --resolv-conf FILE writes one there (validated, atomic)', async () => {
+    const { execa } = await import('execa');
+    const { mkdtempSync, readFileSync, readdirSync, rmSync } = await import('node:fs');
+    const ns = await lab.namespace('pid');
+    const sleeper = execa('ip', ['netns', 'exec', ns, 'sleep', '60'], { reject: false });
+    const rootfs = mkdtempSync('/tmp/nsdns-rootfs-');
+    try {
+      let pid = '';
+      for (let i = 0; i < 100 && !pid; i++) {
+        pid = (await execa('ip', ['netns', 'pids', ns])).stdout.trim().split('\n')[0] ?? '';
+        if (!pid) await new Promise((r) => setTimeout(r, 20));
+      }
+      await lab.ok('network', 'create', 'pidnet', '--subnet', '10.243.0.0/24', '--domain', 'pid.test');
+      const plain = await lab.ok('network', 'connect', 'pidnet', pid, '--name', 'bypid');
+      assert.match(plain, /^note: a namespace given by PID or path gets no resolv\.conf.*--resolv-conf FILE\.$/m);
+      await lab.ok('network', 'disconnect', 'pidnet', 'bypid');
+
+      for (const [bad, why] of [['etc/resolv.conf', /give an absolute path/], ['/proc/self/root/x', /not inside \/proc or \/sys/], [rootfs, /is a directory/], [`${rootfs}/nodir/resolv.conf`, /does not exist/]] as const) {
+        const r = await lab.nsdns('network', 'connect', 'pidnet', pid, '--name', 'bypid', '--resolv-conf', bad);
+        assert.equal(r.exitCode, 2, bad);
+        assert.match(r.stderr, why);
+      }
+      assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', 'pidnet'))[0].Containers, {}, 'a refused path connects nothing');
+
+      const file = `${rootfs}/resolv.conf`;
+      const out = await lab.ok('network', 'connect', 'pidnet', pid, '--name', 'bypid', '--resolv-conf', file);
+      assert.match(out, new RegExp(`resolv\\.conf written to ${file}`));
+      assert.doesNotMatch(out, /note:/);
+      const text = readFileSync(file, 'utf8');
+      assert.match(text, /^nameserver 127\.0\.0\.11$/m);
+      assert.match(text, /^search pid\.test$/m);
+      assert.deepEqual(readdirSync(rootfs), ['resolv.conf'], 'no temp file left');
+      // The file works: glibc in the namespace, reading it as its resolv.conf, finds the endpoint.
+      const r = await execa('unshare', ['-m', 'sh', '-c', `mount --bind ${file} /etc/resolv.conf && nsenter --net=/proc/${pid}/ns/net getent hosts bypid`], { reject: false });
+      assert.match(r.stdout, /^10\.243\.0\.2\s+bypid/);
+    } finally {
+      sleeper.kill();
+      rmSync(rootfs, { recursive: true, force: true });
+    }
   });
 });
