@@ -149,6 +149,28 @@ export class Forwarder {
     return this.fetch(query, key, servers, transport, listener, client);
   }
 
+  /**
+   * Whether `client` may have this cache miss answered from upstream: a query joining one in
+   * flight always may; otherwise its share must have room. Asked before any promise is made, so
+   * a flooding client is turned away at the cost of two map lookups.
+   */
+  admits(key: string, transport: Transport, client: string): boolean {
+    return this.pending.has(`${key}|${transport}`) || this.shares.hasRoom(client, this.options);
+  }
+
+  /**
+   * The answer for a client over its share. Over UDP the first query turned away and then one in
+   * SLIP get REFUSED, the others nothing (as response rate limiting does): a well-behaved client
+   * learns at once that it is refused, and a flooding one costs neither a send per query nor
+   * answers to feed its loop. Over TCP every one is answered (no reflection there).
+   */
+  turnAway(query: Query, transport: Transport, client: string): Buffer | null {
+    this.stats.refusedClient++;
+    this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED (over UDP to one query in 4)'));
+    if (transport === 'udp' && this.shares.turnedAway(client) % SLIP !== 1) return null;
+    return errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize);
+  }
+
   /** The upstreams, for a query the cache (under `key`) did not have. */
   async fetch(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, listener: InflightCounter, client: string): Promise<Forwarded> {
     // The key is one-to-one and the upstream query is built from it alone, so joining is safe.
@@ -250,9 +272,14 @@ export class Forwarder {
 
 interface Share {
   inflight: number;
+  /** Queries turned away while over the share (for the REFUSED slip). */
+  turnedAway: number;
   tokens: number;
   refilledAt: number;
 }
+
+/** Over UDP, one query in SLIP from a client over its share is answered REFUSED; the rest are dropped. */
+const SLIP = 4;
 
 /** Most clients tracked: spoofed source addresses must not grow the map without bound. */
 const MAX_CLIENTS = 4096;
@@ -264,6 +291,21 @@ const MAX_CLIENTS = 4096;
 class ClientShares {
   private readonly shares = new Map<string, Share>();
 
+  /** Counts one more query of `client` turned away; returns the count. */
+  turnedAway(client: string): number {
+    const share = this.shares.get(client);
+    return share ? ++share.turnedAway : 1;
+  }
+
+  /** Whether take() would succeed now, without taking anything. */
+  hasRoom(client: string, options: ForwardOptions): boolean {
+    const share = this.shares.get(client);
+    if (!share) return true;
+    if (share.inflight >= options.maxInflightPerClient) return false;
+    const rate = options.clientQueriesPerSecond;
+    return rate === 0 || share.tokens + ((Date.now() - share.refilledAt) * rate) / 1000 >= 1;
+  }
+
   /** The client's share with one exchange taken from it, or undefined when it has none left. */
   take(client: string, options: ForwardOptions): Share | undefined {
     const now = Date.now();
@@ -271,7 +313,7 @@ class ClientShares {
     let share = this.shares.get(client);
     if (!share) {
       if (this.shares.size >= MAX_CLIENTS) this.evict(now, rate);
-      share = { inflight: 0, tokens: rate, refilledAt: now };
+      share = { inflight: 0, tokens: rate, refilledAt: now, turnedAway: 0 };
       this.shares.set(client, share);
     }
     if (share.inflight >= options.maxInflightPerClient) return undefined;

@@ -106,6 +106,11 @@ function sourceIndex(origin: Forwarded['origin']): number {
   return origin.source === 'upstream' ? UPSTREAM : origin.source === 'cache' ? CACHE : ERROR;
 }
 
+/** Who gets a fair share of the upstreams: a namespace as a whole, or one source address. */
+function clientKey(client: Client, listener: ListenerContext): string {
+  return listener.endpoints() === undefined ? client.address : listener.name;
+}
+
 interface Upstreams {
   servers: UpstreamServer[];
   /** Identifies the server list: part of cache keys, so clients with other upstreams never share answers. */
@@ -170,6 +175,11 @@ export class Resolver {
       const reply = hit.length > limit ? truncatedCopy(hit, parsed) : hit;
       stats?.count(listener, CACHE, parsed.qtype, reply, started);
       return reply;
+    }
+    if (!this.forwarder.admits(key, client.transport, clientKey(client, listener))) {
+      const refused = this.forwarder.turnAway(parsed, client.transport, clientKey(client, listener));
+      if (refused) stats?.count(listener, ERROR, parsed.qtype, refused, started);
+      return refused;
     }
     const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
     if (!stats) return forwarded.then((r) => r.reply);
@@ -256,8 +266,7 @@ export class Resolver {
 
   /** Through the forwarder; `missedKey` when the cache was already asked (and did not have it). */
   private async forwardTo(query: Query, upstreams: Upstreams, client: Client, listener: ListenerContext, limit: number, missedKey?: string): Promise<Forwarded> {
-    // Who gets a fair share of the upstreams: a namespace as a whole, or one source address.
-    const who = listener.endpoints() === undefined ? client.address : listener.name;
+    const who = clientKey(client, listener);
     try {
       const result = missedKey === undefined
         ? await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener, who)
