@@ -1,10 +1,15 @@
 // One network turned into lookup indexes, built once when the network changes. Addresses are kept
 // in wire form (4 or 16 bytes) so an answer copies them instead of parsing text per query.
 import ipaddr from 'ipaddr.js';
-import type { Endpoint, Network, NetworkRecord } from './types.js';
+import type { Endpoint, Network, NetworkRecord, StaticRecord } from './types.js';
 
 export interface NameEntry {
   readonly endpoints: readonly Endpoint[];
+  /**
+   * The endpoint whose own name (or id) this is; undefined for an alias, which any number of
+   * endpoints may share and which answers only its healthy holders.
+   */
+  readonly own: Endpoint | undefined;
 }
 
 export interface CompiledNetwork {
@@ -18,6 +23,12 @@ export interface CompiledNetwork {
   readonly zones: readonly string[];
   /** Whether the network or one of its endpoints names its own upstreams (known at build time). */
   readonly ownUpstreams: boolean;
+  /** The zone PTR answers and SRV targets name endpoints in: the domain, else the network name (lower case). */
+  readonly canonicalZone: string;
+  /** Static records by lower-case name relative to the zones. */
+  readonly records: ReadonlyMap<string, readonly StaticRecord[]>;
+  /** Canonical address → names of the static A/AAAA records that hold it (PTR). */
+  readonly recordAddresses: ReadonlyMap<string, readonly string[]>;
 }
 
 export const SHORT_ID_LENGTH = 12;
@@ -28,7 +39,7 @@ export const SHORT_ID_LENGTH = 12;
  */
 export class NetworkBuilder {
   private readonly endpoints: Endpoint[] = [];
-  private readonly names = new Map<string, { endpoints: Endpoint[] }>();
+  private readonly names = new Map<string, { endpoints: Endpoint[]; own: Endpoint | undefined }>();
   private readonly byAddress = new Map<string, Endpoint[]>();
   private ownUpstreams: boolean;
 
@@ -37,19 +48,19 @@ export class NetworkBuilder {
   }
 
   add(endpoints: readonly Endpoint[]): void {
-    const name = (key: string, e: Endpoint) => {
+    const name = (key: string, e: Endpoint, own: boolean) => {
       const entry = this.names.get(key);
-      if (!entry) this.names.set(key, { endpoints: [e] });
+      if (!entry) this.names.set(key, { endpoints: [e], own: own ? e : undefined });
       else if (!entry.endpoints.includes(e)) entry.endpoints.push(e);
     };
     for (const e of endpoints) {
       this.endpoints.push(e);
-      name(e.name, e);
-      for (const alias of e.aliases) name(alias, e);
+      name(e.name, e, true);
+      for (const alias of e.aliases) name(alias, e, false);
       const id = e.id.toLowerCase();
       if (/^[0-9a-f]{12,}$/.test(id)) {
-        name(id, e);
-        name(id.slice(0, SHORT_ID_LENGTH), e);
+        name(id, e, true);
+        name(id.slice(0, SHORT_ID_LENGTH), e, true);
       }
       for (const a of [...e.ipv4, ...e.ipv6]) {
         const key = ipaddr.parse(a).toString();
@@ -63,9 +74,28 @@ export class NetworkBuilder {
 
   build(): CompiledNetwork {
     const { network } = this;
-    const zones = [network.name];
-    if (network.domain && network.domain !== network.name) zones.push(network.domain);
-    return { network, endpoints: this.endpoints, names: this.names, byAddress: this.byAddress, zones, ownUpstreams: this.ownUpstreams };
+    // Names are kept as typed (MixedNet), DNS compares lower case.
+    const zones = [network.name.toLowerCase()];
+    if (network.domain && network.domain.toLowerCase() !== zones[0]) zones.push(network.domain.toLowerCase());
+    const canonicalZone = (network.domain ?? network.name).toLowerCase();
+    const records = new Map<string, StaticRecord[]>();
+    const recordAddresses = new Map<string, string[]>();
+    for (const r of network.records ?? []) {
+      const list = records.get(r.name);
+      if (list) list.push(r);
+      else records.set(r.name, [r]);
+      if (r.type === 'A' || r.type === 'AAAA') {
+        const key = ipaddr.parse(r.value).toString();
+        const fqdn = `${r.name}.${canonicalZone}`;
+        const names = recordAddresses.get(key);
+        if (!names) recordAddresses.set(key, [fqdn]);
+        else if (!names.includes(fqdn)) names.push(fqdn);
+      }
+    }
+    return {
+      network, endpoints: this.endpoints, names: this.names, byAddress: this.byAddress, zones, ownUpstreams: this.ownUpstreams,
+      canonicalZone, records, recordAddresses,
+    };
   }
 }
 
@@ -77,5 +107,5 @@ export function compileNetwork(record: NetworkRecord): CompiledNetwork {
 
 /** The name a PTR answer gives for an endpoint: one that resolves forward to the same address. */
 export function canonicalName(endpoint: Endpoint, network: Network): string {
-  return `${endpoint.name}.${network.domain ?? network.name}`;
+  return `${endpoint.name}.${(network.domain ?? network.name).toLowerCase()}`;
 }

@@ -7,8 +7,11 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
-import type { Endpoint, NetworkRecord, Subnet } from './types.js';
-import { ifname, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, macAddress, netnsPath, networkOptions, port, printable } from './fields.js';
+import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
+import {
+  healthStateSchema, ifname, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
+  servicesSchema, staticRecordsSchema,
+} from './fields.js';
 
 const oneOrMany = <T extends z.ZodTypeAny>(item: T) =>
   z.union([item, z.array(item)]).optional().transform((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]));
@@ -44,6 +47,10 @@ const endpointSchema = z.object({
   hostIf: ifname.optional(),
   mac: macAddress.optional(),
   ports: z.array(portSchema).max(1024).optional(),
+  services: servicesSchema.optional(),
+  labels: labelsSchema.optional(),
+  health: healthStateSchema.optional(),
+  healthHideOwn: z.boolean().optional(),
 }).strict();
 
 export const documentSchema = z.object({
@@ -57,6 +64,8 @@ export const documentSchema = z.object({
   bridge: ifname.optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
   options: networkOptions.optional(),
+  labels: labelsSchema.optional(),
+  records: staticRecordsSchema.optional(),
   endpoints: z.array(endpointSchema).default([]),
 }).strict();
 
@@ -152,6 +161,10 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
     ...(e.hostIf !== undefined && { hostIf: e.hostIf }),
     ...(e.mac !== undefined && { mac: e.mac }),
     ...(e.ports !== undefined && { ports: e.ports }),
+    ...(e.services !== undefined && e.services.length > 0 && { services: e.services.map(normalService) }),
+    ...(e.labels !== undefined && Object.keys(e.labels).length > 0 && { labels: { ...e.labels } as Record<string, string> }),
+    ...(e.health !== undefined && { health: e.health }),
+    ...(e.healthHideOwn === true && { healthHideOwn: true }),
   }));
   const record: NetworkRecord = {
     network: {
@@ -161,6 +174,8 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
       ...(doc.bridge !== undefined && { bridge: doc.bridge }),
       ...(doc.mtu !== undefined && { mtu: doc.mtu }),
       ...(doc.options !== undefined && { options: doc.options }),
+      ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
+      ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
     },
     endpoints,
   };
@@ -169,21 +184,56 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
   return record;
 }
 
-/** What a schema cannot say: names unique in the network, addresses inside a declared subnet. */
-export function consistencyProblems({ network, endpoints }: NetworkRecord): string[] {
+export function normalService(s: { name: string; port: number; protocol?: 'tcp' | 'udp'; priority?: number; weight?: number }): Service {
+  return { name: s.name.toLowerCase(), port: s.port, protocol: s.protocol ?? 'tcp', priority: s.priority ?? 0, weight: s.weight ?? 0 };
+}
+
+const lowerName = (n: string) => n.toLowerCase().replace(/\.$/, '');
+
+export function normalRecord(r: StaticRecord): StaticRecord {
+  if (r.type === 'SRV') return { name: lowerName(r.name), type: 'SRV', priority: r.priority ?? 0, weight: r.weight ?? 0, port: r.port, target: lowerName(r.target) };
+  if (r.type === 'AAAA') return { name: lowerName(r.name), type: r.type, value: ipaddr.parse(r.value).toString() };
+  if (r.type === 'CNAME') return { name: lowerName(r.name), type: r.type, value: lowerName(r.value) };
+  return { name: lowerName(r.name), type: r.type, value: r.value };
+}
+
+/**
+ * Names on one network: an endpoint's own name is unique, an alias may be shared by any number of
+ * endpoints but may not be another endpoint's own name, and a static record may not take an
+ * endpoint's name or alias. Empty when all is well.
+ */
+export function nameProblems(network: Network, endpoints: readonly Endpoint[]): string[] {
   const problems: string[] = [];
-  const owner = new Map<string, string>();
-  const claim = (name: string, endpoint: string) => {
-    const previous = owner.get(name);
-    if (previous !== undefined && previous !== endpoint) problems.push(`name "${name}" is used by both "${previous}" and "${endpoint}"`);
-    owner.set(name, endpoint);
-  };
+  const own = new Map<string, string>();
+  for (const e of endpoints) {
+    if (own.has(e.name)) problems.push(`name "${e.name}" is used by two endpoints`);
+    own.set(e.name, e.name);
+  }
+  const aliases = new Set<string>();
+  for (const e of endpoints) {
+    for (const alias of e.aliases) {
+      const holder = own.get(alias);
+      if (holder !== undefined && holder !== e.name) problems.push(`alias "${alias}" of "${e.name}" is the name of endpoint "${holder}"`);
+      aliases.add(alias);
+    }
+  }
+  const records = network.records ?? [];
+  const cname = new Set(records.filter((r) => r.type === 'CNAME').map((r) => r.name));
+  for (const r of records) {
+    if (own.has(r.name) || aliases.has(r.name)) problems.push(`record "${r.name}" has the name of an endpoint or alias of network "${network.name}"`);
+    if (r.type !== 'CNAME' && cname.has(r.name)) problems.push(`record "${r.name}" is a CNAME and cannot have other records`);
+  }
+  if (cname.size !== records.filter((r) => r.type === 'CNAME').length) problems.push('a record name has two CNAMEs');
+  return problems;
+}
+
+/** What a schema cannot say: names on the network (nameProblems), addresses inside a declared subnet. */
+export function consistencyProblems({ network, endpoints }: NetworkRecord): string[] {
+  const problems: string[] = nameProblems(network, endpoints);
   const ids = new Set<string>();
   for (const e of endpoints) {
     if (ids.has(e.id)) problems.push(`endpoint id ${e.id} appears twice`);
     ids.add(e.id);
-    claim(e.name, e.name);
-    for (const alias of e.aliases) claim(alias, e.name);
   }
   const ranges = network.subnets.map((s) => ipaddr.parseCIDR(s.subnet));
   for (const s of network.subnets) {

@@ -101,3 +101,86 @@ export function printable(value: unknown, max = 40): string {
   const escaped = text.slice(0, max * 2).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029"\\]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return escaped.length > max || text.length > max * 2 ? `${escaped.slice(0, max)}…` : escaped;
 }
+
+// ---- service discovery: services, labels, static records, health ----
+
+/** Limits on what one endpoint or network may declare. */
+export const SERVICES_MAX = 32;
+export const LABELS_MAX = 64;
+/** One TXT string (`key=value`) is at most 255 bytes (RFC 1035 §3.3). */
+export const LABEL_TEXT_MAX = 255;
+export const RECORDS_MAX = 256;
+
+/** RFC 6335 §5.1 service names, a little wider: letters, digits and '-', at most 63, not starting or ending with '-'. */
+const SERVICE_NAME = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+export function isServiceNameLabel(value: unknown): value is string {
+  return typeof value === 'string' && SERVICE_NAME.test(value);
+}
+
+/** A label key: what docker takes for label keys (letters, digits, '.', '_', '-', '/'), no '='. */
+export function isLabelKey(value: unknown): value is string {
+  return isOptionKey(value);
+}
+
+/** `key=value` must fit one TXT string and hold no control characters. */
+export function isLabelEntry(key: string, value: unknown): boolean {
+  return typeof value === 'string' && isOptionValue(value) && Buffer.byteLength(`${key}=${value}`) <= LABEL_TEXT_MAX;
+}
+
+/**
+ * A static record's name, relative to its network's zones: labels of letters, digits, '_' and '-'
+ * (`printer`, `_ldap._tcp`), no empty label, at most 253 characters.
+ */
+export function isRecordName(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 253) return false;
+  return value.split('.').every((l) => /^[A-Za-z0-9_-]{1,63}$/.test(l) && !l.startsWith('-') && !l.endsWith('-'));
+}
+
+/** A target name (CNAME, SRV): a DNS name, '_' allowed, an optional trailing dot. */
+export function isTargetName(value: unknown): value is string {
+  if (typeof value !== 'string') return false;
+  const trimmed = value.endsWith('.') ? value.slice(0, -1) : value;
+  return isRecordName(trimmed);
+}
+
+/** TXT record text: one string of at most 255 bytes, printable. */
+export function isTxtText(value: unknown): value is string {
+  return typeof value === 'string' && isOptionValue(value) && Buffer.byteLength(value) <= LABEL_TEXT_MAX;
+}
+
+const u16 = z.number().int().min(0).max(65535);
+
+export const serviceSchema = z.object({
+  name: z.string().refine(isServiceNameLabel, 'not a service name (letters, digits and "-", at most 63)'),
+  port,
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  priority: u16.default(0),
+  weight: u16.default(0),
+}).strict();
+
+export const servicesSchema = z.array(serviceSchema).max(SERVICES_MAX, `at most ${SERVICES_MAX} services`)
+  .refine((list) => new Set(list.map((s) => `${s.name.toLowerCase()}/${s.protocol}`)).size === list.length, 'a service is declared twice (same name and protocol)');
+
+export const labelsSchema = z.custom<object>((o) => typeof o !== 'object' || o === null || !Object.hasOwn(o, '__proto__'), 'label key "__proto__" is not allowed')
+  .pipe(z.record(
+    z.string().refine(isLabelKey, 'not a valid label key (1-128 letters, digits, ".", "_", "-" or "/")'),
+    z.string().refine(isOptionValue, 'not a valid label value (printable characters)'),
+  ))
+  .refine((o) => Object.keys(o).length <= LABELS_MAX, `at most ${LABELS_MAX} labels`)
+  .refine((o) => Object.entries(o).every(([k, v]) => isLabelEntry(k, v)), `a label is longer than ${LABEL_TEXT_MAX} bytes as key=value`);
+
+const recordName = z.string().refine(isRecordName, 'not a valid record name (labels of letters, digits, "_" and "-")');
+const targetName = z.string().refine(isTargetName, 'not a valid target name');
+
+export const staticRecordSchema = z.discriminatedUnion('type', [
+  z.object({ name: recordName, type: z.literal('A'), value: ipv4Address }).strict(),
+  z.object({ name: recordName, type: z.literal('AAAA'), value: ipv6Address }).strict(),
+  z.object({ name: recordName, type: z.literal('CNAME'), value: targetName }).strict(),
+  z.object({ name: recordName, type: z.literal('TXT'), value: z.string().refine(isTxtText, `not TXT text (printable, at most ${LABEL_TEXT_MAX} bytes)`) }).strict(),
+  z.object({ name: recordName, type: z.literal('SRV'), priority: u16.default(0), weight: u16.default(0), port, target: targetName }).strict(),
+]);
+
+export const staticRecordsSchema = z.array(staticRecordSchema).max(RECORDS_MAX, `at most ${RECORDS_MAX} records`);
+
+export const healthStateSchema = z.enum(['healthy', 'unhealthy', 'starting']);

@@ -2,7 +2,9 @@
 // snapshot rather than in it: a state change must not recompile a network, yet the next query
 // must see it (views drop their memo when `version` moves).
 
-export type HealthState = 'healthy' | 'unhealthy' | 'starting';
+import type { HealthState } from './types.js';
+
+export type { HealthState };
 
 export class HealthStates {
   private readonly states = new Map<string, HealthState>();

@@ -5,8 +5,9 @@ import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, NetworkBuilder, type CompiledNetwork } from './compiled.js';
 import type { Endpoint, Network, NetworkRecord } from './types.js';
-import { View } from './view.js';
+import { View, type FailOpenListener } from './view.js';
 import { printable } from './fields.js';
+import { HealthStates } from './health-state.js';
 
 export class Snapshot {
   private readonly views = new Map<string, View>();
@@ -14,6 +15,8 @@ export class Snapshot {
   constructor(
     readonly version: number,
     readonly networks: ReadonlyMap<string, CompiledNetwork>,
+    readonly health: HealthStates = new HealthStates(),
+    private readonly onFailOpen?: FailOpenListener,
   ) {}
 
   /** The view over the named networks (unknown names are skipped), or over all with `undefined`. */
@@ -24,7 +27,7 @@ export class Snapshot {
       const selected = networks === undefined
         ? [...this.networks.values()]
         : networks.map((n) => this.networks.get(n)).filter((n): n is CompiledNetwork => n !== undefined);
-      view = new View(selected);
+      view = new View(selected, this.health, this.onFailOpen);
       this.views.set(key, view);
     }
     return view;
@@ -81,10 +84,18 @@ const SLICE_CHECK = 32;
 
 export interface RegistryEvents {
   change: [snapshot: Snapshot, changedNetwork: string];
+  /**
+   * A shared name (alias or service set) had no healthy holder, so every holder was answered.
+   * Emitted once per name and view each time the health states change, never per query.
+   */
+  failOpen: [name: string, endpoints: number];
 }
 
 export class Registry extends EventEmitter<RegistryEvents> {
-  private snapshot = new Snapshot(0, new Map());
+  /** Every endpoint's health, beside the snapshots: a change is seen by the next query without a recompile. */
+  readonly health = new HealthStates();
+  private readonly failOpen: FailOpenListener = (name, endpoints) => void this.emit('failOpen', name, endpoints);
+  private snapshot = new Snapshot(0, new Map(), this.health, this.failOpen);
   private readonly sources = new Map<string, string>();
 
   current(): Snapshot {
@@ -147,9 +158,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
   }
 
-  private install(built: CompiledNetwork, source: string): Snapshot {
-    // Names are kept as given (MixedNet) but DNS compares lower case: the zone must be too.
-    const compiled = built.zones.some((z) => z !== z.toLowerCase()) ? { ...built, zones: built.zones.map((z) => z.toLowerCase()) } : built;
+  private install(compiled: CompiledNetwork, source: string): Snapshot {
+    // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
+    // `endpoint health` says otherwise).
+    for (const e of compiled.endpoints) if (e.health !== undefined) this.health.set(e.id, e.health);
     const name = compiled.network.name;
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
@@ -166,7 +178,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   private publish(networks: Map<string, CompiledNetwork>, changed: string): Snapshot {
-    this.snapshot = new Snapshot(this.snapshot.version + 1, networks);
+    this.snapshot = new Snapshot(this.snapshot.version + 1, networks, this.health, this.failOpen);
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }

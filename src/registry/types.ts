@@ -16,6 +16,22 @@ export interface PortMapping {
   protocol: 'tcp' | 'udp';
 }
 
+/** A service an endpoint offers: SRV `_<name>._<protocol>.<endpoint name>`. */
+export interface Service {
+  name: string;
+  port: number;
+  protocol: 'tcp' | 'udp';
+  priority: number;
+  weight: number;
+}
+
+/** A network-wide record served by DNS to every namespace on the network (its name is relative to the network's zones). */
+export type StaticRecord =
+  | { name: string; type: 'A' | 'AAAA' | 'CNAME' | 'TXT'; value: string }
+  | { name: string; type: 'SRV'; priority: number; weight: number; port: number; target: string };
+
+export type HealthState = 'healthy' | 'unhealthy' | 'starting';
+
 export interface Network {
   name: string;
   id: string;
@@ -31,6 +47,10 @@ export interface Network {
   bridge?: string;
   mtu?: number;
   options?: Record<string, string>;
+  /** Free-form metadata (`network create --label`), shown by inspect and used by `ls --filter label=`. */
+  labels?: Record<string, string>;
+  /** Static records (`network create --record`, `records:` in files). */
+  records?: StaticRecord[];
 }
 
 export interface Endpoint {
@@ -48,6 +68,14 @@ export interface Endpoint {
   hostIf?: string;
   mac?: string;
   ports?: PortMapping[];
+  /** Services answered as SRV under every name form of the endpoint and its aliases. */
+  services?: Service[];
+  /** Answered as TXT at the endpoint's names, one `key=value` string per label. */
+  labels?: Record<string, string>;
+  /** A state given in a registry file (`health:`), fed into the registry's HealthStates when it loads. */
+  health?: HealthState;
+  /** Leave the endpoint's own name out of answers too while it is not healthy. */
+  healthHideOwn?: boolean;
 }
 
 /** One network with its endpoints: the unit the registry replaces on every change. */

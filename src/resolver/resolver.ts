@@ -1,18 +1,23 @@
 // The per-query pipeline, in order: read the query (fast path) → refuse what is malformed →
-// answer from the registry → decide whether we may forward → cache / forward. The listener writes
-// whatever this returns; a synchronous Buffer for everything answered locally, so the common
-// query costs no promise.
-import { RCODE } from '../wire/constants.js';
+// answer from the registry → decide whether we may forward → cache / forward. One pipeline serves
+// both `handle` (the listeners) and `explain` (`nsdns debug`): a QueryContext carries the query
+// through it and collects where the answer came from. The listener writes whatever handle returns;
+// a synchronous Buffer for everything answered locally, so the common query costs no promise.
+import dnsPacket from 'dns-packet';
+import { RCODE, TCP_MAX_MESSAGE } from '../wire/constants.js';
 import { parseQuery, type Query } from '../wire/query.js';
-import { errorReply, headerOnlyReply, truncatedCopy, udpLimit } from '../wire/reply.js';
-import { TCP_MAX_MESSAGE } from '../wire/constants.js';
+import { encodeRecords, errorReply, headerOnlyReply, recordsReply, truncatedCopy, udpLimit } from '../wire/reply.js';
 import type { Endpoint } from '../registry/types.js';
 import type { View } from '../registry/view.js';
 import type { Logger } from '../log.js';
-import { answerLocally } from './local.js';
-import { Forwarder, LatencyBuckets, type Forwarded, type InflightCounter, type Origin } from './forwarder.js';
+import { isChase, localAnswer, type Chase, type LocalOptions } from './local.js';
+import { CACHE, ERROR, LOCAL, QueryStats, sourceIndex } from './query-stats.js';
+import { Forwarder, type Forwarded, type InflightCounter, type Origin } from './forwarder.js';
 import { parseUpstream, type UpstreamServer } from './upstream-address.js';
 import type { Transport } from './upstream.js';
+
+/** The default name namespaces reach the host by (config dns.hostName). */
+export const DEFAULT_HOST_NAME = 'host.nsdns.internal';
 
 export interface ResolverSettings {
   /** TTL of local answers, seconds. */
@@ -24,6 +29,8 @@ export interface ResolverSettings {
   hostUpstreams: () => readonly string[];
   /** Addresses we listen on ("host:port"): never used as upstreams, so we cannot ask ourselves. */
   ownAddresses: ReadonlySet<string>;
+  /** The name that answers a namespace's gateway (default DEFAULT_HOST_NAME); '' turns it off. */
+  hostName?: string;
 }
 
 /** One place queries come in: a host listener, or the 127.0.0.11 sockets inside a namespace. */
@@ -41,70 +48,23 @@ export interface Client {
 
 export type Resolution = { reply: Buffer; origin: Origin | { source: 'registry' } };
 
-/** Label values of QueryStats.answers, in index order. */
-export const LISTENER_KINDS = ['host', 'namespace'] as const;
-export const ANSWER_SOURCES = ['local', 'cache', 'upstream', 'error'] as const;
-export const QTYPE_LABELS = ['A', 'AAAA', 'PTR', 'SRV', 'TXT', 'ANY', 'other'] as const;
-const LOCAL = 0;
-const CACHE = 1;
-const UPSTREAM = 2;
-const ERROR = 3;
-
-/** Index into QTYPE_LABELS: a bounded label set, whatever type a client asks for. */
-function qtypeIndex(qtype: number): number {
-  switch (qtype) {
-    case 1: return 0;
-    case 28: return 1;
-    case 12: return 2;
-    case 33: return 3;
-    case 16: return 4;
-    case 255: return 5;
-    default: return 6;
-  }
+/** One query on its way through the pipeline. */
+interface QueryContext {
+  readonly raw: Buffer;
+  readonly client: Client;
+  readonly listener: ListenerContext;
+  /** Set while metrics are on (never for explain). */
+  readonly stats: QueryStats | undefined;
+  readonly started: number;
+  /** `nsdns debug`: no size limit of the transport, no fair-share admission. */
+  readonly explain: boolean;
+  /** Where the answer came from, once known. */
+  origin: Resolution['origin'] | undefined;
 }
 
-/**
- * The per-query counters: plain numbers in typed arrays, bumped on the hot path only while
- * `enabled`, and turned into Prometheus metrics at scrape time (daemon/metrics.ts). Nothing from
- * the network (names, client addresses) is ever kept here: every index is from a bounded set.
- */
-export class QueryStats {
-  enabled = false;
-  /** Answers by [kind][source][qtype][rcode], flattened: see answerIndex(). */
-  readonly answers = new Float64Array(LISTENER_KINDS.length * ANSWER_SOURCES.length * QTYPE_LABELS.length * 16);
-  /** Messages not answered at all: shorter than a header, or a response. */
-  dropped = 0;
-  /** Messages answered with a header-only FORMERR/NOTIMP/BADVERS. */
-  malformed = 0;
-  /** Datagrams from clients a host listener does not answer. */
-  notAllowed = 0;
-  /** TCP connections refused, by the limit that refused them (or not-allowed). */
-  readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
-  /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */
-  readonly latency = new LatencyBuckets();
-  private tick = 0;
+const REGISTRY_ORIGIN = { source: 'registry' } as const;
 
-  static readonly SAMPLE_EVERY = 8;
-
-  static answerIndex(kind: number, source: number, qtype: number, rcode: number): number {
-    return ((kind * ANSWER_SOURCES.length + source) * QTYPE_LABELS.length + qtype) * 16 + rcode;
-  }
-
-  /** A start time for one answer in SAMPLE_EVERY, else 0. */
-  startTimer(): number {
-    return (++this.tick & (QueryStats.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
-  }
-
-  count(listener: ListenerContext, source: number, qtype: number, reply: Buffer, started: number): void {
-    const kind = listener.endpoints() === undefined ? 0 : 1;
-    this.answers[QueryStats.answerIndex(kind, source, qtypeIndex(qtype), reply[3] & 0x0f)]++;
-    if (started !== 0) this.latency.observe((performance.now() - started) / 1000);
-  }
-}
-
-function sourceIndex(origin: Forwarded['origin']): number {
-  return origin.source === 'upstream' ? UPSTREAM : origin.source === 'cache' ? CACHE : ERROR;
-}
+export { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats } from './query-stats.js';
 
 /** Who gets a fair share of the upstreams: a namespace as a whole, or one source address. */
 function clientKey(client: Client, listener: ListenerContext): string {
@@ -124,15 +84,19 @@ export class Resolver {
   private raView: View | undefined;
   private raValue = false;
   readonly stats = new QueryStats();
+  private local: LocalOptions;
 
   constructor(
     private settings: ResolverSettings,
     readonly forwarder: Forwarder,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.local = localOptions(settings);
+  }
 
   configure(settings: ResolverSettings): void {
     this.settings = settings;
+    this.local = localOptions(settings);
     this.raView = undefined;
     this.upstreamMemo = new WeakMap();
   }
@@ -141,65 +105,98 @@ export class Resolver {
   handle(raw: Buffer, client: Client, listener: ListenerContext): Buffer | null | Promise<Buffer> {
     // Metrics off: one test of a boolean per query, and no clock read.
     const stats = this.stats.enabled ? this.stats : undefined;
-    const started = stats ? stats.startTimer() : 0;
-    const parsed = parseQuery(raw);
+    return this.run({ raw, client, listener, stats, started: stats ? stats.startTimer() : 0, explain: false, origin: undefined });
+  }
+
+  /** Like handle(), and says where the answer came from (for `nsdns debug`). */
+  async explain(raw: Buffer, client: Client, listener: ListenerContext): Promise<Resolution | null> {
+    const ctx: QueryContext = { raw, client, listener, stats: undefined, started: 0, explain: true, origin: undefined };
+    const reply = await this.run(ctx);
+    return reply === null ? null : { reply, origin: ctx.origin ?? REGISTRY_ORIGIN };
+  }
+
+  private run(ctx: QueryContext): Buffer | null | Promise<Buffer> {
+    const { stats, listener, client } = ctx;
+    const parsed = parseQuery(ctx.raw);
     if (parsed.kind === 'drop') {
       if (stats) stats.dropped++;
       return null;
     }
     if (parsed.kind === 'reject') {
-      const reply = headerOnlyReply(raw, parsed.rcode, parsed.edns, this.settings.maxUdpSize);
+      const reply = headerOnlyReply(ctx.raw, parsed.rcode, parsed.edns, this.settings.maxUdpSize);
+      ctx.origin = { source: 'error', reason: parsed.reason };
       if (stats) {
         stats.malformed++;
-        stats.count(listener, ERROR, -1, reply, started);
+        stats.count(listener, ERROR, -1, reply, ctx.started);
       }
       return reply;
     }
     const view = listener.view();
-    const limit = client.transport === 'udp' ? udpLimit(parsed, this.settings.maxUdpSize) : TCP_MAX_MESSAGE;
-    const local = answerLocally(parsed, view, this.settings, limit, this.canForward(view));
-    if (local) {
-      stats?.count(listener, LOCAL, parsed.qtype, local, started);
+    const limit = ctx.explain || client.transport !== 'udp' ? TCP_MAX_MESSAGE : udpLimit(parsed, this.settings.maxUdpSize);
+    const local = localAnswer(parsed, view, this.local, limit, this.canForward(view), listener.endpoints() !== undefined);
+    if (local !== undefined) {
+      if (isChase(local)) return this.chase(ctx, parsed, view, local);
+      ctx.origin = REGISTRY_ORIGIN;
+      stats?.count(listener, LOCAL, parsed.qtype, local, ctx.started);
       return local;
     }
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) {
-      const refused = this.refuse(parsed, view).reply;
-      stats?.count(listener, ERROR, parsed.qtype, refused, started);
-      return refused;
+      const refused = this.refuse(parsed, view);
+      ctx.origin = refused.origin;
+      stats?.count(listener, ERROR, parsed.qtype, refused.reply, ctx.started);
+      return refused.reply;
     }
     // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
     const key = this.forwarder.key(parsed, upstreams.key);
     const hit = this.forwarder.cachedReply(key, parsed);
     if (hit) {
       const reply = hit.length > limit ? truncatedCopy(hit, parsed) : hit;
-      stats?.count(listener, CACHE, parsed.qtype, reply, started);
+      ctx.origin = { source: 'cache' };
+      stats?.count(listener, CACHE, parsed.qtype, reply, ctx.started);
       return reply;
     }
-    if (!this.forwarder.admits(key, client.transport, clientKey(client, listener))) {
+    if (!ctx.explain && !this.forwarder.admits(key, client.transport, clientKey(client, listener))) {
       const refused = this.forwarder.turnAway(parsed, client.transport, clientKey(client, listener));
-      if (refused) stats?.count(listener, ERROR, parsed.qtype, refused, started);
+      if (refused) stats?.count(listener, ERROR, parsed.qtype, refused, ctx.started);
       return refused;
     }
     const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
-    if (!stats) return forwarded.then((r) => r.reply);
     return forwarded.then((r) => {
-      stats.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, started);
+      ctx.origin = r.origin;
+      stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
       return r.reply;
     });
   }
 
-  /** Like handle(), and says where the answer came from (for `nsdns debug`). */
-  async explain(raw: Buffer, client: Client, listener: ListenerContext): Promise<Resolution | null> {
-    const parsed = parseQuery(raw);
-    if (parsed.kind === 'drop') return null;
-    if (parsed.kind === 'reject') return { reply: headerOnlyReply(raw, parsed.rcode, parsed.edns, this.settings.maxUdpSize), origin: { source: 'error', reason: parsed.reason } };
-    const view = listener.view();
-    const local = answerLocally(parsed, view, this.settings, TCP_MAX_MESSAGE, this.canForward(view));
-    if (local) return { reply: local, origin: { source: 'registry' } };
-    const upstreams = this.upstreams(view, client, listener);
-    if (upstreams.servers.length === 0) return this.refuse(parsed, view);
-    return this.forwardTo(parsed, upstreams, client, listener, TCP_MAX_MESSAGE);
+  /**
+   * A static CNAME to an outside name: glibc does not follow it, so the target is asked upstream
+   * (same type, through the cache) and its answers follow the CNAME. With nobody to ask (an
+   * internal network), the CNAME alone.
+   */
+  private async chase(ctx: QueryContext, query: Query, view: View, chase: Chase): Promise<Buffer> {
+    const upstreams = this.upstreams(view, ctx.client, ctx.listener);
+    let answers: Buffer[] = [];
+    let rcode: number = RCODE.NOERROR;
+    ctx.origin = REGISTRY_ORIGIN;
+    if (upstreams.servers.length > 0) {
+      const raw = dnsPacket.encode({ type: 'query', id: query.id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: chase.target, type: query.qtype as unknown as dnsPacket.RecordType, class: 'IN' }] });
+      const target = parseQuery(raw);
+      if (target.kind === 'query') {
+        const result = await this.forwardTo(target, upstreams, ctx.client, ctx.listener, TCP_MAX_MESSAGE);
+        ctx.origin = result.origin;
+        try {
+          const decoded = dnsPacket.decode(result.reply) as dnsPacket.Packet & { rcode?: string };
+          rcode = decoded.rcode === 'NXDOMAIN' ? RCODE.NXDOMAIN : decoded.rcode === 'NOERROR' ? RCODE.NOERROR : RCODE.SERVFAIL;
+          answers = encodeRecords((decoded.answers ?? []).filter((a) => (a as { class?: string }).class === undefined || (a as { class?: string }).class === 'IN'));
+        } catch {
+          rcode = RCODE.SERVFAIL;
+        }
+      }
+    }
+    const reply = recordsReply(query, [...chase.records, ...answers], [], { ...chase.reply, rcode });
+    ctx.stats?.count(ctx.listener, sourceIndex(ctx.origin), query.qtype, reply, ctx.started);
+    return reply;
   }
 
   private refuse(query: Query, view: View): Forwarded {
@@ -222,7 +219,7 @@ export class Resolver {
     const host = this.settings.hostUpstreams();
     let entry = perView.get(key);
     if (!entry || entry.host !== host) {
-      const servers = view.canForward ? this.upstreamsFor(view, client, listener) : [];
+      const servers = view.canForward ? this.upstreamsFor(view, client, listener) : this.internalUpstreams(view, client, listener);
       entry = { servers, key: servers.map((s) => s.key).join(','), host };
       if (perView.size >= 4096) perView.clear();
       perView.set(key, entry);
@@ -232,12 +229,23 @@ export class Resolver {
 
   /** RA: whether a query from this view could be forwarded at all. */
   private canForward(view: View): boolean {
-    if (!view.canForward) return false;
     if (view !== this.raView) {
       this.raView = view;
-      this.raValue = this.settings.upstreams.length > 0 || this.settings.hostUpstreams().length > 0 || view.hasOwnUpstreams;
+      // An internal network forwards only to its own servers inside its subnets.
+      this.raValue = view.canForward ? this.settings.upstreams.length > 0 || this.settings.hostUpstreams().length > 0 || view.hasOwnUpstreams : view.hasOwnUpstreams;
     }
     return this.raValue;
+  }
+
+  /**
+   * Upstreams of a client whose networks are all internal: only the endpoint's or network's own
+   * servers that lie inside an internal network's subnets (a DNS server on that network, as
+   * moby#47821); an outside server is never asked.
+   */
+  private internalUpstreams(view: View, client: Client, listener: ListenerContext): UpstreamServer[] {
+    const endpoints = listener.endpoints() ?? view.endpointsAt(client.address);
+    if (endpoints.length === 0) return [];
+    return this.usable(view.upstreamsFor(endpoints)).filter((s) => view.insideInternalSubnet(s.host));
   }
 
   /** Upstreams for a client, first level that names any: endpoint's, network's, daemon's, host's. */
@@ -277,4 +285,8 @@ export class Resolver {
       return { reply: errorReply(query, RCODE.SERVFAIL, true, this.settings.maxUdpSize), origin: { source: 'error', reason: String(err) } };
     }
   }
+}
+
+function localOptions(settings: ResolverSettings): LocalOptions {
+  return { ttl: settings.ttl, maxUdpSize: settings.maxUdpSize, hostName: (settings.hostName ?? DEFAULT_HOST_NAME).toLowerCase().replace(/\.$/, '') };
 }

@@ -1,6 +1,6 @@
 // Building replies. The common answer (A/AAAA from the registry) is written by hand: header, the
 // client's question bytes copied as they came (so the 0x20 case survives), then fixed-size records
-// that point back at the question name. Other records are encoded by dns-packet.
+// that point back at the question name. Other records come encoded from records-write.ts.
 import dnsPacket from 'dns-packet';
 import { CLASSIC_UDP_SIZE, FLAG, HEADER_SIZE, QTYPE, RCODE } from './constants.js';
 import type { Query } from './query.js';
@@ -62,13 +62,13 @@ export function addressReply(query: Query, rrtype: number, ttl: number, addresse
   return out;
 }
 
-function writeHeader(out: Buffer, query: Query, opts: ReplyOptions, truncated: boolean, answers: number, authority: number): number {
+function writeHeader(out: Buffer, query: Query, opts: ReplyOptions, truncated: boolean, answers: number, authority: number, additional = 0): number {
   out.writeUInt16BE(query.id, 0);
   out.writeUInt16BE(replyFlags(query, opts.rcode, opts.authoritative, opts.recursionAvailable, truncated), 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(answers, 6);
   out.writeUInt16BE(authority, 8);
-  out.writeUInt16BE(query.edns ? 1 : 0, 10);
+  out.writeUInt16BE(additional + (query.edns ? 1 : 0), 10);
   query.raw.copy(out, HEADER_SIZE, HEADER_SIZE, query.questionEnd);
   return query.questionEnd;
 }
@@ -79,11 +79,11 @@ export function encodeRecords(records: readonly dnsPacket.Answer[]): Buffer[] {
 }
 
 /**
- * A general reply: answers and authority records already encoded (see encodeRecords). When the
- * answers do not fit the limit, as many whole answers as fit are kept and TC is set; authority
- * records are dropped first.
+ * A general reply: answer, authority and additional records already encoded (records-write.ts).
+ * When the answers do not fit the limit, as many whole answers as fit are kept and TC is set;
+ * authority and additional records are dropped first (without TC: RFC 2181 §9).
  */
-export function recordsReply(query: Query, answers: readonly Buffer[], authority: readonly Buffer[], opts: ReplyOptions): Buffer {
+export function recordsReply(query: Query, answers: readonly Buffer[], authority: readonly Buffer[], opts: ReplyOptions, additional: readonly Buffer[] = NONE): Buffer {
   const fixed = query.questionEnd + (query.edns ? OPT_SIZE : 0);
   let size = fixed;
   let answerCount = 0;
@@ -94,20 +94,31 @@ export function recordsReply(query: Query, answers: readonly Buffer[], authority
   }
   const truncated = answerCount < answers.length;
   let authorityCount = 0;
+  let additionalCount = 0;
   if (!truncated) {
     for (const a of authority) {
       if (size + a.length > opts.limit) break;
       size += a.length;
       authorityCount++;
     }
+    if (authorityCount === authority.length) {
+      for (const a of additional) {
+        if (size + a.length > opts.limit) break;
+        size += a.length;
+        additionalCount++;
+      }
+    }
   }
   const out = Buffer.allocUnsafe(size);
-  let off = writeHeader(out, query, opts, truncated, answerCount, authorityCount);
+  let off = writeHeader(out, query, opts, truncated, answerCount, authorityCount, additionalCount);
   for (let i = 0; i < answerCount; i++) off += answers[i].copy(out, off);
   for (let i = 0; i < authorityCount; i++) off += authority[i].copy(out, off);
+  for (let i = 0; i < additionalCount; i++) off += additional[i].copy(out, off);
   if (query.edns) writeOpt(out, off, query, opts.maxUdpSize, opts.rcode);
   return out;
 }
+
+const NONE: readonly Buffer[] = [];
 
 /** An error reply that echoes the question (SERVFAIL, REFUSED after a good parse). */
 export function errorReply(query: Query, rcode: number, recursionAvailable: boolean, maxUdpSize: number): Buffer {

@@ -27,7 +27,7 @@ describe('registry documents', () => {
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, aliases: [.x]}\n', 'x.yaml'), /endpoints\.0\.aliases\.0: not a valid name/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, aliases: [x..y]}\n', 'x.yaml'), /endpoints\.0\.aliases\.0: not a valid name/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - name: a\n    ipv4: 10.0.0.300\n', 'x.yaml'), /endpoints\.0\.ipv4/);
-    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: b, aliases: [a]}\n', 'x.yaml'), /name "a" is used by both/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: b, aliases: [a]}\n', 'x.yaml'), /alias "a" of "b" is the name of endpoint "a"/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24}]\nendpoints:\n  - {name: a, ipv4: 10.1.0.1}\n', 'x.yaml'), /outside the network's subnets/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24, gateway: 10.9.0.1}]\n', 'x.yaml'), /gateway 10\.9\.0\.1 is outside/);
     assert.throws(() => parseDocumentText('name: [', 'x.yaml'), /not valid YAML/);
@@ -191,5 +191,140 @@ describe("names with '_', as Docker and Compose make them", () => {
     assert.deepEqual(text(view.lookup('proj_web_1')), { a: ['10.9.0.2'], aaaa: 0 });
     assert.deepEqual(text(view.lookup('my_db')), { a: ['10.9.0.2'], aaaa: 0 });
     assert.deepEqual(text(view.lookup('proj_web_1.proj_default')), { a: ['10.9.0.2'], aaaa: 0 });
+  });
+});
+
+describe('service discovery in the registry', () => {
+  const doc = `name: sd
+domain: sd.example
+subnets: [{subnet: 10.50.0.0/24, gateway: 10.50.0.1}, {subnet: fd50::/64, gateway: "fd50::1"}]
+records:
+  - {name: printer, type: A, value: 10.50.0.200}
+  - {name: docs, type: CNAME, value: web1}
+  - {name: out, type: CNAME, value: www.example.com}
+  - {name: notes, type: TXT, value: "hello world"}
+  - {name: _ldap._tcp, type: SRV, port: 389, target: web1}
+endpoints:
+  - name: web1
+    aliases: [pool]
+    ipv4: 10.50.0.11
+    services: [{name: http, port: 8080}]
+    labels: {tier: front, "com.example/owner": ops}
+  - name: web2
+    aliases: [pool]
+    ipv4: 10.50.0.12
+    services: [{name: http, port: 8081, priority: 1, weight: 5}]
+  - name: web3
+    aliases: [pool]
+    ipv4: 10.50.0.13
+    healthHideOwn: true
+`;
+  const setup = () => {
+    const registry = new Registry();
+    registry.setNetwork(parseDocumentText(doc, 'sd.yaml'), 'test');
+    const ids = Object.fromEntries(registry.current().networks.get('sd')!.endpoints.map((e) => [e.name, e.id]));
+    return { registry, ids };
+  };
+  const found = (r: ReturnType<Registry['current']>['view'] extends (...a: never[]) => infer V ? V : never, name: string) => {
+    const result = (r as { lookup(n: string): ReturnType<ReturnType<ReturnType<Registry['current']>['view']>['lookup']> }).lookup(name);
+    assert.equal(result.kind, 'found', name);
+    return result as Extract<typeof result, { kind: 'found' }>;
+  };
+  const ips = (bufs: readonly Buffer[]) => bufs.map((b) => [...b].join('.')).sort();
+
+  it('answer a shared alias with every holder, and its services as SRV under every name form', () => {
+    const view = setup().registry.current().view();
+    assert.deepEqual(ips(found(view, 'pool').a), ['10.50.0.11', '10.50.0.12', '10.50.0.13']);
+    for (const name of ['_http._tcp.pool', '_http._tcp.pool.sd', '_http._tcp.pool.sd.example']) {
+      assert.deepEqual(found(view, name).srv.map((s) => `${s.priority} ${s.weight} ${s.port} ${s.target}`).sort(), ['0 0 8080 web1.sd.example', '1 5 8081 web2.sd.example'], name);
+    }
+    const own = found(view, '_http._tcp.web1.sd');
+    assert.deepEqual(own.srv.map((s) => [s.port, ips(s.a)]), [[8080, ['10.50.0.11']]]);
+    assert.equal(view.lookup('_nope._tcp.web1').kind, 'nxdomain');
+    assert.equal(view.lookup('_http._udp.pool').kind, 'nxdomain');
+    assert.equal(view.lookup('_http._tcp.elsewhere.example').kind, 'unknown');
+  });
+
+  it('give labels as TXT and static records (A with PTR, CNAME, TXT, SRV)', () => {
+    const view = setup().registry.current().view();
+    assert.deepEqual([...found(view, 'web1').txt].sort(), ['com.example/owner=ops', 'tier=front']);
+    assert.deepEqual(ips(found(view, 'printer.sd').a), ['10.50.0.200']);
+    assert.deepEqual(view.reverse('10.50.0.200'), ['printer.sd.example']);
+    const docs = found(view, 'docs');
+    assert.equal(docs.cname?.target, 'web1.sd.example');
+    assert.deepEqual(ips(docs.cname!.local!.a), ['10.50.0.11']);
+    assert.deepEqual(found(view, 'out').cname, { target: 'www.example.com', local: undefined });
+    assert.deepEqual(found(view, 'notes').txt, ['hello world']);
+    assert.deepEqual(found(view, '_ldap._tcp.sd').srv.map((s) => [s.port, s.target, ips(s.a)]), [[389, 'web1.sd.example', ['10.50.0.11']]]);
+  });
+
+  it('leave unhealthy holders out of shared names, fail open when none is healthy, and see a change at the next lookup', () => {
+    const { registry, ids } = setup();
+    const opened: string[] = [];
+    registry.on('failOpen', (name) => opened.push(name));
+    const view = registry.current().view();
+    assert.equal(found(view, 'pool').a.length, 3, 'memoized before the change');
+    registry.health.set(ids.web1, 'unhealthy');
+    registry.health.set(ids.web3, 'starting');
+    assert.deepEqual(ips(found(view, 'pool').a), ['10.50.0.12'], 'the same view sees the change');
+    assert.deepEqual(found(view, '_http._tcp.pool').srv.map((s) => s.target), ['web2.sd.example']);
+    assert.deepEqual(ips(found(view, 'web1').a), ['10.50.0.11'], 'an own name keeps answering');
+    assert.deepEqual(found(view, 'web3').a, [], 'unless healthHideOwn is set');
+    assert.deepEqual(found(view, '_http._tcp.web1').srv.length, 1);
+    registry.health.set(ids.web2, 'unhealthy');
+    const all = found(view, 'pool');
+    assert.equal(all.a.length, 3, 'fail open: all are answered');
+    assert.equal(all.failOpen, true);
+    assert.ok(opened.includes('pool'), 'the registry says so');
+    registry.health.set(ids.web2, 'healthy');
+    assert.equal(found(view, 'pool').failOpen, false);
+  });
+
+  it('take health from a file', () => {
+    const registry = new Registry();
+    registry.setNetwork(parseDocumentText('name: h\nendpoints:\n  - {name: a, aliases: [p], ipv4: 10.0.0.1, health: unhealthy}\n  - {name: b, aliases: [p], ipv4: 10.0.0.2}\n', 'h.yaml'), 'test');
+    assert.deepEqual(ips(found(registry.current().view(), 'p').a), ['10.0.0.2']);
+  });
+
+  it('answer host.nsdns.internal data from the first non-internal network', () => {
+    const registry = new Registry();
+    registry.setNetwork(parseDocumentText('name: inner\ninternal: true\nsubnets: [{subnet: 10.60.0.0/24, gateway: 10.60.0.1}]\n', 'i.yaml'), 'test');
+    registry.setNetwork(parseDocumentText(doc, 'sd.yaml'), 'test');
+    const host = registry.current().view(['inner', 'sd']).hostGateway('host.nsdns.internal')!;
+    assert.deepEqual(ips(host.a), ['10.50.0.1']);
+    assert.equal(host.aaaa.length, 1);
+    assert.equal(registry.current().view(['inner']).hostGateway('host.nsdns.internal'), null);
+  });
+
+  it('keep network names as typed and compare zones in lower case', () => {
+    const registry = new Registry();
+    registry.setNetwork(parseDocumentText('name: MixedNet\nendpoints: [{name: a, ipv4: 10.0.0.1}]\n', 'm.yaml'), 'test');
+    const net = registry.current().networks.get('MixedNet')!;
+    assert.deepEqual([net.zones, net.canonicalZone], [['mixednet'], 'mixednet']);
+    assert.deepEqual(registry.current().view().reverse('10.0.0.1'), ['a.mixednet']);
+  });
+
+  it('refuse clashing names and garbage in services, labels, records and health', () => {
+    const ep = (fields: string) => `name: n\nendpoints:\n  - {name: a, ${fields}}\n  - {name: b}\n`;
+    assert.match(problem(ep('aliases: [b]')), /alias "b" of "a" is the name of endpoint "b"/);
+    assert.match(problem(`name: n\nrecords: [{name: a, type: A, value: 10.0.0.1}]\nendpoints: [{name: a}]\n`), /record "a" has the name of an endpoint or alias/);
+    assert.match(problem(ep('aliases: [_x]')), /aliases\.0: not a valid name/);
+    assert.match(problem(ep('services: [{name: "_http", port: 80}]')), /services\.0\.name: not a service name/);
+    assert.match(problem(ep('services: [{name: http, port: 0}]')), /services\.0\.port: not a port/);
+    assert.match(problem(ep('services: [{name: http, port: 80, protocol: sctp}]')), /services\.0\.protocol/);
+    assert.match(problem(ep('services: [{name: http, port: 80}, {name: http, port: 81}]')), /declared twice/);
+    assert.match(problem(ep(`services: [${Array.from({ length: 33 }, (_, i) => `{name: s${i}, port: 80}`).join(', ')}]`)), /at most 32 services/);
+    assert.match(problem(ep(`labels: {k: "${'v'.repeat(300)}"}`)), /longer than 255 bytes/);
+    assert.match(problem(ep('labels: {"a=b": c}')), /endpoints\.0\.labels\.<a key of 3 characters>: Invalid key/);
+    assert.match(problem(ep('labels: {k: "line\\nbreak"}')), /not a valid label value/);
+    assert.match(problem(ep(`labels: {${Array.from({ length: 65 }, (_, i) => `k${i}: v`).join(', ')}}`)), /at most 64 labels/);
+    assert.match(problem(ep('health: sick')), /health/);
+    assert.match(problem('name: n\nrecords: [{name: p, type: A, value: "fd00::1"}]\n'), /records\.0\.value: not an IPv4 address/);
+    assert.match(problem('name: n\nrecords: [{name: p, type: MX, value: x}]\n'), /records\.0\.type/);
+    assert.match(problem('name: n\nrecords: [{name: "a..b", type: A, value: 10.0.0.1}]\n'), /records\.0\.name: not a valid record name/);
+    assert.match(problem('name: n\nrecords: [{name: s, type: SRV, port: 1, target: "x y"}]\n'), /records\.0\.target: not a valid target name/);
+    assert.match(problem('name: n\nrecords: [{name: c, type: CNAME, value: x}, {name: c, type: A, value: 10.0.0.1}]\n'), /is a CNAME and cannot have other records/);
+    assert.match(problem(`name: n\nrecords: [${Array.from({ length: 257 }, (_, i) => `{name: r${i}, type: A, value: 10.0.0.1}`).join(', ')}]\n`), /at most 256 records/);
+    assert.match(problem('name: n\nlabels: {__proto__: x}\n'), /labels/);
   });
 });
