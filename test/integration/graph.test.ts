@@ -19,7 +19,7 @@ const FIXTURES = path.join(ROOT, 'fixtures/graph');
 /** `nsdns network graph ARGS`, in this process, as the CLI registers it. */
 async function graph(...args: string[]): Promise<void> {
   const program = new Command('nsdns').exitOverride();
-  graphCommand(program.command('network').exitOverride());
+  graphCommand(program.command('network').exitOverride().configureOutput({ writeErr: () => {} }));
   await program.parseAsync(['network', 'graph', ...args], { from: 'user' });
 }
 
@@ -82,6 +82,10 @@ describe('network graph of a running daemon', () => {
       for (const text of ['ops', 'mon', 'aliases grafana', '10.78.0.5/24']) assert.ok(texts.includes(text), `the SVG shows ${text}: ${JSON.stringify(texts)}`);
       assert.ok(!texts.includes('lab') && !texts.includes('web'), 'only the network named');
     }
+  });
+
+  it('a format other than svg or dot is a usage error', async () => {
+    await assert.rejects(graph('--socket', socket(), '--format', 'png'), /argument 'png' is invalid\. Allowed choices are svg, dot/);
   });
 
   it('a network that does not exist is the daemon\'s "not found"', async () => {
