@@ -14,6 +14,8 @@ if (process.env.NSDNS_NATIVE === '0') {
   try {
     mkdirSync(fileURLToPath(new URL('../../dist/src/native/', import.meta.url)), { recursive: true });
     execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-o', output, source], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // nsdns-links: link work inside namespaces over netlink (src/plumbing/links.ts; else nsenter + ip).
+    execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-o', output.replace(/nsdns-bind$/, 'nsdns-links'), source.replace(/nsdns-bind\.c$/, 'nsdns-links.c')], { stdio: ['ignore', 'inherit', 'inherit'] });
   } catch (err) {
     console.log(`nsdns: no native bind helper (${err.code === 'ENOENT' ? `no C compiler "${cc}"` : err.message.split('\n')[0]}); namespaces are bound through the Node helper`);
   }

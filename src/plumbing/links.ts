@@ -1,14 +1,28 @@
-// Links and addresses in the kernel. The host side is read over netlink (links, addresses, routes);
-// changes are made with iproute2 in one `ip -batch` per namespace, so a connect costs two spawns.
+// Links and addresses in the kernel. The host side is read and changed over rtnetlink from the
+// daemon's own process (netlink-links.ts). Inside a namespace (lo up, addresses, link up, default
+// routes) a netlink socket must be opened there, which Node cannot do: the native nsdns-links
+// helper enters the namespace and does it (one small process), and without it (no compiler at
+// install, or NSDNS_NATIVE=0) `nsenter --net=NS ip -batch` does (two program starts).
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
 import { isIfname, isIp, isMacAddress, isNetnsPath } from '../registry/fields.js';
+import { netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink } from './netlink-links.js';
 
-// Loaded on first use: a resolver-only daemon never touches links, and saves their memory.
-const loadExeca = () => import('execa').then((m) => m.execa);
-const createRtNetlink = (): import('netlink').RtNetlinkSocket =>
-  (createRequire(import.meta.url)('netlink') as typeof import('netlink')).createRtNetlink();
+/** Built by src/native/build.mjs when a C compiler was there at install time. */
+const NATIVE_LINKS = fileURLToPath(new URL('../native/nsdns-links', import.meta.url));
+let nativeBuilt: boolean | undefined;
+
+/** Which path does the link work inside namespaces: the native helper, or nsenter + ip. */
+export function namespaceLinksKind(): 'native' | 'ip' {
+  nativeBuilt ??= existsSync(NATIVE_LINKS);
+  return process.env.NSDNS_NATIVE !== '0' && nativeBuilt ? 'native' : 'ip';
+}
+
+/** A helper that hangs (a wedged namespace, a stuck kernel lock) fails instead of holding the connect. */
+const HELPER_TIMEOUT_MS = 10_000;
 
 export interface BridgeSpec {
   name: string;
@@ -31,32 +45,76 @@ export interface EndpointLinkSpec {
 }
 
 /**
- * The last check before `ip -batch`, where a newline would start another command: every name,
- * address and path was validated at its boundary, and is checked again here.
+ * The last check before a name, address or path reaches netlink, a helper's argv or `ip -batch`
+ * (where a newline would start another command): every one was validated at its boundary, and is
+ * checked again here.
  */
-function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[]; mac?: string; netns?: string }): void {
+function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[]; mac?: string; netns?: string; mtu?: number }): void {
   const ok = (what.names ?? []).every(isIfname)
-    && (what.cidrs ?? []).every((c) => { const [ip, len, extra] = c.split('/'); return extra === undefined && isIp(ip) && /^\d{1,3}$/.test(len ?? ''); })
+    && (what.cidrs ?? []).every((c) => {
+      const [ip, len, extra] = c.split('/');
+      return extra === undefined && isIp(ip) && /^\d{1,3}$/.test(len ?? '') && Number(len) <= (ip.includes(':') ? 128 : 32);
+    })
     && (what.ips ?? []).every(isIp)
     && (what.mac === undefined || isMacAddress(what.mac))
-    && (what.netns === undefined || isNetnsPath(what.netns));
-  if (!ok) throw new NsdnsError('ERR_LINK', 'refusing to run ip with an invalid interface name, address, MAC or namespace path');
+    && (what.netns === undefined || isNetnsPath(what.netns))
+    && (what.mtu === undefined || (Number.isInteger(what.mtu) && what.mtu >= 68 && what.mtu <= 65535));
+  if (!ok) throw new NsdnsError('ERR_LINK', 'refusing to change links with an invalid interface name, address, MAC, MTU or namespace path');
 }
+
+/** Runs a program with a time limit; resolves with its status and the start of its output. */
+function run(command: string, args: readonly string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string; error?: Error }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS });
+    let stdout = '';
+    let stderr = '';
+    let error: Error | undefined;
+    // Bounded: only the first lines are ever shown.
+    child.stdout!.on('data', (d: Buffer) => { if (stdout.length < 4096) stdout += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+    child.on('error', (err) => { error = err; });
+    child.on('close', (code, signal) => resolve({ code: signal ? null : code, stdout, stderr, error }));
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+const firstLines = (text: string) => text.trim().split('\n').slice(0, 3).join('; ');
 
 /** Runs `ip -batch -` (inside `netns` when given) and explains a failure with the command that failed. */
 async function ipBatch(lines: string[], netns?: string): Promise<void> {
   const args = netns ? ['--net=' + netns, '--', 'ip', '-batch', '-'] : ['-batch', '-'];
-  const execa = await loadExeca();
-  const result = await execa(netns ? 'nsenter' : 'ip', args, { input: lines.join('\n') + '\n', reject: false });
-  if (result.exitCode !== 0) {
-    const detail = (result.stderr || result.stdout).trim().split('\n').slice(0, 3).join('; ');
+  const result = await run(netns ? 'nsenter' : 'ip', args, lines.join('\n') + '\n');
+  if (result.code !== 0) {
+    const detail = result.error?.message ?? (firstLines(result.stderr || result.stdout) || 'no answer in time');
     throw new NsdnsError('ERR_LINK', `${netns ? 'inside the namespace, ' : ''}ip failed: ${detail}`);
   }
 }
 
+/** One change inside a namespace, in the order given. */
+type NamespaceOp =
+  | { op: 'up'; ifname: string }
+  | { op: 'addr'; ifname: string; cidr: string }
+  | { op: 'route'; ifname: string; gateway: string };
+
+/** Applies `ops` inside the namespace: over netlink from the native helper, or with nsenter + ip. */
+async function inNamespace(netns: string, ops: readonly NamespaceOp[]): Promise<void> {
+  if (namespaceLinksKind() === 'native') {
+    const args = [netns, ...ops.flatMap((o) => (o.op === 'up' ? ['up', o.ifname] : o.op === 'addr' ? ['addr', o.ifname, o.cidr] : ['route', o.ifname, o.gateway]))];
+    const result = await run(NATIVE_LINKS, args);
+    if (result.code !== 0) {
+      const detail = result.error?.message ?? (firstLines(result.stderr) || 'no answer in time');
+      throw new NsdnsError('ERR_LINK', `inside the namespace, ${detail}`);
+    }
+    return;
+  }
+  await ipBatch(ops.map((o) => (o.op === 'up' ? `link set ${o.ifname} up`
+    : o.op === 'addr' ? `addr add ${o.cidr} dev ${o.ifname}${o.cidr.includes(':') ? ' nodad' : ''}`
+      : `route add default via ${o.gateway} dev ${o.ifname}`)), netns);
+}
+
 /** Host-side links by name, read over netlink. */
 export async function hostLinks(): Promise<Map<string, { index: number; up: boolean; master?: number }>> {
-  const socket = createRtNetlink();
+  const socket = openRtNetlink();
   try {
     const links = await socket.getLinks();
     return new Map(links.map((l) => [l.attrs.ifname ?? '', { index: l.data.index ?? 0, up: Boolean(l.data.flags?.up), master: l.attrs.master }]));
@@ -67,7 +125,7 @@ export async function hostLinks(): Promise<Map<string, { index: number; up: bool
 
 /** Every IPv4/IPv6 prefix the host already uses (addresses and routes), for overlap checks. */
 export async function hostPrefixes(): Promise<string[]> {
-  const socket = createRtNetlink();
+  const socket = openRtNetlink();
   try {
     // One request at a time: the netlink package cannot interleave two dumps on one socket.
     const addresses = await socket.getAddresses();
@@ -96,22 +154,25 @@ function bufferToAddress(b: Buffer): string {
 }
 
 export async function createBridge(spec: BridgeSpec): Promise<void> {
-  checkLinkArgs({ names: [spec.name], cidrs: spec.addresses });
-  const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
-  await ipBatch([
-    `link add ${spec.name}${mtu} type bridge`,
-    ...spec.addresses.map((a) => `addr add ${a} dev ${spec.name}${a.includes(':') ? ' nodad' : ''}`),
-    `link set ${spec.name} up`,
-  ]);
+  checkLinkArgs({ names: [spec.name], cidrs: spec.addresses, mtu: spec.mtu });
+  try {
+    await netlinkCreateBridge(spec.name, spec.addresses, spec.mtu);
+  } catch (err) {
+    await netlinkDeleteLink(spec.name).catch(() => {});
+    throw new NsdnsError('ERR_LINK', `creating bridge ${spec.name}: ${netlinkReason(err)}`, { cause: err });
+  }
   // Published ports are DNATed from 127.0.0.1 too; the kernel routes 127/8 out of a link only with this.
   await writeFile(`/proc/sys/net/ipv4/conf/${spec.name}/route_localnet`, '1');
 }
 
-/** Removes a link; a link that is already gone is not an error. */
+/** Removes a host link; a link that is already gone is not an error. */
 export async function deleteLink(name: string): Promise<void> {
   checkLinkArgs({ names: [name] });
-  if (!(await hostLinks()).has(name)) return;
-  await ipBatch([`link del ${name}`]);
+  try {
+    await netlinkDeleteLink(name);
+  } catch (err) {
+    throw new NsdnsError('ERR_LINK', `deleting link ${name}: ${netlinkReason(err)}`, { cause: err });
+  }
 }
 
 /**
@@ -120,26 +181,34 @@ export async function deleteLink(name: string): Promise<void> {
  */
 export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> {
   checkLinkArgs({
-    names: [spec.hostIf, spec.bridge, spec.ifname], cidrs: spec.addresses, mac: spec.mac, netns: spec.netns,
+    names: [spec.hostIf, spec.bridge, spec.ifname], cidrs: spec.addresses, mac: spec.mac, netns: spec.netns, mtu: spec.mtu,
     ips: [spec.gateway4, spec.gateway6].filter((g): g is string => g !== undefined),
   });
-  const mtu = spec.mtu ? ` mtu ${spec.mtu}` : '';
-  await ipBatch([
-    `link add ${spec.hostIf}${mtu} type veth peer name ${spec.ifname}${mtu} address ${spec.mac} netns ${spec.netns}`,
-    `link set ${spec.hostIf} master ${spec.bridge} up`,
-  ]);
+  let step = '';
   try {
-    await ipBatch([
-      'link set lo up',
-      ...spec.addresses.map((a) => `addr add ${a} dev ${spec.ifname}${a.includes(':') ? ' nodad' : ''}`),
-      `link set ${spec.ifname} up`,
-      ...(spec.gateway4 ? [`route add default via ${spec.gateway4} dev ${spec.ifname}`] : []),
-      ...(spec.gateway6 ? [`route add default via ${spec.gateway6} dev ${spec.ifname}`] : []),
-    ], spec.netns);
+    await netlinkCreateVeth(spec, (what) => { step = what; });
   } catch (err) {
-    await deleteLink(spec.hostIf).catch(() => {});
+    throw new NsdnsError('ERR_LINK', `${step}: ${await explainVethError(err, spec)}`, { cause: err });
+  }
+  try {
+    await inNamespace(spec.netns, [
+      { op: 'up', ifname: 'lo' },
+      ...spec.addresses.map((cidr) => ({ op: 'addr' as const, ifname: spec.ifname, cidr })),
+      { op: 'up', ifname: spec.ifname },
+      ...(spec.gateway4 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway4 }] : []),
+      ...(spec.gateway6 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway6 }] : []),
+    ]);
+  } catch (err) {
+    await netlinkDeleteLink(spec.hostIf).catch(() => {});
     throw err;
   }
+}
+
+/** EEXIST on a veth pair is either end's name taken: the host's, or the peer's inside the namespace. */
+async function explainVethError(err: unknown, spec: EndpointLinkSpec): Promise<string> {
+  if (netlinkCode(err) !== 'EEXIST') return netlinkReason(err);
+  const onHost = await hostLinks().then((l) => l.has(spec.hostIf), () => false);
+  return onHost ? `a link named ${spec.hostIf} exists already on the host (EEXIST)` : `${spec.ifname} exists already inside the namespace (EEXIST)`;
 }
 
 export async function setSysctl(key: string, value: string): Promise<void> {
@@ -149,10 +218,15 @@ export async function setSysctl(key: string, value: string): Promise<void> {
 /** Which families have a default route inside the namespace, read back from the kernel. */
 export async function defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv6: boolean }> {
   checkLinkArgs({ netns });
-  const execa = await loadExeca();
+  if (namespaceLinksKind() === 'native') {
+    const r = await run(NATIVE_LINKS, [netns, 'defaults']);
+    const m = /^ipv4 ([01]) ipv6 ([01])$/m.exec(r.stdout);
+    if (r.code !== 0 || !m) throw new NsdnsError('ERR_LINK', `inside the namespace, ${r.error?.message ?? (firstLines(r.stderr) || 'reading the default routes failed')}`);
+    return { ipv4: m[1] === '1', ipv6: m[2] === '1' };
+  }
   const read = async (family: '-4' | '-6') => {
-    const r = await execa('nsenter', [`--net=${netns}`, '--', 'ip', family, '-j', 'route', 'show', 'default'], { reject: false });
-    if (r.exitCode !== 0) throw new NsdnsError('ERR_LINK', `inside the namespace, ip route failed: ${r.stderr.trim().split('\n')[0]}`);
+    const r = await run('nsenter', [`--net=${netns}`, '--', 'ip', family, '-j', 'route', 'show', 'default']);
+    if (r.code !== 0) throw new NsdnsError('ERR_LINK', `inside the namespace, ip route failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}`);
     return (JSON.parse(r.stdout || '[]') as unknown[]).length > 0;
   };
   return { ipv4: await read('-4'), ipv6: await read('-6') };
@@ -162,5 +236,5 @@ export async function defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv
 export async function addDefaultRoutes(netns: string, routes: ReadonlyArray<{ gateway: string; ifname: string }>): Promise<void> {
   if (routes.length === 0) return;
   checkLinkArgs({ netns, names: routes.map((r) => r.ifname), ips: routes.map((r) => r.gateway) });
-  await ipBatch(routes.map((r) => `route add default via ${r.gateway} dev ${r.ifname}`), netns);
+  await inNamespace(netns, routes.map((r) => ({ op: 'route' as const, ifname: r.ifname, gateway: r.gateway })));
 }
