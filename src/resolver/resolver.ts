@@ -6,6 +6,7 @@
 import dnsPacket from 'dns-packet';
 import { RCODE, TCP_MAX_MESSAGE } from '../wire/constants.js';
 import { parseQuery, type Query } from '../wire/query.js';
+import { queryMessage } from '../wire/records-write.js';
 import { encodeRecords, errorReply, headerOnlyReply, recordsReply, truncatedCopy, udpLimit } from '../wire/reply.js';
 import type { Endpoint } from '../registry/types.js';
 import type { View } from '../registry/view.js';
@@ -180,8 +181,7 @@ export class Resolver {
     let rcode: number = RCODE.NOERROR;
     ctx.origin = REGISTRY_ORIGIN;
     if (upstreams.servers.length > 0) {
-      const raw = dnsPacket.encode({ type: 'query', id: query.id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: chase.target, type: query.qtype as unknown as dnsPacket.RecordType, class: 'IN' }] });
-      const target = parseQuery(raw);
+      const target = parseQuery(queryMessage(query.id, chase.target, query.qtype));
       if (target.kind === 'query') {
         const result = await this.forwardTo(target, upstreams, ctx.client, ctx.listener, TCP_MAX_MESSAGE);
         ctx.origin = result.origin;

@@ -109,3 +109,16 @@ export function soaRecord(zone: string, ttl: number): Buffer {
   }
   return out;
 }
+
+/** A query for `name` (one of ours or a CNAME target: validated ASCII) of type `qtype`, RD set, no EDNS. */
+export function queryMessage(id: number, name: string, qtype: number): Buffer {
+  const qname = encodeName(name);
+  const out = Buffer.alloc(12 + qname.length + 4);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(0x0100, 2); // RD
+  out.writeUInt16BE(1, 4);
+  qname.copy(out, 12);
+  out.writeUInt16BE(qtype, 12 + qname.length);
+  out.writeUInt16BE(1, 14 + qname.length);
+  return out;
+}
