@@ -59,7 +59,7 @@ function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[
     && (what.mac === undefined || isMacAddress(what.mac))
     && (what.netns === undefined || isNetnsPath(what.netns))
     && (what.mtu === undefined || (Number.isInteger(what.mtu) && what.mtu >= 68 && what.mtu <= 65535));
-  if (!ok) throw new NsdnsError('ERR_LINK', 'refusing to change links with an invalid interface name, address, MAC, MTU or namespace path');
+  if (!ok) throw new NsdnsError('ERR_LINK', 'refusing to run ip or a netlink request with an invalid interface name, address, MAC, MTU or namespace path');
 }
 
 /** Runs a program with a time limit; resolves with its status and the start of its output. */
@@ -108,7 +108,8 @@ async function inNamespace(netns: string, ops: readonly NamespaceOp[]): Promise<
     return;
   }
   await ipBatch(ops.map((o) => (o.op === 'up' ? `link set ${o.ifname} up`
-    : o.op === 'addr' ? `addr add ${o.cidr} dev ${o.ifname}${o.cidr.includes(':') ? ' nodad' : ''}`
+    // The same addresses as over netlink: IPv4 with its broadcast address (as docker and netavark), IPv6 without DAD.
+    : o.op === 'addr' ? `addr add ${o.cidr} dev ${o.ifname}${o.cidr.includes(':') ? ' nodad' : ' brd +'}`
       : `route add default via ${o.gateway} dev ${o.ifname}`)), netns);
 }
 
@@ -158,7 +159,6 @@ export async function createBridge(spec: BridgeSpec): Promise<void> {
   try {
     await netlinkCreateBridge(spec.name, spec.addresses, spec.mtu);
   } catch (err) {
-    await netlinkDeleteLink(spec.name).catch(() => {});
     throw new NsdnsError('ERR_LINK', `creating bridge ${spec.name}: ${netlinkReason(err)}`, { cause: err });
   }
   // Published ports are DNATed from 127.0.0.1 too; the kernel routes 127/8 out of a link only with this.

@@ -52,10 +52,12 @@ export function ipBytes(ip: string): Buffer {
   return Buffer.from(ipaddr.parse(ip).toByteArray());
 }
 
-/** "Request rejected: EEXIST" from the netlink package as "EEXIST (file already exists)". */
+/** "Request rejected: EEXIST" from the netlink package as "file already exists (EEXIST)". */
 export function netlinkReason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  const code = /Request rejected: (E[A-Z0-9]+)/.exec(text)?.[1];
+  // A system error (opening the namespace) by its code too: its message would repeat the path.
+  const system = (err as { code?: unknown } | undefined)?.code;
+  const code = /Request rejected: (E[A-Z0-9]+)/.exec(text)?.[1] ?? (typeof system === 'string' && /^E[A-Z0-9]+$/.test(system) ? system : undefined);
   if (!code) return text;
   const errno = (osConstants.errno as Record<string, number>)[code];
   const description = errno === undefined ? undefined : getSystemErrorMap().get(-errno)?.[1];
@@ -95,15 +97,21 @@ export async function addAddresses(socket: RtSocket, index: number, cidrs: reado
   }
 }
 
-/** A bridge, up, with its MTU and addresses. */
+/** A bridge, up, with its MTU and addresses; removed again when a later part fails. */
 export async function netlinkCreateBridge(name: string, addresses: readonly string[], mtu?: number): Promise<void> {
   const socket = openRtNetlink();
   try {
     await socket.newLink({ flags: { up: true }, change: { up: true } },
       { ifname: name, ...(mtu ? { mtu } : {}), linkinfo: attr(IFLA_INFO_KIND, cstring('bridge')) }, CREATE);
-    const index = await linkIndex(socket, name);
-    if (index === undefined) throw new Error(`bridge ${name} vanished right after it was created`);
-    await addAddresses(socket, index, addresses);
+    try {
+      const index = await linkIndex(socket, name);
+      if (index === undefined) throw new Error(`bridge ${name} vanished right after it was created`);
+      await addAddresses(socket, index, addresses);
+    } catch (err) {
+      // Only a bridge made here is removed: EEXIST above means someone else's, left alone.
+      await socket.delLink({}, { ifname: name }).catch(() => {});
+      throw err;
+    }
   } finally {
     socket.socket.close();
   }
