@@ -88,6 +88,16 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
+/** Repeated `key=value` options as an object (the daemon checks keys and values). */
+function keyValues(flag: string, items: string[] | undefined, command: string): Record<string, string> {
+  // fromEntries: a "__proto__" key stays a key, for the daemon to refuse.
+  return Object.fromEntries((items ?? []).map((kv) => {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`${flag} "${kv.slice(0, 40)}": expected key=value\nSee 'nsdns network ${command} --help'.`);
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  }));
+}
+
 const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
 
 export function networkCommands(program: Command): void {
@@ -105,17 +115,17 @@ export function networkCommands(program: Command): void {
     .option('--dns-upstream <ip>', 'upstream DNS server for this network (repeatable)', collect)
     .option('--domain <name>', 'extra DNS zone for names on this network')
     .option('--opt <key=value>', 'driver option, kept as given (repeatable)', collect)
+    .option('--label <key=value>', 'network label, shown by inspect and matched by ls --filter label= (repeatable)', collect)
+    .option('--record <name=[type:]value>', 'static record for every namespace on the network: printer=10.77.0.200, docs=CNAME:web (A, AAAA, CNAME; repeatable)', collect)
     .option('--json', 'print the network as JSON', false)
     .addOption(socketOption())
     .action(async (name: string, o) => {
-      const options = Object.fromEntries((o.opt ?? []).map((kv: string) => {
-        const i = kv.indexOf('=');
-        if (i <= 0) throw new UsageError(`--opt "${kv.slice(0, 40)}": expected key=value\nSee 'nsdns network create --help'.`);
-        return [kv.slice(0, i), kv.slice(i + 1)];
-      }));
+      const options = keyValues('--opt', o.opt, 'create');
+      const labels = keyValues('--label', o.label, 'create');
       const result = await call<{ Id: string }>(o.socket, 'network.create', {
         name, subnets: o.subnet, gateway: o.gateway, ipRange: o.ipRange, internal: o.internal, bridge: o.bridge,
         mtu: o.mtu, dnsUpstreams: o.dnsUpstream, domain: o.domain, options,
+        ...(o.label !== undefined && { labels }), ...(o.record !== undefined && { records: o.record }),
       });
       print(o.json ? result : result.Id);
     });
@@ -191,6 +201,8 @@ export function networkCommands(program: Command): void {
     .option('--ifname <name>', 'interface name in the namespace (default eth0, eth1, ...)')
     .option('--dns <ip>', 'upstream DNS server for this endpoint (repeatable)', collect)
     .option('--publish <[hostip:]hostport:port[/proto]>', 'publish a port on the host (repeatable)', collect)
+    .option('--service <name:port[/proto]>', 'a service answered as SRV _name._proto under every name of the endpoint and its aliases (protocol tcp by default; repeatable)', collect)
+    .option('--label <key=value>', 'endpoint label, answered as TXT "key=value" at its names (repeatable)', collect)
     .option('--resolv-conf <file>', 'also write a resolv.conf pointing at nsdns here (such as a container\'s root/etc/resolv.conf); for PID and path targets, which get no /etc/netns file')
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
@@ -199,12 +211,14 @@ export function networkCommands(program: Command): void {
       const resolvFile = o.resolvConf !== undefined ? checkResolvConfPath(o.resolvConf) : undefined;
       const result = await call<Record<string, unknown>>(o.socket, 'network.connect', {
         network: networkName, target, name: o.name, aliases: o.alias, ip: o.ip, ip6: o.ip6, mac: o.mac, ifname: o.ifname, dns: o.dns, publish: o.publish,
+        ...(o.service !== undefined && { services: o.service }), ...(o.label !== undefined && { labels: keyValues('--label', o.label, 'connect') }),
       });
       if (resolvFile !== undefined) {
         try {
           // Loaded here only: state.js brings the registry's parsers, which other commands do not need.
-          const [{ resolvConfText }, { writeFileAtomic }] = await Promise.all([import('../plumbing/netns-resolv.js'), import('../plumbing/state.js')]);
-          await writeFileAtomic(resolvFile, resolvConfText(String(result.name), typeof result.domain === 'string' ? [result.domain] : []));
+          const [{ readHostResolverSettings, resolvConfText }, { writeFileAtomic }] = await Promise.all([import('../plumbing/netns-resolv.js'), import('../plumbing/state.js')]);
+          // The host's search domains and options come after the network's domain, as in /etc/netns files.
+          await writeFileAtomic(resolvFile, resolvConfText(String(result.name), typeof result.domain === 'string' ? [result.domain] : [], readHostResolverSettings('/etc/resolv.conf')));
         } catch (err) {
           throw new Error(`connected, but writing --resolv-conf ${resolvFile} failed: ${(err as Error).message}`);
         }

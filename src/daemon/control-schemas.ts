@@ -4,7 +4,7 @@
 // (registry/fields.ts). Names, subnets, targets and allocation are judged by the planner.
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
-import { ifname, ipAddress, ipv4Address, ipv6Address, networkOptions, unicastMac } from '../registry/fields.js';
+import { ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
 import { isQueryName, recordTypeName } from '../wire/names.js';
 
 /** Longest accepted request line, newline excluded: far above any real request, small enough to buffer. */
@@ -37,6 +37,9 @@ const createNetwork = z.strictObject({
   // Checked before the record: zod drops a "__proto__" key silently, and it should be refused.
   options: z.custom<object>((o) => typeof o !== 'object' || o === null || !Object.hasOwn(o, '__proto__'), 'option key "__proto__" is not allowed')
     .pipe(networkOptions).optional(),
+  labels: labelsSchema.optional(),
+  /** NAME=[TYPE:]VALUE, judged by the planner. */
+  records: z.array(text(300)).max(RECORDS_MAX).optional(),
 });
 
 const connect = z.strictObject({
@@ -50,6 +53,9 @@ const connect = z.strictObject({
   ifname: ifname.optional(),
   dns: list(address).optional(),
   publish: list(text(64)).optional(),
+  /** NAME:PORT[/tcp|udp], judged by the planner. */
+  services: z.array(text(80)).max(SERVICES_MAX).optional(),
+  labels: labelsSchema.optional(),
 });
 
 /** Every method's parameters, by method name. */

@@ -5,6 +5,7 @@ import { NsdnsError } from '../errors.js';
 import type { NetworkManager } from '../plumbing/network-manager.js';
 import { resolveTarget } from '../plumbing/target.js';
 import type { Registry } from '../registry/registry.js';
+import type { HealthStates } from '../registry/health-state.js';
 import type { Endpoint, NetworkRecord } from '../registry/types.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
@@ -58,7 +59,7 @@ function prefixLength(record: NetworkRecord, address: string): number {
 }
 
 /** The shape of `docker network inspect`. */
-export function inspectNetwork(record: NetworkRecord, source: string | undefined): object {
+export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates): object {
   const { network, endpoints } = record;
   return {
     Name: network.name,
@@ -75,7 +76,10 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(network.mtu && { 'com.docker.network.driver.mtu': String(network.mtu) }),
       ...network.options,
     },
-    DNS: { Upstreams: network.upstreams, ...(network.domain && { Domain: network.domain }) },
+    DNS: {
+      Upstreams: network.upstreams, ...(network.domain && { Domain: network.domain }),
+      ...(network.records && network.records.length > 0 && { Records: network.records }),
+    },
     Source: source === STATE_SOURCE ? 'nsdns' : source,
     Containers: Object.fromEntries(endpoints.map((e) => [e.id, {
       Name: e.name,
@@ -87,8 +91,12 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(e.netns && { Namespace: e.netns }),
       ...(e.ifname && { Interface: e.ifname }),
       ...(e.ports && e.ports.length > 0 && { Ports: e.ports }),
+      ...(e.services && e.services.length > 0 && { Services: e.services }),
+      ...(e.labels && { Labels: e.labels }),
+      ...(health && { Health: health.get(e.id) }),
+      ...(e.healthHideOwn && { HealthHideOwn: true }),
     }])),
-    Labels: {},
+    Labels: network.labels ?? {},
   };
 }
 
@@ -97,6 +105,7 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
   return {
     network: e.network, name: e.name, id: e.id, shortId: e.id.slice(0, 12), aliases: e.aliases, ipv4: e.ipv4, ipv6: e.ipv6,
     mac: e.mac, ifname: e.ifname, hostIf: e.hostIf, netns: e.netns, gateway, nameserver: '127.0.0.11', ports: e.ports ?? [],
+    services: e.services ?? [], labels: e.labels ?? {},
     ...(record.network.domain !== undefined && { domain: record.network.domain }),
   };
 }
@@ -116,7 +125,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('network.create', async (p) => {
       refuseOwnAddresses('--dns-upstream', p.dnsUpstreams, own());
       const network = await manager.createNetwork(p);
-      return inspectNetwork(recordOf(network.name), STATE_SOURCE);
+      return inspectNetwork(recordOf(network.name), STATE_SOURCE, registry.health);
     }),
     // Fields after `source` came later (fullId ... labels): older clients ignore them.
     method('network.ls', async () => registry.current().records.map(({ network, endpoints }) => ({
@@ -124,11 +133,11 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       subnets: network.subnets.map((s) => s.subnet), endpoints: endpoints.length, bridge: network.bridge ?? null,
       source: registry.sourceOf(network.name) === STATE_SOURCE ? 'nsdns' : registry.sourceOf(network.name),
       fullId: network.id, created: network.created ?? null, scope: 'local',
-      ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: {},
+      ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: network.labels ?? {},
     })).sort((a, b) => a.name.localeCompare(b.name))),
     method('network.inspect', async (p) => p.names.map((n) => {
       const record = recordOf(n);
-      return inspectNetwork(record, registry.sourceOf(record.network.name));
+      return inspectNetwork(record, registry.sourceOf(record.network.name), registry.health);
     })),
     method('network.rm', async (p) => {
       const { removed, failed } = await manager.removeNetworks(p.names, { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });

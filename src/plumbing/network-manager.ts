@@ -23,6 +23,8 @@ export interface PlumbingOptions {
   linkPrefix: string;
   pools: Pool[];
   resolvConfDir: string;
+  /** The host's resolv.conf (config resolvConf): namespaces keep its search domains and options; false: none. */
+  hostResolvConf?: string | false;
 }
 
 export interface PlumbingDeps {
@@ -64,7 +66,7 @@ export class NetworkManager {
   private readonly planner: Planner;
 
   constructor(private readonly deps: PlumbingDeps, options: PlumbingOptions) {
-    this.resolvFiles = new NamespaceResolvConf(options.resolvConfDir);
+    this.resolvFiles = new NamespaceResolvConf(options.resolvConfDir, options.hostResolvConf ?? '/etc/resolv.conf');
     this.planner = new Planner(deps.registry, options, this.reservations);
   }
 

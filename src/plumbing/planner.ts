@@ -11,7 +11,7 @@ import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, 
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
-import { bad, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -113,6 +113,8 @@ export class Planner {
       ...(req.mtu !== undefined && { mtu: req.mtu }),
       ...(req.domain !== undefined && { domain: checkDomain(req.domain) }),
       options: checkOptions(req.options),
+      ...optional('labels', checkLabels('--label', req.labels)),
+      ...optional('records', checkRecords(req.records, { name })),
     };
   }
 
@@ -138,12 +140,19 @@ export class Planner {
     const name = checkLabel('endpoint name', req.name ?? target.name!);
     const aliases = [...new Set((req.aliases ?? []).map(checkAlias))];
     const id = randomBytes(32).toString('hex');
-    const namesInUse = new Map<string, string>();
-    for (const e of onNetwork) for (const n of [e.name, ...e.aliases]) namesInUse.set(n, e.name);
-    for (const n of [name, ...aliases]) {
-      const owner = namesInUse.get(n);
-      if (owner !== undefined) throw new NsdnsError('ERR_CONFLICT', `the name "${n}" is already used on network "${network.name}" by endpoint "${owner}"`);
-    }
+    // An endpoint's own name is unique on its network; an alias may be shared by any number of
+    // endpoints (a scaled service), but may not be another endpoint's own name; records keep theirs.
+    const ownNames = new Map(onNetwork.map((e) => [e.name, e.name]));
+    const aliasHolders = new Map<string, string>();
+    for (const e of onNetwork) for (const a of e.aliases) aliasHolders.set(a, e.name);
+    const recordNames = new Set((network.records ?? []).map((r) => r.name));
+    const conflict = (n: string, why: string) => new NsdnsError('ERR_CONFLICT', `the name "${n}" ${why} on network "${network.name}"`);
+    if (ownNames.has(name)) throw conflict(name, `is already used by endpoint "${ownNames.get(name)}"`);
+    if (aliasHolders.has(name)) throw conflict(name, `is an alias of endpoint "${aliasHolders.get(name)}" (an endpoint's own name must be unique)`);
+    for (const a of aliases) if (ownNames.has(a)) throw conflict(a, `is the name of endpoint "${ownNames.get(a)}" (an alias may be shared, but not be another endpoint's name)`);
+    for (const n of [name, ...aliases]) if (recordNames.has(n)) throw conflict(n, 'is a static record');
+    const services = checkServices(req.services);
+    const labels = checkLabels('--label', req.labels);
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
     for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
@@ -167,6 +176,8 @@ export class Planner {
       id, network: network.name, name, aliases, ipv4: ipv4 ? [ipv4] : [], ipv6: ipv6 ? [ipv6] : [],
       upstreams: req.dns ?? [], netns: target.path, ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
       mac: req.mac !== undefined ? checkMac(req.mac) : macFor(ipv4), ports,
+      ...optional('services', services.length > 0 ? services : undefined),
+      ...optional('labels', labels),
     };
     this.reservations.set(id, { network: network.name, endpoint });
     return {
@@ -203,4 +214,9 @@ export class Planner {
       if (clash) throw new NsdnsError('ERR_CONFLICT', `host port ${p.hostPort}/${p.protocol} is already published by endpoint "${clash.e.name}"`);
     }
   }
+}
+
+/** `{ key: value }` when value is defined, else nothing: optional fields stay absent in records and state files. */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

@@ -2,10 +2,11 @@
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
-import type { PortMapping } from '../registry/types.js';
+import type { PortMapping, Service, StaticRecord } from '../registry/types.js';
+import { nameProblems, normalRecord, normalService } from '../registry/document.js';
 import {
   NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
-  isPort, isUnicastMac, printable,
+  isPort, isUnicastMac, printable, isRecordName, isServiceNameLabel, isTargetName, labelsSchema, RECORDS_MAX, SERVICES_MAX,
 } from '../registry/fields.js';
 
 export interface CreateNetworkRequest {
@@ -19,6 +20,10 @@ export interface CreateNetworkRequest {
   dnsUpstreams?: string[];
   domain?: string;
   options?: Record<string, string>;
+  /** `--label k=v`: network metadata. */
+  labels?: Record<string, string>;
+  /** `--record NAME=[TYPE:]VALUE` (A, AAAA, CNAME). */
+  records?: string[];
 }
 
 export interface ConnectRequest {
@@ -32,6 +37,10 @@ export interface ConnectRequest {
   ifname?: string;
   dns?: string[];
   publish?: string[];
+  /** `--service NAME:PORT[/tcp|udp]`. */
+  services?: string[];
+  /** `--label k=v`: answered as TXT at the endpoint's names. */
+  labels?: Record<string, string>;
 }
 
 export function bad(message: string): NsdnsError {
@@ -108,4 +117,64 @@ export function parsePublish(spec: string): PortMapping {
     throw bad(`--publish ${shown(spec)}: expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp] with ports 1-65535`);
   }
   return { ...(m[1] && { hostIp: m[1] }), hostPort, containerPort, protocol: (m[4] as 'tcp' | 'udp' | undefined) ?? 'tcp' };
+}
+
+/** `NAME:PORT[/tcp|udp]` (`http:8080/tcp`, `metrics:9100`): a service of the endpoint, priority and weight 0. */
+export function parseService(spec: string): Service {
+  const m = typeof spec === 'string' && spec.length <= 80 ? /^([^:/]+):(\d{1,5})(?:\/(tcp|udp))?$/i.exec(spec) : null;
+  if (!m || !isServiceNameLabel(m[1]) || !isPort(Number(m[2]))) {
+    throw bad(`--service ${shown(spec)}: expected NAME:PORT[/tcp|udp] (a name of letters, digits and "-", a port 1-65535)`);
+  }
+  return normalService({ name: m[1], port: Number(m[2]), protocol: (m[3]?.toLowerCase() as 'tcp' | 'udp' | undefined) ?? 'tcp' });
+}
+
+export function checkServices(specs: readonly string[] | undefined): Service[] {
+  const services = (specs ?? []).map(parseService);
+  if (services.length > SERVICES_MAX) throw bad(`at most ${SERVICES_MAX} services`);
+  const seen = new Set<string>();
+  for (const s of services) {
+    const key = `${s.name}/${s.protocol}`;
+    if (seen.has(key)) throw bad(`--service ${s.name}/${s.protocol} is given twice`);
+    seen.add(key);
+  }
+  return services;
+}
+
+/** `--label k=v`: the limits of registry files (64 labels, each key=value at most 255 bytes, printable). */
+export function checkLabels(what: string, labels: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (labels === undefined) return undefined;
+  const result = labelsSchema.safeParse(labels);
+  if (!result.success) throw bad(`${what}: ${result.error.issues[0]?.message ?? 'not valid'}`);
+  return Object.keys(result.data).length > 0 ? { ...(result.data as Record<string, string>) } : undefined;
+}
+
+/**
+ * `NAME=VALUE` (an address: A or AAAA) or `NAME=TYPE:VALUE` (A, AAAA or CNAME), as
+ * `network create --record` takes them: `printer=10.77.0.200`, `docs=CNAME:web`.
+ */
+export function parseRecord(spec: string): StaticRecord {
+  const refuse = (why: string) => bad(`--record ${shown(spec)}: ${why}`);
+  if (typeof spec !== 'string' || spec.length > 300) throw refuse('expected NAME=[TYPE:]VALUE');
+  const eq = spec.indexOf('=');
+  if (eq <= 0) throw refuse('expected NAME=[TYPE:]VALUE (such as printer=10.77.0.200 or docs=CNAME:web)');
+  const name = spec.slice(0, eq);
+  if (!isRecordName(name)) throw refuse('the name must be labels of letters, digits, "_" and "-"');
+  const rest = spec.slice(eq + 1);
+  const typed = /^(A|AAAA|CNAME):(.*)$/i.exec(rest);
+  const type = typed ? typed[1].toUpperCase() : isIpv4(rest) ? 'A' : isIpv6(rest) ? 'AAAA' : undefined;
+  const value = typed ? typed[2] : rest;
+  if (type === undefined) throw refuse('the value is not an address; give TYPE:VALUE (A, AAAA or CNAME)');
+  if (type === 'A' && !isIpv4(value)) throw refuse('not an IPv4 address');
+  if (type === 'AAAA' && !isIpv6(value)) throw refuse('not an IPv6 address');
+  if (type === 'CNAME' && !isTargetName(value)) throw refuse('the CNAME target is not a DNS name');
+  return normalRecord({ name, type: type as 'A' | 'AAAA' | 'CNAME', value });
+}
+
+export function checkRecords(specs: readonly string[] | undefined, network: { name: string }): StaticRecord[] | undefined {
+  if (specs === undefined || specs.length === 0) return undefined;
+  if (specs.length > RECORDS_MAX) throw bad(`at most ${RECORDS_MAX} records`);
+  const records = specs.map(parseRecord);
+  const problems = nameProblems({ name: network.name, id: '', subnets: [], internal: false, upstreams: [], records }, []);
+  if (problems.length > 0) throw bad(problems[0]);
+  return records;
 }
