@@ -93,7 +93,11 @@ int main(int argc, char **argv) {
   if (udp < 0 || bind(udp, (struct sockaddr *)&addr, sizeof addr) < 0) fail("udp", errno);
   int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int on = 1;
-  if (tcp < 0 || setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) fail("tcp", errno);
+  /* Accepted connections inherit the send buffer: a client that never reads pins at most this much
+     kernel memory, instead of what autotuning would grow it to (megabytes per connection). */
+  int sndbuf = 64 * 1024;
+  if (tcp < 0 || setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+      setsockopt(tcp, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0) fail("tcp", errno);
   if (bind(tcp, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(tcp, 511) < 0) fail("tcp", errno);
 
   if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\"},\"dgramType\":\"udp4\"}\n", udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);

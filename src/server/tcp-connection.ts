@@ -66,6 +66,16 @@ export class TcpConnection {
     });
   }
 
+  /** Nothing open and nothing half-received: the client owes us nothing and we owe it nothing new. */
+  get quiet(): boolean {
+    return this.open === 0 && !this.reader.partial;
+  }
+
+  /** Closes with a reset: unread replies are thrown away instead of pinning kernel memory in FIN-WAIT. */
+  abort(): void {
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+
   /** Nothing open, nothing half-received, nothing unread: safe to close to make room. */
   get idle(): boolean {
     return this.open === 0 && this.reader.buffered === 0 && this.socket.writableLength === 0;
@@ -74,9 +84,11 @@ export class TcpConnection {
   /** Answers the messages already received while the limits allow, then reads on or waits. */
   process(): void {
     const limits = this.budget.limits;
+    let took = false;
     while (!this.socket.destroyed && !this.blocked()) {
       const message = this.reader.next();
       if (message === undefined) break;
+      took = true;
       this.handle(message);
       if (++this.queries >= limits.maxQueriesPerConnection) this.retiring = true;
     }
@@ -84,7 +96,8 @@ export class TcpConnection {
       if (this.open === 0 && (this.retiring || this.reader.buffered === 0)) this.socket.end();
       if (this.retiring) return;
     }
-    this.partialSince = this.reader.partial ? this.partialSince || Date.now() : 0;
+    // The deadline is per message: a client that keeps completing messages is never cut off.
+    this.partialSince = !this.reader.partial ? 0 : took ? Date.now() : this.partialSince || Date.now();
     const block = this.blocked();
     if (block !== this.paused) {
       this.paused = block;
@@ -95,7 +108,9 @@ export class TcpConnection {
 
   private blocked(): boolean {
     const limits = this.budget.limits;
-    return this.retiring || this.open >= limits.maxPendingPerConnection || this.socket.writableLength > limits.maxUnsentBytes || this.budget.overMemory;
+    const unread = this.socket.writableLength;
+    // Over the daemon-wide cap only the connections holding unread replies wait, not everyone.
+    return this.retiring || this.open >= limits.maxPendingPerConnection || unread > limits.maxUnsentBytes || (unread > 0 && this.budget.overMemory);
   }
 
   private handle(message: Buffer): void {

@@ -57,7 +57,12 @@ export function isValidName(name: string): boolean {
 
 /** True when `name` equals `zone` or lies below it; both normalized. */
 export function isInZone(name: string, zone: string): boolean {
-  return name === zone || (name.length > zone.length && name.endsWith(zone) && name[name.length - zone.length - 1] === '.');
+  if (name === zone) return true;
+  if (name.length <= zone.length || !name.endsWith(zone) || name[name.length - zone.length - 1] !== '.') return false;
+  // The dot must separate labels: an escaped one ("web\\.lab", a single label) is not a boundary.
+  let backslashes = 0;
+  for (let i = name.length - zone.length - 2; i >= 0 && name[i] === '\\'; i--) backslashes++;
+  return backslashes % 2 === 0;
 }
 
 /** The address a reverse name stands for, or undefined when it is not a full reverse name. */

@@ -91,6 +91,28 @@ describe('hostile TCP clients', () => {
     assert.ok(after >= 900 && after < 3000, `closed after ${after} ms (deadline 1000 ms, idle timeout 10 000 ms)`);
   });
 
+  it('a client that pipelines in writes that each end half way through the next message is never cut off', async () => {
+    const socket = await connect(daemon.port);
+    let replies = 0;
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (d) => {
+      buffered = Buffer.concat([buffered, d]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) { buffered = buffered.subarray(2 + buffered.readUInt16BE(0)); replies++; }
+    });
+    const query = frame(queryPacket('web.big'));
+    const half = query.length >> 1;
+    socket.write(query.subarray(0, half));
+    // 15 writes, 100 ms apart, over 1.5 s (the message deadline is 1 s): each finishes one query and starts the next.
+    for (let i = 0; i < 15; i++) {
+      await sleep(100);
+      socket.write(Buffer.concat([query.subarray(half), query.subarray(0, half)]));
+    }
+    await sleep(200);
+    assert.equal(socket.destroyed || socket.readableEnded, false, 'still open');
+    assert.equal(replies, 15);
+    socket.destroy();
+  });
+
   it('one client address cannot take every slot: busy connections beyond its share are refused, another client is served', async () => {
     const hoard: net.Socket[] = [];
     for (let i = 0; i < 20; i++) {

@@ -142,8 +142,61 @@ describe('names', () => {
   it('zones and name validity', () => {
     assert.ok(isInZone('a.lab', 'lab'));
     assert.ok(!isInZone('alab', 'lab'));
+    // An escaped dot is inside a label, not a boundary (the wire label "web.lab" is one label).
+    assert.ok(!isInZone('web\\.lab', 'lab'));
+    assert.ok(isInZone('web\\\\.lab', 'lab'), 'an escaped backslash, then a real dot');
     assert.ok(isValidName('web.lab.'));
     assert.ok(!isValidName('-web'));
     assert.ok(!isValidName('a b'));
+  });
+});
+
+import { encodeName, queryMessage, soaRecord, srvRecords, txtRecords } from '../../src/wire/records-write.js';
+
+describe('records written from registry data', () => {
+  const v4 = (s: string) => Buffer.from(s.split('.').map(Number));
+
+  it('SRV answers point at the question (0x20 case kept) and carry the targets\' addresses as additional records', () => {
+    const q = parsed(queryPacket('_HTTP._tcp.Pool', 'SRV', { edns: { udpSize: 1232 } }));
+    const { answers, additional } = srvRecords(5, [
+      { priority: 1, weight: 2, port: 8080, target: 'web1.lab', a: [v4('10.0.0.1')], aaaa: [] },
+      { priority: 0, weight: 0, port: 8081, target: 'web2.lab', a: [v4('10.0.0.2')], aaaa: [Buffer.alloc(16, 1)] },
+    ]);
+    const reply = decode(recordsReply(q, answers, [], opts(1232), additional));
+    assert.deepEqual(reply.answers!.map((a) => [a.name, a.type, dataOf(a)]), [
+      ['_HTTP._tcp.Pool', 'SRV', { priority: 1, weight: 2, port: 8080, target: 'web1.lab' }],
+      ['_HTTP._tcp.Pool', 'SRV', { priority: 0, weight: 0, port: 8081, target: 'web2.lab' }],
+    ]);
+    assert.deepEqual(reply.additionals!.filter((a) => a.type !== 'OPT').map((a) => [a.name, a.type, dataOf(a)]), [
+      ['web1.lab', 'A', '10.0.0.1'], ['web2.lab', 'A', '10.0.0.2'], ['web2.lab', 'AAAA', '101:101:101:101:101:101:101:101'],
+    ]);
+  });
+
+  it('a large SRV set keeps whole answers with TC over UDP; additional records are dropped first, without TC', () => {
+    const targets = Array.from({ length: 100 }, (_, i) => ({ priority: 0, weight: 0, port: 8000 + i, target: `member${i}.big`, a: [v4(`10.81.0.${i}`)], aaaa: [] }));
+    const { answers, additional } = srvRecords(5, targets);
+    const q = parsed(queryPacket('_http._tcp.crowd', 'SRV'));
+    const udp = recordsReply(q, answers, [], opts(512), additional);
+    assert.ok(udp.length <= 512);
+    const decoded = decode(udp);
+    assert.ok(decoded.flags! & dnsPacket.TRUNCATED_RESPONSE);
+    assert.equal(decoded.additionals!.length, 0);
+    const tcp = decode(recordsReply(q, answers, [], opts(65535), additional));
+    assert.equal(tcp.answers!.length, 100);
+    assert.equal(tcp.additionals!.length, 100);
+    const some = decode(recordsReply(q, answers.slice(0, 3), [], opts(170), additional.slice(0, 3)));
+    assert.equal(some.answers!.length, 3);
+    assert.ok(!(some.flags! & dnsPacket.TRUNCATED_RESPONSE), 'answers complete: no TC even though additional records were left out');
+  });
+
+  it('TXT gives one string per label; names, SOA and a forwarded query are well formed', () => {
+    const q = parsed(queryPacket('web', 'TXT'));
+    const reply = decode(recordsReply(q, txtRecords(5, ['tier=front', 'team=ops']), [soaRecord('lab', 5)], opts()));
+    assert.deepEqual(reply.answers!.map((a) => (dataOf(a) as Buffer[]).map(String)), [['tier=front'], ['team=ops']]);
+    assert.equal(reply.authorities![0].type, 'SOA');
+    assert.deepEqual([...encodeName('a.bc')], [1, 97, 2, 98, 99, 0]);
+    assert.deepEqual([...encodeName('')], [0]);
+    const target = parsed(queryMessage(9, 'www.example.test', QTYPE.AAAA));
+    assert.deepEqual([target.id, target.name, target.qtype, target.flags & 0x0100], [9, 'www.example.test', QTYPE.AAAA, 0x0100]);
   });
 });
