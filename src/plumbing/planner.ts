@@ -146,11 +146,11 @@ export class Planner {
     const aliasHolders = new Map<string, string>();
     for (const e of onNetwork) for (const a of e.aliases) aliasHolders.set(a, e.name);
     const recordNames = new Set((network.records ?? []).map((r) => r.name));
-    const conflict = (n: string, why: string) => new NsdnsError('ERR_CONFLICT', `the name "${n}" ${why} on network "${network.name}"`);
-    if (ownNames.has(name)) throw conflict(name, `is already used by endpoint "${ownNames.get(name)}"`);
-    if (aliasHolders.has(name)) throw conflict(name, `is an alias of endpoint "${aliasHolders.get(name)}" (an endpoint's own name must be unique)`);
-    for (const a of aliases) if (ownNames.has(a)) throw conflict(a, `is the name of endpoint "${ownNames.get(a)}" (an alias may be shared, but not be another endpoint's name)`);
-    for (const n of [name, ...aliases]) if (recordNames.has(n)) throw conflict(n, 'is a static record');
+    const conflict = (n: string, owner: string, why = '') => new NsdnsError('ERR_CONFLICT', `the name "${n}" is already used on network "${network.name}" by ${owner}${why}`);
+    if (ownNames.has(name)) throw conflict(name, `endpoint "${ownNames.get(name)}"`);
+    if (aliasHolders.has(name)) throw conflict(name, `endpoint "${aliasHolders.get(name)}" as an alias`, " (an endpoint's own name must be unique)");
+    for (const a of aliases) if (ownNames.has(a)) throw conflict(a, `endpoint "${ownNames.get(a)}"`, ' (an alias may be shared, but not be another endpoint\'s name)');
+    for (const n of [name, ...aliases]) if (recordNames.has(n)) throw conflict(n, 'a static record');
     const services = checkServices(req.services);
     const labels = checkLabels('--label', req.labels);
 

@@ -45,10 +45,10 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
   it('refuses a second endpoint with the same own name, an alias that is another endpoint\'s name, and garbage services and labels', async () => {
     const c = await lab.namespace('web3');
     for (const [args, message] of [
-      [['--name', 'web1'], /the name "web1" is already used by endpoint "web1"/],
-      [['--name', 'pool'], /is an alias of endpoint/],
-      [['--alias', 'web2'], /is the name of endpoint "web2"/],
-      [['--alias', 'printer'], /is a static record/],
+      [['--name', 'web1'], /the name "web1" is already used on network "sd\w+" by endpoint "web1"$/m],
+      [['--name', 'pool'], /the name "pool" is already used on network "sd\w+" by endpoint "web\d" as an alias \(an endpoint's own name must be unique\)/],
+      [['--alias', 'web2'], /the name "web2" is already used on network "sd\w+" by endpoint "web2" \(an alias may be shared, but not be another endpoint's name\)/],
+      [['--alias', 'printer'], /the name "printer" is already used on network "sd\w+" by a static record/],
       [['--service', 'http'], /--service "http": expected NAME:PORT/],
       [['--service', '_x:80'], /expected NAME:PORT/],
       [['--label', `k=${'v'.repeat(300)}`], /labels: a label is longer than 255 bytes/],
