@@ -17,7 +17,10 @@ describe('registry documents', () => {
     assert.equal(record.network.name, 'lab');
     assert.equal(record.network.id.length, 64);
     const web = record.endpoints.find((e) => e.name === 'web')!;
-    assert.deepEqual(web.aliases, ['www']);
+    assert.deepEqual(web.aliases, ['www', 'pool']);
+    assert.deepEqual(web.services, [{ name: 'http', port: 8080, protocol: 'tcp', priority: 0, weight: 10 }]);
+    assert.equal(record.endpoints.find((e) => e.name === 'db')!.health, 'unhealthy');
+    assert.deepEqual(record.network.records?.map((r) => r.name), ['printer', 'docs']);
     assert.deepEqual(web.ipv4, ['10.77.0.10']);
   });
 
