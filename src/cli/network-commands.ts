@@ -9,6 +9,7 @@ import { call } from './control-client.js';
 import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
 import { compileFilters, compileTemplate, type FilterableNetwork } from './format.js';
+import { graphCommand } from './graph.js';
 
 const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 
@@ -269,6 +270,7 @@ export function networkCommands(program: Command): void {
       const report = { namespace: ns.path, ...kernel, daemon };
       print(o.json ? report : formatDebug(report));
     });
+  graphCommand(network);
 }
 
 async function kernelView(netns: string): Promise<{ interfaces: unknown; routes: unknown; listening53: boolean }> {

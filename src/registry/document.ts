@@ -9,7 +9,7 @@ import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
 import {
-  healthStateSchema, ifname, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
+  healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
   servicesSchema, staticRecordsSchema,
 } from './fields.js';
 
@@ -117,7 +117,13 @@ export function parseDocumentText(text: string, source: string): NetworkRecord {
   } catch (err) {
     throw fileError(source, [syntaxProblem(err, text, json)]);
   }
-  return toRecord(data, source);
+  const record = toRecord(data, source);
+  // A hand-written file may name only namespaces made with `ip netns add`: a /proc/PID path would
+  // let whoever writes the registry directory make the root daemon serve, and choose the
+  // upstreams of, any process's namespace (the host's own, PID 1, included).
+  const outside = record.endpoints.findIndex((e) => e.netns !== undefined && !e.netns.startsWith(`${NETNS_RUN_DIR}/`));
+  if (outside >= 0) throw fileError(source, [`endpoints.${outside}.netns: a registry file may name only ${NETNS_RUN_DIR}/NAME namespaces`]);
+  return record;
 }
 
 /**
