@@ -4,7 +4,7 @@
 // ignored, as a spoofing attempt would be, and the wait goes on until the timeout.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import DgramAsPromised from 'dgram-as-promised';
+import dgram from 'node:dgram';
 import { Match, matchReply } from '../wire/upstream-query.js';
 import { inspectReply } from '../wire/records.js';
 import { FrameReader, frame } from '../wire/tcp-framing.js';
@@ -67,70 +67,171 @@ function timeoutError(server: UpstreamServer, transport: Transport, ms: number):
   return new UpstreamTimeout(server, transport, ms);
 }
 
-type PooledSocket = ReturnType<typeof DgramAsPromised.createSocket>;
+/**
+ * One UDP exchange waiting for its reply. Its socket is its own: bound ahead of need (a fresh random
+ * port), used for this one query and then closed. The socket's listeners are attached once, when it
+ * is bound, and find the exchange through `slot`, so a packet costs no new closure or promise.
+ */
+interface UdpWait {
+  server: UpstreamServer;
+  timeoutMs: number;
+  accept: (reply: Buffer) => boolean;
+  resolve: (reply: Buffer) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface Slot {
+  socket: dgram.Socket;
+  wait: UdpWait | undefined;
+  closed: boolean;
+}
+
+/** Sockets bound per refill turn: a bind is ~10 µs, so one turn never holds the loop long. */
+const REFILL_BATCH = 8;
 
 /**
  * Sockets bound ahead of need, each used for exactly one exchange and then closed: every upstream
- * query still gets a fresh random port, without paying for the bind while the client waits.
+ * query still gets a fresh random port, without paying for the bind while the client waits. The
+ * pool is refilled in small batches, one per turn of the event loop, off the query's path.
  */
 class SocketPool {
-  private readonly ready: Record<4 | 6, PooledSocket[]> = { 4: [], 6: [] };
-  private refilling: Record<4 | 6, boolean> = { 4: false, 6: false };
+  private readonly ready: Record<4 | 6, Slot[]> = { 4: [], 6: [] };
+  private readonly refilling: Record<4 | 6, boolean> = { 4: false, 6: false };
 
   constructor(private readonly size: number) {}
 
-  async take(family: 4 | 6): Promise<PooledSocket> {
-    const socket = this.ready[family].pop();
-    this.refill(family);
-    return socket ?? bindSocket(family);
+  /** A bound socket: from the pool, or bound now when the pool is empty (a burst). */
+  take(family: 4 | 6): Slot | Promise<Slot> {
+    const ready = this.ready[family];
+    let slot = ready.pop();
+    while (slot?.closed) slot = ready.pop();
+    if (!this.refilling[family]) {
+      this.refilling[family] = true;
+      setImmediate(refillTurn, this, family);
+    }
+    return slot ?? bindSlot(family);
   }
 
-  private refill(family: 4 | 6): void {
-    if (this.refilling[family]) return;
-    this.refilling[family] = true;
-    setImmediate(async () => {
-      try {
-        while (this.ready[family].length < this.size) this.ready[family].push(await bindSocket(family));
-      } catch {
-        // No such family here (IPv6 off, say): take() binds on demand and reports the error there.
-      } finally {
-        this.refilling[family] = false;
+  /** Binds up to REFILL_BATCH sockets; schedules another turn until the pool is full. */
+  refill(family: 4 | 6): void {
+    const ready = this.ready[family];
+    let pending = Math.min(REFILL_BATCH, this.size - ready.length);
+    if (pending <= 0) {
+      this.refilling[family] = false;
+      return;
+    }
+    const done = (slot: Slot | undefined) => {
+      if (slot) {
+        if (ready.length < this.size) ready.push(slot);
+        else close(slot);
       }
-    });
+      if (--pending > 0) return;
+      // No such family here (IPv6 off, say): stop; take() binds on demand and reports the error.
+      if (slot && ready.length < this.size) setImmediate(refillTurn, this, family);
+      else this.refilling[family] = false;
+    };
+    for (let i = pending; i > 0; i--) bindSlot(family).then(done, () => done(undefined));
   }
 }
 
-async function bindSocket(family: 4 | 6): Promise<PooledSocket> {
-  const socket = DgramAsPromised.createSocket(family === 6 ? 'udp6' : 'udp4');
-  await socket.bind(0);
-  // Pooled sockets must not keep the daemon alive on their own.
-  socket.unref();
-  return socket;
+function refillTurn(pool: SocketPool, family: 4 | 6): void {
+  pool.refill(family);
 }
 
-const pool = new SocketPool(16);
+function bindSlot(family: 4 | 6): Promise<Slot> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+    const slot: Slot = { socket, wait: undefined, closed: false };
+    const failed = (err: Error) => {
+      close(slot);
+      reject(err);
+    };
+    socket.once('error', failed);
+    socket.bind(0, () => {
+      socket.removeListener('error', failed);
+      socket.on('message', (msg, rinfo) => onMessage(slot, msg, rinfo));
+      socket.on('error', (err) => onError(slot, err));
+      // Pooled sockets must not keep the daemon alive on their own.
+      socket.unref();
+      resolve(slot);
+    });
+  });
+}
+
+function onMessage(slot: Slot, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  const wait = slot.wait;
+  // Not in use yet, or done: nobody asked for this datagram.
+  if (!wait) return;
+  const server = wait.server;
+  if (rinfo.port !== server.port || normalizeHost(rinfo.address) !== server.host) return;
+  let accepted: boolean;
+  try {
+    accepted = wait.accept(msg);
+  } catch (err) {
+    finish(slot, wait);
+    wait.reject(err as Error);
+    return;
+  }
+  if (!accepted) return;
+  finish(slot, wait);
+  wait.resolve(msg);
+}
+
+function onError(slot: Slot, err: Error): void {
+  const wait = slot.wait;
+  if (!wait) {
+    // A pooled socket that failed is of no use: closed, and never handed out.
+    close(slot);
+    return;
+  }
+  finish(slot, wait);
+  wait.reject(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${wait.server.key} over udp: ${err.message}`, { cause: err }));
+}
+
+function onTimeout(slot: Slot): void {
+  const wait = slot.wait;
+  if (!wait) return;
+  wait.timer = undefined;
+  finish(slot, wait);
+  wait.reject(timeoutError(wait.server, 'udp', wait.timeoutMs));
+}
+
+/** Ends the exchange: no more packets are looked at, and the socket (its port) is given up. */
+function finish(slot: Slot, wait: UdpWait): void {
+  slot.wait = undefined;
+  if (wait.timer) clearTimeout(wait.timer);
+  close(slot);
+}
+
+function close(slot: Slot): void {
+  if (slot.closed) return;
+  slot.closed = true;
+  slot.socket.close();
+}
+
+const pool = new SocketPool(32);
 
 async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
-  const socket = await pool.take(server.family).catch((err) => {
-    throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot open a udp socket for ${server.key}: ${(err as Error).message}`, { cause: err });
-  });
-  socket.ref();
-  const timer = setTimeout(() => void socket.close().catch(() => {}), timeoutMs);
+  let slot: Slot;
   try {
-    await socket.send(query, server.port, server.host);
-    for (;;) {
-      const packet = await socket.recv();
-      if (packet === undefined) throw timeoutError(server, 'udp', timeoutMs);
-      const { msg, rinfo } = packet;
-      if (rinfo.port === server.port && normalizeHost(rinfo.address) === server.host && accept(msg)) return msg;
-    }
+    slot = await pool.take(server.family);
   } catch (err) {
-    if (err instanceof NsdnsError) throw err;
-    throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `${server.key} over udp: ${(err as Error).message}`, { cause: err });
-  } finally {
-    clearTimeout(timer);
-    socket.destroy();
+    throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot open a udp socket for ${server.key}: ${(err as Error).message}`, { cause: err });
   }
+  return new Promise<Buffer>((resolve, reject) => {
+    const wait: UdpWait = { server, timeoutMs, accept, resolve, reject, timer: undefined };
+    slot.wait = wait;
+    try {
+      // In use: the exchange keeps the daemon alive until it ends (close releases it).
+      slot.socket.ref();
+      wait.timer = setTimeout(onTimeout, timeoutMs, slot);
+      // Without a callback, a failed send comes back as an 'error' event: onError ends the exchange.
+      slot.socket.send(query, server.port, server.host);
+    } catch (err) {
+      onError(slot, err as Error);
+    }
+  });
 }
 
 function normalizeHost(address: string): string {

@@ -1,11 +1,15 @@
 // Forwarding through real sockets to fake upstreams on loopback: failover, anti-spoofing, TCP,
 // the cache, in-flight limits, and which upstream a query goes to.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import dnsPacket from 'dns-packet';
 import { after, afterEach, describe, it } from 'node:test';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { dig, digShort, kdig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
+import { queryPacket } from '../helpers/packets.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -78,6 +82,51 @@ describe('failover', () => {
     assert.equal(u.received.length, 3);
     assert.ok(u.received.some((r) => r.id !== id), 'the client id is not reused upstream');
     assert.equal(new Set(u.received.map((r) => r.id)).size, 3);
+  });
+});
+
+/** Sockets the process has open now (read back from the kernel). */
+function openSockets(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'); } catch { return false; }
+  }).length;
+}
+
+describe('upstream sockets', () => {
+  it('gives each upstream query its own source port, and closes it once answered', async () => {
+    // An upstream that notes the source port of every query and answers it.
+    const ports: number[] = [];
+    const up = dgram.createSocket('udp4');
+    up.on('message', (msg, rinfo) => {
+      ports.push(rinfo.port);
+      const q = dnsPacket.decode(msg);
+      up.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers: [{ type: 'A', name: q.questions![0].name, ttl: 60, data: '192.0.2.7' }] }), rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => up.bind(0, '127.0.0.1', resolve));
+    cleanups.push(() => up.close());
+    const d = await daemon(['--upstream', `127.0.0.1:${up.address().port}`, '--cache-size', '0']);
+    const client = dgram.createSocket('udp4');
+    cleanups.push(() => client.close());
+    await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', resolve));
+    const ask = (name: string) => new Promise<dnsPacket.Packet>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer for ${name}`)), 3000);
+      client.once('message', (msg) => { clearTimeout(timer); resolve(dnsPacket.decode(msg)); });
+      client.send(queryPacket(name), d.port, '127.0.0.1');
+    });
+    await ask('warm.test');
+    const before = openSockets(d.proc.pid!);
+    const N = 400;
+    for (let i = 0; i < N; i++) {
+      const r = await ask(`n${i}.test`);
+      assert.deepEqual(r.answers?.map((a) => (a as { data: unknown }).data), ['192.0.2.7']);
+    }
+    const grown = openSockets(d.proc.pid!) - before;
+    // A few sockets bound ahead of need, not one left open per query.
+    assert.ok(grown < 64, `${grown} more sockets open after ${N} upstream queries`);
+    // Random ports collide now and then (birthday), but are not reused query after query.
+    assert.equal(ports.length, N + 1);
+    assert.ok(new Set(ports).size > N - 40, `${new Set(ports).size} distinct source ports for ${N + 1} queries`);
+    assert.ok(ports.every((p, i) => i === 0 || p !== ports[i - 1]), 'a source port was used twice in a row');
   });
 });
 
