@@ -2,7 +2,7 @@
 // conventions of `docker network` (create prints the id, ls a table, inspect JSON).
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
@@ -10,6 +10,8 @@ import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
 import { compileFilters, compileTemplate, type FilterableNetwork } from './format.js';
 import { graphCommand } from './graph.js';
+import { endpointCommands } from './endpoint-commands.js';
+import { parseDuration, parseHealthSpec } from '../health/spec.js';
 
 const print = (value: unknown): void => void process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 
@@ -204,15 +206,26 @@ export function networkCommands(program: Command): void {
     .option('--publish <[hostip:]hostport:port[/proto]>', 'publish a port on the host (repeatable)', collect)
     .option('--service <name:port[/proto]>', 'a service answered as SRV _name._proto under every name of the endpoint and its aliases (protocol tcp by default; repeatable)', collect)
     .option('--label <key=value>', 'endpoint label, answered as TXT "key=value" at its names (repeatable)', collect)
+    .option('--health <tcp:PORT|http:PORT/PATH>', 'probe the endpoint from the host: a TCP connect, or an HTTP GET answered 2xx-3xx; shared names leave it out while it is not healthy')
+    .option('--health-interval <duration>', 'time between probes (default 5s)', duration('--health-interval'))
+    .option('--health-timeout <duration>', 'how long one probe may take (default 2s)', duration('--health-timeout'))
+    .option('--health-retries <n>', 'failures in a row that make it unhealthy (default 3)', wholeNumber)
+    .option('--health-start-period <duration>', 'failures in this time after the start do not count; it is "starting" until the first success (default 0s)', duration('--health-start-period'))
+    .option('--health-hide-own', 'also leave its own name out of answers while it is not healthy', false)
     .option('--resolv-conf <file>', 'also write a resolv.conf pointing at nsdns here (such as a container\'s root/etc/resolv.conf); for PID and path targets, which get no /etc/netns file')
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
     .action(async (networkName: string, target: string, o) => {
+      if (o.health !== undefined && parseHealthSpec(o.health) === undefined) {
+        throw new UsageError(`--health ${JSON.stringify(String(o.health).slice(0, 40))}: expected tcp:PORT or http:PORT[/PATH]\nSee 'nsdns network connect --help'.`);
+      }
       // Checked before anything is connected; written by this process, with the caller's rights.
       const resolvFile = o.resolvConf !== undefined ? checkResolvConfPath(o.resolvConf) : undefined;
       const result = await call<Record<string, unknown>>(o.socket, 'network.connect', {
         network: networkName, target, name: o.name, aliases: o.alias, ip: o.ip, ip6: o.ip6, mac: o.mac, ifname: o.ifname, dns: o.dns, publish: o.publish,
         ...(o.service !== undefined && { services: o.service }), ...(o.label !== undefined && { labels: keyValues('--label', o.label, 'connect') }),
+        health: o.health, healthIntervalMs: o.healthInterval, healthTimeoutMs: o.healthTimeout, healthRetries: o.healthRetries,
+        healthStartPeriodMs: o.healthStartPeriod, ...(o.healthHideOwn && { healthHideOwn: true }),
       });
       if (resolvFile !== undefined) {
         try {
@@ -271,6 +284,16 @@ export function networkCommands(program: Command): void {
       print(o.json ? report : formatDebug(report));
     });
   graphCommand(network);
+  endpointCommands(program);
+}
+
+/** A commander parser for docker-style durations (5s, 500ms, 1m30s), in milliseconds. */
+function duration(flag: string): (value: string) => number {
+  return (value) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) throw new InvalidArgumentError(`${flag}: expected a duration such as 5s, 500ms or 1m30s`);
+    return ms;
+  };
 }
 
 async function kernelView(netns: string): Promise<{ interfaces: unknown; routes: unknown; listening53: boolean }> {
@@ -300,7 +323,15 @@ function formatDebug(r: Record<string, unknown>): string {
   lines.push(`served by nsdns: ${d.served ? 'yes' : 'no'}${d.bindError ? ` (${d.bindError})` : ''}`);
   lines.push(`view (networks it resolves): ${(d.view as string[]).join(', ') || '(none)'}`);
   lines.push('endpoints:');
-  for (const e of d.endpoints as Array<Record<string, unknown>>) lines.push(`  ${e.name} on ${e.network}: ${[...(e.ipv4 as string[]), ...(e.ipv6 as string[])].join(' ')} (${e.ifname}, aliases ${(e.aliases as string[]).join(',') || '-'})`);
+  for (const e of d.endpoints as Array<Record<string, unknown>>) {
+    lines.push(`  ${e.name} on ${e.network}: ${[...(e.ipv4 as string[]), ...(e.ipv6 as string[])].join(' ')} (${e.ifname}, aliases ${(e.aliases as string[]).join(',') || '-'})`);
+    const h = e.health as { Status: string; FailingStreak: number; Log: Array<{ End: string; ExitCode: number; Output: string }>; Check?: { Test: string; Interval: string } } | undefined;
+    if (h) {
+      const last = h.Log.at(-1);
+      const check = h.Check ? `, check ${h.Check.Test} every ${h.Check.Interval}` : ', no check';
+      lines.push(`    health ${h.Status}${h.FailingStreak > 0 ? ` (${h.FailingStreak} failing)` : ''}${check}${last ? `, last probe ${last.End}: ${last.ExitCode === 0 ? 'ok' : 'failed'} (${last.Output})` : ''}`);
+    }
+  }
   lines.push(`upstreams: ${(d.upstreams as string[]).join(', ') || '(none)'}`);
   lines.push('resolv.conf:', ...(String(d.resolvConf ?? '(not written by nsdns)').trim().split('\n').map((l) => `  ${l}`)));
   const res = d.resolution as Record<string, unknown> | undefined;

@@ -4,7 +4,7 @@
 // (registry/fields.ts). Names, subnets, targets and allocation are judged by the planner.
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
-import { ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
+import { HEALTH_LIMITS, healthStateSchema, ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
 import { isQueryName, recordTypeName } from '../wire/names.js';
 
 /** Longest accepted request line, newline excluded: far above any real request, small enough to buffer. */
@@ -42,6 +42,9 @@ const createNetwork = z.strictObject({
   records: z.array(text(300)).max(RECORDS_MAX).optional(),
 });
 
+/** A health timing, bounded here; the planner holds it to the limits of registry files, in words naming the flag. */
+const timing = (what: keyof typeof HEALTH_LIMITS) => z.int().min(0).max(HEALTH_LIMITS[what].max * 10).optional();
+
 const connect = z.strictObject({
   network: text(),
   target: text(4096),
@@ -56,6 +59,13 @@ const connect = z.strictObject({
   /** NAME:PORT[/tcp|udp], judged by the planner. */
   services: z.array(text(80)).max(SERVICES_MAX).optional(),
   labels: labelsSchema.optional(),
+  /** tcp:PORT or http:PORT[/PATH], judged by the planner with the timings below. */
+  health: text(300).optional(),
+  healthIntervalMs: timing('intervalMs'),
+  healthTimeoutMs: timing('timeoutMs'),
+  healthRetries: timing('retries'),
+  healthStartPeriodMs: timing('startPeriodMs'),
+  healthHideOwn: z.boolean().optional(),
 });
 
 /** Every method's parameters, by method name. */
@@ -76,6 +86,8 @@ export const paramSchemas = {
   'network.prune': noParams,
   'network.connect': connect,
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),
+  /** `nsdns endpoint health NETWORK ENDPOINT STATE`: a state set from outside. */
+  'endpoint.health': z.strictObject({ network: text(), endpoint: text(), state: healthStateSchema }),
   'debug.namespace': z.strictObject({
     target: text(4096),
     resolve: text().refine(isQueryName, 'not a DNS name').optional(),

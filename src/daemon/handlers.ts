@@ -6,7 +6,9 @@ import type { NetworkManager } from '../plumbing/network-manager.js';
 import { resolveTarget } from '../plumbing/target.js';
 import type { Registry } from '../registry/registry.js';
 import type { HealthStates } from '../registry/health-state.js';
-import type { Endpoint, NetworkRecord } from '../registry/types.js';
+import type { Endpoint, HealthState, NetworkRecord } from '../registry/types.js';
+import type { HealthInfo } from '../health/prober.js';
+import { formatDuration } from '../health/spec.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
@@ -22,6 +24,34 @@ export interface HandlerDeps {
   namespaces: NamespaceListeners;
   /** The daemon's host listeners as ADDRESS:PORT keys (HostListeners.addresses()): no upstream may be one. */
   ownAddresses?: () => ReadonlySet<string>;
+  /** The daemon's health checks (HealthProber): last results, and states set from outside. */
+  probes?: HealthProbes;
+}
+
+/** What the handlers use of the HealthProber. */
+export interface HealthProbes {
+  info(endpointId: string): HealthInfo | undefined;
+  set(endpointId: string, state: HealthState, endpointName?: string): boolean;
+}
+
+/**
+ * An endpoint's health as docker shows a container's (`State.Health`): its status, failures in a
+ * row and the last probe results; `Check` when the daemon probes it.
+ */
+export function healthOf(e: Endpoint, health: HealthStates, probes?: HealthProbes): object {
+  const info = probes?.info(e.id);
+  const check = e.healthCheck;
+  return {
+    Status: health.get(e.id),
+    FailingStreak: info?.failingStreak ?? 0,
+    Log: (info?.log ?? []).map((r) => ({ Start: new Date(r.start).toISOString(), End: new Date(r.end).toISOString(), ExitCode: r.ok ? 0 : 1, Output: r.detail })),
+    ...(check && {
+      Check: {
+        Test: `${check.type}:${check.port}${check.path ?? ''}`, Interval: formatDuration(check.intervalMs), Timeout: formatDuration(check.timeoutMs),
+        Retries: check.retries, StartPeriod: formatDuration(check.startPeriodMs), ...(info && { Address: info.address }),
+      },
+    }),
+  };
 }
 
 /** The address every namespace's programs ask: nsdns itself, never an upstream. */
@@ -59,7 +89,7 @@ function prefixLength(record: NetworkRecord, address: string): number {
 }
 
 /** The shape of `docker network inspect`. */
-export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates): object {
+export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes): object {
   const { network, endpoints } = record;
   return {
     Name: network.name,
@@ -93,20 +123,21 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(e.ports && e.ports.length > 0 && { Ports: e.ports }),
       ...(e.services && e.services.length > 0 && { Services: e.services }),
       ...(e.labels && { Labels: e.labels }),
-      ...(health && { Health: health.get(e.id) }),
+      ...(health && { Health: healthOf(e, health, probes) }),
       ...(e.healthHideOwn && { HealthHideOwn: true }),
     }])),
     Labels: network.labels ?? {},
   };
 }
 
-export function endpointSummary(e: Endpoint, record: NetworkRecord): object {
+export function endpointSummary(e: Endpoint, record: NetworkRecord, health?: { states: HealthStates; probes?: HealthProbes }): object {
   const gateway = record.network.subnets.find((s) => !s.subnet.includes(':'))?.gateway;
   return {
     network: e.network, name: e.name, id: e.id, shortId: e.id.slice(0, 12), aliases: e.aliases, ipv4: e.ipv4, ipv6: e.ipv6,
     mac: e.mac, ifname: e.ifname, hostIf: e.hostIf, netns: e.netns, gateway, nameserver: '127.0.0.11', ports: e.ports ?? [],
     services: e.services ?? [], labels: e.labels ?? {},
     ...(record.network.domain !== undefined && { domain: record.network.domain }),
+    ...(health && { health: healthOf(e, health.states, health.probes) }),
   };
 }
 
@@ -125,7 +156,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('network.create', async (p) => {
       refuseOwnAddresses('--dns-upstream', p.dnsUpstreams, own());
       const network = await manager.createNetwork(p);
-      return inspectNetwork(recordOf(network.name), STATE_SOURCE, registry.health);
+      return inspectNetwork(recordOf(network.name), STATE_SOURCE, registry.health, deps.probes);
     }),
     // Fields after `source` came later (fullId ... labels): older clients ignore them.
     method('network.ls', async () => registry.current().records.map(({ network, endpoints }) => ({
@@ -137,7 +168,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     })).sort((a, b) => a.name.localeCompare(b.name))),
     method('network.inspect', async (p) => p.names.map((n) => {
       const record = recordOf(n);
-      return inspectNetwork(record, registry.sourceOf(record.network.name), registry.health);
+      return inspectNetwork(record, registry.sourceOf(record.network.name), registry.health, deps.probes);
     })),
     method('network.rm', async (p) => {
       const { removed, failed } = await manager.removeNetworks(p.names, { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
@@ -158,8 +189,27 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       const endpoint = await manager.disconnect(p.network, p.target);
       return { network: endpoint.network, name: endpoint.name, id: endpoint.id };
     }),
+    method('endpoint.health', async (p) => {
+      const record = recordOf(p.network);
+      const endpoint = endpointOf(record, p.endpoint);
+      const previous = registry.health.get(endpoint.id);
+      if (deps.probes) deps.probes.set(endpoint.id, p.state, endpoint.name);
+      else registry.health.set(endpoint.id, p.state);
+      return { network: record.network.name, name: endpoint.name, id: endpoint.id, state: p.state, previous, probed: endpoint.healthCheck !== undefined };
+    }),
     method('debug.namespace', async (p) => debugNamespace(deps, p)),
   ]);
+}
+
+/**
+ * An endpoint of `record` by its own name (any case), full id, or an id prefix of at least 12
+ * characters; an alias may be shared, so it names no single endpoint.
+ */
+function endpointOf(record: NetworkRecord, which: string): Endpoint {
+  const lower = which.toLowerCase();
+  const found = record.endpoints.find((e) => e.name === lower || e.id === lower) ?? (lower.length >= 12 ? record.endpoints.find((e) => e.id.startsWith(lower)) : undefined);
+  if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint ${quote(which)} on network ${quote(record.network.name)} (give its name or id)`);
+  return found;
 }
 
 async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>): Promise<object> {
@@ -173,7 +223,7 @@ async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>)
     served: deps.namespaces.isServed(target.path),
     bindError: deps.namespaces.failure(target.path) ?? null,
     view: [...new Set(endpoints.map((e) => e.network))],
-    endpoints: endpoints.map((e) => endpointSummary(e, { network: snapshot.networks.get(e.network)!.network, endpoints: [] })),
+    endpoints: endpoints.map((e) => endpointSummary(e, { network: snapshot.networks.get(e.network)!.network, endpoints: [] }, { states: deps.registry.health, probes: deps.probes })),
     upstreams: context ? deps.resolver.upstreamsFor(context.view(), { address: '127.0.0.1', transport: 'udp' }, context).map((s) => s.key) : [],
     resolvConf: target.name ? (await deps.manager.resolvConfOf(target.name)) ?? null : null,
   };

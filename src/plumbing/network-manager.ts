@@ -176,7 +176,7 @@ export class NetworkManager {
       ...endpoints.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
       { name: `delete bridge ${network.bridge}`, run: () => deleteLink(network.bridge) },
       { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
-      { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); } },
+      { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); this.forgetHealth(endpoints); } },
       { name: 'apply firewall rules', run: () => this.applyFirewall() },
       { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(endpoints.map((e) => e.netns).filter((n): n is string => n !== undefined)) },
     ]);
@@ -281,10 +281,15 @@ export class NetworkManager {
     return [
       ...gone.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
       { name: `save network "${record.network.name}"`, run: () => this.deps.state.save(next) },
-      { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); } },
+      { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', run: () => this.applyFirewall() }] : []),
       ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
+  }
+
+  /** A gone endpoint's health state goes with it (set by its probes or from outside). */
+  private forgetHealth(gone: readonly Endpoint[]): void {
+    for (const e of gone) this.deps.registry.health.delete(e.id);
   }
 
   /**

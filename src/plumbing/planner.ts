@@ -11,7 +11,7 @@ import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, 
 import { hostLinks, hostPrefixes } from './links.js';
 import { isIp, printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
-import { bad, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkHealth, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -153,6 +153,7 @@ export class Planner {
     for (const n of [name, ...aliases]) if (recordNames.has(n)) throw conflict(n, 'a static record');
     const services = checkServices(req.services);
     const labels = checkLabels('--label', req.labels);
+    const healthCheck = checkHealth(req);
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
     for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
@@ -178,6 +179,8 @@ export class Planner {
       mac: req.mac !== undefined ? checkMac(req.mac) : macFor(ipv4), ports,
       ...optional('services', services.length > 0 ? services : undefined),
       ...optional('labels', labels),
+      ...optional('healthCheck', healthCheck),
+      ...optional('healthHideOwn', req.healthHideOwn === true ? true : undefined),
     };
     this.reservations.set(id, { network: network.name, endpoint });
     return {

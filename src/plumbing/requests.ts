@@ -2,11 +2,12 @@
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
-import type { PortMapping, Service, StaticRecord } from '../registry/types.js';
+import type { HealthCheck, PortMapping, Service, StaticRecord } from '../registry/types.js';
+import { parseHealthSpec } from '../health/spec.js';
 import { nameProblems, normalRecord, normalService } from '../registry/document.js';
 import {
   NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
-  isPort, isUnicastMac, printable, isRecordName, isServiceNameLabel, isTargetName, labelsSchema, RECORDS_MAX, SERVICES_MAX,
+  healthCheckSchema, isPort, isUnicastMac, printable, isRecordName, isServiceNameLabel, isTargetName, labelsSchema, RECORDS_MAX, SERVICES_MAX,
 } from '../registry/fields.js';
 
 export interface CreateNetworkRequest {
@@ -41,6 +42,14 @@ export interface ConnectRequest {
   services?: string[];
   /** `--label k=v`: answered as TXT at the endpoint's names. */
   labels?: Record<string, string>;
+  /** `--health tcp:PORT` or `http:PORT[/PATH]`, probed by the daemon from the host side. */
+  health?: string;
+  healthIntervalMs?: number;
+  healthTimeoutMs?: number;
+  healthRetries?: number;
+  healthStartPeriodMs?: number;
+  /** `--health-hide-own`: the endpoint's own name too answers only while it is healthy. */
+  healthHideOwn?: boolean;
 }
 
 export function bad(message: string): NsdnsError {
@@ -177,4 +186,29 @@ export function checkRecords(specs: readonly string[] | undefined, network: { na
   const problems = nameProblems({ name: network.name, id: '', subnets: [], internal: false, upstreams: [], records }, []);
   if (problems.length > 0) throw bad(problems[0]);
   return records;
+}
+
+const HEALTH_FLAGS = { intervalMs: '--health-interval', timeoutMs: '--health-timeout', retries: '--health-retries', startPeriodMs: '--health-start-period' } as const;
+
+/**
+ * `--health SPEC` with its timing flags: the endpoint's check, within the limits of registry files
+ * (healthCheckSchema), or undefined without --health. A timing flag without --health is refused.
+ */
+export function checkHealth(req: Pick<ConnectRequest, 'health' | 'healthIntervalMs' | 'healthTimeoutMs' | 'healthRetries' | 'healthStartPeriodMs'>): HealthCheck | undefined {
+  const timing = { intervalMs: req.healthIntervalMs, timeoutMs: req.healthTimeoutMs, retries: req.healthRetries, startPeriodMs: req.healthStartPeriodMs };
+  if (req.health === undefined) {
+    const given = (Object.keys(timing) as Array<keyof typeof timing>).find((k) => timing[k] !== undefined);
+    if (given) throw bad(`${HEALTH_FLAGS[given]} needs --health (tcp:PORT or http:PORT/PATH)`);
+    return undefined;
+  }
+  const target = parseHealthSpec(req.health);
+  if (!target) throw bad(`--health ${shown(req.health)}: expected tcp:PORT or http:PORT[/PATH] (a port 1-65535)`);
+  const result = healthCheckSchema.safeParse({ ...target, ...Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)) });
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue?.path[0];
+    const flag = typeof field === 'string' && field in HEALTH_FLAGS ? HEALTH_FLAGS[field as keyof typeof HEALTH_FLAGS] : '--health';
+    throw bad(`${flag}: ${flag === '--health' ? issue?.message ?? 'not valid' : `must be ${issue?.message ?? 'valid'}`}`);
+  }
+  return result.data;
 }

@@ -9,7 +9,7 @@ import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
 import {
-  healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
+  healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
   servicesSchema, staticRecordsSchema,
 } from './fields.js';
 
@@ -51,6 +51,7 @@ const endpointSchema = z.object({
   labels: labelsSchema.optional(),
   health: healthStateSchema.optional(),
   healthHideOwn: z.boolean().optional(),
+  healthCheck: healthCheckSchema.optional(),
 }).strict();
 
 export const documentSchema = z.object({
@@ -171,6 +172,7 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
     ...(e.labels !== undefined && Object.keys(e.labels).length > 0 && { labels: { ...e.labels } as Record<string, string> }),
     ...(e.health !== undefined && { health: e.health }),
     ...(e.healthHideOwn === true && { healthHideOwn: true }),
+    ...(e.healthCheck !== undefined && { healthCheck: e.healthCheck }),
   }));
   const record: NetworkRecord = {
     network: {

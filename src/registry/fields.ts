@@ -184,3 +184,35 @@ export const staticRecordSchema = z.discriminatedUnion('type', [
 export const staticRecordsSchema = z.array(staticRecordSchema).max(RECORDS_MAX, `at most ${RECORDS_MAX} records`);
 
 export const healthStateSchema = z.enum(['healthy', 'unhealthy', 'starting']);
+
+/** Health check limits: a probe at most every 100 ms, waits at most a minute, periods at most a day. */
+export const HEALTH_LIMITS = {
+  intervalMs: { min: 100, max: 86_400_000, default: 5_000 },
+  timeoutMs: { min: 10, max: 60_000, default: 2_000 },
+  retries: { min: 1, max: 100, default: 3 },
+  startPeriodMs: { min: 0, max: 86_400_000, default: 0 },
+} as const;
+export const HEALTH_PATH_MAX = 256;
+
+/** An HTTP check's path: '/' then printable ASCII without spaces or '#', at most HEALTH_PATH_MAX. */
+export function isHealthPath(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= HEALTH_PATH_MAX && /^\/[\x21-\x22\x24-\x7e]*$/.test(value);
+}
+
+// Messages name the limit, not the field: the path (or the flag) says which field.
+const bounded = (what: keyof typeof HEALTH_LIMITS, unit: string) => {
+  const { min, max, default: d } = HEALTH_LIMITS[what];
+  return z.number().int('a whole number').min(min, `at least ${min}${unit}`).max(max, `at most ${max}${unit}`).default(d);
+};
+
+export const healthCheckSchema = z.object({
+  type: z.enum(['tcp', 'http']),
+  port,
+  path: z.string().refine(isHealthPath, `not an HTTP path ('/' then printable characters without spaces or '#', at most ${HEALTH_PATH_MAX})`).optional(),
+  intervalMs: bounded('intervalMs', ' ms'),
+  timeoutMs: bounded('timeoutMs', ' ms'),
+  retries: bounded('retries', ''),
+  startPeriodMs: bounded('startPeriodMs', ' ms'),
+}).strict()
+  .refine((c) => c.type === 'http' || c.path === undefined, 'a tcp check has no path')
+  .transform((c) => (c.type === 'http' ? { ...c, path: c.path ?? '/' } : c));

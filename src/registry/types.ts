@@ -32,6 +32,22 @@ export type StaticRecord =
 
 export type HealthState = 'healthy' | 'unhealthy' | 'starting';
 
+/**
+ * How the daemon checks an endpoint from the host side: a TCP connect, or an HTTP GET whose status
+ * is 2xx or 3xx. `retries` consecutive failures make it unhealthy, one success healthy; failures
+ * within `startPeriodMs` of the check's start do not count.
+ */
+export interface HealthCheck {
+  type: 'tcp' | 'http';
+  port: number;
+  /** HTTP only: the path (and query) asked for, starting with '/'. */
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+}
+
 export interface Network {
   name: string;
   id: string;
@@ -76,6 +92,8 @@ export interface Endpoint {
   health?: HealthState;
   /** Leave the endpoint's own name out of answers too while it is not healthy. */
   healthHideOwn?: boolean;
+  /** Probed by the daemon (`connect --health`, `healthCheck:` in files). */
+  healthCheck?: HealthCheck;
 }
 
 /** One network with its endpoints: the unit the registry replaces on every change. */

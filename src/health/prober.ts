@@ -1,0 +1,230 @@
+// The daemon's health checks: every endpoint with a `healthCheck` is probed from the host side
+// at its interval, and its state goes into `registry.health`, which the next query sees. One
+// timer per endpoint, each first fired at a random point of its interval (no thundering herd);
+// at most `maxConcurrent` probes in flight, each with its own deadline, so a slow endpoint holds
+// only its own slot. Nothing here runs on the query path.
+import type { Logger } from '../log.js';
+import { printable } from '../registry/fields.js';
+import type { Registry, Snapshot } from '../registry/registry.js';
+import type { Endpoint, HealthCheck, HealthState } from '../registry/types.js';
+import { probeFor, type Probe } from './probes.js';
+import { HealthMachine, type ProbeResult } from './state-machine.js';
+
+export interface ProberOptions {
+  /** Probes in flight at once; more due wait their turn (default 256). */
+  maxConcurrent?: number;
+  /** The probe to run (default: TCP or HTTP by the check's type). */
+  probe?: (check: HealthCheck) => Probe;
+  /** Where in its interval an endpoint is first probed, 0..1 (default Math.random). */
+  spread?: () => number;
+}
+
+/** What inspect and debug show of one probed endpoint. */
+export interface HealthInfo {
+  status: HealthState;
+  failingStreak: number;
+  check: HealthCheck;
+  address: string;
+  log: readonly ProbeResult[];
+}
+
+interface Tracker {
+  id: string;
+  network: string;
+  name: string;
+  address: string;
+  /** The check and address it was made for: a change of either makes a new tracker. */
+  key: string;
+  machine: HealthMachine;
+  timer?: NodeJS.Timeout;
+  due: number;
+  inFlight?: AbortController;
+  queued: boolean;
+}
+
+export class HealthProber {
+  private readonly trackers = new Map<string, Tracker>();
+  private readonly queue: Tracker[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly maxConcurrent: number;
+  private readonly probe: (check: HealthCheck) => Probe;
+  private readonly spread: () => number;
+  private running = false;
+  /** Probes skipped because the endpoint's previous one had not finished. */
+  skipped = 0;
+
+  private readonly onChange = (snapshot: Snapshot, network: string): void => this.syncNetwork(snapshot, network);
+  private readonly onFailOpen = (name: string, endpoints: number): void => {
+    this.log.warn({ name, endpoints }, `no healthy endpoint behind "${printable(name, 80)}": answering all ${endpoints} (fail open)`);
+  };
+
+  constructor(private readonly registry: Registry, private readonly log: Logger, options: ProberOptions = {}) {
+    this.maxConcurrent = Math.max(1, options.maxConcurrent ?? 256);
+    this.probe = options.probe ?? probeFor;
+    this.spread = options.spread ?? Math.random;
+  }
+
+  /** Starts probing every endpoint with a check, and follows registry changes. */
+  start(): this {
+    if (this.running) return this;
+    this.running = true;
+    this.registry.on('change', this.onChange);
+    this.registry.on('failOpen', this.onFailOpen);
+    const snapshot = this.registry.current();
+    for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name);
+    const count = this.trackers.size;
+    if (count > 0) this.log.info({ endpoints: count }, `health checks: probing ${count} endpoint(s)`);
+    return this;
+  }
+
+  /** Stops every timer and probe in flight; resolves once the probes have ended. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.registry.off('change', this.onChange);
+    this.registry.off('failOpen', this.onFailOpen);
+    for (const t of this.trackers.values()) this.drop(t);
+    this.trackers.clear();
+    this.queue.length = 0;
+    await Promise.all([...this.inFlight]);
+  }
+
+  /** Endpoints being probed. */
+  get size(): number {
+    return this.trackers.size;
+  }
+
+  info(endpointId: string): HealthInfo | undefined {
+    const t = this.trackers.get(endpointId);
+    if (!t) return undefined;
+    const m = t.machine;
+    return { status: this.registry.health.get(t.id), failingStreak: m.failingStreak, check: m.check, address: t.address, log: m.log };
+  }
+
+  /**
+   * A state set from outside (`nsdns endpoint health`). For a probed endpoint it holds until the
+   * next probe result changes it: a success makes it healthy, `retries` failures unhealthy.
+   * True when the answered state changed.
+   */
+  set(endpointId: string, state: HealthState, endpointName = endpointId.slice(0, 12)): boolean {
+    const t = this.trackers.get(endpointId);
+    t?.machine.override(state);
+    const previous = this.registry.health.get(endpointId);
+    const changed = this.registry.health.set(endpointId, state);
+    if (changed) this.log.info({ network: t?.network, endpoint: endpointName, status: state, previous, by: 'endpoint health' }, `endpoint "${endpointName}" is now ${state} (set from outside, was ${previous})`);
+    return changed;
+  }
+
+  /** Brings one network's trackers in line with the snapshot: new checks start, gone ones stop. */
+  private syncNetwork(snapshot: Snapshot, network: string): void {
+    if (!this.running) return;
+    const compiled = snapshot.networks.get(network);
+    const present = new Set<string>();
+    for (const e of compiled?.endpoints ?? []) {
+      if (!e.healthCheck) continue;
+      const address = e.ipv4[0] ?? e.ipv6[0];
+      if (address === undefined) continue;
+      present.add(e.id);
+      const key = `${address}|${JSON.stringify(e.healthCheck)}`;
+      const existing = this.trackers.get(e.id);
+      if (existing?.key === key) continue;
+      if (existing) this.drop(existing);
+      this.add(e, address, key);
+    }
+    for (const t of this.trackers.values()) {
+      if (t.network !== network || present.has(t.id)) continue;
+      this.drop(t);
+      this.trackers.delete(t.id);
+      // Its state was ours to keep; a state set in a file or by hand goes with the endpoint too.
+      this.registry.health.delete(t.id);
+    }
+  }
+
+  private add(e: Endpoint, address: string, key: string): void {
+    const check = e.healthCheck!;
+    // A state given in a file is where it starts; otherwise `starting`, before any query sees it.
+    const initial: HealthState = e.health ?? 'starting';
+    this.registry.health.set(e.id, initial);
+    const now = Date.now();
+    const t: Tracker = {
+      id: e.id, network: e.network, name: e.name, address, key, queued: false,
+      machine: new HealthMachine(check, now, initial),
+      due: now + Math.floor(this.spread() * check.intervalMs),
+    };
+    this.trackers.set(e.id, t);
+    this.arm(t);
+  }
+
+  private drop(t: Tracker): void {
+    clearTimeout(t.timer);
+    t.timer = undefined;
+    t.inFlight?.abort();
+    const at = this.queue.indexOf(t);
+    if (at >= 0) this.queue.splice(at, 1);
+    t.queued = false;
+  }
+
+  /** Sets the timer for the tracker's next due time. */
+  private arm(t: Tracker): void {
+    t.timer = setTimeout(() => this.fire(t), Math.max(0, t.due - Date.now()));
+    t.timer.unref();
+  }
+
+  private fire(t: Tracker): void {
+    if (this.trackers.get(t.id) !== t) return;
+    // The next turn keeps its place in the interval, whatever this probe takes.
+    const interval = t.machine.check.intervalMs;
+    t.due += interval;
+    if (t.due < Date.now()) t.due = Date.now() + interval;
+    this.arm(t);
+    if (t.inFlight || t.queued) {
+      this.skipped++;
+      return;
+    }
+    if (this.inFlight.size >= this.maxConcurrent) {
+      t.queued = true;
+      this.queue.push(t);
+      return;
+    }
+    this.run(t);
+  }
+
+  private run(t: Tracker): void {
+    const controller = new AbortController();
+    t.inFlight = controller;
+    const check = t.machine.check;
+    const done = this.probe(check)(t.address, check, controller.signal)
+      .catch((): ProbeResult => ({ ok: false, detail: 'error', start: Date.now(), end: Date.now() }))
+      .then((result) => {
+        if (t.inFlight === controller) t.inFlight = undefined;
+        if (!controller.signal.aborted && this.trackers.get(t.id) === t) this.apply(t, result);
+      })
+      .finally(() => {
+        this.inFlight.delete(done);
+        this.next();
+      });
+    this.inFlight.add(done);
+  }
+
+  private next(): void {
+    while (this.running && this.inFlight.size < this.maxConcurrent && this.queue.length > 0) {
+      const t = this.queue.shift()!;
+      t.queued = false;
+      if (this.trackers.get(t.id) === t && !t.inFlight) this.run(t);
+    }
+  }
+
+  private apply(t: Tracker, result: ProbeResult): void {
+    const m = t.machine;
+    const answered = this.registry.health.get(t.id);
+    // Set from outside since our last result (a file's `health:`, `endpoint health`): go on from there.
+    if (answered !== m.status) m.override(answered);
+    const status = m.record(result);
+    if (status === answered) return;
+    this.registry.health.set(t.id, status);
+    const why = result.ok ? result.detail : `${m.failingStreak} failure(s) in a row, last: ${result.detail}`;
+    const line = { network: t.network, endpoint: t.name, status, previous: answered, failingStreak: m.failingStreak, detail: result.detail };
+    const msg = `endpoint "${t.name}" on network "${t.network}" is now ${status} (was ${answered}; ${why})`;
+    if (status === 'unhealthy') this.log.warn(line, msg);
+    else this.log.info(line, msg);
+  }
+}
