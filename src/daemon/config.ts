@@ -50,6 +50,11 @@ export const configSchema = z.object({
     try { return parseListenSpec(value); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); return z.NEVER; }
   }, listenSchema)).default([]),
   upstreams: z.array(upstreamAddress).default([]),
+  /**
+   * Also answer each provisioned network's names at its gateway address (port 53), for the host and
+   * for clients on that network; bridges are registered with systemd-resolved when it runs.
+   */
+  hostDns: z.boolean().default(false),
   /** Where the host's resolvers are read from, or false to never use them. */
   resolvConf: z.union([z.string(), z.literal(false)]).default('/etc/resolv.conf'),
   ttl: z.number().int().min(0).max(86400).default(5),
@@ -124,6 +129,7 @@ export interface ConfigFlags {
   allow?: string[];
   listen?: string[];
   upstream?: string[];
+  hostDns?: boolean;
   resolvConf?: string | false;
   ttl?: number;
   cacheSize?: number;
@@ -147,6 +153,7 @@ export function loadConfig(flags: ConfigFlags): Config {
   set('allow', flags.allow);
   set('listen', flags.listen);
   set('upstreams', flags.upstream);
+  set('hostDns', flags.hostDns);
   set('resolvConf', flags.resolvConf);
   set('ttl', flags.ttl);
   set('logLevel', flags.logLevel);
