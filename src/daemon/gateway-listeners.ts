@@ -225,15 +225,19 @@ export class GatewayListeners {
     this.retry = setTimeout(() => void this.reconcile(), delay).unref();
   }
 
-  /** Stops every gateway listener and drops the systemd-resolved registrations (the daemon stops). */
-  async closeAll(): Promise<void> {
+  /**
+   * Stops every gateway listener. `unregister` (the daemon stops): the systemd-resolved registrations
+   * are dropped first, while the sockets are still held, so a successor that binds them afterwards
+   * (a handover passes false and keeps them) never has its fresh registration reverted by us.
+   */
+  async closeAll(unregister = true): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
     await this.running;
+    if (unregister) for (const bridge of this.registered.keys()) await this.resolved?.revert(bridge);
+    this.registered.clear();
     await Promise.all(this.all.map((l) => l.server.close()));
     this.bound.clear();
-    for (const bridge of this.registered.keys()) await this.resolved?.revert(bridge);
-    this.registered.clear();
   }
 }
 
