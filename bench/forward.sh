@@ -15,8 +15,9 @@ DATA=$PB_WORK/data
 awk 'BEGIN { for (i = 0; i < 10000; i++) { printf "10.%d.%d.%d u%d\n", 120 + int(i / 65536), int(i / 256) % 256, i % 256, i > "'"$DATA"'/upstream-hosts"; printf "u%d A\n", i > "'"$DATA"'/queries-upstream.txt" } }'
 mkdir -p "$DATA/empty-registry"
 # One client (dnsperf) asks for misses faster than a client's fair share of the upstreams (500/s by
-# default): the share is lifted here, or the rate limit is what gets measured, not the miss path.
-printf 'forward:\n  clientQueriesPerSecond: 0\n' > "$DATA/forward-nsdns.yaml"
+# default) and keeps more in flight in the saturation runs (64): its share is lifted here (to the
+# listener's limit), or the fairness limits are what get measured, not the miss path.
+printf 'forward:\n  clientQueriesPerSecond: 0\n  maxInflightPerClient: 256\n' > "$DATA/forward-nsdns.yaml"
 dnsmasq -C /dev/null --keep-in-foreground --no-resolv --no-hosts --no-poll --addn-hosts="$DATA/upstream-hosts" \
     --local-ttl=300 --listen-address="$PB_GW" --bind-interfaces --port=$UP_PORT --user=root --group=root --pid-file= &
 pb_pid_add upstream-dnsmasq $!

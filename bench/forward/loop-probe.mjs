@@ -22,3 +22,12 @@ function report() {
 }
 process.once('exit', report);
 for (const sig of ['SIGINT', 'SIGTERM']) process.prependListener(sig, report);
+
+// RENICE_WORKERS=1: V8's worker threads (concurrent compiler, GC helpers) at nice 19, the main
+// thread left as is: on a CPU the daemon shares with its own workers, a background compile of a
+// hot function then no longer keeps the main thread (and the queries it holds) waiting.
+if (process.env.RENICE_WORKERS === '1') {
+  const { readdirSync } = await import('node:fs');
+  const os = await import('node:os');
+  for (const tid of readdirSync('/proc/self/task')) if (Number(tid) !== process.pid) os.setPriority(Number(tid), 19);
+}
