@@ -15,7 +15,7 @@ import ipaddr from 'ipaddr.js';
 import { DnsServer } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
 import { clientFilter, localSubnets, type ClientFilter } from '../server/client-filter.js';
-import { bindHostSockets } from '../server/host-sockets.js';
+import { bindHostSockets, type BoundSockets } from '../server/host-sockets.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
@@ -71,6 +71,8 @@ export class GatewayListeners {
   private running: Promise<void> = Promise.resolve();
   private queued: Promise<void> | undefined;
   private closed = false;
+  /** Sockets a predecessor handed over, by listener key (see adopt()). */
+  private readonly inherited = new Map<string, Omit<BoundSockets, 'port'>>();
   /** Who gets any reply at all: loopback and the host's connected subnets, as they were at the last reconcile. */
   private reachable: ClientFilter = clientFilter(localSubnets());
 
@@ -139,6 +141,12 @@ export class GatewayListeners {
       }
       listener.filter = filter;
     }
+    // Handed over for a network that is gone meanwhile: not ours to keep open.
+    for (const handed of this.inherited.values()) {
+      handed.udp.close();
+      handed.tcp.close();
+    }
+    this.inherited.clear();
     await this.register(snapshot, wanted);
     this.scheduleRetry();
   }
@@ -161,9 +169,11 @@ export class GatewayListeners {
   }
 
   private async bind(want: Wanted): Promise<void> {
-    let sockets;
+    let sockets: BoundSockets;
+    const handed = this.inherited.get(want.key);
     try {
-      sockets = await bindHostSockets(want.address, this.port);
+      this.inherited.delete(want.key);
+      sockets = handed ? { ...handed, port: handed.udp.address().port } : await bindHostSockets(want.address, this.port);
     } catch (err) {
       const attempts = (this.failures.get(want.key) ?? 0) + 1;
       this.failures.set(want.key, attempts);
@@ -223,6 +233,29 @@ export class GatewayListeners {
     const attempts = Math.max(...this.failures.values());
     const delay = Math.min(MAX_RETRY_MS, 250 * 2 ** Math.min(attempts - 1, 10));
     this.retry = setTimeout(() => void this.reconcile(), delay).unref();
+  }
+
+  /** Every listener's key and sockets, for a successor (see handover.ts); keys are `NETWORK|ADDRESS`. */
+  handOff(): Array<{ key: string; udp: BoundSockets['udp']; tcp: BoundSockets['tcp'] }> {
+    return this.all.map((l) => ({ key: l.key, udp: l.server.udp, tcp: l.server.tcp }));
+  }
+
+  /** Sockets a predecessor bound, by key: the next reconcile serves them instead of binding. */
+  adopt(inherited: ReadonlyMap<string, Omit<BoundSockets, 'port'>>): void {
+    for (const [key, sockets] of inherited) this.inherited.set(key, sockets);
+  }
+
+  /**
+   * The successor serves: answer what is in flight and let go; the registrations stay (they are the
+   * successor's too). (Once DnsServer.release() is committed, use it here as HostListeners does.)
+   */
+  async releaseAll(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
+    await this.running;
+    this.registered.clear();
+    await Promise.all(this.all.map((l) => l.server.close()));
+    this.bound.clear();
   }
 
   /**

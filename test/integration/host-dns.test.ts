@@ -16,6 +16,7 @@ import { Forwarder } from '../../src/resolver/forwarder.js';
 import { AnswerCache } from '../../src/resolver/cache.js';
 import { exchange } from '../../src/resolver/upstream.js';
 import { TcpBudget } from '../../src/server/tcp-budget.js';
+import { bindHostSockets } from '../../src/server/host-sockets.js';
 import { validate } from '../../src/daemon/config.js';
 import { STATE_SOURCE } from '../../src/plumbing/state.js';
 import { GatewayListeners } from '../../src/daemon/gateway-listeners.js';
@@ -48,11 +49,12 @@ const fromFile: NetworkRecord = {
   endpoints: [endpoint('filed', 'app', '127.91.3.10')],
 };
 
-function build(upstream: FakeUpstream) {
+/** Registry, resolver (forwarding to `upstream`, if any) and TCP budget, as the daemon builds them. */
+function build(upstream?: FakeUpstream) {
   const config = validate({}, 'test');
   const registry = new Registry();
   const forwarder = new Forwarder({ ...config.forward, maxUdpSize: config.maxUdpSize }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
-  const resolver = new Resolver({ ttl: 5, maxUdpSize: config.maxUdpSize, upstreams: [upstream.spec], hostUpstreams: () => [], ownAddresses: new Set() }, forwarder, silentLogger);
+  const resolver = new Resolver({ ttl: 5, maxUdpSize: config.maxUdpSize, upstreams: upstream ? [upstream.spec] : [], hostUpstreams: () => [], ownAddresses: new Set() }, forwarder, silentLogger);
   return { registry, resolver, budget: new TcpBudget(config.tcp) };
 }
 
@@ -148,8 +150,7 @@ describe('gateway listeners (--host-dns)', () => {
 
 describe('a gateway that cannot be bound yet', () => {
   it('is retried until it can (the port is taken at first)', async () => {
-    const upstream = await FakeUpstream.start();
-    const { registry, resolver, budget } = build(upstream);
+    const { registry, resolver, budget } = build();
     const holder = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => holder.bind(0, '127.91.5.1', resolve));
     const port = holder.address().port;
@@ -164,7 +165,27 @@ describe('a gateway that cannot be bound yet', () => {
       assert.deepEqual((await dig(`127.91.5.1:${port}`, 'web.delta')).answers.map((a) => a.data), ['127.91.5.10']);
     } finally {
       await gateways.closeAll();
-      await upstream.stop();
+    }
+  });
+});
+
+describe('gateway listeners handed over', () => {
+  it('serve the sockets a predecessor bound (adopt), and close handed sockets no network wants', async () => {
+    const { registry, resolver, budget } = build();
+    // What a predecessor process would pass on: sockets already bound on the gateways.
+    const forAlpha = await bindHostSockets('127.91.1.1', 0);
+    const forGone = await bindHostSockets('127.91.6.1', 0);
+    const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0 });
+    try {
+      gateways.adopt(new Map([['alpha|127.91.1.1', forAlpha], ['gone|127.91.6.1', forGone]]));
+      registry.setNetwork(alpha, STATE_SOURCE);
+      await gateways.reconcile();
+      assert.deepEqual(gateways.all.map((l) => [l.key, l.port]), [['alpha|127.91.1.1', forAlpha.port]], 'the handed socket, not a new one');
+      assert.deepEqual((await dig(`127.91.1.1:${forAlpha.port}`, 'web.alpha')).answers.map((a) => a.data), ['127.91.1.10']);
+      assert.throws(() => forGone.udp.address(), /Not running/, 'the socket of a network that is gone was closed');
+      assert.deepEqual(gateways.handOff().map((h) => [h.key, h.udp === forAlpha.udp]), [['alpha|127.91.1.1', true]]);
+    } finally {
+      await gateways.closeAll();
     }
   });
 });
@@ -185,8 +206,7 @@ describe('systemd-resolved registration (stand-in resolvectl)', () => {
   });
 
   it('registers each bridge once its gateway is served, reverts it when the network goes and at stop', async () => {
-    const upstream = await FakeUpstream.start();
-    const { registry, resolver, budget } = build(upstream);
+    const { registry, resolver, budget } = build();
     const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL }) });
     try {
       registry.setNetwork(alpha, STATE_SOURCE);
@@ -207,15 +227,13 @@ describe('systemd-resolved registration (stand-in resolvectl)', () => {
       assert.equal(calls().at(-1), 'revert tgwbr-a', 'the daemon stopping leaves no link pointing at a gateway nobody answers');
     } finally {
       await gateways.closeAll();
-      await upstream.stop();
     }
   });
 
   it('registers nothing while systemd-resolved does not run (resolvectl status fails)', async () => {
     writeFileSync(`${log}.down`, '');
     rmSync(log, { force: true });
-    const upstream = await FakeUpstream.start();
-    const { registry, resolver, budget } = build(upstream);
+    const { registry, resolver, budget } = build();
     const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL, recheckMs: 0 }) });
     try {
       registry.setNetwork(alpha, STATE_SOURCE);
@@ -228,7 +246,6 @@ describe('systemd-resolved registration (stand-in resolvectl)', () => {
       assert.deepEqual(calls(), ['status', 'status', 'dns tgwbr-a 127.91.1.1', 'domain tgwbr-a ~alpha', 'default-route tgwbr-a false'], 'registered once it runs');
     } finally {
       await gateways.closeAll();
-      await upstream.stop();
       rmSync(`${log}.down`, { force: true });
     }
   });
