@@ -73,16 +73,34 @@ export class FakeUpstream {
   }
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+    // The kernel's free UDP port may be taken for TCP: with port 0, try again on another one.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await FakeUpstream.bind(options);
+      } catch (err) {
+        if (options.port || attempt >= 10 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+  }
+
+  private static async bind(options: FakeUpstreamOptions): Promise<FakeUpstream> {
     const upstream = new FakeUpstream(options);
-    await new Promise<void>((resolve, reject) => {
-      upstream.udp.once('error', reject);
-      upstream.udp.bind(options.port ?? 0, upstream.address, () => resolve());
-    });
-    upstream.port = upstream.udp.address().port;
-    await new Promise<void>((resolve, reject) => {
-      upstream.tcp.once('error', reject);
-      upstream.tcp.listen(upstream.port, upstream.address, () => resolve());
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        upstream.udp.once('error', reject);
+        upstream.udp.bind(options.port ?? 0, upstream.address, () => resolve());
+      });
+      upstream.port = upstream.udp.address().port;
+      await new Promise<void>((resolve, reject) => {
+        upstream.tcp.once('error', reject);
+        upstream.tcp.listen(upstream.port, upstream.address, () => resolve());
+      });
+    } catch (err) {
+      // Nothing of a failed attempt stays open (an open socket would keep the test run alive).
+      try { upstream.udp.close(); } catch { /* not bound */ }
+      upstream.tcp.close();
+      throw err;
+    }
     upstream.udp.on('message', (msg, rinfo) => {
       void upstream.respond(msg, 'udp').then(async (reply) => {
         if (upstream.behaviour === 'junk-first') {
