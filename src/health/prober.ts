@@ -38,14 +38,15 @@ interface Tracker {
   machine: HealthMachine;
   timer?: NodeJS.Timeout;
   due: number;
-  inFlight?: AbortController;
+  /** Stops the probe in flight. */
+  inFlight?: () => void;
   queued: boolean;
 }
 
 export class HealthProber {
   private readonly trackers = new Map<string, Tracker>();
   private readonly queue: Tracker[] = [];
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new Set<Tracker>();
   private readonly maxConcurrent: number;
   private readonly probe: (check: HealthCheck) => Probe;
   private readonly spread: () => number;
@@ -85,7 +86,9 @@ export class HealthProber {
     for (const t of this.trackers.values()) this.drop(t);
     this.trackers.clear();
     this.queue.length = 0;
-    await Promise.all([...this.inFlight]);
+    // Stopping a probe ends it at once (its socket is closed), so nothing is left in flight.
+    for (const t of [...this.inFlight]) t.inFlight?.();
+    this.inFlight.clear();
   }
 
   /** Endpoints being probed. */
@@ -157,7 +160,7 @@ export class HealthProber {
   private drop(t: Tracker): void {
     clearTimeout(t.timer);
     t.timer = undefined;
-    t.inFlight?.abort();
+    t.inFlight?.();
     const at = this.queue.indexOf(t);
     if (at >= 0) this.queue.splice(at, 1);
     t.queued = false;
@@ -189,20 +192,24 @@ export class HealthProber {
   }
 
   private run(t: Tracker): void {
-    const controller = new AbortController();
-    t.inFlight = controller;
     const check = t.machine.check;
-    const done = this.probe(check)(t.address, check, controller.signal)
-      .catch((): ProbeResult => ({ ok: false, detail: 'error', start: Date.now(), end: Date.now() }))
-      .then((result) => {
-        if (t.inFlight === controller) t.inFlight = undefined;
-        if (!controller.signal.aborted && this.trackers.get(t.id) === t) this.apply(t, result);
-      })
-      .finally(() => {
-        this.inFlight.delete(done);
-        this.next();
-      });
-    this.inFlight.add(done);
+    let finished = false;
+    let stop: (() => void) | undefined;
+    const done = (result: ProbeResult): void => {
+      if (finished) return;
+      finished = true;
+      if (t.inFlight === stop) t.inFlight = undefined;
+      this.inFlight.delete(t);
+      if (this.running && result.detail !== 'stopped' && this.trackers.get(t.id) === t) this.apply(t, result);
+      this.next();
+    };
+    this.inFlight.add(t);
+    try {
+      stop = this.probe(check)(t.address, check, done);
+    } catch {
+      done({ ok: false, detail: 'error', start: Date.now(), end: Date.now() });
+    }
+    if (!finished) t.inFlight = stop;
   }
 
   private next(): void {

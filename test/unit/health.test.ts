@@ -118,7 +118,7 @@ describe('health prober schedule', () => {
     const first = new Map<string, number>();
     const started = Date.now();
     let i = 0;
-    const probe: Probe = async (address) => { if (!first.has(address)) first.set(address, Date.now() - started); return result(true); };
+    const probe: Probe = (address, _c, done) => { if (!first.has(address)) first.set(address, Date.now() - started); done(result(true)); return () => undefined; };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => (i++ % 10) / 10 }).start();
     try {
       await sleep(1100);
@@ -136,13 +136,15 @@ describe('health prober schedule', () => {
     const counts = new Map<string, number>();
     let active = 0;
     let most = 0;
-    const probe: Probe = (address, _c, signal) => {
+    const probe: Probe = (address, _c, done) => {
       counts.set(address, (counts.get(address) ?? 0) + 1);
       active++;
       most = Math.max(most, active);
+      const end = (r: ProbeResult) => { active--; done(r); };
       // 10.0.0.1 never answers (until stopped); the others take 20 ms.
-      const wait = address === '10.0.0.1' ? new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve())) : sleep(20);
-      return wait.then(() => { active--; return result(address !== '10.0.0.1'); });
+      if (address === '10.0.0.1') return () => end({ ...result(false), detail: 'stopped' });
+      const timer = setTimeout(() => end(result(true)), 20);
+      return () => { clearTimeout(timer); end({ ...result(false), detail: 'stopped' }); };
     };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, maxConcurrent: 2, spread: () => 0 }).start();
     try {
@@ -161,7 +163,7 @@ describe('health prober schedule', () => {
   it('follows the registry: a new check is starting before any query, a gone endpoint takes its state along', async () => {
     const { registry, ids } = registryWith(2, { intervalMs: 100 });
     const probed: string[] = [];
-    const probe: Probe = async (address) => { probed.push(address); return result(false); };
+    const probe: Probe = (address, _c, done) => { probed.push(address); done(result(false)); return () => undefined; };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
       assert.deepEqual(ids.map((id) => registry.health.get(id)), ['starting', 'starting']);
