@@ -1,5 +1,5 @@
 // A small DNS client for `nsdns query` and for scripts: one question, UDP or TCP, decoded reply.
-import dgram from 'node:dgram';
+import DgramAsPromised from 'dgram-as-promised';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { FrameReader, frame } from '../wire/tcp-framing.js';
@@ -35,20 +35,20 @@ function noAnswer(req: QueryRequest): NsdnsError {
   return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `no answer from ${req.host}:${req.port} over ${req.tcp ? 'tcp' : 'udp'} within ${req.timeoutMs} ms`);
 }
 
-function overUdp(message: Buffer, req: QueryRequest, id: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket(net.isIPv6(req.host) ? 'udp6' : 'udp4');
-    const done = (err?: Error, reply?: Buffer) => {
-      clearTimeout(timer);
-      socket.close();
-      if (err) reject(err);
-      else resolve(reply!);
-    };
-    const timer = setTimeout(() => done(noAnswer(req)), req.timeoutMs);
-    socket.on('message', (msg) => { if (msg.length >= 2 && msg.readUInt16BE(0) === id) done(undefined, msg); });
-    socket.on('error', (err) => done(err));
-    socket.send(message, req.port, req.host);
-  });
+/** One datagram out, the first reply with our id back: what dgram-as-promised is made for. */
+async function overUdp(message: Buffer, req: QueryRequest, id: number): Promise<Buffer> {
+  const socket = DgramAsPromised.createSocket(net.isIPv6(req.host) ? 'udp6' : 'udp4');
+  const timer = setTimeout(() => void socket.close().catch(() => {}), req.timeoutMs);
+  try {
+    await socket.send(message, req.port, req.host);
+    for (let packet = await socket.recv(); packet !== undefined; packet = await socket.recv()) {
+      if (packet.msg.length >= 2 && packet.msg.readUInt16BE(0) === id) return packet.msg;
+    }
+    throw noAnswer(req);
+  } finally {
+    clearTimeout(timer);
+    await socket.close().catch(() => {});
+  }
 }
 
 function overTcp(message: Buffer, req: QueryRequest): Promise<Buffer> {
