@@ -1,4 +1,5 @@
-// Commands for operators: the daemon's health and the firewall (`nsdns status`, `nsdns firewall-reload`).
+// Commands for operators: the daemon's health, the firewall and restarts (`nsdns status`,
+// `nsdns firewall-reload`, `nsdns restart`).
 import { Option, type Command } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { call } from './control-client.js';
@@ -17,6 +18,8 @@ interface Status {
   forwardInflight: number;
   cacheEntries: number;
   tcpConnections: number;
+  /** Absent from daemons before handovers existed. */
+  handover?: { running: boolean; failures: number; lastFailure: string | null };
 }
 
 const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
@@ -50,6 +53,29 @@ export function opsCommands(program: Command): void {
       const status = await call<Status>(o.socket, 'status');
       process.stdout.write(`${o.json ? JSON.stringify(status, null, 2) : formatStatus(status)}\n`);
       if (!status.ready) process.exitCode = 1;
+    });
+
+  program.command('restart')
+    .description('hand every socket to a new daemon started from the files on disk, losing no query (as SIGUSR2)')
+    .option('--timeout <seconds>', 'how long to wait for the new daemon', (v) => Number(v), 20)
+    .addOption(socketOption())
+    .action(async (o) => {
+      const before = await call<{ pid: number; failures: number }>(o.socket, 'restart');
+      const deadline = Date.now() + Math.max(1, o.timeout) * 1000;
+      // The socket answers throughout: the old daemon, then the new one on the same socket.
+      while (Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        const now = await call<Status>(o.socket, 'status', {}, 5000).catch(() => undefined);
+        if (!now) continue;
+        if (now.pid !== before.pid) {
+          process.stdout.write(`restarted: pid ${before.pid} handed over to pid ${now.pid}\n`);
+          return;
+        }
+        if ((now.handover?.failures ?? 0) > before.failures) {
+          throw new Error(`the new daemon did not take over; pid ${before.pid} goes on serving: ${safe(now.handover?.lastFailure ?? 'see its log')}`);
+        }
+      }
+      throw new Error(`no new daemon within ${o.timeout} s; see the daemon's log`);
     });
 
   program.command('firewall-reload')

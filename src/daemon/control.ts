@@ -2,6 +2,7 @@
 // and `nsdns debug` talk to the daemon through it. Every line is checked at this boundary (size,
 // JSON, envelope, method, then the method's own schema); a bad one gets an error reply, never
 // takes the daemon down, and never reaches a handler.
+import { linkSync, renameSync, rmSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -161,6 +162,38 @@ export class ControlServer {
     }
   }
 
+  /** The listening socket, for a successor to take over (see handover.ts). */
+  get listening(): net.Server | undefined {
+    return this.server;
+  }
+
+  /**
+   * Handover, once the successor holds the listening socket: stop accepting here and keep the
+   * socket file (the successor answers on it now), answer the requests in flight, and resolve when
+   * every connection this process accepted is closed. start() takes the socket back if need be.
+   */
+  async stopAccepting(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    const closed = keepingPath(this.socketPath, () => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const drain of this.drains) drain();
+    await closed;
+  }
+
+  /**
+   * Serves on a listening socket handed over by the daemon before this one, with the connections
+   * it accepted while this daemon was starting (not read yet: they get every answer).
+   */
+  adopt(server: net.Server, held: readonly net.Socket[]): void {
+    server.maxConnections = MAX_CONNECTIONS;
+    server.removeAllListeners('connection');
+    server.on('connection', (socket) => this.serve(socket));
+    this.server = server;
+    for (const socket of held) this.serve(socket);
+    this.log.info({ socket: this.socketPath }, 'control socket taken over');
+  }
+
   async close(): Promise<void> {
     if (!this.server) return;
     const closed = new Promise<void>((resolve) => this.server!.close(() => resolve()));
@@ -231,6 +264,33 @@ function listenPrivately(server: net.Server, socketPath: string): Promise<void> 
       process.umask(previous);
     }
   });
+}
+
+/**
+ * Runs `close` (which closes a listening unix socket) without losing the socket's path: libuv
+ * unlinks the path of a socket it bound when that socket closes, even though the successor still
+ * listens on it. A second name taken before and renamed back after, in the same tick, keeps it.
+ */
+function keepingPath<T>(socketPath: string, close: () => T): T {
+  const spare = `${socketPath}.${process.pid}.handover`;
+  let linked = false;
+  try {
+    linkSync(socketPath, spare);
+    linked = true;
+  } catch {
+    // No path to keep (it was removed by hand): closing changes nothing.
+  }
+  try {
+    return close();
+  } finally {
+    if (linked) {
+      try {
+        renameSync(spare, socketPath);
+      } catch {
+        rmSync(spare, { force: true });
+      }
+    }
+  }
 }
 
 /** A socket left by a daemon that died goes; anything else at that path is not ours to delete. */

@@ -1,6 +1,6 @@
 // The composition root: builds the registry, its sources, the resolver and the listeners from
 // the configuration, and owns the process's lifecycle (SIGTERM/SIGINT drain and exit, SIGHUP
-// reloads the config file).
+// reloads the config file, SIGUSR2 and `nsdns restart` hand over to a new daemon: handover.ts).
 import { Registry } from '../registry/registry.js';
 import { AnswerCache } from '../resolver/cache.js';
 import { Forwarder, type ForwardOptions } from '../resolver/forwarder.js';
@@ -29,6 +29,9 @@ import { healthReport, type HealthReport } from './health-report.js';
 import { opsHandlers, timedHandlers } from './ops-handlers.js';
 import type { Metrics, MetricsServer } from './metrics.js';
 import { parseHostPort } from './config.js';
+import { announceReady, handOver, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
+import { z } from 'zod';
+import type net from 'node:net';
 
 export class Daemon {
   readonly registry = new Registry();
@@ -54,6 +57,10 @@ export class Daemon {
   private metrics: Metrics | undefined;
   private metricsServer: MetricsServer | undefined;
   private metricsAddress: string | undefined;
+  private handingOver: Promise<void> | undefined;
+  /** Handovers that failed, and why the last one did (`nsdns status`, `nsdns restart`). */
+  private handoverFailures = 0;
+  private lastHandoverFailure: string | null = null;
 
   private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
     const forwarder = new Forwarder(forwardOptions(config), new AnswerCache(config.cache), exchange, log.child({ module: 'forwarder' }));
@@ -83,6 +90,12 @@ export class Daemon {
     const handlers = {
       ...controlHandlers({ registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces }),
       ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
+      restart: async (params: unknown) => {
+        if (!noParams.safeParse(params).success) throw new NsdnsError('ERR_BAD_REQUEST', 'restart takes no parameters');
+        // After this answer is sent: the handover waits for the control requests in flight, this one too.
+        setImmediate(() => this.restart('nsdns restart'));
+        return { pid: process.pid, failures: this.handoverFailures };
+      },
     };
     // Timed only when someone reads the times.
     this.control = new ControlServer(config.socket, config.metrics.listen === undefined ? handlers : timedHandlers(handlers, (op, s, ok) => this.metrics?.observeOperation(op, s, ok)),
@@ -98,29 +111,42 @@ export class Daemon {
 
   static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
     const daemon = new Daemon(config, flags, log);
+    let inherited: Inherited | undefined;
     try {
+      // Started by a running daemon (SIGUSR2, `nsdns restart`): its sockets first (handover.ts).
+      inherited = await receiveHandover(log);
+      if (inherited) await takeOverLock(config.stateDir, inherited.predecessor);
       // Both before anything is restored: a second daemon must stop here, having touched nothing.
       daemon.lock = await StateLock.acquire(config.stateDir);
-      await daemon.control.checkFree();
+      if (!inherited?.control) await daemon.control.checkFree();
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
       await daemon.files.watch(config.registries);
       if (process.getuid?.() === 0) {
         for (const line of await daemon.manager.recover()) log.warn(line);
       }
+      // Namespaces handed over are served on the very sockets their clients send to: no bind.
+      for (const [netns, sockets] of inherited?.namespaces ?? []) daemon.namespaces.adopt(netns, sockets);
       await daemon.namespaces.reconcile();
-      await daemon.startControl();
+      if (inherited?.control) daemon.control.adopt(inherited.control.server, inherited.control.held);
+      else await daemon.startControl();
       daemon.startReaper();
       daemon.startFirewallGuard();
+      if (inherited) daemon.listeners.adopt(inherited.hosts);
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       daemon.resolver.configure(daemon.resolverSettings());
       daemon.registryLoaded = true;
-      await daemon.startMetrics();
+      await daemon.startMetrics(inherited?.metrics);
     } catch (err) {
       await daemon.stop();
       throw err;
     }
     // Before "ready": a supervisor may signal the moment it reads that line.
     daemon.handleSignals();
+    await notifySystemd(log);
+    if (inherited) {
+      await announceReady();
+      log.info({ predecessor: inherited.predecessor, namespaces: inherited.namespaces.size, hosts: inherited.hosts.size }, 'handover: took over from the old daemon');
+    }
     log.info({
       listeners: daemon.listeners.all.map((l) => ({ address: l.address, port: l.port })),
       networks: [...daemon.registry.current().networks.keys()],
@@ -145,7 +171,7 @@ export class Daemon {
   }
 
   /** The metrics listener, when `metrics.listen` asks for one; counting on the query path starts with it. */
-  private async startMetrics(): Promise<void> {
+  private async startMetrics(inherited?: net.Server): Promise<void> {
     const listen = this.config.metrics.listen;
     if (listen === undefined) return;
     const { host, port } = parseHostPort(listen)!;
@@ -160,7 +186,10 @@ export class Daemon {
       health: () => this.health(),
     });
     this.metricsServer = new MetricsServer(this.metrics, () => this.health(), this.log.child({ module: 'metrics' }));
-    const bound = await this.metricsServer.listen(host, port);
+    // Handed over: the scraper's address never stops answering. A changed address is bound anew.
+    const sameAddress = inherited !== undefined && sameListenAddress(inherited, host, port);
+    if (inherited && !sameAddress) inherited.close();
+    const bound = sameAddress ? await this.metricsServer.adopt(inherited!) : await this.metricsServer.listen(host, port);
     this.resolver.stats.enabled = true;
     this.resolver.forwarder.stats.enabled = true;
     this.metricsAddress = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
@@ -204,6 +233,7 @@ export class Daemon {
       forwardInflight: this.resolver.forwarder.inflightCount,
       cacheEntries: this.resolver.forwarder.cache.size,
       tcpConnections: this.tcpBudget.connections,
+      handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
     };
   }
 
@@ -298,6 +328,46 @@ export class Daemon {
     };
   }
 
+  /**
+   * SIGUSR2 and `nsdns restart`: hand every socket to a new daemon started from the files on disk,
+   * then exit (handover.ts). When the new one fails, log why and go on serving.
+   */
+  restart(why: string): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    this.handingOver ??= (async () => {
+      this.log.info({ trigger: why }, 'handover: starting a new daemon to take over');
+      clearInterval(this.reaper);
+      clearInterval(this.firewallGuard);
+      const result = await handOver({
+        stateDir: this.config.stateDir,
+        control: this.control,
+        freezeNamespaces: () => this.namespaces.freeze(),
+        hosts: () => this.listeners.handOff(),
+        metrics: this.metricsServer?.listening,
+        resume: async () => {
+          this.startReaper();
+          this.startFirewallGuard();
+          await this.namespaces.thaw();
+        },
+      }, this.log);
+      if (!result.ok) {
+        this.handoverFailures++;
+        this.lastHandoverFailure = result.reason;
+        this.log.error({ reason: result.reason }, `handover failed, this daemon goes on serving: ${result.reason}`);
+        return;
+      }
+      this.log.info({ successor: result.successor }, 'handover: the new daemon serves; answering what was read, then exiting');
+      // Nothing new is read from here on; what is in the sockets' buffers is the successor's.
+      await this.namespaces.releaseAll();
+      await this.listeners.releaseAll();
+      await this.stop();
+      this.log.info({ successor: result.successor }, 'stopped after handover');
+      this.log.flush?.();
+      process.exit(0);
+    })().catch((err) => { this.log.error({ err }, 'handover failed'); }).finally(() => { this.handingOver = undefined; });
+    return this.handingOver;
+  }
+
   /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
@@ -329,7 +399,16 @@ export class Daemon {
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGHUP', () => void this.reload());
+    process.on('SIGUSR2', () => void this.restart('SIGUSR2'));
   }
+}
+
+const noParams = z.strictObject({});
+
+/** True when the handed-over metrics socket is bound where the configuration now asks. */
+function sameListenAddress(server: net.Server, host: string, port: number): boolean {
+  const bound = server.address();
+  return typeof bound === 'object' && bound !== null && bound.address === host && (port === 0 || bound.port === port);
 }
 
 /** `log` with its error lines counted (the registry's: a refused file is logged at error). */

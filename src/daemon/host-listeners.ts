@@ -1,9 +1,9 @@
 // Standalone listeners on the host (`--listen`), reconciled against the configured set on start
 // and on every reload: extras are closed, missing ones are bound, unchanged ones keep running.
-import { DnsServer } from '../server/dns-server.js';
+import { DnsServer, startReceiving } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
 import type { ClientFilter } from '../server/client-filter.js';
-import { bindHostSockets } from '../server/host-sockets.js';
+import { bindHostSockets, type BoundSockets } from '../server/host-sockets.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../log.js';
@@ -25,6 +25,7 @@ function hostContext(name: string, registry: Registry, networks: readonly string
 export class HostListeners {
   private readonly bound = new Map<string, BoundListener>();
   private allowed: ClientFilter = () => false;
+  private readonly inherited = new Map<string, Omit<BoundSockets, 'port'>>();
 
   constructor(
     private readonly registry: Registry,
@@ -55,14 +56,48 @@ export class HostListeners {
     for (const spec of wanted) {
       const key = keyOf(spec);
       if (this.bound.has(key)) continue;
-      const sockets = await bindHostSockets(spec.address, spec.port);
+      const sockets = this.takeInherited(key) ?? await bindHostSockets(spec.address, spec.port);
       const networks = spec.networks;
       const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, networks);
       // Through a closure, so a reload's new client filter applies to listeners already bound.
       const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.budget, this.log.child({ listener: context.name }), (a) => this.allowed(a));
+      // A socket handed over is paused on arrival (handover.ts): what waited in the buffer is read now.
+      if ('inherited' in sockets) startReceiving(sockets.udp);
       this.bound.set(key, { key, address: spec.address, port: sockets.port, networks, server });
-      this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all' }, 'listening');
+      this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all', ...('inherited' in sockets && { takenOver: true }) }, 'listening');
     }
+    // Handed over but no longer configured: not ours to keep open.
+    for (const sockets of this.inherited.values()) {
+      sockets.udp.close();
+      sockets.tcp.close();
+    }
+    this.inherited.clear();
+  }
+
+  private takeInherited(key: string): (BoundSockets & { inherited: true }) | undefined {
+    const sockets = this.inherited.get(key);
+    if (!sockets) return undefined;
+    this.inherited.delete(key);
+    return { ...sockets, port: sockets.udp.address().port, inherited: true };
+  }
+
+  /** Every listener's key and sockets, for a successor (see handover.ts). */
+  handOff(): Array<{ key: string; udp: BoundSockets['udp']; tcp: BoundSockets['tcp'] }> {
+    return this.all.map((l) => ({ key: l.key, udp: l.server.udp, tcp: l.server.tcp }));
+  }
+
+  /**
+   * Sockets a predecessor bound, by listener key: reconcile() serves a wanted listener on them
+   * instead of binding. Ones the configuration no longer wants are closed by reconcile().
+   */
+  adopt(inherited: ReadonlyMap<string, Omit<BoundSockets, 'port'>>): void {
+    for (const [key, sockets] of inherited) this.inherited.set(key, sockets);
+  }
+
+  /** The successor serves: stop reading, answer what was read, let go. */
+  async releaseAll(): Promise<void> {
+    await Promise.all(this.all.map((l) => l.server.release()));
+    this.bound.clear();
   }
 
   async closeAll(): Promise<void> {

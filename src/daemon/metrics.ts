@@ -4,6 +4,7 @@
 // is scraped. Labels come from bounded sets only (listener kind, source, qtype, rcode, limit, and
 // the upstream servers the operator configured); never a name or address a client sent.
 import http from 'node:http';
+import type net from 'node:net';
 import { Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats, type Resolver } from '../resolver/resolver.js';
 import { LATENCY_BOUNDS, type LatencyBuckets } from '../resolver/forwarder.js';
@@ -166,6 +167,28 @@ export class MetricsServer {
     this.server.on('error', (err) => this.log.error({ err }, 'metrics server error'));
     const bound = this.server.address() as { address: string; port: number };
     return { address: bound.address, port: bound.port };
+  }
+
+  /**
+   * Serves on a listening socket handed over by the daemon before this one: the scraper's address
+   * never stops answering. `received` is the net.Server the IPC message carried; the HTTP server
+   * takes its handle over.
+   */
+  async adopt(received: net.Server): Promise<{ address: string; port: number }> {
+    const handle = (received as unknown as { _handle?: unknown })._handle;
+    if (handle === undefined || handle === null) throw new NsdnsError('ERR_LISTEN', 'the metrics socket handed over is closed');
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(handle, () => { this.server.off('error', reject); resolve(); });
+    });
+    this.server.on('error', (err) => this.log.error({ err }, 'metrics server error'));
+    const bound = this.server.address() as { address: string; port: number };
+    return { address: bound.address, port: bound.port };
+  }
+
+  /** The listening socket, for a successor to take over. */
+  get listening(): net.Server {
+    return this.server;
   }
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,13 +1,13 @@
 // One resolver listener per namespace that has endpoints, reconciled on every registry change:
 // a namespace that gains its first endpoint gets 127.0.0.11:53; one that loses its last has its
 // sockets closed at once (an open socket would keep the namespace alive).
-import { DnsServer } from '../server/dns-server.js';
+import { DnsServer, startReceiving } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Binder } from './binder.js';
+import type { Binder, NamespaceSockets } from './binder.js';
 
 interface Served {
   server: DnsServer;
@@ -20,6 +20,8 @@ export class NamespaceListeners {
   private readonly failed = new Map<string, string>();
   /** Each bind starts a short-lived Node process; a few at a time finish sooner than fifty at once. */
   private readonly bindSlots = new Semaphore(4);
+  /** Set while a handover is under way: the set of served namespaces must not change. */
+  private frozen = false;
 
   constructor(
     private readonly registry: Registry,
@@ -34,6 +36,8 @@ export class NamespaceListeners {
    * left, starts the missing ones. Resolves when all of that is done.
    */
   reconcile(): Promise<void> {
+    // Handing over: the successor serves what changes from now on; a bind here would take the port from it.
+    if (this.frozen) return Promise.resolve();
     const wanted = this.registry.current().namespaces();
     const work: Promise<void>[] = [];
     for (const [netns, served] of this.served) {
@@ -104,6 +108,41 @@ export class NamespaceListeners {
       this.failed.set(netns, errorMessage(err));
       this.log.error({ err, netns }, 'cannot serve DNS in namespace');
     }
+  }
+
+  /**
+   * Serves `netns` on sockets bound elsewhere (handed over by the daemon before this one): no bind
+   * helper runs, so the socket the namespace's clients send to is the very same.
+   */
+  adopt(netns: string, sockets: NamespaceSockets): void {
+    const context = namespaceContext(netns, this.registry);
+    const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpBudget, this.log.child({ netns }));
+    // Paused on arrival (handover.ts): what waited in the buffer is read now.
+    startReceiving(sockets.udp);
+    this.served.set(netns, { server, context });
+    this.log.info({ netns }, 'serving DNS at 127.0.0.11:53 in namespace (sockets taken over)');
+  }
+
+  /**
+   * Handover: waits for binds under way, then keeps the set of served namespaces as it is until
+   * thaw(); returns each one's sockets for the successor. This daemon goes on answering on them.
+   */
+  async freeze(): Promise<Array<{ netns: string; udp: NamespaceSockets['udp']; tcp: NamespaceSockets['tcp'] }>> {
+    this.frozen = true;
+    await Promise.all(this.starting.values());
+    return [...this.served].map(([netns, s]) => ({ netns, udp: s.server.udp, tcp: s.server.tcp }));
+  }
+
+  /** The handover failed: reconcile again as usual. */
+  thaw(): Promise<void> {
+    this.frozen = false;
+    return this.reconcile();
+  }
+
+  /** The successor serves: stop reading, answer what was read, let go (see DnsServer.release). */
+  async releaseAll(): Promise<void> {
+    await Promise.all([...this.served.values()].map((s) => s.server.release()));
+    this.served.clear();
   }
 
   async closeAll(): Promise<void> {

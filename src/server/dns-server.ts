@@ -153,6 +153,20 @@ export class DnsServer implements ConnectionOwner {
     }
   }
 
+  /**
+   * Handover: another process now reads the same sockets. Stop reading datagrams at once (what
+   * arrives from now on waits in the shared kernel buffer for the successor), answer the queries
+   * already read, close the TCP connections this process accepted once their answers are out, then
+   * let go of our copies. Unlike close(), nothing new is read and dropped on the way.
+   */
+  async release(): Promise<void> {
+    if (!stopReceiving(this.udp)) {
+      // No way to stop reading without closing: close now, the replies in flight are lost.
+      this.udp.close();
+    }
+    await this.close();
+  }
+
   /** Stops taking queries, lets the ones in flight be answered, then closes the sockets. */
   async close(): Promise<void> {
     if (this.closing) return;
@@ -161,8 +175,36 @@ export class DnsServer implements ConnectionOwner {
     if (this.pending > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     const open = [...this.connections];
     for (const c of open) c.socket.end();
-    await new Promise<void>((resolve) => this.udp.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      try {
+        this.udp.close(() => resolve());
+      } catch {
+        resolve(); // already closed by release()
+      }
+    });
     setTimeout(() => { for (const c of open) c.socket.destroy(); }, 1000).unref();
     await tcpClosed;
   }
+}
+
+/**
+ * Stops libuv reading `udp` while the socket stays open for the replies still to be sent. Node
+ * has no public call for it (close() does it internally), so this reaches the handle through
+ * dgram's state symbol; false when that is not there (another Node version).
+ */
+export function stopReceiving(udp: dgram.Socket): boolean {
+  const handle = udpHandle(udp);
+  if (typeof handle?.recvStop !== 'function') return false;
+  handle.recvStop();
+  return true;
+}
+
+/** Reading again after stopReceiving (a socket handed over, once its server listens). */
+export function startReceiving(udp: dgram.Socket): void {
+  udpHandle(udp)?.recvStart?.();
+}
+
+function udpHandle(udp: dgram.Socket): { recvStop?: () => number; recvStart?: () => number } | undefined {
+  const symbol = Object.getOwnPropertySymbols(udp).find((s) => s.description === 'state symbol');
+  return symbol === undefined ? undefined : (udp as unknown as Record<symbol, { handle?: { recvStop?: () => number; recvStart?: () => number } } | undefined>)[symbol]?.handle;
 }
