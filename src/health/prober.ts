@@ -1,7 +1,9 @@
 // The daemon's health checks: every endpoint with a `healthCheck` is probed from the host side
-// at its interval, and its state goes into `registry.health`, which the next query sees. One
-// timer per endpoint, each first fired at a random point of its interval (no thundering herd);
-// at most `maxConcurrent` probes in flight, each with its own deadline, so a slow endpoint holds
+// at its interval, and its state goes into `registry.health`, which the next query sees. Each
+// endpoint is first probed at a random point of its interval (no thundering herd), then every
+// interval; one timer serves them all in ticks of TICK_MS, so the probes due in a tick start, and
+// mostly end, in one wakeup of the event loop (a wakeup per probe cost more than the probe). At
+// most `maxConcurrent` probes are in flight, each with its own deadline, so a slow endpoint holds
 // only its own slot. Nothing here runs on the query path.
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
@@ -9,6 +11,9 @@ import type { Registry, Snapshot } from '../registry/registry.js';
 import type { Endpoint, HealthCheck, HealthState } from '../registry/types.js';
 import { probeFor, type Probe } from './probes.js';
 import { HealthMachine, type ProbeResult } from './state-machine.js';
+
+/** Probes due within one tick start together. */
+const TICK_MS = 50;
 
 export interface ProberOptions {
   /** Probes in flight at once; more due wait their turn (default 256). */
@@ -30,13 +35,14 @@ export interface HealthInfo {
 
 interface Tracker {
   id: string;
+  /** Set when dropped: its entries left in the schedule are skipped. */
+  gone?: boolean;
   network: string;
   name: string;
   address: string;
   /** The check and address it was made for: a change of either makes a new tracker. */
   key: string;
   machine: HealthMachine;
-  timer?: NodeJS.Timeout;
   due: number;
   /** Stops the probe in flight. */
   inFlight?: () => void;
@@ -46,6 +52,10 @@ interface Tracker {
 export class HealthProber {
   private readonly trackers = new Map<string, Tracker>();
   private readonly queue: Tracker[] = [];
+  /** Trackers by due time (a binary min-heap; a tracker is in it once, at its `due`). */
+  private readonly schedule: Tracker[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
   private readonly inFlight = new Set<Tracker>();
   private readonly maxConcurrent: number;
   private readonly probe: (check: HealthCheck) => Probe;
@@ -86,6 +96,10 @@ export class HealthProber {
     for (const t of this.trackers.values()) this.drop(t);
     this.trackers.clear();
     this.queue.length = 0;
+    this.schedule.length = 0;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
     // Stopping a probe ends it at once (its socket is closed), so nothing is left in flight.
     for (const t of [...this.inFlight]) t.inFlight?.();
     this.inFlight.clear();
@@ -154,31 +168,48 @@ export class HealthProber {
       due: now + Math.floor(this.spread() * check.intervalMs),
     };
     this.trackers.set(e.id, t);
-    this.arm(t);
+    this.push(t);
+    this.arm();
   }
 
   private drop(t: Tracker): void {
-    clearTimeout(t.timer);
-    t.timer = undefined;
+    t.gone = true;
     t.inFlight?.();
     const at = this.queue.indexOf(t);
     if (at >= 0) this.queue.splice(at, 1);
     t.queued = false;
   }
 
-  /** Sets the timer for the tracker's next due time. */
-  private arm(t: Tracker): void {
-    t.timer = setTimeout(() => this.fire(t), Math.max(0, t.due - Date.now()));
-    t.timer.unref();
+  /** Sets the one timer for the earliest due time, on a tick boundary. */
+  private arm(): void {
+    if (!this.running || this.schedule.length === 0) return;
+    const at = Math.ceil(this.schedule[0].due / TICK_MS) * TICK_MS;
+    if (at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, at - Date.now()));
+    this.timer.unref();
+  }
+
+  /** Starts every probe due by now, and schedules each one's next turn. */
+  private tick(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    while (this.schedule.length > 0 && this.schedule[0].due <= now) {
+      const t = this.pop();
+      if (t.gone) continue;
+      // The next turn keeps its place in the interval, whatever this probe takes.
+      const interval = t.machine.check.intervalMs;
+      t.due += interval;
+      if (t.due <= now) t.due = now + interval;
+      this.push(t);
+      this.fire(t);
+    }
+    this.arm();
   }
 
   private fire(t: Tracker): void {
-    if (this.trackers.get(t.id) !== t) return;
-    // The next turn keeps its place in the interval, whatever this probe takes.
-    const interval = t.machine.check.intervalMs;
-    t.due += interval;
-    if (t.due < Date.now()) t.due = Date.now() + interval;
-    this.arm(t);
     if (t.inFlight || t.queued) {
       this.skipped++;
       return;
@@ -189,6 +220,37 @@ export class HealthProber {
       return;
     }
     this.run(t);
+  }
+
+  private push(t: Tracker): void {
+    const heap = this.schedule;
+    heap.push(t);
+    for (let i = heap.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent].due <= heap[i].due) break;
+      [heap[parent], heap[i]] = [heap[i], heap[parent]];
+      i = parent;
+    }
+  }
+
+  private pop(): Tracker {
+    const heap = this.schedule;
+    const top = heap[0];
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && heap[l].due < heap[m].due) m = l;
+        if (r < heap.length && heap[r].due < heap[m].due) m = r;
+        if (m === i) break;
+        [heap[m], heap[i]] = [heap[i], heap[m]];
+        i = m;
+      }
+    }
+    return top;
   }
 
   private run(t: Tracker): void {
