@@ -1,0 +1,79 @@
+// Restart without losing a query inside real namespaces: a client in a namespace asks steadily
+// (one query every 2 ms, its own process, as any program there would) while SIGUSR2 hands the
+// daemon over. Nothing is lost, a new PID serves, the sockets in the namespaces were never
+// re-bound, names resolve everywhere and connect/disconnect go on working.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { ROOT } from '../helpers/daemon.js';
+import { isAlive, pidFile, pingPid, stopPid, waitForSuccessor } from '../helpers/successor.js';
+
+const CLIENT = path.join(ROOT, 'dist/test/helpers/ns-client.js');
+
+/** The inode of the UDP socket bound to 127.0.0.11:53 in `ns`: the same socket, or a new bind. */
+async function socketInode(ns: string): Promise<string> {
+  const out = await sh('ip', 'netns', 'exec', ns, 'ss', '-Hlnue', 'src', '127.0.0.11:53');
+  return /ino:(\d+)/.exec(out)?.[1] ?? 'none';
+}
+
+describe('handover inside namespaces', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  let upstream: FakeUpstream;
+  let successor: number | undefined;
+  let web: string, db: string;
+
+  before(async () => {
+    upstream = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.77'] } });
+    await lab.start(['--upstream', upstream.spec]);
+    [web, db] = await Promise.all(['web', 'db'].map((n) => lab.namespace(n)));
+    await lab.ok('network', 'create', 'front', '--subnet', '10.206.0.0/24');
+    await lab.ok('network', 'connect', 'front', web, '--name', 'web');
+    await lab.ok('network', 'connect', 'front', db, '--name', 'db');
+  });
+  after(async () => {
+    // The successor is not the test's child: stopped by its PID before the lab goes.
+    await stopPid(successor);
+    await lab.cleanup();
+    await upstream?.stop();
+  });
+
+  it('SIGUSR2 under a steady client: zero lost, a new PID, the same sockets, the old process gone', async () => {
+    const daemon = lab.daemon!;
+    const oldPid = daemon.proc.pid!;
+    const inodes = [await socketInode(web), await socketInode(db)];
+    const client = execa('ip', ['netns', 'exec', db, process.execPath, CLIENT, 'steady', '127.0.0.11:53', 'web', '6'], { reject: false });
+    await new Promise((r) => setTimeout(r, 2000));
+    daemon.signal('SIGUSR2');
+    successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
+    assert.equal(await daemon.waitForExit(10_000), 0, 'the old daemon exits 0');
+    const r = await client;
+    const seen = JSON.parse(r.stdout);
+    assert.equal(seen.lost, 0, r.stdout);
+    assert.ok(seen.answered > 1000, r.stdout);
+    assert.ok(seen.max < 1000, `slowest answer ${seen.max} ms`);
+    assert.notEqual(successor, oldPid);
+    assert.equal(pidFile(lab.state), successor);
+    assert.equal(JSON.parse(await lab.ok('status', '--json')).pid, successor);
+    assert.equal(isAlive(oldPid), false);
+    assert.deepEqual([await socketInode(web), await socketInode(db)], inodes, 'the namespaces keep the very sockets (adopted, not re-bound)');
+    assert.ok(daemon.logs.some((l) => l.pid === successor && l.msg === 'serving DNS at 127.0.0.11:53 in namespace (sockets taken over)'));
+  });
+
+  it('after the handover names resolve in every namespace, over UDP and TCP, and connect/disconnect work', async () => {
+    assert.deepEqual(await lab.dig(db, 'web'), ['10.206.0.2']);
+    assert.deepEqual(await lab.dig(web, 'db'), ['10.206.0.3']);
+    assert.deepEqual(await lab.dig(web, 'outside.test'), ['192.0.2.77']);
+    const tcp = await execa('ip', ['netns', 'exec', db, 'kdig', '@127.0.0.11', '+tcp', '+short', 'web']);
+    assert.equal(tcp.stdout.trim(), '10.206.0.2');
+    const late = await lab.namespace('late');
+    await lab.ok('network', 'connect', 'front', late, '--name', 'late');
+    assert.deepEqual(await lab.dig(late, 'web'), ['10.206.0.2']);
+    assert.deepEqual(await lab.dig(db, 'late'), ['10.206.0.4']);
+    await lab.ok('network', 'disconnect', 'front', late);
+    assert.deepEqual(await lab.dig(db, 'late'), []);
+    assert.equal(await pingPid(lab.socket), successor);
+  });
+});
