@@ -188,7 +188,7 @@ export class Forwarder {
       this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED'));
       return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
     }
-    if (this.inflight >= this.options.maxInflight || listener.inflight >= this.options.maxInflightPerListener) {
+    if (this.overCap(listener, share)) {
       share.tokens++; // nothing was sent: the client keeps its token
       if (this.inflight >= this.options.maxInflight) this.stats.overloadGlobal++;
       else this.stats.overloadListener++;
@@ -198,7 +198,7 @@ export class Forwarder {
 
     this.inflight++;
     listener.inflight++;
-    share.inflight++;
+    if (share.inflight++ === 0) this.shares.active++;
     const flight = this.tryServers(query, key, servers, transport);
     this.pending.set(flightKey, flight);
     try {
@@ -207,8 +207,24 @@ export class Forwarder {
       this.pending.delete(flightKey);
       this.inflight--;
       listener.inflight--;
-      share.inflight--;
+      if (--share.inflight === 0) this.shares.active--;
     }
+  }
+
+  /**
+   * Whether the daemon-wide or the listener's cap turns this exchange away. At a cap, a client
+   * still below its fair part of it (the cap over the clients with exchanges in flight) gets in,
+   * up to twice the cap: many clients (spoofed sources, say) filling the cap must not cost a
+   * light client its answers.
+   */
+  private overCap(listener: InflightCounter, share: Share): boolean {
+    const { maxInflight, maxInflightPerListener } = this.options;
+    const atGlobal = this.inflight >= maxInflight;
+    const atListener = listener.inflight >= maxInflightPerListener;
+    if (!atGlobal && !atListener) return false;
+    if (this.inflight >= 2 * maxInflight || listener.inflight >= 2 * maxInflightPerListener) return true;
+    const cap = atGlobal ? maxInflight : maxInflightPerListener;
+    return share.inflight >= Math.max(1, Math.floor(cap / Math.max(1, this.shares.active)));
   }
 
   /** The shared outcome made this client's: its id, question case and EDNS; or its own SERVFAIL. */
@@ -290,6 +306,9 @@ const MAX_CLIENTS = 4096;
  */
 class ClientShares {
   private readonly shares = new Map<string, Share>();
+
+  /** Clients with an exchange in flight (kept by fetch() as shares go busy and idle). */
+  active = 0;
 
   /** Counts one more query of `client` turned away; returns the count. */
   turnedAway(client: string): number {

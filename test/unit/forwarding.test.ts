@@ -120,6 +120,19 @@ describe('forwarder', () => {
     assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
     assert.deepEqual(refused.origin, { source: 'error', reason: 'overload' });
   });
+
+  it('at the cap, a client still below its fair part of it gets in; the one holding the cap does not', async () => {
+    const asked: string[] = [];
+    const never: Exchange = (query) => { asked.push(String(query.readUInt16BE(0))); return new Promise(() => {}); };
+    const fwd = new Forwarder({ ...options, maxInflight: 4, maxInflightPerClient: 10 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
+    const listener = { inflight: 0 };
+    for (const n of ['a', 'b', 'c', 'd']) void fwd.forward(q(`${n}.hog.test`), servers, 'k', 'udp', listener, 'hog');
+    const hog = await fwd.forward(q('e.hog.test'), servers, 'k', 'udp', listener, 'hog');
+    assert.equal(decode(hog.reply).rcode, 'SERVFAIL', 'the client holding the whole cap is turned away');
+    void fwd.forward(q('light.test'), servers, 'k', 'udp', listener, 'light');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(asked.length, 5, 'the light client was sent upstream');
+  });
 });
 
 describe('fair shares', () => {
