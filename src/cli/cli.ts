@@ -7,6 +7,7 @@ import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
 import { opsCommands } from './ops-commands.js';
+import { hostDnsCommand } from './host-dns-command.js';
 import { resolveTarget } from '../plumbing/target.js';
 import { fileURLToPath } from 'node:url';
 
@@ -71,6 +72,7 @@ export async function run(argv: string[]): Promise<void> {
     .option('--nft-table <name>', 'nftables table (family inet) nsdns owns (default nsdns)')
     .addOption(new Option('--firewall <driver>', 'firewall driver').choices(['nftables', 'none']))
     .option('--resolv-conf-dir <dir>', 'per-namespace files for ip netns exec (default /etc/netns)')
+    .option('--host-dns', 'also answer each network\'s names at its gateway address (port 53), for the host and the network\'s own clients; registers the bridges with systemd-resolved when it runs')
     .option('--metrics <addr:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
@@ -121,6 +123,7 @@ export async function run(argv: string[]): Promise<void> {
 
   networkCommands(program);
   opsCommands(program);
+  hostDnsCommand(program);
   conventions(program);
   try {
     await program.parseAsync(argv);

@@ -7,6 +7,7 @@ import { NsdnsError } from '../errors.js';
 import { upstreamAddress } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
 import ipaddr from 'ipaddr.js';
+import { isValidName } from '../wire/names.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
@@ -112,6 +113,10 @@ export const configSchema = z.object({
   metrics: z.object({
     /** Where /metrics, /healthz and /readyz are served (plain HTTP); off when absent. */
     listen: hostPort.optional(),
+  }).strict().prefault({}),
+  dns: z.object({
+    /** The name a namespace reaches the host by: its first non-internal network's gateway. */
+    hostName: z.string().refine(isValidName, 'not a valid DNS name').default('host.nsdns.internal'),
   }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict();

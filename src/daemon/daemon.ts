@@ -20,6 +20,11 @@ import { NsenterBinder } from '../netns/binder.js';
 import { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { NsdnsError } from '../errors.js';
 import { ControlServer } from './control.js';
+import { HealthProber } from '../health/prober.js';
+import { GatewayListeners } from './gateway-listeners.js';
+import { ResolvedLinks } from './resolved.js';
+import { namespaceLinksKind } from '../plumbing/links.js';
+import { bindHelperKind } from '../netns/binder.js';
 import { TcpBudget } from '../server/tcp-budget.js';
 import { clientFilter, localSubnets } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
@@ -43,6 +48,8 @@ export class Daemon {
   private readonly files: RegistryFiles;
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
+  readonly prober: HealthProber;
+  readonly gateways: GatewayListeners;
   private readonly tcpBudget: TcpBudget;
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
@@ -68,12 +75,14 @@ export class Daemon {
     this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
     this.tcpBudget = new TcpBudget(config.tcp);
     this.listeners = new HostListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'listener' }));
+    this.gateways = new GatewayListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'gateway' }), { enabled: config.hostDns, maxUdpSize: config.maxUdpSize, resolved: new ResolvedLinks(log.child({ module: 'resolved' })) });
     this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
     this.state = new StateStore(config.stateDir);
     this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), this.tcpBudget, log.child({ module: 'netns' }));
     this.registry.on('change', () => {
       this.registryChanges++;
       void this.namespaces.reconcile();
+      void this.gateways.reconcile();
     });
     const plumbing = config.plumbing;
     this.firewall = plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall();
@@ -86,9 +95,13 @@ export class Daemon {
       namespaceComing: (netns) => this.namespaces.prepare(netns),
       namespaceNotComing: (netns) => this.namespaces.cancel(netns),
       log: log.child({ module: 'plumbing' }),
-    }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir });
+    }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
+    this.prober = new HealthProber(this.registry, log.child({ module: 'health' }));
     const handlers = {
-      ...controlHandlers({ registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces }),
+      ...controlHandlers({
+        registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,
+        ownAddresses: () => new Set([...this.listeners.addresses(), ...this.gateways.addresses()]), probes: this.prober,
+      }),
       ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
       restart: async (params: unknown) => {
         if (!noParams.safeParse(params).success) throw new NsdnsError('ERR_BAD_REQUEST', 'restart takes no parameters');
@@ -133,8 +146,10 @@ export class Daemon {
       daemon.startFirewallGuard();
       if (inherited) daemon.listeners.adopt(inherited.hosts);
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
+      await daemon.gateways.reconcile();
       daemon.resolver.configure(daemon.resolverSettings());
       daemon.registryLoaded = true;
+      daemon.prober.start();
       await daemon.startMetrics(inherited?.metrics);
     } catch (err) {
       await daemon.stop();
@@ -233,6 +248,9 @@ export class Daemon {
       forwardInflight: this.resolver.forwarder.inflightCount,
       cacheEntries: this.resolver.forwarder.cache.size,
       tcpConnections: this.tcpBudget.connections,
+      gateways: this.gateways.all.map((l) => `${l.network} ${l.address}:${l.port}`),
+      // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
+      helpers: { bind: bindHelperKind(), links: namespaceLinksKind() },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
     };
   }
@@ -305,6 +323,8 @@ export class Daemon {
     if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
     this.tcpBudget.limits = next.tcp;
     await this.listeners.reconcile(next.listen, this.hostClients());
+    this.gateways.enabled = next.hostDns;
+    await this.gateways.reconcile();
     this.resolver.configure(this.resolverSettings());
     const restartNeeded = startOnlyChanges(previous, next);
     // Kept as they were: these are read once, at start. Say so rather than pretend they applied.
@@ -324,7 +344,8 @@ export class Daemon {
       maxUdpSize: this.config.maxUdpSize,
       upstreams: this.config.upstreams,
       hostUpstreams: hostResolvers,
-      ownAddresses: this.listeners?.addresses() ?? new Set(),
+      ownAddresses: new Set([...(this.listeners?.addresses() ?? []), ...(this.gateways?.addresses() ?? [])]),
+      hostName: this.config.dns.hostName,
     };
   }
 
@@ -371,12 +392,14 @@ export class Daemon {
   /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.prober.stop();
       clearInterval(this.reaper);
       clearInterval(this.firewallGuard);
       await this.control.close();
       await this.metricsServer?.close();
       await this.namespaces.closeAll();
       await this.listeners.closeAll();
+      await this.gateways.closeAll();
       await this.files.close();
       await this.hostResolvers.close();
       await this.lock?.release();

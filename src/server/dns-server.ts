@@ -87,7 +87,7 @@ export class DnsServer implements ConnectionOwner {
       if (!this.evictIdle(address)) return this.refuse('per-client');
     }
     while (this.connections.size >= limits.maxConnections || this.budget.full) {
-      if (!this.evictIdle()) return this.refuse(this.budget.full ? 'daemon-wide' : 'per-listener');
+      if (!this.evictIdle() && !this.evictFromHog(address)) return this.refuse(this.budget.full ? 'daemon-wide' : 'per-listener');
     }
     return true;
   }
@@ -105,6 +105,24 @@ export class DnsServer implements ConnectionOwner {
     return true;
   }
 
+  /**
+   * With every slot busy: the oldest connection of the client holding the most slots here makes
+   * room, busy or not, when that client holds more than the newcomer's would with it. Many
+   * addresses each within their own share can then never lock a newcomer out.
+   */
+  private evictFromHog(address: string): boolean {
+    let hog: string | undefined;
+    let most = (this.perClient.get(address) ?? 0) + 1;
+    for (const [client, count] of this.perClient) if (count > most) { hog = client; most = count; }
+    if (hog === undefined) return false;
+    let oldest: TcpConnection | undefined;
+    for (const c of this.connections) if (c.client.address === hog && !c.socket.destroyed && (!oldest || c.lastActive < oldest.lastActive)) oldest = c;
+    if (!oldest) return false;
+    this.forget(oldest);
+    oldest.abort();
+    return true;
+  }
+
   private refuse(limit: 'per-client' | 'per-listener' | 'daemon-wide'): false {
     this.resolver.stats.tcpRefused[limit]++;
     this.warnRefused((suppressed) => this.log.warn({ limit, connections: this.connections.size, total: this.budget.connections, suppressed }, `tcp connection limit reached (${limit}); refusing new connections from busy clients`));
@@ -117,7 +135,8 @@ export class DnsServer implements ConnectionOwner {
     const now = Date.now();
     for (const c of this.connections) {
       const stuck = (c.partialSince > 0 && now - c.partialSince > messageTimeoutMs) || (c.overSince > 0 && now - c.overSince > messageTimeoutMs);
-      if (stuck || (c.idle && now - c.lastActive > idleTimeoutMs)) c.socket.destroy();
+      // Quiet: nothing open, nothing half-sent; unread replies left behind do not keep it open.
+      if (stuck || (c.quiet && now - c.lastActive > idleTimeoutMs)) c.abort();
       // Paused for the daemon-wide memory cap: see whether it has room again.
       else c.process();
     }

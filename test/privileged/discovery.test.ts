@@ -37,8 +37,8 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
     assert.deepEqual(await lab.dig(b, 'TXT', 'web1'), ['"tier=front"']);
     const [inspect] = JSON.parse(await lab.ok('network', 'inspect', net));
     assert.deepEqual(inspect.Labels, { purpose: 'test' });
-    const web1 = Object.values(inspect.Containers as Record<string, { Name: string; Labels?: object; Services?: object[]; Health?: string }>).find((c) => c.Name === 'web1')!;
-    assert.deepEqual([web1.Labels, web1.Services, web1.Health], [{ tier: 'front' }, [{ name: 'http', port: 8080, protocol: 'tcp', priority: 0, weight: 0 }], 'healthy']);
+    const web1 = Object.values(inspect.Containers as Record<string, { Name: string; Labels?: object; Services?: object[]; Health?: { Status: string } }>).find((c) => c.Name === 'web1')!;
+    assert.deepEqual([web1.Labels, web1.Services, web1.Health?.Status], [{ tier: 'front' }, [{ name: 'http', port: 8080, protocol: 'tcp', priority: 0, weight: 0 }], 'healthy']);
     assert.ok((await lab.ok('network', 'ls', '-q', '--filter', 'label=purpose=test')).split('\n').includes(net));
   });
 
