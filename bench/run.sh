@@ -12,6 +12,10 @@
 #              connections, odd frames, UDP fuzz, a forwarded-name flood, a large registry file)
 #              from one namespace while a client in another asks 1000 qps: its p50/p99 and losses,
 #              the server's memory and liveness, for nsdns and the peers (attack.sh, ~9 minutes)
+#   qtype      CPU per query of SRV and TXT answers against A (qtype-cost.sh)
+#   metrics    CPU per query with --metrics on against off (metrics-overhead.sh)
+#   handover   the slowest answer across a SIGUSR2 handover, and the gap of a stop+start (handover.sh)
+#   health     CPU of tcp and http health probes of 1 000 endpoints every 2 s (health-probes.sh)
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
 # run sandboxed (their resolv.conf points at a loopback sink) and tcpdump checks that nothing
 # leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work); the attack
@@ -22,7 +26,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 export PB_WORK=${PB_WORK:-/tmp/pb-work}
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} NS=${NS:-50}
-STAGES=${*:-dns forward provision scale overload attack}
+STAGES=${*:-dns forward provision scale overload attack qtype metrics handover health}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, bridges, port 53)" >&2; exit 1; }
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
@@ -62,6 +66,10 @@ for st in $STAGES; do
         "$BENCH/provision.sh" "$NS"
         "$BENCH/peers/netavark-provision.sh" "$NS" ;;
     scale) node "$ROOT/dist/bench/scale.js" ;;
+    qtype) "$BENCH/qtype-cost.sh" "$SECS" "$ROUNDS" ;;
+    metrics) "$BENCH/metrics-overhead.sh" "$SECS" "$ROUNDS" ;;
+    handover) "$BENCH/handover.sh" "$ROUNDS" ;;
+    health) "$BENCH/health-probes.sh" ;;
     *) pb_die "unknown stage $st" ;;
     esac
 done
