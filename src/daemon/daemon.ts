@@ -199,6 +199,7 @@ export class Daemon {
       registryErrors: () => this.registryErrors,
       inventory: () => this.inventory(),
       health: () => this.health(),
+      networkOfZone: (zone) => [...this.registry.current().networks.values()].find((n) => n.zones.includes(zone))?.network.name,
     });
     this.metricsServer = new MetricsServer(this.metrics, () => this.health(), this.log.child({ module: 'metrics' }));
     // Handed over: the scraper's address never stops answering. A changed address is bound anew.

@@ -24,6 +24,8 @@ export interface MetricsSources {
   /** Networks, endpoints, namespaces with endpoints, and how many of those are served. */
   inventory(): { networks: number; endpoints: number; namespaces: number; served: number };
   health(): HealthReport;
+  /** The network a zone belongs to (its name, or the network whose domain it is). */
+  networkOfZone(zone: string): string | undefined;
 }
 
 type Labels = Record<string, string>;
@@ -87,6 +89,8 @@ export class Metrics {
     const one = (value: number, labels: Labels = {}): Sample[] => [{ labels, value }];
     return [
       new Computed('nsdns_queries_total', 'DNS answers sent, by listener kind (host, namespace), answering source (local: the registry; cache; upstream; error: refused, failed or malformed), query type and rcode', 'counter', () => answerSamples(q())),
+      new Computed('nsdns_local_answers_total', 'Answers from the registry, by the network that answered ("reverse" for PTR answers, "other" for host.nsdns.internal and the like)', 'counter',
+        () => [...q().localByZone].map(([zone, value]) => ({ labels: { network: this.sources.networkOfZone(zone) ?? zone }, value }))),
       new Computed('nsdns_answer_duration_seconds', `Time from reading a query to having its answer, for one answer in ${QueryStats.SAMPLE_EVERY} (sampled)`, 'histogram', () => histogramSamples('nsdns_answer_duration_seconds', q().latency)),
       new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter)', 'counter', () => [
         { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: q().notAllowed },

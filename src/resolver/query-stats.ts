@@ -50,6 +50,8 @@ export class QueryStats {
   readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
   /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */
   readonly latency = new LatencyBuckets();
+  /** Answers from the registry by the zone that answered (a network's name or domain; 'reverse' for PTR, 'other' otherwise). */
+  readonly localByZone = new Map<string, number>();
   private tick = 0;
 
   static readonly SAMPLE_EVERY = 8;
@@ -61,6 +63,13 @@ export class QueryStats {
   /** A start time for one answer in SAMPLE_EVERY, else 0. */
   startTimer(): number {
     return (++this.tick & (QueryStats.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
+  }
+
+  /** One more local answer for `zone`; zones are the registry's own names, bounded by the networks. */
+  countLocal(zone: string): void {
+    const n = this.localByZone.get(zone);
+    if (n !== undefined) this.localByZone.set(zone, n + 1);
+    else if (this.localByZone.size < 4096) this.localByZone.set(zone, 1);
   }
 
   count(listener: CountedListener, source: number, qtype: number, reply: Buffer, started: number): void {

@@ -4,7 +4,7 @@
 // through it and collects where the answer came from. The listener writes whatever handle returns;
 // a synchronous Buffer for everything answered locally, so the common query costs no promise.
 import dnsPacket from 'dns-packet';
-import { RCODE, TCP_MAX_MESSAGE } from '../wire/constants.js';
+import { QTYPE, RCODE, TCP_MAX_MESSAGE } from '../wire/constants.js';
 import { parseQuery, type Query } from '../wire/query.js';
 import { queryMessage } from '../wire/records-write.js';
 import { encodeRecords, errorReply, headerOnlyReply, recordsReply, truncatedCopy, udpLimit } from '../wire/reply.js';
@@ -138,7 +138,11 @@ export class Resolver {
     if (local !== undefined) {
       if (isChase(local)) return this.chase(ctx, parsed, view, local);
       ctx.origin = REGISTRY_ORIGIN;
-      stats?.count(listener, LOCAL, parsed.qtype, local, ctx.started);
+      if (stats) {
+        stats.count(listener, LOCAL, parsed.qtype, local, ctx.started);
+        const found = view.lookup(parsed.name); // memoized: a map lookup, and only while metrics are on
+        stats.countLocal(found.kind !== 'unknown' ? found.zone : parsed.qtype === QTYPE.PTR ? 'reverse' : 'other');
+      }
       return local;
     }
     const upstreams = this.upstreams(view, client, listener);

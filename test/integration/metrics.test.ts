@@ -115,6 +115,8 @@ describe('/metrics', () => {
     assert.equal(q({ source: 'cache', qtype: 'A', rcode: 'NOERROR' }), 1);
     assert.equal(q({ source: 'error', rcode: 'FORMERR' }), 1);
     assert.equal(m.value('nsdns_queries_total', { listener: 'namespace' }), 0);
+    // The three local answers (web.lab A and MX, nope.lab) all came from network lab.
+    assert.equal(m.value('nsdns_local_answers_total', { network: 'lab' }), 3);
     assert.equal(m.value('nsdns_cache_hits_total'), 1);
     assert.equal(m.value('nsdns_cache_misses_total'), 1);
     assert.equal(m.value('nsdns_cache_entries'), 1);
