@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
 import { isIfname, isIp, isMacAddress, isNetnsPath } from '../registry/fields.js';
-import { netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink } from './netlink-links.js';
+import { netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink, type VethSpec } from './netlink-links.js';
 
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
 const NATIVE_LINKS = fileURLToPath(new URL('../native/nsdns-links', import.meta.url));
@@ -31,13 +31,8 @@ export interface BridgeSpec {
   mtu?: number;
 }
 
-export interface EndpointLinkSpec {
-  hostIf: string;
-  bridge: string;
-  netns: string;
-  ifname: string;
-  mac: string;
-  mtu?: number;
+/** The veth pair, and what goes inside the namespace. */
+export interface EndpointLinkSpec extends VethSpec {
   /** CIDR form. */
   addresses: string[];
   gateway4?: string;

@@ -3,20 +3,13 @@
 // view, and a health change (HealthStates.version) empties the memo at the next lookup.
 import ipaddr from 'ipaddr.js';
 import { isInZone } from '../wire/names.js';
+import type { SrvData } from '../wire/records-write.js';
 import { canonicalName, type CompiledNetwork, type NameEntry } from './compiled.js';
 import { HealthStates } from './health-state.js';
 import type { Endpoint, StaticRecord } from './types.js';
 
 /** One SRV target: the target's name and, when it is ours, its addresses for the additional section. */
-export interface SrvTarget {
-  readonly priority: number;
-  readonly weight: number;
-  readonly port: number;
-  /** Absolute, lower case, no trailing dot. */
-  readonly target: string;
-  readonly a: readonly Buffer[];
-  readonly aaaa: readonly Buffer[];
-}
+export type SrvTarget = SrvData;
 
 /** Encoded records of a found name, filled in by the resolver (wire/) at the first answer of each kind. */
 export interface EncodedMemo {
