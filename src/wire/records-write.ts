@@ -41,10 +41,12 @@ export function addressRecords(rrtype: number, ttl: number, addresses: readonly 
   return addresses.map((address) => record(owner, rrtype, ttl, address));
 }
 
+/** One SRV target, and its addresses for the additional section when the target is ours. */
 export interface SrvData {
   readonly priority: number;
   readonly weight: number;
   readonly port: number;
+  /** Absolute, lower case, no trailing dot. */
   readonly target: string;
   readonly a: readonly Buffer[];
   readonly aaaa: readonly Buffer[];
