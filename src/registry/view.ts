@@ -49,6 +49,7 @@ export type NameResult =
 
 const UNKNOWN: NameResult = { kind: 'unknown' };
 const MEMO_LIMIT = 10_000;
+const UNKNOWN_MEMO_LIMIT = 1024;
 /** CNAME chains between static records are followed this far. */
 const CNAME_DEPTH = 8;
 const SERVICE = /^_([a-z0-9-]{1,63})\._(tcp|udp)\.(.+)$/;
@@ -64,6 +65,7 @@ export type FailOpenListener = (name: string, endpoints: number) => void;
 
 export class View {
   private readonly memo = new Map<string, NameResult>();
+  private readonly unknownMemo = new Map<string, NameResult>();
   private healthVersion: number;
   private hostMemo: Found | null | undefined;
   /** Bumped per answer, to rotate the order of several addresses between replies. */
@@ -96,12 +98,17 @@ export class View {
     if (this.health.version !== this.healthVersion) {
       this.healthVersion = this.health.version;
       this.memo.clear();
+      this.unknownMemo.clear();
     }
-    let result = this.memo.get(name);
+    let result = this.memo.get(name) ?? this.unknownMemo.get(name);
     if (result === undefined) {
       result = this.resolve(name, 0);
-      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
-      this.memo.set(name, result);
+      // Names that are not ours go to a small memo of their own: a flood of distinct names must
+      // neither push our own names out nor keep thousands of entries alive long enough to reach
+      // the old generation (major GC pauses for every namespace).
+      const memo = result === UNKNOWN ? this.unknownMemo : this.memo;
+      if (memo.size >= (result === UNKNOWN ? UNKNOWN_MEMO_LIMIT : MEMO_LIMIT)) memo.clear();
+      memo.set(name, result);
     }
     return result;
   }
