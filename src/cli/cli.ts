@@ -8,7 +8,6 @@ import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
 import { opsCommands } from './ops-commands.js';
 import { hostDnsCommand } from './host-dns-command.js';
-import { resolveTarget } from '../plumbing/target.js';
 import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
@@ -105,6 +104,8 @@ export async function run(argv: string[]): Promise<void> {
       const type = recordTypeName(typeText);
       if (type === undefined) throw new UsageError(`unknown record type '${typeText.slice(0, 20)}' (A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT, ANY, ... or TYPEnn)\nSee 'nsdns query --help'.`);
       if (opts.netns !== undefined) {
+        // Loaded here only: the namespace checks pull in the field schemas (zod), which no other command needs.
+        const { resolveTarget } = await import('../plumbing/target.js');
         const { path: netns } = resolveTarget(opts.netns);
         const server = command.getOptionValueSource('server') === 'default' ? '127.0.0.11:53' : opts.server;
         const args = [MAIN, 'query', name, type, '--server', server, '--timeout', String(opts.timeout), ...(opts.tcp ? ['--tcp'] : []), ...(opts.json ? ['--json'] : [])];

@@ -4,7 +4,6 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
-import { resolveTarget } from '../plumbing/target.js';
 import { call } from './control-client.js';
 import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
@@ -272,6 +271,7 @@ export function networkCommands(program: Command): void {
       if ((positionalType !== undefined || o.type !== undefined) && o.resolve === undefined) throw new UsageError("a record type is for --resolve NAME\nSee 'nsdns debug --help'.");
       const type = recordTypeName(typeText);
       if (type === undefined) throw new UsageError(`unknown record type '${typeText.slice(0, 20)}' (A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT, ANY, ... or TYPEnn)\nSee 'nsdns debug --help'.`);
+      const { resolveTarget } = await import('../plumbing/target.js'); // only debug needs it (and zod)
       const ns = resolveTarget(target);
       const kernel = await kernelView(ns.path);
       let daemon: Record<string, unknown>;
