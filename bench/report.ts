@@ -145,6 +145,7 @@ if (attack.length > 0) {
   const leak = tsv('attack-leak.tsv')[0];
   if (leak) out.push(`DNS or bench-subnet packets seen on the uplinks during the stage: ${leak.leak_packets} (must be 0; the capture also sees the host's own DNS, so a non-zero count needs a look at \`raw/leak-attack-*.pcap\`).`, '');
 }
+out.push(...otherStages());
 writeFileSync(path.join(dir, 'RESULTS.md'), `${out.join('\n')}\n`);
 
 // The chart: saturation qps and p99 at 10k qps, one bar per server, two panels side by side.
@@ -204,5 +205,47 @@ function attackSection(rows: Row[]): string[] {
   const judged = rows.filter((r) => r.alive !== 'n/a').length;
   const passed = lines.filter((l) => l.endsWith('| pass |')).length;
   lines.push('', `${passed} of ${judged} rows pass.`, '');
+  return lines;
+}
+
+/** The last line a stage's script writes into its TSV: its summary against the issue's target. */
+function summaryOf(file: string): string | undefined {
+  const full = path.join(dir, file);
+  if (!existsSync(full)) return undefined;
+  const last = readFileSync(full, 'utf8').trim().split('\n').pop();
+  return last && !last.includes('\t') ? last : undefined;
+}
+
+/** Section 7: the stages of issues #8, #9 and #10 that report one line or a small table each. */
+function otherStages(): string[] {
+  const lines = ['## 7. Service discovery, operations, provisioning paths', ''];
+  const stages: Array<[string, string]> = [
+    ['SRV and TXT against A, CPU per query (qtype-cost.sh)', 'qtype-cost.tsv'],
+    ['Metrics on against off, CPU per query (metrics-overhead.sh)', 'metrics-overhead.tsv'],
+    ['Health probes of 1 000 endpoints every 2 s (health-probes.sh)', 'health-probes.tsv'],
+  ];
+  for (const [title, file] of stages) {
+    const summary = summaryOf(file);
+    if (summary) lines.push(`- ${title}: ${summary}`);
+  }
+  const handover = tsv('handover.tsv');
+  if (handover.length > 0) {
+    lines.push('', 'Restarts at 200 q/s (handover.sh; target for a handover: 0 lost, slowest answer < 1 s):', '');
+    lines.push('| mode | round | sent | answered | lost | slowest answer ms | longest gap ms |', '| --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of handover.filter((h) => h.mode === 'handover' || h.mode === 'restart')) lines.push(`| ${r.mode} | ${r.round} | ${r.sent} | ${r.answered} | ${r.lost} | ${r.slowest_ms} | ${r.gap_ms} |`);
+  }
+  const provision = tsv('nsdns-provision.tsv');
+  const median = (kind: string, key: string) => {
+    const values = provision.filter((r) => r.kind === kind).map((r) => num(r[key])).filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+    return values.length > 0 ? values[Math.floor((values.length - 1) / 2)] : NaN;
+  };
+  if (provision.some((r) => r.kind === 'socket')) {
+    lines.push('', 'Provisioning paths, medians (the daemon through its control socket, without a CLI start; the native fast path and the portable one):', '');
+    lines.push('| path | connect ms (CLI) | disconnect ms (CLI) | connect ms (socket) | disconnect ms (socket) |', '| --- | --- | --- | --- | --- |');
+    for (const [name, suffix] of [['native', ''], ['portable (NSDNS_NATIVE=0)', '-fallback']]) {
+      lines.push(`| ${name} | ${fmt(median(`serial${suffix}`, 'connect_ms'))} | ${fmt(median(`serial${suffix}`, 'disconnect_ms'))} | ${fmt(median(`socket${suffix}`, 'connect_ms'))} | ${fmt(median(`socket${suffix}`, 'disconnect_ms'))} |`);
+    }
+  }
+  lines.push('');
   return lines;
 }
