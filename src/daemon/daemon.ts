@@ -199,6 +199,7 @@ export class Daemon {
       registryErrors: () => this.registryErrors,
       inventory: () => this.inventory(),
       health: () => this.health(),
+      probes: () => ({ results: this.prober.results, states: this.prober.states() }),
       networkOfZone: (zone) => [...this.registry.current().networks.values()].find((n) => n.zones.includes(zone))?.network.name,
     });
     this.metricsServer = new MetricsServer(this.metrics, () => this.health(), this.log.child({ module: 'metrics' }));

@@ -26,6 +26,8 @@ export interface MetricsSources {
   health(): HealthReport;
   /** The network a zone belongs to (its name, or the network whose domain it is). */
   networkOfZone(zone: string): string | undefined;
+  /** Health probe results so far, and endpoints with a check by state. */
+  probes(): { results: { ok: number; failed: number }; states: Record<string, number> };
 }
 
 type Labels = Record<string, string>;
@@ -98,6 +100,12 @@ export class Metrics {
         return one((user + system) / 1e6);
       }),
       new Computed('nsdns_process_start_time_seconds', 'When the daemon started, seconds since the epoch', 'gauge', () => one(Math.round(Date.now() / 1000 - process.uptime()))),
+      new Computed('nsdns_health_probes_total', 'Health probes run, by result', 'counter', () => {
+        const { ok, failed } = this.sources.probes().results;
+        return [{ labels: { result: 'ok' }, value: ok }, { labels: { result: 'failed' }, value: failed }];
+      }),
+      new Computed('nsdns_health_checked_endpoints', 'Endpoints with a health check, by their state', 'gauge',
+        () => Object.entries(this.sources.probes().states).map(([state, value]) => ({ labels: { state }, value }))),
       new Computed('nsdns_local_answers_total', 'Answers from the registry, by the network that answered ("reverse" for PTR answers, "other" for host.nsdns.internal and the like)', 'counter',
         () => [...q().localByZone].map(([zone, value]) => ({ labels: { network: this.sources.networkOfZone(zone) ?? zone }, value }))),
       new Computed('nsdns_answer_duration_seconds', `Time from reading a query to having its answer, for one answer in ${QueryStats.SAMPLE_EVERY} (sampled)`, 'histogram', () => histogramSamples('nsdns_answer_duration_seconds', q().latency)),

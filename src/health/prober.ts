@@ -61,6 +61,8 @@ export class HealthProber {
   private readonly probe: (check: HealthCheck) => Probe;
   private readonly spread: () => number;
   private running = false;
+  /** Probe results so far, for the metrics: plain counters, read at scrape time. */
+  readonly results = { ok: 0, failed: 0 };
   /** Probes skipped because the endpoint's previous one had not finished. */
   skipped = 0;
 
@@ -108,6 +110,13 @@ export class HealthProber {
   /** Endpoints being probed. */
   get size(): number {
     return this.trackers.size;
+  }
+
+  /** Endpoints with a check, by their state now. */
+  states(): Record<'healthy' | 'unhealthy' | 'starting', number> {
+    const out = { healthy: 0, unhealthy: 0, starting: 0 };
+    for (const id of this.trackers.keys()) out[this.registry.health.get(id)]++;
+    return out;
   }
 
   info(endpointId: string): HealthInfo | undefined {
@@ -283,6 +292,8 @@ export class HealthProber {
   }
 
   private apply(t: Tracker, result: ProbeResult): void {
+    if (result.ok) this.results.ok++;
+    else this.results.failed++;
     const m = t.machine;
     const answered = this.registry.health.get(t.id);
     // Set from outside since our last result (a file's `health:`, `endpoint health`): go on from there.

@@ -2,6 +2,7 @@
 // text after real dig queries, /readyz flipping when the only upstream stops answering (and back),
 // and `nsdns status` saying the same.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import dgram from 'node:dgram';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -145,6 +146,24 @@ describe('/metrics', () => {
     const m = await scraper.metrics();
     assert.equal(m.value('nsdns_refused_for_load_total', { limit: 'client' }), refused);
     assert.equal(m.value('nsdns_queries_total', { source: 'error', rcode: 'REFUSED' }), refused);
+  });
+
+  it('counts health probes by result and checked endpoints by state', async () => {
+    const listener = net.createServer((c) => c.destroy());
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.7', () => r()));
+    cleanups.push(() => new Promise<void>((r) => listener.close(() => r())));
+    const port = (listener.address() as net.AddressInfo).port;
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const check = (p: number) => `{type: tcp, port: ${p}, intervalMs: 100, timeoutMs: 300, retries: 1}`;
+    dir.write('hc.yaml', `name: hc\nendpoints:\n  - {name: up, ipv4: 127.0.0.7, healthCheck: ${check(port)}}\n  - {name: down, ipv4: 127.0.0.8, healthCheck: ${check(port)}}\n`);
+    const { scraper } = await start(['--registry', dir.dir]);
+    await new Promise((r) => setTimeout(r, 800));
+    const m = await scraper.metrics();
+    assert.ok(m.value('nsdns_health_probes_total', { result: 'ok' }) >= 3, 'probes of the listening endpoint');
+    assert.ok(m.value('nsdns_health_probes_total', { result: 'failed' }) >= 3, 'probes of the one nothing listens for');
+    assert.equal(m.value('nsdns_health_checked_endpoints', { state: 'healthy' }), 1);
+    assert.equal(m.value('nsdns_health_checked_endpoints', { state: 'unhealthy' }), 1);
   });
 
   it('serves /healthz, and nothing but GET on known paths', async () => {
