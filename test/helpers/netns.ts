@@ -33,6 +33,22 @@ export class Lab {
     return full;
   }
 
+  /**
+   * An "outside" host: a new namespace on its own veth link (not nsdns's), routed through this
+   * host, with `hostAddress` on the host end and `outsideAddress` inside (one /30).
+   */
+  async outsideHost(name: string, hostAddress: string, outsideAddress: string): Promise<string> {
+    const ns = await this.namespace(name);
+    const hostEnd = `${this.linkPrefix}out`;
+    this.extraLinks.push(hostEnd);
+    await sh('ip', 'link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await sh('ip', 'addr', 'add', `${hostAddress}/30`, 'dev', hostEnd);
+    await sh('ip', 'link', 'set', hostEnd, 'up');
+    await sh('ip', '-n', ns, 'addr', 'add', `${outsideAddress}/30`, 'dev', 'eth0');
+    await sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
+    return ns;
+  }
+
   async start(extra: string[] = []): Promise<RunningDaemon> {
     const args = ['--nft-table', this.nftTable, '--link-prefix', this.linkPrefix, ...extra];
     if (this.stateDir) args.push('--state-dir', this.stateDir, '--socket', `${this.stateDir}/nsdns.sock`);

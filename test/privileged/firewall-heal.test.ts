@@ -11,20 +11,13 @@ import { Lab, needsRoot, sh } from '../helpers/netns.js';
 describe('the firewall heals itself', { skip: needsRoot }, () => {
   const lab = new Lab();
   let app: string, outside: string;
-  const hostEnd = () => `${lab.linkPrefix}out`;
   const servers: Array<{ kill: () => void }> = [];
 
   before(async () => {
     await lab.start(['--log-level', 'info']);
     app = await lab.namespace('app');
-    outside = await lab.namespace('outside');
     // An "outside" host on its own link (not nsdns's), routed through this host.
-    lab.extraLinks.push(hostEnd());
-    await sh('ip', 'link', 'add', hostEnd(), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside);
-    await sh('ip', 'addr', 'add', '198.18.9.1/30', 'dev', hostEnd());
-    await sh('ip', 'link', 'set', hostEnd(), 'up');
-    await sh('ip', '-n', outside, 'addr', 'add', '198.18.9.2/30', 'dev', 'eth0');
-    await sh('ip', '-n', outside, 'link', 'set', 'eth0', 'up');
+    outside = await lab.outsideHost('outside', '198.18.9.1', '198.18.9.2');
     await lab.ok('network', 'create', 'heal', '--subnet', '10.223.0.0/24');
     await lab.ok('network', 'connect', 'heal', app, '--publish', '18093:8080');
     servers.push(await echoServer(app, 8080), await echoServer(outside, 9090));

@@ -129,19 +129,12 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
 describe('traffic: published ports, masquerade, internal networks', { skip: needsRoot }, () => {
   const lab = new Lab();
   let app: string, outside: string;
-  const hostEnd = () => `${lab.linkPrefix}out`;
 
   before(async () => {
     await lab.start();
     app = await lab.namespace('app');
-    outside = await lab.namespace('outside');
-    // An "outside" host: a namespace routed through this host on its own link (not nsdns's).
-    lab.extraLinks.push(hostEnd());
-    await sh('ip', 'link', 'add', hostEnd(), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside);
-    await sh('ip', 'addr', 'add', '198.18.7.1/30', 'dev', hostEnd());
-    await sh('ip', 'link', 'set', hostEnd(), 'up');
-    await sh('ip', '-n', outside, 'addr', 'add', '198.18.7.2/30', 'dev', 'eth0');
-    await sh('ip', '-n', outside, 'link', 'set', 'eth0', 'up');
+    // An "outside" host on its own link (not nsdns's), routed through this host.
+    outside = await lab.outsideHost('outside', '198.18.7.1', '198.18.7.2');
     await lab.ok('network', 'create', 'pub', '--subnet', '10.220.0.0/24');
     await lab.ok('network', 'connect', 'pub', app, '--publish', '127.0.0.1:18081:8080', '--publish', '18082:8080');
   });
