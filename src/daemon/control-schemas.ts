@@ -7,8 +7,11 @@ import { NsdnsError } from '../errors.js';
 import { HEALTH_LIMITS, healthStateSchema, ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
 import { isQueryName, recordTypeName } from '../wire/names.js';
 
-/** Longest accepted request line, newline excluded: far above any real request, small enough to buffer. */
-export const MAX_LINE_BYTES = 1024 * 1024;
+/**
+ * Longest accepted request line, newline excluded. The largest real request (a network with 256
+ * static records of 300 characters and 64 labels) is about 100 KB; 256 such slots cost 64 MiB.
+ */
+export const MAX_LINE_BYTES = 256 * 1024;
 const MAX_ITEMS = 64;
 
 const text = (max = 255) => z.string().min(1).max(max);

@@ -24,6 +24,8 @@ const MAX_IN_FLIGHT = 16;
 const MAX_CONNECTIONS = 256;
 /** A connection with nothing in flight and nothing sent for this long is closed (it holds a slot). */
 const IDLE_TIMEOUT_MS = 60_000;
+/** A request line must be complete this long after its first byte: a trickle must not hold a slot. */
+const LINE_TIMEOUT_MS = 10_000;
 
 export class ControlServer {
   private server: net.Server | undefined;
@@ -122,18 +124,27 @@ export class ControlServer {
     socket.on('error', () => socket.destroy());
     socket.on('end', () => { clientDone = true; pump(); });
     socket.setTimeout(IDLE_TIMEOUT_MS, () => { if (inFlight === 0) socket.destroy(); });
+    // Answer, then close: the rest of that line is not worth reading.
+    const refuse = (message: string): void => {
+      closing = true;
+      clearTimeout(lineTimer);
+      socket.pause();
+      if (socket.writable) socket.end(serialize(badRequest(0, message)), () => socket.destroy());
+      else socket.destroy();
+    };
+    let lineTimer: NodeJS.Timeout | undefined;
+    const lineDeadline = (): void => refuse(`request line not complete within ${LINE_TIMEOUT_MS / 1000} s; closing the connection`);
+    socket.on('close', () => clearTimeout(lineTimer));
     socket.on('data', (chunk: Buffer) => {
       if (closing) return;
       const complete = lines.push(chunk);
-      if (complete === undefined) {
-        // Answer, then close: the rest of that line is not worth reading.
-        closing = true;
-        socket.pause();
-        const reply = serialize(badRequest(0, `request line longer than ${MAX_LINE_BYTES} bytes; closing the connection`));
-        if (socket.writable) socket.end(reply, () => socket.destroy());
-        else socket.destroy();
-        return;
+      if (complete === undefined) return refuse(`request line longer than ${MAX_LINE_BYTES} bytes; closing the connection`);
+      // The deadline runs from the first byte of a line and restarts with each line completed.
+      if (complete.length > 0) {
+        clearTimeout(lineTimer);
+        lineTimer = undefined;
       }
+      if (lines.pending && lineTimer === undefined) lineTimer = setTimeout(lineDeadline, LINE_TIMEOUT_MS);
       for (const line of complete) if (line.trim() !== '') queue.push(line);
       pump();
     });
@@ -209,6 +220,11 @@ class LineBuffer {
   private size = 0;
 
   constructor(private readonly max: number) {}
+
+  /** Whether part of a line is waiting for its newline. */
+  get pending(): boolean {
+    return this.size > 0;
+  }
 
   /** The lines `chunk` completes, or undefined once a line is longer than the cap. */
   push(chunk: Buffer): string[] | undefined {

@@ -171,17 +171,47 @@ describe('control socket: hostile requests', () => {
   });
 
   it('survives deeply nested JSON', async () => {
-    const depth = 500_000; // 1 000 000 bytes: just under the line cap
+    const depth = 130_000; // 260 000 bytes: just under the line cap (256 KiB)
     assertRefused(await ask(socketPath, '['.repeat(depth) + ']'.repeat(depth)), 0, /expected object, received array/);
-    const inner = 150_000; // 6 bytes a level: 900 000 bytes
+    const inner = 43_000; // 6 bytes a level: 258 000 bytes
     assertRefused(await ask(socketPath, `{"id":8,"method":"ping","params":${'{"a":'.repeat(inner)}1${'}'.repeat(inner)}}`), 8, /ping: unknown parameter "a"/);
   });
 
-  it('answers a line over 1 MiB with an error and closes the connection', async () => {
+  it('answers a line over 256 KiB with an error and closes the connection', async () => {
     const { replies, closed } = await exchange(socketPath, `${'x'.repeat(2 * 1024 * 1024)}\n`, 2);
     assert.equal(closed, true);
     assert.equal(replies.length, 1);
-    assertRefused(replies[0], 0, /request line longer than 1048576 bytes/);
+    assertRefused(replies[0], 0, /request line longer than 262144 bytes/);
+  });
+
+  it('reads the largest real request whole (256 static records, 64 labels)', async () => {
+    const records = Array.from({ length: 256 }, (_, i) => `host-${i}.${'x'.repeat(250)} A 10.9.${i >> 8}.${i & 255}`);
+    const line = JSON.stringify({ id: 21, method: 'network.create', params: { name: 'big', records } });
+    assert.ok(line.length > 64 * 1024, `${line.length} bytes`);
+    const reply = await ask(socketPath, line);
+    assert.equal(reply.id, 21);
+    // Read whole and judged on its content (these records are not NAME=VALUE), not by the line cap.
+    assert.equal(reply.ok, false);
+    assert.match(reply.error?.message ?? '', /--record "host-0\./);
+  });
+
+  it('closes a connection whose request line trickles in for over 10 s, and answers others meanwhile', async () => {
+    const slow = net.connect(socketPath);
+    let received = '';
+    slow.on('data', (chunk) => { received += chunk.toString(); });
+    const closed = new Promise<void>((resolve) => slow.on('close', () => resolve()));
+    slow.on('error', () => undefined);
+    const trickle = setInterval(() => slow.write('{'), 1000);
+    try {
+      assert.equal((await ask(socketPath, '{"id":22,"method":"ping"}')).ok, true);
+      const started = Date.now();
+      await closed;
+      assert.ok(Date.now() - started < 12_000, 'closed at the deadline');
+    } finally {
+      clearInterval(trickle);
+      slow.destroy();
+    }
+    assert.match(received, /request line not complete within 10 s/);
   });
 
   it('answers every request pipelined on one connection', async () => {
