@@ -173,8 +173,9 @@ export async function deleteLink(name: string): Promise<void> {
 /**
  * A veth pair: the host end on the bridge, the other end created directly inside the namespace
  * with its final name, MAC, addresses and routes, and `lo` up (127.0.0.11 lives on lo).
+ * `lap` is told when each part is done (the connect's per-stage timing).
  */
-export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> {
+export async function createEndpointLink(spec: EndpointLinkSpec, lap?: (stage: string) => void): Promise<void> {
   checkLinkArgs({
     names: [spec.hostIf, spec.bridge, spec.ifname], cidrs: spec.addresses, mac: spec.mac, netns: spec.netns, mtu: spec.mtu,
     ips: [spec.gateway4, spec.gateway6].filter((g): g is string => g !== undefined),
@@ -185,6 +186,7 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
   } catch (err) {
     throw new NsdnsError('ERR_LINK', `${step}: ${await explainVethError(err, spec)}`, { cause: err });
   }
+  lap?.('veth pair');
   try {
     await inNamespace(spec.netns, [
       { op: 'up', ifname: 'lo' },
@@ -197,6 +199,7 @@ export async function createEndpointLink(spec: EndpointLinkSpec): Promise<void> 
     await netlinkDeleteLink(spec.hostIf).catch(() => {});
     throw err;
   }
+  lap?.('addresses+routes in namespace');
 }
 
 /** EEXIST on a veth pair is either end's name taken: the host's, or the peer's inside the namespace. */

@@ -1,7 +1,6 @@
 // Orchestrates networks and endpoints: validate everything first, then apply named steps that are
 // undone in reverse on failure. Allocation and commit run under one lock, so concurrent requests
 // never get the same address or name; the slow kernel work of a connect runs outside it.
-import { existsSync } from 'node:fs';
 import { NsdnsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
@@ -9,7 +8,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
 import { contains, parseCidr, type Pool } from './ipam.js';
-import { addDefaultRoutes, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinks, setSysctl } from './links.js';
+import { kernelHost, kernelLinks, type HostInspector, type LinkDriver } from './drivers.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type OwnedRecord, type Reservation } from './planner.js';
@@ -17,6 +16,7 @@ import type { ConnectRequest, CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE, type IntentStore, type StateStore } from './state.js';
 import { failureLines, runAll, runSteps, teardownError, type StepFailure, type TeardownStep } from './steps.js';
 import { namespaceTarget, resolveTarget } from './target.js';
+import { StageClock, TimingLog, stagesObject, type OperationTiming } from './timing.js';
 
 export interface PlumbingOptions {
   /** Prefix of every link nsdns names itself (bridges, host ends of veths). */
@@ -38,6 +38,12 @@ export interface PlumbingDeps {
   namespaceComing?(netns: string): void;
   /** ... and it will not be after all. */
   namespaceNotComing?(netns: string): void;
+  /** Which path binds 127.0.0.11 in namespaces ('native', 'node'), for the connect timings. */
+  bindPath?(): string;
+  /** Link work (default: the kernel's, over netlink and the namespace helper). */
+  links?: LinkDriver;
+  /** What is read from the host (default: the kernel's links, prefixes and namespace files). */
+  host?: HostInspector;
   log: Logger;
 }
 
@@ -64,10 +70,33 @@ export class NetworkManager {
   private readonly reservations = new Map<string, Reservation>();
   private readonly resolvFiles: NamespaceResolvConf;
   private readonly planner: Planner;
+  private readonly links: LinkDriver;
+  private readonly host: HostInspector;
+  /** The last connects and disconnects, stage by stage (`nsdns debug`). */
+  private readonly timings = new TimingLog(16);
 
   constructor(private readonly deps: PlumbingDeps, options: PlumbingOptions) {
     this.resolvFiles = new NamespaceResolvConf(options.resolvConfDir, options.hostResolvConf ?? '/etc/resolv.conf');
-    this.planner = new Planner(deps.registry, options, this.reservations);
+    this.links = deps.links ?? kernelLinks;
+    this.host = deps.host ?? kernelHost;
+    this.planner = new Planner(deps.registry, options, this.reservations, this.host);
+  }
+
+  /** Where the last connects' and disconnects' milliseconds went, oldest first. */
+  recentTimings(): OperationTiming[] {
+    return this.timings.recent();
+  }
+
+  /** Keeps one operation's timing, and logs it at debug level. */
+  private noteTiming(clock: StageClock, entry: Omit<OperationTiming, 'at' | 'totalMs' | 'stages' | 'paths'>): void {
+    const timing: OperationTiming = {
+      ...entry, at: new Date().toISOString(), totalMs: clock.total(), stages: clock.stages,
+      paths: { links: this.links.namespacePath(), ...(entry.operation === 'connect' && this.deps.bindPath && { bind: this.deps.bindPath() }) },
+    };
+    this.timings.add(timing);
+    if (this.deps.log.isLevelEnabled('debug')) {
+      this.deps.log.debug({ operation: timing.operation, network: timing.network, endpoint: timing.endpoint, ok: timing.ok, ms: timing.totalMs, stages: stagesObject(timing.stages), paths: timing.paths }, `${timing.operation} timing`);
+    }
   }
 
   private records(): NetworkRecord[] {
@@ -107,8 +136,8 @@ export class NetworkManager {
       await runSteps([
         {
           name: `create bridge ${bridge}`,
-          apply: () => createBridge({ name: bridge, addresses: gatewayAddresses(network), mtu: network.mtu }),
-          undo: () => deleteLink(bridge),
+          apply: () => this.links.createBridge({ name: bridge, addresses: gatewayAddresses(network), mtu: network.mtu }),
+          undo: () => this.links.deleteLink(bridge),
         },
         {
           name: 'save the network',
@@ -127,7 +156,7 @@ export class NetworkManager {
   }
 
   private async enableForwarding(): Promise<void> {
-    if (this.ownRecords().some((r) => !r.network.internal)) await setSysctl('net.ipv4.ip_forward', '1');
+    if (this.ownRecords().some((r) => !r.network.internal)) await this.links.setSysctl('net.ipv4.ip_forward', '1');
   }
 
   /**
@@ -173,8 +202,8 @@ export class NetworkManager {
   private async removeNetworkNow(record: OwnedRecord): Promise<StepFailure[]> {
     const { network, endpoints } = record;
     const failures = await runAll([
-      ...endpoints.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
-      { name: `delete bridge ${network.bridge}`, run: () => deleteLink(network.bridge) },
+      ...endpoints.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => this.links.deleteLink(e.hostIf!) })),
+      { name: `delete bridge ${network.bridge}`, run: () => this.links.deleteLink(network.bridge) },
       { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
       { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); this.forgetHealth(endpoints); } },
       { name: 'apply firewall rules', run: () => this.applyFirewall() },
@@ -201,25 +230,27 @@ export class NetworkManager {
   // ---- endpoints ----
 
   async connect(req: ConnectRequest): Promise<Endpoint> {
-    const started = performance.now();
-    const target = resolveTarget(req.target);
+    const clock = new StageClock();
+    const target = resolveTarget(req.target, (p) => this.host.namespaceExists(p));
     const plan = await this.lock.run(() => this.planner.endpoint(req, target));
+    clock.lap('plan');
     const { endpoint, network } = plan;
     let committed = false;
+    let failure: unknown;
     this.deps.namespaceComing?.(target.path);
     try {
       await runSteps([
         {
-          name: 'note the connect in progress',
+          name: 'note the connect in progress', stage: 'connect note',
           apply: () => this.deps.intents.write({ endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf!, netns: target.path }),
         },
         {
           name: `create ${endpoint.ifname} in ${target.shown}`,
-          apply: () => createEndpointLink({
+          apply: () => this.links.createEndpointLink({
             hostIf: endpoint.hostIf!, bridge: network.bridge!, netns: target.path, ifname: endpoint.ifname!, mac: endpoint.mac!,
             mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6,
-          }),
-          undo: () => deleteLink(endpoint.hostIf!),
+          }, (stage) => clock.lap(stage)),
+          undo: () => this.links.deleteLink(endpoint.hostIf!),
         },
         {
           name: 'register the endpoint',
@@ -228,24 +259,40 @@ export class NetworkManager {
             await this.commit({ network: current.network, endpoints: [...current.endpoints, endpoint] });
             this.reservations.delete(endpoint.id);
             committed = true;
-            if ((endpoint.ports ?? []).length > 0) await this.applyFirewall();
+            clock.lap('state file + registry');
+            if ((endpoint.ports ?? []).length > 0) {
+              try {
+                await this.applyFirewall();
+              } catch (err) {
+                // This step failed, so runSteps does not undo it: the endpoint leaves DNS and the state here.
+                await this.uncommit(network.name, endpoint.id).catch((e) => this.deps.log.warn({ err: e, endpoint: endpoint.id }, 'after the firewall refused a connect, the endpoint could not be unregistered'));
+                throw err;
+              }
+              clock.lap('firewall');
+            }
           }),
           undo: () => this.lock.run(() => this.uncommit(network.name, endpoint.id)),
         },
-        { name: 'write resolv.conf', apply: () => this.refreshResolvFiles([target.path]) },
-        { name: 'serve DNS in the namespace', apply: () => this.deps.namespaceReady(target.path) },
+        { name: 'write resolv.conf', stage: 'resolv.conf', apply: () => this.refreshResolvFiles([target.path]) },
+        { name: 'serve DNS in the namespace', stage: 'bind 127.0.0.11', apply: () => this.deps.namespaceReady(target.path) },
       ]);
     } catch (err) {
+      failure = err;
       if (!committed) this.reservations.delete(endpoint.id);
       this.deps.namespaceNotComing?.(target.path);
       await this.refreshResolvFiles([target.path]).catch((e) => this.deps.log.warn({ err: e, netns: target.path }, 'after a failed connect, resolv.conf could not be updated'));
+      clock.lap('rollback');
       throw err;
     } finally {
       // A note left behind is harmless: the next start finds the endpoint committed and drops it.
       await this.deps.intents.remove(endpoint.id).catch((e) => this.deps.log.warn({ err: e, endpoint: endpoint.id }, 'could not remove the connect note'));
+      clock.lap('connect note removed');
+      this.noteTiming(clock, {
+        operation: 'connect', network: network.name, endpoint: endpoint.name, netns: target.path, ok: failure === undefined,
+        ...(failure !== undefined && { code: asNsdnsError(failure).code }),
+      });
     }
-    const ms = Math.round((performance.now() - started) * 10) / 10;
-    this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, ms }, 'endpoint connected');
+    this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, ms: clock.total() }, 'endpoint connected');
     return endpoint;
   }
 
@@ -257,14 +304,20 @@ export class NetworkManager {
   }
 
   disconnect(networkName: string, which: string): Promise<Endpoint> {
+    const clock = new StageClock();
     return this.lock.run(async () => {
       const record = this.owned(networkName);
       const name = record.network.name;
       const endpoint = this.findEndpoint(record, which);
+      clock.lap('plan');
       const failures = await runAll([
         ...this.endpointTeardown(record, [endpoint]),
-        ...(!record.network.internal && endpoint.netns ? [{ name: 'move the default route', run: () => this.moveDefaultRoute(endpoint.netns!) }] : []),
-      ]);
+        ...(!record.network.internal && endpoint.netns ? [{ name: 'move the default route', stage: 'default route', run: () => this.moveDefaultRoute(endpoint.netns!) }] : []),
+      ], clock);
+      this.noteTiming(clock, {
+        operation: 'disconnect', network: name, endpoint: endpoint.name, ...(endpoint.netns !== undefined && { netns: endpoint.netns }), ok: failures.length === 0,
+        ...(failures.length > 0 && { code: teardownError('disconnect', failures).code }),
+      });
       this.logTeardown({ network: name, endpoint: endpoint.name }, 'endpoint disconnected', failures);
       if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${name}"`, failures);
       return endpoint;
@@ -279,11 +332,11 @@ export class NetworkManager {
     const next = { network: record.network, endpoints: record.endpoints.filter((e) => !gone.includes(e)) };
     const netns = gone.map((e) => e.netns).filter((n): n is string => n !== undefined);
     return [
-      ...gone.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => deleteLink(e.hostIf!) })),
-      { name: `save network "${record.network.name}"`, run: () => this.deps.state.save(next) },
-      { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
-      ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', run: () => this.applyFirewall() }] : []),
-      ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
+      ...gone.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, stage: 'delete veth', run: () => this.links.deleteLink(e.hostIf!) })),
+      { name: `save network "${record.network.name}"`, stage: 'state file', run: () => this.deps.state.save(next) },
+      { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, stage: 'registry', run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
+      ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', stage: 'firewall', run: () => this.applyFirewall() }] : []),
+      ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', stage: 'resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
   }
 
@@ -298,11 +351,11 @@ export class NetworkManager {
    * that is still there (on another interface, or set by hand) is left alone.
    */
   private async moveDefaultRoute(netns: string): Promise<void> {
-    if (!existsSync(netns)) return;
+    if (!this.host.namespaceExists(netns)) return;
     const snapshot = this.deps.registry.current();
     const candidates = (snapshot.namespaces().get(netns) ?? []).filter((e) => e.ifname && !snapshot.networks.get(e.network)?.network.internal);
     if (candidates.length === 0) return;
-    const have = await defaultRoutes(netns);
+    const have = await this.links.defaultRoutes(netns);
     const routes: Array<{ gateway: string; ifname: string }> = [];
     for (const kind of ['ipv4', 'ipv6'] as const) {
       if (have[kind]) continue;
@@ -315,7 +368,7 @@ export class NetworkManager {
         }
       }
     }
-    await addDefaultRoutes(netns, routes);
+    await this.links.addDefaultRoutes(netns, routes);
     if (routes.length > 0) this.deps.log.info({ netns, routes }, 'default route moved to another network of the namespace');
   }
 
@@ -366,7 +419,7 @@ export class NetworkManager {
       const report: string[] = [];
       for (const record of this.records()) {
         if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
-        const gone = record.endpoints.filter((e) => e.netns !== undefined && !existsSync(e.netns));
+        const gone = record.endpoints.filter((e) => e.netns !== undefined && !this.host.namespaceExists(e.netns));
         if (gone.length === 0) continue;
         for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} is gone`);
         const failures = await runAll(this.endpointTeardown(record, gone));
@@ -393,20 +446,20 @@ export class NetworkManager {
         run: async () => {
           const committed = state.get(intent.network)?.endpoints.some((e) => e.id === intent.endpointId);
           if (!committed) {
-            await deleteLink(intent.hostIf);
+            await this.links.deleteLink(intent.hostIf);
             report.push(`removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`);
           }
           await this.deps.intents.remove(intent.endpointId);
         },
       }));
       const failures = await runAll(steps);
-      const links = await hostLinks();
+      const links = await this.host.linkNames();
       // Namespaces whose endpoints are dropped here: their /etc/netns files go too, as at runtime.
       const vanished: string[] = [];
       for (const record of state.values()) {
         if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
         const bridge = record.network.bridge;
-        const alive = record.endpoints.filter((e) => e.netns === undefined || (existsSync(e.netns) && (!e.hostIf || links.has(e.hostIf))));
+        const alive = record.endpoints.filter((e) => e.netns === undefined || (this.host.namespaceExists(e.netns) && (!e.hostIf || links.has(e.hostIf))));
         const gone = record.endpoints.filter((e) => !alive.includes(e));
         for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
         vanished.push(...gone.map((e) => e.netns).filter((n): n is string => n !== undefined));
@@ -414,7 +467,7 @@ export class NetworkManager {
           ...(!links.has(bridge) ? [{
             name: `recreate bridge ${bridge} of network "${record.network.name}"`,
             run: async () => {
-              await createBridge({ name: bridge, addresses: gatewayAddresses(record.network), mtu: record.network.mtu });
+              await this.links.createBridge({ name: bridge, addresses: gatewayAddresses(record.network), mtu: record.network.mtu });
               report.push(`recreated bridge ${bridge} of network "${record.network.name}"`);
             },
           }] : []),

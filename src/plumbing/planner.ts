@@ -8,7 +8,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
 import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
-import { hostLinks, hostPrefixes } from './links.js';
+import { kernelHost, type HostInspector } from './drivers.js';
 import { isIp, printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
 import { bad, checkHealth, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
@@ -40,6 +40,8 @@ export class Planner {
     private readonly registry: Registry,
     private readonly options: PlanOptions,
     private readonly reservations: Map<string, Reservation>,
+    /** What is read from the host (its links and prefixes): the kernel's, or a test's fake. */
+    private readonly host: HostInspector = kernelHost,
   ) {}
 
   records(): NetworkRecord[] {
@@ -105,7 +107,7 @@ export class Planner {
     if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${printable(req.mtu)} is not between 68 and 65535`);
     const id = randomBytes(32).toString('hex');
     const bridge = checkInterfaceName('bridge name', req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`);
-    if ((await hostLinks()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
+    if ((await this.host.linkNames()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
     if (this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);
     return {
       name, id, subnets, internal: req.internal ?? false, upstreams: req.dnsUpstreams ?? [],
@@ -121,7 +123,7 @@ export class Planner {
   /** Prefixes a new subnet must not overlap: every network's, and the host's addresses and routes. */
   private async takenPrefixes(): Promise<Array<{ cidr: Cidr; owner: string }>> {
     const fromNetworks = this.records().flatMap((r) => r.network.subnets.map((s) => ({ cidr: parseCidr(s.subnet), owner: `network ${r.network.name}` })));
-    const fromHost = (await hostPrefixes()).filter(isCidr).map((p) => ({ cidr: parseCidr(p), owner: 'in use on the host' }));
+    const fromHost = (await this.host.prefixes()).filter(isCidr).map((p) => ({ cidr: parseCidr(p), owner: 'in use on the host' }));
     return [...fromNetworks, ...fromHost];
   }
 

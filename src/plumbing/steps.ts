@@ -1,18 +1,22 @@
 // Apply named steps in order; when one fails, undo the applied ones in reverse and report both the
 // failure and any undo that failed too (netavark's ErrorList, libnetwork's queueStep).
 import { NsdnsError, errorMessage } from '../errors.js';
+import type { StageClock } from './timing.js';
 
 export interface Step {
   name: string;
+  /** The timing stage this step is (a lap after it); none: the step laps itself, or is not timed. */
+  stage?: string;
   apply(): Promise<void>;
   undo?(): Promise<void>;
 }
 
-export async function runSteps(steps: readonly Step[]): Promise<void> {
+export async function runSteps(steps: readonly Step[], clock?: StageClock): Promise<void> {
   const done: Step[] = [];
   for (const step of steps) {
     try {
       await step.apply();
+      if (step.stage !== undefined) clock?.lap(step.stage);
       done.push(step);
     } catch (err) {
       const undoErrors: string[] = [];
@@ -32,6 +36,8 @@ export async function runSteps(steps: readonly Step[]): Promise<void> {
 
 export interface TeardownStep {
   name: string;
+  /** The timing stage this step is (see Step). */
+  stage?: string;
   run(): Promise<void> | void;
 }
 
@@ -44,7 +50,7 @@ export interface StepFailure {
  * Teardown: every step runs even when an earlier one failed (netavark's teardown), so one stuck
  * link does not leave the rules, files and names behind it too. Returns what failed, in order.
  */
-export async function runAll(steps: readonly TeardownStep[]): Promise<StepFailure[]> {
+export async function runAll(steps: readonly TeardownStep[], clock?: StageClock): Promise<StepFailure[]> {
   const failures: StepFailure[] = [];
   for (const step of steps) {
     try {
@@ -52,6 +58,7 @@ export async function runAll(steps: readonly TeardownStep[]): Promise<StepFailur
     } catch (error) {
       failures.push({ step: step.name, error });
     }
+    if (step.stage !== undefined) clock?.lap(step.stage);
   }
   return failures;
 }

@@ -44,10 +44,10 @@ export function namespaceTarget(target: string): NamespaceTarget {
   return { path: path.join(NETNS_RUN_DIR, target), name: target, shown: shownAs(target, target) };
 }
 
-/** namespaceTarget(), for a namespace that must exist now. */
-export function resolveTarget(target: string): NamespaceTarget {
+/** namespaceTarget(), for a namespace that must exist now (`exists`: how to look, the file system by default). */
+export function resolveTarget(target: string, exists: (path: string) => boolean = existsSync): NamespaceTarget {
   const result = namespaceTarget(target);
-  if (!existsSync(result.path)) {
+  if (!exists(result.path)) {
     const what = result.name !== undefined ? `${result.shown} not found` : /^\d+$/.test(target) ? `no process with PID ${target}` : `${result.shown} not found`;
     throw new NsdnsError('ERR_NETNS', `${what}; create one with \`ip netns add NAME\`, or give a PID or a namespace path`);
   }

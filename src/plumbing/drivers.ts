@@ -1,0 +1,45 @@
+// What the network manager and the planner do to and read from the host, behind two small
+// interfaces (as Firewall is): the kernel implementations delegate to links.ts; tests give fakes
+// to check decisions (conflicts, pools, names, routes) and to make a step fail on purpose. What
+// the kernel does with a request is tested against the kernel (test/privileged), never a fake.
+import { existsSync } from 'node:fs';
+import {
+  addDefaultRoutes, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinks, hostPrefixes, namespaceLinksKind, setSysctl,
+  type BridgeSpec, type EndpointLinkSpec,
+} from './links.js';
+
+/** Link work: what the manager changes on the host and inside namespaces. */
+export interface LinkDriver {
+  createBridge(spec: BridgeSpec): Promise<void>;
+  /** `lap` is told when each part is done ('veth pair', 'addresses+routes in namespace'). */
+  createEndpointLink(spec: EndpointLinkSpec, lap?: (stage: string) => void): Promise<void>;
+  /** A link that is already gone is not an error. */
+  deleteLink(name: string): Promise<void>;
+  /** Which families have a default route inside the namespace. */
+  defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv6: boolean }>;
+  addDefaultRoutes(netns: string, routes: ReadonlyArray<{ gateway: string; ifname: string }>): Promise<void>;
+  setSysctl(key: string, value: string): Promise<void>;
+  /** Which path does the work inside namespaces ('native', 'ip'; a fake says 'fake'). */
+  namespacePath(): string;
+}
+
+/** What the planner and the manager read from the host. */
+export interface HostInspector {
+  /** Names of the host's links. */
+  linkNames(): Promise<ReadonlySet<string>>;
+  /** Every prefix the host uses (addresses and routes), CIDR form: a new subnet must not overlap one. */
+  prefixes(): Promise<string[]>;
+  /** Whether a namespace file (/run/netns/NAME, /proc/PID/ns/net) exists now. */
+  namespaceExists(path: string): boolean;
+}
+
+export const kernelLinks: LinkDriver = {
+  createBridge, createEndpointLink, deleteLink, defaultRoutes, addDefaultRoutes, setSysctl,
+  namespacePath: namespaceLinksKind,
+};
+
+export const kernelHost: HostInspector = {
+  linkNames: async () => new Set((await hostLinks()).keys()),
+  prefixes: hostPrefixes,
+  namespaceExists: existsSync,
+};
