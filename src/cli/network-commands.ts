@@ -9,6 +9,7 @@ import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
 import { compileFilters, compileTemplate, type FilterableNetwork } from './format.js';
 import { graphCommand } from './graph.js';
+import { formatTimings } from './timing-format.js';
 import { endpointCommands } from './endpoint-commands.js';
 import { parseDuration, parseHealthSpec } from '../health/spec.js';
 
@@ -334,6 +335,8 @@ function formatDebug(r: Record<string, unknown>): string {
   }
   lines.push(`upstreams: ${(d.upstreams as string[]).join(', ') || '(none)'}`);
   lines.push('resolv.conf:', ...(String(d.resolvConf ?? '(not written by nsdns)').trim().split('\n').map((l) => `  ${l}`)));
+  // An older daemon sends no timings.
+  if (Array.isArray(d.timings)) lines.push(...formatTimings(d.timings));
   const res = d.resolution as Record<string, unknown> | undefined;
   if (res) {
     const origin = res.origin as Record<string, string>;

@@ -11,6 +11,8 @@ import type { HealthInfo } from '../health/prober.js';
 import { formatDuration } from '../health/spec.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceListeners } from '../netns/namespace-listeners.js';
+import { bindHelperKind } from '../netns/binder.js';
+import type { OperationTiming } from '../plumbing/timing.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
 import { recordTypeName } from '../wire/names.js';
@@ -212,6 +214,14 @@ function endpointOf(record: NetworkRecord, which: string): Endpoint {
   return found;
 }
 
+/**
+ * The daemon's last connects and disconnects (any namespace), stage by stage, oldest first. The
+ * bind path is the daemon's binder's when the manager was not told it.
+ */
+function recentTimings(manager: NetworkManager): OperationTiming[] {
+  return manager.recentTimings().map((t) => (t.operation === 'connect' && t.paths.bind === undefined ? { ...t, paths: { ...t.paths, bind: bindHelperKind() } } : t));
+}
+
 async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>): Promise<object> {
   const target = resolveTarget(p.target);
   const snapshot = deps.registry.current();
@@ -226,6 +236,7 @@ async function debugNamespace(deps: HandlerDeps, p: ParamsOf<'debug.namespace'>)
     endpoints: endpoints.map((e) => endpointSummary(e, { network: snapshot.networks.get(e.network)!.network, endpoints: [] }, { states: deps.registry.health, probes: deps.probes })),
     upstreams: context ? deps.resolver.upstreamsFor(context.view(), { address: '127.0.0.1', transport: 'udp' }, context).map((s) => s.key) : [],
     resolvConf: target.name ? (await deps.manager.resolvConfOf(target.name)) ?? null : null,
+    timings: recentTimings(deps.manager),
   };
   if (p.resolve) {
     if (!context) throw new NsdnsError('ERR_NETNS', `${target.shown} is not served by nsdns (no endpoint in it), so there is nothing to resolve from`);

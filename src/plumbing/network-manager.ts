@@ -275,7 +275,7 @@ export class NetworkManager {
         },
         { name: 'write resolv.conf', stage: 'resolv.conf', apply: () => this.refreshResolvFiles([target.path]) },
         { name: 'serve DNS in the namespace', stage: 'bind 127.0.0.11', apply: () => this.deps.namespaceReady(target.path) },
-      ]);
+      ], clock);
     } catch (err) {
       failure = err;
       if (!committed) this.reservations.delete(endpoint.id);

@@ -266,3 +266,41 @@ describe('teardown goes on past a failing step and reports every error', () => {
     assert.ok(f.journal.indexOf(`deleteLink ${n.bridge} FAILED`) > f.journal.indexOf(`deleteLink ${e.hostIf} FAILED`));
   });
 });
+
+describe('timings: where each operation\'s milliseconds went', () => {
+  it('keeps the stages of the last 16 connects and disconnects, failed ones too', async () => {
+    await f.manager.createNetwork({ name: 't', subnets: ['10.50.0.0/24'] });
+    const ns = f.host.addNamespace('a');
+    for (let i = 0; i < 9; i++) {
+      await f.manager.connect({ network: 't', target: 'a', publish: i === 0 ? ['8081:80'] : [] });
+      await f.manager.disconnect('t', 'a');
+    }
+    f.unservable.add(ns);
+    await assert.rejects(f.manager.connect({ network: 't', target: 'a' }));
+    const timings = f.manager.recentTimings();
+    assert.equal(timings.length, 16, 'the oldest are dropped');
+    assert.deepEqual(timings.slice(0, 2).map((t) => t.operation), ['disconnect', 'connect'], 'the first connect (with its firewall stage) and one more are gone');
+    const connect = timings.at(-3)!;
+    assert.equal(connect.operation, 'connect');
+    assert.deepEqual(connect.stages.map((s) => s.stage), [
+      'plan', 'connect note', 'veth pair', 'addresses+routes in namespace', 'state file + registry', 'resolv.conf', 'bind 127.0.0.11', 'connect note removed',
+    ]);
+    assert.deepEqual(connect.paths, { links: 'fake', bind: 'fake' });
+    assert.deepEqual(timings.at(-2)!.stages.map((s) => s.stage), ['plan', 'delete veth', 'state file', 'registry', 'resolv.conf', 'default route']);
+    const failed = timings.at(-1)!;
+    assert.equal(failed.ok, false);
+    assert.equal(failed.code, 'ERR_NETNS_BIND');
+    assert.deepEqual(failed.stages.map((s) => s.stage).slice(-3), ['resolv.conf', 'rollback', 'connect note removed']);
+    for (const t of timings) {
+      const sum = t.stages.reduce((a, s) => a + s.ms, 0);
+      assert.ok(Math.abs(sum - t.totalMs) < 0.2, `${t.operation}: stages ${sum} ms, total ${t.totalMs} ms`);
+    }
+  });
+
+  it('a connect with published ports times its firewall stage', async () => {
+    await f.manager.createNetwork({ name: 'fw', subnets: ['10.51.0.0/24'] });
+    f.host.addNamespace('a');
+    await f.manager.connect({ network: 'fw', target: 'a', publish: ['8082:80'] });
+    assert.deepEqual(f.manager.recentTimings().at(-1)!.stages.map((s) => s.stage).slice(4, 6), ['state file + registry', 'firewall']);
+  });
+});
