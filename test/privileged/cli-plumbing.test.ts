@@ -109,6 +109,18 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     assert.match(bogus.stderr, /unknown record type 'BOGUS'/);
   });
 
+  it('debug --resolve NAME SRV prints the records as dig does ("priority weight port target."), never [object Object]', async () => {
+    await lab.ok('network', 'create', 'dbgsrv', '--subnet', '10.235.1.0/24');
+    const ns = await lab.namespace('dbgsrv');
+    await lab.ok('network', 'connect', 'dbgsrv', ns, '--name', 'api', '--service', 'http:8080');
+    const report = JSON.parse(await lab.ok('debug', ns, '--resolve', '_http._tcp.api', 'SRV', '--json'));
+    assert.equal(report.daemon.resolution.rcode, 'NOERROR');
+    assert.deepEqual(report.daemon.resolution.answers.map((a: { type: string; data: string }) => `${a.type} ${a.data}`), ['SRV 0 0 8080 api.dbgsrv.']);
+    const human = await lab.ok('debug', ns, '--resolve', '_http._tcp.api', 'SRV');
+    assert.match(human, /^  SRV 0 0 8080 api\.dbgsrv\. ttl \d+$/m);
+    assert.doesNotMatch(human, /\[object Object\]/);
+  });
+
   it('ls --filter, ls --format json with docker keys, inspect --format with a template', async () => {
     const id = (await lab.ok('network', 'create', 'fmt_front', '--subnet', '10.236.0.0/24')).trim();
     await lab.ok('network', 'create', 'fmt_back', '--subnet', '10.236.1.0/24', '--subnet', 'fd36::/64', '--internal');

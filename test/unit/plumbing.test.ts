@@ -4,6 +4,8 @@ import { allocate, DEFAULT_POOLS, hasHostBits, macFor, overlaps, parseCidr, pick
 import { checkAddress, checkInterfaceName, checkMac, checkNetnsPath, checkOptions, parsePublish } from '../../src/plumbing/requests.js';
 import { namespaceTarget } from '../../src/plumbing/target.js';
 import { createEndpointLink, deleteLink } from '../../src/plumbing/links.js';
+import dnsPacket from 'dns-packet';
+import { presentData } from '../../src/daemon/handlers.js';
 
 describe('ipam', () => {
   it('parses CIDRs, clears host bits, and finds overlaps', () => {
@@ -89,5 +91,35 @@ describe('links: the last check before ip -batch', () => {
     for (const bad of [{ ifname: 'eth0\nlink del lo' }, { netns: '/etc/passwd' }, { addresses: ['10.0.0.2/24 dev lo\nlink del lo'] }, { mac: '02:42:ac:11:00:02 x' }, { gateway4: '10.0.0.1\nx' }]) {
       await assert.rejects(createEndpointLink({ ...spec, ...bad }), /refusing to run ip/, JSON.stringify(bad));
     }
+  });
+});
+
+describe('debug --resolve: record data in presentation form, as dig prints it', () => {
+  it('SRV, MX, TXT, SOA, CAA, names and addresses, through a real encode and decode; nothing as [object Object]', () => {
+    const answers = [
+      { type: 'SRV', name: '_http._tcp.web', data: { priority: 0, weight: 10, port: 8080, target: 'web.lab' } },
+      { type: 'MX', name: 'lab', data: { preference: 10, exchange: 'mail.example' } },
+      { type: 'TXT', name: 't', data: ['v=spf1 -all', 'say "hi"\\', Buffer.from([0x0a, 0x41, 0xff])] },
+      { type: 'SOA', name: 'lab', data: { mname: 'ns.example', rname: 'hostmaster.example', serial: 7, refresh: 60, retry: 30, expire: 600, minimum: 5 } },
+      { type: 'CAA', name: 'lab', data: { flags: 0, tag: 'issue', value: 'letsencrypt.org' } },
+      { type: 'CNAME', name: 'docs', data: 'web.lab' },
+      { type: 'PTR', name: '2.0.0.10.in-addr.arpa', data: 'web.lab' },
+      { type: 'A', name: 'web', data: '10.0.0.2' },
+      { type: 'AAAA', name: 'web', data: 'fd00::2' },
+      { type: 'NULL', name: 'x', data: Buffer.from([1, 2, 255]) },
+    ] as dnsPacket.Answer[];
+    const decoded = dnsPacket.decode(dnsPacket.encode({ type: 'response', id: 1, answers }));
+    assert.deepEqual(decoded.answers!.map((a) => `${a.type} ${presentData(a.type, (a as { data?: unknown }).data)}`), [
+      'SRV 0 10 8080 web.lab.',
+      'MX 10 mail.example.',
+      'TXT "v=spf1 -all" "say \\"hi\\"\\\\" "\\010A\\255"',
+      'SOA ns.example. hostmaster.example. 7 60 30 600 5',
+      'CAA 0 issue "letsencrypt.org"',
+      'CNAME web.lab.',
+      'PTR web.lab.',
+      'A 10.0.0.2',
+      'AAAA fd00::2',
+      'NULL \\# 3 0102ff',
+    ]);
   });
 });
