@@ -27,6 +27,7 @@
 # pinned to $PB_SERVER_CPUS; attacker and client run on $PB_CLIENT_CPUS, the client at nice -5 and the
 # attacker at nice 5, so the client's own scheduling is not what is measured.
 # Requires topo.sh up (run.sh does it) and gen-data.sh's hosts file; adds netns pb-attk itself.
+# NSDNS_NODE_FLAGS adds node flags to the nsdns daemon (e.g. --trace-gc to see collections during an attack).
 # Processes are registered as server-attack* (peers/cleanup.sh ends them if this script is killed);
 # tcpdump on the uplinks counts DNS or pb-subnet packets leaving the machine during the stage (0).
 . "$(dirname "$0")/peers/lib.sh"
@@ -134,7 +135,7 @@ start_server() { # name
         local listen=()
         [ "$1" = nsdns-standalone ] && listen=(--listen "$PB_GW:53")
         # shellcheck disable=SC2086
-        "$PB_DIR/sandboxed.sh" $PIN_SRV node "$ROOT/dist/src/main.js" serve --state-dir "$RUN/state" \
+        "$PB_DIR/sandboxed.sh" $PIN_SRV node ${NSDNS_NODE_FLAGS:-} "$ROOT/dist/src/main.js" serve --state-dir "$RUN/state" \
             --socket "$RUN/state/nsdns.sock" --log-level warn --firewall none --link-prefix pbn \
             --registry "$RUN/registry" "${listen[@]}" --upstream "$UP_ADDR:53" --no-resolv-conf >> "$log" 2>&1 &
         SRV_PID=$! ;;

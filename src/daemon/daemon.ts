@@ -92,6 +92,7 @@ export class Daemon {
       intents: new IntentStore(config.stateDir),
       firewall: this.firewall,
       namespaceReady: (netns) => this.namespaceReady(netns),
+      bindPath: bindHelperKind,
       namespaceComing: (netns) => this.namespaces.prepare(netns),
       namespaceNotComing: (netns) => this.namespaces.cancel(netns),
       log: log.child({ module: 'plumbing' }),

@@ -112,6 +112,7 @@ export class Metrics {
       new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter)', 'counter', () => [
         { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: q().notAllowed },
       ]),
+      new Computed('nsdns_flood_pauses_total', 'Times a namespace\'s UDP socket was not read for a while because most of what it sent went unanswered (over its upstream share, malformed)', 'counter', () => one(q().floodPauses)),
       new Computed('nsdns_malformed_queries_total', 'Queries answered with a header-only FORMERR, NOTIMP or BADVERS', 'counter', () => one(q().malformed)),
       new Computed('nsdns_cache_hits_total', 'Upstream answers served from the cache', 'counter', () => one(cache().hits)),
       new Computed('nsdns_cache_misses_total', 'Cache lookups that found nothing', 'counter', () => one(cache().misses)),

@@ -9,8 +9,12 @@ import { NsdnsError } from '../errors.js';
 import type { Endpoint, Network } from '../registry/types.js';
 import type { WorkerReply, WorkerRequest } from './registry-worker.js';
 
-/** The worker is dropped after this long without work: an idle daemon keeps no second heap. */
-const IDLE_MS = 10_000;
+/**
+ * The worker is dropped after this long without work: an idle daemon keeps no second heap, and
+ * V8's memory reducer, which collects an idle heap a few times some seconds after its last work,
+ * never runs there (on a daemon pinned to one core those collections delay answers by ms).
+ */
+const IDLE_MS = 3_000;
 /** After a file this large the worker's heap has grown: drop it at once rather than after IDLE_MS. */
 const BIG_FILE = 256 * 1024;
 const MIB = 1024 * 1024;

@@ -3,11 +3,13 @@
 // only place a reply is written. Knows nothing of names or upstreams. TCP connections are shared
 // fairly: per client address, per listener and over the daemon (TcpBudget); when a limit is
 // reached the longest-idle connection makes room (RFC 7766 §6.2.3), else the newcomer is refused.
+// A namespace's own UDP socket that floods is read less (FloodGate).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { ClientFilter } from './client-filter.js';
+import { FloodGate } from './flood-gate.js';
 import type { TcpBudget } from './tcp-budget.js';
 import { TcpConnection, type ConnectionOwner } from './tcp-connection.js';
 
@@ -19,6 +21,9 @@ export class DnsServer implements ConnectionOwner {
   private sweeper: NodeJS.Timeout | undefined;
   private drained: (() => void) | undefined;
   private readonly warnRefused = rateLimited(10_000);
+  private readonly warnFlood = rateLimited(10_000);
+  /** Only on a socket one namespace owns (see flood-gate.ts). */
+  private readonly gate: FloodGate | undefined;
 
   constructor(
     readonly udp: dgram.Socket,
@@ -34,6 +39,16 @@ export class DnsServer implements ConnectionOwner {
     udp.on('error', (err) => this.log.error({ err }, 'udp socket error'));
     tcp.on('connection', (socket) => this.onConnection(socket));
     tcp.on('error', (err) => this.log.error({ err }, 'tcp server error'));
+    if (context.endpoints() !== undefined) {
+      this.gate = new FloodGate({
+        stopReading: () => stopReceiving(udp),
+        startReading: () => startReceiving(udp),
+        paused: (ms) => {
+          this.resolver.stats.floodPauses++;
+          this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
+        },
+      });
+    }
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -44,7 +59,10 @@ export class DnsServer implements ConnectionOwner {
     }
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
-    if (reply === null) return;
+    if (reply === null) {
+      this.gate?.waste();
+      return;
+    }
     if (!(reply instanceof Promise)) {
       this.udp.send(reply, rinfo.port, rinfo.address);
       return;
@@ -179,6 +197,7 @@ export class DnsServer implements ConnectionOwner {
    * let go of our copies. Unlike close(), nothing new is read and dropped on the way.
    */
   async release(): Promise<void> {
+    this.gate?.close();
     if (!stopReceiving(this.udp)) {
       // No way to stop reading without closing: close now, the replies in flight are lost.
       this.udp.close();
@@ -190,6 +209,7 @@ export class DnsServer implements ConnectionOwner {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.gate?.close();
     const tcpClosed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     if (this.pending > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     const open = [...this.connections];

@@ -65,5 +65,12 @@ describe('tenant isolation', { skip: needsRoot }, () => {
     assert.equal(seen.lost, 0, `victim lost ${seen.lost} of ${seen.sent}`);
     assert.ok(seen.p99 < 50, `victim p99 ${seen.p99.toFixed(2)} ms`);
     assert.equal((await lab.dig(victim, 'fat.test')).length, FAT.length, 'forwarding still works for the victim');
+    // The attacker's socket was read less while it flooded (the kernel dropped the excess)...
+    const paused = lab.daemon!.logs.find((l) => /not reading its UDP socket/.test(String(l.msg)));
+    assert.ok(paused, 'the flood gate paused the attacking namespace');
+    assert.equal(paused.netns, `/run/netns/${attacker}`);
+    for (let i = 0; i < 10; i++) { const t0 = Date.now(); const r = await lab.dig(attacker, 'peer'); t.diagnostic(`try ${i} ${Date.now() - t0} ms ${JSON.stringify(r)}`); if (r.length) break; }
+    t.diagnostic(JSON.stringify(lab.daemon!.logs.filter((l) => l.level >= 40).slice(-8)));
+    assert.deepEqual(await lab.dig(attacker, 'peer'), await lab.dig(victim, 'peer'));
   });
 });

@@ -1,0 +1,68 @@
+// A namespace's own listener whose datagrams are mostly dropped unanswered (queries over its share
+// of the upstreams, malformed packets) is read less. Past WASTE_LIMIT such datagrams in a window,
+// its UDP socket is not read for a pause that doubles while the flood goes on (50 to 250 ms):
+// the kernel drops the excess at no cost to the daemon, and every other namespace keeps the event
+// loop (and the garbage collector) to itself. Pauses stay short: a namespace that stops flooding
+// is answered again within a quarter of a second. Only for a socket one tenant owns: on a shared
+// host socket a pause would starve its other clients.
+
+/** Unanswered datagrams in one window that start a pause: 5x the default upstream rate share. */
+const WASTE_LIMIT = 256;
+const WINDOW_MS = 100;
+const MIN_PAUSE_MS = 50;
+const MAX_PAUSE_MS = 250;
+
+export interface GatedSocket {
+  /** Stops reading; false when this Node cannot pause a socket (then the gate does nothing). */
+  stopReading(): boolean;
+  startReading(): void;
+  /** Told of each pause, for a log line. */
+  paused(ms: number): void;
+}
+
+export class FloodGate {
+  private wasted = 0;
+  private windowStart = 0;
+  private pauseMs = 0;
+  private resumedAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly socket: GatedSocket) {}
+
+  /** One datagram read and dropped without an answer. */
+  waste(): void {
+    const now = Date.now();
+    if (now - this.windowStart > WINDOW_MS) {
+      this.windowStart = now;
+      this.wasted = 0;
+    }
+    if (++this.wasted < WASTE_LIMIT || this.timer !== undefined || this.closed) return;
+    if (!this.socket.stopReading()) return;
+    // Tripped again right after a pause: the flood goes on, so the next pause is longer.
+    this.pauseMs = now - this.resumedAt <= WINDOW_MS ? Math.min(this.pauseMs * 2, MAX_PAUSE_MS) : MIN_PAUSE_MS;
+    this.socket.paused(this.pauseMs);
+    this.timer = setTimeout(() => this.resume(), this.pauseMs);
+    this.timer.unref();
+  }
+
+  /** Whether reading is paused now. */
+  get holding(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** The socket is closing or handed over: never start reading it again. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private resume(): void {
+    this.timer = undefined;
+    if (this.closed) return;
+    this.resumedAt = this.windowStart = Date.now();
+    this.wasted = 0;
+    this.socket.startReading();
+  }
+}
