@@ -7,11 +7,14 @@
 # leaves it) with a check every INTERVAL (2s): none (probes off), tcp:8080, http:8081/healthz.
 # For each variant: wait for the first round of probes, then the daemon's utime+stime from
 # /proc/PID/stat over SECS (60) seconds and the probes the listener saw. Needs root (ip netns).
-# Writes $PB_WORK/health-probes.tsv. NSDNS_ROOT picks another build (default: this checkout).
+# Writes $PB_WORK/health-probes.tsv. NSDNS_ROOT picks another build (default: this checkout);
+# VARIANTS a subset to run (default "off tcp http"); NSDNS_NODE_ARGS extra node flags for the
+# daemon (e.g. --cpu-prof --cpu-prof-dir=DIR, to see where the probes' time goes).
 set -u
 : "${PB_WORK:=/tmp/pb-work}"
 ROOT=${NSDNS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 SECS=${1:-60} N=${2:-1000} INTERVAL=${3:-2s}
+VARIANTS=${VARIANTS:-off tcp http}
 die() { echo "health-probes: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (a network namespace)"
 [ -f "$ROOT/dist/src/main.js" ] || die "build first: npm run build"
@@ -60,19 +63,21 @@ JS
 
 counts() { cat "$WORK/counts" 2>/dev/null || echo "0 0"; }
 
-printf 'variant\tendpoints\tinterval\tsecs\tprobes\tprobes_per_s\tcpu_s\tcore_pct\n' > "$TSV"
+printf 'variant\tendpoints\tinterval\tsecs\tprobes\tprobes_per_s\tcpu_s\tcore_pct\tuser_s\tsys_s\n' > "$TSV"
 run() { # run VARIANT
-    local variant=$1 state=$WORK/state-$1 dir=$WORK/registry-$1 pid t0 t1 c0 c1 probes
+    local variant=$1 state=$WORK/state-$1 dir=$WORK/registry-$1 pid t0 t1 u0 u1 c0 c1 probes
     rm -rf "$state" "$dir"; registry "$variant" "$dir"
-    ip netns exec "$NS" node "$ROOT/dist/src/main.js" serve --state-dir "$state" --socket "$state/nsdns.sock" --log-level warn \
+    # shellcheck disable=SC2086 # NSDNS_NODE_ARGS is a list of flags
+    ip netns exec "$NS" node ${NSDNS_NODE_ARGS:-} "$ROOT/dist/src/main.js" serve --state-dir "$state" --socket "$state/nsdns.sock" --log-level warn \
         --firewall none --no-resolv-conf --registry "$dir" --listen 127.0.0.1:5398 > "$WORK/server-$variant.log" 2>&1 &
     pid=$!; PIDS+=($pid)
     for _ in $(seq 100); do ip netns exec "$NS" dig +short +tries=1 +time=1 @127.0.0.1 -p 5398 e0.bench 2>/dev/null | grep -q . && break; sleep 0.2; done
     # One interval for every endpoint's first probe (they are spread over it), and a little more.
     sleep 5
-    c0=$(counts); t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    # utime and stime are fields 14 and 15 of /proc/PID/stat (the name in field 2 has no space here).
+    c0=$(counts); t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat"); u0=$(awk '{ print $14 }' "/proc/$pid/stat")
     sleep "$SECS"
-    t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat"); c1=$(counts)
+    t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat"); u1=$(awk '{ print $14 }' "/proc/$pid/stat"); c1=$(counts)
     kill "$pid"; wait "$pid" 2>/dev/null
     case "$variant" in
         tcp) probes=$(( ${c1% *} - ${c0% *} )) ;;
@@ -83,10 +88,12 @@ run() { # run VARIANT
         die "$variant: the listener saw no probe (does this build's daemon start the HealthProber?) - see $WORK/server-$variant.log"
     fi
     rm -rf "$state"
-    awk -v v="$variant" -v n="$N" -v iv="$INTERVAL" -v s="$SECS" -v p="$probes" -v a="$t0" -v b="$t1" -v hz="$HZ" \
-        'BEGIN { cpu = (b - a) / hz; printf "%s\t%d\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\n", v, n, iv, s, p, p / s, cpu, cpu * 100 / s }' | tee -a "$TSV"
+    awk -v v="$variant" -v n="$N" -v iv="$INTERVAL" -v s="$SECS" -v p="$probes" -v a="$t0" -v b="$t1" -v ua="$u0" -v ub="$u1" -v hz="$HZ" \
+        'BEGIN { cpu = (b - a) / hz; u = (ub - ua) / hz; printf "%s\t%d\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\n", v, n, iv, s, p, p / s, cpu, cpu * 100 / s, u, cpu - u }' | tee -a "$TSV"
 }
 
-for v in off tcp http; do run "$v"; done
+for v in $VARIANTS; do
+    case "$v" in off|tcp|http) run "$v" ;; *) die "unknown variant $v (off, tcp, http)" ;; esac
+done
 awk -F'\t' 'NR > 1 { pct[$1] = $8 } END {
     printf "probes cost (minus probes off): tcp %.2f %% of a core, http %.2f %% (target: tcp under 2 %%)\n", pct["tcp"] - pct["off"], pct["http"] - pct["off"] }' "$TSV" | tee -a "$TSV"
