@@ -4,7 +4,9 @@
 // interval; one timer serves them all in ticks of TICK_MS, so the probes due in a tick start, and
 // mostly end, in one wakeup of the event loop (a wakeup per probe cost more than the probe). At
 // most `maxConcurrent` probes are in flight, each with its own deadline, so a slow endpoint holds
-// only its own slot. Nothing here runs on the query path.
+// only its own slot. Deadlines are kept here and checked on the same tick, not with a timer per
+// probe: a probe that ends after its deadline counts as timed out whatever it saw, and one still
+// running is stopped at the first tick past it. Nothing here runs on the query path.
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
@@ -30,6 +32,7 @@ export interface HealthInfo {
   failingStreak: number;
   check: HealthCheck;
   address: string;
+  /** The last results, oldest first; entries are reused by later probes: read them at once. */
   log: readonly ProbeResult[];
 }
 
@@ -46,6 +49,15 @@ interface Tracker {
   due: number;
   /** Stops the probe in flight. */
   inFlight?: () => void;
+  /** A probe is running (between its start and its result). */
+  busy: boolean;
+  /** When the running probe started, and by when it must end (epoch ms). */
+  started: number;
+  deadline: number;
+  /** The running probe passed its deadline and is being stopped. */
+  expired: boolean;
+  /** Takes the running probe's result: made once per tracker, not per probe. */
+  done: (result: ProbeResult) => void;
   queued: boolean;
 }
 
@@ -57,6 +69,10 @@ export class HealthProber {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private readonly inFlight = new Set<Tracker>();
+  /** The earliest deadline of a probe in flight (Infinity: none), for the timer. */
+  private nextDeadline = Infinity;
+  /** In tick(): the timer is armed at its end. */
+  private ticking = false;
   private readonly maxConcurrent: number;
   private readonly probe: (check: HealthCheck) => Probe;
   private readonly spread: () => number;
@@ -102,8 +118,10 @@ export class HealthProber {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = Infinity;
+    this.nextDeadline = Infinity;
     // Stopping a probe ends it at once (its socket is closed), so nothing is left in flight.
     for (const t of [...this.inFlight]) t.inFlight?.();
+    for (const t of this.inFlight) t.busy = false;
     this.inFlight.clear();
   }
 
@@ -175,6 +193,7 @@ export class HealthProber {
       id: e.id, network: e.network, name: e.name, address, key, queued: false,
       machine: new HealthMachine(check, now, initial),
       due: now + Math.floor(this.spread() * check.intervalMs),
+      busy: false, started: 0, deadline: 0, expired: false, done: (result) => this.finished(t, result),
     };
     this.trackers.set(e.id, t);
     this.push(t);
@@ -189,10 +208,12 @@ export class HealthProber {
     t.queued = false;
   }
 
-  /** Sets the one timer for the earliest due time, on a tick boundary. */
+  /** Sets the one timer for the earliest due time or deadline, on a tick boundary. */
   private arm(): void {
-    if (!this.running || this.schedule.length === 0) return;
-    const at = Math.ceil(this.schedule[0].due / TICK_MS) * TICK_MS;
+    if (!this.running) return;
+    const first = Math.min(this.schedule.length > 0 ? this.schedule[0].due : Infinity, this.nextDeadline);
+    if (first === Infinity) return;
+    const at = Math.ceil(first / TICK_MS) * TICK_MS;
     if (at >= this.timerAt) return;
     clearTimeout(this.timer);
     this.timerAt = at;
@@ -204,7 +225,9 @@ export class HealthProber {
   private tick(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
+    this.ticking = true;
     const now = Date.now();
+    if (this.nextDeadline <= now) this.expire(now);
     while (this.schedule.length > 0 && this.schedule[0].due <= now) {
       const t = this.pop();
       if (t.gone) continue;
@@ -215,7 +238,25 @@ export class HealthProber {
       this.push(t);
       this.fire(t);
     }
+    this.ticking = false;
     this.arm();
+  }
+
+  /** Stops the probes past their deadline, and finds the next deadline of those left. */
+  private expire(now: number): void {
+    let next = Infinity;
+    for (const t of this.inFlight) {
+      if (t.deadline > now) {
+        if (t.deadline < next) next = t.deadline;
+        continue;
+      }
+      t.expired = true;
+      t.inFlight?.();
+      // A probe that did not end when stopped (not one of ours) is ended here.
+      if (t.busy) this.finished(t, { ok: false, detail: 'stopped', start: t.started, end: now });
+    }
+    // Probes started while this ran (next() on a result) set nextDeadline themselves.
+    this.nextDeadline = Math.min(next, this.nextDeadline <= now ? Infinity : this.nextDeadline);
   }
 
   private fire(t: Tracker): void {
@@ -264,30 +305,48 @@ export class HealthProber {
 
   private run(t: Tracker): void {
     const check = t.machine.check;
-    let finished = false;
-    let stop: (() => void) | undefined;
-    const done = (result: ProbeResult): void => {
-      if (finished) return;
-      finished = true;
-      if (t.inFlight === stop) t.inFlight = undefined;
-      this.inFlight.delete(t);
-      if (this.running && result.detail !== 'stopped' && this.trackers.get(t.id) === t) this.apply(t, result);
-      this.next();
-    };
+    const now = Date.now();
+    t.busy = true;
+    t.expired = false;
+    t.started = now;
+    t.deadline = now + check.timeoutMs;
     this.inFlight.add(t);
+    let stop: (() => void) | undefined;
     try {
-      stop = this.probe(check)(t.address, check, done);
+      stop = this.probe(check)(t.address, check, t.done);
     } catch {
-      done({ ok: false, detail: 'error', start: Date.now(), end: Date.now() });
+      t.done({ ok: false, detail: 'error', start: now, end: Date.now() });
     }
-    if (!finished) t.inFlight = stop;
+    if (!t.busy) return;
+    t.inFlight = stop;
+    if (t.deadline < this.nextDeadline) {
+      this.nextDeadline = t.deadline;
+      // In a tick, its end arms the timer once for all the probes it started.
+      if (!this.ticking) this.arm();
+    }
+  }
+
+  /** A probe's result: once per run (a call after its end is ignored). */
+  private finished(t: Tracker, reported: ProbeResult): void {
+    if (!t.busy) return;
+    t.busy = false;
+    t.inFlight = undefined;
+    this.inFlight.delete(t);
+    let result = reported;
+    // Past the deadline is a timeout, whatever the probe saw by then (the tick may come a little later).
+    if (t.expired || (reported.detail !== 'stopped' && reported.end > t.deadline)) {
+      result = { ok: false, detail: `timed out after ${t.machine.check.timeoutMs} ms`, start: t.started, end: reported.end };
+    }
+    // A tracker replaced or removed was dropped (gone) first.
+    if (this.running && result.detail !== 'stopped' && !t.gone) this.apply(t, result);
+    this.next();
   }
 
   private next(): void {
     while (this.running && this.inFlight.size < this.maxConcurrent && this.queue.length > 0) {
       const t = this.queue.shift()!;
       t.queued = false;
-      if (this.trackers.get(t.id) === t && !t.inFlight) this.run(t);
+      if (!t.gone && !t.busy) this.run(t);
     }
   }
 

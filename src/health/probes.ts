@@ -1,18 +1,21 @@
-// The probes themselves, from the host side: a TCP connect, or an HTTP GET with no redirect
-// followed and no body read (the socket is dropped once the headers are in). Each has one hard
-// deadline covering connect and reply and ends its socket on every path; the result is told in
-// our own words, never with bytes from the peer. Callbacks, not promises or AbortSignals: a
-// thousand endpoints every two seconds is 500 probes a second, and each microsecond shows.
-import http from 'node:http';
+// The probes themselves, from the host side: a TCP connect, or an HTTP GET that reads only the
+// status line (no redirect followed, no header or body read). Each ends its socket on every path
+// and tells its result in our own words, never with bytes from the peer. The deadline is the
+// prober's (checked on its tick), not a timer per probe: a probe runs until it has a result or is
+// stopped. Callbacks, not promises or AbortSignals: a thousand endpoints every two seconds is 500
+// probes a second, and each microsecond shows.
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import type { HealthCheck } from '../registry/types.js';
 import type { ProbeResult } from './state-machine.js';
 
-/** HTTP: headers larger than this fail the probe (node's parser stops there). */
-const HEADER_MAX = 8192;
+/** HTTP: `HTTP/1.x NNN` and the character after it, all a probe reads of a reply. */
+const STATUS_HEAD = 13;
 
-/** Starts a probe; `done` is called exactly once. Returns a function that stops it (done gets `stopped`). */
+/**
+ * Starts a probe; `done` is called exactly once. Returns a function that stops it: done gets
+ * `stopped` at once (the prober also stops a probe at its deadline).
+ */
 export type Probe = (address: string, check: HealthCheck, done: (result: ProbeResult) => void) => () => void;
 
 /** An error code in words; only a known code is named, never a message that could carry text. */
@@ -23,30 +26,8 @@ function codeText(code: unknown): string {
     case 'EHOSTUNREACH': return 'host unreachable';
     case 'ENETUNREACH': return 'network unreachable';
     case 'EADDRNOTAVAIL': return 'address not available';
-    case 'HPE_HEADER_OVERFLOW': return 'reply headers too large';
     default: return typeof code === 'string' && /^[A-Z_]{1,32}$/.test(code) ? code : 'error';
   }
-}
-
-/**
- * Runs `body` under the check's deadline. `finish` may be called any number of times; the first
- * call wins, runs the cleanup and reports.
- */
-function withDeadline(check: HealthCheck, done: (r: ProbeResult) => void, body: (finish: (ok: boolean, detail: string) => void) => () => void): () => void {
-  const start = Date.now();
-  let finished = false;
-  let cleanup: (() => void) | undefined;
-  const finish = (ok: boolean, detail: string): void => {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    cleanup?.();
-    done({ ok, detail, start, end: Date.now() });
-  };
-  const timer = setTimeout(() => finish(false, `timed out after ${check.timeoutMs} ms`), check.timeoutMs);
-  cleanup = body(finish);
-  if (finished) cleanup();
-  return () => finish(false, 'stopped');
 }
 
 interface TcpHandle {
@@ -55,9 +36,14 @@ interface TcpHandle {
   close(cb?: () => void): void;
   reset?(cb?: () => void): number;
 }
+interface ConnectReq {
+  oncomplete?: (this: ConnectReq, status: number) => void;
+  /** The probe this connect is for (read by the shared oncomplete). */
+  probe?: RawTcp;
+}
 interface TcpBinding {
   TCP: new (type: number) => TcpHandle;
-  TCPConnectWrap: new () => { oncomplete?: (status: number) => void };
+  TCPConnectWrap: new () => ConnectReq;
   constants: { SOCKET: number };
 }
 
@@ -80,42 +66,63 @@ function tcpBinding(): TcpBinding | null {
   return binding;
 }
 
-const noop = (): void => undefined;
+/**
+ * One TCP probe on the bare handle: an object with the connect's callback shared by all (node
+ * calls it on the request, which points back here), and the stop function its only closure.
+ */
+class RawTcp {
+  private ended = false;
+  readonly start = Date.now();
+  constructor(readonly handle: TcpHandle, private readonly done: (r: ProbeResult) => void) {}
 
-/** Connects with the bare handle; closes with a reset so the host keeps no TIME_WAIT entry per probe. */
+  /** First outcome wins; the handle is closed, with a reset once connected (no TIME_WAIT left per probe). */
+  end(ok: boolean, detail: string, connected: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    // No close callback: node then calls no JS when the handle is gone.
+    if (connected && this.handle.reset) this.handle.reset();
+    else this.handle.close();
+    this.done({ ok, detail, start: this.start, end: Date.now() });
+  }
+}
+
+function onConnect(this: ConnectReq, status: number): void {
+  const probe = this.probe;
+  this.probe = undefined;
+  if (status === 0) probe?.end(true, 'connected', true);
+  else probe?.end(false, codeText(getSystemErrorName(status)), false);
+}
+
 function rawTcpProbe(b: TcpBinding, address: string, check: HealthCheck, done: (r: ProbeResult) => void): () => void {
-  return withDeadline(check, done, (finish) => {
-    const handle = new b.TCP(b.constants.SOCKET);
-    let connected = false;
-    let closed = false;
-    const req = new b.TCPConnectWrap();
-    req.oncomplete = (status) => {
-      if (status === 0) {
-        connected = true;
-        finish(true, 'connected');
-      } else {
-        finish(false, codeText(getSystemErrorName(status)));
-      }
-    };
-    const err = net.isIPv6(address) ? handle.connect6(req, address, check.port) : handle.connect(req, address, check.port);
-    if (err !== 0) finish(false, codeText(getSystemErrorName(err)));
-    return () => {
-      if (closed) return;
-      closed = true;
-      if (connected && handle.reset) handle.reset(noop);
-      else handle.close(noop);
-    };
-  });
+  const probe = new RawTcp(new b.TCP(b.constants.SOCKET), done);
+  const req = new b.TCPConnectWrap();
+  req.oncomplete = onConnect;
+  req.probe = probe;
+  // Addresses come validated from the registry: a colon means IPv6.
+  const h = probe.handle;
+  const err = address.includes(':') ? h.connect6(req, address, check.port) : h.connect(req, address, check.port);
+  if (err !== 0) {
+    req.probe = undefined;
+    probe.end(false, codeText(getSystemErrorName(err)), false);
+  }
+  return () => probe.end(false, 'stopped', false);
 }
 
 /** Node's socket: where the bare handle is not there. */
 function socketTcpProbe(address: string, check: HealthCheck, done: (r: ProbeResult) => void): () => void {
-  return withDeadline(check, done, (finish) => {
-    const socket = net.connect({ host: address, port: check.port, noDelay: true });
-    socket.once('connect', () => finish(true, 'connected'));
-    socket.once('error', (err: NodeJS.ErrnoException) => finish(false, codeText(err.code)));
-    return () => (socket.connecting || socket.destroyed ? socket.destroy() : socket.resetAndDestroy());
-  });
+  const start = Date.now();
+  let ended = false;
+  const socket = net.connect({ host: address, port: check.port, noDelay: true });
+  const end = (ok: boolean, detail: string): void => {
+    if (ended) return;
+    ended = true;
+    if (socket.connecting || socket.destroyed) socket.destroy();
+    else socket.resetAndDestroy();
+    done({ ok, detail, start, end: Date.now() });
+  };
+  socket.once('connect', () => end(true, 'connected'));
+  socket.once('error', (err: NodeJS.ErrnoException) => end(false, codeText(err.code)));
+  return () => end(false, 'stopped');
 }
 
 export const tcpProbe: Probe = (address, check, done) => {
@@ -123,23 +130,52 @@ export const tcpProbe: Probe = (address, check, done) => {
   return b ? rawTcpProbe(b, address, check, done) : socketTcpProbe(address, check, done);
 };
 
-export const httpProbe: Probe = (address, check, done) => withDeadline(check, done, (finish) => {
+/** What the path may hold (healthCheckSchema's rule, checked again: it goes into a request line). */
+const PATH = /^\/[\x21-\x7e]{0,255}$/;
+/** `HTTP/1.x NNN` and a space or the line's end. */
+const STATUS_LINE = /^HTTP\/1\.[01] ([1-5]\d\d)[ \r\n]/;
+
+/**
+ * A GET written by hand on a plain socket (node:http's agent, parser and message objects were
+ * most of this probe's cost): only the status code is read, the first STATUS_HEAD bytes, and the
+ * socket is reset then. 2xx and 3xx are healthy, as docker's curl -f; a redirect is not followed.
+ */
+export const httpProbe: Probe = (address, check, done) => {
+  const start = Date.now();
+  const path = check.path ?? '/';
+  if (!PATH.test(path)) {
+    done({ ok: false, detail: 'invalid path', start, end: start });
+    return () => undefined;
+  }
   const host = address.includes(':') ? `[${address}]:${check.port}` : `${address}:${check.port}`;
-  const req = http.request({
-    host: address, port: check.port, path: check.path ?? '/', method: 'GET', agent: false, maxHeaderSize: HEADER_MAX,
-    headers: { host, 'user-agent': 'nsdns-health', accept: '*/*', connection: 'close' },
+  let ended = false;
+  let head: Buffer | undefined;
+  const socket = net.connect({ host: address, port: check.port, noDelay: true });
+  const end = (ok: boolean, detail: string): void => {
+    if (ended) return;
+    ended = true;
+    if (socket.connecting || socket.destroyed) socket.destroy();
+    else socket.resetAndDestroy();
+    done({ ok, detail, start, end: Date.now() });
+  };
+  socket.once('connect', () => {
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`, 'latin1');
   });
-  req.once('error', (err: NodeJS.ErrnoException) => finish(false, codeText(err.code)));
-  req.once('response', (res) => {
-    res.once('error', noop);
-    // 2xx and 3xx are healthy, as docker's curl -f; a redirect is not followed, and the body is
-    // not read: the socket is dropped once the status line and headers are in.
-    const status = res.statusCode ?? 0;
-    finish(status >= 200 && status < 400, `HTTP ${status}`);
+  socket.on('data', (chunk: Buffer) => {
+    if (ended) return;
+    // Bytes are kept only until STATUS_HEAD have come (a reply may come in small pieces).
+    head = head === undefined ? chunk : Buffer.concat([head, chunk.subarray(0, STATUS_HEAD)]);
+    if (head.length < STATUS_HEAD && head.indexOf(10) < 0) return;
+    const m = STATUS_LINE.exec(head.toString('latin1', 0, STATUS_HEAD));
+    if (!m) return end(false, 'not an HTTP reply');
+    const status = Number(m[1]);
+    end(status >= 200 && status < 400, `HTTP ${status}`);
   });
-  req.end();
-  return () => req.destroy();
-});
+  // Closed before a status line: what node:http called a socket hang up.
+  socket.once('end', () => end(false, 'connection reset'));
+  socket.once('error', (err: NodeJS.ErrnoException) => end(false, codeText(err.code)));
+  return () => end(false, 'stopped');
+};
 
 export function probeFor(check: HealthCheck): Probe {
   return check.type === 'http' ? httpProbe : tcpProbe;

@@ -27,10 +27,18 @@ export class HealthMachine {
     public status: HealthState = 'starting',
   ) {}
 
-  /** Applies one probe result; returns the status after it. */
+  /**
+   * Applies one probe result; returns the status after it. The log keeps copies, and once full
+   * reuses its oldest entry for the newest: entries live for five intervals, long enough to be
+   * promoted to V8's old space, and a new one per probe there meant full collections.
+   */
   record(result: ProbeResult): HealthState {
-    this.log.push(result);
-    if (this.log.length > LOG_KEEP) this.log.shift();
+    const entry = this.log.length >= LOG_KEEP ? this.log.shift()! : { ok: false, detail: '', start: 0, end: 0 };
+    entry.ok = result.ok;
+    entry.detail = result.detail;
+    entry.start = result.start;
+    entry.end = result.end;
+    this.log.push(entry);
     if (result.ok) {
       this.failingStreak = 0;
       this.status = 'healthy';

@@ -176,6 +176,57 @@ describe('http health checks', () => {
   });
 });
 
+describe('http health checks against servers that misbehave', () => {
+  // Each server on its own loopback address: one that answers 500, one that speaks something
+  // else, one that accepts and never says anything, one that sends its status line in pieces,
+  // and a plain 204.
+  const replies: Record<string, string[] | undefined> = {
+    '127.0.0.11': ['HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n'],
+    '127.0.0.12': ['SSH-2.0-OpenSSH_9.6\r\n'],
+    '127.0.0.13': undefined,
+    '127.0.0.14': ['HTT', 'P/1.1 30', '2 Found\r\nlocation: /elsewhere\r\n\r\n'],
+    '127.0.0.15': ['HTTP/1.0 204 No Content\r\n\r\n'],
+  };
+  const servers: net.Server[] = [];
+  const sockets = new Set<net.Socket>();
+  let registry: Registry;
+  let prober: HealthProber;
+
+  before(async () => {
+    let port = 0;
+    for (const [host, reply] of Object.entries(replies)) {
+      const server = net.createServer((s) => {
+        sockets.add(s.on('error', () => undefined).on('close', () => sockets.delete(s)));
+        if (reply === undefined) return;
+        s.once('data', async () => {
+          for (const piece of reply.slice(0, -1)) { s.write(piece); await sleep(20); }
+          s.end(reply[reply.length - 1]);
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(port, host, () => resolve()));
+      port = (server.address() as net.AddressInfo).port;
+      servers.push(server);
+    }
+    const endpoints = Object.keys(replies).map((host, i) => `  - {name: s${i}, ipv4: ${host}, healthCheck: {type: http, port: ${port}, path: /healthz, intervalMs: 200, timeoutMs: 300, retries: 1}}`);
+    registry = new Registry();
+    registry.setNetwork(parseDocumentText(`name: bad\nendpoints:\n${endpoints.join('\n')}\n`, 'bad.yaml'), 'test');
+    prober = new HealthProber(registry, capturedLog().log).start();
+  });
+  after(async () => {
+    await prober?.stop();
+    for (const s of sockets) s.destroy();
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  });
+
+  it('fail on a 500, a reply that is not HTTP and no reply within the timeout; pass a 302 sent in pieces and a 204', async () => {
+    const ids = registry.current().networks.get('bad')!.endpoints.map((e) => e.id);
+    const last = () => ids.map((id) => prober.info(id)?.log.at(-1)?.detail);
+    await until('every server probed', last, (d) => d.every((x) => x !== undefined), 3000);
+    assert.deepEqual(last(), ['HTTP 500', 'not an HTTP reply', 'timed out after 300 ms', 'HTTP 302', 'HTTP 204']);
+    assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy', 'unhealthy', 'healthy', 'healthy']);
+  });
+});
+
 describe('nsdns endpoint health and network inspect over the control socket', () => {
   const dir = tempDir();
   const socket = path.join(dir.dir, 'nsdns.sock');

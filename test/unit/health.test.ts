@@ -160,6 +160,28 @@ describe('health prober schedule', () => {
     }
   });
 
+  it('stops a probe at its deadline and counts it as timed out, as it does a result that came after the deadline', async () => {
+    const { registry, ids } = registryWith(2, { intervalMs: 300, timeoutMs: 100, retries: 1 });
+    let stops = 0;
+    const probe: Probe = (address, _c, done) => {
+      const start = Date.now();
+      // 10.0.0.1 never answers until stopped; 10.0.0.2 reports a success seen 150 ms after it began.
+      if (address === '10.0.0.2') { done({ ok: true, detail: 'connected', start, end: start + 150 }); return () => undefined; }
+      return () => { stops++; done({ ok: false, detail: 'stopped', start, end: Date.now() }); };
+    };
+    const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
+    try {
+      await sleep(250);
+      assert.ok(stops >= 1, 'the hanging probe was stopped');
+      assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy']);
+      for (const id of ids) assert.equal(prober.info(id)?.log.at(-1)?.detail, 'timed out after 100 ms');
+      const last = prober.info(ids[0])!.log.at(-1)!;
+      assert.ok(last.end - last.start >= 100 && last.end - last.start < 200, `stopped after ${last.end - last.start} ms`);
+    } finally {
+      await prober.stop();
+    }
+  });
+
   it('follows the registry: a new check is starting before any query, a gone endpoint takes its state along', async () => {
     const { registry, ids } = registryWith(2, { intervalMs: 100 });
     const probed: string[] = [];
