@@ -33,6 +33,21 @@ export interface CompiledNetwork {
 
 export const SHORT_ID_LENGTH = 12;
 
+/** A dotted quad ipaddr.js would print as it is (no leading zeros): its own canonical key. */
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const NONE: string[] = Object.freeze([]) as unknown as string[];
+
+/**
+ * Endpoints deserialized from a worker or a state file each carry their own copy of the network's
+ * name and their own empty lists: one shared value instead (a large network has ~30 % fewer objects).
+ */
+function shareCommonValues(e: Endpoint, network: string): void {
+  if (e.network === network) e.network = network;
+  if (e.aliases.length === 0) e.aliases = NONE;
+  if (e.ipv6.length === 0) e.ipv6 = NONE;
+  if (e.upstreams.length === 0) e.upstreams = NONE;
+}
+
 /**
  * Builds a CompiledNetwork from endpoints added in any number of slices, so a large network can be
  * compiled between event-loop turns; nothing is visible until `build()`.
@@ -41,6 +56,12 @@ export class NetworkBuilder {
   private readonly endpoints: Endpoint[] = [];
   private readonly names = new Map<string, { endpoints: Endpoint[]; own: Endpoint | undefined }>();
   private readonly byAddress = new Map<string, Endpoint[]>();
+  /**
+   * Entries and lists this builder may push to. An endpoint's own name, id and short id share one
+   * entry, and its unique addresses that entry's one-element list (a large network holds a few
+   * objects per endpoint, not a dozen): those are copied before a second endpoint joins them.
+   */
+  private readonly growable = new WeakSet<object>();
   private ownUpstreams: boolean;
 
   constructor(private readonly network: Network) {
@@ -48,28 +69,57 @@ export class NetworkBuilder {
   }
 
   add(endpoints: readonly Endpoint[]): void {
-    const name = (key: string, e: Endpoint, own: boolean) => {
-      const entry = this.names.get(key);
-      if (!entry) this.names.set(key, { endpoints: [e], own: own ? e : undefined });
-      else if (!entry.endpoints.includes(e)) entry.endpoints.push(e);
-    };
     for (const e of endpoints) {
+      shareCommonValues(e, this.network.name);
       this.endpoints.push(e);
-      name(e.name, e, true);
-      for (const alias of e.aliases) name(alias, e, false);
-      const id = e.id.toLowerCase();
+      const own = { endpoints: [e], own: e };
+      this.addName(e.name, e, own);
+      for (const alias of e.aliases) this.addName(alias, e, undefined);
+      const id = /[A-F]/.test(e.id) ? e.id.toLowerCase() : e.id;
       if (/^[0-9a-f]{12,}$/.test(id)) {
-        name(id, e, true);
-        name(id.slice(0, SHORT_ID_LENGTH), e, true);
+        this.addName(id, e, own);
+        this.addName(id.slice(0, SHORT_ID_LENGTH), e, own);
       }
-      for (const a of [...e.ipv4, ...e.ipv6]) {
-        const key = ipaddr.parse(a).toString();
-        const list = this.byAddress.get(key);
-        if (!list) this.byAddress.set(key, [e]);
-        else if (!list.includes(e)) list.push(e);
-      }
+      for (const a of e.ipv4) this.addAddress(CANONICAL_IPV4.test(a) ? a : ipaddr.parse(a).toString(), e, own.endpoints);
+      for (const a of e.ipv6) this.addAddress(ipaddr.parse(a).toString(), e, own.endpoints);
       if (e.upstreams.length > 0) this.ownUpstreams = true;
     }
+  }
+
+  /** `own`: the endpoint's shared own-name entry; undefined for an alias. */
+  private addName(key: string, e: Endpoint, own: { endpoints: Endpoint[]; own: Endpoint } | undefined): void {
+    let entry = this.names.get(key);
+    if (!entry) {
+      if (own) this.names.set(key, own);
+      else {
+        entry = { endpoints: [e], own: undefined };
+        this.growable.add(entry);
+        this.names.set(key, entry);
+      }
+      return;
+    }
+    if (entry.endpoints.includes(e)) return;
+    if (!this.growable.has(entry)) {
+      entry = { endpoints: [...entry.endpoints], own: entry.own };
+      this.growable.add(entry);
+      this.names.set(key, entry);
+    }
+    entry.endpoints.push(e);
+  }
+
+  private addAddress(key: string, e: Endpoint, alone: Endpoint[]): void {
+    let list = this.byAddress.get(key);
+    if (!list) {
+      this.byAddress.set(key, alone);
+      return;
+    }
+    if (list.includes(e)) return;
+    if (!this.growable.has(list)) {
+      list = [...list];
+      this.growable.add(list);
+      this.byAddress.set(key, list);
+    }
+    list.push(e);
   }
 
   build(): CompiledNetwork {
