@@ -140,7 +140,8 @@ export class Daemon {
       }
       // Namespaces handed over are served on the very sockets their clients send to: no bind.
       for (const [netns, sockets] of inherited?.namespaces ?? []) daemon.namespaces.adopt(netns, sockets);
-      await daemon.namespaces.reconcile();
+      // The first bind pass: nothing was bound while the registry loaded (see NamespaceListeners.open).
+      await daemon.namespaces.open();
       if (inherited?.control) daemon.control.adopt(inherited.control.server, inherited.control.held);
       else await daemon.startControl();
       daemon.startReaper();
