@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { ClientFilter } from './client-filter.js';
-import { FloodGate } from './flood-gate.js';
+import { FloodGate, PenaltyBox } from './flood-gate.js';
 import type { TcpBudget } from './tcp-budget.js';
 import { TcpConnection, type ConnectionOwner } from './tcp-connection.js';
 
@@ -24,6 +24,8 @@ export class DnsServer implements ConnectionOwner {
   private readonly warnFlood = rateLimited(10_000);
   /** Only on a socket one namespace owns (see flood-gate.ts). */
   private readonly gate: FloodGate | undefined;
+  /** On a socket many clients share: per source address instead. */
+  private readonly box: PenaltyBox | undefined;
 
   constructor(
     readonly udp: dgram.Socket,
@@ -48,20 +50,27 @@ export class DnsServer implements ConnectionOwner {
           this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
         },
       });
+    } else {
+      this.box = new PenaltyBox();
     }
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closing) return;
+    if (this.box?.holds(rinfo.address)) {
+      this.resolver.stats.penalized++;
+      return;
+    }
     if (this.allowed && !this.allowed(rinfo.address)) {
       this.resolver.stats.notAllowed++;
       return;
     }
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
-    if (reply === null) {
+    if (reply === null || (!(reply instanceof Promise) && isErrorReply(reply))) {
       this.gate?.waste();
-      return;
+      this.box?.waste(rinfo.address);
+      if (reply === null) return;
     }
     if (!(reply instanceof Promise)) {
       this.udp.send(reply, rinfo.port, rinfo.address);
@@ -224,6 +233,12 @@ export class DnsServer implements ConnectionOwner {
     setTimeout(() => { for (const c of open) c.socket.destroy(); }, 1000).unref();
     await tcpClosed;
   }
+}
+
+/** FORMERR, NOTIMP or REFUSED: what a flood of junk or of queries over a share brings back. */
+function isErrorReply(reply: Buffer): boolean {
+  const rcode = reply.length > 3 ? reply[3] & 0x0f : 0;
+  return rcode === 1 || rcode === 4 || rcode === 5;
 }
 
 /**

@@ -66,3 +66,51 @@ export class FloodGate {
     this.socket.startReading();
   }
 }
+
+/**
+ * The same rule for a socket many clients share (a host listener), where pausing the socket would
+ * starve the others: a source address past WASTE_LIMIT unanswerable datagrams in a window has its
+ * datagrams dropped unread (no parse, no reply) for a pause that doubles while it goes on (50 ms
+ * to 1 s). Dropping costs a fraction of answering, so the socket drains faster than one client
+ * floods it and the kernel's queue stays short for the others. Keyed by source address like the
+ * upstream shares: a client that can spoof another's address can spend that one's share too.
+ */
+export class PenaltyBox {
+  private readonly counts = new Map<string, { wasted: number; windowStart: number; pauseMs: number; releasedAt: number }>();
+  private readonly boxed = new Map<string, number>();
+
+  /** Whether datagrams from `address` are dropped now: one size check while nobody floods. */
+  holds(address: string): boolean {
+    if (this.boxed.size === 0) return false;
+    const until = this.boxed.get(address);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.boxed.delete(address);
+    return false;
+  }
+
+  /** One datagram from `address` went unanswered or was answered with an error. */
+  waste(address: string): void {
+    const now = Date.now();
+    let count = this.counts.get(address);
+    if (!count) {
+      // Bounded: spoofed sources must not grow the map without end.
+      if (this.counts.size >= MAX_TRACKED) this.counts.clear();
+      count = { wasted: 0, windowStart: now, pauseMs: 0, releasedAt: 0 };
+      this.counts.set(address, count);
+    }
+    if (now - count.windowStart > WINDOW_MS) {
+      count.windowStart = now;
+      count.wasted = 0;
+    }
+    if (++count.wasted < WASTE_LIMIT) return;
+    count.pauseMs = now - count.releasedAt <= WINDOW_MS * 2 ? Math.min(count.pauseMs * 2, MAX_BOX_MS) : MIN_PAUSE_MS;
+    count.releasedAt = now + count.pauseMs;
+    count.wasted = 0;
+    if (this.boxed.size >= MAX_TRACKED) this.boxed.clear();
+    this.boxed.set(address, count.releasedAt);
+  }
+}
+
+const MAX_BOX_MS = 1000;
+const MAX_TRACKED = 4096;
