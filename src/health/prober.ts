@@ -1,8 +1,10 @@
 // The daemon's health checks: every endpoint with a `healthCheck` is probed from the host side
 // at its interval, and its state goes into `registry.health`, which the next query sees. Each
 // endpoint is first probed at a random point of its interval (no thundering herd), then every
-// interval; one timer serves them all in ticks of TICK_MS, so the probes due in a tick start, and
-// mostly end, in one wakeup of the event loop (a wakeup per probe cost more than the probe). At
+// interval; one timer serves them all in ticks (a tenth of the shortest interval, within
+// TICK_MIN_MS..TICK_MAX_MS), so the probes due in a tick start, and mostly end, in one wakeup of
+// the event loop: a wakeup per probe cost more than the probe, and even at one per 50 ms the
+// wakeups were a fifth of the cost of 500 probes a second (bench: 50 ms ticks 2.3 %, 200 ms 2.0 %). At
 // most `maxConcurrent` probes are in flight, each with its own deadline, so a slow endpoint holds
 // only its own slot. Deadlines are kept here and checked on the same tick, not with a timer per
 // probe: a probe that ends after its deadline counts as timed out whatever it saw, and one still
@@ -14,8 +16,9 @@ import type { Endpoint, HealthCheck, HealthState } from '../registry/types.js';
 import { probeFor, type Probe } from './probes.js';
 import { HealthMachine, type ProbeResult } from './state-machine.js';
 
-/** Probes due within one tick start together. */
-const TICK_MS = 50;
+/** Probes due within one tick start together: a tick is a tenth of the shortest interval, within these. */
+const TICK_MIN_MS = 50;
+const TICK_MAX_MS = 250;
 
 export interface ProberOptions {
   /** Probes in flight at once; more due wait their turn (default 256). */
@@ -73,6 +76,7 @@ export class HealthProber {
   private nextDeadline = Infinity;
   /** In tick(): the timer is armed at its end. */
   private ticking = false;
+  private tickMs = TICK_MIN_MS;
   private readonly maxConcurrent: number;
   private readonly probe: (check: HealthCheck) => Probe;
   private readonly spread: () => number;
@@ -174,13 +178,18 @@ export class HealthProber {
       if (existing) this.drop(existing);
       this.add(e, address, key);
     }
+    let shortest = Infinity;
     for (const t of this.trackers.values()) {
-      if (t.network !== network || present.has(t.id)) continue;
+      if (t.network !== network || present.has(t.id)) {
+        shortest = Math.min(shortest, t.machine.check.intervalMs);
+        continue;
+      }
       this.drop(t);
       this.trackers.delete(t.id);
       // Its state was ours to keep; a state set in a file or by hand goes with the endpoint too.
       this.registry.health.delete(t.id);
     }
+    this.tickMs = Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, Math.floor(shortest / 10)));
   }
 
   private add(e: Endpoint, address: string, key: string): void {
@@ -213,7 +222,7 @@ export class HealthProber {
     if (!this.running) return;
     const first = Math.min(this.schedule.length > 0 ? this.schedule[0].due : Infinity, this.nextDeadline);
     if (first === Infinity) return;
-    const at = Math.ceil(first / TICK_MS) * TICK_MS;
+    const at = Math.ceil(first / this.tickMs) * this.tickMs;
     if (at >= this.timerAt) return;
     clearTimeout(this.timer);
     this.timerAt = at;
@@ -272,33 +281,37 @@ export class HealthProber {
     this.run(t);
   }
 
+  // The heap moves trackers by hole, not by destructuring swaps: those allocated an array per
+  // step, twenty-odd per probe, and made the young generation fill five times as fast.
   private push(t: Tracker): void {
     const heap = this.schedule;
+    let i = heap.length;
     heap.push(t);
-    for (let i = heap.length - 1; i > 0;) {
+    while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (heap[parent].due <= heap[i].due) break;
-      [heap[parent], heap[i]] = [heap[i], heap[parent]];
+      if (heap[parent].due <= t.due) break;
+      heap[i] = heap[parent];
       i = parent;
     }
+    heap[i] = t;
   }
 
   private pop(): Tracker {
     const heap = this.schedule;
     const top = heap[0];
     const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      for (let i = 0; ;) {
+    const n = heap.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
         const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && heap[l].due < heap[m].due) m = l;
-        if (r < heap.length && heap[r].due < heap[m].due) m = r;
-        if (m === i) break;
-        [heap[m], heap[i]] = [heap[i], heap[m]];
+        if (l >= n) break;
+        const m = l + 1 < n && heap[l + 1].due < heap[l].due ? l + 1 : l;
+        if (heap[m].due >= last.due) break;
+        heap[i] = heap[m];
         i = m;
       }
+      heap[i] = last;
     }
     return top;
   }

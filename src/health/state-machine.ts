@@ -33,12 +33,21 @@ export class HealthMachine {
    * promoted to V8's old space, and a new one per probe there meant full collections.
    */
   record(result: ProbeResult): HealthState {
-    const entry = this.log.length >= LOG_KEEP ? this.log.shift()! : { ok: false, detail: '', start: 0, end: 0 };
+    const log = this.log;
+    let entry: ProbeResult;
+    if (log.length < LOG_KEEP) {
+      entry = { ok: false, detail: '', start: 0, end: 0 };
+      log.push(entry);
+    } else {
+      // Moved along by hand: shift() and push() reallocate the array's store now and then.
+      entry = log[0];
+      for (let i = 1; i < log.length; i++) log[i - 1] = log[i];
+      log[log.length - 1] = entry;
+    }
     entry.ok = result.ok;
     entry.detail = result.detail;
     entry.start = result.start;
     entry.end = result.end;
-    this.log.push(entry);
     if (result.ok) {
       this.failingStreak = 0;
       this.status = 'healthy';
