@@ -35,6 +35,18 @@ interface TcpHandle {
   connect6(req: object, address: string, port: number): number;
   close(cb?: () => void): void;
   reset?(cb?: () => void): number;
+  // The stream side, for the HTTP probe.
+  readStart?(): number;
+  writeLatin1String?(req: object, data: string): number;
+  onread?: (this: TcpHandle, buffer: ArrayBuffer | undefined) => void;
+  /** The probe this handle is for (read by the shared onread). */
+  probe?: RawTcp;
+}
+interface StreamBinding {
+  WriteWrap: new () => { handle?: TcpHandle; oncomplete?: () => void };
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
 }
 interface ConnectReq {
   oncomplete?: (this: ConnectReq, status: number) => void;
@@ -48,6 +60,7 @@ interface TcpBinding {
 }
 
 let binding: TcpBinding | null | undefined;
+let streams: StreamBinding | null | undefined;
 
 /**
  * libuv's TCP handle without node's stream around it (what net.Socket itself wraps): a probe only
@@ -66,6 +79,21 @@ function tcpBinding(): TcpBinding | null {
   return binding;
 }
 
+/** The stream half of the bare handle (read and write), for HTTP; null when this node lacks it. */
+function streamBinding(): StreamBinding | null {
+  if (streams === undefined) {
+    try {
+      const s = (process as unknown as { binding(name: string): StreamBinding }).binding('stream_wrap');
+      const proto = tcpBinding()?.TCP.prototype as TcpHandle | undefined;
+      streams = typeof s?.WriteWrap === 'function' && s.streamBaseState instanceof Int32Array && typeof s.kReadBytesOrError === 'number'
+        && typeof s.kArrayBufferOffset === 'number' && typeof proto?.readStart === 'function' && typeof proto.writeLatin1String === 'function' ? s : null;
+    } catch {
+      streams = null;
+    }
+  }
+  return streams;
+}
+
 /**
  * One TCP probe on the bare handle: an object with the connect's callback shared by all (node
  * calls it on the request, which points back here), and the stop function its only closure.
@@ -73,7 +101,9 @@ function tcpBinding(): TcpBinding | null {
 class RawTcp {
   private ended = false;
   readonly start = Date.now();
-  constructor(readonly handle: TcpHandle, private readonly done: (r: ProbeResult) => void) {}
+  /** HTTP: the reply's first bytes so far (at most STATUS_HEAD). */
+  head = '';
+  constructor(readonly handle: TcpHandle, private readonly done: (r: ProbeResult) => void, readonly request?: string) {}
 
   /** First outcome wins; the handle is closed, with a reset once connected (no TIME_WAIT left per probe). */
   end(ok: boolean, detail: string, connected: boolean): void {
@@ -99,6 +129,60 @@ function rawTcpProbe(b: TcpBinding, address: string, check: HealthCheck, done: (
   req.oncomplete = onConnect;
   req.probe = probe;
   // Addresses come validated from the registry: a colon means IPv6.
+  const h = probe.handle;
+  const err = address.includes(':') ? h.connect6(req, address, check.port) : h.connect(req, address, check.port);
+  if (err !== 0) {
+    req.probe = undefined;
+    probe.end(false, codeText(getSystemErrorName(err)), false);
+  }
+  return () => probe.end(false, 'stopped', false);
+}
+
+const noop = (): void => undefined;
+const UV_EOF = -4095;
+
+/** HTTP on the bare handle, connected: start reading, write the request. */
+function onHttpConnect(this: ConnectReq, status: number): void {
+  const probe = this.probe;
+  this.probe = undefined;
+  if (!probe) return;
+  if (status !== 0) return probe.end(false, codeText(getSystemErrorName(status)), false);
+  const h = probe.handle;
+  const s = streams!;
+  h.probe = probe;
+  h.onread = onHttpRead;
+  const write = new s.WriteWrap();
+  write.handle = h;
+  write.oncomplete = noop;
+  const err = h.readStart!() || h.writeLatin1String!(write, probe.request!);
+  if (err !== 0) probe.end(false, codeText(getSystemErrorName(err)), true);
+}
+
+/** Bytes or the end of the reply (node calls this on the handle; the count is in streamBaseState). */
+function onHttpRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
+  const probe = this.probe;
+  if (!probe) return;
+  const s = streams!;
+  const nread = s.streamBaseState[s.kReadBytesOrError];
+  // Closed before a status line: what node:http called a socket hang up.
+  if (nread === UV_EOF) return probe.end(false, 'connection reset', true);
+  if (nread < 0) return probe.end(false, codeText(getSystemErrorName(nread)), true);
+  if (nread === 0 || buffer === undefined) return;
+  // Bytes are kept only until STATUS_HEAD have come (a reply may come in small pieces).
+  const take = Math.min(nread, STATUS_HEAD - probe.head.length);
+  probe.head += Buffer.from(buffer, s.streamBaseState[s.kArrayBufferOffset], take).toString('latin1');
+  if (probe.head.length < STATUS_HEAD && !probe.head.includes('\n')) return;
+  const m = STATUS_LINE.exec(probe.head);
+  if (!m) return probe.end(false, 'not an HTTP reply', true);
+  const status = Number(m[1]);
+  probe.end(status >= 200 && status < 400, `HTTP ${status}`, true);
+}
+
+function rawHttpProbe(b: TcpBinding, address: string, check: HealthCheck, request: string, done: (r: ProbeResult) => void): () => void {
+  const probe = new RawTcp(new b.TCP(b.constants.SOCKET), done, request);
+  const req = new b.TCPConnectWrap();
+  req.oncomplete = onHttpConnect;
+  req.probe = probe;
   const h = probe.handle;
   const err = address.includes(':') ? h.connect6(req, address, check.port) : h.connect(req, address, check.port);
   if (err !== 0) {
@@ -136,18 +220,27 @@ const PATH = /^\/[\x21-\x7e]{0,255}$/;
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-5]\d\d)[ \r\n]/;
 
 /**
- * A GET written by hand on a plain socket (node:http's agent, parser and message objects were
- * most of this probe's cost): only the status code is read, the first STATUS_HEAD bytes, and the
- * socket is reset then. 2xx and 3xx are healthy, as docker's curl -f; a redirect is not followed.
+ * A GET written by hand (node:http's agent, parser and message objects were most of this probe's
+ * cost): only the status code is read, the first STATUS_HEAD bytes, and the connection is reset
+ * then. 2xx and 3xx are healthy, as docker's curl -f; a redirect is not followed. On the bare
+ * handle where node has it (as the TCP probe), else on a net.Socket.
  */
 export const httpProbe: Probe = (address, check, done) => {
-  const start = Date.now();
   const path = check.path ?? '/';
   if (!PATH.test(path)) {
-    done({ ok: false, detail: 'invalid path', start, end: start });
+    const now = Date.now();
+    done({ ok: false, detail: 'invalid path', start: now, end: now });
     return () => undefined;
   }
   const host = address.includes(':') ? `[${address}]:${check.port}` : `${address}:${check.port}`;
+  const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
+  const b = tcpBinding();
+  if (b && streamBinding()) return rawHttpProbe(b, address, check, request, done);
+  return socketHttpProbe(address, check, request, done);
+};
+
+function socketHttpProbe(address: string, check: HealthCheck, request: string, done: (r: ProbeResult) => void): () => void {
+  const start = Date.now();
   let ended = false;
   let head: Buffer | undefined;
   const socket = net.connect({ host: address, port: check.port, noDelay: true });
@@ -159,7 +252,7 @@ export const httpProbe: Probe = (address, check, done) => {
     done({ ok, detail, start, end: Date.now() });
   };
   socket.once('connect', () => {
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`, 'latin1');
+    socket.write(request, 'latin1');
   });
   socket.on('data', (chunk: Buffer) => {
     if (ended) return;
@@ -175,7 +268,7 @@ export const httpProbe: Probe = (address, check, done) => {
   socket.once('end', () => end(false, 'connection reset'));
   socket.once('error', (err: NodeJS.ErrnoException) => end(false, codeText(err.code)));
   return () => end(false, 'stopped');
-};
+}
 
 export function probeFor(check: HealthCheck): Probe {
   return check.type === 'http' ? httpProbe : tcpProbe;
