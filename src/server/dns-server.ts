@@ -3,7 +3,8 @@
 // only place a reply is written. Knows nothing of names or upstreams. TCP connections are shared
 // fairly: per client address, per listener and over the daemon (TcpBudget); when a limit is
 // reached the longest-idle connection makes room (RFC 7766 §6.2.3), else the newcomer is refused.
-// A namespace's own UDP socket that floods is read less (FloodGate).
+// A client whose datagrams mostly go unanswered is read less: a namespace's own UDP socket is not
+// read for a while (FloodGate), a source address on a shared socket is dropped unread (PenaltyBox).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';

@@ -1,5 +1,5 @@
-// A namespace's own listener whose datagrams are mostly dropped unanswered (queries over its share
-// of the upstreams, malformed packets) is read less. Past WASTE_LIMIT such datagrams in a window,
+// A namespace's own listener whose datagrams mostly go unanswered (dropped: over its share of the
+// upstreams, not a query; or answered FORMERR, NOTIMP or REFUSED) is read less. Past WASTE_LIMIT such datagrams in a window,
 // its UDP socket is not read for a pause that doubles while the flood goes on (50 to 250 ms):
 // the kernel drops the excess at no cost to the daemon, and every other namespace keeps the event
 // loop (and the garbage collector) to itself. Pauses stay short: a namespace that stops flooding
@@ -30,7 +30,7 @@ export class FloodGate {
 
   constructor(private readonly socket: GatedSocket) {}
 
-  /** One datagram read and dropped without an answer. */
+  /** One datagram read and dropped, or answered with an error. */
   waste(): void {
     const now = Date.now();
     if (now - this.windowStart > WINDOW_MS) {
