@@ -1,10 +1,10 @@
 // A namespace's own listener whose datagrams mostly go unanswered (dropped: over its share of the
-// upstreams, not a query; or answered FORMERR, NOTIMP or REFUSED) is read less. Past WASTE_LIMIT such datagrams in a window,
-// its UDP socket is not read for a pause that doubles while the flood goes on (50 to 250 ms):
-// the kernel drops the excess at no cost to the daemon, and every other namespace keeps the event
-// loop (and the garbage collector) to itself. Pauses stay short: a namespace that stops flooding
-// is answered again within a quarter of a second. Only for a socket one tenant owns: on a shared
-// host socket a pause would starve its other clients.
+// upstreams, not a query; or answered FORMERR, NOTIMP or REFUSED) is read less. Past WASTE_LIMIT
+// such datagrams in a window, its UDP socket is not read for a pause that doubles while the flood
+// goes on (50 to 250 ms): the kernel drops the excess at no cost to the daemon, and every other
+// namespace keeps the event loop (and the garbage collector) to itself. Pauses stay short: a
+// namespace that stops flooding is answered again within a quarter of a second. Only for a socket
+// one tenant owns: on a shared host socket a pause would starve its other clients (PenaltyBox).
 
 /** Unanswered datagrams in one window that start a pause: 5x the default upstream rate share. */
 const WASTE_LIMIT = 256;
