@@ -122,6 +122,7 @@ if (attack.length > 0) {
   if (leak) out.push(`DNS or bench-subnet packets seen on the uplinks during the stage: ${leak.leak_packets} (must be 0; the capture also sees the host's own DNS, so a non-zero count needs a look at \`raw/leak-attack-*.pcap\`).`, '');
 }
 out.push(...otherStages());
+out.push('Targets not met in a run, with the profile behind each gap and the next step: [bench/README.md](../README.md#targets-not-met-and-why-with-the-profile-and-the-next-step).', '');
 writeFileSync(path.join(dir, 'RESULTS.md'), `${out.join('\n')}\n`);
 
 // The chart: saturation qps and p99 at 10k qps, one bar per server, two panels side by side.
