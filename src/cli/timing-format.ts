@@ -1,18 +1,8 @@
 // `nsdns debug`: the daemon's last connects and disconnects, one line each with where the
 // milliseconds went (the daemon's OperationTiming, as JSON over the control socket).
+import type { OperationTiming } from '../plumbing/timing.js';
 
-interface Timing {
-  operation: string;
-  at: string;
-  network: string;
-  endpoint?: string;
-  netns?: string;
-  ok: boolean;
-  code?: string;
-  totalMs: number;
-  stages: Array<{ stage: string; ms: number }>;
-  paths: { links?: string; bind?: string };
-}
+type Timing = OperationTiming;
 
 /** The stage's name, with the implementation that did it where there are two. */
 function stageName(stage: string, paths: Timing['paths']): string {

@@ -124,13 +124,17 @@ function onConnect(this: ConnectReq, status: number): void {
 }
 
 function rawTcpProbe(b: TcpBinding, address: string, check: HealthCheck, done: (r: ProbeResult) => void): () => void {
-  const probe = new RawTcp(new b.TCP(b.constants.SOCKET), done);
+  return rawConnect(new RawTcp(new b.TCP(b.constants.SOCKET), done), b, address, check.port, onConnect);
+}
+
+/** Starts a probe's connect on its bare handle; returns what stops it. */
+function rawConnect(probe: RawTcp, b: TcpBinding, address: string, port: number, oncomplete: (this: ConnectReq, status: number) => void): () => void {
   const req = new b.TCPConnectWrap();
-  req.oncomplete = onConnect;
+  req.oncomplete = oncomplete;
   req.probe = probe;
   // Addresses come validated from the registry: a colon means IPv6.
   const h = probe.handle;
-  const err = address.includes(':') ? h.connect6(req, address, check.port) : h.connect(req, address, check.port);
+  const err = address.includes(':') ? h.connect6(req, address, port) : h.connect(req, address, port);
   if (err !== 0) {
     req.probe = undefined;
     probe.end(false, codeText(getSystemErrorName(err)), false);
@@ -179,17 +183,7 @@ function onHttpRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
 }
 
 function rawHttpProbe(b: TcpBinding, address: string, check: HealthCheck, request: string, done: (r: ProbeResult) => void): () => void {
-  const probe = new RawTcp(new b.TCP(b.constants.SOCKET), done, request);
-  const req = new b.TCPConnectWrap();
-  req.oncomplete = onHttpConnect;
-  req.probe = probe;
-  const h = probe.handle;
-  const err = address.includes(':') ? h.connect6(req, address, check.port) : h.connect(req, address, check.port);
-  if (err !== 0) {
-    req.probe = undefined;
-    probe.end(false, codeText(getSystemErrorName(err)), false);
-  }
-  return () => probe.end(false, 'stopped', false);
+  return rawConnect(new RawTcp(new b.TCP(b.constants.SOCKET), done, request), b, address, check.port, onHttpConnect);
 }
 
 /** Node's socket: where the bare handle is not there. */
