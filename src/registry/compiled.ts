@@ -15,6 +15,8 @@ export interface NameEntry {
 export interface CompiledNetwork {
   readonly network: Network;
   readonly endpoints: readonly Endpoint[];
+  /** The endpoints that live in a namespace nsdns serves (few, even in a large file network). */
+  readonly inNamespaces: readonly InNamespace[];
   /** Lower-case name, alias, full id or 12-character short id → the endpoints it names. */
   readonly names: ReadonlyMap<string, NameEntry>;
   /** Canonical address → endpoints that hold it (PTR, and who is asking). */
@@ -30,6 +32,8 @@ export interface CompiledNetwork {
   /** Canonical address → names of the static A/AAAA records that hold it (PTR). */
   readonly recordAddresses: ReadonlyMap<string, readonly string[]>;
 }
+
+export type InNamespace = Endpoint & { readonly netns: string };
 
 export const SHORT_ID_LENGTH = 12;
 
@@ -54,6 +58,7 @@ function shareCommonValues(e: Endpoint, network: string): void {
  */
 export class NetworkBuilder {
   private readonly endpoints: Endpoint[] = [];
+  private readonly inNamespaces: InNamespace[] = [];
   private readonly names = new Map<string, { endpoints: Endpoint[]; own: Endpoint | undefined }>();
   private readonly byAddress = new Map<string, Endpoint[]>();
   /**
@@ -72,6 +77,7 @@ export class NetworkBuilder {
     for (const e of endpoints) {
       shareCommonValues(e, this.network.name);
       this.endpoints.push(e);
+      if (e.netns !== undefined) this.inNamespaces.push(e as InNamespace);
       const own = { endpoints: [e], own: e };
       this.addName(e.name, e, own);
       for (const alias of e.aliases) this.addName(alias, e, undefined);
@@ -143,7 +149,7 @@ export class NetworkBuilder {
       }
     }
     return {
-      network, endpoints: this.endpoints, names: this.names, byAddress: this.byAddress, zones, ownUpstreams: this.ownUpstreams,
+      network, endpoints: this.endpoints, inNamespaces: this.inNamespaces, names: this.names, byAddress: this.byAddress, zones, ownUpstreams: this.ownUpstreams,
       canonicalZone, records, recordAddresses,
     };
   }

@@ -39,9 +39,9 @@ export class Snapshot {
   namespaces(): ReadonlyMap<string, readonly Endpoint[]> {
     if (!this.byNamespace) {
       this.byNamespace = new Map();
+      // Only the endpoints that name a namespace: a registry change does not walk every endpoint.
       for (const net of this.networks.values()) {
-        for (const e of net.endpoints) {
-          if (e.netns === undefined) continue;
+        for (const e of net.inNamespaces) {
           const list = this.byNamespace.get(e.netns);
           if (list) list.push(e);
           else this.byNamespace.set(e.netns, [e]);
