@@ -16,6 +16,8 @@ export type Handler = (params: unknown) => Promise<unknown>;
 export interface ControlOptions {
   /** A group whose members may use the socket too; root only when absent. */
   group?: string;
+  /** How long a started request line may take to complete (default LINE_TIMEOUT_MS). */
+  lineTimeoutMs?: number;
 }
 
 /** Requests one connection may have in flight; beyond that it is not read until one finishes. */
@@ -98,6 +100,18 @@ export class ControlServer {
     let closing = false;
     let clientDone = false;
     let draining = false;
+    // A started line must be complete lineTimeoutMs after its first byte, counted only while we
+    // read: when backpressure pauses the socket, the client cannot finish it.
+    let lineTimer: NodeJS.Timeout | undefined;
+    const lineTimeoutMs = this.options.lineTimeoutMs ?? LINE_TIMEOUT_MS;
+    const lineDeadline = (): void => refuse(`request line not complete within ${lineTimeoutMs / 1000} s; closing the connection`);
+    const watchLine = (reading: boolean): void => {
+      if (reading && lines.pending) lineTimer ??= setTimeout(lineDeadline, lineTimeoutMs);
+      else {
+        clearTimeout(lineTimer);
+        lineTimer = undefined;
+      }
+    };
     const send = (response: ControlResponse): void => {
       // The client may be gone: writing then would only raise an error nobody waits for.
       if (!socket.destroyed && socket.writable) socket.write(serialize(response));
@@ -115,8 +129,13 @@ export class ControlServer {
       // Shutting down: an idle client must not hold the daemon open.
       else if (draining && inFlight === 0) socket.end(() => socket.destroy());
       // Backpressure: a client that pipelines more than its share waits, and nothing queues up.
-      else if (next < queue.length || closing || draining) socket.pause();
-      else socket.resume();
+      else if (next < queue.length || closing || draining) {
+        socket.pause();
+        watchLine(false);
+      } else {
+        socket.resume();
+        watchLine(true);
+      }
     };
     const drain = (): void => { draining = true; queue = []; next = 0; pump(); };
     this.drains.add(drain);
@@ -132,19 +151,13 @@ export class ControlServer {
       if (socket.writable) socket.end(serialize(badRequest(0, message)), () => socket.destroy());
       else socket.destroy();
     };
-    let lineTimer: NodeJS.Timeout | undefined;
-    const lineDeadline = (): void => refuse(`request line not complete within ${LINE_TIMEOUT_MS / 1000} s; closing the connection`);
     socket.on('close', () => clearTimeout(lineTimer));
     socket.on('data', (chunk: Buffer) => {
       if (closing) return;
       const complete = lines.push(chunk);
       if (complete === undefined) return refuse(`request line longer than ${MAX_LINE_BYTES} bytes; closing the connection`);
-      // The deadline runs from the first byte of a line and restarts with each line completed.
-      if (complete.length > 0) {
-        clearTimeout(lineTimer);
-        lineTimer = undefined;
-      }
-      if (lines.pending && lineTimer === undefined) lineTimer = setTimeout(lineDeadline, LINE_TIMEOUT_MS);
+      // The deadline restarts with each line completed (pump() arms it for the next one).
+      if (complete.length > 0) watchLine(false);
       for (const line of complete) if (line.trim() !== '') queue.push(line);
       pump();
     });

@@ -109,9 +109,8 @@ export class Metrics {
       new Computed('nsdns_local_answers_total', 'Answers from the registry, by the network that answered ("reverse" for PTR answers, "other" for host.nsdns.internal and the like)', 'counter',
         () => [...q().localByZone].map(([zone, value]) => ({ labels: { network: this.sources.networkOfZone(zone) ?? zone }, value }))),
       new Computed('nsdns_answer_duration_seconds', `Time from reading a query to having its answer, for one answer in ${QueryStats.SAMPLE_EVERY} (sampled)`, 'histogram', () => histogramSamples('nsdns_answer_duration_seconds', q().latency)),
-      new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter), flooding-source (dropped unread for a while from an address whose queries a host listener mostly could not answer)', 'counter', () => [
+      new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter)', 'counter', () => [
         { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: q().notAllowed },
-        { labels: { reason: 'flooding-source' }, value: q().penalized },
       ]),
       new Computed('nsdns_flood_pauses_total', 'Times a namespace\'s UDP socket was not read for a while because most of what it sent went unanswered (over its upstream share, malformed)', 'counter', () => one(q().floodPauses)),
       new Computed('nsdns_malformed_queries_total', 'Queries answered with a header-only FORMERR, NOTIMP or BADVERS', 'counter', () => one(q().malformed)),

@@ -140,6 +140,8 @@ export class RegistryParser {
     clearTimeout(this.idle);
     const id = this.nextId++;
     this.jobHash = undefined;
+    // Read before the transfer below detaches the bytes (their length is 0 then).
+    const size = bytes.byteLength;
     const buffer = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
     try {
       const reply = await this.request({ id, kind: 'parse', source, bytes: buffer as ArrayBuffer, previousHash }, [buffer as ArrayBuffer]);
@@ -165,7 +167,7 @@ export class RegistryParser {
       // A crash, a timeout or a registry conflict: refused, and remembered like any refusal.
       return { kind: 'refused', hash: this.jobHash, problem: err instanceof Error ? err.message : String(err) };
     } finally {
-      if (bytes.byteLength > BIG_FILE) void this.stop();
+      if (size > BIG_FILE) void this.stop();
       else this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
     }
   }

@@ -264,7 +264,8 @@ export class HealthProber {
       // A probe that did not end when stopped (not one of ours) is ended here.
       if (t.busy) this.finished(t, { ok: false, detail: 'stopped', start: t.started, end: now });
     }
-    // Probes started while this ran (next() on a result) set nextDeadline themselves.
+    // Probes started while this ran (next() on a result) join inFlight, and a Set's iteration
+    // visits entries added during it, so their deadlines are in `next` too.
     this.nextDeadline = Math.min(next, this.nextDeadline <= now ? Infinity : this.nextDeadline);
   }
 

@@ -48,8 +48,6 @@ export class QueryStats {
   notAllowed = 0;
   /** Times a namespace's UDP socket was not read for a while because it flooded (server/flood-gate.ts). */
   floodPauses = 0;
-  /** Datagrams dropped unread from a source address that flooded a host listener (server/flood-gate.ts). */
-  penalized = 0;
   /** TCP connections refused, by the limit that refused them (or not-allowed). */
   readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
   /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */

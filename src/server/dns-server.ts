@@ -3,14 +3,13 @@
 // only place a reply is written. Knows nothing of names or upstreams. TCP connections are shared
 // fairly: per client address, per listener and over the daemon (TcpBudget); when a limit is
 // reached the longest-idle connection makes room (RFC 7766 §6.2.3), else the newcomer is refused.
-// A client whose datagrams mostly go unanswered is read less: a namespace's own UDP socket is not
-// read for a while (FloodGate), a source address on a shared socket is dropped unread (PenaltyBox).
+// A namespace's own UDP socket whose datagrams mostly go unanswered is read less (FloodGate).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { ClientFilter } from './client-filter.js';
-import { FloodGate, PenaltyBox } from './flood-gate.js';
+import { FloodGate } from './flood-gate.js';
 import type { TcpBudget } from './tcp-budget.js';
 import { TcpConnection, type ConnectionOwner } from './tcp-connection.js';
 
@@ -25,8 +24,6 @@ export class DnsServer implements ConnectionOwner {
   private readonly warnFlood = rateLimited(10_000);
   /** Only on a socket one namespace owns (see flood-gate.ts). */
   private readonly gate: FloodGate | undefined;
-  /** On a socket many clients share: per source address instead. */
-  private readonly box: PenaltyBox | undefined;
 
   constructor(
     readonly udp: dgram.Socket,
@@ -51,28 +48,19 @@ export class DnsServer implements ConnectionOwner {
           this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
         },
       });
-    } else {
-      this.box = new PenaltyBox();
     }
   }
 
   private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closing) return;
-    if (this.box?.holds(rinfo.address)) {
-      this.resolver.stats.penalized++;
-      return;
-    }
     if (this.allowed && !this.allowed(rinfo.address)) {
       this.resolver.stats.notAllowed++;
       return;
     }
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
-    if (reply === null || (!(reply instanceof Promise) && isErrorReply(reply))) {
-      this.gate?.waste();
-      this.box?.waste(rinfo.address);
-      if (reply === null) return;
-    }
+    if (this.gate && (reply === null || (!(reply instanceof Promise) && isJunkReply(reply)))) this.gate.waste();
+    if (reply === null) return;
     if (!(reply instanceof Promise)) {
       this.udp.send(reply, rinfo.port, rinfo.address);
       return;
@@ -236,10 +224,13 @@ export class DnsServer implements ConnectionOwner {
   }
 }
 
-/** FORMERR, NOTIMP or REFUSED: what a flood of junk or of queries over a share brings back. */
-function isErrorReply(reply: Buffer): boolean {
+/**
+ * FORMERR or NOTIMP: what junk brings back. Not REFUSED: an internal network's namespace is
+ * refused every outside name, and a client over its upstream share is mostly dropped already.
+ */
+function isJunkReply(reply: Buffer): boolean {
   const rcode = reply.length > 3 ? reply[3] & 0x0f : 0;
-  return rcode === 1 || rcode === 4 || rcode === 5;
+  return rcode === 1 || rcode === 4;
 }
 
 /**

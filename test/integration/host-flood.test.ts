@@ -1,6 +1,6 @@
-// A host listener's socket is shared by all its clients: one source address that floods it with
-// junk is dropped unread for a while (the penalty box), its neighbours keep their answers, and it
-// is answered again soon after it stops.
+// A host listener's socket is shared by all its clients: while one source address floods it with
+// malformed queries (each answered FORMERR), its neighbours keep their answers, and so does the
+// flooder's own good query. (A namespace's own socket is paused instead: tenant-isolation.test.ts.)
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import path from 'node:path';
@@ -18,8 +18,8 @@ function junkFlood(from: string, port: number): { stop: () => Promise<number> } 
     socket.bind(0, from, () => {
       const burst = () => {
         if (!running) return resolve();
-        for (let i = 0; i < 400; i++) socket.send(junk, port, '127.0.0.1');
-        sent += 400;
+        for (let i = 0; i < 100; i++) socket.send(junk, port, '127.0.0.1');
+        sent += 100;
         setTimeout(burst, 5);
       };
       burst();
@@ -28,7 +28,7 @@ function junkFlood(from: string, port: number): { stop: () => Promise<number> } 
   return { stop: async () => { running = false; await done; socket.close(); return sent; } };
 }
 
-describe('host listener under a flood from one address', () => {
+describe('host listener under a junk flood from one address', () => {
   let daemon: RunningDaemon;
 
   before(async () => {
@@ -36,22 +36,17 @@ describe('host listener under a flood from one address', () => {
   });
   after(() => daemon?.stop());
 
-  it('drops the flooding address for a while, answers its neighbour, and takes it back once it stops', async (t) => {
-    assert.equal((await dig(daemon.server, '-b', '127.0.0.5', 'web.lab')).answers[0]?.data, '10.77.0.10', 'answered before the flood');
+  it('answers the neighbours of an address that floods it with junk, and that address\'s good queries', async (t) => {
     const flood = junkFlood('127.0.0.5', daemon.port);
     try {
       await new Promise((r) => setTimeout(r, 300));
-      // Its own good queries go unanswered while it floods: they are not even read...
-      const own = await dig(daemon.server, '-b', '127.0.0.5', '+time=1', '+tries=1', 'web.lab');
-      assert.equal(own.status, 'NONE', 'the flooding address is dropped unread');
-      // ...while every other client of the same socket is answered.
       for (let i = 0; i < 5; i++) assert.equal((await dig(daemon.server, '-b', '127.0.0.6', '+time=1', '+tries=1', 'web.lab')).answers[0]?.data, '10.77.0.10');
+      // Not shut out either: on a shared address (127.0.0.1 for every local process) that would be
+      // everyone's DNS, and a forged source could do it to anyone.
+      assert.equal((await dig(daemon.server, '-b', '127.0.0.5', '+time=1', '+tries=2', 'web.lab')).answers[0]?.data, '10.77.0.10');
     } finally {
       t.diagnostic(`flood: ${await flood.stop()} datagrams`);
     }
-    const stopped = Date.now();
-    assert.equal((await dig(daemon.server, '-b', '127.0.0.5', '+time=1', '+tries=3', 'web.lab')).answers[0]?.data, '10.77.0.10', 'answered again after the flood');
-    assert.ok(Date.now() - stopped < 3000, `answered again ${Date.now() - stopped} ms after the flood stopped`);
     assert.equal(daemon.exitCode, null);
   });
 });
