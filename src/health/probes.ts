@@ -186,11 +186,14 @@ function rawHttpProbe(b: TcpBinding, address: string, check: HealthCheck, reques
   return rawConnect(new RawTcp(new b.TCP(b.constants.SOCKET), done, request), b, address, check.port, onHttpConnect);
 }
 
-/** Node's socket: where the bare handle is not there. */
-function socketTcpProbe(address: string, check: HealthCheck, done: (r: ProbeResult) => void): () => void {
+/**
+ * A probe on Node's socket (where the bare handle is not there): the connection and its one end,
+ * reset rather than closed once connected, reported once.
+ */
+function socketConnect(address: string, port: number, done: (r: ProbeResult) => void): { socket: net.Socket; end: (ok: boolean, detail: string) => void } {
   const start = Date.now();
   let ended = false;
-  const socket = net.connect({ host: address, port: check.port, noDelay: true });
+  const socket = net.connect({ host: address, port, noDelay: true });
   const end = (ok: boolean, detail: string): void => {
     if (ended) return;
     ended = true;
@@ -198,8 +201,13 @@ function socketTcpProbe(address: string, check: HealthCheck, done: (r: ProbeResu
     else socket.resetAndDestroy();
     done({ ok, detail, start, end: Date.now() });
   };
-  socket.once('connect', () => end(true, 'connected'));
   socket.once('error', (err: NodeJS.ErrnoException) => end(false, codeText(err.code)));
+  return { socket, end };
+}
+
+export function socketTcpProbe(address: string, check: HealthCheck, done: (r: ProbeResult) => void): () => void {
+  const { socket, end } = socketConnect(address, check.port, done);
+  socket.once('connect', () => end(true, 'connected'));
   return () => end(false, 'stopped');
 }
 
@@ -233,23 +241,14 @@ export const httpProbe: Probe = (address, check, done) => {
   return socketHttpProbe(address, check, request, done);
 };
 
-function socketHttpProbe(address: string, check: HealthCheck, request: string, done: (r: ProbeResult) => void): () => void {
-  const start = Date.now();
-  let ended = false;
+export function socketHttpProbe(address: string, check: HealthCheck, request: string, done: (r: ProbeResult) => void): () => void {
+  const { socket, end } = socketConnect(address, check.port, done);
   let head: Buffer | undefined;
-  const socket = net.connect({ host: address, port: check.port, noDelay: true });
-  const end = (ok: boolean, detail: string): void => {
-    if (ended) return;
-    ended = true;
-    if (socket.connecting || socket.destroyed) socket.destroy();
-    else socket.resetAndDestroy();
-    done({ ok, detail, start, end: Date.now() });
-  };
   socket.once('connect', () => {
     socket.write(request, 'latin1');
   });
+  // end() reports once and destroys the socket: nothing after the status line is looked at.
   socket.on('data', (chunk: Buffer) => {
-    if (ended) return;
     // Bytes are kept only until STATUS_HEAD have come (a reply may come in small pieces).
     head = head === undefined ? chunk : Buffer.concat([head, chunk.subarray(0, STATUS_HEAD)]);
     if (head.length < STATUS_HEAD && head.indexOf(10) < 0) return;
@@ -260,7 +259,6 @@ function socketHttpProbe(address: string, check: HealthCheck, request: string, d
   });
   // Closed before a status line: what node:http called a socket hang up.
   socket.once('end', () => end(false, 'connection reset'));
-  socket.once('error', (err: NodeJS.ErrnoException) => end(false, codeText(err.code)));
   return () => end(false, 'stopped');
 }
 
