@@ -145,7 +145,7 @@ export class GatewayListeners {
     }
     // Handed over for a network that is gone meanwhile: not ours to keep open.
     for (const handed of this.inherited.values()) {
-      handed.udp.close();
+      for (const udp of [handed.udp, ...(handed.more ?? [])]) udp.close();
       handed.tcp.close();
     }
     this.inherited.clear();
@@ -175,7 +175,7 @@ export class GatewayListeners {
     const handed = this.inherited.get(want.key);
     try {
       this.inherited.delete(want.key);
-      sockets = handed ? { ...handed, port: handed.udp.address().port } : await bindHostSockets(want.address, this.port);
+      sockets = handed ? { ...handed, port: handed.udp.address().port } : await bindHostSockets(want.address, this.port, this.log);
     } catch (err) {
       const attempts = (this.failures.get(want.key) ?? 0) + 1;
       this.failures.set(want.key, attempts);
@@ -193,7 +193,7 @@ export class GatewayListeners {
     };
     const listener = { key: want.key, network, address: want.address, port: sockets.port, filter: (() => false) as ClientFilter } as GatewayListener;
     const gate = refusingOthers(this.resolver, (address) => listener.filter(address), this.maxUdpSize);
-    (listener as { server: DnsServer }).server = new DnsServer(sockets.udp, sockets.tcp, gate, context, this.budget, this.log.child({ listener: context.name, network }), (a) => this.reachable(a));
+    (listener as { server: DnsServer }).server = new DnsServer([sockets.udp, ...(sockets.more ?? [])], sockets.tcp, gate, context, this.budget, this.log.child({ listener: context.name, network }), (a) => this.reachable(a));
     this.bound.set(want.key, listener);
     this.log.info({ network, address: want.address, port: sockets.port }, 'gateway listener: answering the network\'s names for the host');
   }
@@ -237,7 +237,11 @@ export class GatewayListeners {
     this.retry = setTimeout(() => void this.reconcile(), delay).unref();
   }
 
-  /** Every listener's key and sockets, for a successor (see handover.ts); keys are `NETWORK|ADDRESS`. */
+  /**
+   * Every listener's key and sockets, for a successor (see handover.ts); keys are `NETWORK|ADDRESS`.
+   * Only a socket group's first socket (the daemon does not hand gateways over yet; when it does,
+   * the group's other sockets must go too, as HostListeners.handOff does).
+   */
   handOff(): Array<{ key: string; udp: BoundSockets['udp']; tcp: BoundSockets['tcp'] }> {
     return this.all.map((l) => ({ key: l.key, udp: l.server.udp, tcp: l.server.tcp }));
   }

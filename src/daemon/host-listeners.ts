@@ -1,5 +1,7 @@
 // Standalone listeners on the host (`--listen`), reconciled against the configured set on start
 // and on every reload: extras are closed, missing ones are bound, unchanged ones keep running.
+import type dgram from 'node:dgram';
+import type net from 'node:net';
 import { DnsServer, startReceiving } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
 import type { ClientFilter } from '../server/client-filter.js';
@@ -25,7 +27,8 @@ function hostContext(name: string, registry: Registry, networks: readonly string
 export class HostListeners {
   private readonly bound = new Map<string, BoundListener>();
   private allowed: ClientFilter = () => false;
-  private readonly inherited = new Map<string, Omit<BoundSockets, 'port'>>();
+  /** Handed over by a predecessor, by key; a group's other sockets under groupKey(key, i). */
+  private readonly inherited = new Map<string, SocketPair>();
 
   constructor(
     private readonly registry: Registry,
@@ -56,20 +59,20 @@ export class HostListeners {
     for (const spec of wanted) {
       const key = keyOf(spec);
       if (this.bound.has(key)) continue;
-      const sockets = this.takeInherited(key) ?? await bindHostSockets(spec.address, spec.port);
+      const sockets = this.takeInherited(key) ?? await bindHostSockets(spec.address, spec.port, this.log);
       const networks = spec.networks;
       const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, networks);
       // Through a closure, so a reload's new client filter applies to listeners already bound.
-      const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.budget, this.log.child({ listener: context.name }), (a) => this.allowed(a));
+      const server = new DnsServer([sockets.udp, ...(sockets.more ?? [])], sockets.tcp, this.resolver, context, this.budget, this.log.child({ listener: context.name }), (a) => this.allowed(a));
       // A socket handed over is paused on arrival (handover.ts): what waited in the buffer is read now.
-      if ('inherited' in sockets) startReceiving(sockets.udp);
+      if ('inherited' in sockets) for (const udp of server.udps) startReceiving(udp);
       this.bound.set(key, { key, address: spec.address, port: sockets.port, networks, server });
-      this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all', ...('inherited' in sockets && { takenOver: true }) }, 'listening');
+      this.log.info({ address: spec.address, port: sockets.port, networks: networks ?? 'all', udpSockets: server.udps.length, ...('inherited' in sockets && { takenOver: true }) }, 'listening');
     }
     // Handed over but no longer configured: not ours to keep open.
-    for (const sockets of this.inherited.values()) {
+    for (const [key, sockets] of this.inherited) {
       sockets.udp.close();
-      sockets.tcp.close();
+      if (!GROUP_KEY.test(key)) sockets.tcp.close();
     }
     this.inherited.clear();
   }
@@ -78,20 +81,34 @@ export class HostListeners {
     const sockets = this.inherited.get(key);
     if (!sockets) return undefined;
     this.inherited.delete(key);
-    return { ...sockets, port: sockets.udp.address().port, inherited: true };
+    const more: dgram.Socket[] = [];
+    for (let i = 1; this.inherited.has(groupKey(key, i)); i++) {
+      more.push(this.inherited.get(groupKey(key, i))!.udp);
+      this.inherited.delete(groupKey(key, i));
+    }
+    return { udp: sockets.udp, more, tcp: sockets.tcp, port: sockets.udp.address().port, inherited: true };
   }
 
-  /** Every listener's key and sockets, for a successor (see handover.ts). */
-  handOff(): Array<{ key: string; udp: BoundSockets['udp']; tcp: BoundSockets['tcp'] }> {
-    return this.all.map((l) => ({ key: l.key, udp: l.server.udp, tcp: l.server.tcp }));
+  /**
+   * Every listener's key and sockets, for a successor (see handover.ts). A socket group goes over
+   * whole, so no client's datagrams wait in a socket nobody reads: its other sockets as entries of
+   * their own (groupKey), each paired with the listener's TCP server again (the pairs are what the
+   * handover carries); adopt() puts the group back together.
+   */
+  handOff(): Array<{ key: string } & SocketPair> {
+    return this.all.flatMap((l) => l.server.udps.map((udp, i) => ({ key: i === 0 ? l.key : groupKey(l.key, i), udp, tcp: l.server.tcp })));
   }
 
   /**
    * Sockets a predecessor bound, by listener key: reconcile() serves a wanted listener on them
    * instead of binding. Ones the configuration no longer wants are closed by reconcile().
    */
-  adopt(inherited: ReadonlyMap<string, Omit<BoundSockets, 'port'>>): void {
-    for (const [key, sockets] of inherited) this.inherited.set(key, sockets);
+  adopt(inherited: ReadonlyMap<string, SocketPair>): void {
+    for (const [key, sockets] of inherited) {
+      // A group's other sockets came with copies of the listener's TCP server: one is enough.
+      if (GROUP_KEY.test(key)) sockets.tcp.close();
+      this.inherited.set(key, sockets);
+    }
   }
 
   /** The successor serves: stop reading, answer what was read, let go. */
@@ -105,6 +122,17 @@ export class HostListeners {
     this.bound.clear();
   }
 }
+
+interface SocketPair {
+  udp: dgram.Socket;
+  tcp: net.Server;
+}
+
+/** The handover key of the `index`th socket of a listener's group (never a listener's own key: those start with an address). */
+function groupKey(key: string, index: number): string {
+  return `udp${index}#${key}`;
+}
+const GROUP_KEY = /^udp\d+#/;
 
 function keyOf(spec: ListenConfig): string {
   return `${spec.address}|${spec.port}|${spec.networks?.join(',') ?? '*'}`;

@@ -7,11 +7,21 @@
  * costs a few. Sockets keep the namespace they were created in, so nothing stays behind but them.
  *
  * usage: nsdns-bind NETNS_PATH ADDRESS PORT     (IPv4 ADDRESS; run as root)
+ *        nsdns-bind --group N ADDRESS PORT      (a host listener, in the daemon's own namespace)
+ *
+ * --group: a host listener is one address shared by every client that can reach it. With one UDP
+ * socket, one source flooding it fills the socket's receive queue and the kernel drops everyone's
+ * datagrams with the flooder's. Here the listener is N UDP sockets on the same ADDRESS:PORT
+ * (SO_REUSEPORT) and a classic BPF program (SO_ATTACH_REUSEPORT_CBPF) picks the socket by a hash
+ * of the client's source address: each source fills only its own socket's queue, and the daemon's
+ * loop reads every ready socket in turn. IPv4 or IPv6 ADDRESS; PORT 0 picks a port free for UDP
+ * and TCP. Handed over: N dgram.Sockets ({kind: "udp"}), then the net.Server ({kind: "tcp"}).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
@@ -19,6 +29,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
 
 static int channel = -1;
 
@@ -72,11 +86,14 @@ static void fail(const char *stage, int err) {
   exit(1);
 }
 
+static int group_main(const char *count, const char *address, const char *port);
+
 int main(int argc, char **argv) {
   const char *env = getenv("NODE_CHANNEL_FD");
   if (env) channel = atoi(env);
+  if (argc == 5 && channel >= 0 && strcmp(argv[1], "--group") == 0) return group_main(argv[2], argv[3], argv[4]);
   if (argc != 4 || channel < 0) {
-    fprintf(stderr, "usage: nsdns-bind NETNS_PATH ADDRESS PORT (started by the nsdns daemon)\n");
+    fprintf(stderr, "usage: nsdns-bind NETNS_PATH ADDRESS PORT | --group N ADDRESS PORT (started by the nsdns daemon)\n");
     return 2;
   }
   struct sockaddr_in addr = {0};
@@ -101,6 +118,106 @@ int main(int argc, char **argv) {
   if (bind(tcp, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(tcp, 511) < 0) fail("tcp", errno);
 
   if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\"},\"dgramType\":\"udp4\"}\n", udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
+  if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Server\",\"msg\":{\"kind\":\"tcp\"}}\n", tcp) < 0 || wait_ack() < 0) fail("hand over tcp", errno ? errno : EPIPE);
+  return 0;
+}
+
+/*
+ * The socket of a datagram: a Fibonacci hash of its source address, top bits, so the index is < N
+ * (a power of two). A reuseport program on UDP sees the payload at offset 0 (the kernel pulls the
+ * UDP header first); the IP header is reached at SKF_NET_OFF. IPv6: the last 32 bits of the source
+ * (the interface identifier differs between hosts of one /64). An index >= the group's size (a
+ * socket closed meanwhile) makes the kernel fall back to its own hash: never a drop.
+ */
+static int steer(int fd, unsigned bits) {
+  struct sock_filter code[] = {
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (unsigned)SKF_NET_OFF),      /* 0: A = first byte of the IP header */
+    BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),                         /* 1: A = IP version */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 2),                   /* 2: IPv4 -> 3, else -> 5 */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 12), /* 3: A = IPv4 source */
+    BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0),                            /* 4: -> 7 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4),                   /* 5: IPv6 -> 6, else -> 10 */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 20), /* 6: A = last 32 bits of the IPv6 source */
+    BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),               /* 7: A *= 2^32 / golden ratio (mod 2^32) */
+    BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 32 - bits),                 /* 8: its top `bits` bits */
+    BPF_STMT(BPF_RET | BPF_A, 0),                                   /* 9 */
+    BPF_STMT(BPF_RET | BPF_K, 0),                                   /* 10: neither: the first socket */
+  };
+  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
+}
+
+#define MAX_GROUP 64
+
+/* One try at binding the group and the TCP listener; -1 with errno and *stage on failure (all closed). */
+static int bind_group(int family, struct sockaddr_storage *addr, socklen_t len, int n, unsigned bits, int *udp, int *tcp, const char **stage) {
+  int on = 1, i;
+  for (i = 0; i < n; i++) udp[i] = -1;
+  *tcp = -1;
+  for (i = 0; i < n; i++) {
+    udp[i] = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (udp[i] < 0 || setsockopt(udp[i], SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) { *stage = "reuseport"; goto fail; }
+    /* Before the first bind: the group exists from then on, so a port 0 bind is never given a port
+       another process's reuseport group holds, and a taken port is refused instead of joined. */
+    if (i == 0 && steer(udp[0], bits) < 0) { *stage = "steer"; goto fail; }
+    if (bind(udp[i], (struct sockaddr *)addr, len) < 0) { *stage = "bind"; goto fail; }
+    /* Port 0: the others take the port the first one got. */
+    if (i == 0 && getsockname(udp[0], (struct sockaddr *)addr, &len) < 0) { *stage = "bind"; goto fail; }
+  }
+  *tcp = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (*tcp < 0 || setsockopt(*tcp, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) { *stage = "tcp"; goto fail; }
+  if (bind(*tcp, (struct sockaddr *)addr, len) < 0 || listen(*tcp, 511) < 0) { *stage = "bind"; goto fail; }
+  return 0;
+fail:;
+  int err = errno;
+  for (i = 0; i < n; i++) if (udp[i] >= 0) close(udp[i]);
+  if (*tcp >= 0) close(*tcp);
+  errno = err;
+  return -1;
+}
+
+static int group_main(const char *count, const char *address, const char *port_text) {
+  char *end;
+  long n = strtol(count, &end, 10);
+  unsigned bits = 0;
+  while ((1L << bits) < n) bits++;
+  if (*end || n < 2 || n > MAX_GROUP || (1L << bits) != n) fail("group size", EINVAL);
+  long port = strtol(port_text, &end, 10);
+  if (*end || port < 0 || port > 65535) fail("port", EINVAL);
+
+  struct sockaddr_storage addr = {0};
+  socklen_t len;
+  int family;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+  if (inet_pton(AF_INET, address, &v4->sin_addr) == 1) {
+    family = v4->sin_family = AF_INET;
+    v4->sin_port = htons((unsigned short)port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, address, &v6->sin6_addr) == 1) {
+    family = v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((unsigned short)port);
+    len = sizeof *v6;
+  } else {
+    fail("address", EINVAL);
+  }
+
+  int udp[MAX_GROUP], tcp;
+  const char *stage = "bind";
+  /* Port 0: the kernel's free UDP port may be taken for TCP; then another one (as host-sockets.ts does). */
+  for (int attempt = 0;; attempt++) {
+    if (family == AF_INET) v4->sin_port = htons((unsigned short)port);
+    else v6->sin6_port = htons((unsigned short)port);
+    if (bind_group(family, &addr, len, (int)n, bits, udp, &tcp, &stage) == 0) break;
+    if (port != 0 || errno != EADDRINUSE || attempt >= 9) fail(stage, errno);
+  }
+
+  char line[160];
+  snprintf(line, sizeof line, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\"},\"dgramType\":\"%s\"}\n", family == AF_INET ? "udp4" : "udp6");
+  for (int i = 0; i < n; i++) {
+    if (send_line(line, udp[i]) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
+    close(udp[i]);
+  }
   if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Server\",\"msg\":{\"kind\":\"tcp\"}}\n", tcp) < 0 || wait_ack() < 0) fail("hand over tcp", errno ? errno : EPIPE);
   return 0;
 }

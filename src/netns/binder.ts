@@ -10,7 +10,7 @@ import { NsdnsError } from '../errors.js';
 
 const HELPER = fileURLToPath(new URL('./bind-helper.js', import.meta.url));
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
-const NATIVE_HELPER = fileURLToPath(new URL('../native/nsdns-bind', import.meta.url));
+export const NATIVE_HELPER = fileURLToPath(new URL('../native/nsdns-bind', import.meta.url));
 
 /** Which bind helper serves: the native one when it was built and not switched off (NSDNS_NATIVE=0). */
 export function bindHelperKind(): 'native' | 'node' {

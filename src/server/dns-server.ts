@@ -1,8 +1,9 @@
-// Serves one listener's sockets: a UDP socket and a TCP server, already bound (on the host, or
-// inside a namespace and handed over). Reads a message, asks the resolver, writes the reply: the
-// only place a reply is written. Knows nothing of names or upstreams. TCP connections are shared
-// fairly: per client address, per listener and over the daemon (TcpBudget); when a limit is
-// reached the longest-idle connection makes room (RFC 7766 §6.2.3), else the newcomer is refused.
+// Serves one listener's sockets: a UDP socket (or a group of them on one address, host-sockets.ts)
+// and a TCP server, already bound (on the host, or inside a namespace and handed over). Reads a
+// message, asks the resolver, writes the reply: the only place a reply is written. Knows nothing of
+// names or upstreams. TCP connections are shared fairly: per client address, per listener and over
+// the daemon (TcpBudget); when a limit is reached the longest-idle connection makes room (RFC 7766
+// §6.2.3), else the newcomer is refused.
 // A namespace's own UDP socket whose datagrams mostly go unanswered is read less (FloodGate).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
@@ -25,8 +26,13 @@ export class DnsServer implements ConnectionOwner {
   /** Only on a socket one namespace owns (see flood-gate.ts). */
   private readonly gate: FloodGate | undefined;
 
+  /** The UDP socket a handover names: the only one, or a reuseport group's first (host-sockets.ts). */
+  readonly udp: dgram.Socket;
+  /** Every UDP socket served: `udp`, then the rest of its group. Each reply leaves by the socket its query came in on. */
+  readonly udps: readonly dgram.Socket[];
+
   constructor(
-    readonly udp: dgram.Socket,
+    udp: dgram.Socket | readonly dgram.Socket[],
     readonly tcp: net.Server,
     private readonly resolver: Resolver,
     readonly context: ListenerContext,
@@ -35,14 +41,18 @@ export class DnsServer implements ConnectionOwner {
     /** Host listeners answer only the clients this allows; a namespace's own listener answers all. */
     private readonly allowed?: ClientFilter,
   ) {
-    udp.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
-    udp.on('error', (err) => this.log.error({ err }, 'udp socket error'));
+    this.udps = Array.isArray(udp) ? udp : [udp as dgram.Socket];
+    this.udp = this.udps[0];
+    for (const socket of this.udps) {
+      socket.on('message', (msg, rinfo) => this.onDatagram(socket, msg, rinfo));
+      socket.on('error', (err) => this.log.error({ err }, 'udp socket error'));
+    }
     tcp.on('connection', (socket) => this.onConnection(socket));
     tcp.on('error', (err) => this.log.error({ err }, 'tcp server error'));
     if (context.endpoints() !== undefined) {
       this.gate = new FloodGate({
-        stopReading: () => stopReceiving(udp),
-        startReading: () => startReceiving(udp),
+        stopReading: () => this.udps.every((socket) => stopReceiving(socket)),
+        startReading: () => { for (const socket of this.udps) startReceiving(socket); },
         paused: (ms) => {
           this.resolver.stats.floodPauses++;
           this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
@@ -51,7 +61,7 @@ export class DnsServer implements ConnectionOwner {
     }
   }
 
-  private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onDatagram(udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closing) return;
     if (this.allowed && !this.allowed(rinfo.address)) {
       this.resolver.stats.notAllowed++;
@@ -62,13 +72,13 @@ export class DnsServer implements ConnectionOwner {
     if (this.gate && (reply === null || (!(reply instanceof Promise) && isJunkReply(reply)))) this.gate.waste();
     if (reply === null) return;
     if (!(reply instanceof Promise)) {
-      this.udp.send(reply, rinfo.port, rinfo.address);
+      udp.send(reply, rinfo.port, rinfo.address);
       return;
     }
     this.started();
     // Settled only once the datagram has left: closing the socket earlier would drop it.
     reply.then(
-      (buf) => this.udp.send(buf, rinfo.port, rinfo.address, () => this.settled()),
+      (buf) => udp.send(buf, rinfo.port, rinfo.address, () => this.settled()),
       (err) => { this.log.error({ err }, 'resolver failed'); this.settled(); },
     );
   }
@@ -196,9 +206,9 @@ export class DnsServer implements ConnectionOwner {
    */
   async release(): Promise<void> {
     this.gate?.close();
-    if (!stopReceiving(this.udp)) {
+    for (const udp of this.udps) {
       // No way to stop reading without closing: close now, the replies in flight are lost.
-      this.udp.close();
+      if (!stopReceiving(udp)) udp.close();
     }
     await this.close();
   }
@@ -212,13 +222,13 @@ export class DnsServer implements ConnectionOwner {
     if (this.pending > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     const open = [...this.connections];
     for (const c of open) c.socket.end();
-    await new Promise<void>((resolve) => {
+    await Promise.all(this.udps.map((udp) => new Promise<void>((resolve) => {
       try {
-        this.udp.close(() => resolve());
+        udp.close(() => resolve());
       } catch {
         resolve(); // already closed by release()
       }
-    });
+    })));
     setTimeout(() => { for (const c of open) c.socket.destroy(); }, 1000).unref();
     await tcpClosed;
   }
