@@ -218,7 +218,7 @@ export class Daemon {
   private inventory(): { networks: number; endpoints: number; namespaces: number; served: number } {
     const snapshot = this.registry.current();
     let endpoints = 0;
-    for (const net of snapshot.networks.values()) endpoints += net.endpoints.length;
+    for (const net of snapshot.networks.values()) endpoints += net.endpointCount;
     const attached = [...snapshot.namespaces().keys()];
     return { networks: snapshot.networks.size, endpoints, namespaces: attached.length, served: attached.filter((ns) => this.namespaces.isServed(ns)).length };
   }

@@ -48,7 +48,7 @@ export function healthReport(input: HealthInputs): HealthReport {
   add(input.daemonUpstreams);
   for (const net of input.snapshot.networks.values()) {
     add(net.network.upstreams);
-    for (const e of net.endpoints) if (e.upstreams.length > 0) add(e.upstreams);
+    for (const e of net.notable) if (e.upstreams.length > 0) add(e.upstreams);
   }
   const upstreams = [...keys].sort().map((server) => ({ server, failing: input.isFailing(server) }));
   if (upstreams.length > 0 && upstreams.every((u) => u.failing)) {

@@ -103,9 +103,8 @@ export class RegistryFiles {
     if (bytes === undefined) return;
     const source = `file:${file}`;
     const previous = this.networkOf.get(file);
-    const outcome = await this.parser.parse(file, bytes, this.lastSeen.get(file), async (network, first, rest, total) => {
-      if (total === first.length) this.registry.setNetwork({ network, endpoints: first }, source);
-      else await this.registry.setNetworkInSlices(network, (async function* () { yield first; yield* rest; })(), source);
+    const outcome = await this.parser.parse(file, bytes, this.lastSeen.get(file), (network, tables, notable) => {
+      this.registry.setPackedNetwork(network, tables, notable, source);
     });
     if (outcome.kind === 'unchanged') return;
     if (outcome.hash !== undefined) this.lastSeen.set(file, outcome.hash);

@@ -6,6 +6,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { NsdnsError } from '../errors.js';
+import type { PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
 import type { WorkerReply, WorkerRequest } from './registry-worker.js';
 
@@ -97,8 +98,8 @@ export type ParseOutcome =
   | { kind: 'refused'; hash: string | undefined; problem: string }
   | { kind: 'parsed'; hash: string; network: Network; total: number };
 
-/** Receives a parsed network: the first chunk of endpoints, then an iterator over the rest. */
-export type Consume = (network: Network, first: Endpoint[], rest: AsyncIterable<Endpoint[]>, total: number) => Promise<void>;
+/** Receives a parsed network, packed (registry/packed.ts) but for its notable endpoints. */
+export type Consume = (network: Network, tables: PackedTables, notable: Endpoint[]) => void;
 
 export interface ParserLimits {
   /** Wall time for the worker to answer one request. */
@@ -148,21 +149,8 @@ export class RegistryParser {
       if (reply.kind === 'unchanged') return { kind: 'unchanged' };
       if (reply.kind === 'refused') return { kind: 'refused', hash: reply.hash, problem: reply.problem };
       if (reply.kind !== 'network') throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
-      let sent = reply.endpoints.length;
-      const total = reply.total;
-      const self = this;
-      const rest = {
-        async *[Symbol.asyncIterator]() {
-          while (sent < total) {
-            const more = await self.request({ id, kind: 'next' });
-            if (more.kind !== 'endpoints' || more.endpoints.length === 0) throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
-            sent += more.endpoints.length;
-            yield more.endpoints;
-          }
-        },
-      };
-      await consume(reply.network, reply.endpoints, rest, total);
-      return { kind: 'parsed', hash: reply.hash, network: reply.network, total };
+      consume(reply.network, reply.tables, reply.notable);
+      return { kind: 'parsed', hash: reply.hash, network: reply.network, total: reply.total };
     } catch (err) {
       // A crash, a timeout or a registry conflict: refused, and remembered like any refusal.
       return { kind: 'refused', hash: this.jobHash, problem: err instanceof Error ? err.message : String(err) };

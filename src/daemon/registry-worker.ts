@@ -1,42 +1,28 @@
-// The registry parser's worker thread (started by registry-loader.ts): hashes, decodes and parses one
-// file at a time, then hands the endpoints back one chunk per request, so the daemon's event loop
-// never runs a parse or deserializes a whole large network in one turn.
+// The registry parser's worker thread (started by registry-loader.ts): hashes, decodes, parses and
+// compiles one file at a time, and hands the network back packed (registry/packed.ts): a few typed
+// arrays transferred without a copy, so the daemon's event loop neither parses nor deserializes a
+// large network, and its heap gets no object per endpoint.
 import { createHash } from 'node:crypto';
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { parseDocumentText } from '../registry/document.js';
+import { packNetwork } from '../registry/compiled.js';
+import { transferList, type PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
 
-export type WorkerRequest =
-  | { id: number; kind: 'parse'; source: string; bytes: ArrayBuffer; previousHash: string | undefined }
-  | { id: number; kind: 'next' };
+export type WorkerRequest = { id: number; kind: 'parse'; source: string; bytes: ArrayBuffer; previousHash: string | undefined };
 
 export type WorkerReply =
   /** Sent before parsing, so a parse that kills the worker still leaves the content's hash. */
   | { id: number; kind: 'hashed'; hash: string }
   | { id: number; kind: 'unchanged' }
   | { id: number; kind: 'refused'; hash: string; problem: string }
-  | { id: number; kind: 'network'; hash: string; network: Network; endpoints: Endpoint[]; total: number }
-  | { id: number; kind: 'endpoints'; endpoints: Endpoint[] };
+  /** `notable`: the few endpoints the daemon acts on (CompiledNetwork.notable), as objects; the rest packed. */
+  | { id: number; kind: 'network'; hash: string; network: Network; notable: Endpoint[]; total: number; tables: PackedTables };
 
-/**
- * Endpoints per reply. Deserializing a reply runs on the event loop in one piece: 100 endpoints
- * take ~0.4 ms, 500 took 3.4 ms (size-optimized V8, garbage collection included).
- */
-const CHUNK = 100;
 const strict = new TextDecoder('utf-8', { fatal: true });
 
-let pending: { id: number; endpoints: Endpoint[]; next: number } | undefined;
-
 function handle(request: WorkerRequest): WorkerReply {
-  if (request.kind === 'next') {
-    if (pending?.id !== request.id) return { id: request.id, kind: 'endpoints', endpoints: [] };
-    const endpoints = pending.endpoints.slice(pending.next, pending.next + CHUNK);
-    pending.next += endpoints.length;
-    if (pending.next >= pending.endpoints.length) pending = undefined;
-    return { id: request.id, kind: 'endpoints', endpoints };
-  }
-  pending = undefined;
   const bytes = new Uint8Array(request.bytes);
   const hash = createHash('sha256').update(bytes).digest('hex');
   if (hash === request.previousHash) return { id: request.id, kind: 'unchanged' };
@@ -49,9 +35,8 @@ function handle(request: WorkerRequest): WorkerReply {
   }
   try {
     const record = parseDocumentText(text, request.source);
-    const total = record.endpoints.length;
-    if (total > CHUNK) pending = { id: request.id, endpoints: record.endpoints, next: CHUNK };
-    return { id: request.id, kind: 'network', hash, network: record.network, endpoints: record.endpoints.slice(0, CHUNK), total };
+    const { tables, notable } = packNetwork(record);
+    return { id: request.id, kind: 'network', hash, network: record.network, notable, total: record.endpoints.length, tables };
   } catch (err) {
     // First line only: YAML errors append a frame of the file's text after it.
     const message = err instanceof Error ? err.message : String(err);
@@ -71,4 +56,7 @@ function badLine(bytes: Uint8Array): number {
 // event loop answering DNS wins the CPU over a long parse.
 try { setPriority(10); } catch { /* best effort: parsing still works at normal priority */ }
 
-parentPort?.on('message', (request: WorkerRequest) => parentPort!.postMessage(handle(request)));
+parentPort?.on('message', (request: WorkerRequest) => {
+  const reply = handle(request);
+  parentPort!.postMessage(reply, reply.kind === 'network' ? transferList(reply.tables) : []);
+});

@@ -213,7 +213,8 @@ export class Planner {
   }
 
   private checkPorts(ports: readonly NonNullable<Endpoint['ports']>[number][]): void {
-    const taken = [...this.records().flatMap((r) => r.endpoints), ...[...this.reservations.values()].map((r) => r.endpoint)].flatMap((e) => (e.ports ?? []).map((p) => ({ p, e })));
+    // Endpoints that publish ports are among each network's few notable ones: no walk over a large file network.
+    const taken = [...[...this.registry.current().networks.values()].flatMap((n) => n.notable), ...[...this.reservations.values()].map((r) => r.endpoint)].flatMap((e) => (e.ports ?? []).map((p) => ({ p, e })));
     for (const p of ports) {
       const clash = taken.find(({ p: q }) => q.protocol === p.protocol && q.hostPort === p.hostPort && (!q.hostIp || !p.hostIp || q.hostIp === p.hostIp));
       if (clash) throw new NsdnsError('ERR_CONFLICT', `host port ${p.hostPort}/${p.protocol} is already published by endpoint "${clash.e.name}"`);

@@ -1,6 +1,7 @@
 // One network turned into lookup indexes, built once when the network changes. Addresses are kept
 // in wire form (4 or 16 bytes) so an answer copies them instead of parsing text per query.
 import ipaddr from 'ipaddr.js';
+import { packEndpoints, PackedEndpoints, packIndex, shareCommonValues, type PackedTables } from './packed.js';
 import type { Endpoint, Network, NetworkRecord, StaticRecord } from './types.js';
 
 export interface NameEntry {
@@ -12,15 +13,37 @@ export interface NameEntry {
   readonly own: Endpoint | undefined;
 }
 
+/** Name → entry: a Map, or a network's packed index (packed.ts). */
+export interface NameLookup {
+  get(key: string): NameEntry | undefined;
+  has(key: string): boolean;
+}
+
+/** Canonical address → the endpoints holding it: a Map, or a network's packed index. */
+export interface AddressLookup {
+  get(key: string): readonly Endpoint[] | undefined;
+}
+
 export interface CompiledNetwork {
   readonly network: Network;
+  /**
+   * Every endpoint. A network loaded from a file keeps its endpoints packed (packed.ts) and decodes
+   * them here on each read: for commands, never for a query or a registry change.
+   */
   readonly endpoints: readonly Endpoint[];
+  readonly endpointCount: number;
+  /**
+   * The endpoints the daemon does more with than answer their names (few, even in a large file
+   * network): those in a namespace nsdns serves, probed or given a health state, naming their own
+   * upstreams or publishing ports.
+   */
+  readonly notable: readonly Endpoint[];
   /** The endpoints that live in a namespace nsdns serves (few, even in a large file network). */
   readonly inNamespaces: readonly InNamespace[];
   /** Lower-case name, alias, full id or 12-character short id → the endpoints it names. */
-  readonly names: ReadonlyMap<string, NameEntry>;
+  readonly names: NameLookup;
   /** Canonical address → endpoints that hold it (PTR, and who is asking). */
-  readonly byAddress: ReadonlyMap<string, readonly Endpoint[]>;
+  readonly byAddress: AddressLookup;
   /** Zones this network is authoritative for: its name, and its domain if it has one. */
   readonly zones: readonly string[];
   /** Whether the network or one of its endpoints names its own upstreams (known at build time). */
@@ -39,26 +62,13 @@ export const SHORT_ID_LENGTH = 12;
 
 /** A dotted quad ipaddr.js would print as it is (no leading zeros): its own canonical key. */
 const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-const NONE: string[] = Object.freeze([]) as unknown as string[];
-
-/**
- * Endpoints deserialized from a worker or a state file each carry their own copy of the network's
- * name and their own empty lists: one shared value instead (a large network has ~30 % fewer objects).
- */
-function shareCommonValues(e: Endpoint, network: string): void {
-  if (e.network === network) e.network = network;
-  if (e.aliases.length === 0) e.aliases = NONE;
-  if (e.ipv6.length === 0) e.ipv6 = NONE;
-  if (e.upstreams.length === 0) e.upstreams = NONE;
-}
-
 /**
  * Builds a CompiledNetwork from endpoints added in any number of slices, so a large network can be
  * compiled between event-loop turns; nothing is visible until `build()`.
  */
 export class NetworkBuilder {
   private readonly endpoints: Endpoint[] = [];
-  private readonly inNamespaces: InNamespace[] = [];
+  private readonly notable: Endpoint[] = [];
   private readonly names = new Map<string, { endpoints: Endpoint[]; own: Endpoint | undefined }>();
   private readonly byAddress = new Map<string, Endpoint[]>();
   /**
@@ -77,7 +87,7 @@ export class NetworkBuilder {
     for (const e of endpoints) {
       shareCommonValues(e, this.network.name);
       this.endpoints.push(e);
-      if (e.netns !== undefined) this.inNamespaces.push(e as InNamespace);
+      if (isNotable(e)) this.notable.push(e);
       const own = { endpoints: [e], own: e };
       this.addName(e.name, e, own);
       for (const alias of e.aliases) this.addName(alias, e, undefined);
@@ -129,30 +139,76 @@ export class NetworkBuilder {
   }
 
   build(): CompiledNetwork {
-    const { network } = this;
-    // Names are kept as typed (MixedNet), DNS compares lower case.
-    const zones = [network.name.toLowerCase()];
-    if (network.domain && network.domain.toLowerCase() !== zones[0]) zones.push(network.domain.toLowerCase());
-    const canonicalZone = (network.domain ?? network.name).toLowerCase();
-    const records = new Map<string, StaticRecord[]>();
-    const recordAddresses = new Map<string, string[]>();
-    for (const r of network.records ?? []) {
-      const list = records.get(r.name);
-      if (list) list.push(r);
-      else records.set(r.name, [r]);
-      if (r.type === 'A' || r.type === 'AAAA') {
-        const key = ipaddr.parse(r.value).toString();
-        const fqdn = `${r.name}.${canonicalZone}`;
-        const names = recordAddresses.get(key);
-        if (!names) recordAddresses.set(key, [fqdn]);
-        else if (!names.includes(fqdn)) names.push(fqdn);
-      }
-    }
+    const { network, endpoints } = this;
     return {
-      network, endpoints: this.endpoints, inNamespaces: this.inNamespaces, names: this.names, byAddress: this.byAddress, zones, ownUpstreams: this.ownUpstreams,
-      canonicalZone, records, recordAddresses,
+      ...networkParts(network), network, endpoints, endpointCount: endpoints.length, notable: this.notable,
+      inNamespaces: inNamespaces(this.notable), names: this.names, byAddress: this.byAddress, ownUpstreams: this.ownUpstreams,
     };
   }
+}
+
+/** Whether the daemon does more with an endpoint than answer its names (CompiledNetwork.notable). */
+export function isNotable(e: Endpoint): boolean {
+  return e.netns !== undefined || e.healthCheck !== undefined || e.health !== undefined || e.upstreams.length > 0 || (e.ports?.length ?? 0) > 0;
+}
+
+export function inNamespaces(notable: readonly Endpoint[]): InNamespace[] {
+  return notable.filter((e): e is InNamespace => e.netns !== undefined);
+}
+
+/** What a compiled network takes from the network itself: its zones and static records. */
+export function networkParts(network: Network): Pick<CompiledNetwork, 'zones' | 'canonicalZone' | 'records' | 'recordAddresses'> {
+  // Names are kept as typed (MixedNet), DNS compares lower case.
+  const zones = [network.name.toLowerCase()];
+  if (network.domain && network.domain.toLowerCase() !== zones[0]) zones.push(network.domain.toLowerCase());
+  const canonicalZone = (network.domain ?? network.name).toLowerCase();
+  const records = new Map<string, StaticRecord[]>();
+  const recordAddresses = new Map<string, string[]>();
+  for (const r of network.records ?? []) {
+    const list = records.get(r.name);
+    if (list) list.push(r);
+    else records.set(r.name, [r]);
+    if (r.type === 'A' || r.type === 'AAAA') {
+      const key = ipaddr.parse(r.value).toString();
+      const fqdn = `${r.name}.${canonicalZone}`;
+      const names = recordAddresses.get(key);
+      if (!names) recordAddresses.set(key, [fqdn]);
+      else if (!names.includes(fqdn)) names.push(fqdn);
+    }
+  }
+  return { zones, canonicalZone, records, recordAddresses };
+}
+
+/**
+ * A network compiled with the same builder as any other, then packed for compilePacked (in the
+ * registry worker), so a packed network answers exactly as one built from objects.
+ */
+export function packNetwork(record: NetworkRecord): { tables: PackedTables; notable: Endpoint[] } {
+  const builder = new NetworkBuilder(record.network);
+  builder.add(record.endpoints);
+  const compiled = builder.build();
+  const indexOf = new Map(record.endpoints.map((e, i) => [e, i]));
+  const tables: PackedTables = {
+    ...packEndpoints(record.endpoints),
+    names: packIndex(compiled.names as ReadonlyMap<string, NameEntry>, indexOf),
+    addresses: packIndex(compiled.byAddress as ReadonlyMap<string, readonly Endpoint[]>, indexOf),
+  };
+  return { tables, notable: [...compiled.notable] };
+}
+
+/**
+ * A network whose endpoints arrive packed from the registry worker: only `notable` endpoints are
+ * objects; the rest are decoded when a lookup needs them.
+ */
+export function compilePacked(network: Network, tables: PackedTables, notable: Endpoint[]): CompiledNetwork {
+  const packed = new PackedEndpoints(tables, network.name);
+  for (const e of notable) shareCommonValues(e, network.name);
+  return {
+    ...networkParts(network), network, endpointCount: packed.count, notable, inNamespaces: inNamespaces(notable),
+    get endpoints() { return packed.all(); },
+    names: packed.names, byAddress: packed.byAddress,
+    ownUpstreams: network.upstreams.length > 0 || notable.some((e) => e.upstreams.length > 0),
+  };
 }
 
 export function compileNetwork(record: NetworkRecord): CompiledNetwork {

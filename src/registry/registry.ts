@@ -3,7 +3,8 @@
 // half-applied change. Every network remembers its source, so two sources cannot fight over one.
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
-import { compileNetwork, NetworkBuilder, type CompiledNetwork } from './compiled.js';
+import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
+import type { PackedTables } from './packed.js';
 import type { Endpoint, Network, NetworkRecord } from './types.js';
 import { View, type FailOpenListener } from './view.js';
 import { printable } from './fields.js';
@@ -73,14 +74,14 @@ export class Snapshot {
     return byPrefix[0];
   }
 
+  /** Every network as plain records; a record's endpoints are read (and, when packed, decoded) only when used. */
   get records(): NetworkRecord[] {
-    return [...this.networks.values()].map((n) => ({ network: n.network, endpoints: [...n.endpoints] }));
+    return [...this.networks.values()].map((n) => {
+      let endpoints: Endpoint[] | undefined;
+      return { network: n.network, get endpoints() { return (endpoints ??= [...n.endpoints]); } };
+    });
   }
 }
-
-/** Event-loop time setNetworkInSlices may take per turn, checked every SLICE_CHECK endpoints. */
-const SLICE_MS = 4;
-const SLICE_CHECK = 32;
 
 export interface RegistryEvents {
   change: [snapshot: Snapshot, changedNetwork: string];
@@ -129,26 +130,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.install(compileNetwork(record), source);
   }
 
-  /**
-   * setNetwork for a large network arriving in chunks: compiles for at most SLICE_MS per event-loop
-   * turn (queries keep being answered meanwhile) and publishes one snapshot at the end, so no reader sees
-   * half a network. Ownership is checked before and again after, as another source may have won.
-   */
-  async setNetworkInSlices(network: Network, chunks: AsyncIterable<readonly Endpoint[]> | Iterable<readonly Endpoint[]>, source: string): Promise<Snapshot> {
+  /** setNetwork for a network the registry worker parsed and packed (registry files). */
+  setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
     this.checkOwner(network.name, source);
-    const builder = new NetworkBuilder(network);
-    let turnStarted = performance.now();
-    for await (const chunk of chunks) {
-      for (let i = 0; i < chunk.length; i += SLICE_CHECK) {
-        builder.add(chunk.slice(i, i + SLICE_CHECK));
-        if (performance.now() - turnStarted > SLICE_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
-          turnStarted = performance.now();
-        }
-      }
-    }
-    this.checkOwner(network.name, source);
-    return this.install(builder.build(), source);
+    return this.install(compilePacked(network, tables, notable), source);
   }
 
   private checkOwner(name: string, source: string): void {
@@ -161,7 +146,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private install(compiled: CompiledNetwork, source: string): Snapshot {
     // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
     // `endpoint health` says otherwise).
-    for (const e of compiled.endpoints) if (e.health !== undefined) this.health.set(e.id, e.health);
+    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(e.id, e.health);
     const name = compiled.network.name;
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
