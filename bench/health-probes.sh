@@ -5,11 +5,14 @@
 # bound to 0.0.0.0 there accepts TCP on port 8080 and answers HTTP 204 on 8081, and nsdns serves a
 # registry file of N (1000) endpoints at 127.77.x.y (loopback inside that namespace, so no probe
 # leaves it) with a check every INTERVAL (2s): none (probes off), tcp:8080, http:8081/healthz.
-# For each variant: wait for the first round of probes, then the daemon's utime+stime from
-# /proc/PID/stat over SECS (60) seconds and the probes the listener saw. Needs root (ip netns).
+# For each variant: wait for the first round of probes, then the CPU over SECS (60) seconds of the
+# daemon and of its children (the native prober, src/native/nsdns-probe, runs in one: its time
+# counts, whether it is still running or was reaped) and the probes the listener saw. Needs root.
 # Writes $PB_WORK/health-probes.tsv. NSDNS_ROOT picks another build (default: this checkout);
 # VARIANTS a subset to run (default "off tcp http"); NSDNS_NODE_ARGS extra node flags for the
-# daemon (e.g. --cpu-prof --cpu-prof-dir=DIR, to see where the probes' time goes).
+# daemon (e.g. --cpu-prof --cpu-prof-dir=DIR, to see where the probes' time goes). NSDNS_NATIVE=0
+# measures the portable path (the Node prober in the daemon). The child_s column is the part of
+# cpu_s spent in the daemon's children.
 set -u
 : "${PB_WORK:=/tmp/pb-work}"
 ROOT=${NSDNS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -63,9 +66,21 @@ JS
 
 counts() { cat "$WORK/counts" 2>/dev/null || echo "0 0"; }
 
-printf 'variant\tendpoints\tinterval\tsecs\tprobes\tprobes_per_s\tcpu_s\tcore_pct\tuser_s\tsys_s\n' > "$TSV"
+# cpu PID: "TOTAL USER CHILDREN" in clock ticks: PID's utime+stime and its reaped children's
+# (cutime+cstime, fields 14-17 of /proc/PID/stat), plus the same for each live child (ppid,
+# field 4, is PID). The name (field 2) may hold spaces: fields are counted after its ')'.
+cpu() {
+    # One line per process (cat: a process that ends meanwhile is skipped, where mawk would stop).
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v pid="$1" '{ s = $0; p = $1; sub(/^.*\) /, "", s); split(s, f, " ");
+        if (p != pid && f[2] != pid) next
+        all = f[12] + f[13] + f[14] + f[15]; t += all; u += f[12] + f[14]
+        c += p == pid ? f[14] + f[15] : all }
+        END { print t + 0, u + 0, c + 0 }'
+}
+
+printf 'variant\tendpoints\tinterval\tsecs\tprobes\tprobes_per_s\tcpu_s\tcore_pct\tuser_s\tsys_s\tchild_s\n' > "$TSV"
 run() { # run VARIANT
-    local variant=$1 state=$WORK/state-$1 dir=$WORK/registry-$1 pid t0 t1 u0 u1 c0 c1 probes
+    local variant=$1 state=$WORK/state-$1 dir=$WORK/registry-$1 pid t0 t1 u0 u1 k0 k1 c0 c1 probes
     rm -rf "$state" "$dir"; registry "$variant" "$dir"
     # shellcheck disable=SC2086 # NSDNS_NODE_ARGS is a list of flags
     ip netns exec "$NS" node ${NSDNS_NODE_ARGS:-} "$ROOT/dist/src/main.js" serve --state-dir "$state" --socket "$state/nsdns.sock" --log-level warn \
@@ -74,10 +89,9 @@ run() { # run VARIANT
     for _ in $(seq 100); do ip netns exec "$NS" dig +short +tries=1 +time=1 @127.0.0.1 -p 5398 e0.bench 2>/dev/null | grep -q . && break; sleep 0.2; done
     # One interval for every endpoint's first probe (they are spread over it), and a little more.
     sleep 5
-    # utime and stime are fields 14 and 15 of /proc/PID/stat (the name in field 2 has no space here).
-    c0=$(counts); t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat"); u0=$(awk '{ print $14 }' "/proc/$pid/stat")
+    c0=$(counts); read -r t0 u0 k0 <<< "$(cpu "$pid")"
     sleep "$SECS"
-    t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat"); u1=$(awk '{ print $14 }' "/proc/$pid/stat"); c1=$(counts)
+    read -r t1 u1 k1 <<< "$(cpu "$pid")"; c1=$(counts)
     kill "$pid"; wait "$pid" 2>/dev/null
     case "$variant" in
         tcp) probes=$(( ${c1% *} - ${c0% *} )) ;;
@@ -88,8 +102,9 @@ run() { # run VARIANT
         die "$variant: the listener saw no probe (does this build's daemon start the HealthProber?) - see $WORK/server-$variant.log"
     fi
     rm -rf "$state"
-    awk -v v="$variant" -v n="$N" -v iv="$INTERVAL" -v s="$SECS" -v p="$probes" -v a="$t0" -v b="$t1" -v ua="$u0" -v ub="$u1" -v hz="$HZ" \
-        'BEGIN { cpu = (b - a) / hz; u = (ub - ua) / hz; printf "%s\t%d\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\n", v, n, iv, s, p, p / s, cpu, cpu * 100 / s, u, cpu - u }' | tee -a "$TSV"
+    awk -v v="$variant" -v n="$N" -v iv="$INTERVAL" -v s="$SECS" -v p="$probes" -v a="$t0" -v b="$t1" -v ua="$u0" -v ub="$u1" -v ka="$k0" -v kb="$k1" -v hz="$HZ" \
+        'BEGIN { cpu = (b - a) / hz; u = (ub - ua) / hz; k = (kb - ka) / hz
+            printf "%s\t%d\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", v, n, iv, s, p, p / s, cpu, cpu * 100 / s, u, cpu - u, k }' | tee -a "$TSV"
 }
 
 for v in $VARIANTS; do

@@ -9,11 +9,17 @@
 // only its own slot. Deadlines are kept here and checked on the same tick, not with a timer per
 // probe: a probe that ends after its deadline counts as timed out whatever it saw, and one still
 // running is stopped at the first tick past it. Nothing here runs on the query path.
+//
+// Where the native prober is built (src/native/nsdns-probe.c, see native.ts) the probes run in it
+// instead: each probed endpoint gets a slot there, and its results come back in one read per tick
+// into the same state machines, logs and counters. A tracker without a slot (no native prober,
+// NSDNS_NATIVE=0, or it was given up) is run here, on the schedule below.
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
 import type { Endpoint, HealthCheck, HealthState } from '../registry/types.js';
-import { probeFor, type Probe } from './probes.js';
+import { Kind, MAX_SLOTS, NativeProber, errnoName, nativeProbeAvailable } from './native.js';
+import { codeText, probeFor, type Probe } from './probes.js';
 import { HealthMachine, type ProbeResult } from './state-machine.js';
 
 /** Probes due within one tick start together: a tick is a tenth of the shortest interval, within these. */
@@ -27,6 +33,11 @@ export interface ProberOptions {
   probe?: (check: HealthCheck) => Probe;
   /** Where in its interval an endpoint is first probed, 0..1 (default Math.random). */
   spread?: () => number;
+  /**
+   * Run the probes in the native prober: false (the Node prober), or its binary's path (default:
+   * the built one, unless NSDNS_NATIVE=0 or a `probe` is given).
+   */
+  native?: false | string;
 }
 
 /** What inspect and debug show of one probed endpoint. */
@@ -62,7 +73,13 @@ interface Tracker {
   /** Takes the running probe's result: made once per tracker, not per probe. */
   done: (result: ProbeResult) => void;
   queued: boolean;
+  /** Its slot in the native prober (undefined: probed here), and which use of the slot it is. */
+  slot?: number;
+  gen: number;
 }
+
+/** `HTTP NNN` for each status, made once. */
+const httpDetail: string[] = [];
 
 export class HealthProber {
   private readonly trackers = new Map<string, Tracker>();
@@ -85,6 +102,14 @@ export class HealthProber {
   readonly results = { ok: 0, failed: 0 };
   /** Probes skipped because the endpoint's previous one had not finished. */
   skipped = 0;
+  private native: NativeProber | undefined;
+  private readonly nativeBinary: string | undefined;
+  /** Trackers by native slot; released slots are reused (the generation tells uses apart). */
+  private readonly slots: (Tracker | undefined)[] = [];
+  private readonly freeSlots: number[] = [];
+  private generation = 0;
+  /** The result handed to the state machine for a native record (it copies what it keeps). */
+  private readonly scratch: ProbeResult = { ok: false, detail: '', start: 0, end: 0 };
 
   private readonly onChange = (snapshot: Snapshot, network: string): void => this.syncNetwork(snapshot, network);
   private readonly onFailOpen = (name: string, endpoints: number): void => {
@@ -95,18 +120,37 @@ export class HealthProber {
     this.maxConcurrent = Math.max(1, options.maxConcurrent ?? 256);
     this.probe = options.probe ?? probeFor;
     this.spread = options.spread ?? Math.random;
+    const native = options.native ?? (options.probe === undefined && nativeProbeAvailable() ? undefined : false);
+    this.nativeBinary = native === false ? undefined : native ?? '';
+  }
+
+  /** Which prober runs the probes: the native one, or this process's (its fallback). */
+  get kind(): 'native' | 'node' {
+    return this.native?.usable ? 'native' : 'node';
+  }
+
+  /** The native prober's PID while it runs. */
+  get nativePid(): number | undefined {
+    return this.native?.pid;
   }
 
   /** Starts probing every endpoint with a check, and follows registry changes. */
   start(): this {
     if (this.running) return this;
     this.running = true;
+    if (this.nativeBinary !== undefined && !this.native) {
+      this.native = new NativeProber(this.log, {
+        result: (slot, gen, kind, value, start, end) => this.nativeResult(slot, gen, kind, value, start, end),
+        fallback: () => this.nativeGone(),
+        spread: this.spread,
+      }, this.nativeBinary || undefined);
+    }
     this.registry.on('change', this.onChange);
     this.registry.on('failOpen', this.onFailOpen);
     const snapshot = this.registry.current();
     for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name);
     const count = this.trackers.size;
-    if (count > 0) this.log.info({ endpoints: count }, `health checks: probing ${count} endpoint(s)`);
+    if (count > 0) this.log.info({ endpoints: count, prober: this.kind }, `health checks: probing ${count} endpoint(s) (${this.kind} prober)`);
     return this;
   }
 
@@ -117,6 +161,7 @@ export class HealthProber {
     this.registry.off('failOpen', this.onFailOpen);
     for (const t of this.trackers.values()) this.drop(t);
     this.trackers.clear();
+    this.native?.stop();
     this.queue.length = 0;
     this.schedule.length = 0;
     clearTimeout(this.timer);
@@ -167,7 +212,7 @@ export class HealthProber {
     if (!this.running) return;
     const compiled = snapshot.networks.get(network);
     const present = new Set<string>();
-    for (const e of compiled?.endpoints ?? []) {
+    for (const e of compiled?.notable ?? []) {
       if (!e.healthCheck) continue;
       const address = e.ipv4[0] ?? e.ipv6[0];
       if (address === undefined) continue;
@@ -198,19 +243,86 @@ export class HealthProber {
     const initial: HealthState = e.health ?? 'starting';
     this.registry.health.set(e.id, initial);
     const now = Date.now();
+    const first = Math.floor(this.spread() * check.intervalMs);
     const t: Tracker = {
       id: e.id, network: e.network, name: e.name, address, key, queued: false,
       machine: new HealthMachine(check, now, initial),
-      due: now + Math.floor(this.spread() * check.intervalMs),
-      busy: false, started: 0, deadline: 0, expired: false, done: (result) => this.finished(t, result),
+      due: now + first,
+      busy: false, started: 0, deadline: 0, expired: false, done: (result) => this.finished(t, result), gen: 0,
     };
     this.trackers.set(e.id, t);
+    if (this.toNative(t, first)) return;
     this.push(t);
+    this.arm();
+  }
+
+  /** Gives the tracker a slot in the native prober; false when it is to be probed here. */
+  private toNative(t: Tracker, firstMs: number): boolean {
+    const native = this.native;
+    if (!native?.usable) return false;
+    const slot = this.freeSlots.pop() ?? (this.slots.length < MAX_SLOTS ? this.slots.length : undefined);
+    if (slot === undefined) return false;
+    const check = t.machine.check;
+    t.slot = slot;
+    t.gen = this.generation = (this.generation + 1) >>> 0;
+    this.slots[slot] = t;
+    const sent = native.add({
+      slot, gen: t.gen, type: check.type, address: t.address, port: check.port, intervalMs: check.intervalMs,
+      timeoutMs: check.timeoutMs, firstMs, ...(check.type === 'http' && { path: check.path ?? '/' }),
+    });
+    if (sent) return true;
+    // Refused (not valid for the child) or the child was given up: probed here.
+    if (t.slot !== undefined) this.release(t);
+    return false;
+  }
+
+  private release(t: Tracker): void {
+    const slot = t.slot!;
+    t.slot = undefined;
+    if (this.slots[slot] === t) {
+      this.slots[slot] = undefined;
+      this.freeSlots.push(slot);
+    }
+  }
+
+  /** A result from the native prober, into the same state machine as ours. */
+  private nativeResult(slot: number, gen: number, kind: number, value: number, start: number, end: number): void {
+    const t = this.slots[slot];
+    if (t === undefined || t.gen !== gen || t.gone || !this.running) return;
+    const r = this.scratch;
+    r.start = start;
+    r.end = end;
+    r.ok = kind === Kind.Connected || (kind === Kind.Http && value >= 200 && value < 400);
+    switch (kind) {
+      case Kind.Connected: r.detail = 'connected'; break;
+      case Kind.Errno: r.detail = codeText(errnoName(value)); break;
+      case Kind.Http: r.detail = httpDetail[value] ??= `HTTP ${value}`; break;
+      case Kind.NotHttp: r.detail = 'not an HTTP reply'; break;
+      case Kind.Timeout: r.detail = `timed out after ${t.machine.check.timeoutMs} ms`; break;
+      default: r.detail = 'connection reset';
+    }
+    this.apply(t, r);
+  }
+
+  /** The native prober was given up (it logged why): every tracker is probed here from now on. */
+  private nativeGone(): void {
+    this.native = undefined;
+    const now = Date.now();
+    for (const t of this.trackers.values()) {
+      if (t.slot === undefined) continue;
+      this.release(t);
+      t.due = now + Math.floor(this.spread() * t.machine.check.intervalMs);
+      this.push(t);
+    }
     this.arm();
   }
 
   private drop(t: Tracker): void {
     t.gone = true;
+    if (t.slot !== undefined) {
+      this.native?.remove(t.slot);
+      this.release(t);
+    }
     t.inFlight?.();
     const at = this.queue.indexOf(t);
     if (at >= 0) this.queue.splice(at, 1);

@@ -19,7 +19,7 @@ const STATUS_HEAD = 13;
 export type Probe = (address: string, check: HealthCheck, done: (result: ProbeResult) => void) => () => void;
 
 /** An error code in words; only a known code is named, never a message that could carry text. */
-function codeText(code: unknown): string {
+export function codeText(code: unknown): string {
   switch (code) {
     case 'ECONNREFUSED': return 'connection refused';
     case 'ECONNRESET': return 'connection reset';

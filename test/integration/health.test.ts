@@ -2,9 +2,10 @@
 // TCP listener stops and takes it back when it listens again, answers everyone when no one is
 // healthy (fail open, logged); HTTP checks by status, asking the path and following no redirect;
 // `nsdns endpoint health` and `network inspect` through a real control socket. With a daemon that
-// runs the prober (daemon.ts wired), the same seen with dig.
+// runs the prober (daemon.ts wired), the same seen with dig. Every suite runs twice: on the native
+// prober (src/native/nsdns-probe, when built) and on the Node prober (its portable path).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -15,7 +16,8 @@ import { execa } from 'execa';
 import { createLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
-import { HealthProber } from '../../src/health/prober.js';
+import { HealthProber, type ProberOptions } from '../../src/health/prober.js';
+import { NATIVE_PROBE } from '../../src/health/native.js';
 import { ControlServer } from '../../src/daemon/control.js';
 import { controlHandlers, type HandlerDeps } from '../../src/daemon/handlers.js';
 import { MAIN, ROOT, startDaemon } from '../helpers/daemon.js';
@@ -70,9 +72,16 @@ function answers(registry: Registry, name: string): string[] {
   return found.kind === 'found' ? found.a.map((b) => [...b].join('.')).sort() : [];
 }
 
+/** The two probers: the native one is skipped (and says why) where it was not built. */
+const KINDS = [
+  { kind: 'native' as const, options: {} as ProberOptions, skip: !existsSync(NATIVE_PROBE) && 'nsdns-probe was not built (no C compiler)' },
+  { kind: 'node' as const, options: { native: false } as ProberOptions, skip: false as const },
+];
+
 const hc = (port: number, intervalMs = 100) => `{type: tcp, port: ${port}, intervalMs: ${intervalMs}, timeoutMs: 200, retries: 2}`;
 
-describe('health checks on loopback listeners', () => {
+for (const { kind, options, skip } of KINDS) {
+describe(`health checks on loopback listeners (${kind} prober)`, { skip }, () => {
   const l1 = new Listener('127.0.0.2');
   const l2 = new Listener('127.0.0.3');
   let registry: Registry;
@@ -90,7 +99,8 @@ describe('health checks on loopback listeners', () => {
 `, 'hc.yaml'), 'test');
     const captured = capturedLog();
     lines = captured.lines;
-    prober = new HealthProber(registry, captured.log).start();
+    prober = new HealthProber(registry, captured.log, options).start();
+    assert.equal(prober.kind, kind);
   });
   after(async () => {
     await prober?.stop();
@@ -132,7 +142,7 @@ describe('health checks on loopback listeners', () => {
   });
 });
 
-describe('http health checks', () => {
+describe(`http health checks (${kind} prober)`, { skip }, () => {
   let server: http.Server;
   let status = 200;
   const asked: string[] = [];
@@ -154,7 +164,8 @@ describe('http health checks', () => {
   - {name: api, aliases: [apis], ipv4: 127.0.0.5, healthCheck: {type: http, port: ${port}, path: "/healthz?deep=1", intervalMs: 100, timeoutMs: 500, retries: 1}}
   - {name: other, aliases: [apis], ipv4: 127.0.0.6}
 `, 'web.yaml'), 'test');
-    prober = new HealthProber(registry, capturedLog().log).start();
+    prober = new HealthProber(registry, capturedLog().log, options).start();
+    assert.equal(prober.kind, kind);
   });
   after(async () => {
     await prober?.stop();
@@ -176,7 +187,7 @@ describe('http health checks', () => {
   });
 });
 
-describe('http health checks against servers that misbehave', () => {
+describe(`http health checks against servers that misbehave (${kind} prober)`, { skip }, () => {
   // Each server on its own loopback address: one that answers 500, one that speaks something
   // else, one that accepts and never says anything, one that sends its status line in pieces,
   // and a plain 204.
@@ -210,7 +221,8 @@ describe('http health checks against servers that misbehave', () => {
     const endpoints = Object.keys(replies).map((host, i) => `  - {name: s${i}, ipv4: ${host}, healthCheck: {type: http, port: ${port}, path: /healthz, intervalMs: 200, timeoutMs: 300, retries: 1}}`);
     registry = new Registry();
     registry.setNetwork(parseDocumentText(`name: bad\nendpoints:\n${endpoints.join('\n')}\n`, 'bad.yaml'), 'test');
-    prober = new HealthProber(registry, capturedLog().log).start();
+    prober = new HealthProber(registry, capturedLog().log, options).start();
+    assert.equal(prober.kind, kind);
   });
   after(async () => {
     await prober?.stop();
@@ -227,7 +239,7 @@ describe('http health checks against servers that misbehave', () => {
   });
 });
 
-describe('nsdns endpoint health and network inspect over the control socket', () => {
+describe(`nsdns endpoint health and network inspect over the control socket (${kind} prober)`, { skip }, () => {
   const dir = tempDir();
   const socket = path.join(dir.dir, 'nsdns.sock');
   const listener = new Listener('127.0.0.7');
@@ -247,7 +259,8 @@ describe('nsdns endpoint health and network inspect over the control socket', ()
 `, 'ctl.yaml'), 'test');
     const captured = capturedLog();
     lines = captured.lines;
-    prober = new HealthProber(registry, captured.log).start();
+    prober = new HealthProber(registry, captured.log, options).start();
+    assert.equal(prober.kind, kind);
     // Only the methods under test reach the manager, resolver and namespaces: none of them is used.
     const deps = { registry, probes: prober } as unknown as HandlerDeps;
     control = new ControlServer(socket, controlHandlers(deps), captured.log);
@@ -323,11 +336,13 @@ describe('nsdns endpoint health and network inspect over the control socket', ()
     assert.match(noNet.stderr, /network "nonet" not found/);
   });
 });
+}
 
 // The daemon constructs and starts the HealthProber once daemon.ts is wired (engineer H).
 const wired = readFileSync(path.join(ROOT, 'dist/src/daemon/daemon.js'), 'utf8').includes('HealthProber');
 
-describe('a running daemon probes registry endpoints', { skip: !wired && 'daemon.ts does not start the HealthProber yet' }, () => {
+for (const { kind, skip } of KINDS) {
+describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: (!wired && 'daemon.ts does not start the HealthProber yet') || skip }, () => {
   it('answers a shared alias with dig without the endpoint whose listener is down', async () => {
     const up = await new Listener('127.0.0.9').listen();
     const files = tempDir();
@@ -335,8 +350,10 @@ describe('a running daemon probes registry endpoints', { skip: !wired && 'daemon
   - {name: up, aliases: [pool], ipv4: 127.0.0.9, healthCheck: ${hc(up.port)}}
   - {name: down, aliases: [pool], ipv4: 127.0.0.10, healthCheck: ${hc(up.port)}}
 `);
-    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0']);
+    // NSDNS_NATIVE=0 is how a user turns the native helpers off.
+    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0'], { env: { NSDNS_NATIVE: kind === 'node' ? '0' : '1' } });
     try {
+      await daemon.waitForLog((l) => l.prober === kind && /health checks: probing 2 endpoint\(s\)/.test(l.msg), 5000);
       await daemon.waitForLog((l) => l.endpoint === 'down' && l.status === 'unhealthy', 5000);
       const r = await dig(daemon.server, 'pool.hcd', 'A');
       assert.deepEqual(r.answers.map((a) => a.data), ['127.0.0.9']);
@@ -347,3 +364,4 @@ describe('a running daemon probes registry endpoints', { skip: !wired && 'daemon
     }
   });
 });
+}
