@@ -96,6 +96,8 @@ export class NativeProber {
     const parsed = probeSpec.safeParse(spec);
     if (!parsed.success) return false;
     this.specs.set(spec.slot, parsed.data);
+    // New work, maybe a shorter round: the watchdog's allowance starts again.
+    this.lastReport = Date.now();
     if (this.child) this.send(line(parsed.data));
     else if (!this.restartTimer) this.spawn();
     return !this.dead;

@@ -5,7 +5,7 @@
 // runs the prober (daemon.ts wired), the same seen with dig. Every suite runs twice: on the native
 // prober (src/native/nsdns-probe, when built) and on the Node prober (its portable path).
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -77,6 +77,19 @@ const KINDS = [
   { kind: 'native' as const, options: {} as ProberOptions, skip: !existsSync(NATIVE_PROBE) && 'nsdns-probe was not built (no C compiler)' },
   { kind: 'node' as const, options: { native: false } as ProberOptions, skip: false as const },
 ];
+
+/** The processes whose parent is `pid`, by /proc (name: field 2 of stat). */
+function childrenOf(pid: number): Array<{ pid: number; name: string }> {
+  const out: Array<{ pid: number; name: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8'); } catch { continue; }
+    const close = stat.lastIndexOf(')');
+    if (Number(stat.slice(close + 2).split(' ')[1]) === pid) out.push({ pid: Number(entry), name: stat.slice(stat.indexOf('(') + 1, close) });
+  }
+  return out;
+}
 
 const hc = (port: number, intervalMs = 100) => `{type: tcp, port: ${port}, intervalMs: ${intervalMs}, timeoutMs: 200, retries: 2}`;
 
@@ -357,6 +370,16 @@ describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: 
       await daemon.waitForLog((l) => l.endpoint === 'down' && l.status === 'unhealthy', 5000);
       const r = await dig(daemon.server, 'pool.hcd', 'A');
       assert.deepEqual(r.answers.map((a) => a.data), ['127.0.0.9']);
+      // The native prober is the daemon's child: killed by its PID, it is restarted and the probes go on.
+      const helper = childrenOf(daemon.proc.pid!).find((c) => c.name === 'nsdns-probe');
+      assert.equal(helper !== undefined, kind === 'native', `the daemon's children: ${JSON.stringify(childrenOf(daemon.proc.pid!))}`);
+      if (helper) {
+        process.kill(helper.pid, 'SIGKILL');
+        await daemon.waitForLog((l) => /native prober: killed by SIGKILL; restarting it/.test(l.msg), 5000);
+        await up.close();
+        await daemon.waitForLog((l) => l.endpoint === 'up' && l.status === 'unhealthy', 5000);
+        assert.ok(childrenOf(daemon.proc.pid!).some((c) => c.name === 'nsdns-probe' && c.pid !== helper.pid), 'a new nsdns-probe runs');
+      }
     } finally {
       await daemon.stop();
       await up.close();
