@@ -43,17 +43,19 @@ const HELPER_TIMEOUT_MS = 10_000;
  * `log` and the listener gets one socket; a taken or missing address fails as before (ERR_LISTEN).
  */
 export async function bindHostSockets(address: string, port: number, log?: Logger): Promise<BoundSockets> {
+  let failure: unknown;
   if (bindHelperKind() === 'native') {
     try {
       return await bindGroup(address, port, GROUP_SIZE);
     } catch (err) {
-      // The address itself is refused: the one-socket bind says so in its own words.
-      if (!(err instanceof GroupError && err.stage === 'bind')) {
-        log?.warn({ address, port, reason: errorMessage(err) }, 'host listener: no socket group steered by client address; serving one UDP socket (a flooding client can crowd out the others)');
-      }
+      failure = err;
     }
   }
-  return bindOne(address, port);
+  // An address that is taken or not there fails here too, in Node's words (ERR_LISTEN), and the
+  // group's failure said nothing more. Said only when one socket could be had where a group could not.
+  const one = await bindOne(address, port);
+  if (failure !== undefined) log?.warn({ address, port: one.port, reason: errorMessage(failure) }, 'host listener: no socket group steered by client address; serving one UDP socket (a flooding client can crowd out the others)');
+  return one;
 }
 
 async function bindOne(address: string, port: number): Promise<BoundSockets> {
@@ -86,11 +88,7 @@ async function bindOne(address: string, port: number): Promise<BoundSockets> {
   throw new NsdnsError('ERR_LISTEN', `no free port on ${address} for both udp and tcp`);
 }
 
-class GroupError extends NsdnsError {
-  constructor(readonly stage: string, message: string) {
-    super('ERR_LISTEN', message);
-  }
-}
+const groupError = (message: string) => new NsdnsError('ERR_LISTEN', message);
 
 /** What the helper sends: a socket ({kind: udp|tcp}, with its handle) or why it failed. */
 const helperMessage = z.discriminatedUnion('kind', [
@@ -107,7 +105,7 @@ function bindGroup(address: string, port: number, size: number): Promise<BoundSo
     let tcp: net.Server | undefined;
     let stderr = '';
     let settled = false;
-    const finish = (err?: GroupError) => {
+    const finish = (err?: NsdnsError) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -120,24 +118,24 @@ function bindGroup(address: string, port: number, size: number): Promise<BoundSo
       // A handle that still arrives after we gave up must not stay bound.
       child.on('message', (_msg: unknown, late: unknown) => (late as { close?: () => void } | undefined)?.close?.());
       if (child.exitCode === null) child.kill('SIGKILL');
-      reject(err ?? new GroupError('helper', stderr.trim().slice(0, 256) || `the bind helper handed over ${udps.length} of ${size} sockets`));
+      reject(err ?? groupError(stderr.trim().slice(0, 256) || `the bind helper handed over ${udps.length} of ${size} sockets`));
     };
-    const timer = setTimeout(() => finish(new GroupError('helper', `the bind helper did not finish within ${HELPER_TIMEOUT_MS} ms`)), HELPER_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(groupError(`the bind helper did not finish within ${HELPER_TIMEOUT_MS} ms`)), HELPER_TIMEOUT_MS);
     child.stderr!.on('data', (c: Buffer) => { if (stderr.length < 1024) stderr += c.toString(); });
     child.on('message', (raw: unknown, handle: unknown) => {
       const parsed = helperMessage.safeParse(raw);
       if (settled || !parsed.success) {
         (handle as { close?: () => void } | undefined)?.close?.();
-        if (!parsed.success) finish(new GroupError('helper', 'unexpected message from the bind helper'));
+        if (!parsed.success) finish(groupError('unexpected message from the bind helper'));
         return;
       }
       const msg = parsed.data;
-      if (msg.kind === 'error') finish(new GroupError(msg.stage, `${msg.stage} ${address}:${port}: ${msg.message}`));
+      if (msg.kind === 'error') finish(groupError(`${msg.stage} ${address}:${port}: ${msg.message}`));
       else if (msg.kind === 'udp' && handle instanceof dgram.Socket) udps.push(handle);
       else if (msg.kind === 'tcp' && handle instanceof net.Server) tcp = handle;
-      else finish(new GroupError('helper', `the bind helper sent "${msg.kind}" without its socket`));
+      else finish(groupError(`the bind helper sent "${msg.kind}" without its socket`));
     });
-    child.on('error', (err) => finish(new GroupError('helper', err.message)));
+    child.on('error', (err) => finish(groupError(err.message)));
     // Done once the helper is gone ('close' comes after the last message): until then its copies
     // of the sockets hold the port.
     child.on('close', () => finish());
