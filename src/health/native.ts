@@ -68,6 +68,9 @@ export class NativeProber {
   /** What each slot runs, to be told again to a restarted child. */
   private readonly specs = new Map<number, ProbeSpec>();
   private carry: Buffer | undefined;
+  /** Lines not yet written to the child, and the flush that will write them. */
+  private outbox = '';
+  private flushing: NodeJS.Immediate | undefined;
   private deaths: number[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -116,6 +119,9 @@ export class NativeProber {
   }
 
   private end(): void {
+    this.outbox = '';
+    clearImmediate(this.flushing);
+    this.flushing = undefined;
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
     clearInterval(this.watchdog);
@@ -158,6 +164,8 @@ export class NativeProber {
       this.child = undefined;
       this.died(signal ? `killed by ${signal}` : `exit status ${code}`);
     });
+    // Every probe is told afresh: what was queued for the last child is in specs already.
+    this.outbox = '';
     const lines: string[] = [];
     for (const spec of this.specs.values()) lines.push(line({ ...spec, firstMs: Math.floor(this.events.spread() * spec.intervalMs) }));
     this.send(lines.join(''));
@@ -165,7 +173,21 @@ export class NativeProber {
     this.watchdog = setInterval(() => this.checkStalled(), WATCHDOG_MS).unref();
   }
 
+  /**
+   * Queues lines for the child; they go in one write once this turn of the event loop is over (a
+   * network of a thousand probed endpoints is one write, not a thousand).
+   */
   private send(text: string): void {
+    if (!this.child || text.length === 0) return;
+    this.outbox += text;
+    if (this.flushing) return;
+    this.flushing = setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushing = undefined;
+    const text = this.outbox;
+    this.outbox = '';
     const stdin = this.child?.stdin;
     if (!stdin || text.length === 0) return;
     stdin.write(text);
@@ -225,6 +247,7 @@ export class NativeProber {
     const child = this.child;
     if (!child) return;
     this.child = undefined;
+    this.outbox = '';
     child.removeAllListeners('exit');
     child.stdout?.removeAllListeners('data');
     child.kill('SIGKILL');
