@@ -164,6 +164,33 @@ describe('the native prober\'s process', { skip }, () => {
     }
   });
 
+  it('stops a connect that gets no answer at its deadline: timed out, unhealthy', async () => {
+    // A listener that never accepts, its queue (backlog 0: one connection) filled by us: the kernel
+    // drops further SYNs, so the probe's connect hangs.
+    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.24",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const fill: net.Socket[] = [];
+    try {
+      const port = Number(await new Promise<string>((resolve) => py.stdout!.once('data', (d) => resolve(String(d).trim()))));
+      for (let i = 0; i < 3; i++) fill.push(net.connect(port, '127.0.0.24').on('error', () => undefined));
+      await sleep(200);
+      const registry = probedRegistry([['hung', '127.0.0.24', port]]);
+      const prober = new HealthProber(registry, silentLogger).start();
+      try {
+        assert.equal(prober.kind, 'native');
+        const id = idOf(registry, 'hung');
+        await until('hung unhealthy', () => registry.health.get(id), (s) => s === 'unhealthy');
+        assert.equal(prober.info(id)?.log.at(-1)?.detail, 'timed out after 200 ms');
+        const took = prober.info(id)!.log.at(-1)!;
+        assert.ok(took.end - took.start >= 200 && took.end - took.start < 600, `ended after ${took.end - took.start} ms`);
+      } finally {
+        await prober.stop();
+      }
+    } finally {
+      for (const f of fill) f.destroy();
+      py.kill();
+    }
+  });
+
   it('is not used without its binary: the Node prober probes, and says why once', async () => {
     const registry = probedRegistry([['web', '127.0.0.21', listener.port]]);
     const { log, lines } = capturedLog();
