@@ -30,7 +30,7 @@ const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 60_000;
 /** Backoff before the n-th restart: BACKOFF_MS × 4^(n-1). */
 const BACKOFF_MS = 100;
-/** Input the child has not read yet beyond this: it is stuck. */
+/** Input the child has not read yet beyond this when more is to go: it is stuck. */
 const MAX_PENDING_INPUT = 1 << 20;
 /** How often the watchdog looks for a child that stopped reporting. */
 const WATCHDOG_MS = 5_000;
@@ -190,8 +190,9 @@ export class NativeProber {
     this.outbox = '';
     const stdin = this.child?.stdin;
     if (!stdin || text.length === 0) return;
+    // One batch may be big (every probe, after a start); a child still sitting on the last one is stuck.
+    if (stdin.writableLength > MAX_PENDING_INPUT) return this.kill('it stopped reading its input');
     stdin.write(text);
-    if (stdin.writableLength > MAX_PENDING_INPUT) this.kill('it stopped reading its input');
   }
 
   /** Records: each checked, the rate bounded; a partial one waits for its rest. */
