@@ -4,7 +4,8 @@
 // names or upstreams. TCP connections are shared fairly: per client address, per listener and over
 // the daemon (TcpBudget); when a limit is reached the longest-idle connection makes room (RFC 7766
 // §6.2.3), else the newcomer is refused.
-// A namespace's own UDP socket whose datagrams mostly go unanswered is read less (FloodGate).
+// A UDP socket whose datagrams mostly go unanswered is read less (FloodGate): a namespace's own
+// socket, or one socket of a host listener's group (each carries only the clients steered to it).
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';
@@ -23,8 +24,8 @@ export class DnsServer implements ConnectionOwner {
   private drained: (() => void) | undefined;
   private readonly warnRefused = rateLimited(10_000);
   private readonly warnFlood = rateLimited(10_000);
-  /** Only on a socket one namespace owns (see flood-gate.ts). */
-  private readonly gate: FloodGate | undefined;
+  /** Every flood gate: one over a namespace's own socket, or one per socket of a host group. */
+  private readonly gates: FloodGate[] = [];
 
   /** The UDP socket a handover names: the only one, or a reuseport group's first (host-sockets.ts). */
   readonly udp: dgram.Socket;
@@ -43,14 +44,31 @@ export class DnsServer implements ConnectionOwner {
   ) {
     this.udps = Array.isArray(udp) ? udp : [udp as dgram.Socket];
     this.udp = this.udps[0];
-    for (const socket of this.udps) {
-      socket.on('message', (msg, rinfo) => this.onDatagram(socket, msg, rinfo));
+    const gates = this.floodGates();
+    this.udps.forEach((socket, i) => {
+      // Each socket's gate (or none) is bound here, once: the per-datagram path looks nothing up.
+      const gate = gates[i];
+      socket.on('message', (msg, rinfo) => this.onDatagram(socket, gate, msg, rinfo));
       socket.on('error', (err) => this.log.error({ err }, 'udp socket error'));
-    }
+    });
     tcp.on('connection', (socket) => this.onConnection(socket));
     tcp.on('error', (err) => this.log.error({ err }, 'tcp server error'));
-    if (context.endpoints() !== undefined) {
-      this.gate = new FloodGate({
+  }
+
+  /**
+   * The gate of each UDP socket, by index (undefined: none). A namespace's own listener has one
+   * gate over all its sockets: the namespace is one tenant. A host listener's group has one gate
+   * per socket: the BPF program steers each source address to one socket, so a socket carries only
+   * the clients whose address hashes to it, and they already share its kernel queue with any
+   * flooder among them. Pausing that socket costs them nothing they had: while it is flooded its
+   * queue is full and the kernel drops their datagrams with the flood's, read or not; paused, the
+   * kernel drops the same excess and the daemon stops spending its one thread reading it, so the
+   * other 15 sockets (every other client) are read on time. A host listener of a single socket
+   * keeps no gate: a pause would shut out every client at once.
+   */
+  private floodGates(): (FloodGate | undefined)[] {
+    if (this.context.endpoints() !== undefined) {
+      const gate = new FloodGate({
         stopReading: () => this.udps.every((socket) => stopReceiving(socket)),
         startReading: () => { for (const socket of this.udps) startReceiving(socket); },
         paused: (ms) => {
@@ -58,18 +76,39 @@ export class DnsServer implements ConnectionOwner {
           this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
         },
       });
+      this.gates.push(gate);
+      return this.udps.map(() => gate);
     }
+    if (this.udps.length < 2) return [];
+    return this.udps.map((socket, index) => {
+      const gate = new FloodGate({
+        stopReading: () => stopReceiving(socket),
+        startReading: () => startReceiving(socket),
+        paused: (ms) => {
+          this.resolver.stats.floodPauses++;
+          // The listener is named by the logger (host-listeners.ts), the socket by its index in the
+          // group; never a client's address or data (one socket carries many clients, some forged).
+          this.warnFlood((suppressed) => this.log.warn({ socket: index, sockets: this.udps.length, pauseMs: ms, suppressed }, 'clients steered to one socket of this listener flood it with queries that go unanswered; not reading that socket for a while (the others are read as usual)'));
+        },
+      });
+      this.gates.push(gate);
+      return gate;
+    });
   }
 
-  private onDatagram(udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onDatagram(udp: dgram.Socket, gate: FloodGate | undefined, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closing) return;
     if (this.allowed && !this.allowed(rinfo.address)) {
       this.resolver.stats.notAllowed++;
+      // Unanswered too: a flood from outside the allowed clients is as costly to read.
+      gate?.waste();
       return;
     }
     const client: Client = { address: rinfo.address, transport: 'udp' };
     const reply = this.answer(msg, client);
-    if (this.gate && (reply === null || (!(reply instanceof Promise) && isJunkReply(reply)))) this.gate.waste();
+    // Only what goes unanswered counts (and costs a clock read): an answered query, however busy
+    // its client (a NAT of many hosts), never brings a pause closer.
+    if (gate && (reply === null || (!(reply instanceof Promise) && isJunkReply(reply)))) gate.waste();
     if (reply === null) return;
     if (!(reply instanceof Promise)) {
       udp.send(reply, rinfo.port, rinfo.address);
@@ -205,7 +244,7 @@ export class DnsServer implements ConnectionOwner {
    * let go of our copies. Unlike close(), nothing new is read and dropped on the way.
    */
   async release(): Promise<void> {
-    this.gate?.close();
+    for (const gate of this.gates) gate.close();
     for (const udp of this.udps) {
       // No way to stop reading without closing: close now, the replies in flight are lost.
       if (!stopReceiving(udp)) udp.close();
@@ -217,7 +256,7 @@ export class DnsServer implements ConnectionOwner {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.gate?.close();
+    for (const gate of this.gates) gate.close();
     const tcpClosed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     if (this.pending > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     const open = [...this.connections];

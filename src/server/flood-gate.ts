@@ -1,12 +1,21 @@
-// A namespace's own listener whose datagrams mostly go unanswered (dropped: over its share of the
-// upstreams, not a query; or answered FORMERR or NOTIMP) is read less. Past WASTE_LIMIT
-// such datagrams in a window, its UDP socket is not read for a pause that doubles while the flood
-// goes on (50 to 250 ms): the kernel drops the excess at no cost to the daemon, and every other
-// namespace keeps the event loop (and the garbage collector) to itself. Pauses stay short: a
-// namespace that stops flooding is answered again within a quarter of a second. Only for a socket
-// one tenant owns: on a shared host socket a pause would starve its other clients.
+// A UDP socket whose datagrams mostly go unanswered (dropped: over its share of the upstreams, not
+// a query, not an allowed client; or answered FORMERR or NOTIMP) is read less. Past WASTE_LIMIT
+// such datagrams in a window, the socket is not read for a pause that doubles while the flood goes
+// on (50 to 250 ms): the kernel drops the excess at no cost to the daemon, and every other
+// namespace or client keeps the event loop (and the garbage collector) to itself. Pauses stay
+// short: a client that stops flooding is answered again within a quarter of a second. Only for a
+// socket whose clients share one fate already: a namespace's own, or one socket of a host
+// listener's group (steered by source address, so a pause stops only the clients that share the
+// flooder's kernel queue, dns-server.ts). A host listener of one socket has no gate: a pause would
+// starve every client. Only unanswered datagrams count: a client whose queries are answered,
+// however many (a NAT of many hosts behind one address), never comes closer to a pause; and the
+// limit is far above a legitimate client's unanswered rate (a client is dropped only past its
+// upstream share, and then answered REFUSED to one query in 4).
 
-/** Unanswered datagrams in one window that start a pause: 5x the default upstream rate share. */
+/**
+ * Unanswered datagrams in one window that start a pause (2 560/s): 5x the default upstream rate
+ * share. For a host socket the count is of all the clients steered to it together.
+ */
 const WASTE_LIMIT = 256;
 const WINDOW_MS = 100;
 const MIN_PAUSE_MS = 50;

@@ -4,7 +4,9 @@
 // by source address (host-sockets.ts): a neighbour asking at a modest rate from another address,
 // through the same bridge, gets every answer while the flood goes on. The portable path (one
 // socket, NSDNS_NATIVE=0) still serves; under the same flood it loses the neighbour's queries (shown
-// as a diagnostic, not asserted: how many depends on the machine).
+// as a diagnostic, not asserted: how many depends on the machine). A flood of queries that go
+// unanswered (distinct forwarded names past the flooder's upstream share) pauses the flooder's own
+// socket of the group (the flood gate): the daemon stops reading what it would only drop.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { ROOT, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { dig } from '../helpers/dig.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { queryPacket } from '../helpers/packets.js';
 import type { SteadyResult } from '../helpers/steady-client.js';
@@ -31,13 +34,23 @@ function bucket(ipv4: string): number {
 }
 
 /**
- * Sends the same query to HOST:PORT as fast as the socket takes it for SECS seconds (at most 256
- * sends in flight; replies are not read), then prints how many it sent.
+ * Sends to HOST:PORT as fast as the socket takes it for SECS seconds (at most 256 sends in flight;
+ * replies are not read), then prints how many it sent. WHAT: a query's hex, sent again and again,
+ * or unique:ZONE, a query for a new name under ZONE each time (a cache miss for every one).
  */
 const FLOOD = `
 import dgram from 'node:dgram';
-const [host, port, secs, hex] = process.argv.slice(1);
-const packet = Buffer.from(hex, 'hex');
+const [host, port, secs, what] = process.argv.slice(1);
+const zone = what.startsWith('unique:') ? what.slice(7).split('.') : undefined;
+const fixed = zone ? undefined : Buffer.from(what, 'hex');
+const tail = Buffer.from([0, 0, 1, 0, 1]);
+const packet = (n) => {
+  if (fixed) return fixed;
+  const parts = [Buffer.from([(n >> 8) & 255, n & 255, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0])];
+  for (const label of [n.toString(36), ...zone]) parts.push(Buffer.from([label.length]), Buffer.from(label));
+  parts.push(tail);
+  return Buffer.concat(parts);
+};
 const udp = dgram.createSocket({ type: 'udp4', recvBufferSize: 4096 });
 const end = Date.now() + Number(secs) * 1000;
 let pending = 0, sent = 0, scheduled = false;
@@ -46,7 +59,7 @@ const pump = () => {
   scheduled = false;
   while (pending < 256 && Date.now() < end) {
     pending++; sent++;
-    udp.send(packet, Number(port), host, () => { pending--; if (pending < 128 && !scheduled) { scheduled = true; setImmediate(pump); } });
+    udp.send(packet(sent), Number(port), host, () => { pending--; if (pending < 128 && !scheduled) { scheduled = true; setImmediate(pump); } });
   }
 };
 udp.bind(0, pump);
@@ -81,15 +94,17 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
   });
   after(() => lab.cleanup());
 
-  async function serve(env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+  async function serve(env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<RunningDaemon> {
     return startDaemon(['--registry', path.join(ROOT, 'fixtures/lab'), '--listen', `${SERVER}:0`, '--allow', `${SUBNET}.0/24`,
-      '--nft-table', lab.nftTable, '--link-prefix', lab.linkPrefix], { env: { ...process.env, ...env } });
+      '--nft-table', lab.nftTable, '--link-prefix', lab.linkPrefix, ...args], { env: { ...process.env, ...env } });
   }
 
-  /** The neighbour's view (one query every 2 ms for 2 s) while the flooder floods for 4 s. */
-  async function underFlood(daemon: RunningDaemon, t: TestContext): Promise<SteadyResult> {
-    const hex = queryPacket('web.lab').toString('hex');
-    const flood = execa('ip', ['netns', 'exec', flooder, process.execPath, '--input-type=module', '-e', FLOOD, SERVER, String(daemon.port), '4', hex], { reject: false });
+  /**
+   * The neighbour's view (one query every 2 ms for 2 s) while the flooder floods for 4 s: the same
+   * local name (answered), or `unique:ZONE`.
+   */
+  async function underFlood(daemon: RunningDaemon, t: TestContext, what = queryPacket('web.lab').toString('hex')): Promise<SteadyResult> {
+    const flood = execa('ip', ['netns', 'exec', flooder, process.execPath, '--input-type=module', '-e', FLOOD, SERVER, String(daemon.port), '4', what], { reject: false });
     await new Promise((r) => setTimeout(r, 1000));
     const client = await execa('ip', ['netns', 'exec', legit, process.execPath, NS_CLIENT, 'steady', `${SERVER}:${daemon.port}`, 'web.lab', '2'], { reject: false });
     const sent = (await flood).stdout.trim();
@@ -134,6 +149,61 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
       assert.equal((await dig(`${SERVER}:${daemon.port}`, 'web.lab')).answers[0]?.data, '10.77.0.10');
     } finally {
       await daemon.stop();
+    }
+  });
+
+  it('a flood that goes unanswered pauses only the flooder\'s socket (one log line naming the listener and socket, the metric); the neighbour keeps every answer; the flooder is answered again once it stops', async (t) => {
+    const upstream = await FakeUpstream.start();
+    const daemon = await serve({}, ['--upstream', upstream.spec, '--metrics', '127.0.0.1:0']);
+    try {
+      const ready = await daemon.waitForLog((l) => l.msg === 'ready');
+      const pauses = async () => Number(/^nsdns_flood_pauses_total (\d+)$/m.exec(await (await fetch(`http://${String(ready.metrics)}/metrics`)).text())?.[1]);
+      assert.equal(await pauses(), 0);
+      // Distinct names: each a cache miss, and past the flooder's upstream share mostly dropped.
+      const seen = await underFlood(daemon, t, 'unique:flood.test');
+      const drops = await socketDrops(daemon.port);
+      const lines = daemon.logs.filter((l) => /not reading that socket/.test(l.msg));
+      t.diagnostic(`neighbour: ${JSON.stringify(seen)}; drops per socket: ${drops.join(' ')}; pauses: ${await pauses()}; ${JSON.stringify(lines)}`);
+      assert.ok(seen.sent >= 500, JSON.stringify(seen));
+      assert.ok(seen.lost <= 2, `lost ${seen.lost} of ${seen.sent}`);
+      assert.ok(seen.p99 < 250, `p99 ${seen.p99} ms`);
+      // Paused, and only the flooder's socket: it alone dropped (the kernel, while it was not read).
+      assert.ok(await pauses() >= 1, 'nsdns_flood_pauses_total counts the pauses');
+      assert.equal(drops.filter((d) => d > 0).length, 1, `only one socket dropped: ${drops.join(' ')}`);
+      // One line for the flood (rate-limited), naming the listener and the socket; no client's address.
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      assert.equal(lines[0].level, 40);
+      assert.equal(lines[0].listener, `${SERVER}:${daemon.port}`);
+      assert.equal(lines[0].socket, bucket(FLOODER));
+      assert.ok(!JSON.stringify(lines).includes(FLOODER), 'no client address in the line');
+      // Stopped: the flooder's socket is read again (a pause lasts at most 250 ms, then its backlog is read).
+      const stopped = Date.now();
+      let answer = '';
+      for (let i = 0; i < 10 && answer === ''; i++) {
+        answer = (await execa('ip', ['netns', 'exec', flooder, 'kdig', `@${SERVER}`, '-p', String(daemon.port), '+short', '+timeout=1', '+retry=0', 'web.lab'], { reject: false })).stdout.trim();
+      }
+      t.diagnostic(`the flooder answered again after ${Date.now() - stopped} ms`);
+      assert.equal(answer, '10.77.0.10');
+      assert.ok(Date.now() - stopped < 3000, `answered again after ${Date.now() - stopped} ms`);
+      assert.equal(daemon.exitCode, null);
+    } finally {
+      await daemon.stop();
+      await upstream.stop();
+    }
+  });
+
+  it('one socket (NSDNS_NATIVE=0) keeps no flood gate: a shared socket is never paused', async (t) => {
+    const upstream = await FakeUpstream.start();
+    const daemon = await serve({ NSDNS_NATIVE: '0' }, ['--upstream', upstream.spec]);
+    try {
+      const seen = await underFlood(daemon, t, 'unique:flood.test');
+      t.diagnostic(`one socket, neighbour: ${JSON.stringify(seen)}; drops: ${(await socketDrops(daemon.port)).join(' ')}`);
+      assert.ok(!daemon.logs.some((l) => /not reading/.test(l.msg)), 'never paused');
+      assert.equal(daemon.exitCode, null);
+      assert.equal((await dig(`${SERVER}:${daemon.port}`, 'web.lab')).answers[0]?.data, '10.77.0.10');
+    } finally {
+      await daemon.stop();
+      await upstream.stop();
     }
   });
 
