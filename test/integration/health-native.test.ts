@@ -5,12 +5,13 @@
 // ends on a line it does not know, and a child that says nonsense, floods or stalls is cut off.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -161,6 +162,23 @@ describe('the native prober\'s process', { skip }, () => {
     } finally {
       await prober.stop();
       await v6.close();
+    }
+  });
+
+  it('ends each connection with a reset and reuses its sockets: no TIME_WAIT, no more sockets than probes at once', async () => {
+    const many = Array.from({ length: 20 }, (_, i): [string, string, number] => [`w${i}`, '127.0.0.21', listener.port]);
+    const registry = probedRegistry(many);
+    const prober = new HealthProber(registry, silentLogger).start();
+    try {
+      await until('all healthy', () => many.every(([name]) => registry.health.get(idOf(registry, name)) === 'healthy'), (x) => x);
+      await sleep(1500);
+      assert.ok(prober.results.ok >= 200, `${prober.results.ok} probes`);
+      const { stdout } = await execa('ss', ['-Htan', 'state', 'time-wait', `( dport = :${listener.port} )`]);
+      assert.equal(stdout.trim(), '', 'no TIME_WAIT left by the probes');
+      const fds = readdirSync(`/proc/${prober.nativePid}/fd`).length;
+      assert.ok(fds <= 20 + 5, `${fds} descriptors open in the child for 20 endpoints`);
+    } finally {
+      await prober.stop();
     }
   });
 
