@@ -92,8 +92,8 @@ run() { # run VARIANT
     c0=$(counts); read -r t0 u0 k0 <<< "$(cpu "$pid")"
     sleep "$SECS"
     read -r t1 u1 k1 <<< "$(cpu "$pid")"; c1=$(counts)
-    # A daemon gone by now has no CPU to read: say so rather than print a zero.
-    [ -e "/proc/$pid" ] || die "$variant: the daemon exited during the run - see $WORK/server-$variant.log"
+    # A daemon gone by now (or a zombie: state Z) has no CPU to read: say so rather than print a zero.
+    case "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" in ''|Z) die "$variant: the daemon exited during the run - see $WORK/server-$variant.log" ;; esac
     kill "$pid"; wait "$pid" 2>/dev/null
     case "$variant" in
         tcp) probes=$(( ${c1% *} - ${c0% *} )) ;;
