@@ -19,7 +19,7 @@ interface Status {
   cacheEntries: number;
   tcpConnections: number;
   gateways?: string[];
-  helpers?: { bind: string; links: string };
+  helpers?: { bind: string; links: string; probe?: string };
   /** Absent from daemons before handovers existed. */
   handover?: { running: boolean; failures: number; lastFailure: string | null };
 }
@@ -42,7 +42,7 @@ function formatStatus(s: Status): string {
     `listeners:   ${s.listeners.length > 0 ? s.listeners.map(safe).join(', ') : 'none on the host'}`,
     `metrics:     ${s.metrics ? `http://${safe(s.metrics)}/metrics` : 'off (serve --metrics ADDR:PORT)'}`,
     ...(s.gateways && s.gateways.length > 0 ? [`gateways:    ${s.gateways.map(safe).join(', ')}`] : []),
-    ...(s.helpers ? [`helpers:     bind ${safe(s.helpers.bind)}, links ${safe(s.helpers.links)} (native: the fast path; node/ip: its fallback)`] : []),
+    ...(s.helpers ? [`helpers:     bind ${safe(s.helpers.bind)}, links ${safe(s.helpers.links)}${s.helpers.probe ? `, probe ${safe(s.helpers.probe)}` : ''} (native: the fast path; node/ip: its fallback)`] : []),
     `in flight:   ${s.forwardInflight} upstream queries, ${s.tcpConnections} TCP connections; ${s.cacheEntries} cached answers`,
   ];
   return lines.join('\n');

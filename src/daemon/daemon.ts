@@ -254,7 +254,7 @@ export class Daemon {
       tcpConnections: this.tcpBudget.connections,
       gateways: this.gateways.all.map((l) => `${l.network} ${l.address}:${l.port}`),
       // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
-      helpers: { bind: bindHelperKind(), links: namespaceLinksKind() },
+      helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
     };
   }

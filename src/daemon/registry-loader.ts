@@ -1,23 +1,25 @@
 // Reading and parsing one registry file as hostile input. The read refuses symlinks, anything but a
-// regular file and anything over the size cap; the parse runs in a worker thread (registry-worker.ts)
-// under a time and memory limit, so a huge or malicious file costs the event loop nothing, and its
-// result comes back in chunks the caller applies between event-loop turns.
-import { constants, type Stats } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
+// regular file and anything over the size cap; the parse runs in a child process at idle CPU
+// priority (registry-worker.ts) under a time and memory limit, so a huge or malicious file costs
+// the event loop nothing, and its result comes back packed, read in chunks between answers.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants, existsSync, mkdtempSync, readdirSync, rmSync, type Stats } from 'node:fs';
+import { lstat, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
-import type { PackedTables } from '../registry/packed.js';
+import { tablesFromBytes, type PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
+import { frame, FrameReader } from './frames.js';
 import type { WorkerReply, WorkerRequest } from './registry-worker.js';
 
 /**
- * The worker is dropped after this long without work: an idle daemon keeps no second heap, and
- * V8's memory reducer, which collects an idle heap a few times some seconds after its last work,
- * never runs there (on a daemon pinned to one core those collections delay answers by ms).
+ * The parser process ends after this long without work, so an idle daemon keeps no second heap.
+ * Not sooner: starting one forks the daemon (~10 ms of its loop), so a file rewritten every few
+ * seconds keeps the same parser.
  */
 const IDLE_MS = 3_000;
-/** After a file this large the worker's heap has grown: drop it at once rather than after IDLE_MS. */
-const BIG_FILE = 256 * 1024;
 const MIB = 1024 * 1024;
 
 /**
@@ -50,7 +52,7 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
     const st = await handle.stat();
     if (!st.isFile()) throw refused('not a regular file');
     if (st.size > maxBytes) throw refused(tooLarge(st.size, maxBytes));
-    // Own ArrayBuffer (not Buffer's shared pool), so it can be transferred to the worker.
+    // Own ArrayBuffer (not Buffer's shared pool): a whole file in one buffer, written to the parser as it is.
     let bytes = new Uint8Array(Math.min(st.size, maxBytes) + 1);
     let length = 0;
     for (;;) {
@@ -94,7 +96,7 @@ export function safeText(text: string, max = 400): string {
 
 export type ParseOutcome =
   | { kind: 'unchanged' }
-  /** `hash` is known unless the worker died before hashing: the same content is not retried. */
+  /** `hash` is known unless the parser died before hashing: the same content is not retried. */
   | { kind: 'refused'; hash: string | undefined; problem: string }
   | { kind: 'parsed'; hash: string; network: Network; total: number };
 
@@ -102,34 +104,67 @@ export type ParseOutcome =
 export type Consume = (network: Network, tables: PackedTables, notable: Endpoint[]) => void;
 
 export interface ParserLimits {
-  /** Wall time for the worker to answer one request. */
+  /** Wall time for the parser to answer one request. */
   timeoutMs: number;
-  /** The worker's old-generation heap; exceeding it ends the worker, not the daemon. */
+  /** The parser process's old-generation heap; exceeding it ends the parser, not the daemon. */
   maxHeapMb: number;
 }
 
 /** Limits that scale with the file cap: parsing YAML takes ~10-60x the file's size in heap. */
 export function parserLimitsFor(maxBytes: number): ParserLimits {
   const mib = maxBytes / MIB;
-  // ~4 s per MiB of YAML in V8's size-optimized mode (v8-flags.ts applies to the worker too), x2.
+  // ~4 s per MiB of YAML at idle priority on a busy core, x2.
   return { timeoutMs: Math.round(10_000 + 8_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
 }
 
-/** One long-lived parser worker, one job at a time, respawned after a crash, a timeout or idleness. */
+const DIRECTORY_PREFIX = 'nsdns-parser-';
+
+/** Tables directories left by a daemon that was killed (their PID is gone); best effort. */
+function removeStaleDirectories(): void {
+  try {
+    for (const name of readdirSync(tmpdir())) {
+      const pid = new RegExp(`^${DIRECTORY_PREFIX}(\\d+)-`).exec(name)?.[1];
+      if (pid === undefined || pid === String(process.pid) || existsSync(`/proc/${pid}`)) continue;
+      rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
+    }
+  } catch { /* another daemon's cleanup may race this one: nothing depends on it */ }
+}
+
+/** How the parser process is started: under `chrt --idle 0` where util-linux has it. */
+function parserCommand(nodeArgs: string[]): [string, string[]] {
+  const chrt = ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p));
+  return chrt ? [chrt, ['--idle', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+}
+
+/** The largest reply frame (JSON: a network and its notable endpoints). */
+const MAX_REPLY_BYTES = 256 * MIB;
+const STDERR_KEPT = 8192;
+
+type Waiting = { resolve: (r: WorkerReply) => void; reject: (e: Error) => void };
+/** The largest packed network read back (a 4 MB file packs into ~25 MB). */
+const MAX_TABLES_BYTES = 1024 * MIB;
+const READ_CHUNK = 4 * MIB;
+
+/**
+ * One long-lived parser process (registry-worker.ts), one job at a time, restarted after a crash,
+ * a timeout or idleness.
+ */
 export class RegistryParser {
-  private worker: Worker | undefined;
-  private waiting: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | undefined;
+  private child: ChildProcess | undefined;
+  /** The current parser's private directory (tables files). */
+  private directory: string | undefined;
+  private waiting: Waiting | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
-  /** The hash of the current job's content, sent by the worker before it parses. */
+  /** The hash of the current job's content, sent by the parser before it parses. */
   private jobHash: string | undefined;
 
   constructor(private readonly limits: ParserLimits) {}
 
   /**
-   * Parses `bytes` (transferred: the caller loses them). Unchanged content (same hash as
-   * `previousHash`) is not parsed again. `consume` runs while the job holds the worker.
+   * Parses `bytes`. Unchanged content (same hash as `previousHash`) is not parsed again.
+   * `consume` runs while the job holds the parser.
    */
   parse(source: string, bytes: Uint8Array, previousHash: string | undefined, consume: Consume): Promise<ParseOutcome> {
     const job = this.tail.then(() => this.run(source, bytes, previousHash, consume));
@@ -141,27 +176,46 @@ export class RegistryParser {
     clearTimeout(this.idle);
     const id = this.nextId++;
     this.jobHash = undefined;
-    // Read before the transfer below detaches the bytes (their length is 0 then).
-    const size = bytes.byteLength;
-    const buffer = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
     try {
-      const reply = await this.request({ id, kind: 'parse', source, bytes: buffer as ArrayBuffer, previousHash }, [buffer as ArrayBuffer]);
+      const reply = await this.request({ id, source, previousHash }, bytes);
+      if (reply.id !== id) throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
       if (reply.kind === 'unchanged') return { kind: 'unchanged' };
       if (reply.kind === 'refused') return { kind: 'refused', hash: reply.hash, problem: reply.problem };
       if (reply.kind !== 'network') throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
-      consume(reply.network, reply.tables, reply.notable);
+      const tables = await this.readTables(reply.tablesFile, reply.tablesBytes);
+      consume(reply.network, tablesFromBytes(reply.lengths, tables), reply.notable);
       return { kind: 'parsed', hash: reply.hash, network: reply.network, total: reply.total };
     } catch (err) {
       // A crash, a timeout or a registry conflict: refused, and remembered like any refusal.
       return { kind: 'refused', hash: this.jobHash, problem: err instanceof Error ? err.message : String(err) };
     } finally {
-      if (size > BIG_FILE) void this.stop();
-      else this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
+      this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
     }
   }
 
-  private request(message: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
-    const worker = this.worker ?? this.spawn();
+  /** A network's packed tables, from the file the parser wrote in our private directory (then removed). */
+  private async readTables(file: string, size: number): Promise<Uint8Array> {
+    if (this.directory === undefined || path.dirname(file) !== this.directory || !Number.isSafeInteger(size) || size < 0 || size > MAX_TABLES_BYTES) {
+      throw new NsdnsError('ERR_INTERNAL', 'registry parser named a wrong tables file');
+    }
+    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      if ((await handle.stat()).size !== size) throw new NsdnsError('ERR_INTERNAL', 'registry parser wrote a short tables file');
+      const tables = new Uint8Array(size);
+      for (let at = 0; at < size;) {
+        const { bytesRead } = await handle.read(tables, at, Math.min(size - at, READ_CHUNK), at);
+        if (bytesRead === 0) throw new NsdnsError('ERR_INTERNAL', 'registry parser wrote a short tables file');
+        at += bytesRead;
+      }
+      return tables;
+    } finally {
+      await handle.close();
+      await rm(file, { force: true });
+    }
+  }
+
+  private request(message: WorkerRequest, bytes: Uint8Array): Promise<WorkerReply> {
+    const child = this.child ?? this.spawn();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting = undefined;
@@ -172,46 +226,74 @@ export class RegistryParser {
         resolve: (r) => { clearTimeout(timer); resolve(r); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
-      worker.postMessage(message, transfer);
+      for (const piece of [...frame(Buffer.from(JSON.stringify(message))), ...frame(bytes)]) child.stdin!.write(piece);
     });
   }
 
-  private spawn(): Worker {
-    const worker = new Worker(new URL('./registry-worker.js', import.meta.url), {
-      resourceLimits: { maxOldGenerationSizeMb: this.limits.maxHeapMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
-    });
-    worker.unref();
-    // Only the current worker may settle a request: a stopped one's late 'exit' must not.
+  private spawn(): ChildProcess {
+    const script = fileURLToPath(new URL('./registry-worker.js', import.meta.url));
+    // No size-optimized mode here (the daemon's v8-flags.ts): it would collect every few MB of a parse.
+    // A directory only root can enter, for the tables files; a new one per parser process.
+    removeStaleDirectories();
+    this.directory = mkdtempSync(path.join(tmpdir(), `${DIRECTORY_PREFIX}${process.pid}-`));
+    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', script, this.directory]);
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    const directory = this.directory;
+    // Only the current parser may settle a request: a stopped one's late 'exit' must not.
     const fail = (problem: string) => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
+      rmSync(directory, { recursive: true, force: true });
+      if (this.child !== child) return;
+      this.child = undefined;
       const waiting = this.waiting;
       this.waiting = undefined;
       waiting?.reject(refused(problem));
     };
-    worker.on('message', (reply: WorkerReply) => {
-      if (this.worker !== worker) return;
-      if (reply.kind === 'hashed') {
-        this.jobHash = reply.hash;
-        return;
-      }
-      const waiting = this.waiting;
-      this.waiting = undefined;
-      waiting?.resolve(reply);
+    const reader = new FrameReader(MAX_REPLY_BYTES, (body) => {
+      if (this.child !== child) return;
+      const reply = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as WorkerReply;
+      if (reply.kind === 'hashed') this.jobHash = reply.hash;
+      else this.settle(reply);
     });
-    worker.on('error', (err: NodeJS.ErrnoException) => fail(err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+    child.stdout!.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        fail(`the parser's answer was refused (${(err as Error).message})`);
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => { if (stderr.length < STDERR_KEPT) stderr += chunk.toString('utf8', 0, STDERR_KEPT - stderr.length); });
+    child.stdin!.on('error', () => { /* the exit below reports it */ });
+    child.on('error', (err: NodeJS.ErrnoException) => fail(`the parser did not start (${err.code ?? err.name})`));
+    child.on('exit', (code, signal) => fail(/heap limit|out of memory/i.test(stderr)
       ? `parsing needs more than ${this.limits.maxHeapMb} MB; parser stopped`
-      : `the parser crashed (${err.code ?? err.name}); it restarts with the next file`));
-    worker.on('exit', () => fail('the parser stopped; it restarts with the next file'));
-    this.worker = worker;
-    return worker;
+      : code === 0 || signal === 'SIGTERM' ? 'the parser stopped; it restarts with the next file'
+        : `the parser crashed (${signal ?? `exit ${code}`}); it restarts with the next file`));
+    // The daemon's life does not depend on its parser.
+    child.unref();
+    for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
+    this.child = child;
+    return child;
   }
 
-  /** Ends the worker (idle, timed out, or the daemon is stopping); the next job starts a new one. */
+  private settle(reply: WorkerReply): void {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    waiting?.resolve(reply);
+  }
+
+  /** Ends the parser (idle, timed out, or the daemon is stopping); the next job starts a new one. */
   async stop(): Promise<void> {
     clearTimeout(this.idle);
-    const worker = this.worker;
-    this.worker = undefined;
-    await worker?.terminate();
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Referenced while it ends: a stopping daemon whose other handles are closed waits for it (and
+    // its directory's removal) instead of leaving the event loop empty.
+    child.ref();
+    child.kill('SIGTERM');
+    await exited;
   }
 }

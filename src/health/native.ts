@@ -6,20 +6,19 @@
 // what it says is checked record by record and bounded in rate, and a child that dies, stalls or
 // says nonsense is restarted with backoff, then given up for the Node prober (logged once).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { constants } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
+import { nativeHelperPath, nativeHelperUsable } from '../native/helpers.js';
 import { isHealthPath, isIp } from '../registry/fields.js';
 
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
-export const NATIVE_PROBE = fileURLToPath(new URL('../native/nsdns-probe', import.meta.url));
+export const NATIVE_PROBE = nativeHelperPath('nsdns-probe');
 
 /** The native prober serves when it was built and not switched off (NSDNS_NATIVE=0). */
 export function nativeProbeAvailable(binary = NATIVE_PROBE): boolean {
-  return process.env.NSDNS_NATIVE !== '0' && existsSync(binary);
+  return nativeHelperUsable(binary);
 }
 
 /** The child's limits (nsdns-probe.c has the same). */

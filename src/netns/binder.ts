@@ -2,19 +2,19 @@
 // started under nsenter can bind there and hand the sockets back over IPC (sockets keep the
 // namespace they were created in). The daemon receives a working UDP socket and TCP server.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
+import { nativeHelperPath, nativeHelperUsable } from '../native/helpers.js';
 
 const HELPER = fileURLToPath(new URL('./bind-helper.js', import.meta.url));
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
-export const NATIVE_HELPER = fileURLToPath(new URL('../native/nsdns-bind', import.meta.url));
+const NATIVE_HELPER = nativeHelperPath('nsdns-bind');
 
 /** Which bind helper serves: the native one when it was built and not switched off (NSDNS_NATIVE=0). */
 export function bindHelperKind(): 'native' | 'node' {
-  return process.env.NSDNS_NATIVE !== '0' && existsSync(NATIVE_HELPER) ? 'native' : 'node';
+  return nativeHelperUsable(NATIVE_HELPER) ? 'native' : 'node';
 }
 
 export const RESOLVER_ADDRESS = '127.0.0.11';

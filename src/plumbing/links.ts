@@ -6,13 +6,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
+import { nativeHelperPath } from '../native/helpers.js';
 import { isIfname, isIp, isMacAddress, isNetnsPath } from '../registry/fields.js';
 import { netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink, type VethSpec } from './netlink-links.js';
 
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
-const NATIVE_LINKS = fileURLToPath(new URL('../native/nsdns-links', import.meta.url));
+const NATIVE_LINKS = nativeHelperPath('nsdns-links');
 let nativeBuilt: boolean | undefined;
 
 /** Which path does the link work inside namespaces: the native helper, or nsenter + ip. */

@@ -1,7 +1,7 @@
 // One network turned into lookup indexes, built once when the network changes. Addresses are kept
 // in wire form (4 or 16 bytes) so an answer copies them instead of parsing text per query.
 import ipaddr from 'ipaddr.js';
-import { packEndpoints, PackedEndpoints, packIndex, shareCommonValues, type PackedTables } from './packed.js';
+import { IndexWriter, packEndpoints, PackedEndpoints, shareCommonValues, type PackedTables } from './packed.js';
 import type { Endpoint, Network, NetworkRecord, StaticRecord } from './types.js';
 
 export interface NameEntry {
@@ -63,6 +63,22 @@ export const SHORT_ID_LENGTH = 12;
 /** A dotted quad ipaddr.js would print as it is (no leading zeros): its own canonical key. */
 const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 /**
+ * Every key an endpoint is found by, in the order the indexes take them: its own name, aliases,
+ * full and short id (names, lower case), then its canonical addresses.
+ */
+export function endpointKeys(e: Endpoint, visit: (key: string, kind: 'own' | 'alias' | 'address') => void): void {
+  visit(e.name, 'own');
+  for (const alias of e.aliases) visit(alias, 'alias');
+  const id = /[A-F]/.test(e.id) ? e.id.toLowerCase() : e.id;
+  if (/^[0-9a-f]{12,}$/.test(id)) {
+    visit(id, 'own');
+    visit(id.slice(0, SHORT_ID_LENGTH), 'own');
+  }
+  for (const a of e.ipv4) visit(CANONICAL_IPV4.test(a) ? a : ipaddr.parse(a).toString(), 'address');
+  for (const a of e.ipv6) visit(ipaddr.parse(a).toString(), 'address');
+}
+
+/**
  * Builds a CompiledNetwork from endpoints added in any number of slices, so a large network can be
  * compiled between event-loop turns; nothing is visible until `build()`.
  */
@@ -89,15 +105,10 @@ export class NetworkBuilder {
       this.endpoints.push(e);
       if (isNotable(e)) this.notable.push(e);
       const own = { endpoints: [e], own: e };
-      this.addName(e.name, e, own);
-      for (const alias of e.aliases) this.addName(alias, e, undefined);
-      const id = /[A-F]/.test(e.id) ? e.id.toLowerCase() : e.id;
-      if (/^[0-9a-f]{12,}$/.test(id)) {
-        this.addName(id, e, own);
-        this.addName(id.slice(0, SHORT_ID_LENGTH), e, own);
-      }
-      for (const a of e.ipv4) this.addAddress(CANONICAL_IPV4.test(a) ? a : ipaddr.parse(a).toString(), e, own.endpoints);
-      for (const a of e.ipv6) this.addAddress(ipaddr.parse(a).toString(), e, own.endpoints);
+      endpointKeys(e, (key, kind) => {
+        if (kind === 'address') this.addAddress(key, e, own.endpoints);
+        else this.addName(key, e, kind === 'own' ? own : undefined);
+      });
       if (e.upstreams.length > 0) this.ownUpstreams = true;
     }
   }
@@ -180,24 +191,20 @@ export function networkParts(network: Network): Pick<CompiledNetwork, 'zones' | 
 }
 
 /**
- * A network compiled with the same builder as any other, then packed for compilePacked (in the
- * registry worker), so a packed network answers exactly as one built from objects.
+ * A network packed for compilePacked (in the registry parser process): the same keys as NetworkBuilder
+ * takes (endpointKeys), with the same rules, so it answers exactly as one built from objects.
  */
 export function packNetwork(record: NetworkRecord): { tables: PackedTables; notable: Endpoint[] } {
-  const builder = new NetworkBuilder(record.network);
-  builder.add(record.endpoints);
-  const compiled = builder.build();
-  const indexOf = new Map(record.endpoints.map((e, i) => [e, i]));
-  const tables: PackedTables = {
-    ...packEndpoints(record.endpoints),
-    names: packIndex(compiled.names as ReadonlyMap<string, NameEntry>, indexOf),
-    addresses: packIndex(compiled.byAddress as ReadonlyMap<string, readonly Endpoint[]>, indexOf),
-  };
-  return { tables, notable: [...compiled.notable] };
+  const names = new IndexWriter();
+  const addresses = new IndexWriter();
+  const notable = record.endpoints.filter(isNotable);
+  record.endpoints.forEach((e, i) => endpointKeys(e, (key, kind) => (kind === 'address' ? addresses : names).add(key, i, kind === 'own')));
+  const tables: PackedTables = { names: names.finish(), addresses: addresses.finish(), ...packEndpoints(record.endpoints, record.network.name) };
+  return { tables, notable };
 }
 
 /**
- * A network whose endpoints arrive packed from the registry worker: only `notable` endpoints are
+ * A network whose endpoints arrive packed from the registry parser: only `notable` endpoints are
  * objects; the rest are decoded when a lookup needs them.
  */
 export function compilePacked(network: Network, tables: PackedTables, notable: Endpoint[]): CompiledNetwork {

@@ -118,7 +118,7 @@ export function parseDocumentText(text: string, source: string): NetworkRecord {
   } catch (err) {
     throw fileError(source, [syntaxProblem(err, text, json)]);
   }
-  const record = toRecord(data, source);
+  const record = toRecord(data, source, { release: true });
   // A hand-written file may name only namespaces made with `ip netns add`: a /proc/PID path would
   // let whoever writes the registry directory make the root daemon serve, and choose the
   // upstreams of, any process's namespace (the host's own, PID 1, included).
@@ -149,15 +149,58 @@ function issueText(issue: z.core.$ZodIssue): string {
   return `${where}: ${issue.message.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 160)}`;
 }
 
-export function toRecord(data: unknown, source: string): NetworkRecord {
-  const parsed = documentSchema.safeParse(data);
-  if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
+/**
+ * Endpoints are validated a slice at a time: the schema's validated copy of a large file's
+ * endpoints is never whole in memory beside the file's own objects and the endpoints made from them.
+ */
+const ENDPOINT_SLICE = 1000;
+const endpointList = z.array(endpointSchema);
+
+/** `release`: the caller hands `data` over; its endpoints are let go as they are converted (a large file's peak memory). */
+export function toRecord(data: unknown, source: string, { release = false } = {}): NetworkRecord {
+  const raw = typeof data === 'object' && data !== null && !Array.isArray(data) && Array.isArray((data as { endpoints?: unknown }).endpoints)
+    ? (data as { endpoints: unknown[] }).endpoints : undefined;
+  const parsed = documentSchema.safeParse(raw ? { ...(data as object), endpoints: [] } : data);
+  const problems = parsed.success ? [] : parsed.error.issues.map(issueText);
+  const endpoints: Endpoint[] = [];
+  for (let at = 0; raw && at < raw.length; at += ENDPOINT_SLICE) {
+    const slice = endpointList.safeParse(raw.slice(at, at + ENDPOINT_SLICE));
+    if (!slice.success) {
+      problems.push(...slice.error.issues.map((i) => issueText({ ...i, path: ['endpoints', at + Number(i.path[0]), ...i.path.slice(1)] })));
+    } else if (parsed.success) {
+      for (const e of slice.data) endpoints.push(toEndpoint(e, parsed.data.name));
+    }
+    if (release) raw.fill(undefined, at, at + ENDPOINT_SLICE);
+  }
+  if (!parsed.success || problems.length > 0) throw fileError(source, problems);
   const doc = parsed.data;
   const networkId = doc.id ?? derivedId('network', doc.name);
   const subnets: Subnet[] = doc.subnets.map((s) => ({ ...s }));
-  const endpoints: Endpoint[] = doc.endpoints.map((e) => ({
-    id: e.id ?? derivedId('endpoint', doc.name, e.name),
-    network: doc.name,
+  if (!raw) endpoints.push(...doc.endpoints.map((e) => toEndpoint(e, doc.name)));
+  const record: NetworkRecord = {
+    network: {
+      name: doc.name, id: networkId, subnets, internal: doc.internal, upstreams: doc.upstreams,
+      ...(doc.domain !== undefined && { domain: doc.domain.toLowerCase().replace(/\.$/, '') }),
+      ...(doc.created !== undefined && { created: doc.created }),
+      ...(doc.bridge !== undefined && { bridge: doc.bridge }),
+      ...(doc.mtu !== undefined && { mtu: doc.mtu }),
+      ...(doc.options !== undefined && { options: doc.options }),
+      ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
+      ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
+    },
+    endpoints,
+  };
+  const inconsistent = consistencyProblems(record);
+  if (inconsistent.length > 0) throw fileError(source, inconsistent);
+  return record;
+}
+
+type EndpointInput = z.output<typeof endpointSchema>;
+
+function toEndpoint(e: EndpointInput, network: string): Endpoint {
+  return {
+    id: e.id ?? derivedId('endpoint', network, e.name),
+    network,
     name: e.name.toLowerCase(),
     aliases: e.aliases.map((a) => a.toLowerCase().replace(/\.$/, '')),
     ipv4: e.ipv4,
@@ -173,24 +216,9 @@ export function toRecord(data: unknown, source: string): NetworkRecord {
     ...(e.health !== undefined && { health: e.health }),
     ...(e.healthHideOwn === true && { healthHideOwn: true }),
     ...(e.healthCheck !== undefined && { healthCheck: e.healthCheck }),
-  }));
-  const record: NetworkRecord = {
-    network: {
-      name: doc.name, id: networkId, subnets, internal: doc.internal, upstreams: doc.upstreams,
-      ...(doc.domain !== undefined && { domain: doc.domain.toLowerCase().replace(/\.$/, '') }),
-      ...(doc.created !== undefined && { created: doc.created }),
-      ...(doc.bridge !== undefined && { bridge: doc.bridge }),
-      ...(doc.mtu !== undefined && { mtu: doc.mtu }),
-      ...(doc.options !== undefined && { options: doc.options }),
-      ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
-      ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
-    },
-    endpoints,
   };
-  const problems = consistencyProblems(record);
-  if (problems.length > 0) throw fileError(source, problems);
-  return record;
 }
+
 
 export function normalService(s: { name: string; port: number; protocol?: 'tcp' | 'udp'; priority?: number; weight?: number }): Service {
   return { name: s.name.toLowerCase(), port: s.port, protocol: s.protocol ?? 'tcp', priority: s.priority ?? 0, weight: s.weight ?? 0 };

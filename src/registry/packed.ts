@@ -1,10 +1,11 @@
-// A network's endpoints and lookup indexes packed into a few typed arrays. The registry worker
-// builds them from a parsed file and transfers them to the daemon without copying; the daemon's
-// heap then holds no object per endpoint, so a large file rewritten every few seconds gives the
+// A network's endpoints and lookup indexes packed into a few typed arrays. The registry parser
+// process builds them from a parsed file and hands them to the daemon as one block of bytes; the
+// daemon's heap then holds no object per endpoint, so a large file rewritten every few seconds gives the
 // garbage collector nothing to mark or move (90 000 endpoints as objects cost a 10-20 ms full
 // collection per reload, on the thread that answers DNS). Endpoints are decoded on demand, when a
 // name that is not yet in a view's memo is looked up.
 import type { NameEntry } from './compiled.js';
+import { derivedId } from './document.js';
 import type { Endpoint } from './types.js';
 
 /** An open-addressing hash table from ASCII keys to entries, in typed arrays only. */
@@ -21,7 +22,7 @@ export interface PackedIndexData {
   own: Int32Array;
 }
 
-/** What the worker transfers for one network. */
+/** One network as the parser hands it over (one block of bytes: tablesToBytes). */
 export interface PackedTables {
   /** Endpoint i is the JSON text endpointBytes[endpointStarts[i] .. endpointStarts[i + 1]), its `network` left out. */
   endpointStarts: Uint32Array;
@@ -30,10 +31,78 @@ export interface PackedTables {
   addresses: PackedIndexData;
 }
 
-/** The buffers to list as transferred when posting `tables`. */
-export function transferList(tables: PackedTables): ArrayBuffer[] {
-  const arrays = [tables.endpointStarts, tables.endpointBytes, ...Object.values(tables.names), ...Object.values(tables.addresses)];
-  return arrays.map((a) => a.buffer as ArrayBuffer);
+/** The arrays of PackedTables in a fixed order, with their types: how they travel as one block of bytes. */
+const LAYOUT = [
+  ['endpointStarts', Uint32Array], ['endpointBytes', Uint8Array],
+  ['names.slots', Int32Array], ['names.keyStarts', Uint32Array], ['names.keyBytes', Uint8Array], ['names.listStarts', Uint32Array], ['names.lists', Uint32Array], ['names.own', Int32Array],
+  ['addresses.slots', Int32Array], ['addresses.keyStarts', Uint32Array], ['addresses.keyBytes', Uint8Array], ['addresses.listStarts', Uint32Array], ['addresses.lists', Uint32Array], ['addresses.own', Int32Array],
+] as const;
+
+type AnyArray = Int32Array | Uint32Array | Uint8Array;
+
+function arrayAt(tables: PackedTables, path: string): AnyArray {
+  const [a, b] = path.split('.');
+  return (b === undefined ? tables[a as 'endpointStarts'] : tables[a as 'names'][b as 'slots']) as AnyArray;
+}
+
+const aligned = (n: number) => (n + 3) & ~3;
+
+/** The tables as one block of bytes, and the element count of each array (LAYOUT order). */
+export function tablesToBytes(tables: PackedTables): { lengths: number[]; bytes: Uint8Array } {
+  const arrays = LAYOUT.map(([path]) => arrayAt(tables, path));
+  const bytes = new Uint8Array(arrays.reduce((n, a) => n + aligned(a.byteLength), 0));
+  let at = 0;
+  for (const a of arrays) {
+    bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
+    at += aligned(a.byteLength);
+  }
+  return { lengths: arrays.map((a) => a.length), bytes };
+}
+
+/**
+ * Tables over a block from tablesToBytes (views, no copy); its lengths must add up to the block.
+ * Run checkTables on them once where they are made (the parser process): a pass over every index.
+ */
+export function tablesFromBytes(lengths: readonly number[], bytes: Uint8Array): PackedTables {
+  if (lengths.length !== LAYOUT.length || bytes.byteOffset % 4 !== 0) throw new Error('packed tables: wrong layout');
+  const views: AnyArray[] = [];
+  let at = 0;
+  LAYOUT.forEach(([, Type], i) => {
+    const n = lengths[i];
+    if (!Number.isSafeInteger(n) || n < 0 || at + n * Type.BYTES_PER_ELEMENT > bytes.byteLength) throw new Error('packed tables: wrong layout');
+    views.push(new Type(bytes.buffer as ArrayBuffer, bytes.byteOffset + at, n));
+    at += aligned(n * Type.BYTES_PER_ELEMENT);
+  });
+  if (at !== bytes.byteLength) throw new Error('packed tables: wrong layout');
+  const index = (o: number): PackedIndexData => ({
+    slots: views[o] as Int32Array, keyStarts: views[o + 1] as Uint32Array, keyBytes: views[o + 2] as Uint8Array,
+    listStarts: views[o + 3] as Uint32Array, lists: views[o + 4] as Uint32Array, own: views[o + 5] as Int32Array,
+  });
+  return { endpointStarts: views[0] as Uint32Array, endpointBytes: views[1] as Uint8Array, names: index(2), addresses: index(8) };
+}
+
+/** Every offset and index in range, else throws: a packing bug becomes a refused file, never a bad answer. */
+export function checkTables(t: PackedTables): void {
+  const count = t.endpointStarts.length - 1;
+  const bad = () => { throw new Error('packed tables: an index is out of range'); };
+  const ascending = (starts: Uint32Array, end: number) => {
+    if (starts.length === 0 || starts[0] !== 0 || starts[starts.length - 1] !== end) bad();
+    for (let i = 1; i < starts.length; i++) if (starts[i] < starts[i - 1]) bad();
+  };
+  if (count < 0) bad();
+  ascending(t.endpointStarts, t.endpointBytes.length);
+  for (const ix of [t.names, t.addresses]) {
+    const keys = ix.keyStarts.length - 1;
+    if (keys < 0 || ix.listStarts.length !== keys + 1 || ix.own.length !== keys) bad();
+    const size = ix.slots.length;
+    // A power of two with a free slot: every probe sequence ends.
+    if (size === 0 || (size & (size - 1)) !== 0 || size <= keys) bad();
+    ascending(ix.keyStarts, ix.keyBytes.length);
+    ascending(ix.listStarts, ix.lists.length);
+    for (const s of ix.slots) if (s < 0 || s > keys) bad();
+    for (const e of ix.lists) if (e >= count) bad();
+    for (const o of ix.own) if (o < -1 || o >= count) bad();
+  }
 }
 
 /** FNV-1a over UTF-16 code units: the same value for a JS string and for its ASCII bytes. */
@@ -44,55 +113,140 @@ function hashKey(key: string): number {
 }
 
 /**
- * Packs a compiled index (key → endpoints, and for names the endpoint a key is the own name of).
- * `indexOf` maps an endpoint to its number in the packed endpoint list.
+ * Builds one packed index key by key, in typed arrays only (a parser packing 90 000 endpoints
+ * makes no object per key). The rules are NetworkBuilder's: a key's holders in the order they came,
+ * each once, and its own endpoint the one that created it with an own name or id.
  */
-export function packIndex(entries: ReadonlyMap<string, NameEntry | readonly Endpoint[]>, indexOf: ReadonlyMap<Endpoint, number>): PackedIndexData {
-  const count = entries.size;
-  let keyLength = 0;
-  let listLength = 0;
-  for (const [key, value] of entries) {
-    keyLength += key.length;
-    listLength += ('endpoints' in value ? value.endpoints : value).length;
+export class IndexWriter {
+  private slots = new Int32Array(64);
+  private keyStarts = new Uint32Array(33);
+  private keyBytes = new Uint8Array(256);
+  private own = new Int32Array(32);
+  /** Holders as chains: first and last item per key, then per item its endpoint and the next item. */
+  private first = new Int32Array(32);
+  private last = new Int32Array(32);
+  private itemEndpoint = new Uint32Array(32);
+  private itemNext = new Int32Array(32);
+  private keys = 0;
+  private items = 0;
+
+  add(key: string, endpoint: number, isOwn: boolean): void {
+    const k = this.find(key);
+    if (k < 0) return this.insert(key, endpoint, isOwn);
+    // An endpoint's keys are all added before the next endpoint's: if it holds k, it is k's last holder.
+    if (this.itemEndpoint[this.last[k]] === endpoint) return;
+    const item = this.item(endpoint);
+    this.itemNext[this.last[k]] = item;
+    this.last[k] = item;
   }
-  let size = 8;
-  while (size < count * 2) size *= 2;
-  const data: PackedIndexData = {
-    slots: new Int32Array(size), keyStarts: new Uint32Array(count + 1), keyBytes: new Uint8Array(keyLength),
-    listStarts: new Uint32Array(count + 1), lists: new Uint32Array(listLength), own: new Int32Array(count),
-  };
-  let k = 0;
-  let keyAt = 0;
-  let listAt = 0;
-  for (const [key, value] of entries) {
+
+  finish(): PackedIndexData {
+    const count = this.keys;
+    const listStarts = new Uint32Array(count + 1);
+    const lists = new Uint32Array(this.items);
+    let at = 0;
+    for (let k = 0; k < count; k++) {
+      for (let item = this.first[k]; item >= 0; item = this.itemNext[item]) lists[at++] = this.itemEndpoint[item];
+      listStarts[k + 1] = at;
+    }
+    return {
+      slots: this.slots, keyStarts: this.keyStarts.slice(0, count + 1), keyBytes: this.keyBytes.slice(0, this.keyStarts[count]),
+      listStarts, lists, own: this.own.slice(0, count),
+    };
+  }
+
+  private find(key: string): number {
+    const mask = this.slots.length - 1;
+    for (let slot = hashKey(key) & mask; ; slot = (slot + 1) & mask) {
+      const k = this.slots[slot] - 1;
+      if (k < 0 || keyEquals(this.keyStarts, this.keyBytes, k, key)) return k;
+    }
+  }
+
+  private insert(key: string, endpoint: number, isOwn: boolean): void {
+    const k = this.keys++;
+    if (k + 1 >= this.own.length) {
+      const size = this.own.length * 2;
+      this.keyStarts = grown(this.keyStarts, size + 1);
+      this.own = grown(this.own, size);
+      this.first = grown(this.first, size);
+      this.last = grown(this.last, size);
+    }
+    let at = this.keyStarts[k];
+    if (at + key.length > this.keyBytes.length) this.keyBytes = grown(this.keyBytes, Math.max(this.keyBytes.length * 2, at + key.length));
     for (let i = 0; i < key.length; i++) {
       const c = key.charCodeAt(i);
       // Names pass the DNS-name check and addresses are canonical text: a wider character is a bug.
       if (c > 0x7f) throw new Error('registry key is not ASCII');
-      data.keyBytes[keyAt++] = c;
+      this.keyBytes[at++] = c;
     }
-    data.keyStarts[k + 1] = keyAt;
-    const holders = 'endpoints' in value ? value.endpoints : value;
-    for (const e of holders) data.lists[listAt++] = indexOf.get(e)!;
-    data.listStarts[k + 1] = listAt;
-    data.own[k] = 'own' in value && value.own !== undefined ? indexOf.get(value.own)! : -1;
-    let slot = hashKey(key) & (size - 1);
-    while (data.slots[slot] !== 0) slot = (slot + 1) & (size - 1);
-    data.slots[slot] = k + 1;
-    k++;
+    this.keyStarts[k + 1] = at;
+    this.own[k] = isOwn ? endpoint : -1;
+    const item = this.item(endpoint);
+    this.first[k] = item;
+    this.last[k] = item;
+    if (this.keys * 2 > this.slots.length) this.rehash(this.slots.length * 2);
+    else this.place(k, hashKey(key));
   }
-  return data;
+
+  private item(endpoint: number): number {
+    const item = this.items++;
+    if (item >= this.itemEndpoint.length) {
+      this.itemEndpoint = grown(this.itemEndpoint, this.itemEndpoint.length * 2);
+      this.itemNext = grown(this.itemNext, this.itemNext.length * 2);
+    }
+    this.itemEndpoint[item] = endpoint;
+    this.itemNext[item] = -1;
+    return item;
+  }
+
+  private place(k: number, hash: number): void {
+    const mask = this.slots.length - 1;
+    let slot = hash & mask;
+    while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
+    this.slots[slot] = k + 1;
+  }
+
+  private rehash(size: number): void {
+    this.slots = new Int32Array(size);
+    for (let k = 0; k < this.keys; k++) {
+      let h = 0x811c9dc5;
+      for (let i = this.keyStarts[k]; i < this.keyStarts[k + 1]; i++) h = Math.imul(h ^ this.keyBytes[i], 0x01000193);
+      this.place(k, h >>> 0);
+    }
+  }
 }
 
-/** Endpoints as JSON text, one after the other (their network's name is the network's, left out). */
-export function packEndpoints(endpoints: readonly Endpoint[]): Pick<PackedTables, 'endpointStarts' | 'endpointBytes'> {
-  const encoder = new TextEncoder();
-  const texts = endpoints.map((e) => encoder.encode(JSON.stringify({ ...e, network: undefined })));
+function grown<T extends Int32Array | Uint32Array | Uint8Array>(array: T, size: number): T {
+  const bigger = new (array.constructor as new (n: number) => T)(size);
+  bigger.set(array);
+  return bigger;
+}
+
+function keyEquals(keyStarts: Uint32Array, keyBytes: Uint8Array, k: number, key: string): boolean {
+  const start = keyStarts[k];
+  if (keyStarts[k + 1] - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (keyBytes[start + i] !== key.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * Endpoints as JSON text, one after the other, without what decoding restores: the network's name,
+ * empty lists, and an id derived from the network and endpoint names (a file's usual case).
+ */
+export function packEndpoints(endpoints: readonly Endpoint[], network: string): Pick<PackedTables, 'endpointStarts' | 'endpointBytes'> {
+  // Text first, then one buffer: no small buffer (and no malloc) per endpoint.
+  const texts = endpoints.map((e) => JSON.stringify({
+    ...e, network: undefined, id: e.id === derivedId('endpoint', network, e.name) ? undefined : e.id,
+    aliases: e.aliases.length > 0 ? e.aliases : undefined, ipv6: e.ipv6.length > 0 ? e.ipv6 : undefined,
+    upstreams: e.upstreams.length > 0 ? e.upstreams : undefined,
+  }));
   const endpointStarts = new Uint32Array(endpoints.length + 1);
   let total = 0;
-  texts.forEach((t, i) => { total += t.length; endpointStarts[i + 1] = total; });
+  texts.forEach((t, i) => { total += Buffer.byteLength(t); endpointStarts[i + 1] = total; });
   const endpointBytes = new Uint8Array(total);
-  texts.forEach((t, i) => endpointBytes.set(t, endpointStarts[i]));
+  const encoder = new TextEncoder();
+  texts.forEach((t, i) => encoder.encodeInto(t, endpointBytes.subarray(endpointStarts[i])));
   return { endpointStarts, endpointBytes };
 }
 
@@ -101,7 +255,7 @@ const DECODED_LIMIT = 4096;
 const NONE: string[] = Object.freeze([]) as unknown as string[];
 
 /**
- * Endpoints deserialized from a worker, a state file or packed text each carry their own copy of
+ * Endpoints deserialized from a state file or packed text each carry their own copy of
  * the network's name and their own empty lists: one shared value instead (~30 % fewer objects).
  */
 export function shareCommonValues(e: Endpoint, network: string): void {
@@ -132,6 +286,10 @@ export class PackedEndpoints {
     if (e === undefined) {
       e = JSON.parse(this.text.toString('utf8', this.tables.endpointStarts[i], this.tables.endpointStarts[i + 1])) as Endpoint;
       e.network = this.network;
+      e.id ??= derivedId('endpoint', this.network, e.name);
+      e.aliases ??= NONE;
+      e.ipv6 ??= NONE;
+      e.upstreams ??= NONE;
       shareCommonValues(e, this.network);
       if (this.decoded.size >= DECODED_LIMIT) this.decoded.clear();
       this.decoded.set(i, e);
@@ -156,12 +314,7 @@ class PackedIndex {
     const mask = slots.length - 1;
     for (let slot = hashKey(key) & mask; ; slot = (slot + 1) & mask) {
       const k = slots[slot] - 1;
-      if (k < 0) return -1;
-      const start = keyStarts[k];
-      if (keyStarts[k + 1] - start !== key.length) continue;
-      let i = 0;
-      while (i < key.length && keyBytes[start + i] === key.charCodeAt(i)) i++;
-      if (i === key.length) return k;
+      if (k < 0 || keyEquals(keyStarts, keyBytes, k, key)) return k;
     }
   }
 

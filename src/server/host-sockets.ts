@@ -15,7 +15,9 @@ import net from 'node:net';
 import { z } from 'zod';
 import { NsdnsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { NATIVE_HELPER, bindHelperKind } from '../netns/binder.js';
+import { nativeHelperPath, nativeHelperUsable } from '../native/helpers.js';
+
+const NATIVE_HELPER = nativeHelperPath('nsdns-bind');
 
 export interface BoundSockets {
   /** The listener's UDP socket; with a group, the group's first (its address, the one a handover names). */
@@ -44,7 +46,7 @@ const HELPER_TIMEOUT_MS = 10_000;
  */
 export async function bindHostSockets(address: string, port: number, log?: Logger): Promise<BoundSockets> {
   let failure: unknown;
-  if (bindHelperKind() === 'native') {
+  if (nativeHelperUsable(NATIVE_HELPER)) {
     try {
       return await bindGroup(address, port, GROUP_SIZE);
     } catch (err) {
