@@ -6,11 +6,12 @@
 // short: a client that stops flooding is answered again within a quarter of a second. Only for a
 // socket whose clients share one fate already: a namespace's own, or one socket of a host
 // listener's group (steered by source address, so a pause stops only the clients that share the
-// flooder's kernel queue, dns-server.ts). A host listener of one socket has no gate: a pause would
-// starve every client. Only unanswered datagrams count: a client whose queries are answered,
-// however many (a NAT of many hosts behind one address), never comes closer to a pause; and the
-// limit is far above a legitimate client's unanswered rate (a client is dropped only past its
-// upstream share, and then answered REFUSED to one query in 4).
+// flooder's kernel queue, and costs them most of what they got through it: dns-server.ts). A host
+// listener of one socket has no gate: a pause would starve every client. Only unanswered datagrams
+// count: a client whose queries are answered, however many (a NAT of many hosts behind one
+// address), never comes closer to a pause; and the limit is far above a legitimate client's
+// unanswered rate (a client is dropped only past its upstream share, and then answered REFUSED to
+// one query in 4).
 
 /**
  * Unanswered datagrams in one window that start a pause (2 560/s): 5x the default upstream rate

@@ -25,6 +25,8 @@ const SUBNET = '10.231.7';
 const SERVER = `${SUBNET}.1`;
 const LEGIT = `${SUBNET}.2`;
 const FLOODER = `${SUBNET}.3`;
+/** Steered to the flooder's socket: shares its kernel queue, and so its fate. */
+const SHARER = `${SUBNET}.24`;
 const GROUP = 16;
 
 /** The socket of the group a source address is steered to: the hash nsdns-bind.c's BPF program computes. */
@@ -82,15 +84,16 @@ async function socketDrops(port: number): Promise<number[]> {
 describe('host listener: fair queueing by client address', { skip: needsRoot }, () => {
   const lab = new Lab();
   const bridge = `${lab.linkPrefix}fq`;
-  let legit: string, flooder: string;
+  let legit: string, flooder: string, sharer: string;
 
   before(async () => {
     assert.notEqual(bucket(LEGIT), bucket(FLOODER), 'the two clients are steered to different sockets (precondition of this test)');
-    [legit, flooder] = await Promise.all(['legit', 'flood'].map((n) => lab.namespace(n)));
+    assert.equal(bucket(SHARER), bucket(FLOODER));
+    [legit, flooder, sharer] = await Promise.all(['legit', 'flood', 'share'].map((n) => lab.namespace(n)));
     await sh('ip', 'link', 'add', bridge, 'type', 'bridge');
     await sh('ip', 'addr', 'add', `${SERVER}/24`, 'dev', bridge);
     await sh('ip', 'link', 'set', bridge, 'up');
-    for (const [ns, address, end] of [[legit, LEGIT, 'l'], [flooder, FLOODER, 'f']]) {
+    for (const [ns, address, end] of [[legit, LEGIT, 'l'], [flooder, FLOODER, 'f'], [sharer, SHARER, 's']]) {
       const hostEnd = `${lab.linkPrefix}${end}0`;
       await sh('ip', 'link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
       await sh('ip', 'link', 'set', hostEnd, 'master', bridge, 'up');
@@ -107,14 +110,17 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
 
   /**
    * The neighbour's view (one query every 2 ms for 2 s) while the flooder floods for 4 s: the same
-   * local name (answered), or `unique:ZONE`.
+   * local name (answered), or `unique:ZONE`. With `withSharer`, also the view of a client steered
+   * to the flooder's socket (shown, not asserted: it is in the flood's queue).
    */
-  async function underFlood(daemon: RunningDaemon, t: TestContext, what = queryPacket('web.lab').toString('hex'), pid = daemon.proc.pid!): Promise<SteadyResult & { daemonCpu: number }> {
+  async function underFlood(daemon: RunningDaemon, t: TestContext, what = queryPacket('web.lab').toString('hex'), pid = daemon.proc.pid!, withSharer = false): Promise<SteadyResult & { daemonCpu: number }> {
     const cpuBefore = await cpuSeconds(pid);
     const started = Date.now();
     const flood = execa('ip', ['netns', 'exec', flooder, process.execPath, '--input-type=module', '-e', FLOOD, SERVER, String(daemon.port), '4', what], { reject: false });
     await new Promise((r) => setTimeout(r, 1000));
-    const client = await execa('ip', ['netns', 'exec', legit, process.execPath, NS_CLIENT, 'steady', `${SERVER}:${daemon.port}`, 'web.lab', '2'], { reject: false });
+    const steady = (ns: string) => execa('ip', ['netns', 'exec', ns, process.execPath, NS_CLIENT, 'steady', `${SERVER}:${daemon.port}`, 'web.lab', '2'], { reject: false });
+    const [client, shared] = await Promise.all([steady(legit), withSharer ? steady(sharer) : undefined]);
+    if (shared) t.diagnostic(`a client steered to the flooder's socket: ${shared.stdout}`);
     const sent = (await flood).stdout.trim();
     // The share of one core the daemon used while the flood went on (the neighbour's queries included).
     const daemonCpu = (await cpuSeconds(pid) - cpuBefore) / ((Date.now() - started) / 1000);
@@ -143,7 +149,7 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
   it('a neighbour of a flooding address gets every answer, quickly, while the flooder\'s own socket drops; answered queries, however many, never pause it', async (t) => {
     const daemon = await serve();
     try {
-      const seen = await underFlood(daemon, t);
+      const seen = await underFlood(daemon, t, undefined, undefined, true);
       const drops = await socketDrops(daemon.port);
       t.diagnostic(`neighbour: ${JSON.stringify(seen)}; drops per socket: ${drops.join(' ')}`);
       assert.equal(drops.length, GROUP);
@@ -172,7 +178,7 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
       const pauses = async () => Number(/^nsdns_flood_pauses_total (\d+)$/m.exec(await (await fetch(`http://${String(ready.metrics)}/metrics`)).text())?.[1]);
       assert.equal(await pauses(), 0);
       // Distinct names: each a cache miss, and past the flooder's upstream share mostly dropped.
-      const seen = await underFlood(daemon, t, 'unique:flood.test');
+      const seen = await underFlood(daemon, t, 'unique:flood.test', undefined, true);
       const drops = await socketDrops(daemon.port);
       const lines = daemon.logs.filter((l) => /not reading that socket/.test(l.msg));
       t.diagnostic(`neighbour: ${JSON.stringify(seen)}; drops per socket: ${drops.join(' ')}; pauses: ${await pauses()}; ${JSON.stringify(lines)}`);
