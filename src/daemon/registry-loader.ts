@@ -3,7 +3,7 @@
 // priority (registry-worker.ts) under a time and memory limit, so a huge or malicious file costs
 // the event loop nothing, and its result comes back packed, read in chunks between answers.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants, existsSync, mkdtempSync, readdirSync, rmSync, type Stats } from 'node:fs';
+import { constants, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, type Stats } from 'node:fs';
 import { lstat, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -118,16 +118,42 @@ export function parserLimitsFor(maxBytes: number): ParserLimits {
 }
 
 const DIRECTORY_PREFIX = 'nsdns-parser-';
+/** A failure of the parser, not of the content (ParseOutcome.hash stays unknown). */
+const PARSER_UNAVAILABLE = 'ERR_PARSER_UNAVAILABLE' as const;
 
-/** Tables directories left by a daemon that was killed (their PID is gone); best effort. */
-function removeStaleDirectories(): void {
+/**
+ * Tables directories left by a daemon that was killed (their PID is gone); best effort. Only
+ * directories that are ours by owner and mode (0700, so nobody else can have put anything in
+ * them): a name alone in a shared /tmp proves nothing.
+ */
+function removeStaleDirectories(parent: string): void {
   try {
-    for (const name of readdirSync(tmpdir())) {
+    for (const name of readdirSync(parent)) {
       const pid = new RegExp(`^${DIRECTORY_PREFIX}(\\d+)-`).exec(name)?.[1];
       if (pid === undefined || pid === String(process.pid) || existsSync(`/proc/${pid}`)) continue;
-      rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
+      const full = path.join(parent, name);
+      const st = lstatSync(full);
+      if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o777) !== 0o700) continue;
+      rmSync(full, { recursive: true, force: true });
     }
   } catch { /* another daemon's cleanup may race this one: nothing depends on it */ }
+}
+
+/**
+ * A new private directory for one parser's tables files: in TMPDIR, else /run or /dev/shm (a
+ * read-only or missing TMPDIR must not refuse every registry file).
+ */
+function privateDirectory(): string {
+  const errors: string[] = [];
+  for (const parent of [tmpdir(), '/run', '/dev/shm']) {
+    try {
+      removeStaleDirectories(parent);
+      return mkdtempSync(path.join(parent, `${DIRECTORY_PREFIX}${process.pid}-`));
+    } catch (err) {
+      errors.push(`${parent}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+  throw new NsdnsError(PARSER_UNAVAILABLE, `no directory for the registry parser's tables (${errors.join(', ')})`);
 }
 
 /** How the parser process is started: under `chrt --idle 0` where util-linux has it. */
@@ -182,12 +208,17 @@ export class RegistryParser {
       if (reply.kind === 'unchanged') return { kind: 'unchanged' };
       if (reply.kind === 'refused') return { kind: 'refused', hash: reply.hash, problem: reply.problem };
       if (reply.kind !== 'network') throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
-      const tables = await this.readTables(reply.tablesFile, reply.tablesBytes);
+      const tables = await this.readTables(reply.tablesFile, reply.tablesBytes).catch((err: Error) => {
+        throw new NsdnsError(PARSER_UNAVAILABLE, `the parser's tables could not be read (${(err as NodeJS.ErrnoException).code ?? err.message})`);
+      });
       consume(reply.network, tablesFromBytes(reply.lengths, tables), reply.notable);
       return { kind: 'parsed', hash: reply.hash, network: reply.network, total: reply.total };
     } catch (err) {
-      // A crash, a timeout or a registry conflict: refused, and remembered like any refusal.
-      return { kind: 'refused', hash: this.jobHash, problem: err instanceof Error ? err.message : String(err) };
+      // A crash or a registry conflict: refused, and remembered like any refusal. A timeout (the
+      // parser runs only on idle CPU: a busy host can starve it), a stop or a lost tables file
+      // says nothing about the content: not remembered, so the next event tries it again.
+      const transient = err instanceof NsdnsError && err.code === PARSER_UNAVAILABLE;
+      return { kind: 'refused', hash: transient ? undefined : this.jobHash, problem: err instanceof Error ? err.message : String(err) };
     } finally {
       this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
     }
@@ -220,7 +251,7 @@ export class RegistryParser {
       const timer = setTimeout(() => {
         this.waiting = undefined;
         void this.stop();
-        reject(refused(`parsing took longer than ${Math.round(this.limits.timeoutMs / 1000)} s; parser stopped`));
+        reject(new NsdnsError(PARSER_UNAVAILABLE, `parsing took longer than ${Math.round(this.limits.timeoutMs / 1000)} s; parser stopped (tried again at the next change)`));
       }, this.limits.timeoutMs);
       this.waiting = {
         resolve: (r) => { clearTimeout(timer); resolve(r); },
@@ -234,8 +265,7 @@ export class RegistryParser {
     const script = fileURLToPath(new URL('./registry-worker.js', import.meta.url));
     // No size-optimized mode here (the daemon's v8-flags.ts): it would collect every few MB of a parse.
     // A directory only root can enter, for the tables files; a new one per parser process.
-    removeStaleDirectories();
-    this.directory = mkdtempSync(path.join(tmpdir(), `${DIRECTORY_PREFIX}${process.pid}-`));
+    this.directory = privateDirectory();
     const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', script, this.directory]);
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
@@ -288,6 +318,10 @@ export class RegistryParser {
     clearTimeout(this.idle);
     const child = this.child;
     this.child = undefined;
+    // A job in progress ends now, unjudged (its content is tried again by the next parser).
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    waiting?.reject(new NsdnsError(PARSER_UNAVAILABLE, 'the parser was stopped'));
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     // Referenced while it ends: a stopping daemon whose other handles are closed waits for it (and

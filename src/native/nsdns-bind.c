@@ -125,8 +125,9 @@ int main(int argc, char **argv) {
 /*
  * The socket of a datagram: a Fibonacci hash of its source address, top bits, so the index is < N
  * (a power of two). A reuseport program on UDP sees the payload at offset 0 (the kernel pulls the
- * UDP header first); the IP header is reached at SKF_NET_OFF. IPv6: the last 32 bits of the source
- * (the interface identifier differs between hosts of one /64). An index >= the group's size (a
+ * UDP header first); the IP header is reached at SKF_NET_OFF. IPv6: the source's /64 prefix, the
+ * unit a host gets (a client choosing addresses within its own /64 must not reach every socket;
+ * hosts sharing one /64 share a socket, as clients behind one NAT do). An index >= the group's size (a
  * socket closed meanwhile) makes the kernel fall back to its own hash: never a drop.
  */
 static int steer(int fd, unsigned bits) {
@@ -135,13 +136,16 @@ static int steer(int fd, unsigned bits) {
     BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),                         /* 1: A = IP version */
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 2),                   /* 2: IPv4 -> 3, else -> 5 */
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 12), /* 3: A = IPv4 source */
-    BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0),                            /* 4: -> 7 */
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4),                   /* 5: IPv6 -> 6, else -> 10 */
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 20), /* 6: A = last 32 bits of the IPv6 source */
-    BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),               /* 7: A *= 2^32 / golden ratio (mod 2^32) */
-    BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 32 - bits),                 /* 8: its top `bits` bits */
-    BPF_STMT(BPF_RET | BPF_A, 0),                                   /* 9 */
-    BPF_STMT(BPF_RET | BPF_K, 0),                                   /* 10: neither: the first socket */
+    BPF_JUMP(BPF_JMP | BPF_JA, 5, 0, 0),                            /* 4: -> 10 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 7),                   /* 5: IPv6 -> 6, else -> 13 */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 8),  /* 6: A = IPv6 source, bits 0-31 */
+    BPF_STMT(BPF_MISC | BPF_TAX, 0),                                /* 7: X = A */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned)SKF_NET_OFF + 12), /* 8: A = bits 32-63 */
+    BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),                         /* 9: A ^= X: the /64 prefix */
+    BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),               /* 10: A *= 2^32 / golden ratio (mod 2^32) */
+    BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 32 - bits),                 /* 11: its top `bits` bits */
+    BPF_STMT(BPF_RET | BPF_A, 0),                                   /* 12 */
+    BPF_STMT(BPF_RET | BPF_K, 0),                                   /* 13: neither: the first socket */
   };
   struct sock_fprog prog = {sizeof code / sizeof code[0], code};
   return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);

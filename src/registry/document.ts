@@ -266,10 +266,20 @@ export function nameProblems(network: Network, endpoints: readonly Endpoint[]): 
 /** What a schema cannot say: names on the network (nameProblems), addresses inside a declared subnet. */
 export function consistencyProblems({ network, endpoints }: NetworkRecord): string[] {
   const problems: string[] = nameProblems(network, endpoints);
-  const ids = new Set<string>();
+  // Ids answer as names too (the full id and its first 12 characters, in lower case): one may
+  // be neither another endpoint's id nor another endpoint's name or alias.
+  const ids = new Map<string, string>();
   for (const e of endpoints) {
-    if (ids.has(e.id)) problems.push(`endpoint id ${e.id} appears twice`);
-    ids.add(e.id);
+    const id = e.id.toLowerCase();
+    if (ids.has(id)) problems.push(`endpoint id ${e.id} appears twice`);
+    ids.set(id, e.name);
+    if (/^[0-9a-f]{13,}$/.test(id)) ids.set(id.slice(0, 12), ids.get(id.slice(0, 12)) ?? e.name);
+  }
+  for (const e of endpoints) {
+    for (const name of [e.name, ...e.aliases]) {
+      const holder = ids.get(name);
+      if (holder !== undefined && holder !== e.name) problems.push(`"${name}" of "${e.name}" is the id of endpoint "${holder}"`);
+    }
   }
   const ranges = network.subnets.map((s) => ipaddr.parseCIDR(s.subnet));
   for (const s of network.subnets) {

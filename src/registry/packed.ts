@@ -4,6 +4,7 @@
 // garbage collector nothing to mark or move (90 000 endpoints as objects cost a 10-20 ms full
 // collection per reload, on the thread that answers DNS). Endpoints are decoded on demand, when a
 // name that is not yet in a view's memo is looked up.
+import { randomInt } from 'node:crypto';
 import type { NameEntry } from './compiled.js';
 import { derivedId } from './document.js';
 import type { Endpoint } from './types.js';
@@ -20,6 +21,8 @@ export interface PackedIndexData {
   lists: Uint32Array;
   /** Names only: the endpoint whose own name (or id) key k is, -1 for an alias. */
   own: Int32Array;
+  /** One element: the table's hash seed. */
+  seed: Uint32Array;
 }
 
 /** One network as the parser hands it over (one block of bytes: tablesToBytes). */
@@ -34,8 +37,8 @@ export interface PackedTables {
 /** The arrays of PackedTables in a fixed order, with their types: how they travel as one block of bytes. */
 const LAYOUT = [
   ['endpointStarts', Uint32Array], ['endpointBytes', Uint8Array],
-  ['names.slots', Int32Array], ['names.keyStarts', Uint32Array], ['names.keyBytes', Uint8Array], ['names.listStarts', Uint32Array], ['names.lists', Uint32Array], ['names.own', Int32Array],
-  ['addresses.slots', Int32Array], ['addresses.keyStarts', Uint32Array], ['addresses.keyBytes', Uint8Array], ['addresses.listStarts', Uint32Array], ['addresses.lists', Uint32Array], ['addresses.own', Int32Array],
+  ['names.slots', Int32Array], ['names.keyStarts', Uint32Array], ['names.keyBytes', Uint8Array], ['names.listStarts', Uint32Array], ['names.lists', Uint32Array], ['names.own', Int32Array], ['names.seed', Uint32Array],
+  ['addresses.slots', Int32Array], ['addresses.keyStarts', Uint32Array], ['addresses.keyBytes', Uint8Array], ['addresses.listStarts', Uint32Array], ['addresses.lists', Uint32Array], ['addresses.own', Int32Array], ['addresses.seed', Uint32Array],
 ] as const;
 
 type AnyArray = Int32Array | Uint32Array | Uint8Array;
@@ -76,9 +79,9 @@ export function tablesFromBytes(lengths: readonly number[], bytes: Uint8Array): 
   if (at !== bytes.byteLength) throw new Error('packed tables: wrong layout');
   const index = (o: number): PackedIndexData => ({
     slots: views[o] as Int32Array, keyStarts: views[o + 1] as Uint32Array, keyBytes: views[o + 2] as Uint8Array,
-    listStarts: views[o + 3] as Uint32Array, lists: views[o + 4] as Uint32Array, own: views[o + 5] as Int32Array,
+    listStarts: views[o + 3] as Uint32Array, lists: views[o + 4] as Uint32Array, own: views[o + 5] as Int32Array, seed: views[o + 6] as Uint32Array,
   });
-  return { endpointStarts: views[0] as Uint32Array, endpointBytes: views[1] as Uint8Array, names: index(2), addresses: index(8) };
+  return { endpointStarts: views[0] as Uint32Array, endpointBytes: views[1] as Uint8Array, names: index(2), addresses: index(9) };
 }
 
 /** Every offset and index in range, else throws: a packing bug becomes a refused file, never a bad answer. */
@@ -95,8 +98,8 @@ export function checkTables(t: PackedTables): void {
     const keys = ix.keyStarts.length - 1;
     if (keys < 0 || ix.listStarts.length !== keys + 1 || ix.own.length !== keys) bad();
     const size = ix.slots.length;
-    // A power of two with a free slot: every probe sequence ends.
-    if (size === 0 || (size & (size - 1)) !== 0 || size <= keys) bad();
+    // A power of two with a free slot (every probe sequence ends), and no long run.
+    if (size === 0 || (size & (size - 1)) !== 0 || size <= keys || ix.seed.length !== 1 || longestRun(ix.slots) > MAX_RUN) bad();
     ascending(ix.keyStarts, ix.keyBytes.length);
     ascending(ix.listStarts, ix.lists.length);
     for (const s of ix.slots) if (s < 0 || s > keys) bad();
@@ -105,11 +108,49 @@ export function checkTables(t: PackedTables): void {
   }
 }
 
-/** FNV-1a over UTF-16 code units: the same value for a JS string and for its ASCII bytes. */
-function hashKey(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+/**
+ * A seeded hash over UTF-16 code units (the same value for a JS string and for its ASCII bytes).
+ * Seeded per network with a random value, so a file's author cannot choose names that all land
+ * in one run of the table (every lookup of a missing name would walk it); the parser also checks
+ * the longest run (MAX_RUN) and draws another seed when it is too long.
+ */
+function hashKey(key: string, seed: number): number {
+  let h = seed ^ key.length;
+  for (let i = 0; i < key.length; i++) {
+    h = Math.imul(h ^ key.charCodeAt(i), 0x5bd1e995);
+    h ^= h >>> 13;
+  }
+  return finish32(h);
+}
+
+function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number): number {
+  let h = seed ^ (end - start);
+  for (let i = start; i < end; i++) {
+    h = Math.imul(h ^ bytes[i], 0x5bd1e995);
+    h ^= h >>> 13;
+  }
+  return finish32(h);
+}
+
+function finish32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The longest run of occupied slots a table may have (a lookup of a missing key walks one). */
+export const MAX_RUN = 128;
+
+function longestRun(slots: Int32Array): number {
+  let longest = 0;
+  let run = 0;
+  // Twice round: a run may wrap past the end.
+  for (let i = 0; i < slots.length * 2; i++) {
+    run = slots[i % slots.length] !== 0 ? run + 1 : 0;
+    if (run > longest) longest = run;
+    if (run >= slots.length) break;
+  }
+  return longest;
 }
 
 /**
@@ -129,6 +170,7 @@ export class IndexWriter {
   private itemNext = new Int32Array(32);
   private keys = 0;
   private items = 0;
+  private seed = randomSeed();
 
   add(key: string, endpoint: number, isOwn: boolean): void {
     const k = this.find(key);
@@ -149,15 +191,21 @@ export class IndexWriter {
       for (let item = this.first[k]; item >= 0; item = this.itemNext[item]) lists[at++] = this.itemEndpoint[item];
       listStarts[k + 1] = at;
     }
+    // A run this long by chance is rare (load factor at most 1/2): draw other seeds a few times.
+    for (let tries = 0; longestRun(this.slots) > MAX_RUN; tries++) {
+      if (tries === 8) throw new Error(`too many names hash alike (a run of ${longestRun(this.slots)} slots); refused`);
+      this.seed = randomSeed();
+      this.rehash(this.slots.length);
+    }
     return {
       slots: this.slots, keyStarts: this.keyStarts.slice(0, count + 1), keyBytes: this.keyBytes.slice(0, this.keyStarts[count]),
-      listStarts, lists, own: this.own.slice(0, count),
+      listStarts, lists, own: this.own.slice(0, count), seed: Uint32Array.of(this.seed),
     };
   }
 
   private find(key: string): number {
     const mask = this.slots.length - 1;
-    for (let slot = hashKey(key) & mask; ; slot = (slot + 1) & mask) {
+    for (let slot = hashKey(key, this.seed) & mask; ; slot = (slot + 1) & mask) {
       const k = this.slots[slot] - 1;
       if (k < 0 || keyEquals(this.keyStarts, this.keyBytes, k, key)) return k;
     }
@@ -186,7 +234,7 @@ export class IndexWriter {
     this.first[k] = item;
     this.last[k] = item;
     if (this.keys * 2 > this.slots.length) this.rehash(this.slots.length * 2);
-    else this.place(k, hashKey(key));
+    else this.place(k, hashKey(key, this.seed));
   }
 
   private item(endpoint: number): number {
@@ -209,12 +257,12 @@ export class IndexWriter {
 
   private rehash(size: number): void {
     this.slots = new Int32Array(size);
-    for (let k = 0; k < this.keys; k++) {
-      let h = 0x811c9dc5;
-      for (let i = this.keyStarts[k]; i < this.keyStarts[k + 1]; i++) h = Math.imul(h ^ this.keyBytes[i], 0x01000193);
-      this.place(k, h >>> 0);
-    }
+    for (let k = 0; k < this.keys; k++) this.place(k, hashBytes(this.keyBytes, this.keyStarts[k], this.keyStarts[k + 1], this.seed));
   }
+}
+
+function randomSeed(): number {
+  return randomInt(0x100000000) >>> 0;
 }
 
 function grown<T extends Int32Array | Uint32Array | Uint8Array>(array: T, size: number): T {
@@ -249,6 +297,9 @@ export function packEndpoints(endpoints: readonly Endpoint[], network: string): 
   texts.forEach((t, i) => encoder.encodeInto(t, endpointBytes.subarray(endpointStarts[i])));
   return { endpointStarts, endpointBytes };
 }
+
+/** Holder lists longer than this are kept decoded (PackedIndex.shared). */
+const SHARED_LIST = 32;
 
 /** Decoded endpoints kept for reuse (answers memoize per view; this spares decoding for the next view). */
 const DECODED_LIMIT = 4096;
@@ -307,21 +358,34 @@ export class PackedEndpoints {
 
 /** Lookups in one packed index: key number for a string, or -1. */
 class PackedIndex {
-  constructor(protected readonly data: PackedIndexData, protected readonly endpoints: PackedEndpoints) {}
+  private readonly seed: number;
+  /**
+   * Decoded holder lists of names many endpoints share (a scaled service's alias): every distinct
+   * `_x._tcp.pool` asked would otherwise decode them all again (60 000 holders: ~180 ms).
+   */
+  private readonly shared = new Map<number, readonly Endpoint[]>();
+
+  constructor(protected readonly data: PackedIndexData, protected readonly endpoints: PackedEndpoints) {
+    this.seed = data.seed[0];
+  }
 
   protected find(key: string): number {
     const { slots, keyStarts, keyBytes } = this.data;
     const mask = slots.length - 1;
-    for (let slot = hashKey(key) & mask; ; slot = (slot + 1) & mask) {
+    for (let slot = hashKey(key, this.seed) & mask; ; slot = (slot + 1) & mask) {
       const k = slots[slot] - 1;
       if (k < 0 || keyEquals(keyStarts, keyBytes, k, key)) return k;
     }
   }
 
-  protected holders(k: number): Endpoint[] {
+  protected holders(k: number): readonly Endpoint[] {
     const { listStarts, lists } = this.data;
+    const shared = listStarts[k + 1] - listStarts[k] > SHARED_LIST;
+    const kept = shared ? this.shared.get(k) : undefined;
+    if (kept) return kept;
     const out: Endpoint[] = [];
     for (let i = listStarts[k]; i < listStarts[k + 1]; i++) out.push(this.endpoints.endpoint(lists[i]));
+    if (shared) this.shared.set(k, out);
     return out;
   }
 

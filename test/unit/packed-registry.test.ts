@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compileNetwork, compilePacked, packNetwork } from '../../src/registry/compiled.js';
+import { MAX_RUN } from '../../src/registry/packed.js';
 import { toRecord } from '../../src/registry/document.js';
 import { HealthStates } from '../../src/registry/health-state.js';
 import { View } from '../../src/registry/view.js';
@@ -82,5 +83,19 @@ describe('packed registry networks', () => {
     assert.deepEqual(answer(view, 'n1999.big'), { a: ['0a6007cf'], aaaa: [], txt: [], srv: [], failOpen: false });
     assert.deepEqual(view.reverse('10.96.7.207'), ['n1999.big']);
     assert.equal(view.lookup('n2000').kind, 'unknown');
+  });
+
+  it('hash names with a seed of their own, so no file can choose names that collide', () => {
+    const rec = toRecord({ name: 'big', endpoints: Array.from({ length: 20_000 }, (_, i) => ({ name: `n${i}` })) }, 'big.json');
+    const a = packNetwork(structuredClone(rec)).tables.names;
+    const b = packNetwork(structuredClone(rec)).tables.names;
+    assert.notEqual(a.seed[0], b.seed[0]);
+    assert.notDeepEqual(a.slots, b.slots);
+    for (const t of [a, b]) {
+      let run = 0;
+      let longest = 0;
+      for (const s of t.slots) longest = Math.max(longest, (run = s === 0 ? 0 : run + 1));
+      assert.ok(longest <= MAX_RUN, `a run of ${longest} slots`);
+    }
   });
 });

@@ -31,6 +31,9 @@ describe('registry documents', () => {
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, aliases: [x..y]}\n', 'x.yaml'), /endpoints\.0\.aliases\.0: not a valid name/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - name: a\n    ipv4: 10.0.0.300\n', 'x.yaml'), /endpoints\.0\.ipv4/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: b, aliases: [a]}\n', 'x.yaml'), /alias "a" of "b" is the name of endpoint "a"/);
+    // An id answers as a name (full, and its first 12 characters): it may not be another endpoint's name, nor differ from another id by case only.
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: abcdefabcdef}\n  - {name: b, id: abcdefabcdef0000}\n', 'x.yaml'), /"abcdefabcdef" of "abcdefabcdef" is the id of endpoint "b"/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, id: ABCDEFABCDEF00}\n  - {name: b, id: abcdefabcdef00}\n', 'x.yaml'), /endpoint id abcdefabcdef00 appears twice/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24}]\nendpoints:\n  - {name: a, ipv4: 10.1.0.1}\n', 'x.yaml'), /outside the network's subnets/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24, gateway: 10.9.0.1}]\n', 'x.yaml'), /gateway 10\.9\.0\.1 is outside/);
     assert.throws(() => parseDocumentText('name: [', 'x.yaml'), /not valid YAML/);
