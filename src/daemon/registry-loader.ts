@@ -157,8 +157,8 @@ function privateDirectory(): string {
 }
 
 /** How the parser process is started: under `chrt --idle 0` where util-linux has it. */
-function parserCommand(nodeArgs: string[]): [string, string[]] {
-  const chrt = ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p));
+function parserCommand(nodeArgs: string[], idle: boolean): [string, string[]] {
+  const chrt = idle ? ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p)) : undefined;
   return chrt ? [chrt, ['--idle', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
 }
 
@@ -177,6 +177,8 @@ const READ_CHUNK = 4 * MIB;
  */
 export class RegistryParser {
   private child: ChildProcess | undefined;
+  /** Start the parser under `chrt --idle` (cleared if chrt fails here). */
+  private idlePriority = true;
   /** The current parser's private directory (tables files). */
   private directory: string | undefined;
   private waiting: Waiting | undefined;
@@ -266,20 +268,23 @@ export class RegistryParser {
     // No size-optimized mode here (the daemon's v8-flags.ts): it would collect every few MB of a parse.
     // A directory only root can enter, for the tables files; a new one per parser process.
     this.directory = privateDirectory();
-    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', script, this.directory]);
+    const idle = this.idlePriority;
+    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', script, this.directory], idle);
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     const directory = this.directory;
     // Only the current parser may settle a request: a stopped one's late 'exit' must not.
-    const fail = (problem: string) => {
+    let answered = false;
+    const fail = (problem: string, transient = false) => {
       rmSync(directory, { recursive: true, force: true });
       if (this.child !== child) return;
       this.child = undefined;
       const waiting = this.waiting;
       this.waiting = undefined;
-      waiting?.reject(refused(problem));
+      waiting?.reject(transient ? new NsdnsError(PARSER_UNAVAILABLE, problem) : refused(problem));
     };
     const reader = new FrameReader(MAX_REPLY_BYTES, (body) => {
+      answered = true;
       if (this.child !== child) return;
       const reply = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as WorkerReply;
       if (reply.kind === 'hashed') this.jobHash = reply.hash;
@@ -296,10 +301,17 @@ export class RegistryParser {
     child.stderr!.on('data', (chunk: Buffer) => { if (stderr.length < STDERR_KEPT) stderr += chunk.toString('utf8', 0, STDERR_KEPT - stderr.length); });
     child.stdin!.on('error', () => { /* the exit below reports it */ });
     child.on('error', (err: NodeJS.ErrnoException) => fail(`the parser did not start (${err.code ?? err.name})`));
-    child.on('exit', (code, signal) => fail(/heap limit|out of memory/i.test(stderr)
+    child.on('exit', (code, signal) => {
+      // chrt refused (a policy forbids SCHED_IDLE): from now on the parser starts without it.
+      if (idle && !answered && code !== 0 && signal === null && /chrt/.test(stderr)) {
+        this.idlePriority = false;
+        return fail('the parser could not start at idle priority; it starts at its lowest nice level from now on', true);
+      }
+      fail(/heap limit|out of memory/i.test(stderr)
       ? `parsing needs more than ${this.limits.maxHeapMb} MB; parser stopped`
       : code === 0 || signal === 'SIGTERM' ? 'the parser stopped; it restarts with the next file'
-        : `the parser crashed (${signal ?? `exit ${code}`}); it restarts with the next file`));
+        : `the parser crashed (${signal ?? `exit ${code}`}); it restarts with the next file`);
+    });
     // The daemon's life does not depend on its parser.
     child.unref();
     for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();

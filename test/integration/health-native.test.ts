@@ -8,36 +8,18 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { HealthProber } from '../../src/health/prober.js';
 import { NATIVE_PROBE, NativeProber, type ProbeSpec } from '../../src/health/native.js';
 import { tempDir } from '../helpers/tmp.js';
+import { capturedLog, until, Listener } from '../helpers/probe-fixtures.js';
 
 const skip = !existsSync(NATIVE_PROBE) && 'nsdns-probe was not built (no C compiler)';
-
-interface Line { level: number; msg: string; [k: string]: unknown }
-
-function capturedLog(): { log: ReturnType<typeof createLogger>; lines: Line[] } {
-  const lines: Line[] = [];
-  const sink = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
-  return { log: createLogger('info', sink), lines };
-}
-
-async function until<T>(what: string, get: () => T, ok: (v: T) => boolean, timeoutMs = 4000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = get();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 const alive = (pid: number): boolean => {
   try {
@@ -47,29 +29,6 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
-
-/** A TCP listener on `host` that can be stopped and started again on the same port. */
-class Listener {
-  private server: net.Server | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-  constructor(readonly host: string) {}
-  async listen(): Promise<this> {
-    const server = net.createServer((s) => {
-      this.sockets.add(s.on('error', () => undefined).on('close', () => this.sockets.delete(s)));
-      s.end();
-    });
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.port, this.host, () => resolve()));
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-    return this;
-  }
-  async close(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (s) await new Promise<void>((resolve) => { s.close(() => resolve()); for (const c of this.sockets) c.destroy(); });
-  }
-}
 
 /** A registry with one network "nat" of probed endpoints: `[name, address, port]`. */
 function probedRegistry(endpoints: Array<[string, string, number]>): Registry {

@@ -9,11 +9,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { createLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { HealthProber, type ProberOptions } from '../../src/health/prober.js';
@@ -23,48 +21,7 @@ import { controlHandlers, type HandlerDeps } from '../../src/daemon/handlers.js'
 import { MAIN, ROOT, startDaemon } from '../helpers/daemon.js';
 import { dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
-
-interface Line { level: number; msg: string; [k: string]: unknown }
-
-/** A JSON logger whose lines the test reads. */
-function capturedLog(): { log: ReturnType<typeof createLogger>; lines: Line[] } {
-  const lines: Line[] = [];
-  const sink = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
-  return { log: createLogger('info', sink), lines };
-}
-
-/** A TCP listener on `host` that can be stopped and started again on the same port. */
-class Listener {
-  private server: net.Server | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-  constructor(readonly host: string) {}
-  async listen(): Promise<this> {
-    const server = net.createServer((s) => {
-      this.sockets.add(s.on('error', () => undefined).on('close', () => this.sockets.delete(s)));
-      s.end();
-    });
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.port, this.host, () => resolve()));
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-    return this;
-  }
-  async close(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (s) await new Promise<void>((resolve) => { s.close(() => resolve()); for (const c of this.sockets) c.destroy(); });
-  }
-}
-
-async function until<T>(what: string, get: () => T, ok: (v: T) => boolean, timeoutMs = 3000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = get();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+import { capturedLog, until, Listener, type Line } from '../helpers/probe-fixtures.js';
 
 /** The addresses the registry answers for `name` now, sorted: what a query would get. */
 function answers(registry: Registry, name: string): string[] {

@@ -125,7 +125,9 @@ describe('health prober schedule', () => {
       const times = [...first.values()].sort((a, b) => a - b);
       assert.equal(times.length, 10);
       assert.ok(times[9] - times[0] >= 700, `first probes at ${times.join(', ')} ms`);
-      for (let k = 1; k < times.length; k++) assert.ok(times[k] - times[k - 1] >= 50, `two probes less than 50 ms apart: ${times.join(', ')}`);
+      // Probes due within one tick (here 100 ms) start in it together: due times 100 ms apart that
+      // straddle a tick boundary can share one, never three.
+      for (let k = 2; k < times.length; k++) assert.ok(times[k] - times[k - 2] >= 50, `three probes within 50 ms: ${times.join(', ')}`);
     } finally {
       await prober.stop();
     }
