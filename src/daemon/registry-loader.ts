@@ -269,7 +269,7 @@ export class RegistryParser {
     // A directory only root can enter, for the tables files; a new one per parser process.
     this.directory = privateDirectory();
     const idle = this.idlePriority;
-    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', script, this.directory], idle);
+    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', '--expose-gc', script, this.directory], idle);
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     const directory = this.directory;

@@ -25,7 +25,7 @@ export interface PackedIndexData {
   seed: Uint32Array;
 }
 
-/** One network as the parser hands it over (one block of bytes: tablesToBytes). */
+/** One network as the parser hands it over (one block of bytes: writeTables, tablesFromBytes). */
 export interface PackedTables {
   /** Endpoint i is the JSON text endpointBytes[endpointStarts[i] .. endpointStarts[i + 1]), its `network` left out. */
   endpointStarts: Uint32Array;
@@ -51,19 +51,24 @@ function arrayAt(tables: PackedTables, path: string): AnyArray {
 const aligned = (n: number) => (n + 3) & ~3;
 
 /** The tables as one block of bytes, and the element count of each array (LAYOUT order). */
-export function tablesToBytes(tables: PackedTables): { lengths: number[]; bytes: Uint8Array } {
+/**
+ * Writes the tables as one block of bytes (`write` takes each piece in order: no copy of the whole
+ * is made), and returns the element count of each array (LAYOUT order) and the block's size.
+ */
+export function writeTables(tables: PackedTables, write: (piece: Uint8Array) => void): { lengths: number[]; bytes: number } {
   const arrays = LAYOUT.map(([path]) => arrayAt(tables, path));
-  const bytes = new Uint8Array(arrays.reduce((n, a) => n + aligned(a.byteLength), 0));
-  let at = 0;
+  const padding = new Uint8Array(3);
+  let bytes = 0;
   for (const a of arrays) {
-    bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
-    at += aligned(a.byteLength);
+    write(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    if (aligned(a.byteLength) > a.byteLength) write(padding.subarray(0, aligned(a.byteLength) - a.byteLength));
+    bytes += aligned(a.byteLength);
   }
   return { lengths: arrays.map((a) => a.length), bytes };
 }
 
 /**
- * Tables over a block from tablesToBytes (views, no copy); its lengths must add up to the block.
+ * Tables over a block written by writeTables (views, no copy); its lengths must add up to the block.
  * Run checkTables on them once where they are made (the parser process): a pass over every index.
  */
 export function tablesFromBytes(lengths: readonly number[], bytes: Uint8Array): PackedTables {
