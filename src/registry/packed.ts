@@ -114,7 +114,7 @@ export function checkTables(t: PackedTables): void {
 }
 
 /**
- * A seeded hash over UTF-16 code units (the same value for a JS string and for its ASCII bytes).
+ * A seeded hash over a key's UTF-16 code units.
  * Seeded per network with a random value, so a file's author cannot choose names that all land
  * in one run of the table (every lookup of a missing name would walk it); the parser also checks
  * the longest run (MAX_RUN) and draws another seed when it is too long.
@@ -123,15 +123,6 @@ function hashKey(key: string, seed: number): number {
   let h = seed ^ key.length;
   for (let i = 0; i < key.length; i++) {
     h = Math.imul(h ^ key.charCodeAt(i), 0x5bd1e995);
-    h ^= h >>> 13;
-  }
-  return finish32(h);
-}
-
-function hashBytes(bytes: Uint8Array, start: number, end: number, seed: number): number {
-  let h = seed ^ (end - start);
-  for (let i = start; i < end; i++) {
-    h = Math.imul(h ^ bytes[i], 0x5bd1e995);
     h ^= h >>> 13;
   }
   return finish32(h);
@@ -173,6 +164,8 @@ export class IndexWriter {
   private last = new Int32Array(32);
   private itemEndpoint = new Uint32Array(32);
   private itemNext = new Int32Array(32);
+  /** Each key's hash under the current seed: a table that doubles places its keys without hashing them again. */
+  private hashes = new Uint32Array(32);
   private keys = 0;
   private items = 0;
   private seed = randomSeed();
@@ -200,6 +193,7 @@ export class IndexWriter {
     for (let tries = 0; longestRun(this.slots) > MAX_RUN; tries++) {
       if (tries === 8) throw new Error(`too many names hash alike (a run of ${longestRun(this.slots)} slots); refused`);
       this.seed = randomSeed();
+      for (let k = 0; k < count; k++) this.hashes[k] = hashKey(keyText(this.keyBytes, this.keyStarts, k), this.seed);
       this.rehash(this.slots.length);
     }
     return {
@@ -209,11 +203,7 @@ export class IndexWriter {
   }
 
   private find(key: string): number {
-    const mask = this.slots.length - 1;
-    for (let slot = hashKey(key, this.seed) & mask; ; slot = (slot + 1) & mask) {
-      const k = this.slots[slot] - 1;
-      if (k < 0 || keyEquals(this.keyStarts, this.keyBytes, k, key)) return k;
-    }
+    return findKey(this.slots, this.keyStarts, this.keyBytes, this.seed, key);
   }
 
   private insert(key: string, endpoint: number, isOwn: boolean): void {
@@ -224,6 +214,7 @@ export class IndexWriter {
       this.own = grown(this.own, size);
       this.first = grown(this.first, size);
       this.last = grown(this.last, size);
+      this.hashes = grown(this.hashes, size);
     }
     let at = this.keyStarts[k];
     if (at + key.length > this.keyBytes.length) this.keyBytes = grown(this.keyBytes, Math.max(this.keyBytes.length * 2, at + key.length));
@@ -238,8 +229,9 @@ export class IndexWriter {
     const item = this.item(endpoint);
     this.first[k] = item;
     this.last[k] = item;
+    this.hashes[k] = hashKey(key, this.seed);
     if (this.keys * 2 > this.slots.length) this.rehash(this.slots.length * 2);
-    else this.place(k, hashKey(key, this.seed));
+    else this.place(k);
   }
 
   private item(endpoint: number): number {
@@ -253,16 +245,16 @@ export class IndexWriter {
     return item;
   }
 
-  private place(k: number, hash: number): void {
+  private place(k: number): void {
     const mask = this.slots.length - 1;
-    let slot = hash & mask;
+    let slot = this.hashes[k] & mask;
     while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
     this.slots[slot] = k + 1;
   }
 
   private rehash(size: number): void {
     this.slots = new Int32Array(size);
-    for (let k = 0; k < this.keys; k++) this.place(k, hashBytes(this.keyBytes, this.keyStarts[k], this.keyStarts[k + 1], this.seed));
+    for (let k = 0; k < this.keys; k++) this.place(k);
   }
 }
 
@@ -274,6 +266,20 @@ function grown<T extends Int32Array | Uint32Array | Uint8Array>(array: T, size: 
   const bigger = new (array.constructor as new (n: number) => T)(size);
   bigger.set(array);
   return bigger;
+}
+
+/** The key number of `key` in a table, or -1: the one probe loop of the writer and the readers. */
+function findKey(slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array, seed: number, key: string): number {
+  const mask = slots.length - 1;
+  for (let slot = hashKey(key, seed) & mask; ; slot = (slot + 1) & mask) {
+    const k = slots[slot] - 1;
+    if (k < 0 || keyEquals(keyStarts, keyBytes, k, key)) return k;
+  }
+}
+
+/** Key k as a string (ASCII bytes): for a re-seed, when every key is hashed again. */
+function keyText(keyBytes: Uint8Array, keyStarts: Uint32Array, k: number): string {
+  return String.fromCharCode(...keyBytes.subarray(keyStarts[k], keyStarts[k + 1]));
 }
 
 function keyEquals(keyStarts: Uint32Array, keyBytes: Uint8Array, k: number, key: string): boolean {
@@ -311,8 +317,9 @@ const DECODED_LIMIT = 4096;
 const NONE: string[] = Object.freeze([]) as unknown as string[];
 
 /**
- * Endpoints deserialized from a state file or packed text each carry their own copy of
+ * Endpoints deserialized from a state file or the parser's reply each carry their own copy of
  * the network's name and their own empty lists: one shared value instead (~30 % fewer objects).
+ * Here beside NONE, which decoding packed text shares the same way (compiled.ts imports both ways).
  */
 export function shareCommonValues(e: Endpoint, network: string): void {
   if (e.network === network) e.network = network;
@@ -341,12 +348,12 @@ export class PackedEndpoints {
     let e = this.decoded.get(i);
     if (e === undefined) {
       e = JSON.parse(this.text.toString('utf8', this.tables.endpointStarts[i], this.tables.endpointStarts[i + 1])) as Endpoint;
+      // What packEndpoints left out: the network, empty lists (one shared value), a derived id.
       e.network = this.network;
       e.id ??= derivedId('endpoint', this.network, e.name);
       e.aliases ??= NONE;
       e.ipv6 ??= NONE;
       e.upstreams ??= NONE;
-      shareCommonValues(e, this.network);
       if (this.decoded.size >= DECODED_LIMIT) this.decoded.clear();
       this.decoded.set(i, e);
     }
@@ -375,12 +382,7 @@ class PackedIndex {
   }
 
   protected find(key: string): number {
-    const { slots, keyStarts, keyBytes } = this.data;
-    const mask = slots.length - 1;
-    for (let slot = hashKey(key, this.seed) & mask; ; slot = (slot + 1) & mask) {
-      const k = slots[slot] - 1;
-      if (k < 0 || keyEquals(keyStarts, keyBytes, k, key)) return k;
-    }
+    return findKey(this.data.slots, this.data.keyStarts, this.data.keyBytes, this.seed, key);
   }
 
   protected holders(k: number): readonly Endpoint[] {
