@@ -1,23 +1,22 @@
 // Reading and parsing one registry file as hostile input. The read refuses symlinks, anything but a
-// regular file and anything over the size cap; the parse runs in a child process at idle CPU
-// priority (registry-worker.ts) under a time and memory limit, so a huge or malicious file costs
-// the event loop nothing, and its result comes back packed, read in chunks between answers.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { constants, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, type Stats } from 'node:fs';
-import { lstat, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+// regular file and anything over the size cap; the parse runs in a worker thread at idle CPU
+// priority (registry-worker.ts) under a time and heap limit, so a huge or malicious file costs the
+// event loop nothing, and its result comes back as packed tables moved (not copied) to the daemon.
+// A worker thread, not a child process: ~5 MB where a process costs ~28 MB before parsing anything.
+// The child process was there because a worker's collections ran on V8's shared GC threads at
+// normal priority; the daemon runs with --single-threaded-gc, so the worker collects on its own
+// (idle) thread. Without that flag its collections may use the shared GC threads again.
+import { Worker } from 'node:worker_threads';
+import { constants, type Stats } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import { NsdnsError } from '../errors.js';
-import { tablesFromBytes, type PackedTables } from '../registry/packed.js';
+import type { PackedIndexData, PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
-import { frame, FrameReader } from './frames.js';
 import type { WorkerReply, WorkerRequest } from './registry-worker.js';
 
 /**
- * The parser process ends after this long without work, so an idle daemon keeps no second heap.
- * Not sooner: starting one forks the daemon (~10 ms of its loop), so a file rewritten every few
- * seconds keeps the same parser.
+ * The parser ends after this long without work, so an idle daemon keeps no second heap. Not
+ * sooner: a file rewritten every few seconds keeps the same parser (no new heap to set up each time).
  */
 const IDLE_MS = 3_000;
 const MIB = 1024 * 1024;
@@ -52,7 +51,7 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
     const st = await handle.stat();
     if (!st.isFile()) throw refused('not a regular file');
     if (st.size > maxBytes) throw refused(tooLarge(st.size, maxBytes));
-    // Own ArrayBuffer (not Buffer's shared pool): a whole file in one buffer, written to the parser as it is.
+    // Own ArrayBuffer (not Buffer's shared pool): a whole file in one buffer, moved to the parser as it is.
     let bytes = new Uint8Array(Math.min(st.size, maxBytes) + 1);
     let length = 0;
     for (;;) {
@@ -106,7 +105,7 @@ export type Consume = (network: Network, tables: PackedTables, notable: Endpoint
 export interface ParserLimits {
   /** Wall time for the parser to answer one request. */
   timeoutMs: number;
-  /** The parser process's old-generation heap; exceeding it ends the parser, not the daemon. */
+  /** The parser's old-generation heap; exceeding it ends the parser, not the daemon. */
   maxHeapMb: number;
 }
 
@@ -117,70 +116,24 @@ export function parserLimitsFor(maxBytes: number): ParserLimits {
   return { timeoutMs: Math.round(10_000 + 8_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
 }
 
-const DIRECTORY_PREFIX = 'nsdns-parser-';
 /** A failure of the parser, not of the content (ParseOutcome.hash stays unknown). */
 const PARSER_UNAVAILABLE = 'ERR_PARSER_UNAVAILABLE' as const;
-
 /**
- * Tables directories left by a daemon that was killed (their PID is gone); best effort. Only
- * directories that are ours by owner and mode (0700, so nobody else can have put anything in
- * them): a name alone in a shared /tmp proves nothing.
+ * The worker's young generation: small, so its heap stays small; it runs on idle CPU, where
+ * scavenging more often costs nobody anything.
  */
-function removeStaleDirectories(parent: string): void {
-  try {
-    for (const name of readdirSync(parent)) {
-      const pid = new RegExp(`^${DIRECTORY_PREFIX}(\\d+)-`).exec(name)?.[1];
-      if (pid === undefined || pid === String(process.pid) || existsSync(`/proc/${pid}`)) continue;
-      const full = path.join(parent, name);
-      const st = lstatSync(full);
-      if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o777) !== 0o700) continue;
-      rmSync(full, { recursive: true, force: true });
-    }
-  } catch { /* another daemon's cleanup may race this one: nothing depends on it */ }
-}
+const YOUNG_GENERATION_MB = 8;
+const STACK_MB = 4;
+
+type Answer = Exclude<WorkerReply, { kind: 'hashed' }>;
+type Waiting = { id: number; resolve: (r: Answer) => void; reject: (e: Error) => void };
 
 /**
- * A new private directory for one parser's tables files: in TMPDIR, else /run or /dev/shm (a
- * read-only or missing TMPDIR must not refuse every registry file).
- */
-function privateDirectory(): string {
-  const errors: string[] = [];
-  for (const parent of [tmpdir(), '/run', '/dev/shm']) {
-    try {
-      removeStaleDirectories(parent);
-      return mkdtempSync(path.join(parent, `${DIRECTORY_PREFIX}${process.pid}-`));
-    } catch (err) {
-      errors.push(`${parent}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
-  }
-  throw new NsdnsError(PARSER_UNAVAILABLE, `no directory for the registry parser's tables (${errors.join(', ')})`);
-}
-
-/** How the parser process is started: under `chrt --idle 0` where util-linux has it. */
-function parserCommand(nodeArgs: string[], idle: boolean): [string, string[]] {
-  const chrt = idle ? ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p)) : undefined;
-  return chrt ? [chrt, ['--idle', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
-}
-
-/** The largest reply frame (JSON: a network and its notable endpoints). */
-const MAX_REPLY_BYTES = 256 * MIB;
-const STDERR_KEPT = 8192;
-
-type Waiting = { resolve: (r: WorkerReply) => void; reject: (e: Error) => void };
-/** The largest packed network read back (a 4 MB file packs into ~25 MB). */
-const MAX_TABLES_BYTES = 1024 * MIB;
-const READ_CHUNK = 4 * MIB;
-
-/**
- * One long-lived parser process (registry-worker.ts), one job at a time, restarted after a crash,
+ * One long-lived parser thread (registry-worker.ts), one job at a time, restarted after a crash,
  * a timeout or idleness.
  */
 export class RegistryParser {
-  private child: ChildProcess | undefined;
-  /** Start the parser under `chrt --idle` (cleared if chrt fails here). */
-  private idlePriority = true;
-  /** The current parser's private directory (tables files). */
-  private directory: string | undefined;
+  private worker: Worker | undefined;
   private waiting: Waiting | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private idle: NodeJS.Timeout | undefined;
@@ -191,7 +144,8 @@ export class RegistryParser {
   constructor(private readonly limits: ParserLimits) {}
 
   /**
-   * Parses `bytes`. Unchanged content (same hash as `previousHash`) is not parsed again.
+   * Parses `bytes`, which are moved to the parser (their buffer is detached: the caller must not
+   * use them afterwards). Unchanged content (same hash as `previousHash`) is not parsed again.
    * `consume` runs while the job holds the parser.
    */
   parse(source: string, bytes: Uint8Array, previousHash: string | undefined, consume: Consume): Promise<ParseOutcome> {
@@ -205,50 +159,30 @@ export class RegistryParser {
     const id = this.nextId++;
     this.jobHash = undefined;
     try {
-      const reply = await this.request({ id, source, previousHash }, bytes);
-      if (reply.id !== id) throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
+      const reply = await this.request({ id, source, previousHash, bytes });
       if (reply.kind === 'unchanged') return { kind: 'unchanged' };
       if (reply.kind === 'refused') return { kind: 'refused', hash: reply.hash, problem: reply.problem };
-      if (reply.kind !== 'network') throw new NsdnsError('ERR_INTERNAL', 'registry parser answered out of order');
-      const tables = await this.readTables(reply.tablesFile, reply.tablesBytes).catch((err: Error) => {
-        throw new NsdnsError(PARSER_UNAVAILABLE, `the parser's tables could not be read (${(err as NodeJS.ErrnoException).code ?? err.message})`);
-      });
-      consume(reply.network, tablesFromBytes(reply.lengths, tables), reply.notable);
+      consume(reply.network, reply.tables, reply.notable);
       return { kind: 'parsed', hash: reply.hash, network: reply.network, total: reply.total };
     } catch (err) {
-      // A crash or a registry conflict: refused, and remembered like any refusal. A timeout (the
-      // parser runs only on idle CPU: a busy host can starve it), a stop or a lost tables file
-      // says nothing about the content: not remembered, so the next event tries it again.
+      // A crash, a parse over the heap limit or a registry conflict: refused, and remembered like
+      // any refusal. A timeout (the parser runs only on idle CPU: a busy host can starve it), a stop
+      // or a parser that could not start says nothing about the content: not remembered, so the
+      // next event tries it again.
       const transient = err instanceof NsdnsError && err.code === PARSER_UNAVAILABLE;
-      return { kind: 'refused', hash: transient ? undefined : this.jobHash, problem: err instanceof Error ? err.message : String(err) };
+      return { kind: 'refused', hash: transient ? undefined : this.jobHash, problem: firstLine(err instanceof Error ? err.message : String(err)) };
     } finally {
-      this.idle = setTimeout(() => this.stop(), IDLE_MS).unref();
+      this.idle = setTimeout(() => void this.stop(), IDLE_MS).unref();
     }
   }
 
-  /** A network's packed tables, from the file the parser wrote in our private directory (then removed). */
-  private async readTables(file: string, size: number): Promise<Uint8Array> {
-    if (this.directory === undefined || path.dirname(file) !== this.directory || !Number.isSafeInteger(size) || size < 0 || size > MAX_TABLES_BYTES) {
-      throw new NsdnsError('ERR_INTERNAL', 'registry parser named a wrong tables file');
-    }
-    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  private request(message: WorkerRequest): Promise<Answer> {
+    let worker: Worker;
     try {
-      if ((await handle.stat()).size !== size) throw new NsdnsError('ERR_INTERNAL', 'registry parser wrote a short tables file');
-      const tables = new Uint8Array(size);
-      for (let at = 0; at < size;) {
-        const { bytesRead } = await handle.read(tables, at, Math.min(size - at, READ_CHUNK), at);
-        if (bytesRead === 0) throw new NsdnsError('ERR_INTERNAL', 'registry parser wrote a short tables file');
-        at += bytesRead;
-      }
-      return tables;
-    } finally {
-      await handle.close();
-      await rm(file, { force: true });
+      worker = this.worker ?? this.start();
+    } catch (err) {
+      return Promise.reject(new NsdnsError(PARSER_UNAVAILABLE, `the parser did not start (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`));
     }
-  }
-
-  private request(message: WorkerRequest, bytes: Uint8Array): Promise<WorkerReply> {
-    const child = this.child ?? this.spawn();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting = undefined;
@@ -256,90 +190,121 @@ export class RegistryParser {
         reject(new NsdnsError(PARSER_UNAVAILABLE, `parsing took longer than ${Math.round(this.limits.timeoutMs / 1000)} s; parser stopped (tried again at the next change)`));
       }, this.limits.timeoutMs);
       this.waiting = {
+        id: message.id,
         resolve: (r) => { clearTimeout(timer); resolve(r); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
-      for (const piece of [...frame(Buffer.from(JSON.stringify(message))), ...frame(bytes)]) child.stdin!.write(piece);
+      // Moved, not copied: the file's bytes are the parser's from here on.
+      const buffer = message.bytes.buffer;
+      worker.postMessage(message, buffer instanceof ArrayBuffer ? [buffer] : []);
     });
   }
 
-  private spawn(): ChildProcess {
-    const script = fileURLToPath(new URL('./registry-worker.js', import.meta.url));
-    // No size-optimized mode here (the daemon's v8-flags.ts): it would collect every few MB of a parse.
-    // A directory only root can enter, for the tables files; a new one per parser process.
-    this.directory = privateDirectory();
-    const idle = this.idlePriority;
-    const [command, args] = parserCommand([`--max-old-space-size=${this.limits.maxHeapMb}`, '--max-semi-space-size=4', '--stack-size=4096', '--expose-gc', script, this.directory], idle);
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    const directory = this.directory;
-    // Only the current parser may settle a request: a stopped one's late 'exit' must not.
+  private start(): Worker {
+    // No output to the daemon's stdout or stderr (a worker's are piped to them by default): the
+    // worker writes nothing, and whatever a library might write is dropped.
+    const worker = new Worker(new URL('./registry-worker.js', import.meta.url), {
+      resourceLimits: { maxOldGenerationSizeMb: this.limits.maxHeapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, stackSizeMb: STACK_MB },
+      stdout: true,
+      stderr: true,
+    });
+    worker.stdout.resume();
+    worker.stderr.resume();
+    // Only the current parser may settle a request: a stopped one's late events must not.
     let answered = false;
     const fail = (problem: string, transient = false) => {
-      rmSync(directory, { recursive: true, force: true });
-      if (this.child !== child) return;
-      this.child = undefined;
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      void worker.terminate();
       const waiting = this.waiting;
       this.waiting = undefined;
       waiting?.reject(transient ? new NsdnsError(PARSER_UNAVAILABLE, problem) : refused(problem));
     };
-    const reader = new FrameReader(MAX_REPLY_BYTES, (body) => {
+    worker.on('message', (value: unknown) => {
       answered = true;
-      if (this.child !== child) return;
-      const reply = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as WorkerReply;
-      if (reply.kind === 'hashed') this.jobHash = reply.hash;
-      else this.settle(reply);
-    });
-    child.stdout!.on('data', (chunk: Buffer) => {
+      const waiting = this.waiting;
+      if (this.worker !== worker || waiting === undefined) return;
+      let reply: WorkerReply;
       try {
-        reader.push(chunk);
+        reply = checkReply(value, waiting.id);
       } catch (err) {
-        fail(`the parser's answer was refused (${(err as Error).message})`);
-        child.kill('SIGKILL');
+        return fail(`the parser's answer was refused (${(err as Error).message})`);
       }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => { if (stderr.length < STDERR_KEPT) stderr += chunk.toString('utf8', 0, STDERR_KEPT - stderr.length); });
-    child.stdin!.on('error', () => { /* the exit below reports it */ });
-    child.on('error', (err: NodeJS.ErrnoException) => fail(`the parser did not start (${err.code ?? err.name})`));
-    child.on('exit', (code, signal) => {
-      // chrt refused (a policy forbids SCHED_IDLE): from now on the parser starts without it.
-      if (idle && !answered && code !== 0 && signal === null && /chrt/.test(stderr)) {
-        this.idlePriority = false;
-        return fail('the parser could not start at idle priority; it starts at its lowest nice level from now on', true);
+      if (reply.kind === 'hashed') {
+        this.jobHash = reply.hash;
+        return;
       }
-      fail(/heap limit|out of memory/i.test(stderr)
-      ? `parsing needs more than ${this.limits.maxHeapMb} MB; parser stopped`
-      : code === 0 || signal === 'SIGTERM' ? 'the parser stopped; it restarts with the next file'
-        : `the parser crashed (${signal ?? `exit ${code}`}); it restarts with the next file`);
+      this.waiting = undefined;
+      waiting.resolve(reply);
     });
+    worker.on('messageerror', () => fail("the parser's answer could not be read"));
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') return fail(`parsing needs more than ${this.limits.maxHeapMb} MB; parser stopped`);
+      // Nothing from it yet: it failed before it read any content.
+      if (!answered) return fail(`the parser did not start (${err.code ?? err.name})`, true);
+      fail(`the parser crashed (${err.code ?? err.name}); it restarts with the next file`);
+    });
+    worker.on('exit', (code) => fail(code === 0 ? 'the parser stopped; it restarts with the next file' : `the parser crashed (exit ${code}); it restarts with the next file`));
     // The daemon's life does not depend on its parser.
-    child.unref();
-    for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
-    this.child = child;
-    return child;
-  }
-
-  private settle(reply: WorkerReply): void {
-    const waiting = this.waiting;
-    this.waiting = undefined;
-    waiting?.resolve(reply);
+    worker.unref();
+    this.worker = worker;
+    return worker;
   }
 
   /** Ends the parser (idle, timed out, or the daemon is stopping); the next job starts a new one. */
   async stop(): Promise<void> {
     clearTimeout(this.idle);
-    const child = this.child;
-    this.child = undefined;
+    const worker = this.worker;
+    this.worker = undefined;
     // A job in progress ends now, unjudged (its content is tried again by the next parser).
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.reject(new NsdnsError(PARSER_UNAVAILABLE, 'the parser was stopped'));
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    // Referenced while it ends: a stopping daemon whose other handles are closed waits for it (and
-    // its directory's removal) instead of leaving the event loop empty.
-    child.ref();
-    child.kill('SIGTERM');
-    await exited;
+    if (!worker) return;
+    // Referenced while it ends: a stopping daemon whose other handles are closed waits for it.
+    worker.ref();
+    await worker.terminate();
   }
+}
+
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0];
+}
+
+const HASH = /^[0-9a-f]{64}$/;
+
+/** The type of each array of PackedIndexData (checked by tsc against its fields). */
+const INDEX_ARRAYS = {
+  slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array, listStarts: Uint32Array, lists: Uint32Array, own: Int32Array, seed: Uint32Array,
+} as const satisfies Record<keyof PackedIndexData, Int32ArrayConstructor | Uint32ArrayConstructor | Uint8ArrayConstructor>;
+
+/**
+ * The parser's message, checked before use: its job, its kind and the types of what the daemon
+ * keeps. The tables' contents were range-checked where they were made (packFile's checkTables).
+ */
+function checkReply(value: unknown, id: number): WorkerReply {
+  const r = value as Record<string, unknown> | null;
+  if (typeof r !== 'object' || r === null || r.id !== id) throw new Error('not the current job');
+  const hashed = typeof r.hash === 'string' && HASH.test(r.hash);
+  switch (r.kind) {
+    case 'unchanged': return r as WorkerReply;
+    case 'hashed': if (hashed) return r as WorkerReply; break;
+    case 'refused': if (hashed && typeof r.problem === 'string') return r as WorkerReply; break;
+    case 'network': {
+      const network = r.network as Record<string, unknown> | null;
+      if (hashed && typeof network === 'object' && network !== null && typeof network.name === 'string'
+        && Array.isArray(r.notable) && Number.isSafeInteger(r.total) && (r.total as number) >= 0 && tablesTyped(r.tables)) return r as WorkerReply;
+      break;
+    }
+  }
+  throw new Error(`a malformed ${typeof r.kind === 'string' ? safeText(r.kind, 20) : ''} reply`);
+}
+
+function tablesTyped(value: unknown): value is PackedTables {
+  const t = value as Record<string, unknown> | null;
+  if (typeof t !== 'object' || t === null || !(t.endpointStarts instanceof Uint32Array) || !(t.endpointBytes instanceof Uint8Array)) return false;
+  return [t.names, t.addresses].every((index) => {
+    const i = index as Record<string, unknown> | null;
+    return typeof i === 'object' && i !== null && Object.entries(INDEX_ARRAYS).every(([field, Type]) => i[field] instanceof Type);
+  });
 }

@@ -1,110 +1,69 @@
-// The registry parser: a child process the daemon starts (registry-loader.ts) at idle CPU priority,
-// so that parsing a large or hostile file, and the garbage collection it causes, only ever uses CPU
-// the daemon leaves free (a worker thread shared the daemon's garbage-collector threads, which run
-// at normal priority: a 90 000-endpoint file rewritten every 2 s delayed answers by 10-20 ms). It
-// hashes, decodes, parses and packs one file at a time (registry/packed.ts) and hands the network
-// back as one block of bytes the daemon reads in chunks between answers.
-//
-// Requests on stdin: a frame of JSON ({id, source, previousHash}), then a frame of the file's bytes.
-// Replies on stdout: frames of JSON (WorkerReply). A `network` reply's packed tables
-// (writeTables) are written to a file in the private directory the daemon names (argv[2]): the
-// daemon reads them into one buffer off its event loop, where a pipe would hand it thousands of
-// chunks to copy and collect.
+// The registry parser: a worker thread the daemon starts (registry-loader.ts, RegistryParser) with
+// its own heap limits and at idle CPU priority, so a large or hostile file costs the daemon's event
+// loop nothing. It hashes one file at a time, then packs it (registry/pack-file.ts) and hands the
+// tables back by transfer (no copy). It was a child process while a worker's collections ran on
+// V8's shared GC threads at normal priority (a 90 000-endpoint file rewritten every 2 s delayed
+// answers by 10-20 ms); the daemon runs with --single-threaded-gc (systemd unit, npm start, bench),
+// so each isolate collects on its own thread and a thread costs ~5 MB where a process cost ~28 MB.
+// Without that flag this worker's collections may use the shared GC threads again.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { packNetwork } from '../registry/compiled.js';
-import { checkTables, writeTables } from '../registry/packed.js';
-import { parseDocumentText } from '../registry/document.js';
+import { parentPort } from 'node:worker_threads';
+import { packFile } from '../registry/pack-file.js';
+import type { PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
-import { frame, FrameReader } from './frames.js';
 
-export interface WorkerRequest { id: number; source: string; previousHash: string | undefined }
+/** `bytes` arrives by transfer: the daemon no longer holds the file. */
+export interface WorkerRequest { id: number; source: string; previousHash: string | undefined; bytes: Uint8Array }
 
 export type WorkerReply =
-  /** Sent before parsing, so a parse that kills the parser still leaves the content's hash. */
+  /** Sent before parsing, so a parse that kills the parser (out of memory) still leaves the content's hash. */
   | { id: number; kind: 'hashed'; hash: string }
   | { id: number; kind: 'unchanged' }
   | { id: number; kind: 'refused'; hash: string; problem: string }
-  /**
-   * `notable`: the few endpoints the daemon acts on (CompiledNetwork.notable), as objects; the rest
-   * packed in the frame that follows, `lengths` giving its arrays' sizes.
-   */
-  | { id: number; kind: 'network'; hash: string; network: Network; notable: Endpoint[]; total: number; lengths: number[]; tablesFile: string; tablesBytes: number };
+  /** `notable`: the few endpoints the daemon acts on, as objects; the rest in `tables` (transferred). */
+  | { id: number; kind: 'network'; hash: string; network: Network; notable: Endpoint[]; total: number; tables: PackedTables };
 
-const strict = new TextDecoder('utf-8', { fatal: true });
-
-const directory = process.argv[2];
-
-function send(reply: WorkerReply): void {
-  for (const piece of frame(Buffer.from(JSON.stringify(reply)))) process.stdout.write(piece);
+/**
+ * Idle CPU priority for this thread only: the daemon's main thread answers DNS, and a parse must
+ * only use CPU it leaves free. On Linux nice and scheduling policy are per thread: SCHED_IDLE
+ * (`chrt --idle -p 0 <tid>`, util-linux) where it can be set, else nice 19. Failure costs nothing
+ * but priority, so it is silent.
+ */
+function lowerPriority(): void {
+  try { setPriority(19); } catch { /* best effort */ }
+  try {
+    const tid = /\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1];
+    const chrt = ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p));
+    if (tid !== undefined && chrt !== undefined) execFileSync(chrt, ['--idle', '-p', '0', tid], { stdio: 'ignore', timeout: 5_000 });
+  } catch { /* stays at nice 19 */ }
 }
 
-function handle(request: WorkerRequest, bytes: Uint8Array): void {
-  const { id, source } = request;
+function handle(request: WorkerRequest): void {
+  const { id, source, bytes } = request;
   const hash = createHash('sha256').update(bytes).digest('hex');
   if (hash === request.previousHash) return send({ id, kind: 'unchanged' });
   send({ id, kind: 'hashed', hash });
-  let text: string;
-  try {
-    text = strict.decode(bytes);
-  } catch {
-    return send({ id, kind: 'refused', hash, problem: `${source}: not valid UTF-8 (first bad byte on line ${badLine(bytes)})` });
-  }
   let reply: WorkerReply;
   try {
-    const record = parseDocumentText(text, source);
-    // The file's own objects are garbage now: collect them before packing allocates (a lower peak;
-    // this process runs on idle CPU, where collecting more often costs nobody anything).
-    collect();
-    const { tables, notable } = packNetwork(record);
-    checkTables(tables);
-    const tablesFile = path.join(directory, `tables-${id}`);
-    const fd = openSync(tablesFile, 'wx', 0o600);
-    let written;
-    try {
-      written = writeTables(tables, (piece) => { for (let at = 0; at < piece.byteLength;) at += writeSync(fd, piece, at); });
-    } finally {
-      closeSync(fd);
-    }
-    const { lengths, bytes: tablesBytes } = written;
-    reply = { id, kind: 'network', hash, network: record.network, notable, total: record.endpoints.length, lengths, tablesFile, tablesBytes };
+    const { network, tables, notable, total } = packFile(bytes, source);
+    reply = { id, kind: 'network', hash, network, notable, total, tables };
   } catch (err) {
     // First line only: YAML errors append a frame of the file's text after it.
     const message = err instanceof Error ? err.message : String(err);
     return send({ id, kind: 'refused', hash, problem: message.split('\n', 1)[0] });
   }
-  send(reply);
-  collect();
+  const { names, addresses } = reply.tables;
+  const arrays = [reply.tables.endpointStarts, reply.tables.endpointBytes, ...Object.values(names), ...Object.values(addresses)] as ArrayBufferView[];
+  // Every array is on a whole buffer of its own (packFile): moved, not copied.
+  send(reply, [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))]);
 }
 
-/** A full collection where the daemon started us with --expose-gc. */
-function collect(): void {
-  (globalThis as { gc?: () => void }).gc?.();
+function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(reply, transfer);
 }
 
-function badLine(bytes: Uint8Array): number {
-  const lossy = new TextDecoder('utf-8').decode(bytes);
-  const at = lossy.indexOf('\uFFFD');
-  let line = 1;
-  for (let i = 0; i < at; i++) if (lossy.charCodeAt(i) === 10) line++;
-  return line;
-}
-
-// Started under `chrt --idle` where there is one (every thread, the collector's too, runs only on
-// CPU nothing else wants); this lowers the main thread at least where there is not.
-try { setPriority(19); } catch { /* best effort */ }
-
-let request: WorkerRequest | undefined;
-const reader = new FrameReader(2 ** 31 - 1, (body) => {
-  if (request === undefined) {
-    request = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as WorkerRequest;
-    return;
-  }
-  const current = request;
-  request = undefined;
-  handle(current, body);
-});
-process.stdin.on('data', (chunk: Buffer) => reader.push(chunk));
-process.stdin.on('end', () => process.exit(0));
+lowerPriority();
+parentPort!.on('message', (request: WorkerRequest) => handle(request));
