@@ -4,7 +4,8 @@ import { NsdnsError } from '../errors.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import type { HealthCheck, PortMapping, Service, StaticRecord } from '../registry/types.js';
 import { parseHealthSpec } from '../health/spec.js';
-import { nameProblems, normalRecord, normalService } from '../registry/document.js';
+import { normalRecord, normalService } from '../registry/document.js';
+import { nameProblems } from '../registry/name-rules.js';
 import {
   NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
   healthCheckSchema, isPort, isUnicastMac, printable, isRecordName, isServiceNameLabel, isTargetName, labelsSchema, RECORDS_MAX, SERVICES_MAX,

@@ -1,7 +1,8 @@
 // One network turned into lookup indexes, built once when the network changes. Addresses are kept
 // in wire form (4 or 16 bytes) so an answer copies them instead of parsing text per query.
 import ipaddr from 'ipaddr.js';
-import { IndexWriter, packEndpoints, PackedEndpoints, shareCommonValues, type PackedTables } from './packed.js';
+import { ALIAS, NameRules, nameKeys } from './name-rules.js';
+import { EndpointTextWriter, IndexWriter, PackedEndpoints, shareCommonValues, type PackedTables } from './packed.js';
 import type { Endpoint, Network, NetworkRecord, StaticRecord } from './types.js';
 
 export interface NameEntry {
@@ -58,24 +59,13 @@ export interface CompiledNetwork {
 
 export type InNamespace = Endpoint & { readonly netns: string };
 
-export const SHORT_ID_LENGTH = 12;
-
 /** A dotted quad ipaddr.js would print as it is (no leading zeros): its own canonical key. */
 const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-/**
- * Every key an endpoint is found by, in the order the indexes take them: its own name, aliases,
- * full and short id (names, lower case), then its canonical addresses.
- */
-export function endpointKeys(e: Endpoint, visit: (key: string, kind: 'own' | 'alias' | 'address') => void): void {
-  visit(e.name, 'own');
-  for (const alias of e.aliases) visit(alias, 'alias');
-  const id = /[A-F]/.test(e.id) ? e.id.toLowerCase() : e.id;
-  if (/^[0-9a-f]{12,}$/.test(id)) {
-    visit(id, 'own');
-    visit(id.slice(0, SHORT_ID_LENGTH), 'own');
-  }
-  for (const a of e.ipv4) visit(CANONICAL_IPV4.test(a) ? a : ipaddr.parse(a).toString(), 'address');
-  for (const a of e.ipv6) visit(ipaddr.parse(a).toString(), 'address');
+
+/** An endpoint's canonical addresses: the keys the address index finds it by. */
+export function addressKeys(e: Endpoint, visit: (key: string) => void): void {
+  for (const a of e.ipv4) visit(CANONICAL_IPV4.test(a) ? a : ipaddr.parse(a).toString());
+  for (const a of e.ipv6) visit(ipaddr.parse(a).toString());
 }
 
 /**
@@ -105,10 +95,8 @@ export class NetworkBuilder {
       this.endpoints.push(e);
       if (isNotable(e)) this.notable.push(e);
       const own = { endpoints: [e], own: e };
-      endpointKeys(e, (key, kind) => {
-        if (kind === 'address') this.addAddress(key, e, own.endpoints);
-        else this.addName(key, e, kind === 'own' ? own : undefined);
-      });
+      nameKeys(e, (key, kind) => this.addName(key, e, kind === ALIAS ? undefined : own));
+      addressKeys(e, (key) => this.addAddress(key, e, own.endpoints));
       if (e.upstreams.length > 0) this.ownUpstreams = true;
     }
   }
@@ -191,16 +179,54 @@ export function networkParts(network: Network): Pick<CompiledNetwork, 'zones' | 
 }
 
 /**
- * A network packed for compilePacked (in the registry parser process): the same keys as NetworkBuilder
- * takes (endpointKeys), with the same rules, so it answers exactly as one built from objects.
+ * Packs a network for compilePacked (in the registry parser), endpoint by endpoint as they are
+ * validated, so a large file's endpoints are never all objects at once: the same keys as
+ * NetworkBuilder takes, with the same rules, so it answers exactly as one built from objects.
  */
+export class NetworkPacker {
+  private readonly rules: NameRules;
+  private readonly addresses: IndexWriter;
+  private readonly text: EndpointTextWriter;
+  private readonly notable: Endpoint[] = [];
+  private count = 0;
+
+  /**
+   * `expected`: the endpoints to come and the bytes of their text in the file, when known (a file
+   * split by json-endpoints.ts): room for them is made once, not by doubling.
+   */
+  constructor(private readonly network: Network, expected?: { endpoints: number; bytes: number }) {
+    // Most endpoints have a name, a derived id's short id and one address.
+    this.rules = new NameRules(new IndexWriter(expected ? expected.endpoints * 2 : undefined));
+    this.addresses = new IndexWriter(expected?.endpoints);
+    // Packed text drops spaces and empty lists but may write a list where the file had one value.
+    this.text = new EndpointTextWriter(network.name, expected && { endpoints: expected.endpoints, bytes: expected.bytes * 1.1 + 1024 });
+  }
+
+  add(e: Endpoint): void {
+    const i = this.count++;
+    this.rules.add(e, i);
+    addressKeys(e, (key) => this.addresses.add(key, i, false));
+    this.text.append(e);
+    if (isNotable(e)) this.notable.push(e);
+  }
+
+  /** What breaks the name rules (name-rules.ts); empty when the network may be served. */
+  problems(): string[] {
+    return this.rules.problems(this.network, (i) => this.text.endpoint(i).id);
+  }
+
+  /** Every array on a buffer of its own, whole (each can be transferred). */
+  finish(): { tables: PackedTables; notable: Endpoint[]; total: number } {
+    const tables: PackedTables = { names: this.rules.names.finish(), addresses: this.addresses.finish(), ...this.text.finish() };
+    return { tables, notable: this.notable, total: this.count };
+  }
+}
+
+/** A network given as objects, packed (tests, and files already parsed whole). */
 export function packNetwork(record: NetworkRecord): { tables: PackedTables; notable: Endpoint[] } {
-  const names = new IndexWriter();
-  const addresses = new IndexWriter();
-  const notable = record.endpoints.filter(isNotable);
-  record.endpoints.forEach((e, i) => endpointKeys(e, (key, kind) => (kind === 'address' ? addresses : names).add(key, i, kind === 'own')));
-  const tables: PackedTables = { names: names.finish(), addresses: addresses.finish(), ...packEndpoints(record.endpoints, record.network.name) };
-  return { tables, notable };
+  const packer = new NetworkPacker(record.network);
+  for (const e of record.endpoints) packer.add(e);
+  return packer.finish();
 }
 
 /**

@@ -1,12 +1,13 @@
 // A registry document: one network and its endpoints, as a person writes it in a registry file
 // (YAML or JSON) or as the daemon keeps it in its state directory. Parsing validates everything
 // and reports every problem with its place; nothing here does I/O.
-import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
+import { derivedId } from './ids.js';
+import { nameProblems } from './name-rules.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
 import {
   healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
@@ -72,10 +73,8 @@ export const documentSchema = z.object({
 
 export type RegistryDocument = z.input<typeof documentSchema>;
 
-/** A stable id derived from a name, for hand-written files that give none (hex, like Docker's). */
-export function derivedId(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\0')).digest('hex');
-}
+
+export { derivedId } from './ids.js';
 
 const MAX_PROBLEMS = 10;
 const MAX_MESSAGE = 1000;
@@ -108,23 +107,20 @@ function syntaxProblem(err: unknown, text: string, json: boolean): string {
   return `not valid ${kind}`;
 }
 
-/** Parses YAML or JSON text into a validated network record (JSON by JSON.parse: faster, less garbage). */
-export function parseDocumentText(text: string, source: string): NetworkRecord {
+/** Parses YAML or JSON text into its data, or throws with where the syntax breaks (never what is there). */
+export function parseDocumentData(text: string, source: string): unknown {
   const json = /\.json$/i.test(source);
-  let data: unknown;
   try {
     // logLevel 'error': warnings would go to process.emitWarning with a piece of the file.
-    data = json ? JSON.parse(text) : parseYaml(text, { logLevel: 'error', maxAliasCount: 100 });
+    return json ? JSON.parse(text) : parseYaml(text, { logLevel: 'error', maxAliasCount: 100 });
   } catch (err) {
     throw fileError(source, [syntaxProblem(err, text, json)]);
   }
-  const record = toRecord(data, source, { release: true });
-  // A hand-written file may name only namespaces made with `ip netns add`: a /proc/PID path would
-  // let whoever writes the registry directory make the root daemon serve, and choose the
-  // upstreams of, any process's namespace (the host's own, PID 1, included).
-  const outside = record.endpoints.findIndex((e) => e.netns !== undefined && !e.netns.startsWith(`${NETNS_RUN_DIR}/`));
-  if (outside >= 0) throw fileError(source, [`endpoints.${outside}.netns: a registry file may name only ${NETNS_RUN_DIR}/NAME namespaces`]);
-  return record;
+}
+
+/** Parses a registry file's YAML or JSON text into a validated network record. */
+export function parseDocumentText(text: string, source: string): NetworkRecord {
+  return toRecord(parseDocumentData(text, source), source, { release: true, file: true });
 }
 
 /**
@@ -153,46 +149,105 @@ function issueText(issue: z.core.$ZodIssue): string {
  * Endpoints are validated a slice at a time: the schema's validated copy of a large file's
  * endpoints is never whole in memory beside the file's own objects and the endpoints made from them.
  */
-const ENDPOINT_SLICE = 1000;
+const ENDPOINT_SLICE = 250;
 const endpointList = z.array(endpointSchema);
 
-/** `release`: the caller hands `data` over; its endpoints are let go as they are converted (a large file's peak memory). */
-export function toRecord(data: unknown, source: string, { release = false } = {}): NetworkRecord {
-  const raw = typeof data === 'object' && data !== null && !Array.isArray(data) && Array.isArray((data as { endpoints?: unknown }).endpoints)
+export interface ReadOptions {
+  /** The caller hands `data` over: its endpoints are let go as they are converted (a large file's peak memory). */
+  release?: boolean;
+  /** A registry file (not the daemon's own state): its endpoints may name only /run/netns namespaces. */
+  file?: boolean;
+}
+
+/** `data` with its endpoints given apart (they may arrive one at a time: registry/pack-file.ts). */
+export interface DocumentParts {
+  data: unknown;
+  endpoints: Iterable<unknown> | undefined;
+}
+
+/** Splits `data` into the document and its endpoints list, when it has one. */
+export function documentParts(data: unknown): DocumentParts {
+  const endpoints = typeof data === 'object' && data !== null && !Array.isArray(data) && Array.isArray((data as { endpoints?: unknown }).endpoints)
     ? (data as { endpoints: unknown[] }).endpoints : undefined;
-  const parsed = documentSchema.safeParse(raw ? { ...(data as object), endpoints: [] } : data);
-  const problems = parsed.success ? [] : parsed.error.issues.map(issueText);
-  const endpoints: Endpoint[] = [];
-  for (let at = 0; raw && at < raw.length; at += ENDPOINT_SLICE) {
-    const slice = endpointList.safeParse(raw.slice(at, at + ENDPOINT_SLICE));
-    if (!slice.success) {
-      problems.push(...slice.error.issues.map((i) => issueText({ ...i, path: ['endpoints', at + Number(i.path[0]), ...i.path.slice(1)] })));
-    } else if (parsed.success) {
-      for (const e of slice.data) endpoints.push(toEndpoint(e, parsed.data.name));
+  return { data: endpoints ? { ...(data as object), endpoints: [] } : data, endpoints };
+}
+
+/**
+ * Validates a network document whose endpoints come one by one (`parts.endpoints`, in order), and
+ * hands each endpoint to the function `start` returns, once the network itself is known to be
+ * valid. Throws every problem found (NsdnsError), schema problems first; `problems`, asked after
+ * the last endpoint, adds the checks that need them all (the name rules).
+ */
+export function readDocument(parts: DocumentParts, source: string, start: (network: Network) => (e: Endpoint) => void,
+  problems: () => string[], { release = false, file = false }: ReadOptions = {}): Network {
+  const parsed = documentSchema.safeParse(parts.data);
+  const found = parsed.success ? [] : parsed.error.issues.map(issueText);
+  const network = parsed.success ? toNetwork(parsed.data) : undefined;
+  found.push(...(network ? gatewayProblems(network) : []));
+  const take = network && found.length === 0 ? start(network) : undefined;
+  const inSubnets = network ? subnetCheck(network) : () => undefined;
+  let at = 0;
+  const slice: unknown[] = [];
+  const validate = () => {
+    const checked = endpointList.safeParse(slice);
+    if (!checked.success) {
+      found.push(...checked.error.issues.map((i) => issueText({ ...i, path: ['endpoints', at + Number(i.path[0]), ...i.path.slice(1)] })));
+    } else if (network) {
+      checked.data.forEach((input, n) => {
+        const e = toEndpoint(input, network.name);
+        const outside = inSubnets(e);
+        if (outside) found.push(outside);
+        if (file && e.netns !== undefined && !e.netns.startsWith(`${NETNS_RUN_DIR}/`)) {
+          // A /proc/PID path would let whoever writes the registry directory make the root daemon
+          // serve, and choose the upstreams of, any process's namespace (the host's own, PID 1, included).
+          found.push(`endpoints.${at + n}.netns: a registry file may name only ${NETNS_RUN_DIR}/NAME namespaces`);
+        }
+        if (found.length === 0) take?.(e);
+      });
     }
-    if (release) raw.fill(undefined, at, at + ENDPOINT_SLICE);
-  }
-  if (!parsed.success || problems.length > 0) throw fileError(source, problems);
-  const doc = parsed.data;
-  const networkId = doc.id ?? derivedId('network', doc.name);
-  const subnets: Subnet[] = doc.subnets.map((s) => ({ ...s }));
-  if (!raw) endpoints.push(...doc.endpoints.map((e) => toEndpoint(e, doc.name)));
-  const record: NetworkRecord = {
-    network: {
-      name: doc.name, id: networkId, subnets, internal: doc.internal, upstreams: doc.upstreams,
-      ...(doc.domain !== undefined && { domain: doc.domain.toLowerCase().replace(/\.$/, '') }),
-      ...(doc.created !== undefined && { created: doc.created }),
-      ...(doc.bridge !== undefined && { bridge: doc.bridge }),
-      ...(doc.mtu !== undefined && { mtu: doc.mtu }),
-      ...(doc.options !== undefined && { options: doc.options }),
-      ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
-      ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
-    },
-    endpoints,
+    at += slice.length;
+    slice.length = 0;
   };
-  const inconsistent = consistencyProblems(record);
-  if (inconsistent.length > 0) throw fileError(source, inconsistent);
-  return record;
+  const raw = parts.endpoints;
+  if (raw) {
+    const list = Array.isArray(raw) ? raw : undefined;
+    let n = 0;
+    for (const item of raw) {
+      slice.push(item);
+      if (release && list) list[n] = undefined;
+      n++;
+      if (slice.length === ENDPOINT_SLICE) validate();
+    }
+    validate();
+  }
+  if (found.length === 0) found.push(...problems());
+  if (found.length > 0 || !network) throw fileError(source, found);
+  return network;
+}
+
+/** Validates `data` as a network document into a record (state files, control requests, small files). */
+export function toRecord(data: unknown, source: string, options: ReadOptions = {}): NetworkRecord {
+  const endpoints: Endpoint[] = [];
+  let network: Network | undefined;
+  readDocument(documentParts(data), source, (n) => {
+    network = n;
+    return (e) => endpoints.push(e);
+  }, () => nameProblems(network!, endpoints), options);
+  return { network: network!, endpoints };
+}
+
+function toNetwork(doc: z.output<typeof documentSchema>): Network {
+  const subnets: Subnet[] = doc.subnets.map((s) => ({ ...s }));
+  return {
+    name: doc.name, id: doc.id ?? derivedId('network', doc.name), subnets, internal: doc.internal, upstreams: doc.upstreams,
+    ...(doc.domain !== undefined && { domain: doc.domain.toLowerCase().replace(/\.$/, '') }),
+    ...(doc.created !== undefined && { created: doc.created }),
+    ...(doc.bridge !== undefined && { bridge: doc.bridge }),
+    ...(doc.mtu !== undefined && { mtu: doc.mtu }),
+    ...(doc.options !== undefined && { options: doc.options }),
+    ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
+    ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
+  };
 }
 
 type EndpointInput = z.output<typeof endpointSchema>;
@@ -233,67 +288,22 @@ export function normalRecord(r: StaticRecord): StaticRecord {
   return { name: lowerName(r.name), type: r.type, value: r.value };
 }
 
-/**
- * Names on one network: an endpoint's own name is unique, an alias may be shared by any number of
- * endpoints but may not be another endpoint's own name, and a static record may not take an
- * endpoint's name or alias. Empty when all is well.
- */
-export function nameProblems(network: Network, endpoints: readonly Endpoint[]): string[] {
-  const problems: string[] = [];
-  const own = new Map<string, string>();
-  for (const e of endpoints) {
-    if (own.has(e.name)) problems.push(`name "${e.name}" is used by two endpoints`);
-    own.set(e.name, e.name);
-  }
-  const aliases = new Set<string>();
-  for (const e of endpoints) {
-    for (const alias of e.aliases) {
-      const holder = own.get(alias);
-      if (holder !== undefined && holder !== e.name) problems.push(`alias "${alias}" of "${e.name}" is the name of endpoint "${holder}"`);
-      aliases.add(alias);
-    }
-  }
-  const records = network.records ?? [];
-  const cname = new Set(records.filter((r) => r.type === 'CNAME').map((r) => r.name));
-  for (const r of records) {
-    if (own.has(r.name) || aliases.has(r.name)) problems.push(`record "${r.name}" has the name of an endpoint or alias of network "${network.name}"`);
-    if (r.type !== 'CNAME' && cname.has(r.name)) problems.push(`record "${r.name}" is a CNAME and cannot have other records`);
-  }
-  if (cname.size !== records.filter((r) => r.type === 'CNAME').length) problems.push('a record name has two CNAMEs');
-  return problems;
+function gatewayProblems(network: Network): string[] {
+  return network.subnets.filter((s) => s.gateway && !ipaddr.parse(s.gateway).match(ipaddr.parseCIDR(s.subnet)))
+    .map((s) => `gateway ${s.gateway} is outside ${s.subnet}`);
 }
 
-/** What a schema cannot say: names on the network (nameProblems), addresses inside a declared subnet. */
-export function consistencyProblems({ network, endpoints }: NetworkRecord): string[] {
-  const problems: string[] = nameProblems(network, endpoints);
-  // Ids answer as names too (the full id and its first 12 characters, in lower case): one may
-  // be neither another endpoint's id nor another endpoint's name or alias.
-  const ids = new Map<string, string>();
-  for (const e of endpoints) {
-    const id = e.id.toLowerCase();
-    if (ids.has(id)) problems.push(`endpoint id ${e.id} appears twice`);
-    ids.set(id, e.name);
-    if (/^[0-9a-f]{13,}$/.test(id)) ids.set(id.slice(0, 12), ids.get(id.slice(0, 12)) ?? e.name);
-  }
-  for (const e of endpoints) {
-    for (const name of [e.name, ...e.aliases]) {
-      const holder = ids.get(name);
-      if (holder !== undefined && holder !== e.name) problems.push(`"${name}" of "${e.name}" is the id of endpoint "${holder}"`);
-    }
-  }
+/** An endpoint's addresses must lie in one of the network's subnets, if it declares any: the problem, or undefined. */
+function subnetCheck(network: Network): (e: Endpoint) => string | undefined {
   const ranges = network.subnets.map((s) => ipaddr.parseCIDR(s.subnet));
-  for (const s of network.subnets) {
-    if (s.gateway && !ipaddr.parse(s.gateway).match(ipaddr.parseCIDR(s.subnet))) problems.push(`gateway ${s.gateway} is outside ${s.subnet}`);
-  }
-  if (ranges.length > 0) {
-    for (const e of endpoints) {
-      for (const a of [...e.ipv4, ...e.ipv6]) {
-        const addr = ipaddr.parse(a);
-        if (!ranges.some((r) => r[0].kind() === addr.kind() && addr.match(r))) problems.push(`${e.name}: ${a} is outside the network's subnets`);
-      }
+  if (ranges.length === 0) return () => undefined;
+  return (e) => {
+    for (const a of [...e.ipv4, ...e.ipv6]) {
+      const addr = ipaddr.parse(a);
+      if (!ranges.some((r) => r[0].kind() === addr.kind() && addr.match(r))) return `${e.name}: ${a} is outside the network's subnets`;
     }
-  }
-  return problems;
+    return undefined;
+  };
 }
 
 export function isUpstreamAddress(value: string): boolean {

@@ -1,8 +1,13 @@
 // A registry file's bytes to a packed network (packed.ts): what the registry parser runs, off the
-// daemon's event loop. Throws NsdnsError('ERR_REGISTRY_FILE') with a message fit for a log line.
+// daemon's event loop. Endpoints are validated and packed one by one (NetworkPacker), and a JSON
+// file's endpoints are parsed one by one too (json-endpoints.ts), so a large file never costs an
+// object per endpoint at once: the parser's memory is the file, the tables, and a slice of
+// endpoints. Throws NsdnsError('ERR_REGISTRY_FILE') with a message fit for a log line.
+import { isUtf8 } from 'node:buffer';
 import { NsdnsError } from '../errors.js';
-import { packNetwork } from './compiled.js';
-import { parseDocumentText } from './document.js';
+import { NetworkPacker } from './compiled.js';
+import { documentParts, parseDocumentData, readDocument, type DocumentParts } from './document.js';
+import { NotSplittable, splitElements, splitEndpoints } from './json-endpoints.js';
 import { checkTables, type PackedTables } from './packed.js';
 import type { Endpoint, Network } from './types.js';
 
@@ -15,19 +20,38 @@ export interface PackedFile {
   total: number;
 }
 
-const strict = new TextDecoder('utf-8', { fatal: true });
-
 export function packFile(bytes: Uint8Array, source: string): PackedFile {
-  let text: string;
-  try {
-    text = strict.decode(bytes);
-  } catch {
-    throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid UTF-8 (first bad byte on line ${badLine(bytes)})`);
+  if (!isUtf8(bytes)) throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid UTF-8 (first bad byte on line ${badLine(bytes)})`);
+  const split = /\.json$/i.test(source) ? splitEndpoints(bytes) : undefined;
+  if (split) {
+    let outer: unknown;
+    try {
+      outer = JSON.parse(split.outer);
+    } catch {
+      outer = undefined;
+    }
+    if (outer !== undefined) {
+      try {
+        return pack({ data: outer, endpoints: splitElements(bytes, split) }, source, false, { endpoints: split.count, bytes: bytes.byteLength });
+      } catch (err) {
+        if (!(err instanceof NotSplittable)) throw err;
+      }
+    }
   }
-  const record = parseDocumentText(text, source);
-  const { tables, notable } = packNetwork(record);
+  // YAML, or JSON the split did not take: parsed whole (a syntax error gets its line and column).
+  const text = new TextDecoder('utf-8').decode(bytes);
+  return pack(documentParts(parseDocumentData(text, source)), source, true);
+}
+
+function pack(parts: DocumentParts, source: string, release: boolean, expected?: { endpoints: number; bytes: number }): PackedFile {
+  let packer: NetworkPacker | undefined;
+  const network = readDocument(parts, source, (n) => {
+    packer = new NetworkPacker(n, expected);
+    return (e) => packer!.add(e);
+  }, () => packer!.problems(), { release, file: true });
+  const { tables, notable, total } = packer!.finish();
   checkTables(tables);
-  return { network: record.network, tables, notable, total: record.endpoints.length };
+  return { network, tables, notable, total };
 }
 
 function badLine(bytes: Uint8Array): number {

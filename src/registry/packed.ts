@@ -6,7 +6,7 @@
 // name that is not yet in a view's memo is looked up.
 import { randomInt } from 'node:crypto';
 import type { NameEntry } from './compiled.js';
-import { derivedId } from './document.js';
+import { derivedId, idKey, isLongId, SHORT_ID_LENGTH } from './ids.js';
 import type { Endpoint } from './types.js';
 
 /** An open-addressing hash table from ASCII keys to entries, in typed arrays only. */
@@ -152,32 +152,76 @@ function longestRun(slots: Int32Array): number {
 /**
  * Builds one packed index key by key, in typed arrays only (a parser packing 90 000 endpoints
  * makes no object per key). The rules are NetworkBuilder's: a key's holders in the order they came,
- * each once, and its own endpoint the one that created it with an own name or id.
+ * each once, and its own endpoint the one that created it with an own name or id. Each holder also
+ * keeps the kinds of key it holds it as (bits the caller chooses: NameRules checks names with them).
  */
 export class IndexWriter {
-  private slots = new Int32Array(64);
-  private keyStarts = new Uint32Array(33);
-  private keyBytes = new Uint8Array(256);
-  private own = new Int32Array(32);
-  /** Holders as chains: first and last item per key, then per item its endpoint and the next item. */
-  private first = new Int32Array(32);
-  private last = new Int32Array(32);
-  private itemEndpoint = new Uint32Array(32);
-  private itemNext = new Int32Array(32);
+  private slots: Int32Array;
+  private keyStarts: Uint32Array;
+  private keyBytes: Uint8Array;
+  private own: Int32Array;
+  /** Holders as chains: first and last item per key, then per item its endpoint, kinds and the next item. */
+  private first: Int32Array;
+  private last: Int32Array;
+  private itemEndpoint: Uint32Array;
+  private itemKinds: Uint8Array;
+  private itemNext: Int32Array;
   /** Each key's hash under the current seed: a table that doubles places its keys without hashing them again. */
-  private hashes = new Uint32Array(32);
+  private hashes: Uint32Array;
   private keys = 0;
   private items = 0;
   private seed = randomSeed();
 
-  add(key: string, endpoint: number, isOwn: boolean): void {
+  /**
+   * `keys`: how many keys to make room for (it grows past that): a large file's count known
+   * beforehand spares the copies each doubling makes, and the room they leave unused.
+   */
+  constructor(keys = 32) {
+    const n = Math.max(32, Math.ceil(keys));
+    this.slots = new Int32Array(Math.max(64, 2 ** Math.ceil(Math.log2(n * 2 + 1))));
+    this.keyStarts = new Uint32Array(n + 1);
+    this.keyBytes = new Uint8Array(n * 8);
+    this.own = new Int32Array(n);
+    this.first = new Int32Array(n);
+    this.last = new Int32Array(n);
+    this.itemNext = new Int32Array(n);
+    this.itemEndpoint = new Uint32Array(n);
+    this.hashes = new Uint32Array(n);
+    this.itemKinds = new Uint8Array(n);
+  }
+
+  /** Adds `endpoint` as a holder of `key` (kinds OR-ed into its item); returns the key's number. */
+  add(key: string, endpoint: number, isOwn: boolean, kinds = 0): number {
     const k = this.find(key);
-    if (k < 0) return this.insert(key, endpoint, isOwn);
+    if (k < 0) return this.insert(key, endpoint, isOwn, kinds);
     // An endpoint's keys are all added before the next endpoint's: if it holds k, it is k's last holder.
-    if (this.itemEndpoint[this.last[k]] === endpoint) return;
-    const item = this.item(endpoint);
-    this.itemNext[this.last[k]] = item;
+    const last = this.last[k];
+    if (this.itemEndpoint[last] === endpoint) {
+      this.itemKinds[last] |= kinds;
+      return k;
+    }
+    const item = this.item(endpoint, kinds);
+    this.itemNext[last] = item;
     this.last[k] = item;
+    return k;
+  }
+
+  /** The key number of `key`, or -1. */
+  find(key: string): number {
+    return findKey(this.slots, this.keyStarts, this.keyBytes, this.seed, key);
+  }
+
+  get keyCount(): number {
+    return this.keys;
+  }
+
+  keyText(k: number): string {
+    return keyText(this.keyBytes, this.keyStarts, k);
+  }
+
+  /** Key k's holders in the order they came, with the kinds each holds it as. */
+  forEachHolder(k: number, visit: (endpoint: number, kinds: number) => void): void {
+    for (let item = this.first[k]; item >= 0; item = this.itemNext[item]) visit(this.itemEndpoint[item], this.itemKinds[item]);
   }
 
   finish(): PackedIndexData {
@@ -197,16 +241,12 @@ export class IndexWriter {
       this.rehash(this.slots.length);
     }
     return {
-      slots: this.slots, keyStarts: this.keyStarts.slice(0, count + 1), keyBytes: this.keyBytes.slice(0, this.keyStarts[count]),
-      listStarts, lists, own: this.own.slice(0, count), seed: Uint32Array.of(this.seed),
+      slots: this.slots, keyStarts: fit(this.keyStarts, count + 1), keyBytes: fit(this.keyBytes, this.keyStarts[count]),
+      listStarts, lists, own: fit(this.own, count), seed: Uint32Array.of(this.seed),
     };
   }
 
-  private find(key: string): number {
-    return findKey(this.slots, this.keyStarts, this.keyBytes, this.seed, key);
-  }
-
-  private insert(key: string, endpoint: number, isOwn: boolean): void {
+  private insert(key: string, endpoint: number, isOwn: boolean, kinds: number): number {
     const k = this.keys++;
     if (k + 1 >= this.own.length) {
       const size = this.own.length * 2;
@@ -226,21 +266,24 @@ export class IndexWriter {
     }
     this.keyStarts[k + 1] = at;
     this.own[k] = isOwn ? endpoint : -1;
-    const item = this.item(endpoint);
+    const item = this.item(endpoint, kinds);
     this.first[k] = item;
     this.last[k] = item;
     this.hashes[k] = hashKey(key, this.seed);
     if (this.keys * 2 > this.slots.length) this.rehash(this.slots.length * 2);
     else this.place(k);
+    return k;
   }
 
-  private item(endpoint: number): number {
+  private item(endpoint: number, kinds: number): number {
     const item = this.items++;
     if (item >= this.itemEndpoint.length) {
       this.itemEndpoint = grown(this.itemEndpoint, this.itemEndpoint.length * 2);
+      this.itemKinds = grown(this.itemKinds, this.itemKinds.length * 2);
       this.itemNext = grown(this.itemNext, this.itemNext.length * 2);
     }
     this.itemEndpoint[item] = endpoint;
+    this.itemKinds[item] = kinds;
     this.itemNext[item] = -1;
     return item;
   }
@@ -256,6 +299,14 @@ export class IndexWriter {
     this.slots = new Int32Array(size);
     for (let k = 0; k < this.keys; k++) this.place(k);
   }
+}
+
+/**
+ * The first `used` elements of an array that is done growing, on a buffer of their own: the
+ * array's own buffer when little of it is unused (no copy), else a copy of the part used.
+ */
+function fit<T extends Int32Array | Uint32Array | Uint8Array>(array: T, used: number): T {
+  return (array.length - used <= array.length / 8 ? array.subarray(0, used) : array.slice(0, used)) as T;
 }
 
 function randomSeed(): number {
@@ -290,23 +341,55 @@ function keyEquals(keyStarts: Uint32Array, keyBytes: Uint8Array, k: number, key:
 }
 
 /**
- * Endpoints as JSON text, one after the other, without what decoding restores: the network's name,
- * empty lists, and an id derived from the network and endpoint names (a file's usual case).
+ * Endpoints as JSON text, one after the other, appended as they are validated, without what
+ * decoding restores: the network's name, empty lists, and an id derived from the network and
+ * endpoint names (a file's usual case).
  */
-export function packEndpoints(endpoints: readonly Endpoint[], network: string): Pick<PackedTables, 'endpointStarts' | 'endpointBytes'> {
-  // Text first, then one buffer: no small buffer (and no malloc) per endpoint.
-  const texts = endpoints.map((e) => JSON.stringify({
-    ...e, network: undefined, id: e.id === derivedId('endpoint', network, e.name) ? undefined : e.id,
-    aliases: e.aliases.length > 0 ? e.aliases : undefined, ipv6: e.ipv6.length > 0 ? e.ipv6 : undefined,
-    upstreams: e.upstreams.length > 0 ? e.upstreams : undefined,
-  }));
-  const endpointStarts = new Uint32Array(endpoints.length + 1);
-  let total = 0;
-  texts.forEach((t, i) => { total += Buffer.byteLength(t); endpointStarts[i + 1] = total; });
-  const endpointBytes = new Uint8Array(total);
-  const encoder = new TextEncoder();
-  texts.forEach((t, i) => encoder.encodeInto(t, endpointBytes.subarray(endpointStarts[i])));
-  return { endpointStarts, endpointBytes };
+export class EndpointTextWriter {
+  private starts: Uint32Array;
+  private bytes: Uint8Array;
+  private count = 0;
+  private readonly encoder = new TextEncoder();
+
+  /** `endpoints`, `bytes`: room to make beforehand (IndexWriter's constructor says why). */
+  constructor(private readonly network: string, { endpoints = 1024, bytes = 64 * 1024 } = {}) {
+    this.starts = new Uint32Array(Math.ceil(endpoints) + 1);
+    this.bytes = new Uint8Array(Math.ceil(bytes));
+  }
+
+  append(e: Endpoint): void {
+    const text = JSON.stringify({
+      ...e, network: undefined, id: e.id === derivedId('endpoint', this.network, e.name) ? undefined : e.id,
+      aliases: e.aliases.length > 0 ? e.aliases : undefined, ipv6: e.ipv6.length > 0 ? e.ipv6 : undefined,
+      upstreams: e.upstreams.length > 0 ? e.upstreams : undefined,
+    });
+    const at = this.starts[this.count];
+    // At most 3 bytes per UTF-16 unit.
+    if (at + text.length * 3 > this.bytes.length) this.bytes = grown(this.bytes, Math.max(this.bytes.length * 2, at + text.length * 3));
+    const { written } = this.encoder.encodeInto(text, this.bytes.subarray(at));
+    if (this.count + 1 >= this.starts.length) this.starts = grown(this.starts, this.starts.length * 2);
+    this.starts[++this.count] = at + written;
+  }
+
+  /** Endpoint i as appended (decoded again). */
+  endpoint(i: number): Endpoint {
+    return decodeEndpoint(Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength), this.starts[i], this.starts[i + 1], this.network);
+  }
+
+  finish(): Pick<PackedTables, 'endpointStarts' | 'endpointBytes'> {
+    return { endpointStarts: fit(this.starts, this.count + 1), endpointBytes: fit(this.bytes, this.starts[this.count]) };
+  }
+}
+
+/** One endpoint's packed text as an Endpoint: what EndpointTextWriter left out restored. */
+function decodeEndpoint(text: Buffer, start: number, end: number, network: string): Endpoint {
+  const e = JSON.parse(text.toString('utf8', start, end)) as Endpoint;
+  e.network = network;
+  e.id ??= derivedId('endpoint', network, e.name);
+  e.aliases ??= NONE;
+  e.ipv6 ??= NONE;
+  e.upstreams ??= NONE;
+  return e;
 }
 
 /** Holder lists longer than this are kept decoded (PackedIndex.shared). */
@@ -347,13 +430,7 @@ export class PackedEndpoints {
   endpoint(i: number): Endpoint {
     let e = this.decoded.get(i);
     if (e === undefined) {
-      e = JSON.parse(this.text.toString('utf8', this.tables.endpointStarts[i], this.tables.endpointStarts[i + 1])) as Endpoint;
-      // What packEndpoints left out: the network, empty lists (one shared value), a derived id.
-      e.network = this.network;
-      e.id ??= derivedId('endpoint', this.network, e.name);
-      e.aliases ??= NONE;
-      e.ipv6 ??= NONE;
-      e.upstreams ??= NONE;
+      e = decodeEndpoint(this.text, this.tables.endpointStarts[i], this.tables.endpointStarts[i + 1], this.network);
       if (this.decoded.size >= DECODED_LIMIT) this.decoded.clear();
       this.decoded.set(i, e);
     }
@@ -406,16 +483,30 @@ class PackedIndex {
 
 class PackedNames extends PackedIndex {
   has(key: string): boolean {
-    return this.find(key) >= 0;
+    return this.find(key) >= 0 || this.longId(key) !== undefined;
   }
 
   get(key: string): NameEntry | undefined {
     const k = this.find(key);
-    if (k < 0) return undefined;
+    if (k < 0) {
+      const e = this.longId(key);
+      return e === undefined ? undefined : { endpoints: [e], own: e };
+    }
     const endpoints = this.holders(k);
     // The same object as in `endpoints` (the view compares them), even if the decode cache was emptied meanwhile.
     const own = this.data.own[k] < 0 ? -1 : this.position(k, this.data.own[k]);
     return { endpoints, own: own < 0 ? undefined : endpoints[own] };
+  }
+
+  /**
+   * The endpoint whose id is `key`, a long id (ids.ts): found by its short id, which every
+   * endpoint with a long id is indexed by, and checked whole (ids are unique on a network).
+   */
+  private longId(key: string): Endpoint | undefined {
+    if (!isLongId(key)) return undefined;
+    const k = this.find(key.slice(0, SHORT_ID_LENGTH));
+    if (k < 0) return undefined;
+    return this.holders(k).find((e) => idKey(e.id) === key);
   }
 }
 

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compileNetwork, compilePacked, packNetwork } from '../../src/registry/compiled.js';
 import { MAX_RUN } from '../../src/registry/packed.js';
-import { toRecord } from '../../src/registry/document.js';
+import { derivedId, toRecord } from '../../src/registry/document.js';
 import { HealthStates } from '../../src/registry/health-state.js';
 import { View } from '../../src/registry/view.js';
 import type { NetworkRecord } from '../../src/registry/types.js';
@@ -19,13 +19,17 @@ function answer(view: View, name: string): unknown {
   return { a: sorted(r.a), aaaa: sorted(r.aaaa), txt: [...r.txt].sort(), srv: r.srv.map((s) => `${s.port} ${s.target}`).sort(), failOpen: r.failOpen };
 }
 
+const LONG_A = '0123456789ab'.repeat(5).padEnd(64, 'c');
+/** Shares LONG_A's short id. */
+const LONG_B = `${LONG_A.slice(0, 12)}${'d'.repeat(52)}`;
 const label = fc.constantFrom('web', 'db', 'api', 'pool', 'cache', 'x1', 'x2', 'x3');
 const endpoint = fc.record({
   name: label,
   aliases: fc.uniqueArray(label, { maxLength: 3 }),
   ipv4: fc.uniqueArray(fc.integer({ min: 1, max: 6 }).map((n) => `10.5.0.${n}`), { maxLength: 2 }),
   ipv6: fc.uniqueArray(fc.integer({ min: 1, max: 4 }).map((n) => `fd00::${n}`), { maxLength: 1 }),
-  id: fc.option(fc.constantFrom('0123456789abcdef0123', 'ABCDEF0123456789ab', 'fedcba9876543210'), { nil: undefined }),
+  // Short, long (Docker's 64 hex digits: found by their short id, ids.ts) and none (a derived long id).
+  id: fc.option(fc.constantFrom('0123456789abcdef0123', 'ABCDEF0123456789ab', 'fedcba9876543210', LONG_A, LONG_A.toUpperCase(), LONG_B), { nil: undefined }),
   services: fc.option(fc.constant([{ name: 'http', port: 8080 }]), { nil: undefined }),
   labels: fc.option(fc.constant({ tier: 'front' }), { nil: undefined }),
   health: fc.option(fc.constantFrom('healthy', 'unhealthy'), { nil: undefined }),
@@ -42,7 +46,7 @@ function record(endpoints: Array<Record<string, unknown>>): NetworkRecord | unde
   }
 }
 
-const asked = ['web', 'db', 'api', 'pool', 'cache', 'x1', 'x2', 'x3', 'nope', 'web.lab', 'pool.example.test', '_http._tcp.pool',
+const asked = [LONG_A, LONG_B, LONG_A.replace(/c$/, 'e'), derivedId('endpoint', 'lab', 'web'), derivedId('endpoint', 'lab', 'db').slice(0, 12), 'web', 'db', 'api', 'pool', 'cache', 'x1', 'x2', 'x3', 'nope', 'web.lab', 'pool.example.test', '_http._tcp.pool',
   '_http._tcp.web.lab', 'lab', '0123456789ab', '0123456789abcdef0123', 'abcdef012345', 'fedcba987654', 'fedcba9876543211'];
 
 describe('packed registry networks', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocumentText } from '../../src/registry/document.js';
+import { derivedId, parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { ROOT } from '../helpers/daemon.js';
 
@@ -34,6 +34,14 @@ describe('registry documents', () => {
     // An id answers as a name (full, and its first 12 characters): it may not be another endpoint's name, nor differ from another id by case only.
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: abcdefabcdef}\n  - {name: b, id: abcdefabcdef0000}\n', 'x.yaml'), /"abcdefabcdef" of "abcdefabcdef" is the id of endpoint "b"/);
     assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, id: ABCDEFABCDEF00}\n  - {name: b, id: abcdefabcdef00}\n', 'x.yaml'), /endpoint id abcdefabcdef00 appears twice/);
+    // Long ids (64 hex digits) are indexed by their short id only: twice is still found, and so is one equal to a derived id.
+    const long = 'ab12'.repeat(16);
+    assert.throws(() => parseDocumentText(`name: n\nendpoints:\n  - {name: a, id: ${long}}\n  - {name: b}\n  - {name: c, id: ${long.toUpperCase()}}\n`, 'x.yaml'), new RegExp(`endpoint id ${long} appears twice`));
+    assert.throws(() => parseDocumentText(`name: n\nendpoints:\n  - {name: a}\n  - {name: b, id: ${derivedId('endpoint', 'n', 'a')}}\n`, 'x.yaml'), /appears twice/);
+    assert.doesNotThrow(() => parseDocumentText(`name: n\nendpoints:\n  - {name: a, id: ${long}}\n  - {name: b, id: ${long.slice(0, 12)}${'f'.repeat(52)}}\n`, 'x.yaml'));
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, id: web-1}\n  - {name: web-1}\n', 'x.yaml'), /"web-1" of "web-1" is the id of endpoint "a"/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a, id: web-1}\n  - {name: b, id: WEB-1}\n', 'x.yaml'), /endpoint id WEB-1 appears twice/);
+    assert.throws(() => parseDocumentText('name: n\nendpoints:\n  - {name: a}\n  - {name: a}\n', 'x.yaml'), /name "a" is used by two endpoints/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24}]\nendpoints:\n  - {name: a, ipv4: 10.1.0.1}\n', 'x.yaml'), /outside the network's subnets/);
     assert.throws(() => parseDocumentText('name: n\nsubnets: [{subnet: 10.0.0.0/24, gateway: 10.9.0.1}]\n', 'x.yaml'), /gateway 10\.9\.0\.1 is outside/);
     assert.throws(() => parseDocumentText('name: [', 'x.yaml'), /not valid YAML/);
