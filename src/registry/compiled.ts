@@ -51,6 +51,8 @@ export interface CompiledNetwork {
   readonly ownUpstreams: boolean;
   /** The zone PTR answers and SRV targets name endpoints in: the domain, else the network name (lower case). */
   readonly canonicalZone: string;
+  /** Frees a packed network's tables once a newer version replaces it (PackedEndpoints.release). */
+  readonly release?: () => void;
   /** Static records by lower-case name relative to the zones. */
   readonly records: ReadonlyMap<string, readonly StaticRecord[]>;
   /** Canonical address → names of the static A/AAAA records that hold it (PTR). */
@@ -239,7 +241,7 @@ export function compilePacked(network: Network, tables: PackedTables, notable: E
   return {
     ...networkParts(network), network, endpointCount: packed.count, notable, inNamespaces: inNamespaces(notable),
     get endpoints() { return packed.all(); },
-    names: packed.names, byAddress: packed.byAddress,
+    names: packed.names, byAddress: packed.byAddress, release: () => packed.release(),
     ownUpstreams: network.upstreams.length > 0 || notable.some((e) => e.upstreams.length > 0),
   };
 }

@@ -5,6 +5,8 @@
 // collection per reload, on the thread that answers DNS). Endpoints are decoded on demand, when a
 // name that is not yet in a view's memo is looked up.
 import { randomInt } from 'node:crypto';
+import { MessageChannel } from 'node:worker_threads';
+import { NsdnsError } from '../errors.js';
 import type { NameEntry } from './compiled.js';
 import { derivedId, idKey, isLongId, SHORT_ID_LENGTH } from './ids.js';
 import type { Endpoint } from './types.js';
@@ -321,6 +323,8 @@ function grown<T extends Int32Array | Uint32Array | Uint8Array>(array: T, size: 
 
 /** The key number of `key` in a table, or -1: the one probe loop of the writer and the readers. */
 function findKey(slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array, seed: number, key: string): number {
+  // Released tables (PackedEndpoints.release) read as empty: nothing is found, and no probe loops.
+  if (slots.length === 0) return -1;
   const mask = slots.length - 1;
   for (let slot = hashKey(key, seed) & mask; ; slot = (slot + 1) & mask) {
     const k = slots[slot] - 1;
@@ -439,9 +443,37 @@ export class PackedEndpoints {
 
   /** Every endpoint, decoded afresh (for commands such as inspect; never on a query's path). */
   all(): Endpoint[] {
+    if (this.released) throw new NsdnsError('ERR_CONFLICT', `network "${this.network}" was replaced while it was being read; try again`);
     const out: Endpoint[] = [];
     for (let i = 0; i < this.count; i++) out.push(this.endpoint(i));
     return out;
+  }
+
+  private released = false;
+
+  /**
+   * Gives the tables' memory back now (the registry calls this when a newer version replaces
+   * them): the buffers are moved into a message that is never received, so the next turns free
+   * them, where the garbage collector of the daemon's heap, which allocates little, would keep a
+   * large file's replaced versions for many reloads. Lookups in released tables find nothing.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const buffers = new Set<ArrayBuffer>();
+    for (const a of [this.tables.endpointStarts, this.tables.endpointBytes, ...Object.values(this.tables.names), ...Object.values(this.tables.addresses)]) {
+      if (!(a.buffer instanceof ArrayBuffer) || a.buffer.byteLength === 0) continue;
+      buffers.add(a.buffer);
+    }
+    const { port1, port2 } = new MessageChannel();
+    try {
+      port1.postMessage(null, [...buffers]);
+    } catch {
+      // A buffer that cannot be moved (not ours alone): the garbage collector frees it, later.
+    } finally {
+      port1.close();
+      port2.close();
+    }
   }
 }
 

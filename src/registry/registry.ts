@@ -148,18 +148,25 @@ export class Registry extends EventEmitter<RegistryEvents> {
     // `endpoint health` says otherwise).
     for (const e of compiled.notable) if (e.health !== undefined) this.health.set(e.id, e.health);
     const name = compiled.network.name;
+    const replaced = this.snapshot.networks.get(name);
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
     this.sources.set(name, source);
-    return this.publish(networks, name);
+    const snapshot = this.publish(networks, name);
+    // After the change listeners: every query from now on uses the new version.
+    if (replaced !== compiled) replaced?.release?.();
+    return snapshot;
   }
 
   removeNetwork(name: string, source: string): Snapshot {
     if (this.sources.get(name) !== source) return this.snapshot;
+    const removed = this.snapshot.networks.get(name);
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
-    return this.publish(networks, name);
+    const snapshot = this.publish(networks, name);
+    removed?.release?.();
+    return snapshot;
   }
 
   private publish(networks: Map<string, CompiledNetwork>, changed: string): Snapshot {

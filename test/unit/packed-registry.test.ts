@@ -9,6 +9,7 @@ import { MAX_RUN } from '../../src/registry/packed.js';
 import { derivedId, toRecord } from '../../src/registry/document.js';
 import { HealthStates } from '../../src/registry/health-state.js';
 import { View } from '../../src/registry/view.js';
+import { Registry } from '../../src/registry/registry.js';
 import type { NetworkRecord } from '../../src/registry/types.js';
 
 /** What a client would get: the answer's kind and its records in a comparable form. */
@@ -101,5 +102,26 @@ describe('packed registry networks', () => {
       for (const s of t.slots) longest = Math.max(longest, (run = s === 0 ? 0 : run + 1));
       assert.ok(longest <= MAX_RUN, `a run of ${longest} slots`);
     }
+  });
+
+  it('give the memory of a replaced version back at once, and never answer from it', async () => {
+    const registry = new Registry();
+    const load = (prefix: string) => {
+      const rec = toRecord({ name: 'big', endpoints: Array.from({ length: 50_000 }, (_, i) => ({ name: `${prefix}${i}`, ipv4: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` })) }, 'big.json');
+      const { tables, notable } = packNetwork(rec);
+      registry.setPackedNetwork(rec.network, tables, notable, 'file:big.json');
+    };
+    load('a');
+    const first = registry.current().networks.get('big')!;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const before = process.memoryUsage().arrayBuffers;
+    load('b');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const after = process.memoryUsage().arrayBuffers;
+    // No collection ran in between (none was asked for): the first version's tables went at once.
+    assert.ok(after - before < 2 * 1024 * 1024, `array buffers grew by ${((after - before) / 1048576).toFixed(1)} MB`);
+    assert.equal(first.names.get('a7'), undefined, 'the replaced version answers nothing');
+    assert.throws(() => first.endpoints, /was replaced while it was being read/);
+    assert.equal(new View([registry.current().networks.get('big')!]).lookup('b7').kind, 'found');
   });
 });
