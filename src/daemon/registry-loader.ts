@@ -194,9 +194,19 @@ export class RegistryParser {
         resolve: (r) => { clearTimeout(timer); resolve(r); },
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
-      // Moved, not copied: the file's bytes are the parser's from here on.
+      // Moved, not copied: the file's bytes are the parser's from here on. A buffer of no bytes is
+      // copied instead: postMessage silently drops a message naming a detached buffer (the job
+      // would wait for its timeout), and copying bytes already moved throws here at once.
       const buffer = message.bytes.buffer;
-      worker.postMessage(message, buffer instanceof ArrayBuffer ? [buffer] : []);
+      const movable = buffer instanceof ArrayBuffer && buffer.byteLength > 0;
+      try {
+        worker.postMessage(movable ? message : { ...message, bytes: new Uint8Array(message.bytes) }, movable ? [buffer] : []);
+      } catch (err) {
+        // Bytes that cannot be sent (a detached buffer): this job ends, the parser stays.
+        const waiting = this.waiting;
+        this.waiting = undefined;
+        waiting.reject(new NsdnsError('ERR_INTERNAL', `the file could not be handed to the parser (${(err as Error).name})`));
+      }
     });
   }
 

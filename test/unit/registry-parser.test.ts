@@ -16,6 +16,13 @@ function file(n: number): Uint8Array {
 
 const bytesOf = (text: string) => new Uint8Array(Buffer.from(text));
 
+/** The same network as YAML: parsed whole (a YAML document is built before it is read). */
+function yamlFile(n: number): Uint8Array {
+  const lines = ['name: big', 'endpoints:'];
+  for (let i = 0; i < n; i++) lines.push(`  - name: e${i}`, `    ipv4: 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  return bytesOf(`${lines.join('\n')}\n`);
+}
+
 /** This process's threads (task ids). */
 const tasks = () => readdirSync('/proc/self/task').map(Number);
 
@@ -71,6 +78,11 @@ describe('registry parser thread', () => {
       assert.equal(fixed.kind, 'parsed');
       assert.equal(consumed, 1);
       assert.equal(fixed.kind === 'parsed' ? fixed.total : 0, 1);
+      // An empty file (a buffer of no bytes: nothing to move) is judged like any content, at once.
+      const started = Date.now();
+      const empty = await parser.parse('net.json', new Uint8Array(0), undefined, () => assert.fail('not consumed'));
+      assert.ok(empty.kind === 'refused' && empty.hash !== undefined, JSON.stringify(empty));
+      assert.ok(Date.now() - started < 2_000, `answered after ${Date.now() - started} ms`);
     } finally {
       await parser.stop();
     }
@@ -79,7 +91,7 @@ describe('registry parser thread', () => {
   it('refuses a file whose parse needs more than its heap limit, naming it; the process lives and the next file parses', async () => {
     const parser = new RegistryParser({ timeoutMs: 60_000, maxHeapMb: 16 });
     try {
-      const outcome = await parser.parse('huge.json', file(200_000), undefined, () => assert.fail('not consumed'));
+      const outcome = await parser.parse('huge.yaml', yamlFile(200_000), undefined, () => assert.fail('not consumed'));
       assert.equal(outcome.kind, 'refused');
       assert.match(outcome.kind === 'refused' ? outcome.problem : '', /needs more than 16 MB; parser stopped/);
       assert.ok(outcome.kind === 'refused' && outcome.hash !== undefined, 'too big is about the content: remembered');
