@@ -119,8 +119,8 @@ export function parserLimitsFor(maxBytes: number): ParserLimits {
 /** A failure of the parser, not of the content (ParseOutcome.hash stays unknown). */
 const PARSER_UNAVAILABLE = 'ERR_PARSER_UNAVAILABLE' as const;
 /**
- * The worker's young generation: small, so its heap stays small; it runs on idle CPU, where
- * scavenging more often costs nobody anything.
+ * The worker's young generation. Its size made no difference to the peak of a 90 000-endpoint
+ * file (2-32 MB measured); a small one keeps each scavenge short, on idle CPU either way.
  */
 const YOUNG_GENERATION_MB = 8;
 const STACK_MB = 4;
