@@ -285,7 +285,7 @@ const HASH = /^[0-9a-f]{64}$/;
 
 /** The type of each array of PackedIndexData (checked by tsc against its fields). */
 const INDEX_ARRAYS = {
-  slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array, listStarts: Uint32Array, lists: Uint32Array, own: Int32Array, seed: Uint32Array,
+  slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array, listStarts: Uint32Array, lists: Uint32Array, own: Uint8Array, seed: Uint32Array,
 } as const satisfies Record<keyof PackedIndexData, Int32ArrayConstructor | Uint32ArrayConstructor | Uint8ArrayConstructor>;
 
 /**

@@ -197,9 +197,11 @@ export class NetworkPacker {
    * split by json-endpoints.ts): room for them is made once, not by doubling.
    */
   constructor(private readonly network: Network, expected?: { endpoints: number; bytes: number }) {
-    // Most endpoints have a name, a derived id's short id and one address.
-    this.rules = new NameRules(new IndexWriter(expected ? expected.endpoints * 2 : undefined));
-    this.addresses = new IndexWriter(expected?.endpoints);
+    // Most endpoints have a name, a derived id's short id (12 characters) and one address; a
+    // name is shorter than the endpoint's text in the file.
+    const per = expected ? expected.bytes / Math.max(1, expected.endpoints) : 0;
+    this.rules = new NameRules(expected && new IndexWriter(expected.endpoints * 2, expected.endpoints * (12 + per / 4)));
+    this.addresses = new IndexWriter(expected?.endpoints, expected && expected.endpoints * 12);
     // Packed text drops spaces and empty lists but may write a list where the file had one value.
     this.text = new EndpointTextWriter(network.name, expected && { endpoints: expected.endpoints, bytes: expected.bytes * 1.1 + 1024 });
   }

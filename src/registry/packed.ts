@@ -21,74 +21,22 @@ export interface PackedIndexData {
   /** Key k names endpoints lists[listStarts[k] .. listStarts[k + 1]). */
   listStarts: Uint32Array;
   lists: Uint32Array;
-  /** Names only: the endpoint whose own name (or id) key k is, -1 for an alias. */
-  own: Int32Array;
+  /**
+   * 1 when key k's first holder holds it as its own name or id (NameEntry.own), 0 when it is an
+   * alias (or an address) of all its holders.
+   */
+  own: Uint8Array;
   /** One element: the table's hash seed. */
   seed: Uint32Array;
 }
 
-/** One network as the parser hands it over (one block of bytes: writeTables, tablesFromBytes). */
+/** One network as the parser hands it over (its arrays moved to the daemon, not copied). */
 export interface PackedTables {
   /** Endpoint i is the JSON text endpointBytes[endpointStarts[i] .. endpointStarts[i + 1]), its `network` left out. */
   endpointStarts: Uint32Array;
   endpointBytes: Uint8Array;
   names: PackedIndexData;
   addresses: PackedIndexData;
-}
-
-/** The arrays of PackedTables in a fixed order, with their types: how they travel as one block of bytes. */
-const LAYOUT = [
-  ['endpointStarts', Uint32Array], ['endpointBytes', Uint8Array],
-  ['names.slots', Int32Array], ['names.keyStarts', Uint32Array], ['names.keyBytes', Uint8Array], ['names.listStarts', Uint32Array], ['names.lists', Uint32Array], ['names.own', Int32Array], ['names.seed', Uint32Array],
-  ['addresses.slots', Int32Array], ['addresses.keyStarts', Uint32Array], ['addresses.keyBytes', Uint8Array], ['addresses.listStarts', Uint32Array], ['addresses.lists', Uint32Array], ['addresses.own', Int32Array], ['addresses.seed', Uint32Array],
-] as const;
-
-type AnyArray = Int32Array | Uint32Array | Uint8Array;
-
-function arrayAt(tables: PackedTables, path: string): AnyArray {
-  const [a, b] = path.split('.');
-  return (b === undefined ? tables[a as 'endpointStarts'] : tables[a as 'names'][b as 'slots']) as AnyArray;
-}
-
-const aligned = (n: number) => (n + 3) & ~3;
-
-/** The tables as one block of bytes, and the element count of each array (LAYOUT order). */
-/**
- * Writes the tables as one block of bytes (`write` takes each piece in order: no copy of the whole
- * is made), and returns the element count of each array (LAYOUT order) and the block's size.
- */
-export function writeTables(tables: PackedTables, write: (piece: Uint8Array) => void): { lengths: number[]; bytes: number } {
-  const arrays = LAYOUT.map(([path]) => arrayAt(tables, path));
-  const padding = new Uint8Array(3);
-  let bytes = 0;
-  for (const a of arrays) {
-    write(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-    if (aligned(a.byteLength) > a.byteLength) write(padding.subarray(0, aligned(a.byteLength) - a.byteLength));
-    bytes += aligned(a.byteLength);
-  }
-  return { lengths: arrays.map((a) => a.length), bytes };
-}
-
-/**
- * Tables over a block written by writeTables (views, no copy); its lengths must add up to the block.
- * Run checkTables on them once where they are made (the parser process): a pass over every index.
- */
-export function tablesFromBytes(lengths: readonly number[], bytes: Uint8Array): PackedTables {
-  if (lengths.length !== LAYOUT.length || bytes.byteOffset % 4 !== 0) throw new Error('packed tables: wrong layout');
-  const views: AnyArray[] = [];
-  let at = 0;
-  LAYOUT.forEach(([, Type], i) => {
-    const n = lengths[i];
-    if (!Number.isSafeInteger(n) || n < 0 || at + n * Type.BYTES_PER_ELEMENT > bytes.byteLength) throw new Error('packed tables: wrong layout');
-    views.push(new Type(bytes.buffer as ArrayBuffer, bytes.byteOffset + at, n));
-    at += aligned(n * Type.BYTES_PER_ELEMENT);
-  });
-  if (at !== bytes.byteLength) throw new Error('packed tables: wrong layout');
-  const index = (o: number): PackedIndexData => ({
-    slots: views[o] as Int32Array, keyStarts: views[o + 1] as Uint32Array, keyBytes: views[o + 2] as Uint8Array,
-    listStarts: views[o + 3] as Uint32Array, lists: views[o + 4] as Uint32Array, own: views[o + 5] as Int32Array, seed: views[o + 6] as Uint32Array,
-  });
-  return { endpointStarts: views[0] as Uint32Array, endpointBytes: views[1] as Uint8Array, names: index(2), addresses: index(9) };
 }
 
 /** Every offset and index in range, else throws: a packing bug becomes a refused file, never a bad answer. */
@@ -111,7 +59,7 @@ export function checkTables(t: PackedTables): void {
     ascending(ix.listStarts, ix.lists.length);
     for (const s of ix.slots) if (s < 0 || s > keys) bad();
     for (const e of ix.lists) if (e >= count) bad();
-    for (const o of ix.own) if (o < -1 || o >= count) bad();
+    for (const o of ix.own) if (o > 1) bad();
   }
 }
 
@@ -161,15 +109,15 @@ export class IndexWriter {
   private slots: Int32Array;
   private keyStarts: Uint32Array;
   private keyBytes: Uint8Array;
-  private own: Int32Array;
-  /** Holders as chains: first and last item per key, then per item its endpoint, kinds and the next item. */
-  private first: Int32Array;
-  private last: Int32Array;
+  private own: Uint8Array;
+  /**
+   * Holders as chains, newest first (finish() lists them in the order they came): the newest item
+   * per key, then per item its endpoint, kinds and the item before it.
+   */
+  private newest: Int32Array;
   private itemEndpoint: Uint32Array;
   private itemKinds: Uint8Array;
   private itemNext: Int32Array;
-  /** Each key's hash under the current seed: a table that doubles places its keys without hashing them again. */
-  private hashes: Uint32Array;
   private keys = 0;
   private items = 0;
   private seed = randomSeed();
@@ -178,17 +126,15 @@ export class IndexWriter {
    * `keys`: how many keys to make room for (it grows past that): a large file's count known
    * beforehand spares the copies each doubling makes, and the room they leave unused.
    */
-  constructor(keys = 32) {
+  constructor(keys = 32, keyBytes = keys * 8) {
     const n = Math.max(32, Math.ceil(keys));
     this.slots = new Int32Array(Math.max(64, 2 ** Math.ceil(Math.log2(n * 2 + 1))));
     this.keyStarts = new Uint32Array(n + 1);
-    this.keyBytes = new Uint8Array(n * 8);
-    this.own = new Int32Array(n);
-    this.first = new Int32Array(n);
-    this.last = new Int32Array(n);
+    this.keyBytes = new Uint8Array(Math.max(256, Math.ceil(keyBytes)));
+    this.own = new Uint8Array(n);
+    this.newest = new Int32Array(n);
     this.itemNext = new Int32Array(n);
     this.itemEndpoint = new Uint32Array(n);
-    this.hashes = new Uint32Array(n);
     this.itemKinds = new Uint8Array(n);
   }
 
@@ -196,15 +142,15 @@ export class IndexWriter {
   add(key: string, endpoint: number, isOwn: boolean, kinds = 0): number {
     const k = this.find(key);
     if (k < 0) return this.insert(key, endpoint, isOwn, kinds);
-    // An endpoint's keys are all added before the next endpoint's: if it holds k, it is k's last holder.
-    const last = this.last[k];
-    if (this.itemEndpoint[last] === endpoint) {
-      this.itemKinds[last] |= kinds;
+    // An endpoint's keys are all added before the next endpoint's: if it holds k, it is k's newest holder.
+    const newest = this.newest[k];
+    if (this.itemEndpoint[newest] === endpoint) {
+      this.itemKinds[newest] |= kinds;
       return k;
     }
     const item = this.item(endpoint, kinds);
-    this.itemNext[last] = item;
-    this.last[k] = item;
+    this.itemNext[item] = newest;
+    this.newest[k] = item;
     return k;
   }
 
@@ -223,7 +169,9 @@ export class IndexWriter {
 
   /** Key k's holders in the order they came, with the kinds each holds it as. */
   forEachHolder(k: number, visit: (endpoint: number, kinds: number) => void): void {
-    for (let item = this.first[k]; item >= 0; item = this.itemNext[item]) visit(this.itemEndpoint[item], this.itemKinds[item]);
+    const items: number[] = [];
+    for (let item = this.newest[k]; item >= 0; item = this.itemNext[item]) items.push(item);
+    for (let i = items.length - 1; i >= 0; i--) visit(this.itemEndpoint[items[i]], this.itemKinds[items[i]]);
   }
 
   finish(): PackedIndexData {
@@ -232,14 +180,16 @@ export class IndexWriter {
     const lists = new Uint32Array(this.items);
     let at = 0;
     for (let k = 0; k < count; k++) {
-      for (let item = this.first[k]; item >= 0; item = this.itemNext[item]) lists[at++] = this.itemEndpoint[item];
+      for (let item = this.newest[k]; item >= 0; item = this.itemNext[item]) at++;
       listStarts[k + 1] = at;
+      // Newest first in the chain, so filled from the end of the key's list.
+      let to = at;
+      for (let item = this.newest[k]; item >= 0; item = this.itemNext[item]) lists[--to] = this.itemEndpoint[item];
     }
     // A run this long by chance is rare (load factor at most 1/2): draw other seeds a few times.
     for (let tries = 0; longestRun(this.slots) > MAX_RUN; tries++) {
       if (tries === 8) throw new Error(`too many names hash alike (a run of ${longestRun(this.slots)} slots); refused`);
       this.seed = randomSeed();
-      for (let k = 0; k < count; k++) this.hashes[k] = hashKey(keyText(this.keyBytes, this.keyStarts, k), this.seed);
       this.rehash(this.slots.length);
     }
     return {
@@ -254,9 +204,7 @@ export class IndexWriter {
       const size = this.own.length * 2;
       this.keyStarts = grown(this.keyStarts, size + 1);
       this.own = grown(this.own, size);
-      this.first = grown(this.first, size);
-      this.last = grown(this.last, size);
-      this.hashes = grown(this.hashes, size);
+      this.newest = grown(this.newest, size);
     }
     let at = this.keyStarts[k];
     if (at + key.length > this.keyBytes.length) this.keyBytes = grown(this.keyBytes, Math.max(this.keyBytes.length * 2, at + key.length));
@@ -267,13 +215,12 @@ export class IndexWriter {
       this.keyBytes[at++] = c;
     }
     this.keyStarts[k + 1] = at;
-    this.own[k] = isOwn ? endpoint : -1;
+    this.own[k] = isOwn ? 1 : 0;
     const item = this.item(endpoint, kinds);
-    this.first[k] = item;
-    this.last[k] = item;
-    this.hashes[k] = hashKey(key, this.seed);
+    this.itemNext[item] = -1;
+    this.newest[k] = item;
     if (this.keys * 2 > this.slots.length) this.rehash(this.slots.length * 2);
-    else this.place(k);
+    else this.place(k, hashKey(key, this.seed));
     return k;
   }
 
@@ -286,20 +233,20 @@ export class IndexWriter {
     }
     this.itemEndpoint[item] = endpoint;
     this.itemKinds[item] = kinds;
-    this.itemNext[item] = -1;
     return item;
   }
 
-  private place(k: number): void {
+  private place(k: number, hash: number): void {
     const mask = this.slots.length - 1;
-    let slot = this.hashes[k] & mask;
+    let slot = hash & mask;
     while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
     this.slots[slot] = k + 1;
   }
 
+  /** Places every key again (a larger table, or a new seed): rare once the writer is sized beforehand. */
   private rehash(size: number): void {
     this.slots = new Int32Array(size);
-    for (let k = 0; k < this.keys; k++) this.place(k);
+    for (let k = 0; k < this.keys; k++) this.place(k, hashKey(keyText(this.keyBytes, this.keyStarts, k), this.seed));
   }
 }
 
@@ -308,7 +255,7 @@ export class IndexWriter {
  * array's own buffer when little of it is unused (no copy), else a copy of the part used.
  */
 function fit<T extends Int32Array | Uint32Array | Uint8Array>(array: T, used: number): T {
-  return (array.length - used <= array.length / 8 ? array.subarray(0, used) : array.slice(0, used)) as T;
+  return (array.length - used <= array.length / 4 ? array.subarray(0, used) : array.slice(0, used)) as T;
 }
 
 function randomSeed(): number {
@@ -332,7 +279,7 @@ function findKey(slots: Int32Array, keyStarts: Uint32Array, keyBytes: Uint8Array
   }
 }
 
-/** Key k as a string (ASCII bytes): for a re-seed, when every key is hashed again. */
+/** Key k as a string (ASCII bytes): when every key is placed again, and for messages. */
 function keyText(keyBytes: Uint8Array, keyStarts: Uint32Array, k: number): string {
   return String.fromCharCode(...keyBytes.subarray(keyStarts[k], keyStarts[k + 1]));
 }
@@ -504,13 +451,6 @@ class PackedIndex {
     if (shared) this.shared.set(k, out);
     return out;
   }
-
-  /** Position in holders(k) of endpoint number `endpoint`, or -1. */
-  protected position(k: number, endpoint: number): number {
-    const { listStarts, lists } = this.data;
-    for (let i = listStarts[k]; i < listStarts[k + 1]; i++) if (lists[i] === endpoint) return i - listStarts[k];
-    return -1;
-  }
 }
 
 class PackedNames extends PackedIndex {
@@ -525,9 +465,8 @@ class PackedNames extends PackedIndex {
       return e === undefined ? undefined : { endpoints: [e], own: e };
     }
     const endpoints = this.holders(k);
-    // The same object as in `endpoints` (the view compares them), even if the decode cache was emptied meanwhile.
-    const own = this.data.own[k] < 0 ? -1 : this.position(k, this.data.own[k]);
-    return { endpoints, own: own < 0 ? undefined : endpoints[own] };
+    // The first holder, the same object as in `endpoints` (the view compares them).
+    return { endpoints, own: this.data.own[k] === 1 ? endpoints[0] : undefined };
   }
 
   /**
