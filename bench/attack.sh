@@ -191,7 +191,7 @@ registry_preload() { # the large file's first version, loaded before the baselin
     local _
     cp "$D/registry-attack/pbbig-a.json" "$RUN/pbbig.tmp" && mv "$RUN/pbbig.tmp" "$RUN/registry/pbbig.json"
     for _ in $(seq 100); do
-        # Loaded, and its parser process gone (it ends 3 s after its last file): the loaded baseline.
+        # Loaded, and its parser thread gone (it ends 3 s after its last file): the loaded baseline.
         node "$ROOT/dist/src/main.js" network ls --socket "$RUN/state/nsdns.sock" 2>/dev/null | grep -Eq ' pbbig .* 90000( |$)' && { sleep 4; return 0; }
         sleep 0.2
     done

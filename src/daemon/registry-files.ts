@@ -119,7 +119,7 @@ export class RegistryFiles {
   /** One line naming the file and the problem: escaped and capped, whatever produced the text. */
   private refuse(file: string, problem: string): void {
     const kept = this.networkOf.get(file);
-    // Parser messages start with the path already; the reader's and the parser process's do not.
+    // Parser messages start with the path already; the reader's and the parser thread's do not.
     const err = { code: 'ERR_REGISTRY_FILE', message: safeText(problem.startsWith(`${file}: `) ? problem : `${file}: ${problem}`) };
     this.log.error({ file: safeText(file), err, keptNetwork: kept },
       kept ? `registry file refused; network "${kept}" keeps its last good content` : 'registry file refused');
@@ -139,6 +139,6 @@ export class RegistryFiles {
     this.recheck.clear();
     await this.watcher?.close();
     this.watcher = undefined;
-    await this.parser.stop();
+    await this.parser.close();
   }
 }

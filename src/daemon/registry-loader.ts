@@ -19,6 +19,8 @@ import type { WorkerReply, WorkerRequest } from './registry-worker.js';
  * sooner: a file rewritten every few seconds keeps the same parser (no new heap to set up each time).
  */
 const IDLE_MS = 3_000;
+/** How long a job waits for a stopped parser to end before starting a new one. */
+const ENDING_WAIT_MS = 5_000;
 const MIB = 1024 * 1024;
 
 /**
@@ -138,6 +140,9 @@ export class RegistryParser {
   private tail: Promise<unknown> = Promise.resolve();
   private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
+  /** The last stopped parser's termination (run() lets it end before starting another). */
+  private ending: Promise<unknown> | undefined;
+  private closed = false;
   /** The hash of the current job's content, sent by the parser before it parses. */
   private jobHash: string | undefined;
 
@@ -156,6 +161,15 @@ export class RegistryParser {
 
   private async run(source: string, bytes: Uint8Array, previousHash: string | undefined, consume: Consume): Promise<ParseOutcome> {
     clearTimeout(this.idle);
+    if (this.closed) return { kind: 'refused', hash: undefined, problem: 'the daemon is stopping' };
+    // A stopped parser (timeout, crash) ends before the next starts: on a busy CPU a thread at idle
+    // priority may take a while to act on it, and two would hold two heaps. Not forever, though.
+    if (this.ending) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.ending, new Promise((resolve) => { timer = setTimeout(resolve, ENDING_WAIT_MS); })]);
+      clearTimeout(timer);
+      this.ending = undefined;
+    }
     const id = this.nextId++;
     this.jobHash = undefined;
     try {
@@ -172,7 +186,7 @@ export class RegistryParser {
       const transient = err instanceof NsdnsError && err.code === PARSER_UNAVAILABLE;
       return { kind: 'refused', hash: transient ? undefined : this.jobHash, problem: firstLine(err instanceof Error ? err.message : String(err)) };
     } finally {
-      this.idle = setTimeout(() => void this.stop(), IDLE_MS).unref();
+      if (!this.closed) this.idle = setTimeout(() => void this.stop(), IDLE_MS).unref();
     }
   }
 
@@ -225,7 +239,7 @@ export class RegistryParser {
     const fail = (problem: string, transient = false) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
-      void worker.terminate();
+      this.ending = worker.terminate();
       const waiting = this.waiting;
       this.waiting = undefined;
       waiting?.reject(transient ? new NsdnsError(PARSER_UNAVAILABLE, problem) : refused(problem));
@@ -273,7 +287,14 @@ export class RegistryParser {
     if (!worker) return;
     // Referenced while it ends: a stopping daemon whose other handles are closed waits for it.
     worker.ref();
-    await worker.terminate();
+    this.ending = worker.terminate();
+    await this.ending;
+  }
+
+  /** Stops the parser for good (the daemon is stopping): jobs still queued end unjudged, without starting one. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.stop();
   }
 }
 

@@ -70,8 +70,14 @@ function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 lowerPriority();
 // A full collection of this thread's heap every few thousand endpoints (packFile): on idle CPU it
 // costs nobody anything, and it keeps the heap near what is live, where V8 would let it grow by
-// tens of MB before collecting. The flag is process-wide but only gives later contexts a `gc`
-// function; the daemon's own context has none.
-v8.setFlagsFromString('--expose-gc');
-const collect = vm.runInNewContext('gc') as () => void;
+// tens of MB before collecting. The flag is process-wide, so it is on only while this context gets
+// its `gc`. Only with --single-threaded-gc (systemd unit, npm start): without it a collection runs
+// on V8's shared collector threads at normal priority, against the daemon's main thread.
+const singleThreadedGc = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].includes('--single-threaded-gc');
+let collect: (() => void) | undefined;
+if (singleThreadedGc) {
+  v8.setFlagsFromString('--expose-gc');
+  collect = vm.runInNewContext('gc') as () => void;
+  v8.setFlagsFromString('--no-expose-gc');
+}
 parentPort!.on('message', (request: WorkerRequest) => handle(request));

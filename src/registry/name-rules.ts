@@ -54,7 +54,8 @@ export class NameRules {
       const k = this.names.add(key, i, kind !== ALIAS, kind);
       if (kind === NAME) this.nameKeys[i] = k;
     });
-    const id = idKey(e.id);
+    // Ids compare in any case (the control API finds endpoints by a lower-case id).
+    const id = e.id.toLowerCase();
     if (!isNameId(id)) {
       if (this.plainIds.has(id)) this.found.push(`endpoint id ${e.id} appears twice`);
       else this.plainIds.set(id, i);

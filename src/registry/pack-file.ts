@@ -30,6 +30,8 @@ export interface PackOptions {
 }
 
 const COLLECT_EVERY = 10_000;
+/** The smallest endpoint a file can hold, `{"name":"a"}`: room is never made for more than fit (a file of `0,0,0…` is not 2 million endpoints). */
+const MIN_ENDPOINT_BYTES = 12;
 
 export function packFile(bytes: Uint8Array, source: string, options: PackOptions = {}): PackedFile {
   if (!isUtf8(bytes)) throw new NsdnsError('ERR_REGISTRY_FILE', `${source}: not valid UTF-8 (first bad byte on line ${badLine(bytes)})`);
@@ -43,7 +45,7 @@ export function packFile(bytes: Uint8Array, source: string, options: PackOptions
     }
     if (outer !== undefined) {
       try {
-        return pack({ data: outer, endpoints: splitElements(bytes, split) }, source, options, false, { endpoints: split.count, bytes: bytes.byteLength });
+        return pack({ data: outer, endpoints: splitElements(bytes, split) }, source, options, false, { endpoints: Math.min(split.count, bytes.byteLength / MIN_ENDPOINT_BYTES), bytes: bytes.byteLength });
       } catch (err) {
         if (!(err instanceof NotSplittable)) throw err;
       }

@@ -130,7 +130,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.install(compileNetwork(record), source);
   }
 
-  /** setNetwork for a network the registry parser process parsed and packed (registry files). */
+  /** setNetwork for a network the registry parser parsed and packed (registry files). */
   setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
     this.checkOwner(network.name, source);
     return this.install(compilePacked(network, tables, notable), source);

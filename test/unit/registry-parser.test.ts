@@ -138,4 +138,14 @@ describe('registry parser thread', () => {
     assert.equal((await parser.parse('small.json', file(3), undefined, () => {})).kind, 'parsed', 'and the next job starts a new one');
     await parser.stop();
   });
+
+  it('once closed (the daemon stopping), ends queued jobs unjudged without starting a parser', async () => {
+    const parser = new RegistryParser(parserLimitsFor(4 << 20));
+    const running = parser.parse('big.json', file(60_000), undefined, () => {});
+    const queued = parser.parse('small.json', file(3), undefined, () => { throw new Error('installed during shutdown'); });
+    await parser.close();
+    assert.equal((await running).kind, 'refused');
+    const outcome = await queued;
+    assert.deepEqual(outcome, { kind: 'refused', hash: undefined, problem: 'the daemon is stopping' });
+  });
 });
