@@ -39,7 +39,7 @@ export class RegistryFiles {
 
   /** Loads every file in `dirs`, then keeps watching them. Resolves once the first load is done. */
   async watch(dirs: readonly string[]): Promise<void> {
-    await this.close();
+    await this.stopWatching();
     if (dirs.length === 0) return;
     const watcher = chokidar.watch([...dirs], {
       depth: 0,
@@ -134,11 +134,18 @@ export class RegistryFiles {
     this.log.info({ file: safeText(file), network }, 'registry file removed; network withdrawn');
   }
 
+  /** Stops watching, for good: jobs still queued end unjudged (the daemon is stopping). */
   async close(): Promise<void> {
+    await this.stopWatching();
+    await this.parser.close();
+  }
+
+  /** Stops watching (watch() starts again with other directories). */
+  private async stopWatching(): Promise<void> {
     for (const timers of this.recheck.values()) for (const timer of timers) clearTimeout(timer);
     this.recheck.clear();
     await this.watcher?.close();
     this.watcher = undefined;
-    await this.parser.close();
+    await this.parser.stop();
   }
 }
