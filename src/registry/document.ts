@@ -73,7 +73,6 @@ export const documentSchema = z.object({
 
 export type RegistryDocument = z.input<typeof documentSchema>;
 
-
 export { derivedId } from './ids.js';
 
 const MAX_PROBLEMS = 10;
