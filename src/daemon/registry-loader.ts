@@ -1,11 +1,8 @@
 // Reading and parsing one registry file as hostile input. The read refuses symlinks, anything but a
 // regular file and anything over the size cap; the parse runs in a worker thread at idle CPU
 // priority (registry-worker.ts) under a time and heap limit, so a huge or malicious file costs the
-// event loop nothing, and its result comes back as packed tables moved (not copied) to the daemon.
-// A worker thread, not a child process: ~5 MB where a process costs ~28 MB before parsing anything.
-// The child process was there because a worker's collections ran on V8's shared GC threads at
-// normal priority; the daemon runs with --single-threaded-gc, so the worker collects on its own
-// (idle) thread. Without that flag its collections may use the shared GC threads again.
+// event loop nothing, and its result comes back as packed tables moved (not copied) to the daemon
+// (why a thread and not a process: registry-worker.ts).
 import { Worker } from 'node:worker_threads';
 import { constants, type Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';

@@ -14,7 +14,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { packFile } from '../registry/pack-file.js';
-import type { PackedTables } from '../registry/packed.js';
+import { tableBuffers, type PackedTables } from '../registry/packed.js';
 import type { Endpoint, Network } from '../registry/types.js';
 
 /** `bytes` arrives by transfer: the daemon no longer holds the file. */
@@ -57,10 +57,8 @@ function handle(request: WorkerRequest): void {
     const message = err instanceof Error ? err.message : String(err);
     return send({ id, kind: 'refused', hash, problem: message.split('\n', 1)[0] });
   }
-  const { names, addresses } = reply.tables;
-  const arrays = [reply.tables.endpointStarts, reply.tables.endpointBytes, ...Object.values(names), ...Object.values(addresses)] as ArrayBufferView[];
-  // Every array is on a whole buffer of its own (packFile): moved, not copied.
-  send(reply, [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))]);
+  // Every array is on a buffer of its own (packFile): moved, not copied.
+  send(reply, tableBuffers(reply.tables));
 }
 
 function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {

@@ -39,6 +39,12 @@ export interface PackedTables {
   addresses: PackedIndexData;
 }
 
+/** The buffers under a network's tables, each once (what moves them, to the daemon or away). */
+export function tableBuffers(t: PackedTables): ArrayBuffer[] {
+  const arrays = [t.endpointStarts, t.endpointBytes, ...Object.values(t.names), ...Object.values(t.addresses)] as ArrayBufferView[];
+  return [...new Set(arrays.map((a) => a.buffer).filter((b): b is ArrayBuffer => b instanceof ArrayBuffer && b.byteLength > 0))];
+}
+
 /** Every offset and index in range, else throws: a packing bug becomes a refused file, never a bad answer. */
 export function checkTables(t: PackedTables): void {
   const count = t.endpointStarts.length - 1;
@@ -407,14 +413,9 @@ export class PackedEndpoints {
   release(): void {
     if (this.released) return;
     this.released = true;
-    const buffers = new Set<ArrayBuffer>();
-    for (const a of [this.tables.endpointStarts, this.tables.endpointBytes, ...Object.values(this.tables.names), ...Object.values(this.tables.addresses)]) {
-      if (!(a.buffer instanceof ArrayBuffer) || a.buffer.byteLength === 0) continue;
-      buffers.add(a.buffer);
-    }
     const { port1, port2 } = new MessageChannel();
     try {
-      port1.postMessage(null, [...buffers]);
+      port1.postMessage(null, tableBuffers(this.tables));
     } catch {
       // A buffer that cannot be moved (not ours alone): the garbage collector frees it, later.
     } finally {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compileNetwork, compilePacked, packNetwork } from '../../src/registry/compiled.js';
-import { MAX_RUN } from '../../src/registry/packed.js';
+import { MAX_RUN, tableBuffers } from '../../src/registry/packed.js';
 import { derivedId, toRecord } from '../../src/registry/document.js';
 import { HealthStates } from '../../src/registry/health-state.js';
 import { View } from '../../src/registry/view.js';
@@ -114,8 +114,7 @@ describe('packed registry networks', () => {
     registry.setPackedNetwork(a.network, a.tables, a.notable, 'file:big.json');
     const first = registry.current().networks.get('big')!;
     const b = packed('b');
-    const sizeOfA = [a.tables.endpointStarts, a.tables.endpointBytes, ...Object.values(a.tables.names), ...Object.values(a.tables.addresses)]
-      .reduce((sum, array) => sum + array.buffer.byteLength, 0);
+    const sizeOfA = tableBuffers(a.tables).reduce((sum, buffer) => sum + buffer.byteLength, 0);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const before = process.memoryUsage().arrayBuffers;
     registry.setPackedNetwork(b.network, b.tables, b.notable, 'file:big.json');
