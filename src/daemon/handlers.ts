@@ -32,8 +32,8 @@ export interface HandlerDeps {
 
 /** What the handlers use of the HealthProber. */
 export interface HealthProbes {
-  info(endpointId: string): HealthInfo | undefined;
-  set(endpointId: string, state: HealthState, endpointName?: string): boolean;
+  info(network: string, endpointId: string): HealthInfo | undefined;
+  set(network: string, endpointId: string, state: HealthState, endpointName?: string): boolean;
 }
 
 /**
@@ -41,10 +41,10 @@ export interface HealthProbes {
  * row and the last probe results; `Check` when the daemon probes it.
  */
 export function healthOf(e: Endpoint, health: HealthStates, probes?: HealthProbes): object {
-  const info = probes?.info(e.id);
+  const info = probes?.info(e.network, e.id);
   const check = e.healthCheck;
   return {
-    Status: health.get(e.id),
+    Status: health.get(e.network, e.id),
     FailingStreak: info?.failingStreak ?? 0,
     Log: (info?.log ?? []).map((r) => ({ Start: new Date(r.start).toISOString(), End: new Date(r.end).toISOString(), ExitCode: r.ok ? 0 : 1, Output: r.detail })),
     ...(check && {
@@ -195,9 +195,9 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('endpoint.health', async (p) => {
       const record = recordOf(p.network);
       const endpoint = endpointOf(record, p.endpoint);
-      const previous = registry.health.get(endpoint.id);
-      if (deps.probes) deps.probes.set(endpoint.id, p.state, endpoint.name);
-      else registry.health.set(endpoint.id, p.state);
+      const previous = registry.health.get(record.network.name, endpoint.id);
+      if (deps.probes) deps.probes.set(record.network.name, endpoint.id, p.state, endpoint.name);
+      else registry.health.set(record.network.name, endpoint.id, p.state);
       return { network: record.network.name, name: endpoint.name, id: endpoint.id, state: p.state, previous, probed: endpoint.healthCheck !== undefined };
     }),
     method('debug.namespace', async (p) => debugNamespace(deps, p)),

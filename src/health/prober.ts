@@ -78,10 +78,16 @@ interface Tracker {
   gen: number;
 }
 
+/** A tracker's key: the network, then the endpoint id (ids are unique only inside a network). */
+function trackerKey(network: string, endpointId: string): string {
+  return `${network}\0${endpointId}`;
+}
+
 /** `HTTP NNN` for each status, made once. */
 const httpDetail: string[] = [];
 
 export class HealthProber {
+  /** By trackerKey(network, id): an id is unique only inside its network (health-state.ts). */
   private readonly trackers = new Map<string, Tracker>();
   private readonly queue: Tracker[] = [];
   /** Trackers by due time (a binary min-heap; a tracker is in it once, at its `due`). */
@@ -182,15 +188,15 @@ export class HealthProber {
   /** Endpoints with a check, by their state now. */
   states(): Record<'healthy' | 'unhealthy' | 'starting', number> {
     const out = { healthy: 0, unhealthy: 0, starting: 0 };
-    for (const id of this.trackers.keys()) out[this.registry.health.get(id)]++;
+    for (const t of this.trackers.values()) out[this.registry.health.get(t.network, t.id)]++;
     return out;
   }
 
-  info(endpointId: string): HealthInfo | undefined {
-    const t = this.trackers.get(endpointId);
+  info(network: string, endpointId: string): HealthInfo | undefined {
+    const t = this.trackers.get(trackerKey(network, endpointId));
     if (!t) return undefined;
     const m = t.machine;
-    return { status: this.registry.health.get(t.id), failingStreak: m.failingStreak, check: m.check, address: t.address, log: m.log };
+    return { status: this.registry.health.get(t.network, t.id), failingStreak: m.failingStreak, check: m.check, address: t.address, log: m.log };
   }
 
   /**
@@ -198,12 +204,12 @@ export class HealthProber {
    * next probe result changes it: a success makes it healthy, `retries` failures unhealthy.
    * True when the answered state changed.
    */
-  set(endpointId: string, state: HealthState, endpointName = endpointId.slice(0, 12)): boolean {
-    const t = this.trackers.get(endpointId);
+  set(network: string, endpointId: string, state: HealthState, endpointName = endpointId.slice(0, 12)): boolean {
+    const t = this.trackers.get(trackerKey(network, endpointId));
     t?.machine.override(state);
-    const previous = this.registry.health.get(endpointId);
-    const changed = this.registry.health.set(endpointId, state);
-    if (changed) this.log.info({ network: t?.network, endpoint: endpointName, status: state, previous, by: 'endpoint health' }, `endpoint "${endpointName}" is now ${state} (set from outside, was ${previous})`);
+    const previous = this.registry.health.get(network, endpointId);
+    const changed = this.registry.health.set(network, endpointId, state);
+    if (changed) this.log.info({ network, endpoint: endpointName, status: state, previous, by: 'endpoint health' }, `endpoint "${endpointName}" is now ${state} (set from outside, was ${previous})`);
     return changed;
   }
 
@@ -218,10 +224,10 @@ export class HealthProber {
       if (address === undefined) continue;
       present.add(e.id);
       const key = `${address}|${JSON.stringify(e.healthCheck)}`;
-      const existing = this.trackers.get(e.id);
+      const existing = this.trackers.get(trackerKey(network, e.id));
       if (existing?.key === key) continue;
       if (existing) this.drop(existing);
-      this.add(e, address, key);
+      this.add(e, network, address, key);
     }
     let shortest = Infinity;
     for (const t of this.trackers.values()) {
@@ -230,27 +236,27 @@ export class HealthProber {
         continue;
       }
       this.drop(t);
-      this.trackers.delete(t.id);
+      this.trackers.delete(trackerKey(t.network, t.id));
       // Its state was ours to keep; a state set in a file or by hand goes with the endpoint too.
-      this.registry.health.delete(t.id);
+      this.registry.health.delete(t.network, t.id);
     }
     this.tickMs = Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, Math.floor(shortest / 10)));
   }
 
-  private add(e: Endpoint, address: string, key: string): void {
+  private add(e: Endpoint, network: string, address: string, key: string): void {
     const check = e.healthCheck!;
     // A state given in a file is where it starts; otherwise `starting`, before any query sees it.
     const initial: HealthState = e.health ?? 'starting';
-    this.registry.health.set(e.id, initial);
+    this.registry.health.set(network, e.id, initial);
     const now = Date.now();
     const first = Math.floor(this.spread() * check.intervalMs);
     const t: Tracker = {
-      id: e.id, network: e.network, name: e.name, address, key, queued: false,
+      id: e.id, network, name: e.name, address, key, queued: false,
       machine: new HealthMachine(check, now, initial),
       due: now + first,
       busy: false, started: 0, deadline: 0, expired: false, done: (result) => this.finished(t, result), gen: 0,
     };
-    this.trackers.set(e.id, t);
+    this.trackers.set(trackerKey(network, e.id), t);
     if (this.toNative(t, first)) return;
     this.push(t);
     this.arm();
@@ -480,12 +486,12 @@ export class HealthProber {
     if (result.ok) this.results.ok++;
     else this.results.failed++;
     const m = t.machine;
-    const answered = this.registry.health.get(t.id);
+    const answered = this.registry.health.get(t.network, t.id);
     // Set from outside since our last result (a file's `health:`, `endpoint health`): go on from there.
     if (answered !== m.status) m.override(answered);
     const status = m.record(result);
     if (status === answered) return;
-    this.registry.health.set(t.id, status);
+    this.registry.health.set(t.network, t.id, status);
     const why = result.ok ? result.detail : `${m.failingStreak} failure(s) in a row, last: ${result.detail}`;
     const line = { network: t.network, endpoint: t.name, status, previous: answered, failingStreak: m.failingStreak, detail: result.detail };
     const msg = `endpoint "${t.name}" on network "${t.network}" is now ${status} (was ${answered}; ${why})`;

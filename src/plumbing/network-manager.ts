@@ -342,7 +342,7 @@ export class NetworkManager {
 
   /** A gone endpoint's health state goes with it (set by its probes or from outside). */
   private forgetHealth(gone: readonly Endpoint[]): void {
-    for (const e of gone) this.deps.registry.health.delete(e.id);
+    for (const e of gone) this.deps.registry.health.delete(e.network, e.id);
   }
 
   /**

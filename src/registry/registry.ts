@@ -146,7 +146,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private install(compiled: CompiledNetwork, source: string): Snapshot {
     // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
     // `endpoint health` says otherwise).
-    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(e.id, e.health);
+    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(compiled.network.name, e.id, e.health);
     const name = compiled.network.name;
     const replaced = this.snapshot.networks.get(name);
     const networks = new Map(this.snapshot.networks);
@@ -164,6 +164,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
+    this.health.deleteNetwork(name);
     const snapshot = this.publish(networks, name);
     removed?.release?.();
     return snapshot;

@@ -226,12 +226,12 @@ export class View {
       for (const e of entry.endpoints) {
         if (!keep(e)) continue;
         if (entry.own === e) {
-          if (!e.healthHideOwn || this.health.get(e.id) === 'healthy') own.push({ e, net });
+          if (!e.healthHideOwn || this.health.get(net.network.name, e.id) === 'healthy') own.push({ e, net });
         } else shared.push({ e, net });
       }
     }
     if (shared.length === 0) return { endpoints: own, failOpen: false, shared: 0 };
-    const healthy = shared.filter(({ e }) => this.health.get(e.id) === 'healthy');
+    const healthy = shared.filter(({ e, net }) => this.health.get(net.network.name, e.id) === 'healthy');
     if (healthy.length > 0) return { endpoints: [...own, ...healthy], failOpen: false, shared: healthy.length };
     this.onFailOpen?.(name, shared.length);
     return { endpoints: [...own, ...shared], failOpen: true, shared: shared.length };

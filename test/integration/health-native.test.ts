@@ -42,11 +42,11 @@ const idOf = (registry: Registry, name: string) => registry.current().networks.g
 /** The endpoint follows its listener: unhealthy when it stops, healthy when it listens again. */
 async function follows(registry: Registry, name: string, listener: Listener): Promise<void> {
   const id = idOf(registry, name);
-  await until(`${name} healthy`, () => registry.health.get(id), (s) => s === 'healthy');
+  await until(`${name} healthy`, () => registry.health.get('nat', id), (s) => s === 'healthy');
   await listener.close();
-  await until(`${name} unhealthy once its listener stopped`, () => registry.health.get(id), (s) => s === 'unhealthy');
+  await until(`${name} unhealthy once its listener stopped`, () => registry.health.get('nat', id), (s) => s === 'unhealthy');
   await listener.listen();
-  await until(`${name} healthy again`, () => registry.health.get(id), (s) => s === 'healthy');
+  await until(`${name} healthy again`, () => registry.health.get('nat', id), (s) => s === 'healthy');
 }
 
 describe('the native prober\'s process', { skip }, () => {
@@ -61,7 +61,7 @@ describe('the native prober\'s process', { skip }, () => {
     try {
       assert.equal(prober.kind, 'native');
       const first = await until('the child runs', () => prober.nativePid, (p) => p !== undefined);
-      await until('web healthy', () => registry.health.get(idOf(registry, 'web')), (s) => s === 'healthy');
+      await until('web healthy', () => registry.health.get('nat', idOf(registry, 'web')), (s) => s === 'healthy');
       process.kill(first!, 'SIGKILL');
       const second = await until('a new child', () => prober.nativePid, (p) => p !== undefined && p !== first);
       assert.ok(lines.some((l) => /native prober: killed by SIGKILL; restarting it in 100 ms/.test(l.msg)), 'the restart is logged');
@@ -104,7 +104,7 @@ describe('the native prober\'s process', { skip }, () => {
       assert.equal(prober.nativePid, undefined);
       registry.setNetwork(parseDocumentText(`name: nat\nendpoints:\n  - {name: web, ipv4: 127.0.0.21, healthCheck: {type: tcp, port: ${listener.port}, intervalMs: 100, timeoutMs: 200, retries: 1}}\n`, 'nat.yaml'), 'test');
       await until('a new child', () => prober.nativePid, (p) => p !== undefined && p !== pid);
-      await until('web healthy', () => registry.health.get(idOf(registry, 'web')), (s) => s === 'healthy');
+      await until('web healthy', () => registry.health.get('nat', idOf(registry, 'web')), (s) => s === 'healthy');
     } finally {
       await prober.stop();
     }
@@ -117,7 +117,7 @@ describe('the native prober\'s process', { skip }, () => {
     try {
       assert.equal(prober.kind, 'native');
       await follows(registry, 'six', v6);
-      assert.equal(prober.info(idOf(registry, 'six'))?.log.at(-1)?.detail, 'connected');
+      assert.equal(prober.info('nat', idOf(registry, 'six'))?.log.at(-1)?.detail, 'connected');
     } finally {
       await prober.stop();
       await v6.close();
@@ -129,7 +129,7 @@ describe('the native prober\'s process', { skip }, () => {
     const registry = probedRegistry(many);
     const prober = new HealthProber(registry, silentLogger).start();
     try {
-      await until('all healthy', () => many.every(([name]) => registry.health.get(idOf(registry, name)) === 'healthy'), (x) => x);
+      await until('all healthy', () => many.every(([name]) => registry.health.get('nat', idOf(registry, name)) === 'healthy'), (x) => x);
       await sleep(1500);
       assert.ok(prober.results.ok >= 200, `${prober.results.ok} probes`);
       const { stdout } = await execa('ss', ['-Htan', 'state', 'time-wait', `( dport = :${listener.port} )`]);
@@ -155,9 +155,9 @@ describe('the native prober\'s process', { skip }, () => {
       try {
         assert.equal(prober.kind, 'native');
         const id = idOf(registry, 'hung');
-        await until('hung unhealthy', () => registry.health.get(id), (s) => s === 'unhealthy');
-        assert.equal(prober.info(id)?.log.at(-1)?.detail, 'timed out after 200 ms');
-        const took = prober.info(id)!.log.at(-1)!;
+        await until('hung unhealthy', () => registry.health.get('nat', id), (s) => s === 'unhealthy');
+        assert.equal(prober.info('nat', id)?.log.at(-1)?.detail, 'timed out after 200 ms');
+        const took = prober.info('nat', id)!.log.at(-1)!;
         assert.ok(took.end - took.start >= 200 && took.end - took.start < 600, `ended after ${took.end - took.start} ms`);
       } finally {
         await prober.stop();

@@ -96,12 +96,12 @@ describe(`health checks on loopback listeners (${kind} prober)`, { skip }, () =>
   });
 
   it('answer every holder when none is healthy (fail open), and say so in the log', async () => {
-    registry.health.set(registry.current().networks.get('hc')!.endpoints.find((e) => e.name === 'web3')!.id, 'unhealthy');
+    registry.health.set('hc', registry.current().networks.get('hc')!.endpoints.find((e) => e.name === 'web3')!.id, 'unhealthy');
     await l1.close();
     await l2.close();
     try {
       await until('both probed unhealthy', () => lines.filter((l) => l.status === 'unhealthy' && (l.endpoint === 'web1' || l.endpoint === 'web2')).length, (n) => n >= 3);
-      await until('web1 and web2 unhealthy', () => ['web1', 'web2'].map((n) => prober.info(registry.current().networks.get('hc')!.endpoints.find((e) => e.name === n)!.id)?.status), (s) => s.every((x) => x === 'unhealthy'));
+      await until('web1 and web2 unhealthy', () => ['web1', 'web2'].map((n) => prober.info('hc', registry.current().networks.get('hc')!.endpoints.find((e) => e.name === n)!.id)?.status), (s) => s.every((x) => x === 'unhealthy'));
       assert.deepEqual(answers(registry, 'pool'), ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
       const open = await until('fail-open line', () => lines.find((l) => /fail open/.test(l.msg)), (l) => l !== undefined);
       assert.match(open!.msg, /no healthy endpoint behind "pool.*": answering all 3 \(fail open\)/);
@@ -145,14 +145,14 @@ describe(`http health checks (${kind} prober)`, { skip }, () => {
 
   it('count 2xx and 3xx healthy, anything else unhealthy, asking the path and following no redirect', async () => {
     const id = registry.current().networks.get('web')!.endpoints.find((e) => e.name === 'api')!.id;
-    await until('api healthy on 200', () => registry.health.get(id), (s) => s === 'healthy');
+    await until('api healthy on 200', () => registry.health.get('web', id), (s) => s === 'healthy');
     assert.deepEqual(answers(registry, 'apis'), ['127.0.0.5', '127.0.0.6']);
     status = 503;
-    await until('api unhealthy on 503', () => registry.health.get(id), (s) => s === 'unhealthy');
+    await until('api unhealthy on 503', () => registry.health.get('web', id), (s) => s === 'unhealthy');
     assert.deepEqual(answers(registry, 'apis'), ['127.0.0.6']);
-    assert.equal(prober.info(id)?.log.at(-1)?.detail, 'HTTP 503');
+    assert.equal(prober.info('web', id)?.log.at(-1)?.detail, 'HTTP 503');
     status = 302;
-    await until('api healthy on 302', () => registry.health.get(id), (s) => s === 'healthy');
+    await until('api healthy on 302', () => registry.health.get('web', id), (s) => s === 'healthy');
     assert.ok(asked.length > 0 && asked.every((u) => u === '/healthz?deep=1'), `asked ${[...new Set(asked)].join(', ')}`);
   });
 });
@@ -202,10 +202,10 @@ describe(`http health checks against servers that misbehave (${kind} prober)`, {
 
   it('fail on a 500, a reply that is not HTTP and no reply within the timeout; pass a 302 sent in pieces and a 204', async () => {
     const ids = registry.current().networks.get('bad')!.endpoints.map((e) => e.id);
-    const last = () => ids.map((id) => prober.info(id)?.log.at(-1)?.detail);
+    const last = () => ids.map((id) => prober.info('bad', id)?.log.at(-1)?.detail);
     await until('every server probed', last, (d) => d.every((x) => x !== undefined), 3000);
     assert.deepEqual(last(), ['HTTP 500', 'not an HTTP reply', 'timed out after 300 ms', 'HTTP 302', 'HTTP 204']);
-    assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy', 'unhealthy', 'healthy', 'healthy']);
+    assert.deepEqual(ids.map((id) => registry.health.get('bad', id)), ['unhealthy', 'unhealthy', 'unhealthy', 'healthy', 'healthy']);
   });
 });
 
@@ -257,12 +257,12 @@ describe(`nsdns endpoint health and network inspect over the control socket (${k
   });
 
   it('on a probed endpoint, holds the state until the next probe result changes it', async () => {
-    await until('probed healthy', () => registry.health.get(idOf('probed')), (s) => s === 'healthy');
+    await until('probed healthy', () => registry.health.get('ctl', idOf('probed')), (s) => s === 'healthy');
     const setStates: Array<{ id: string; state: string | undefined }> = [];
     const set = registry.health.set.bind(registry.health);
-    registry.health.set = (id, state) => {
-      const changed = set(id, state);
-      setStates.push({ id, state: registry.health.get(id) });
+    registry.health.set = (network, id, state) => {
+      const changed = set(network, id, state);
+      setStates.push({ id, state: registry.health.get('ctl', id) });
       return changed;
     };
     let r;
@@ -275,7 +275,7 @@ describe(`nsdns endpoint health and network inspect over the control socket (${k
     // Set in this process while the CLI ran; a probe (every 300 ms) may already have made it
     // healthy again by the time the CLI exits, so the state is read from when it was set.
     assert.equal(setStates.find((s) => s.id === idOf('probed'))?.state, 'unhealthy');
-    await until('the next success makes it healthy', () => registry.health.get(idOf('probed')), (s) => s === 'healthy', 2000);
+    await until('the next success makes it healthy', () => registry.health.get('ctl', idOf('probed')), (s) => s === 'healthy', 2000);
     assert.ok(lines.some((l) => l.endpoint === 'probed' && l.by === 'endpoint health' && l.status === 'unhealthy'));
   });
 

@@ -155,8 +155,8 @@ describe('health prober schedule', () => {
       for (const a of ['10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']) assert.ok((counts.get(a) ?? 0) >= 5, `${a} probed ${counts.get(a)} times in 1 s at 100 ms`);
       assert.ok(most <= 2, `${most} probes ran at once`);
       assert.ok(prober.skipped >= 5);
-      assert.equal(registry.health.get(ids[0]), 'starting');
-      assert.equal(registry.health.get(ids[1]), 'healthy');
+      assert.equal(registry.health.get('p', ids[0]), 'starting');
+      assert.equal(registry.health.get('p', ids[1]), 'healthy');
     } finally {
       await prober.stop();
     }
@@ -175,9 +175,9 @@ describe('health prober schedule', () => {
     try {
       await sleep(250);
       assert.ok(stops >= 1, 'the hanging probe was stopped');
-      assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy']);
-      for (const id of ids) assert.equal(prober.info(id)?.log.at(-1)?.detail, 'timed out after 100 ms');
-      const last = prober.info(ids[0])!.log.at(-1)!;
+      assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['unhealthy', 'unhealthy']);
+      for (const id of ids) assert.equal(prober.info('p', id)?.log.at(-1)?.detail, 'timed out after 100 ms');
+      const last = prober.info('p', ids[0])!.log.at(-1)!;
       assert.ok(last.end - last.start >= 100 && last.end - last.start < 200, `stopped after ${last.end - last.start} ms`);
     } finally {
       await prober.stop();
@@ -190,22 +190,63 @@ describe('health prober schedule', () => {
     const probe: Probe = (address, _c, done) => { probed.push(address); done(result(false)); return () => undefined; };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
-      assert.deepEqual(ids.map((id) => registry.health.get(id)), ['starting', 'starting']);
+      assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['starting', 'starting']);
       await sleep(250);
-      assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy']);
+      assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['unhealthy', 'unhealthy']);
       // e1 leaves the network: no more probes, and its state goes.
       registry.setNetwork(parseDocumentText('name: p\nendpoints:\n  - {name: e0, aliases: [pool], ipv4: 10.0.0.1, healthCheck: {type: tcp, port: 80, intervalMs: 100, timeoutMs: 100, retries: 1}}\n', 'p.yaml'), 'test');
       assert.equal(prober.size, 1);
-      assert.equal(registry.health.get(ids[0]), 'unhealthy', 'an unchanged check keeps its state');
+      assert.equal(registry.health.get('p', ids[0]), 'unhealthy', 'an unchanged check keeps its state');
       probed.length = 0;
       await sleep(250);
       assert.ok(!probed.includes('10.0.0.2'));
       assert.ok(probed.includes('10.0.0.1'));
       // A state set from outside holds until the next result changes it.
-      prober.set(ids[0], 'healthy');
-      assert.equal(prober.info(ids[0])?.failingStreak, 0);
+      prober.set('p', ids[0], 'healthy');
+      assert.equal(prober.info('p', ids[0])?.failingStreak, 0);
       registry.removeNetwork('p', 'test');
       assert.equal(prober.size, 0);
+    } finally {
+      await prober.stop();
+    }
+  });
+});
+
+describe('health of endpoints that share an id across networks', () => {
+  /** Polls `get` until `ok` holds (a condition, not a fixed wait). */
+  async function until<T>(what: string, get: () => T, ok: (v: T) => boolean, timeoutMs = 3000): Promise<T> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const v = get();
+      if (ok(v)) return v;
+      if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
+      await sleep(10);
+    }
+  }
+
+  it('keeps a copycat network from replacing the victim\'s probe or marking it unhealthy', async () => {
+    const id = 'ab'.repeat(32);
+    const hc = '{type: tcp, port: 80, intervalMs: 100, timeoutMs: 100, retries: 1}';
+    const registry = new Registry();
+    registry.setNetwork(parseDocumentText(`name: victim\nendpoints:\n  - {id: "${id}", name: web, healthHideOwn: true, ipv4: 10.0.0.1, healthCheck: ${hc}}\n`, 'v.yaml'), 'file:v.yaml');
+    // Every probe of 10.0.0.1 passes, every probe of the copycat's address fails.
+    const probe: Probe = (address, _c, done) => { done(result(address === '10.0.0.1')); return () => undefined; };
+    const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
+    try {
+      await until('victim healthy', () => prober.info('victim', id)?.status, (s) => s === 'healthy');
+      registry.setNetwork(parseDocumentText(`name: copycat\nendpoints:\n  - {id: "${id}", name: fake, ipv4: 10.0.0.9, healthCheck: ${hc}}\n`, 'c.yaml'), 'file:c.yaml');
+      await until('copycat unhealthy', () => prober.info('copycat', id)?.status, (s) => s === 'unhealthy');
+      assert.equal(prober.size, 2, 'each network keeps its own probe');
+      assert.equal(prober.info('victim', id)?.address, '10.0.0.1');
+      const before = prober.info('victim', id)!.log.length;
+      await until('the victim is probed again', () => prober.info('victim', id)!.log.length, (n) => n > before || n === 5);
+      assert.equal(registry.health.get('victim', id), 'healthy');
+      const web = registry.current().view(['victim']).lookup('web');
+      assert.equal(web.kind, 'found');
+      assert.deepEqual(web.kind === 'found' && web.a.map((b) => [...b].join('.')), ['10.0.0.1'], 'the victim\'s name still answers');
+      // `endpoint health` names the network: setting the copycat's state leaves the victim alone.
+      prober.set('copycat', id, 'unhealthy');
+      assert.equal(registry.health.get('victim', id), 'healthy');
     } finally {
       await prober.stop();
     }

@@ -57,7 +57,7 @@ describe('packed registry networks', () => {
       fc.pre(rec !== undefined);
       // Health as the registry sets it from a file: an unhealthy holder of a shared name is left out.
       const health = new HealthStates();
-      for (const e of rec!.endpoints) if (e.health !== undefined) health.set(e.id, e.health);
+      for (const e of rec!.endpoints) if (e.health !== undefined) health.set(rec!.network.name, e.id, e.health);
       const objects = new View([compileNetwork(structuredClone(rec!))], health);
       const { tables, notable } = packNetwork(structuredClone(rec!));
       const packed = new View([compilePacked(rec!.network, tables, structuredClone(notable))], health);

@@ -284,19 +284,19 @@ endpoints:
     registry.on('failOpen', (name) => opened.push(name));
     const view = registry.current().view();
     assert.equal(found(view, 'pool').a.length, 3, 'memoized before the change');
-    registry.health.set(ids.web1, 'unhealthy');
-    registry.health.set(ids.web3, 'starting');
+    registry.health.set('sd', ids.web1, 'unhealthy');
+    registry.health.set('sd', ids.web3, 'starting');
     assert.deepEqual(ips(found(view, 'pool').a), ['10.50.0.12'], 'the same view sees the change');
     assert.deepEqual(found(view, '_http._tcp.pool').srv.map((s) => s.target), ['web2.sd.example']);
     assert.deepEqual(ips(found(view, 'web1').a), ['10.50.0.11'], 'an own name keeps answering');
     assert.deepEqual(found(view, 'web3').a, [], 'unless healthHideOwn is set');
     assert.deepEqual(found(view, '_http._tcp.web1').srv.length, 1);
-    registry.health.set(ids.web2, 'unhealthy');
+    registry.health.set('sd', ids.web2, 'unhealthy');
     const all = found(view, 'pool');
     assert.equal(all.a.length, 3, 'fail open: all are answered');
     assert.equal(all.failOpen, true);
     assert.ok(opened.includes('pool'), 'the registry says so');
-    registry.health.set(ids.web2, 'healthy');
+    registry.health.set('sd', ids.web2, 'healthy');
     assert.equal(found(view, 'pool').failOpen, false);
   });
 
