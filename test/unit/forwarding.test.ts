@@ -112,6 +112,22 @@ describe('forwarder', () => {
     assert.equal(listener.inflight, 0);
   });
 
+  it('asks the next server after REFUSED, passes REFUSED through when none answers better, and keeps the server healthy', async () => {
+    const asked: string[] = [];
+    const refusing: Exchange = async (raw, _qe, server) => {
+      asked.push(server.key);
+      const reply = answer(raw, 60, 'SERVFAIL');
+      if (server.port === 1001) reply.writeUInt16BE((reply.readUInt16BE(2) & ~0x0f) | 5, 2);
+      return reply;
+    };
+    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), refusing, silentLogger);
+    const got = await fwd.forward(q('x.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
+    assert.equal(decode(got.reply).rcode, 'REFUSED', 'the first answer, since SERVFAIL from the second is no better');
+    assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002']);
+    assert.equal(fwd.health.isFailing('127.0.0.1:1001'), false);
+    assert.equal(fwd.health.isFailing('127.0.0.1:1002'), false);
+  });
+
   it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
     const never: Exchange = () => new Promise(() => {});
     const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
