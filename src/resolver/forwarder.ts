@@ -199,7 +199,7 @@ export class Forwarder {
     this.inflight++;
     listener.inflight++;
     if (share.inflight++ === 0) this.shares.active++;
-    const flight = this.tryServers(query, key, servers, transport);
+    const flight = this.tryServers(query, key, servers, transport, client);
     this.pending.set(flightKey, flight);
     try {
       return this.replyFor(await flight, query);
@@ -239,7 +239,7 @@ export class Forwarder {
    * such reply (as aardvark-dns passes REFUSED through). Only an exchange that fails (a timeout,
    * an unreachable server) counts against a server's health.
    */
-  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport): Promise<Outcome> {
+  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, client: string): Promise<Outcome> {
     const deadline = Date.now() + this.options.budgetMs;
     const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
     const questionEnd = query.questionEnd;
@@ -273,7 +273,7 @@ export class Forwarder {
         continue;
       }
       const info = inspectReply(scrubbed, questionEnd);
-      if (info) this.cache.put(key, scrubbed, info);
+      if (info) this.cache.put(key, scrubbed, info, client);
       return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
     }
     if (fallback) return fallback;
