@@ -64,6 +64,10 @@ export const configSchema = z.object({
     size: z.number().int().min(0).default(10_000),
     maxTtl: z.number().int().min(0).default(3600),
     maxNegativeTtl: z.number().int().min(0).default(300),
+    /** Most bytes of answers (and their keys) kept; a forwarded TCP answer may be ~64 KB. */
+    maxBytes: z.number().int().min(65536).default(32 * 1024 * 1024),
+    /** The part of maxBytes one namespace (or host-listener client address) may hold. */
+    tenantShare: z.number().gt(0).max(1).default(0.25),
   }).strict().prefault({}),
   forward: z.object({
     timeoutMs: z.number().int().min(10).default(1500),

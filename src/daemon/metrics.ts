@@ -118,6 +118,7 @@ export class Metrics {
       new Computed('nsdns_cache_misses_total', 'Cache lookups that found nothing', 'counter', () => one(cache().misses)),
       new Computed('nsdns_cache_evictions_total', 'Cache entries pushed out to make room', 'counter', () => one(cache().evictions)),
       new Computed('nsdns_cache_entries', 'Entries in the cache', 'gauge', () => one(cache().size)),
+      new Computed('nsdns_cache_bytes', 'Bytes the cache holds (answers, keys and a per-entry estimate), bounded by cache.maxBytes', 'gauge', () => one(cache().bytes)),
       new Computed('nsdns_upstream_queries_total', 'Queries sent to each upstream server', 'counter', () => perServer(f().servers, (s) => s.queries)),
       new Computed('nsdns_upstream_timeouts_total', 'Upstream queries that got no answer in time', 'counter', () => perServer(f().servers, (s) => s.timeouts)),
       new Computed('nsdns_upstream_failures_total', 'Upstream queries that failed otherwise (SERVFAIL, REFUSED, unusable answer, network error)', 'counter', () => perServer(f().servers, (s) => s.failures)),

@@ -1,7 +1,9 @@
 // Cache of upstream answers only (local answers are never stored: the registry is the truth).
 // Positive answers live for their smallest TTL, negative ones for the SOA's (RFC 2308 §5), both
 // capped. Entries are scrubbed replies (src/wire/scrub.ts); a hit is served as a copy made the
-// client's, with the TTLs aged by the time spent in the cache.
+// client's, with the TTLs aged by the time spent in the cache. The cache is bounded in bytes, and
+// one tenant (a namespace, or a host listener's client address) may hold only a share of them, so
+// one namespace asking for large answers cannot grow the daemon or push out everyone else's.
 import { LRUCache } from 'lru-cache';
 import { FLAG, RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
@@ -15,12 +17,27 @@ export interface CacheOptions {
   maxTtl: number;
   /** Upper bound on negative answers, seconds. */
   maxNegativeTtl: number;
+  /** Most bytes kept: answers, keys and a fixed overhead per entry. */
+  maxBytes: number;
+  /** The part of maxBytes (0-1] one tenant may hold. */
+  tenantShare: number;
 }
 
 interface Entry {
   reply: Buffer;
   ttlOffsets: readonly number[];
   storedAt: number;
+  tenant: string;
+  bytes: number;
+}
+
+/** What an entry costs besides its answer and key (the entry object, the LRU's slots): an estimate. */
+const ENTRY_OVERHEAD = 200;
+
+/** One tenant's entries, oldest stored first (a Set keeps insertion order), and their bytes. */
+interface Holding {
+  bytes: number;
+  keys: Set<string>;
 }
 
 /**
@@ -40,16 +57,33 @@ export class AnswerCache {
   misses = 0;
   /** Entries pushed out to make room (not those that expired). */
   evictions = 0;
+  private readonly tenants = new Map<string, Holding>();
+  private readonly tenantLimit: number;
 
   constructor(readonly options: CacheOptions) {
+    this.tenantLimit = Math.floor(options.maxBytes * options.tenantShare);
     this.lru = new LRUCache<string, Entry>({
-      max: Math.max(1, options.size), ttlAutopurge: false, allowStale: false,
-      dispose: (_value, _key, reason) => { if (reason === 'evict') this.evictions++; },
+      max: Math.max(1, options.size), maxSize: options.maxBytes, sizeCalculation: (entry) => entry.bytes,
+      ttlAutopurge: false, allowStale: false,
+      dispose: (entry, key, reason) => {
+        if (reason === 'evict') this.evictions++;
+        this.release(entry, key);
+      },
     });
   }
 
   get size(): number {
     return this.lru.size;
+  }
+
+  /** Bytes held (expired entries count until they are looked at or pushed out). */
+  get bytes(): number {
+    return this.lru.calculatedSize;
+  }
+
+  /** Bytes one tenant holds. */
+  bytesOf(tenant: string): number {
+    return this.tenants.get(tenant)?.bytes ?? 0;
   }
 
   get(key: string, query: Query): Buffer | undefined {
@@ -68,21 +102,51 @@ export class AnswerCache {
     return out;
   }
 
-  /** Stores a reply if it may be cached; returns the TTL it got (0 when not stored). */
-  put(key: string, reply: Buffer, info: ReplyInfo): number {
+  /**
+   * Stores a reply if it may be cached, on `tenant`'s account (who asked for it first); returns
+   * the TTL it got (0 when not stored). A tenant at its share makes room among its own entries,
+   * oldest stored first, never among the others'.
+   */
+  put(key: string, reply: Buffer, info: ReplyInfo, tenant = ''): number {
     if (this.options.size === 0) return 0;
     const ttl = this.ttlFor(info);
     if (ttl <= 0) return 0;
+    const bytes = reply.length + key.length + ENTRY_OVERHEAD;
+    if (bytes > this.tenantLimit) return 0;
+    this.lru.delete(key);
+    let holding = this.tenants.get(tenant);
+    if (holding) {
+      for (const old of holding.keys) {
+        if (holding.bytes + bytes <= this.tenantLimit) break;
+        this.evictions++;
+        this.lru.delete(old);
+      }
+    }
     const ttlOffsets = info.ttlOffsets;
     // Clamp stored TTLs to what we keep, so a client never sees a TTL outliving our entry.
     const stored = Buffer.from(reply);
     for (const off of ttlOffsets) if (stored.readUInt32BE(off) > ttl) stored.writeUInt32BE(ttl, off);
-    this.lru.set(key, { reply: stored, ttlOffsets, storedAt: Date.now() }, { ttl: ttl * 1000 });
+    this.lru.set(key, { reply: stored, ttlOffsets, storedAt: Date.now(), tenant, bytes }, { ttl: ttl * 1000 });
+    holding = this.tenants.get(tenant);
+    if (!holding) {
+      holding = { bytes: 0, keys: new Set() };
+      this.tenants.set(tenant, holding);
+    }
+    holding.bytes += bytes;
+    holding.keys.add(key);
     return ttl;
   }
 
   clear(): void {
     this.lru.clear();
+  }
+
+  /** An entry left the cache (evicted, expired, replaced or deleted): off its tenant's account. */
+  private release(entry: Entry, key: string): void {
+    const holding = this.tenants.get(entry.tenant);
+    if (!holding || !holding.keys.delete(key)) return;
+    holding.bytes -= entry.bytes;
+    if (holding.keys.size === 0) this.tenants.delete(entry.tenant);
   }
 
   private ttlFor(info: ReplyInfo): number {

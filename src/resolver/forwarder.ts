@@ -199,7 +199,7 @@ export class Forwarder {
     this.inflight++;
     listener.inflight++;
     if (share.inflight++ === 0) this.shares.active++;
-    const flight = this.tryServers(query, key, servers, transport);
+    const flight = this.tryServers(query, key, servers, transport, client);
     this.pending.set(flightKey, flight);
     try {
       return this.replyFor(await flight, query);
@@ -233,27 +233,26 @@ export class Forwarder {
     return { reply, origin: outcome.origin };
   }
 
-  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport): Promise<Outcome> {
+  /**
+   * The servers in order until one gives a usable answer. REFUSED and SERVFAIL are answers, not
+   * failures: the next server is asked, and when none answers better the client gets the first
+   * such reply (as aardvark-dns passes REFUSED through). Only an exchange that fails (a timeout,
+   * an unreachable server) counts against a server's health.
+   */
+  private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, client: string): Promise<Outcome> {
     const deadline = Date.now() + this.options.budgetMs;
     const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
     const questionEnd = query.questionEnd;
     const failures: string[] = [];
+    let fallback: Outcome | undefined;
     for (const server of this.health.order(servers)) {
       if (deadline - Date.now() <= 0) break;
       const counted = this.stats.enabled ? this.stats.server(server.key) : undefined;
       const started = counted ? performance.now() : 0;
       if (counted) counted.queries++;
+      let reply: Buffer;
       try {
-        const reply = await this.ask(sent, questionEnd, server, transport, deadline);
-        counted?.latency.observe((performance.now() - started) / 1000);
-        const rcode = reply.readUInt16BE(2) & 0x0f;
-        if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) throw new Error(`answered ${rcode === RCODE.SERVFAIL ? 'SERVFAIL' : 'REFUSED'}`);
-        const scrubbed = scrubReply(reply, sent, questionEnd, this.options.maxUdpSize);
-        if (typeof scrubbed === 'string') throw new Error(`sent an unusable answer: ${scrubbed}`);
-        this.health.succeeded(server.key);
-        const info = inspectReply(scrubbed, questionEnd);
-        if (info) this.cache.put(key, scrubbed, info);
-        return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+        reply = await this.ask(sent, questionEnd, server, transport, deadline);
       } catch (err) {
         if (counted) {
           if (err instanceof UpstreamTimeout) counted.timeouts++;
@@ -261,8 +260,23 @@ export class Forwarder {
         }
         this.health.failed(server.key);
         failures.push(`${server.key}: ${errorMessage(err)}`);
+        continue;
       }
+      counted?.latency.observe((performance.now() - started) / 1000);
+      this.health.succeeded(server.key);
+      const scrubbed = scrubReply(reply, sent, questionEnd, this.options.maxUdpSize);
+      const rcode = reply.readUInt16BE(2) & 0x0f;
+      if (typeof scrubbed === 'string' || rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
+        if (counted) counted.failures++;
+        failures.push(`${server.key}: ${typeof scrubbed === 'string' ? `sent an unusable answer: ${scrubbed}` : rcode === RCODE.SERVFAIL ? 'answered SERVFAIL' : 'answered REFUSED'}`);
+        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+        continue;
+      }
+      const info = inspectReply(scrubbed, questionEnd);
+      if (info) this.cache.put(key, scrubbed, info, client);
+      return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
     }
+    if (fallback) return fallback;
     const reason = failures.length > 0 ? failures.join('; ') : 'no time left';
     this.log.debug({ qname: query.name, qtype: query.qtype, reason }, 'no upstream answered');
     return { reply: undefined, origin: { source: 'error', reason } };

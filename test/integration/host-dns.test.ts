@@ -53,7 +53,7 @@ const fromFile: NetworkRecord = {
 function build(upstream?: FakeUpstream) {
   const config = validate({}, 'test');
   const registry = new Registry();
-  const forwarder = new Forwarder({ ...config.forward, maxUdpSize: config.maxUdpSize }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
+  const forwarder = new Forwarder({ ...config.forward, maxUdpSize: config.maxUdpSize }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), exchange, silentLogger);
   const resolver = new Resolver({ ttl: 5, maxUdpSize: config.maxUdpSize, upstreams: upstream ? [upstream.spec] : [], hostUpstreams: () => [], ownAddresses: new Set() }, forwarder, silentLogger);
   return { registry, resolver, budget: new TcpBudget(config.tcp) };
 }

@@ -210,6 +210,18 @@ describe('/readyz and nsdns status', () => {
     assert.equal((await nsdns('status', '--socket', socket)).exitCode, 0);
   });
 
+  it('stays ready when the only upstream refuses a name, and passes its REFUSED to the client', async () => {
+    const up = await upstream();
+    const { daemon, scraper, socket } = await start(['--upstream', up.spec], 'forward:\n  timeoutMs: 300\n  budgetMs: 600\n');
+    up.behaviour = 'refused';
+    assert.equal((await dig(daemon.server, 'up.test')).status, 'REFUSED');
+    up.behaviour = 'servfail';
+    assert.equal((await dig(daemon.server, 'again.test')).status, 'SERVFAIL');
+    assert.deepEqual(await scraper.get('/readyz').then((r) => [r.status, r.body]), [200, 'ready\n']);
+    assert.equal((await nsdns('status', '--socket', socket)).exitCode, 0);
+    assert.equal((await scraper.metrics()).value('nsdns_upstream_failing', { server: up.spec }), 0);
+  });
+
   it('is ready with no upstream at all (nothing to forward), and status says so', async () => {
     const { scraper, socket } = await start(['--registry', path.join(ROOT, 'fixtures/lab')]);
     assert.equal((await scraper.get('/readyz')).status, 200);

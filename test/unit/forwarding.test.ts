@@ -57,7 +57,7 @@ describe('answer cache', () => {
 
   it('serves a hit with the new id and question case, and TTLs aged', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
-    const cache = new AnswerCache({ size: 10, maxTtl: 3600, maxNegativeTtl: 300 });
+    const cache = new AnswerCache({ size: 10, maxTtl: 3600, maxNegativeTtl: 300, maxBytes: 1 << 20, tenantShare: 1 });
     const first = q('a.test');
     const reply = scrubbed(first, answer(first.raw, 100));
     assert.equal(cache.put(cacheKey(first), reply, inspectReply(reply, first.questionEnd)!), 100);
@@ -70,7 +70,7 @@ describe('answer cache', () => {
   });
 
   it('caps TTLs, does not cache SERVFAIL or SOA-less NXDOMAIN', () => {
-    const cache = new AnswerCache({ size: 10, maxTtl: 60, maxNegativeTtl: 300 });
+    const cache = new AnswerCache({ size: 10, maxTtl: 60, maxNegativeTtl: 300, maxBytes: 1 << 20, tenantShare: 1 });
     const query = q('a.test');
     const long = answer(query.raw, 86400);
     assert.equal(cache.put('k1', long, inspectReply(long, query.questionEnd)!), 60);
@@ -78,6 +78,52 @@ describe('answer cache', () => {
     assert.equal(cache.put('k2', fail, inspectReply(fail, query.questionEnd)!), 0);
     const nx = answer(query.raw, 0, 'NXDOMAIN');
     assert.equal(cache.put('k3', nx, inspectReply(nx, query.questionEnd)!), 0);
+  });
+});
+
+describe('answer cache bytes', () => {
+  /** A reply of about `bytes` bytes: one TXT record padded out. */
+  function large(query: Query, bytes: number): Buffer {
+    const p = dnsPacket.decode(query.raw);
+    const text = Array.from({ length: Math.ceil(bytes / 250) }, () => 'x'.repeat(250));
+    return dnsPacket.encode({ type: 'response', id: p.id, flags: 0x8180, questions: p.questions, answers: [{ type: 'TXT', name: p.questions![0].name, ttl: 60, data: text }] });
+  }
+  const put = (cache: AnswerCache, name: string, tenant: string, bytes = 10_000) => {
+    const query = q(name, 'TXT');
+    const reply = scrubbed(query, large(query, bytes));
+    return cache.put(cacheKey(query), reply, inspectReply(reply, query.questionEnd)!, tenant);
+  };
+
+  it('one tenant never holds more than its share, and makes room among its own entries only', () => {
+    const cache = new AnswerCache({ size: 10_000, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 200_000, tenantShare: 0.25 });
+    put(cache, 'kept.b.test', 'b');
+    const bBytes = cache.bytesOf('b');
+    for (let i = 0; i < 50; i++) {
+      put(cache, `n${i}.a.test`, 'a');
+      assert.ok(cache.bytesOf('a') <= 50_000, `tenant a holds ${cache.bytesOf('a')} bytes`);
+    }
+    assert.ok(cache.bytesOf('a') > 40_000, 'a still caches up to its share');
+    assert.equal(cache.bytesOf('b'), bBytes, "b's entry was not pushed out by a");
+    assert.ok(cache.get(cacheKey(q('kept.b.test', 'TXT')), q('kept.b.test', 'TXT')));
+    assert.ok(cache.get(cacheKey(q('n49.a.test', 'TXT')), q('n49.a.test', 'TXT')), "a's newest entry is kept");
+    assert.equal(cache.bytes, cache.bytesOf('a') + cache.bytesOf('b'));
+  });
+
+  it('the whole cache stays under maxBytes however many tenants fill it', () => {
+    const cache = new AnswerCache({ size: 10_000, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 100_000, tenantShare: 0.5 });
+    for (let i = 0; i < 60; i++) {
+      put(cache, `n${i}.test`, `t${i % 7}`);
+      assert.ok(cache.bytes <= 100_000, `${cache.bytes} bytes`);
+    }
+    let sum = 0;
+    for (let t = 0; t < 7; t++) sum += cache.bytesOf(`t${t}`);
+    assert.equal(sum, cache.bytes, 'the tenants\' accounts add up to what the cache holds');
+  });
+
+  it('an answer larger than a share is not stored', () => {
+    const cache = new AnswerCache({ size: 10, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 100_000, tenantShare: 0.1 });
+    assert.equal(put(cache, 'big.test', 'a', 20_000), 0);
+    assert.equal(cache.bytes, 0);
   });
 });
 
@@ -103,7 +149,7 @@ describe('forwarder', () => {
       if (server.port === 1001) throw new Error('timeout');
       return answer(raw, 60);
     };
-    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), exchange, silentLogger);
+    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), exchange, silentLogger);
     const listener = { inflight: 0 };
     const first = await fwd.forward(q('x.test'), servers, 'k', 'udp', listener, 'c');
     assert.equal(decode(first.reply).answers!.length, 1);
@@ -112,9 +158,25 @@ describe('forwarder', () => {
     assert.equal(listener.inflight, 0);
   });
 
+  it('asks the next server after REFUSED, passes REFUSED through when none answers better, and keeps the server healthy', async () => {
+    const asked: string[] = [];
+    const refusing: Exchange = async (raw, _qe, server) => {
+      asked.push(server.key);
+      const reply = answer(raw, 60, 'SERVFAIL');
+      if (server.port === 1001) reply.writeUInt16BE((reply.readUInt16BE(2) & ~0x0f) | 5, 2);
+      return reply;
+    };
+    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), refusing, silentLogger);
+    const got = await fwd.forward(q('x.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
+    assert.equal(decode(got.reply).rcode, 'REFUSED', 'the first answer, since SERVFAIL from the second is no better');
+    assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002']);
+    assert.equal(fwd.health.isFailing('127.0.0.1:1001'), false);
+    assert.equal(fwd.health.isFailing('127.0.0.1:1002'), false);
+  });
+
   it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
     const never: Exchange = () => new Promise(() => {});
-    const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
+    const fwd = new Forwarder({ ...options, maxInflight: 1 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), never, silentLogger);
     void fwd.forward(q('slow.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
     const refused = await fwd.forward(q('other.test'), servers, 'k', 'udp', { inflight: 0 }, 'c');
     assert.equal(decode(refused.reply).rcode, 'SERVFAIL');
@@ -124,7 +186,7 @@ describe('forwarder', () => {
   it('at the cap, a client still below its fair part of it gets in; the one holding the cap does not', async () => {
     const asked: string[] = [];
     const never: Exchange = (query) => { asked.push(String(query.readUInt16BE(0))); return new Promise(() => {}); };
-    const fwd = new Forwarder({ ...options, maxInflight: 4, maxInflightPerClient: 10 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger);
+    const fwd = new Forwarder({ ...options, maxInflight: 4, maxInflightPerClient: 10 }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), never, silentLogger);
     const listener = { inflight: 0 };
     for (const n of ['a', 'b', 'c', 'd']) void fwd.forward(q(`${n}.hog.test`), servers, 'k', 'udp', listener, 'hog');
     const hog = await fwd.forward(q('e.hog.test'), servers, 'k', 'udp', listener, 'hog');
@@ -148,7 +210,7 @@ describe('fair shares', () => {
       return new Promise(() => {});
     };
     const options = { timeoutMs: 200, budgetMs: 1000, maxInflight: 100, maxInflightPerListener: 100, randomizeCase: false, maxUdpSize: 1232, ...limits };
-    return { asked, resolver: new Resolver(settings, new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60 }), never, silentLogger), silentLogger) };
+    return { asked, resolver: new Resolver(settings, new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), never, silentLogger), silentLogger) };
   }
 
   const rcodeOf = async (r: Buffer | null | Promise<Buffer>) => {
