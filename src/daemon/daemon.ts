@@ -26,7 +26,7 @@ import { ResolvedLinks } from './resolved.js';
 import { namespaceLinksKind } from '../plumbing/links.js';
 import { bindHelperKind } from '../netns/binder.js';
 import { TcpBudget } from '../server/tcp-budget.js';
-import { clientFilter, localSubnets } from '../server/client-filter.js';
+import { clientFilter, localSubnets, refreshingFilter } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
 import { StateLock } from './state-lock.js';
 import { startOnlyChanges } from './start-only.js';
@@ -67,6 +67,8 @@ export class Daemon {
   private handingOver: Promise<void> | undefined;
   /** Handovers that failed, and why the last one did (`nsdns status`, `nsdns restart`). */
   private handoverFailures = 0;
+  /** Loopback and the host's own subnets, read again after every registry change. */
+  private readonly localClients = refreshingFilter(localSubnets);
   private lastHandoverFailure: string | null = null;
 
   private constructor(private config: Config, private readonly flags: ConfigFlags, readonly log: Logger) {
@@ -81,6 +83,8 @@ export class Daemon {
     this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), this.tcpBudget, log.child({ module: 'netns' }));
     this.registry.on('change', () => {
       this.registryChanges++;
+      // A bridge came or went with the change: the host's subnets are read again at the next query.
+      this.localClients.stale();
       void this.namespaces.reconcile();
       void this.gateways.reconcile();
     });
@@ -338,7 +342,9 @@ export class Daemon {
 
   /** Who host listeners answer: `allow`, else loopback and the host's own subnets as they are now. */
   private hostClients() {
-    return clientFilter(this.config.allow ?? localSubnets());
+    if (this.config.allow) return clientFilter(this.config.allow);
+    this.localClients.stale();
+    return this.localClients.filter;
   }
 
   private resolverSettings(): ResolverSettings {

@@ -8,6 +8,7 @@ import type { ClientFilter } from '../server/client-filter.js';
 import { bindHostSockets, type BoundSockets } from '../server/host-sockets.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
+import { clientViews, Tenants } from '../registry/tenants.js';
 import type { Logger } from '../log.js';
 import type { ListenConfig } from './config.js';
 
@@ -19,9 +20,13 @@ export interface BoundListener {
   readonly server: DnsServer;
 }
 
-/** A host listener's window on the registry: the view is rebuilt only when the snapshot changes. */
-function hostContext(name: string, registry: Registry, networks: readonly string[] | undefined): ListenerContext {
-  return { name, inflight: 0, view: registry.derived((snapshot) => snapshot.view(networks)), endpoints: () => undefined };
+/**
+ * A host listener's window on the registry, rebuilt only when the snapshot changes: a tenant of a
+ * network sees its own networks among `networks`, everyone else all of `networks`.
+ */
+function hostContext(name: string, registry: Registry, tenants: () => Tenants, networks: readonly string[] | undefined): ListenerContext {
+  const clients = registry.derived((snapshot) => clientViews(snapshot, tenants(), networks));
+  return { name, inflight: 0, view: registry.derived((snapshot) => snapshot.view(networks)), clientView: (address) => clients()(address), endpoints: () => undefined };
 }
 
 export class HostListeners {
@@ -29,13 +34,17 @@ export class HostListeners {
   private allowed: ClientFilter = () => false;
   /** Handed over by a predecessor, by key; a group's other sockets under groupKey(key, i). */
   private readonly inherited = new Map<string, SocketPair>();
+  /** Who is a tenant of which network, shared by every listener. */
+  private readonly tenants: () => Tenants;
 
   constructor(
     private readonly registry: Registry,
     private readonly resolver: Resolver,
     private readonly budget: TcpBudget,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.tenants = registry.derived((snapshot) => new Tenants(snapshot.networks));
+  }
 
   get all(): BoundListener[] {
     return [...this.bound.values()];
@@ -61,7 +70,7 @@ export class HostListeners {
       if (this.bound.has(key)) continue;
       const sockets = this.takeInherited(key) ?? await bindHostSockets(spec.address, spec.port, this.log);
       const networks = spec.networks;
-      const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, networks);
+      const context = hostContext(`${spec.address}:${sockets.port}`, this.registry, this.tenants, networks);
       // Through a closure, so a reload's new client filter applies to listeners already bound.
       const server = new DnsServer([sockets.udp, ...(sockets.more ?? [])], sockets.tcp, this.resolver, context, this.budget, this.log.child({ listener: context.name }), (a) => this.allowed(a));
       // A socket handed over is paused on arrival (handover.ts): what waited in the buffer is read now.

@@ -38,6 +38,11 @@ export interface ResolverSettings {
 export interface ListenerContext extends InflightCounter {
   readonly name: string;
   view(): View;
+  /**
+   * A host listener: the view of the client at `address` (a tenant sees only its own networks,
+   * registry/tenants.ts); null: the client is refused. Absent: every client sees view().
+   */
+  clientView?(address: string): View | null;
   /** The endpoints this listener serves (a namespace's); undefined: identify the client by address. */
   endpoints(): readonly Endpoint[] | undefined;
 }
@@ -132,7 +137,13 @@ export class Resolver {
       }
       return reply;
     }
-    const view = listener.view();
+    const view = listener.clientView ? listener.clientView(client.address) : listener.view();
+    if (view === null) {
+      const reply = errorReply(parsed, RCODE.REFUSED, false, this.settings.maxUdpSize);
+      ctx.origin = { source: 'error', reason: 'a tenant of no network this listener serves' };
+      stats?.count(listener, ERROR, parsed.qtype, reply, ctx.started);
+      return reply;
+    }
     const limit = ctx.explain || client.transport !== 'udp' ? TCP_MAX_MESSAGE : udpLimit(parsed, this.settings.maxUdpSize);
     const local = localAnswer(parsed, view, this.local, limit, this.canForward(view), listener.endpoints() !== undefined);
     if (local !== undefined) {

@@ -36,6 +36,19 @@ export function clientFilter(cidrs: readonly string[]): ClientFilter {
   };
 }
 
+/**
+ * A filter over `cidrs()`, read again at its first use after stale(): the host's subnets change
+ * whenever a bridge comes or goes, and who may ask must not depend on when the daemon started.
+ * Reading them at the next query instead of at every registry change keeps a burst of changes cheap.
+ */
+export function refreshingFilter(cidrs: () => readonly string[]): { filter: ClientFilter; stale(): void } {
+  let current: ClientFilter | undefined;
+  return {
+    filter: (address) => (current ??= clientFilter(cidrs()))(address),
+    stale: () => { current = undefined; },
+  };
+}
+
 function matches(ranges: readonly Range[], address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
   let addr = ipaddr.parse(address);

@@ -1,0 +1,39 @@
+// Who is a tenant of which network, by source address, and what a host listener shows each client.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseDocumentText } from '../../src/registry/document.js';
+import { Registry } from '../../src/registry/registry.js';
+import { clientViews, Tenants } from '../../src/registry/tenants.js';
+
+function registry(): Registry {
+  const r = new Registry();
+  r.setNetwork(parseDocumentText('name: a\nsubnets: [{subnet: 10.161.0.0/24, gateway: 10.161.0.1}]\nendpoints:\n  - {name: alpha, ipv4: 10.161.0.2}\n', 'a.yaml'), 'test');
+  r.setNetwork(parseDocumentText('name: b\nsubnets: [{subnet: 10.162.0.0/24, gateway: 10.162.0.1}, {subnet: "fd62::/64"}]\nendpoints:\n  - {name: beta, ipv4: 10.162.0.2}\n', 'b.yaml'), 'test');
+  r.setNetwork(parseDocumentText('name: bare\nendpoints:\n  - {name: loose, ipv4: 192.0.2.9}\n', 'bare.yaml'), 'test');
+  return r;
+}
+
+describe('tenants', () => {
+  const tenants = new Tenants(registry().current().networks);
+
+  it('a subnet makes a tenant, an endpoint address too; gateways and strangers are none', () => {
+    assert.deepEqual(tenants.of('10.161.0.77'), ['a']);
+    assert.deepEqual(tenants.of('::ffff:10.162.0.5'), ['b']);
+    assert.deepEqual(tenants.of('fd62::5'), ['b']);
+    assert.deepEqual(tenants.of('192.0.2.9'), ['bare']);
+    assert.equal(tenants.of('10.161.0.1'), null);
+    assert.equal(tenants.of('127.0.0.1'), null);
+    assert.equal(tenants.of('not an address'), null);
+  });
+
+  it('a listener shows a tenant its own networks among its own, refuses one with none, and shows others all', () => {
+    const snapshot = registry().current();
+    const all = clientViews(snapshot, new Tenants(snapshot.networks), undefined);
+    assert.deepEqual(all('10.162.0.5')?.networkNames, ['b']);
+    assert.deepEqual(all('127.0.0.1')?.networkNames, ['a', 'b', 'bare']);
+    const onlyA = clientViews(snapshot, new Tenants(snapshot.networks), ['a']);
+    assert.equal(onlyA('10.162.0.5'), null);
+    assert.deepEqual(onlyA('10.161.0.5')?.networkNames, ['a']);
+    assert.deepEqual(onlyA('198.51.100.1')?.networkNames, ['a']);
+  });
+});
