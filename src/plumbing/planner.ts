@@ -4,7 +4,7 @@
 // addresses and links; nothing here changes anything: the manager applies the plans.
 import { randomBytes } from 'node:crypto';
 import { NsdnsError } from '../errors.js';
-import type { Registry } from '../registry/registry.js';
+import { describeSource, type Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
 import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
@@ -130,6 +130,11 @@ export class Planner {
   /** Everything about the new endpoint, decided and reserved under the lock. */
   endpoint(req: ConnectRequest, target: NamespaceTarget): EndpointPlan {
     const { network, endpoints: committed } = this.owned(req.network);
+    const other = this.registry.otherOwner(target.path, STATE_SOURCE);
+    if (other) {
+      throw new NsdnsError('ERR_REGISTRY_CONFLICT',
+        `${target.shown} is served by network "${printable(other.network)}" from ${describeSource(other.source)}; a namespace belongs to one source: take it out of that file first, or connect another namespace`);
+    }
     const reserved = [...this.reservations.values()].filter((r) => r.network === network.name).map((r) => r.endpoint);
     const onNetwork = [...committed, ...reserved];
     const inNamespace = [...this.registry.current().namespaces().get(target.path) ?? [], ...[...this.reservations.values()].map((r) => r.endpoint).filter((e) => e.netns === target.path)];

@@ -8,7 +8,7 @@ import { toRecord } from '../registry/document.js';
 import { isIfname, isNetnsPath } from '../registry/fields.js';
 import type { NetworkRecord } from '../registry/types.js';
 
-export const STATE_SOURCE = 'state';
+export { STATE_SOURCE } from '../registry/registry.js';
 
 export async function writeFileAtomic(file: string, content: string, mode = 0o644): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });

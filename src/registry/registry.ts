@@ -1,6 +1,8 @@
 // The live registry: a current immutable snapshot, replaced whole on every change. Each change
 // recompiles only the network it touches; readers take `current()` once per query and never see a
-// half-applied change. Every network remembers its source, so two sources cannot fight over one.
+// half-applied change. Every network remembers its source, so two sources cannot fight over one;
+// and a namespace belongs to one source too: a registry file cannot add names to (or choose the
+// upstreams of) a namespace that nsdns connected itself or that another file serves.
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
@@ -9,6 +11,9 @@ import type { Endpoint, Network, NetworkRecord } from './types.js';
 import { View, type FailOpenListener } from './view.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
+
+/** The source of the networks nsdns provisions itself (its state directory, `connect`). */
+export const STATE_SOURCE = 'state';
 
 export class Snapshot {
   private readonly views = new Map<string, View>();
@@ -98,6 +103,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private readonly failOpen: FailOpenListener = (name, endpoints) => void this.emit('failOpen', name, endpoints);
   private snapshot = new Snapshot(0, new Map(), this.health, this.failOpen);
   private readonly sources = new Map<string, string>();
+  /** Namespace path → the networks that have endpoints in it (kept with every install and removal). */
+  private readonly namespaceNetworks = new Map<string, Set<string>>();
 
   current(): Snapshot {
     return this.snapshot;
@@ -126,32 +133,54 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Adds or replaces one network with its endpoints. */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
-    this.checkOwner(record.network.name, source);
+    this.checkOwner(record.network.name, record.endpoints, source);
     return this.install(compileNetwork(record), source);
   }
 
   /** setNetwork for a network the registry parser parsed and packed (registry files). */
   setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
-    this.checkOwner(network.name, source);
+    this.checkOwner(network.name, notable, source);
     return this.install(compilePacked(network, tables, notable), source);
   }
 
-  private checkOwner(name: string, source: string): void {
+  /** The network and the namespaces its endpoints live in must not belong to another source. */
+  private checkOwner(name: string, endpoints: readonly Endpoint[], source: string): void {
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
     }
+    for (const e of endpoints) if (e.netns !== undefined) this.checkNamespace(e.netns, source, name);
+  }
+
+  /**
+   * A network of another source than `source` that serves `netns` (`network`: the network being
+   * set, whose own endpoints there do not count), or undefined.
+   */
+  otherOwner(netns: string, source: string, network?: string): { network: string; source: string } | undefined {
+    for (const other of this.namespaceNetworks.get(netns) ?? []) {
+      const owner = this.sources.get(other);
+      if (other !== network && owner !== undefined && owner !== source) return { network: other, source: owner };
+    }
+    return undefined;
+  }
+
+  private checkNamespace(netns: string, source: string, network: string): void {
+    const other = this.otherOwner(netns, source, network);
+    if (other === undefined) return;
+    throw new NsdnsError('ERR_REGISTRY_CONFLICT',
+      `namespace ${printable(netns)} is served by network "${printable(other.network)}" from ${describeSource(other.source)}; a namespace belongs to one source, so ${describeSource(source)} may not add to it`);
   }
 
   private install(compiled: CompiledNetwork, source: string): Snapshot {
+    const name = compiled.network.name;
     // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
     // `endpoint health` says otherwise).
     for (const e of compiled.notable) if (e.health !== undefined) this.health.set(compiled.network.name, e.id, e.health);
-    const name = compiled.network.name;
     const replaced = this.snapshot.networks.get(name);
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
     this.sources.set(name, source);
+    this.indexNamespaces(name, replaced, compiled);
     const snapshot = this.publish(networks, name);
     // After the change listeners: every query from now on uses the new version.
     if (replaced !== compiled) replaced?.release?.();
@@ -164,10 +193,24 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
+    this.indexNamespaces(name, removed, undefined);
     this.health.deleteNetwork(name);
     const snapshot = this.publish(networks, name);
     removed?.release?.();
     return snapshot;
+  }
+
+  private indexNamespaces(network: string, before: CompiledNetwork | undefined, after: CompiledNetwork | undefined): void {
+    for (const e of before?.inNamespaces ?? []) {
+      const networks = this.namespaceNetworks.get(e.netns);
+      networks?.delete(network);
+      if (networks?.size === 0) this.namespaceNetworks.delete(e.netns);
+    }
+    for (const e of after?.inNamespaces ?? []) {
+      const networks = this.namespaceNetworks.get(e.netns);
+      if (networks) networks.add(network);
+      else this.namespaceNetworks.set(e.netns, new Set([network]));
+    }
   }
 
   private publish(networks: Map<string, CompiledNetwork>, changed: string): Snapshot {
@@ -175,4 +218,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }
+}
+
+/** A source as a message names it: `registry file PATH`, `nsdns's own connects` (the state directory). */
+export function describeSource(source: string): string {
+  if (source.startsWith('file:')) return `registry file ${printable(source.slice('file:'.length), 200)}`;
+  if (source === STATE_SOURCE) return "nsdns's own connects";
+  return printable(source, 200);
 }

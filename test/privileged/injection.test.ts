@@ -20,11 +20,12 @@ describe('registry files cannot reach the firewall or arbitrary namespaces', { s
   const lab = new Lab();
   const dir = tempDir('nsdns-inject-');
   const canary = `nsdns_canary_${lab.tag}`;
-  let a: string, b: string;
+  let a: string, b: string, c: string;
 
   before(async () => {
     a = await lab.namespace('a');
     b = await lab.namespace('b');
+    c = await lab.namespace('c');
     // What the injection would delete if it ever became nft syntax.
     await sh('nft', 'add', 'table', 'inet', canary);
     dir.write('good.yaml', `name: good\nsubnets: [{subnet: 10.241.0.0/24}]\nendpoints:\n  - {name: peer, ipv4: 10.241.0.5, netns: /run/netns/${b}}\n`);
@@ -67,8 +68,9 @@ describe('registry files cannot reach the firewall or arbitrary namespaces', { s
   it('a valid registry file with a bridge and published ports never reaches the nft table', async () => {
     dir.write('sneaky.yaml', `name: sneaky\nbridge: ${lab.linkPrefix}snk\nsubnets: [{subnet: 10.242.0.0/24}]\nendpoints:\n  - {name: s, ipv4: 10.242.0.2, ports: [{hostPort: 18991, containerPort: 80}]}\n`);
     await lab.daemon!.waitForLog((l) => l.msg === 'registry file loaded' && l.network === 'sneaky');
-    // A connect with a published port rewrites the table from the networks nsdns owns.
-    await lab.ok('network', 'connect', 'own', b, '--publish', '18992:80');
+    // A connect with a published port rewrites the table from the networks nsdns owns (not into
+    // b: the file "good" serves it, and a namespace belongs to one source).
+    await lab.ok('network', 'connect', 'own', c, '--publish', '18992:80');
     const rules = await sh('nft', 'list', 'table', 'inet', lab.nftTable);
     assert.match(rules, /dport 18992 dnat ip to 10\.240\.0\.3:80/);
     assert.match(rules, /dport 18990 dnat ip to 10\.240\.0\.2:80/);

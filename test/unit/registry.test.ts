@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { derivedId, parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
+import type { NsdnsError } from '../../src/errors.js';
 import { ROOT } from '../helpers/daemon.js';
 
 const lab = () => parseDocumentText(readFileSync(path.join(ROOT, 'fixtures/lab/lab.yaml'), 'utf8'), 'lab.yaml');
@@ -346,5 +347,29 @@ endpoints:
     assert.match(problem('name: n\nrecords: [{name: c, type: CNAME, value: x}, {name: c, type: A, value: 10.0.0.1}]\n'), /is a CNAME and cannot have other records/);
     assert.match(problem(`name: n\nrecords: [${Array.from({ length: 257 }, (_, i) => `{name: r${i}, type: A, value: 10.0.0.1}`).join(', ')}]\n`), /at most 256 records/);
     assert.match(problem('name: n\nlabels: {__proto__: x}\n'), /labels/);
+  });
+});
+
+describe('namespaces and their source', () => {
+  const net = (name: string, endpoints: Array<{ name: string; ip: string; netns?: string }>) => parseDocumentText(
+    `name: ${name}\nendpoints:\n${endpoints.map((e) => `  - {name: ${e.name}, ipv4: ${e.ip}${e.netns ? `, netns: ${e.netns}` : ''}}`).join('\n')}\n`, `${name}.yaml`);
+
+  it('refuses a network that puts endpoints in a namespace another source serves, in either order', () => {
+    const registry = new Registry();
+    registry.setNetwork(net('own', [{ name: 'a', ip: '10.0.0.2', netns: '/run/netns/x' }]), 'state');
+    registry.setNetwork(net('own2', [{ name: 'b', ip: '10.0.1.2', netns: '/run/netns/x' }]), 'state');
+    assert.throws(() => registry.setNetwork(net('evil', [{ name: 'e', ip: '10.1.0.2', netns: '/run/netns/x' }]), 'file:/r/evil.yaml'),
+      (err: NsdnsError) => err.code === 'ERR_REGISTRY_CONFLICT' && /namespace \/run\/netns\/x is served by network "own" from nsdns's own connects; .* registry file \/r\/evil\.yaml may not add to it/.test(err.message));
+    assert.equal(registry.current().networks.has('evil'), false);
+    assert.deepEqual(registry.otherOwner('/run/netns/x', 'state'), undefined);
+    // The namespace freed (its endpoints gone), a file may serve it; then the state may not.
+    registry.setNetwork(net('own', [{ name: 'a', ip: '10.0.0.2' }]), 'state');
+    registry.removeNetwork('own2', 'state');
+    registry.setNetwork(net('evil', [{ name: 'e', ip: '10.1.0.2', netns: '/run/netns/x' }]), 'file:/r/evil.yaml');
+    assert.deepEqual(registry.otherOwner('/run/netns/x', 'state'), { network: 'evil', source: 'file:/r/evil.yaml' });
+    assert.throws(() => registry.setNetwork(net('own', [{ name: 'a', ip: '10.0.0.2', netns: '/run/netns/x' }]), 'state'), /served by network "evil" from registry file/);
+    // Its own network replaced by the same source is no conflict.
+    registry.setNetwork(net('evil', [{ name: 'e', ip: '10.1.0.3', netns: '/run/netns/x' }]), 'file:/r/evil.yaml');
+    assert.throws(() => registry.setNetwork(net('copy', [{ name: 'c', ip: '10.2.0.3', netns: '/run/netns/x' }]), 'file:/r/copy.yaml'), /served by network "evil"/);
   });
 });
