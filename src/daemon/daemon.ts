@@ -206,7 +206,6 @@ export class Daemon {
       inventory: () => this.inventory(),
       health: () => this.health(),
       probes: () => ({ results: this.prober.results, states: this.prober.states() }),
-      networkOfZone: (zone) => [...this.registry.current().networks.values()].find((n) => n.zones.includes(zone))?.network.name,
     });
     this.metricsServer = new MetricsServer(this.metrics, () => this.health(), this.log.child({ module: 'metrics' }));
     // Handed over: the scraper's address never stops answering. A changed address is bound anew.

@@ -24,8 +24,6 @@ export interface MetricsSources {
   /** Networks, endpoints, namespaces with endpoints, and how many of those are served. */
   inventory(): { networks: number; endpoints: number; namespaces: number; served: number };
   health(): HealthReport;
-  /** The network a zone belongs to (its name, or the network whose domain it is). */
-  networkOfZone(zone: string): string | undefined;
   /** Health probe results so far, and endpoints with a check by state. */
   probes(): { results: { ok: number; failed: number }; states: Record<string, number> };
 }
@@ -107,7 +105,7 @@ export class Metrics {
       new Computed('nsdns_health_checked_endpoints', 'Endpoints with a health check, by their state', 'gauge',
         () => Object.entries(this.sources.probes().states).map(([state, value]) => ({ labels: { state }, value }))),
       new Computed('nsdns_local_answers_total', 'Answers from the registry, by the network that answered ("reverse" for PTR answers, "other" for host.nsdns.internal and the like)', 'counter',
-        () => [...q().localByZone].map(([zone, value]) => ({ labels: { network: this.sources.networkOfZone(zone) ?? zone }, value }))),
+        () => [...q().localByNetwork].map(([network, value]) => ({ labels: { network }, value }))),
       new Computed('nsdns_answer_duration_seconds', `Time from reading a query to having its answer, for one answer in ${QueryStats.SAMPLE_EVERY} (sampled)`, 'histogram', () => histogramSamples('nsdns_answer_duration_seconds', q().latency)),
       new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter)', 'counter', () => [
         { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: q().notAllowed },

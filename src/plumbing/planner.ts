@@ -6,12 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { NsdnsError } from '../errors.js';
 import { describeSource, type Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
-import { isUpstreamAddress } from '../registry/document.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
 import { kernelHost, type HostInspector } from './drivers.js';
 import { isIp, printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
-import { bad, checkHealth, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkHealth, checkNamespaceUpstream, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -103,7 +102,7 @@ export class Planner {
       if (!target) throw bad(`--ip-range ${range.text} is not inside any subnet of the network`);
       target.ipRange = range.text;
     }
-    for (const u of req.dnsUpstreams ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns-upstream "${printable(u)}" is not an address (IP or IP:PORT)`);
+    for (const u of req.dnsUpstreams ?? []) checkNamespaceUpstream('--dns-upstream', u);
     if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${printable(req.mtu)} is not between 68 and 65535`);
     const id = randomBytes(32).toString('hex');
     const bridge = checkInterfaceName('bridge name', req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`);
@@ -173,7 +172,7 @@ export class Planner {
     if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.shown}`);
     for (let i = 0; ifname === undefined; i++) if (!ifnamesInUse.has(`eth${i}`)) ifname = `eth${i}`;
 
-    for (const u of req.dns ?? []) if (!isUpstreamAddress(u)) throw bad(`--dns "${printable(u)}" is not an address (IP or IP:PORT)`);
+    for (const u of req.dns ?? []) checkNamespaceUpstream('--dns', u);
     const ports = (req.publish ?? []).map(parsePublish);
     this.checkPorts(ports);
 

@@ -4,7 +4,7 @@ import { NsdnsError } from '../errors.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import type { HealthCheck, PortMapping, Service, StaticRecord } from '../registry/types.js';
 import { parseHealthSpec } from '../health/spec.js';
-import { normalRecord, normalService } from '../registry/document.js';
+import { isUpstreamAddress, normalRecord, normalService } from '../registry/document.js';
 import { nameProblems } from '../registry/name-rules.js';
 import {
   NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
@@ -55,6 +55,20 @@ export interface ConnectRequest {
 
 export function bad(message: string): NsdnsError {
   return new NsdnsError('ERR_BAD_REQUEST', message);
+}
+
+/**
+ * An upstream a namespace's queries go to (`--dns`, `--dns-upstream`). nsdns asks it from the host,
+ * so a loopback or unspecified address would be the host's own, not the one a container user
+ * means (its own loopback): refused, as is anything not an address.
+ */
+export function checkNamespaceUpstream(flag: string, value: string): void {
+  if (!isUpstreamAddress(value)) throw bad(`${flag} "${printable(value)}" is not an address (IP or IP:PORT)`);
+  const host = /^\[([^\]]+)\]/.exec(value)?.[1] ?? (value.includes('::') || value.split(':').length > 2 ? value : value.split(':')[0]);
+  const range = ipaddr.process(host).range();
+  if (range === 'loopback' || range === 'unspecified') {
+    throw bad(`${flag} ${value}: ${range === 'loopback' ? 'a loopback' : 'an unspecified'} address would be the host's own, not the namespace's (nsdns forwards from the host); give the address of a DNS server the host can reach, such as one on the network`);
+  }
 }
 
 // Every check uses the shared field types (registry/fields.ts) and shows a rejected value only

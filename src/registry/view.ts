@@ -23,6 +23,8 @@ export interface Found {
   readonly kind: 'found';
   /** Owner of the SOA in a NODATA answer. */
   readonly zone: string;
+  /** The network that answered (its name, the only name that may become a metrics label). */
+  readonly network: string;
   readonly a: readonly Buffer[];
   readonly aaaa: readonly Buffer[];
   /** TXT strings: `key=value` per label of the endpoints, and static TXT records. */
@@ -41,9 +43,9 @@ export type NameResult =
   /** The name is ours: its records (possibly none of the asked type → NODATA). */
   | Found
   /** The name is a zone apex of ours: it exists, with no addresses. */
-  | { readonly kind: 'apex'; readonly zone: string }
+  | { readonly kind: 'apex'; readonly zone: string; readonly network: string }
   /** The name lies in one of our zones and does not exist: NXDOMAIN, never forwarded. */
-  | { readonly kind: 'nxdomain'; readonly zone: string }
+  | { readonly kind: 'nxdomain'; readonly zone: string; readonly network: string }
   /** Not ours: the forwarder's business. */
   | { readonly kind: 'unknown' };
 
@@ -163,7 +165,7 @@ export class View {
     if (this.hostMemo === undefined) {
       const net = this.networks.find((n) => !n.network.internal);
       const gateways = net ? net.network.subnets.map((s) => s.gateway).filter((g): g is string => g !== undefined) : [];
-      this.hostMemo = gateways.length === 0 ? null : found(zone, toWire(gateways.filter((g) => !g.includes(':'))), toWire(gateways.filter((g) => g.includes(':'))), [], [], undefined, false);
+      this.hostMemo = gateways.length === 0 ? null : found(zone, net!.network.name, toWire(gateways.filter((g) => !g.includes(':'))), toWire(gateways.filter((g) => g.includes(':'))), [], [], undefined, false);
     }
     return this.hostMemo;
   }
@@ -178,8 +180,8 @@ export class View {
     }
     for (const net of this.networks) {
       for (const zone of net.zones) {
-        if (name === zone) return { kind: 'apex', zone };
-        if (isInZone(name, zone)) return { kind: 'nxdomain', zone };
+        if (name === zone) return { kind: 'apex', zone, network: net.network.name };
+        if (isInZone(name, zone)) return { kind: 'nxdomain', zone, network: net.network.name };
       }
     }
     return UNKNOWN;
@@ -187,11 +189,12 @@ export class View {
 
   /**
    * What `name` names: first as a short name on any network of the view (`web`), then as
-   * `<name>.<zone>` on the network that zone belongs to (`web.lab`, `web.example.org`).
+   * `<name>.<zone>` on the network that zone belongs to (`web.lab`, `web.example.org`). The zone
+   * of a short name is its (first) network's: the SOA of a NODATA answer is the zone's, never the name's.
    */
   private matches(name: string): { zone: string; list: Match[] } | undefined {
     const short = this.matchOn(name, this.networks);
-    if (short.length > 0) return { zone: name, list: short };
+    if (short.length > 0) return { zone: short[0].net.canonicalZone, list: short };
     for (const net of this.networks) {
       for (const zone of net.zones) {
         if (name.length > zone.length + 1 && isInZone(name, zone)) {
@@ -261,14 +264,14 @@ export class View {
     // Several holders of an alias (a scaled service): all their addresses, in a shuffled order
     // (then rotated per answer).
     const order = shared > 1 ? shuffle : (x: Buffer[]) => x;
-    return found(zone, order(toWire(v4)), order(toWire(v6)), unique(txt), srv, cname, failOpen);
+    return found(zone, list[0].net.network.name, order(toWire(v4)), order(toWire(v6)), unique(txt), srv, cname, failOpen);
   }
 
   /** `_<service>._<protocol>.<name>`: every holder of `name` that declares the service. */
   private service(name: string, service: string, protocol: 'tcp' | 'udp', zone: string, list: readonly Match[]): NameResult {
     const declares = (e: Endpoint) => (e.services ?? []).some((s) => s.name === service && s.protocol === protocol);
     const { endpoints, failOpen } = this.holders(name, list, declares);
-    if (endpoints.length === 0) return { kind: 'nxdomain', zone };
+    if (endpoints.length === 0) return { kind: 'nxdomain', zone, network: list[0].net.network.name };
     const srv: SrvTarget[] = [];
     const seen = new Set<Endpoint>();
     for (const { e, net } of endpoints) {
@@ -279,7 +282,7 @@ export class View {
         srv.push({ priority: s.priority, weight: s.weight, port: s.port, target: canonicalName(e, net.network), a: toWire(e.ipv4), aaaa: toWire(e.ipv6) });
       }
     }
-    return found(zone, [], [], [], srv, undefined, failOpen);
+    return found(zone, list[0].net.network.name, [], [], [], srv, undefined, failOpen);
   }
 
   /** A static SRV record's target: `<target>.<zone>` with its addresses when it names something here, else as given. */
@@ -311,8 +314,8 @@ export class View {
   }
 }
 
-function found(zone: string, a: Buffer[], aaaa: Buffer[], txt: string[], srv: SrvTarget[], cname: Found['cname'], failOpen: boolean): Found {
-  return { kind: 'found', zone, a, aaaa, txt, srv, cname, failOpen, encoded: undefined };
+function found(zone: string, network: string, a: Buffer[], aaaa: Buffer[], txt: string[], srv: SrvTarget[], cname: Found['cname'], failOpen: boolean): Found {
+  return { kind: 'found', zone, network, a, aaaa, txt, srv, cname, failOpen, encoded: undefined };
 }
 
 function toWire(addresses: readonly string[]): Buffer[] {

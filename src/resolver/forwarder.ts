@@ -247,6 +247,10 @@ export class Forwarder {
     let fallback: Outcome | undefined;
     for (const server of this.health.order(servers)) {
       if (deadline - Date.now() <= 0) break;
+      if (!this.health.mayAsk(server.key)) {
+        failures.push(`${server.key}: known dead, not asked until its next probe`);
+        continue;
+      }
       const counted = this.stats.enabled ? this.stats.server(server.key) : undefined;
       const started = counted ? performance.now() : 0;
       if (counted) counted.queries++;

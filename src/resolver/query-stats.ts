@@ -52,8 +52,8 @@ export class QueryStats {
   readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
   /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */
   readonly latency = new LatencyBuckets();
-  /** Answers from the registry by the zone that answered (a network's name or domain; 'reverse' for PTR, 'other' otherwise). */
-  readonly localByZone = new Map<string, number>();
+  /** Answers from the registry by the network that answered ('reverse' for PTR, 'other' otherwise). */
+  readonly localByNetwork = new Map<string, number>();
   private tick = 0;
 
   static readonly SAMPLE_EVERY = 8;
@@ -67,11 +67,11 @@ export class QueryStats {
     return (++this.tick & (QueryStats.SAMPLE_EVERY - 1)) === 0 ? performance.now() : 0;
   }
 
-  /** One more local answer for `zone`; zones are the registry's own names, bounded by the networks. */
-  countLocal(zone: string): void {
-    const n = this.localByZone.get(zone);
-    if (n !== undefined) this.localByZone.set(zone, n + 1);
-    else if (this.localByZone.size < 4096) this.localByZone.set(zone, 1);
+  /** One more local answer for `network`: a network's name, never a name asked (it becomes a label). */
+  countLocal(network: string): void {
+    const n = this.localByNetwork.get(network);
+    if (n !== undefined) this.localByNetwork.set(network, n + 1);
+    else if (this.localByNetwork.size < 4096) this.localByNetwork.set(network, 1);
   }
 
   count(listener: CountedListener, source: number, qtype: number, reply: Buffer, started: number): void {

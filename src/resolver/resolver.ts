@@ -152,7 +152,7 @@ export class Resolver {
       if (stats) {
         stats.count(listener, LOCAL, parsed.qtype, local, ctx.started);
         const found = view.lookup(parsed.name); // memoized: a map lookup, and only while metrics are on
-        stats.countLocal(found.kind !== 'unknown' ? found.zone : parsed.qtype === QTYPE.PTR ? 'reverse' : 'other');
+        stats.countLocal(found.kind !== 'unknown' ? found.network : parsed.qtype === QTYPE.PTR ? 'reverse' : 'other');
       }
       return local;
     }

@@ -64,6 +64,8 @@ describe('local answers', () => {
       assert.equal(r.status, 'NOERROR', `${name} ${type}`);
       assert.equal(r.answers.length, 0, `${name} ${type}`);
       assert.equal(r.authority[0]?.type, 'SOA', `${name} ${type}`);
+      // The SOA is the zone's (a short name's network), never owned by the name itself.
+      assert.equal(r.authority[0]?.name, 'lab.', `${name} ${type}`);
       assert.ok(r.flags.includes('aa'));
     }
     assert.equal(upstream.countFor('web') + upstream.countFor('web.lab') + upstream.countFor('db') + upstream.countFor('cache'), 0);

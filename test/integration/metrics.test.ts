@@ -133,6 +133,14 @@ describe('/metrics', () => {
     assert.equal(m.value('nsdns_answer_duration_seconds_bucket', { le: '+Inf' }), timed);
     // Names a client sent never become label values.
     assert.doesNotMatch((await scraper.get('/metrics')).body, /up\.test|web\.lab|nope/);
+
+    // A short name, an alias and a name in a network's domain are counted under their network.
+    for (const name of ['www', 'grafana', 'mon.ops.example', 'db']) assert.equal((await dig(daemon.server, name)).status, 'NOERROR', name);
+    const after = await scraper.metrics();
+    const labels = after.samples.filter((s) => s.name === 'nsdns_local_answers_total').map((s) => s.labels.network).sort();
+    assert.deepEqual(labels, ['lab', 'ops']);
+    assert.equal(after.value('nsdns_local_answers_total', { network: 'lab' }), 5);
+    assert.equal(after.value('nsdns_local_answers_total', { network: 'ops' }), 2);
   });
 
   it('counts queries refused for load (a client over its share)', async () => {

@@ -63,7 +63,22 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     const create = await lab.nsdns('network', 'create', 'selfup', '--dns-upstream', '127.0.0.11');
     assert.equal(create.exitCode, 1);
     assert.match(create.stderr, /--dns-upstream 127\.0\.0\.11:53: is where nsdns answers/);
-    await lab.ok('network', 'connect', 'selfdns', ns, '--dns', '127.0.0.53');
+    await lab.ok('network', 'connect', 'selfdns', ns, '--dns', '10.233.0.53');
+  });
+
+  it('connect --dns and network create --dns-upstream refuse loopback and unspecified addresses (they would be the host\'s own)', async () => {
+    await lab.ok('network', 'create', 'loopdns', '--subnet', '10.171.0.0/24');
+    const ns = await lab.namespace('loopdns');
+    for (const dns of ['127.0.0.1', '127.0.0.53:5353', '::1', '0.0.0.0']) {
+      const r = await lab.nsdns('network', 'connect', 'loopdns', ns, '--dns', dns);
+      assert.equal(r.exitCode, 1, dns);
+      assert.match(r.stderr, /--dns \S+: an? (loopback|unspecified) address would be the host's own, not the namespace's/, dns);
+    }
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', 'loopdns'))[0].Containers, {});
+    const create = await lab.nsdns('network', 'create', 'loopup', '--dns-upstream', '127.0.0.1:5353');
+    assert.equal(create.exitCode, 1);
+    assert.match(create.stderr, /--dns-upstream 127\.0\.0\.1:5353: a loopback address would be the host's own/);
+    assert.equal((await lab.nsdns('network', 'inspect', 'loopup')).exitCode, 1, 'nothing was created');
   });
 
   it('rm A B C removes each one it can and reports each failure (exit 1); -f ignores unknown names; --disconnect detaches', async () => {

@@ -17,7 +17,9 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
     upstream = await FakeUpstream.start({ zone: { 'web.corp.test': ['192.0.2.99'], 'www.example.test': ['192.0.2.80'] } });
     await lab.start(['--upstream', upstream.spec, '--no-resolv-conf']);
   });
+  const cleanupsOutside: Array<() => Promise<void>> = [];
   after(async () => {
+    for (const stop of cleanupsOutside) await stop();
     await lab.cleanup();
     await upstream?.stop();
   });
@@ -80,7 +82,10 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
     const outsider = await lab.namespace('outsider');
     await lab.ok('network', 'connect', inner, server, '--ip', '10.237.0.50');
     await lab.ok('network', 'connect', inner, client, '--dns', '10.237.0.50');
-    await lab.ok('network', 'connect', inner, outsider, '--dns', upstream.address);
+    // An outside server (on the gateway of the network of the first test, reachable from the host).
+    const outside = await FakeUpstream.start({ address: '10.236.0.1', zone: { 'www.example.test': ['192.0.2.80'] } });
+    cleanupsOutside.push(() => outside.stop());
+    await lab.ok('network', 'connect', inner, outsider, '--dns', outside.spec);
     // A DNS server in the server namespace, on the internal network's address.
     const script = `import { FakeUpstream } from '${process.cwd()}/dist/test/helpers/fake-upstream.js';
 const u = await FakeUpstream.start({ address: '10.237.0.50', port: 53, zone: { 'svc.inner.test': ['10.237.0.77'] } });
@@ -95,6 +100,7 @@ console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => u.st
       const before = upstream.received.length;
       assert.equal(await lab.digStatus(outsider, 'www.example.test'), 'REFUSED', 'an outside server is never asked');
       assert.equal(upstream.received.length, before);
+      assert.equal(outside.received.length, 0);
       assert.equal(await lab.digStatus(client, 'host.nsdns.internal'), 'NXDOMAIN');
     } finally {
       proc.stdin!.end();

@@ -114,12 +114,16 @@ describe('upstreams from a namespace', { skip: needsRoot }, () => {
   });
 
   it("uses the endpoint's --dns, then the network's --dns-upstream, then the daemon's; internal networks none", async () => {
-    const [ofEndpoint, ofNetwork, ofDaemon] = await Promise.all([0, 1, 2].map(() => FakeUpstream.start({ zone: { 'x.test': ['192.0.2.1'] } })));
-    ups.push(ofEndpoint, ofNetwork, ofDaemon);
+    const ofDaemon = await FakeUpstream.start({ zone: { 'x.test': ['192.0.2.1'] } });
+    ups.push(ofDaemon);
     await lab.start(['--upstream', ofDaemon.spec]);
     const [a, b, c, d] = await Promise.all(['a', 'b', 'c', 'd'].map((n) => lab.namespace(n)));
-    await lab.ok('network', 'create', 'withdns', '--subnet', '10.203.0.0/24', '--dns-upstream', ofNetwork.spec);
+    // A namespace's own servers are reachable from the host, not on its loopback: here on the
+    // gateway of the network "plain" (10.204.0.1).
     await lab.ok('network', 'create', 'plain', '--subnet', '10.204.0.0/24');
+    const [ofEndpoint, ofNetwork] = await Promise.all([0, 1].map(() => FakeUpstream.start({ address: '10.204.0.1', zone: { 'x.test': ['192.0.2.1'] } })));
+    ups.push(ofEndpoint, ofNetwork);
+    await lab.ok('network', 'create', 'withdns', '--subnet', '10.203.0.0/24', '--dns-upstream', ofNetwork.spec);
     await lab.ok('network', 'create', 'sealed', '--subnet', '10.205.0.0/24', '--internal');
     await lab.ok('network', 'connect', 'withdns', a, '--dns', ofEndpoint.spec);
     await lab.ok('network', 'connect', 'withdns', b);

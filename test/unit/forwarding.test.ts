@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { AnswerCache, cacheKey } from '../../src/resolver/cache.js';
 import { Forwarder } from '../../src/resolver/forwarder.js';
-import { UpstreamHealth } from '../../src/resolver/health.js';
+import { PROBE_INTERVAL_MS, UpstreamHealth } from '../../src/resolver/health.js';
 import { parseUpstream } from '../../src/resolver/upstream-address.js';
 import type { Exchange } from '../../src/resolver/upstream.js';
 import { parseQuery, type Query } from '../../src/wire/query.js';
@@ -172,6 +172,24 @@ describe('forwarder', () => {
     assert.deepEqual(asked, ['127.0.0.1:1001', '127.0.0.1:1002']);
     assert.equal(fwd.health.isFailing('127.0.0.1:1001'), false);
     assert.equal(fwd.health.isFailing('127.0.0.1:1002'), false);
+  });
+
+  it('does not ask a known-dead server again until its probe interval has passed', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    let asked = 0;
+    const dead: Exchange = async () => { asked++; throw new Error('timeout'); };
+    const fwd = new Forwarder(options, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), dead, silentLogger);
+    const one = [servers[0]];
+    const rcodes = [];
+    for (let i = 0; i < 6; i++) rcodes.push(decode((await fwd.forward(q(`n${i}.test`), one, 'k', 'udp', { inflight: 0 }, 'c')).reply).rcode);
+    assert.deepEqual(rcodes, Array(6).fill('SERVFAIL'));
+    assert.equal(asked, 3, 'asked until known dead (3 failures in a row), then not');
+    const skipped = await fwd.forward(q('skipped.test'), one, 'k', 'udp', { inflight: 0 }, 'c');
+    assert.match((skipped.origin as { reason: string }).reason, /known dead/);
+    t.mock.timers.tick(PROBE_INTERVAL_MS);
+    await fwd.forward(q('probe.test'), one, 'k', 'udp', { inflight: 0 }, 'c');
+    await fwd.forward(q('after-probe.test'), one, 'k', 'udp', { inflight: 0 }, 'c');
+    assert.equal(asked, 4, 'one query per probe interval asks it');
   });
 
   it('answers SERVFAIL when every server fails, and at once when over the in-flight limit', async () => {
