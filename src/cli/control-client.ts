@@ -6,6 +6,14 @@ import type { ControlResponse } from '../daemon/control-protocol.js';
 /** Far above any real answer (inspect of 10 000 endpoints is a few MB); a bound all the same. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
+/** The start of the error when the daemon went away with a request unanswered (see `lostMidRequest`). */
+const LOST = 'the daemon closed the connection before answering';
+
+/** True when `err` says the daemon stopped (or was killed) while it worked on the request. */
+export function lostMidRequest(err: unknown): boolean {
+  return err instanceof NsdnsError && err.code === 'ERR_DAEMON_UNREACHABLE' && err.message.startsWith(LOST);
+}
+
 export async function call<T>(socketPath: string, method: string, params: unknown = {}, timeoutMs = 60_000): Promise<T> {
   const response = await new Promise<ControlResponse>((resolve, reject) => {
     const socket = net.connect(socketPath);
@@ -27,7 +35,7 @@ export async function call<T>(socketPath: string, method: string, params: unknow
       if (parsed) resolve(parsed);
       else reject(new NsdnsError('ERR_INTERNAL', `the daemon's answer to ${method} is not a control response (is ${socketPath} an nsdns socket?)`));
     });
-    socket.on('close', () => fail(new NsdnsError('ERR_DAEMON_UNREACHABLE', `the daemon closed the connection before answering ${method} (did it stop?)`)));
+    socket.on('close', () => fail(new NsdnsError('ERR_DAEMON_UNREACHABLE', `${LOST} ${method} (did it stop?)`)));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
         fail(new NsdnsError('ERR_DAEMON_UNREACHABLE', `the nsdns daemon is not running (nothing listens on ${socketPath}); start it with \`nsdns serve\` (or give --socket PATH)`));

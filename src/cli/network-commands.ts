@@ -4,7 +4,8 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
-import { call } from './control-client.js';
+import { call, lostMidRequest } from './control-client.js';
+import { NsdnsError } from '../errors.js';
 import { UsageError, collect, wholeNumber } from './options.js';
 import { recordTypeName } from '../wire/names.js';
 import { compileFilters, compileTemplate, type FilterableNetwork } from './format.js';
@@ -226,6 +227,10 @@ export function networkCommands(program: Command): void {
         ...(o.service !== undefined && { services: o.service }), ...(o.label !== undefined && { labels: keyValues('--label', o.label, 'connect') }),
         health: o.health, healthIntervalMs: o.healthInterval, healthTimeoutMs: o.healthTimeout, healthRetries: o.healthRetries,
         healthStartPeriodMs: o.healthStartPeriod, ...(o.healthHideOwn && { healthHideOwn: true }),
+      }).catch((err: unknown) => {
+        if (!lostMidRequest(err)) throw err;
+        // What the daemon does with it at its next start (NetworkManager.recover): say so, so a retry is not a guess.
+        throw new NsdnsError('ERR_DAEMON_UNREACHABLE', `the daemon stopped before it finished connecting ${target} to ${networkName}; when it starts again it rolls that connect back, so run the same connect again then`);
       });
       if (resolvFile !== undefined) {
         try {

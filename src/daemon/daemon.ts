@@ -37,6 +37,7 @@ import { parseHostPort } from './config.js';
 import { announceReady, handOver, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
 import { z } from 'zod';
 import type net from 'node:net';
+import { readFileSync } from 'node:fs';
 
 export class Daemon {
   readonly registry = new Registry();
@@ -140,7 +141,7 @@ export class Daemon {
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
       await daemon.files.watch(config.registries);
       if (process.getuid?.() === 0) {
-        for (const line of await daemon.manager.recover()) log.warn(line);
+        for (const line of await daemon.manager.recover({ holdPorts: !inherited })) log.warn(line);
       }
       // Namespaces handed over are served on the very sockets their clients send to: no bind.
       for (const [netns, sockets] of inherited?.namespaces ?? []) daemon.namespaces.adopt(netns, sockets);
@@ -150,6 +151,7 @@ export class Daemon {
       else await daemon.startControl();
       daemon.startReaper();
       daemon.startFirewallGuard();
+      if (inherited) daemon.holdPortsAfter(inherited.predecessor);
       if (inherited) daemon.listeners.adopt(inherited.hosts);
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       await daemon.gateways.reconcile();
@@ -233,6 +235,7 @@ export class Daemon {
       isServed: (ns) => this.namespaces.isServed(ns),
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
       isFailing: (key) => this.resolver.forwarder.health.isFailing(key),
+      plumbingProblems: this.manager.plumbingProblems(),
     });
   }
 
@@ -293,16 +296,40 @@ export class Daemon {
     return { table: firewall.table, action };
   }
 
+  /**
+   * Every reapIntervalMs: endpoints whose namespace is gone are removed, and the links and
+   * published ports of the rest are read back and repaired (plumbing's self-heal).
+   */
   private startReaper(): void {
     const every = this.config.plumbing.reapIntervalMs;
     if (every === 0 || process.getuid?.() !== 0) return;
+    let running = false;
     this.reaper = setInterval(() => {
+      if (running) return;
+      running = true;
       this.manager.reapVanished().then(
         (lines) => lines.forEach((line) => this.log.warn(line)),
         (err) => this.log.error({ err }, 'looking for vanished namespaces failed'),
-      );
+      ).then(() => this.manager.heal()).then(
+        (lines) => lines.forEach((line) => this.log.warn(line)),
+        (err) => this.log.error({ err }, 'checking links and published ports failed'),
+      ).finally(() => { running = false; });
     }, every);
     this.reaper.unref();
+  }
+
+  /**
+   * A successor in a handover: the old daemon holds the published host ports until it exits, so
+   * they are taken once its process is gone (a few hundred ms after "ready").
+   */
+  private holdPortsAfter(predecessor: number): void {
+    const poll = setInterval(() => {
+      if (processAlive(predecessor)) return;
+      clearInterval(poll);
+      if (this.stopping) return;
+      this.manager.heal().then((lines) => lines.forEach((line) => this.log.warn(line)), (err) => this.log.error({ err }, 'holding the published ports failed'));
+    }, 100);
+    poll.unref();
   }
 
   get currentConfig(): Config {
@@ -407,6 +434,7 @@ export class Daemon {
       await this.control.close();
       await this.metricsServer?.close();
       await this.namespaces.closeAll();
+      await this.manager.ports.close();
       await this.listeners.closeAll();
       await this.gateways.closeAll();
       await this.files.close();
@@ -436,6 +464,15 @@ export class Daemon {
 }
 
 const noParams = z.strictObject({});
+
+/** Whether `pid` still runs: an exited process whose parent has not reaped it yet (a zombie) does not. */
+function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** True when the handed-over metrics socket is bound where the configuration now asks. */
 function sameListenAddress(server: net.Server, host: string, port: number): boolean {

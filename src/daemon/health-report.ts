@@ -21,6 +21,8 @@ export interface HealthInputs {
   /** The daemon's upstreams and the host's resolvers, as configured. */
   daemonUpstreams: readonly string[];
   isFailing(serverKey: string): boolean;
+  /** Links nsdns provisioned that are broken, published ports it cannot hold (plumbing's self-check). */
+  plumbingProblems?: readonly string[];
 }
 
 /** At most this many names in one report: the body stays short whatever the host holds. */
@@ -54,6 +56,9 @@ export function healthReport(input: HealthInputs): HealthReport {
   if (upstreams.length > 0 && upstreams.every((u) => u.failing)) {
     problems.push(`no upstream is answering: ${upstreams.slice(0, MAX_LISTED).map((u) => u.server).join(', ')} failed their recent queries`);
   }
+
+  const plumbing = input.plumbingProblems ?? [];
+  problems.push(...plumbing.slice(0, MAX_LISTED), ...(plumbing.length > MAX_LISTED ? [`... and ${plumbing.length - MAX_LISTED} more plumbing problems`] : []));
 
   return {
     ready: problems.length === 0,

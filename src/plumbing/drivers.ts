@@ -4,8 +4,8 @@
 // the kernel does with a request is tested against the kernel (test/privileged), never a fake.
 import { existsSync } from 'node:fs';
 import {
-  addDefaultRoutes, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinks, hostPrefixes, namespaceLinksKind, setSysctl,
-  type BridgeSpec, type EndpointLinkSpec,
+  addDefaultRoutes, attachLink, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinkStates, hostPrefixes, namespaceLinksKind, setSysctl,
+  type BridgeSpec, type EndpointLinkSpec, type LinkState,
 } from './links.js';
 
 /** Link work: what the manager changes on the host and inside namespaces. */
@@ -15,6 +15,8 @@ export interface LinkDriver {
   createEndpointLink(spec: EndpointLinkSpec, lap?: (stage: string) => void): Promise<void>;
   /** A link that is already gone is not an error. */
   deleteLink(name: string): Promise<void>;
+  /** Puts a host link on `bridge` (when given) and sets it up: the link check's repair. */
+  attachLink(name: string, bridge?: string): Promise<void>;
   /** Which families have a default route inside the namespace. */
   defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv6: boolean }>;
   addDefaultRoutes(netns: string, routes: ReadonlyArray<{ gateway: string; ifname: string }>): Promise<void>;
@@ -27,6 +29,8 @@ export interface LinkDriver {
 export interface HostInspector {
   /** Names of the host's links. */
   linkNames(): Promise<ReadonlySet<string>>;
+  /** The host's links by name: up or not, and the bridge each is on. */
+  linkStates(): Promise<ReadonlyMap<string, LinkState>>;
   /** Every prefix the host uses (addresses and routes), CIDR form: a new subnet must not overlap one. */
   prefixes(): Promise<string[]>;
   /** Whether a namespace file (/run/netns/NAME, /proc/PID/ns/net) exists now. */
@@ -34,12 +38,13 @@ export interface HostInspector {
 }
 
 export const kernelLinks: LinkDriver = {
-  createBridge, createEndpointLink, deleteLink, defaultRoutes, addDefaultRoutes, setSysctl,
+  createBridge, createEndpointLink, deleteLink, attachLink, defaultRoutes, addDefaultRoutes, setSysctl,
   namespacePath: namespaceLinksKind,
 };
 
 export const kernelHost: HostInspector = {
-  linkNames: async () => new Set((await hostLinks()).keys()),
+  linkNames: async () => new Set((await hostLinkStates()).keys()),
+  linkStates: hostLinkStates,
   prefixes: hostPrefixes,
   namespaceExists: existsSync,
 };

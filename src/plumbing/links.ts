@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { NsdnsError } from '../errors.js';
 import { nativeHelperPath } from '../native/helpers.js';
 import { isIfname, isIp, isMacAddress, isNetnsPath } from '../registry/fields.js';
-import { netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink, type VethSpec } from './netlink-links.js';
+import { netlinkAttachLink, netlinkCreateBridge, netlinkCreateVeth, netlinkCode, netlinkDeleteLink, netlinkReason, openRtNetlink, type VethSpec } from './netlink-links.js';
 
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
 const NATIVE_LINKS = nativeHelperPath('nsdns-links');
@@ -29,6 +29,13 @@ export interface BridgeSpec {
   /** Gateway addresses in CIDR form (10.0.0.1/24). */
   addresses: string[];
   mtu?: number;
+}
+
+/** A host link as the link check reads it. */
+export interface LinkState {
+  up: boolean;
+  /** The bridge it is attached to, if any. */
+  master?: string;
 }
 
 /** The veth pair, and what goes inside the namespace. */
@@ -116,6 +123,23 @@ export async function hostLinks(): Promise<Map<string, { index: number; up: bool
     return new Map(links.map((l) => [l.attrs.ifname ?? '', { index: l.data.index ?? 0, up: Boolean(l.data.flags?.up), master: l.attrs.master }]));
   } finally {
     socket.socket.close();
+  }
+}
+
+/** Host-side links by name: up or not, and the name of the bridge each is attached to. */
+export async function hostLinkStates(): Promise<Map<string, LinkState>> {
+  const links = await hostLinks();
+  const names = new Map([...links].map(([name, l]) => [l.index, name]));
+  return new Map([...links].map(([name, l]) => [name, { up: l.up, ...(l.master !== undefined && names.has(l.master) && { master: names.get(l.master) }) }]));
+}
+
+/** Puts a host link on `bridge` (when given) and sets it up. */
+export async function attachLink(name: string, bridge?: string): Promise<void> {
+  checkLinkArgs({ names: bridge === undefined ? [name] : [name, bridge] });
+  try {
+    await netlinkAttachLink(name, bridge);
+  } catch (err) {
+    throw new NsdnsError('ERR_LINK', `setting ${name} up${bridge === undefined ? '' : ` on ${bridge}`}: ${netlinkReason(err)}`, { cause: err });
   }
 }
 

@@ -170,3 +170,17 @@ export async function netlinkDeleteLink(name: string): Promise<boolean> {
     socket.socket.close();
   }
 }
+
+/** Puts a host link on `bridge` (when given) and sets it up, in one RTM_SETLINK. */
+export async function netlinkAttachLink(name: string, bridge?: string): Promise<void> {
+  const socket = openRtNetlink();
+  try {
+    const index = await linkIndex(socket, name);
+    if (index === undefined) throw new Error(`no link ${name}`);
+    const master = bridge === undefined ? undefined : await linkIndex(socket, bridge);
+    if (bridge !== undefined && master === undefined) throw new Error(`no bridge ${bridge}`);
+    await socket.setLink({ index, flags: { up: true }, change: { up: true } }, master === undefined ? {} : { master });
+  } finally {
+    socket.socket.close();
+  }
+}

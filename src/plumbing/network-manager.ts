@@ -9,11 +9,13 @@ import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
 import { contains, parseCidr, type Pool } from './ipam.js';
 import { kernelHost, kernelLinks, type HostInspector, type LinkDriver } from './drivers.js';
+import { HostPorts, type PortHolder } from './host-ports.js';
+import { bridgeSpec, reconcileLinks } from './link-check.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type OwnedRecord, type Reservation } from './planner.js';
 import type { ConnectRequest, CreateNetworkRequest } from './requests.js';
-import { STATE_SOURCE, type IntentStore, type StateStore } from './state.js';
+import { STATE_SOURCE, type ConnectIntent, type IntentStore, type StateStore } from './state.js';
 import { failureLines, runAll, runSteps, teardownError, type StepFailure, type TeardownStep } from './steps.js';
 import { namespaceTarget, resolveTarget } from './target.js';
 import { StageClock, TimingLog, stagesObject, type OperationTiming } from './timing.js';
@@ -44,6 +46,8 @@ export interface PlumbingDeps {
   links?: LinkDriver;
   /** What is read from the host (default: the kernel's links, prefixes and namespace files). */
   host?: HostInspector;
+  /** Sockets that hold published host ports (default: real ones, host-ports.ts). */
+  ports?: PortHolder;
   log: Logger;
 }
 
@@ -72,6 +76,9 @@ export class NetworkManager {
   private readonly planner: Planner;
   private readonly links: LinkDriver;
   private readonly host: HostInspector;
+  readonly ports: PortHolder;
+  /** Links the last check found broken and could not repair (`status`, readiness). */
+  private linkProblems: string[] = [];
   /** The last connects and disconnects, stage by stage (`nsdns debug`). */
   private readonly timings = new TimingLog(16);
 
@@ -79,6 +86,7 @@ export class NetworkManager {
     this.resolvFiles = new NamespaceResolvConf(options.resolvConfDir, options.hostResolvConf ?? '/etc/resolv.conf');
     this.links = deps.links ?? kernelLinks;
     this.host = deps.host ?? kernelHost;
+    this.ports = deps.ports ?? new HostPorts();
     this.planner = new Planner(deps.registry, options, this.reservations, this.host);
   }
 
@@ -136,7 +144,7 @@ export class NetworkManager {
       await runSteps([
         {
           name: `create bridge ${bridge}`,
-          apply: () => this.links.createBridge({ name: bridge, addresses: gatewayAddresses(network), mtu: network.mtu }),
+          apply: () => this.links.createBridge(bridgeSpec(network)),
           undo: () => this.links.deleteLink(bridge),
         },
         {
@@ -207,6 +215,7 @@ export class NetworkManager {
       { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
       { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); this.forgetHealth(endpoints); } },
       { name: 'apply firewall rules', run: () => this.applyFirewall() },
+      ...this.releasePorts(endpoints),
       { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(endpoints.map((e) => e.netns).filter((n): n is string => n !== undefined)) },
     ]);
     this.logTeardown({ network: network.name }, 'network removed', failures);
@@ -240,6 +249,12 @@ export class NetworkManager {
     this.deps.namespaceComing?.(target.path);
     try {
       await runSteps([
+        // First: a port some program uses refuses the connect before anything is changed.
+        ...((endpoint.ports ?? []).length > 0 ? [{
+          name: 'hold the published host ports', stage: 'host ports',
+          apply: () => this.ports.hold(endpoint.id, endpoint.ports!),
+          undo: () => this.ports.release(endpoint.id),
+        }] : []),
         {
           name: 'note the connect in progress', stage: 'connect note',
           apply: () => this.deps.intents.write({ endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf!, netns: target.path }),
@@ -336,8 +351,14 @@ export class NetworkManager {
       { name: `save network "${record.network.name}"`, stage: 'state file', run: () => this.deps.state.save(next) },
       { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, stage: 'registry', run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', stage: 'firewall', run: () => this.applyFirewall() }] : []),
+      ...this.releasePorts(gone),
       ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', stage: 'resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
+  }
+
+  /** After their DNAT rules are gone: the sockets that held the endpoints' published ports. */
+  private releasePorts(gone: readonly Endpoint[]): TeardownStep[] {
+    return gone.filter((e) => (e.ports ?? []).length > 0).map((e) => ({ name: `release the host ports of "${e.name}"`, stage: 'host ports', run: () => this.ports.release(e.id) }));
   }
 
   /** A gone endpoint's health state goes with it (set by its probes or from outside). */
@@ -430,70 +451,103 @@ export class NetworkManager {
   }
 
   /**
-   * At start: finish what a killed daemon left half done, recreate bridges lost with a reboot, drop
-   * endpoints whose namespace is gone, and write the firewall table from the state.
+   * At start: roll back connects a killed daemon left half done, recreate bridges lost with a
+   * reboot and put their links back, drop endpoints whose namespace is gone, write the firewall
+   * table from the state, and hold the published ports again (unless `holdPorts` is false: a
+   * successor in a handover, whose predecessor holds them until it exits).
    */
-  recover(): Promise<string[]> {
+  recover({ holdPorts = true }: { holdPorts?: boolean } = {}): Promise<string[]> {
     return this.lock.run(async () => {
       const report: string[] = [];
-      const state = new Map(this.records().map((r) => [r.network.name, r]));
       const intents = await this.deps.intents.list();
       // Nothing provisioned and nothing half done: no kernel state to check (and no tools to load).
-      if (intents.length === 0 && ![...state.values()].some((r) => r.network.bridge)) return report;
-      // Every step runs; each failure becomes a report line (logged as a warning) and the start goes on.
-      const steps: TeardownStep[] = intents.map((intent) => ({
-        name: `clean up after the unfinished connect ${intent.endpointId.slice(0, 12)}`,
-        run: async () => {
-          const committed = state.get(intent.network)?.endpoints.some((e) => e.id === intent.endpointId);
-          if (!committed) {
-            await this.links.deleteLink(intent.hostIf);
-            report.push(`removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`);
-          }
-          await this.deps.intents.remove(intent.endpointId);
-        },
-      }));
-      const failures = await runAll(steps);
-      const links = await this.host.linkNames();
+      if (intents.length === 0 && this.ownRecords().length === 0) return report;
       // Namespaces whose endpoints are dropped here: their /etc/netns files go too, as at runtime.
       const vanished: string[] = [];
-      for (const record of state.values()) {
-        if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
-        const bridge = record.network.bridge;
-        const alive = record.endpoints.filter((e) => e.netns === undefined || (this.host.namespaceExists(e.netns) && (!e.hostIf || links.has(e.hostIf))));
-        const gone = record.endpoints.filter((e) => !alive.includes(e));
+      // Every step runs; each failure becomes a report line (logged as a warning) and the start goes on.
+      const failures = await runAll(intents.map((intent) => ({
+        name: `roll back the unfinished connect ${intent.endpointId.slice(0, 12)}`,
+        run: async () => {
+          report.push(await this.rollBack(intent));
+          vanished.push(intent.netns);
+          await this.deps.intents.remove(intent.endpointId);
+        },
+      })));
+      const links = await this.host.linkNames();
+      for (const record of this.ownRecords()) {
+        const gone = record.endpoints.filter((e) => e.netns !== undefined && (!this.host.namespaceExists(e.netns) || (e.hostIf !== undefined && !links.has(e.hostIf))));
+        if (gone.length === 0) continue;
         for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
-        vanished.push(...gone.map((e) => e.netns).filter((n): n is string => n !== undefined));
-        failures.push(...await runAll([
-          ...(!links.has(bridge) ? [{
-            name: `recreate bridge ${bridge} of network "${record.network.name}"`,
-            run: async () => {
-              await this.links.createBridge({ name: bridge, addresses: gatewayAddresses(record.network), mtu: record.network.mtu });
-              report.push(`recreated bridge ${bridge} of network "${record.network.name}"`);
-            },
-          }] : []),
-          // Firewall and resolv.conf follow below, once for all networks.
-          ...(gone.length > 0 ? this.endpointTeardown(record, gone, false) : []),
-        ]));
+        vanished.push(...gone.map((e) => e.netns!));
+        // Firewall and resolv.conf follow below, once for all networks.
+        failures.push(...await runAll(this.endpointTeardown(record, gone, false)));
       }
+      report.push(...await this.checkLinks());
       // Only namespaces nsdns attached itself: a registry file's endpoints get no resolv.conf.
       const netns = [...this.ownRecords().flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined), ...vanished];
       failures.push(...await runAll([
         { name: 'apply firewall rules', run: () => this.applyFirewall() },
         { name: 'enable IPv4 forwarding', run: () => this.enableForwarding() },
         { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(netns) },
+        ...(holdPorts ? [{ name: 'hold the published host ports', run: async () => { report.push(...await this.ports.retake(this.ownEndpoints())); } }] : []),
       ]));
       report.push(...failureLines(failures));
       return report;
     });
   }
+
+  /**
+   * A connect whose note outlived the daemon never answered its client, so it is undone whether
+   * or not it got as far as the state file: the client was told it failed, and a retry of the
+   * same connect then succeeds instead of finding the namespace "already connected".
+   */
+  private async rollBack(intent: ConnectIntent): Promise<string> {
+    const record = this.ownRecords().find((r) => r.network.name === intent.network);
+    const endpoint = record?.endpoints.find((e) => e.id === intent.endpointId);
+    if (!record || !endpoint) {
+      await this.links.deleteLink(intent.hostIf);
+      return `removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`;
+    }
+    const failures = await runAll(this.endpointTeardown(record, [endpoint], false));
+    if (failures.length > 0) throw teardownError(`rolling back the connect of "${endpoint.name}"`, failures);
+    return `rolled back the connect of "${endpoint.name}" to network "${intent.network}": the daemon stopped before it finished; connect it again`;
+  }
+
+  /** Every endpoint of the networks nsdns provisioned. */
+  private ownEndpoints(): Endpoint[] {
+    return this.ownRecords().flatMap((r) => r.endpoints);
+  }
+
+  /** Reads every provisioned link back and repairs what it can; returns what was repaired. */
+  private async checkLinks(): Promise<string[]> {
+    const { repaired, problems } = await reconcileLinks(this.ownRecords(), this.host, this.links);
+    const fresh = problems.filter((p) => !this.linkProblems.includes(p));
+    this.linkProblems = problems;
+    return [...repaired, ...fresh];
+  }
+
+  /**
+   * The self-heal loop's pass: links put right (a bridge deleted by hand comes back with its
+   * ports), and published ports held that were not. Returns what changed, and new problems.
+   */
+  heal(): Promise<string[]> {
+    return this.lock.run(async () => {
+      if (this.ownRecords().length === 0) {
+        this.linkProblems = [];
+        return [];
+      }
+      return [...await this.checkLinks(), ...await this.ports.retake(this.ownEndpoints())];
+    });
+  }
+
+  /** What keeps the plumbing from being what the state says: broken links, ports not held. */
+  plumbingProblems(): string[] {
+    return [...this.linkProblems, ...this.ports.problems()];
+  }
 }
 
 function prefixOf(subnet: string): number {
   return parseCidr(subnet).prefix;
-}
-
-function gatewayAddresses(network: Network): string[] {
-  return network.subnets.filter((s) => s.gateway).map((s) => `${s.gateway}/${prefixOf(s.subnet)}`);
 }
 
 function endpointAddresses(endpoint: Endpoint, network: Network): string[] {

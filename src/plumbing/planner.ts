@@ -174,6 +174,8 @@ export class Planner {
 
     for (const u of req.dns ?? []) checkNamespaceUpstream('--dns', u);
     const ports = (req.publish ?? []).map(parsePublish);
+    // An internal network has no path to or from the host's addresses: a published port there would never answer.
+    if (ports.length > 0 && network.internal) throw bad(`--publish: network "${network.name}" is internal, so nothing outside it can reach a published port; connect the endpoint to a non-internal network to publish ports`);
     this.checkPorts(ports);
 
     const routed = inNamespace.some((e) => !this.registry.current().networks.get(e.network)?.network.internal);

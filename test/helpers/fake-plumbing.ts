@@ -11,7 +11,8 @@ import { silentLogger, type Logger } from '../../src/log.js';
 import type { HostInspector, LinkDriver } from '../../src/plumbing/drivers.js';
 import type { Firewall } from '../../src/plumbing/firewall.js';
 import type { Pool } from '../../src/plumbing/ipam.js';
-import type { BridgeSpec, EndpointLinkSpec } from '../../src/plumbing/links.js';
+import type { BridgeSpec, EndpointLinkSpec, LinkState } from '../../src/plumbing/links.js';
+import { NoPortHolder } from '../../src/plumbing/host-ports.js';
 import { NetworkManager } from '../../src/plumbing/network-manager.js';
 import { IntentStore, StateStore } from '../../src/plumbing/state.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -83,6 +84,10 @@ export class FakeLinks extends Failures implements LinkDriver {
     for (let i = this.routes.length - 1; i >= 0; i--) if (this.routes[i].hostIf === name) this.routes.splice(i, 1);
   }
 
+  async attachLink(name: string, bridge?: string): Promise<void> {
+    this.check(this.journal, `attachLink ${name}${bridge ? ` to ${bridge}` : ''}`);
+  }
+
   async defaultRoutes(netns: string): Promise<{ ipv4: boolean; ipv6: boolean }> {
     this.check(this.journal, `defaultRoutes ${netns}`);
     const mine = this.routes.filter((r) => r.netns === netns);
@@ -124,6 +129,12 @@ export class FakeHost implements HostInspector {
 
   async linkNames(): Promise<ReadonlySet<string>> {
     return new Set([...this.links.links, ...this.otherLinks]);
+  }
+
+  /** Every link up, each veth on the bridge it was created on. */
+  async linkStates(): Promise<ReadonlyMap<string, LinkState>> {
+    const names = await this.linkNames();
+    return new Map([...names].map((n) => [n, { up: true, ...(this.links.endpoints.has(n) && { master: this.links.endpoints.get(n)!.bridge }) }]));
   }
 
   async prefixes(): Promise<string[]> {
@@ -182,7 +193,7 @@ export function fakePlumbing(options: { pools?: Pool[]; linkPrefix?: string; log
   const state = new StateStore(path.join(dir, 'state'));
   const unservable = new Set<string>();
   const manager = new NetworkManager({
-    registry, state, intents: new IntentStore(path.join(dir, 'state')), firewall, links, host,
+    registry, state, intents: new IntentStore(path.join(dir, 'state')), firewall, links, host, ports: new NoPortHolder(),
     namespaceReady: async (netns) => {
       journal.push(`namespaceReady ${netns}`);
       if (unservable.has(netns)) throw new NsdnsError('ERR_NETNS_BIND', `injected: cannot bind 127.0.0.11 in ${netns}`);
