@@ -45,6 +45,16 @@ export async function digShort(server: string, ...args: string[]): Promise<strin
   return stdout.split('\n').filter(Boolean);
 }
 
+/**
+ * How long the server took to answer, as dig measured it (";; Query time"): without the time it
+ * takes a busy machine to start dig, which is no part of what the server did.
+ */
+export function queryTimeMs(result: DigResult): number {
+  const ms = /;; Query time: (\d+) msec/.exec(result.raw)?.[1];
+  if (ms === undefined) throw new Error(`no query time in dig's output:\n${result.raw}`);
+  return Number(ms);
+}
+
 function splitServer(server: string): [string, string] {
   const i = server.lastIndexOf(':');
   return [server.slice(0, i).replace(/^\[|\]$/g, ''), server.slice(i + 1)];

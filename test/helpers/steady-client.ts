@@ -21,7 +21,7 @@ export interface SteadyResult {
 
 export interface SteadyOptions {
   everyMs?: number;
-  /** Ask again after this long without an answer. */
+  /** Ask again after this long without an answer (with one attempt: how long to wait for it). */
   retryMs?: number;
   /** Attempts per query before it counts as lost. */
   attempts?: number;
@@ -84,6 +84,8 @@ export function steadyClient(port: number, name: string, options: SteadyOptions 
     return { sent, answered: latencies.length, retried, lost, p50: at(0.5), p99: at(0.99), max: at(1) };
   };
   return {
+    /** How many queries were asked and answered so far. */
+    progress: () => ({ sent, answered: latencies.length }),
     /** Stops asking, lets every query still waiting get its answer or use up its attempts, and reports (once; later calls get the same report). */
     stop: (): Promise<SteadyResult> => (stopped ??= finish()),
   };

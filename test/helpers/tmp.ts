@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /** A temporary directory removed by the returned cleanup. */
-export function tempDir(prefix = 'nsdns-test-'): { dir: string; cleanup: () => void; write: (name: string, text: string) => string } {
+export function tempDir(prefix = 'nsdns-test-'): { dir: string; cleanup: () => void; write: (name: string, content: string | Uint8Array) => string } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return {
     dir,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
     // Written atomically, as the README tells people to do.
-    write: (name, text) => {
+    write: (name, content) => {
       const file = path.join(dir, name);
-      writeFileSync(`${file}.tmp~`, text);
+      writeFileSync(`${file}.tmp~`, content);
       renameSync(`${file}.tmp~`, file);
       return file;
     },

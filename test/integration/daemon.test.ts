@@ -7,6 +7,7 @@ import { MAIN, ROOT, startDaemon } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { dig, digShort } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
 
 const nsdns = (...args: string[]) => execa(process.execPath, [MAIN, ...args], { reject: false, cwd: ROOT });
 
@@ -51,7 +52,7 @@ describe('signals', () => {
     const daemon = await startDaemon(['--listen', '127.0.0.1:0', '--upstream', slow.spec]);
     try {
       const pending = digShort(daemon.server, 'slow.test');
-      await new Promise((r) => setTimeout(r, 200));
+      await waitFor(() => slow.received.length > 0, { what: 'the query is in flight upstream' });
       daemon.signal('SIGTERM');
       assert.deepEqual(await pending, ['192.0.2.50']);
       assert.equal(await daemon.waitForExit(), 0);

@@ -11,6 +11,7 @@ import { MAIN, ROOT, startDaemon, type RunningDaemon } from '../helpers/daemon.j
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -105,9 +106,11 @@ describe('/metrics', () => {
     await udp(daemon.server, Buffer.from([1, 2, 3]));
     const twoQuestions = Buffer.from('abcd0100000200000000000000010001', 'hex');
     await udp(daemon.server, twoQuestions);
-    await new Promise((r) => setTimeout(r, 200));
-
-    const m = await scraper.metrics();
+    // Neither gets an answer the test could wait for: wait for the daemon to have counted both.
+    const m = await waitFor(async () => {
+      const now = await scraper.metrics();
+      return now.value('nsdns_dropped_messages_total', { reason: 'not-a-query' }) >= 1 && now.value('nsdns_malformed_queries_total') >= 1 ? now : undefined;
+    }, { what: 'both bad packets counted' });
     const q = (labels: Record<string, string>) => m.value('nsdns_queries_total', { listener: 'host', ...labels });
     assert.equal(q({ source: 'local', qtype: 'A', rcode: 'NOERROR' }), 1);
     assert.equal(q({ source: 'local', qtype: 'AAAA', rcode: 'NXDOMAIN' }), 1);
@@ -166,10 +169,12 @@ describe('/metrics', () => {
     const check = (p: number) => `{type: tcp, port: ${p}, intervalMs: 100, timeoutMs: 300, retries: 1}`;
     dir.write('hc.yaml', `name: hc\nendpoints:\n  - {name: up, ipv4: 127.0.0.7, healthCheck: ${check(port)}}\n  - {name: down, ipv4: 127.0.0.8, healthCheck: ${check(port)}}\n`);
     const { scraper } = await start(['--registry', dir.dir]);
-    await new Promise((r) => setTimeout(r, 800));
-    const m = await scraper.metrics();
-    assert.ok(m.value('nsdns_health_probes_total', { result: 'ok' }) >= 3, 'probes of the listening endpoint');
-    assert.ok(m.value('nsdns_health_probes_total', { result: 'failed' }) >= 3, 'probes of the one nothing listens for');
+    // Three probes each (every 100 ms), however long a busy machine takes to run them.
+    const m = await waitFor(async () => {
+      const now = await scraper.metrics();
+      return now.value('nsdns_health_probes_total', { result: 'ok' }) >= 3 && now.value('nsdns_health_probes_total', { result: 'failed' }) >= 3
+        && now.value('nsdns_health_checked_endpoints', { state: 'unhealthy' }) === 1 ? now : undefined;
+    }, { what: 'three probes of each endpoint, one endpoint unhealthy' });
     assert.equal(m.value('nsdns_health_checked_endpoints', { state: 'healthy' }), 1);
     assert.equal(m.value('nsdns_health_checked_endpoints', { state: 'unhealthy' }), 1);
   });

@@ -7,16 +7,7 @@ import path from 'node:path';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { dig, digShort } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
-
-/** Polls until `check` passes; returns how long it took. */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 3000): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await check()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`not within ${timeoutMs} ms`);
-}
+import { waitFor } from '../helpers/wait.js';
 
 describe('live registry files', () => {
   const dir = tempDir();
@@ -35,13 +26,12 @@ describe('live registry files', () => {
 
   it('applies an edit to a file while running', async () => {
     dir.write('alpha.yaml', 'name: alpha\nendpoints: [{name: one, ipv4: 10.81.0.9}, {name: three, ipv4: 10.81.0.3}]\n');
-    const ms = await eventually(async () => (await digShort(daemon.server, 'one'))[0] === '10.81.0.9');
+    await waitFor(async () => (await digShort(daemon.server, 'one'))[0] === '10.81.0.9', { what: 'the edited address answered' });
     assert.deepEqual(await digShort(daemon.server, 'three'), ['10.81.0.3']);
-    process.stdout.write(`# registry edit visible after ${ms} ms (polling dig)\n`);
   });
 
   it('keeps serving the last good content of a file that no longer parses, and says so', async () => {
-    writeFileSync(path.join(dir.dir, 'alpha.yaml'), 'name: alpha\nendpoints: [{name: one, ipv4: not-an-address}]\n');
+    dir.write('alpha.yaml', 'name: alpha\nendpoints: [{name: one, ipv4: not-an-address}]\n');
     const line = await daemon.waitForLog((l) => l.level >= 50 && String(l.msg).includes('keeps its last good content'));
     assert.match(String((line.err as { message?: string })?.message), /endpoints\.0\.ipv4: not an IPv4 address/);
     assert.deepEqual(await digShort(daemon.server, 'one'), ['10.81.0.9']);
@@ -50,9 +40,9 @@ describe('live registry files', () => {
 
   it('adds a network from a new file and withdraws it when the file goes', async () => {
     dir.write('gamma.json', JSON.stringify({ name: 'gamma', endpoints: [{ name: 'four', ipv4: '10.83.0.4' }] }));
-    await eventually(async () => (await digShort(daemon.server, 'four'))[0] === '10.83.0.4');
+    await waitFor(async () => (await digShort(daemon.server, 'four'))[0] === '10.83.0.4', { what: 'the new file\'s network answered' });
     rmSync(path.join(dir.dir, 'gamma.json'));
-    await eventually(async () => (await dig(daemon.server, 'four.gamma')).status === 'REFUSED');
+    await waitFor(async () => (await dig(daemon.server, 'four.gamma')).status === 'REFUSED', { what: 'the removed file\'s network withdrawn' });
     assert.deepEqual(await digShort(daemon.server, 'two'), ['10.82.0.2']);
   });
 

