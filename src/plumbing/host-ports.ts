@@ -2,7 +2,8 @@
 // HOSTIP:PORT/PROTO, the daemon keeps a socket bound there (0.0.0.0 when no HOSTIP is given, as
 // the DNAT rule then takes every local address). The kernel then refuses that port to every other
 // program, and a port some program already uses is refused to the publication instead of being
-// silently taken over by the DNAT rule. The sockets never see traffic: the rule rewrites it first.
+// silently taken over by the DNAT rule. The sockets see no traffic while the rule is there: it
+// rewrites the packets first.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { NsdnsError } from '../errors.js';
@@ -45,7 +46,9 @@ async function bindOne(p: PortMapping): Promise<Socket> {
     socket.on('error', () => {});
     return { kind: 'udp', socket };
   }
-  const server = net.createServer((conn) => conn.destroy());
+  // Reached only when the DNAT rule is gone (the table deleted, until the self-heal restores it):
+  // reset, so a client fails at once instead of reading an empty answer.
+  const server = net.createServer((conn) => conn.resetAndDestroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(inUse(p, err.code)));
     server.listen({ host: address, port: p.hostPort, exclusive: true, backlog: 1 }, () => resolve());

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { stopPid, waitForSuccessor } from '../helpers/successor.js';
 
 /** Polls `check` until it holds, or fails saying what was waited for. */
 async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
@@ -74,12 +75,15 @@ async function containers(lab: Lab, network: string): Promise<string[]> {
 describe('published host ports are held, as docker-proxy holds them', { skip: needsRoot }, () => {
   const lab = new Lab();
   const closers: Array<() => Promise<void> | void> = [];
+  let successor: number | undefined;
   before(async () => {
     await lab.start();
     await lab.ok('network', 'create', 'ports', '--subnet', '10.176.0.0/24');
   });
   after(async () => {
     for (const c of closers) await c();
+    // A handover's successor is not the test's child: stopped by its PID before the lab goes.
+    await stopPid(successor);
     await lab.cleanup();
   });
 
@@ -129,6 +133,20 @@ describe('published host ports are held, as docker-proxy holds them', { skip: ne
     await assert.rejects(listenTcp('127.0.0.1', 25605), { code: 'EADDRINUSE' });
     await lab.ok('network', 'disconnect', 'ports', kept);
     await lab.ok('network', 'disconnect', 'ports', lost);
+  });
+
+  it('after a handover (SIGUSR2, nsdns restart) the new daemon holds the published ports once the old one has exited', async () => {
+    const ns = await lab.namespace('handed');
+    await lab.ok('network', 'connect', 'ports', ns, '--publish', '25607:80');
+    const daemon = lab.daemon!;
+    const oldPid = daemon.proc.pid!;
+    daemon.signal('SIGUSR2');
+    successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
+    assert.equal(await daemon.waitForExit(), 0);
+    // A probe that gets the port gives it back at once; the successor's next pass takes it.
+    await waitFor('the successor holds 25607', () => listenTcp('0.0.0.0', 25607).then(async (probe) => { await closeServer(probe); return false; }, (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE'));
+    await waitFor('status is ready', async () => (await status(lab)).ready);
+    await lab.ok('network', 'disconnect', 'ports', ns);
   });
 
   it('refuses --publish on an internal network, as docker does, and connects nothing', async () => {
