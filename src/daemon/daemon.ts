@@ -232,6 +232,7 @@ export class Daemon {
       registryLoaded: this.registryLoaded,
       snapshot: this.registry.current(),
       isServed: (ns) => this.namespaces.isServed(ns),
+      isProvisioned: (network) => this.registry.sourceOf(network) === STATE_SOURCE,
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
       isFailing: (key) => this.resolver.forwarder.health.isFailing(key),
     });
@@ -246,6 +247,7 @@ export class Daemon {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       ready: report.ready,
       problems: report.problems,
+      warnings: report.warnings,
       registryLoaded: report.registryLoaded,
       networks: inv.networks,
       endpoints: inv.endpoints,
