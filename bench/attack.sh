@@ -23,6 +23,10 @@
 #   flood     unique forwarded names under fl.test as fast as possible (a local upstream dnsmasq on
 #             127.0.0.2:53 answers them; never the host's resolver)
 #   registry  (nsdns only) a ~3.5 MB registry file of 90 000 endpoints rewritten every 2 s
+#   tenant    (nsdns only: dnsmasq has no tenants, it answers every client every name; aardvark-dns
+#             is not set up with a second network here) the attacker, a tenant of pbnet, asks the
+#             server for the names and PTRs of another network (pbother, 10.97.0.0/24, names
+#             o1..o100): attack_leaked counts replies with an answer (must be 0)
 # TCP attacks are skipped for a server that does not listen on TCP. Every server runs sandboxed and
 # pinned to $PB_SERVER_CPUS; attacker and client run on $PB_CLIENT_CPUS, the client at nice -5 and the
 # attacker at nice 5, so the client's own scheduling is not what is measured.
@@ -36,7 +40,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${ATTACK_SECS:-10}
 QPS=${LEGIT_QPS:-1000}
 SERVERS=${ATTACK_SERVERS:-"nsdns-netns nsdns-standalone aardvark dnsmasq"}
-ATTACKS=${ATTACKS:-"none pipeline pipeline-fwd slow idle frames fuzz flood registry"}
+ATTACKS=${ATTACKS:-"none pipeline pipeline-fwd slow idle frames fuzz flood registry tenant"}
 ATK_NS=pb-attk ATK_IP=10.99.0.3 ATK_VETH_HOST=pb-va0 ATK_VETH_NS=pb-a0
 UP_ADDR=127.0.0.2
 AARDVARK_BIN=${AARDVARK_BIN:-/usr/lib/podman/aardvark-dns}
@@ -95,6 +99,10 @@ for mode in netns standalone; do
     }
     { printf ",{\"name\":\"%s\",\"ipv4\":\"%s\"}", $2, $1 }
     END { print "]}" }' "$PB_WORK/data/hosts" > "$D/nsdns-$mode/pbnet.json"
+    # Another network's names, which no tenant of pbnet may see (the tenant attack).
+    awk 'BEGIN { printf "{\"name\":\"pbother\",\"subnets\":[{\"subnet\":\"10.97.0.0/24\"}],\"endpoints\":["
+        for (i = 1; i <= 100; i++) printf "%s{\"name\":\"o%d\",\"ipv4\":\"10.97.0.%d\"}", (i > 1 ? "," : ""), i, i
+        print "]}" }' > "$D/nsdns-$mode/pbother.json"
 done
 { cat "$PB_WORK/data/hosts"; tr ',' '\n' <<< "$BIG" | sed 's/$/ big/'; } > "$D/hosts"
 {
@@ -123,7 +131,7 @@ sleep 0.5
 dig +short +time=1 +tries=1 @"$UP_ADDR" up-selftest.fl.test A | grep -q 10.98.7.7 || pb_die "upstream not answering on $UP_ADDR"
 
 pb_leak_start attack; LEAK_ON=1   # tcpdump on the uplinks for the whole stage: must stay at 0
-[ -s "$OUT" ] || printf 'server\tattack\tlegit_p50_ms\tlegit_p99_ms\tlegit_lost\tlegit_sent\trss_base_mb\trss_max_mb\trss_after_mb\talive\tlegit_errors\tlegit_tcp_ok\tlegit_tcp_sent\tattack_sent\tattack_opened\tattack_received\n' > "$OUT"
+[ -s "$OUT" ] || printf 'server\tattack\tlegit_p50_ms\tlegit_p99_ms\tlegit_lost\tlegit_sent\trss_base_mb\trss_max_mb\trss_after_mb\talive\tlegit_errors\tlegit_tcp_ok\tlegit_tcp_sent\tattack_sent\tattack_opened\tattack_received\tattack_leaked\n' > "$OUT"
 
 # Server control: sets SRV_PID, LEGIT_ADDR (asked from pb-client) and ATK_ADDR (from pb-attk).
 start_server() { # name
@@ -207,14 +215,14 @@ registry_writer() { # rewrites the large network file every 2 s until SECS is ov
 }
 
 NO_TCP=" "   # servers found without a TCP listener: their TCP attacks are n/a without a restart
-na_row() { printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\t-\n' "$1" "$2" | tee -a "$OUT"; }
+na_row() { printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tn/a\t-\t-\t-\t-\t-\t-\t-\n' "$1" "$2" | tee -a "$OUT"; }
 
 run_one() { # server attack
     local srv=$1 atk=$2 tag=$1-$2 tcp_rate=10 base max=0 m after alive
     rm -f "$PB_WORK/raw/attack-$tag.legit.json" "$PB_WORK/raw/attack-$tag.attacker.json"
     case "$atk:$NO_TCP" in pipeline*:*" $srv "*|slow:*" $srv "*|idle:*" $srv "*|frames:*" $srv "*) na_row "$srv" "$atk"; return 0 ;; esac
     if ! start_server "$srv"; then
-        printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tstart-failed\t-\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
+        printf '%s\t%s\t-\t-\t-\t-\t-\t-\t-\tstart-failed\t-\t-\t-\t-\t-\t-\t-\n' "$srv" "$atk" | tee -a "$OUT"
         pb_pid_stop server-attack; return 0
     fi
     has_tcp || tcp_rate=0
@@ -276,7 +284,7 @@ run_one() { # server attack
         const [srv, atk, base, max, after, alive, tcpRate] = row.split(" ");
         const tcp = tcpRate === "0";
         console.log([srv, atk, v(l.p50_ms), v(l.p99_ms), v(l.lost), v(l.sent), base, max, after, alive, v(l.errors),
-          tcp ? "-" : v(l.tcp_ok), tcp ? "-" : v(l.tcp_sent), v(a.sent), v(a.opened), v(a.received)].join("\t"));
+          tcp ? "-" : v(l.tcp_ok), tcp ? "-" : v(l.tcp_sent), v(a.sent), v(a.opened), v(a.received), atk === "tenant" ? v(a.leaked) : "-"].join("\t"));
     ' "$PB_WORK/raw/attack-$tag.legit.json" "$PB_WORK/raw/attack-$tag.attacker.json" \
         "$srv $atk $(mb "$base") $(mb "$max") $(mb "$after") $alive $tcp_rate" | tee -a "$OUT"
     pb_pid_stop server-attack
@@ -285,6 +293,7 @@ run_one() { # server attack
 for srv in $SERVERS; do
     for atk in $ATTACKS; do
         [ "$atk" = registry ] && [ "${srv#nsdns}" = "$srv" ] && continue
+        [ "$atk" = tenant ] && [ "${srv#nsdns}" = "$srv" ] && { na_row "$srv" "$atk"; continue; }
         run_one "$srv" "$atk"
     done
 done

@@ -161,7 +161,7 @@ function attackSection(rows: Row[]): string[] {
   lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     if (r.alive === 'n/a') {
-      lines.push(`| ${r.server} | ${r.attack} | | | | | | | | n/a: no TCP listener |`);
+      lines.push(`| ${r.server} | ${r.attack} | | | | | | | | n/a: ${r.attack === 'tenant' ? 'no tenants (every client sees every name)' : 'no TCP listener'} |`);
       continue;
     }
     const fails: string[] = [];
@@ -172,10 +172,12 @@ function attackSection(rows: Row[]): string[] {
       if (!(num(r.rss_max_mb) - num(r.rss_base_mb) < 50)) fails.push('memory');
       if (num(r.legit_errors) > 0) fails.push('wrong answers');
       if (r.legit_tcp_sent !== '-' && num(r.legit_tcp_ok) < num(r.legit_tcp_sent)) fails.push('TCP');
+      if (r.attack === 'tenant' && !(num(r.attack_leaked) === 0)) fails.push('leaked');
     }
     const verdict = fails.length === 0 ? 'pass' : `**FAIL** (${fails.join(', ')})`;
     const tcp = r.legit_tcp_sent === '-' ? '-' : `${r.legit_tcp_ok}/${r.legit_tcp_sent}`;
-    lines.push(`| ${r.server} | ${r.attack} | ${r.legit_p50_ms} | ${r.legit_p99_ms} | ${r.legit_lost}/${r.legit_sent} | ${r.legit_errors} | ${tcp} | ${r.rss_base_mb} → ${r.rss_max_mb} → ${r.rss_after_mb} | ${r.alive} | ${verdict} |`);
+    const attack = r.attack === 'tenant' ? `tenant (${r.attack_leaked} of ${r.attack_received} replies leaked)` : r.attack;
+    lines.push(`| ${r.server} | ${attack} | ${r.legit_p50_ms} | ${r.legit_p99_ms} | ${r.legit_lost}/${r.legit_sent} | ${r.legit_errors} | ${tcp} | ${r.rss_base_mb} → ${r.rss_max_mb} → ${r.rss_after_mb} | ${r.alive} | ${verdict} |`);
   }
   const judged = rows.filter((r) => r.alive !== 'n/a').length;
   const passed = lines.filter((l) => l.endsWith('| pass |')).length;

@@ -12,11 +12,14 @@
 //             header and 1 000 bytes of it, then nothing; reopened 1 s after a close
 //   fuzz      random and mutated UDP packets as fast as the socket takes them
 //   flood     UDP queries for unique random names under --zone (fl.test), as fast as possible
+//   tenant    a tenant of one network asks for another network's names, one query at a time (--conns
+//             (8) at once): o1..o100, o1.pbother.. and the PTRs of 10.97.0.1..100 (the bench's
+//             network pbother); `leaked` counts replies with an answer record (must be 0)
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { framed, query } from './wire.js';
+import { framed, query, replyHead } from './wire.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -37,7 +40,7 @@ const port = Number(opt.port);
 const secs = Number(opt.secs);
 if (!(secs > 0 && secs <= 600)) throw new Error('--secs must be in (0, 600]');
 const endAt = Date.now() + secs * 1000;
-const stats = { kind: opt.kind, sent: 0, received: 0, opened: 0, closed_by_server: 0, connect_errors: 0 };
+const stats = { kind: opt.kind, sent: 0, received: 0, opened: 0, closed_by_server: 0, connect_errors: 0, leaked: 0 };
 const sockets = new Set<net.Socket>();
 
 /** Keep N TCP connections open until the end, each driven by BEHAVE; reopened when closed. */
@@ -188,8 +191,34 @@ switch (opt.kind) {
     blast(() => query(seq & 0xffff, `f${salt}${(seq++).toString(36)}.${opt.zone}`), num(opt.max, 5_000_000));
     break;
   }
+  case 'tenant': {
+    const asks = Array.from({ length: 100 }, (_, i) => [query(0, `o${i + 1}`), query(0, `o${i + 1}.pbother`), query(0, `${i + 1}.0.97.10.in-addr.arpa`, 12)]).flat();
+    const max = num(opt.max, 200_000);
+    for (let c = 0; c < num(opt.conns, 8); c++) {
+      const sock = dgram.createSocket(net.isIPv6(server) ? 'udp6' : 'udp4');
+      let timer: NodeJS.Timeout | undefined;
+      const next = () => {
+        clearTimeout(timer);
+        if (Date.now() >= endAt || stats.sent >= max) { sock.close(); return; }
+        const q = Buffer.from(asks[stats.sent % asks.length]);
+        q.writeUInt16BE(randomInt(65536), 0);
+        stats.sent++;
+        sock.send(q, port, server);
+        timer = setTimeout(next, 1000); // unanswered: the next one
+      };
+      sock.on('message', (msg) => {
+        const head = replyHead(msg);
+        if (!head) return;
+        stats.received++;
+        if (head.answers > 0) stats.leaked++;
+        next();
+      });
+      next();
+    }
+    break;
+  }
   default:
-    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz or flood');
+    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood or tenant');
 }
 
 setTimeout(() => {

@@ -9,6 +9,7 @@ interface Status {
   uptimeSeconds: number;
   ready: boolean;
   problems: string[];
+  warnings?: string[];
   networks: number;
   endpoints: number;
   namespaces: { attached: number; served: number; unserved: string[] };
@@ -36,6 +37,7 @@ function formatStatus(s: Status): string {
   const lines = [
     `nsdns: ${s.ready ? 'ready' : 'NOT READY'} (pid ${s.pid}, up ${s.uptimeSeconds}s)`,
     ...s.problems.map((p) => `  - ${safe(p)}`),
+    ...(s.warnings ?? []).map((w) => `  warning: ${safe(w)}`),
     `networks:    ${s.networks} (${s.endpoints} endpoints)`,
     `namespaces:  ${s.namespaces.served} of ${s.namespaces.attached} served at 127.0.0.11`,
     `upstreams:   ${upstreams}`,

@@ -1,6 +1,8 @@
 // Readiness, as /readyz and `nsdns status` report it: the registry is loaded, every namespace
-// with an endpoint is served at 127.0.0.11, and, when anything may be forwarded, at least one
+// with an endpoint of a provisioned network is served at 127.0.0.11, and, when anything may be forwarded, at least one
 // upstream is not marked failing by recent answers. Passive only: nothing is sent to find out.
+// Readiness is about what the daemon owns: a namespace only a registry file names (one that may
+// not exist yet) is a warning, never a reason to take the daemon out of service.
 import type { Snapshot } from '../registry/registry.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
 
@@ -8,6 +10,8 @@ export interface HealthReport {
   ready: boolean;
   /** What keeps it from being ready, in words; empty when ready. */
   problems: string[];
+  /** Worth knowing, not a reason to be unready (a registry file's namespace not served). */
+  warnings: string[];
   registryLoaded: boolean;
   namespaces: { attached: number; served: number; unserved: string[] };
   /** Every upstream configured anywhere (daemon, host resolv.conf, networks, endpoints). */
@@ -18,6 +22,8 @@ export interface HealthInputs {
   registryLoaded: boolean;
   snapshot: Snapshot;
   isServed(netns: string): boolean;
+  /** Whether `network` is one the daemon provisioned (its own state), not a registry file's. */
+  isProvisioned(network: string): boolean;
   /** The daemon's upstreams and the host's resolvers, as configured. */
   daemonUpstreams: readonly string[];
   isFailing(serverKey: string): boolean;
@@ -33,12 +39,14 @@ export function healthReport(input: HealthInputs): HealthReport {
   const problems: string[] = [];
   if (!input.registryLoaded) problems.push('the registry is still loading');
 
-  const attached = [...input.snapshot.namespaces().keys()];
+  const warnings: string[] = [];
+  const namespaces = input.snapshot.namespaces();
+  const attached = [...namespaces.keys()];
   const unserved = attached.filter((ns) => !input.isServed(ns));
-  if (unserved.length > 0) {
-    const shown = unserved.slice(0, MAX_LISTED).map(printable).join(', ');
-    problems.push(`${unserved.length} of ${attached.length} namespaces not served at 127.0.0.11: ${shown}${unserved.length > MAX_LISTED ? ', ...' : ''}`);
-  }
+  const owned = unserved.filter((ns) => namespaces.get(ns)!.some((e) => input.isProvisioned(e.network)));
+  const named = unserved.filter((ns) => !owned.includes(ns));
+  if (owned.length > 0) problems.push(`${owned.length} of ${attached.length} namespaces not served at 127.0.0.11: ${listed(owned)}`);
+  if (named.length > 0) warnings.push(`${named.length} namespaces named by registry files not served at 127.0.0.11 (missing?): ${listed(named)}`);
 
   const keys = new Set<string>();
   const add = (list: readonly string[]) => {
@@ -63,10 +71,15 @@ export function healthReport(input: HealthInputs): HealthReport {
   return {
     ready: problems.length === 0,
     problems,
+    warnings,
     registryLoaded: input.registryLoaded,
     namespaces: { attached: attached.length, served: attached.length - unserved.length, unserved: unserved.slice(0, MAX_LISTED).map(printable) },
     upstreams,
   };
+}
+
+function listed(namespaces: readonly string[]): string {
+  return `${namespaces.slice(0, MAX_LISTED).map(printable).join(', ')}${namespaces.length > MAX_LISTED ? ', ...' : ''}`;
 }
 
 /** Control and non-ASCII characters escaped: a path goes into a log, a terminal and an HTTP body. */

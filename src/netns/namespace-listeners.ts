@@ -147,8 +147,11 @@ export class NamespaceListeners {
       this.failed.delete(netns);
       this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');
     } catch (err) {
-      this.failed.set(netns, errorMessage(err));
-      this.log.error({ err, netns }, 'cannot serve DNS in namespace');
+      const message = errorMessage(err);
+      // Said once per reason: every registry change tries again, and a namespace a registry file
+      // names may not exist for a long time.
+      if (this.failed.get(netns) !== message) this.log.warn({ err, netns }, 'cannot serve DNS in namespace');
+      this.failed.set(netns, message);
     }
   }
 
