@@ -297,7 +297,8 @@ export class Daemon {
       this.manager.reapVanished().then(
         (lines) => lines.forEach((line) => this.log.warn(line)),
         (err) => this.log.error({ err }, 'looking for vanished namespaces failed'),
-      );
+      // Then the listeners whose namespace was replaced but whose endpoints stay (registry files').
+      ).then(() => this.namespaces.closeReplaced()).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'));
     }, every);
     this.reaper.unref();
   }
