@@ -315,7 +315,9 @@ export class Daemon {
       ).then(() => this.manager.heal()).then(
         (lines) => lines.forEach((line) => this.log.warn(line)),
         (err) => this.log.error({ err }, 'checking links and published ports failed'),
-      ).finally(() => { running = false; });
+      // Then the listeners whose namespace was replaced but whose endpoints stay (registry files').
+      ).then(() => this.namespaces.closeReplaced()).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'))
+        .finally(() => { running = false; });
     }, every);
     this.reaper.unref();
   }

@@ -1,17 +1,23 @@
 // One resolver listener per namespace that has endpoints, reconciled on every registry change:
 // a namespace that gains its first endpoint gets 127.0.0.11:53; one that loses its last has its
-// sockets closed at once (an open socket would keep the namespace alive).
+// sockets closed at once (an open socket would keep the namespace alive). Each listener knows
+// which namespace it bound in (namespace-identity.ts): when the path names another one (deleted
+// and added again), the old sockets are closed and the new namespace is served.
 import { DnsServer, startReceiving } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { namespaceIdentity } from '../namespace-identity.js';
+import type { Endpoint } from '../registry/types.js';
 import type { Binder, NamespaceSockets } from './binder.js';
 
 interface Served {
   server: DnsServer;
   context: ListenerContext;
+  /** The namespace the sockets were bound in; undefined when it could not be looked at. */
+  identity: string | undefined;
 }
 
 export class NamespaceListeners {
@@ -83,9 +89,11 @@ export class NamespaceListeners {
     const wanted = this.registry.current().namespaces();
     const work: Promise<void>[] = [];
     for (const [netns, served] of this.served) {
-      if (wanted.has(netns)) continue;
+      const endpoints = wanted.get(netns);
+      if (endpoints && !boundElsewhere(netns, served, endpoints)) continue;
       this.served.delete(netns);
-      work.push(served.server.close().then(() => this.log.info({ netns }, 'namespace has no endpoint left; its resolver sockets are closed')));
+      const why = endpoints ? 'namespace was replaced by a new one of the same name; the old one\'s resolver sockets are closed' : 'namespace has no endpoint left; its resolver sockets are closed';
+      work.push(served.server.close().then(() => this.log.info({ netns }, why)));
     }
     for (const netns of wanted.keys()) if (!this.served.has(netns)) work.push(this.start(netns));
     return Promise.all(work).then(() => undefined);
@@ -107,8 +115,10 @@ export class NamespaceListeners {
     return this.served.has(netns);
   }
 
+  /** Served, and in the namespace the path names now (not one deleted and added again since). */
   isServed(netns: string): boolean {
-    return this.served.has(netns);
+    const served = this.served.get(netns);
+    return served !== undefined && (served.identity === undefined || served.identity === namespaceIdentity(netns));
   }
 
   failure(netns: string): string | undefined {
@@ -132,8 +142,30 @@ export class NamespaceListeners {
     return starting;
   }
 
+  /**
+   * The reaper's pass: closes the listeners whose path now names another namespace, or none (the
+   * sockets would keep the old one alive), then binds the new one where endpoints still want it.
+   */
+  async closeReplaced(): Promise<void> {
+    if (this.frozen || this.closed) return;
+    const work: Promise<void>[] = [];
+    for (const [netns, served] of this.served) {
+      if (served.identity === undefined) continue;
+      const now = namespaceIdentity(netns);
+      if (now === served.identity) continue;
+      this.served.delete(netns);
+      const why = now === undefined ? 'namespace is gone; its resolver sockets are closed' : 'namespace was replaced by a new one of the same name; the old one\'s resolver sockets are closed';
+      work.push(served.server.close().then(() => this.log.warn({ netns }, why)));
+    }
+    if (work.length === 0) return;
+    await Promise.all(work);
+    await this.reconcile();
+  }
+
   private async bind(netns: string): Promise<void> {
     try {
+      // Before the bind: a namespace replaced in between is caught by the next check.
+      const identity = namespaceIdentity(netns);
       const sockets = await this.bindSlots.run(() => this.binder.bind(netns));
       if (!this.registry.current().namespaces().has(netns)) {
         // Its last endpoint went while we were binding: let the namespace go.
@@ -143,7 +175,7 @@ export class NamespaceListeners {
       }
       const context = namespaceContext(netns, this.registry);
       const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpBudget, this.log.child({ netns }));
-      this.served.set(netns, { server, context });
+      this.served.set(netns, { server, context, identity });
       this.failed.delete(netns);
       this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');
     } catch (err) {
@@ -164,7 +196,7 @@ export class NamespaceListeners {
     const server = new DnsServer(sockets.udp, sockets.tcp, this.resolver, context, this.tcpBudget, this.log.child({ netns }));
     // Paused on arrival (handover.ts): what waited in the buffer is read now.
     startReceiving(sockets.udp);
-    this.served.set(netns, { server, context });
+    this.served.set(netns, { server, context, identity: namespaceIdentity(netns) });
     this.log.info({ netns }, 'serving DNS at 127.0.0.11:53 in namespace (sockets taken over)');
   }
 
@@ -214,6 +246,17 @@ class Semaphore {
       this.waiting.shift()?.();
     }
   }
+}
+
+/**
+ * Whether a listener serves another namespace than its endpoints were connected to, and not the
+ * one the path names now (a stale endpoint is the reaper's; the listener then stays).
+ */
+function boundElsewhere(netns: string, served: Served, endpoints: readonly Endpoint[]): boolean {
+  if (served.identity === undefined) return false;
+  const connected = endpoints.find((e) => e.netnsIdentity !== undefined)?.netnsIdentity;
+  if (connected === undefined || connected === served.identity) return false;
+  return namespaceIdentity(netns) !== served.identity;
 }
 
 /** What a namespace sees: the networks its endpoints are on; its endpoints pick the upstreams. */

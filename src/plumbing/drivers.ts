@@ -3,6 +3,7 @@
 // to check decisions (conflicts, pools, names, routes) and to make a step fail on purpose. What
 // the kernel does with a request is tested against the kernel (test/privileged), never a fake.
 import { existsSync } from 'node:fs';
+import { namespaceIdentity } from '../namespace-identity.js';
 import {
   addDefaultRoutes, attachLink, createBridge, createEndpointLink, defaultRoutes, deleteLink, hostLinkStates, hostPrefixes, namespaceLinksKind, setSysctl,
   type BridgeSpec, type EndpointLinkSpec, type LinkState,
@@ -35,6 +36,8 @@ export interface HostInspector {
   prefixes(): Promise<string[]>;
   /** Whether a namespace file (/run/netns/NAME, /proc/PID/ns/net) exists now. */
   namespaceExists(path: string): boolean;
+  /** Which namespace a path names now (namespace-identity.ts); unset: not looked at (fakes). */
+  namespaceIdentity?(path: string): string | undefined;
 }
 
 export const kernelLinks: LinkDriver = {
@@ -47,4 +50,5 @@ export const kernelHost: HostInspector = {
   linkStates: hostLinkStates,
   prefixes: hostPrefixes,
   namespaceExists: existsSync,
+  namespaceIdentity,
 };

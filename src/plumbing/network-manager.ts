@@ -240,8 +240,14 @@ export class NetworkManager {
 
   async connect(req: ConnectRequest): Promise<Endpoint> {
     const clock = new StageClock();
-    const target = resolveTarget(req.target, (p) => this.host.namespaceExists(p));
-    const plan = await this.lock.run(() => this.planner.endpoint(req, target));
+    const found = resolveTarget(req.target, (p) => this.host.namespaceExists(p));
+    const identity = this.host.namespaceIdentity?.(found.path);
+    const target = identity === undefined ? found : { ...found, identity };
+    const plan = await this.lock.run(async () => {
+      // A namespace deleted and added again under this name: the old one's endpoints go first.
+      for (const line of await this.reapGone(target.path)) this.deps.log.warn(line);
+      return this.planner.endpoint(req, target);
+    });
     clock.lap('plan');
     const { endpoint, network } = plan;
     let committed = false;
@@ -432,22 +438,38 @@ export class NetworkManager {
 
   /**
    * Endpoints whose namespace is gone while the daemon runs (`ip netns del`, the process behind a
-   * /proc/PID path exited): their links, addresses and entries are removed, which also lets the
-   * namespace listener close its sockets so the kernel can free the namespace.
+   * /proc/PID path exited, or a new namespace added under the old name): their links, addresses
+   * and entries are removed, which also lets the namespace listener close its sockets so the
+   * kernel can free the namespace.
    */
   reapVanished(): Promise<string[]> {
-    return this.lock.run(async () => {
-      const report: string[] = [];
-      for (const record of this.records()) {
-        if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
-        const gone = record.endpoints.filter((e) => e.netns !== undefined && !this.host.namespaceExists(e.netns));
-        if (gone.length === 0) continue;
-        for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} is gone`);
-        const failures = await runAll(this.endpointTeardown(record, gone));
-        report.push(...failureLines(failures).map((l) => `network "${record.network.name}": ${l}`));
-      }
-      return report;
-    });
+    return this.lock.run(() => this.reapGone());
+  }
+
+  /** reapVanished, under the lock; `only`: look at the endpoints in this namespace path only. */
+  private async reapGone(only?: string): Promise<string[]> {
+    const report: string[] = [];
+    for (const record of this.records()) {
+      if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
+      const gone = record.endpoints.filter((e) => (only === undefined || e.netns === only) && this.namespaceGone(e) !== undefined);
+      if (gone.length === 0) continue;
+      for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} ${this.namespaceGone(e)}`);
+      const failures = await runAll(this.endpointTeardown(record, gone));
+      report.push(...failureLines(failures).map((l) => `network "${record.network.name}": ${l}`));
+    }
+    return report;
+  }
+
+  /**
+   * Why an endpoint's namespace is no longer the one it was connected to (as the end of a
+   * sentence), or undefined while it is.
+   */
+  private namespaceGone(e: Endpoint): string | undefined {
+    if (e.netns === undefined) return undefined;
+    if (e.netnsIdentity === undefined || !this.host.namespaceIdentity) return this.host.namespaceExists(e.netns) ? undefined : 'is gone';
+    const now = this.host.namespaceIdentity(e.netns);
+    if (now === undefined) return 'is gone';
+    return now === e.netnsIdentity ? undefined : 'was replaced by a new namespace of the same name';
   }
 
   /**
@@ -475,9 +497,9 @@ export class NetworkManager {
       })));
       const links = await this.host.linkNames();
       for (const record of this.ownRecords()) {
-        const gone = record.endpoints.filter((e) => e.netns !== undefined && (!this.host.namespaceExists(e.netns) || (e.hostIf !== undefined && !links.has(e.hostIf))));
+        const gone = record.endpoints.filter((e) => e.netns !== undefined && (this.namespaceGone(e) !== undefined || (e.hostIf !== undefined && !links.has(e.hostIf))));
         if (gone.length === 0) continue;
-        for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} or its link is gone`);
+        for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: ${whyGone(e, this.namespaceGone(e))}`);
         vanished.push(...gone.map((e) => e.netns!));
         // Firewall and resolv.conf follow below, once for all networks.
         failures.push(...await runAll(this.endpointTeardown(record, gone, false)));
@@ -544,6 +566,10 @@ export class NetworkManager {
   plumbingProblems(): string[] {
     return [...this.linkProblems, ...this.ports.problems()];
   }
+}
+
+function whyGone(e: Endpoint, namespace: string | undefined): string {
+  return namespace !== undefined ? `its namespace ${e.netns} ${namespace}` : `its link ${e.hostIf} is gone`;
 }
 
 function prefixOf(subnet: string): number {

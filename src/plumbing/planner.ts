@@ -183,7 +183,7 @@ export class Planner {
     const v6Subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv6');
     const endpoint: Endpoint = {
       id, network: network.name, name, aliases, ipv4: ipv4 ? [ipv4] : [], ipv6: ipv6 ? [ipv6] : [],
-      upstreams: req.dns ?? [], netns: target.path, ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
+      upstreams: req.dns ?? [], netns: target.path, ...(target.identity !== undefined && { netnsIdentity: target.identity }), ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
       mac: req.mac !== undefined ? checkMac(req.mac) : macFor(ipv4), ports,
       ...optional('services', services.length > 0 ? services : undefined),
       ...optional('labels', labels),

@@ -7,6 +7,7 @@ import { NsdnsError } from '../errors.js';
 import { toRecord } from '../registry/document.js';
 import { isIfname, isNetnsPath } from '../registry/fields.js';
 import type { NetworkRecord } from '../registry/types.js';
+import { NAMESPACE_IDENTITY } from '../namespace-identity.js';
 
 export { STATE_SOURCE } from '../registry/registry.js';
 
@@ -26,6 +27,33 @@ export async function writeFileAtomic(file: string, content: string, mode = 0o64
 /** Temp files of atomic writes a killed process never renamed: they hold nothing committed. */
 async function removeTempFiles(dir: string): Promise<void> {
   for (const f of await readdir(dir)) if (f.endsWith('.tmp')) await rm(path.join(dir, f), { force: true });
+}
+
+/**
+ * A state file is a registry document plus what only the daemon writes: each endpoint's
+ * netnsIdentity, taken out before the document is validated (registry files may not set it) and
+ * put back on the endpoint it came with.
+ */
+function withIdentities(data: unknown, file: string): NetworkRecord {
+  const identities = new Map<string, string>();
+  const endpoints = (data as { endpoints?: unknown } | null)?.endpoints;
+  if (Array.isArray(endpoints)) {
+    (data as { endpoints: unknown[] }).endpoints = endpoints.map((e: unknown) => {
+      if (typeof e !== 'object' || e === null || !('netnsIdentity' in e)) return e;
+      const { netnsIdentity, ...rest } = e as Record<string, unknown>;
+      if (typeof netnsIdentity !== 'string' || !NAMESPACE_IDENTITY.test(netnsIdentity) || typeof rest.id !== 'string') {
+        throw new NsdnsError('ERR_STATE', `state file ${file} is unreadable: an endpoint's netnsIdentity is not DEV:INO with its id`);
+      }
+      identities.set(rest.id, netnsIdentity);
+      return rest;
+    });
+  }
+  const record = toRecord(data, file);
+  for (const e of record.endpoints) {
+    const identity = identities.get(e.id);
+    if (identity !== undefined) e.netnsIdentity = identity;
+  }
+  return record;
 }
 
 export class StateStore {
@@ -50,7 +78,7 @@ export class StateStore {
         // JSON.parse's message quotes the file: say only that it is not JSON.
         throw new NsdnsError('ERR_STATE', `state file ${file} is unreadable: ${err instanceof SyntaxError ? 'not valid JSON' : (err as Error).message}`, { cause: err });
       }
-      records.push(toRecord(data, file));
+      records.push(withIdentities(data, file));
     }
     return records;
   }

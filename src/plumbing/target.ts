@@ -16,6 +16,8 @@ export interface NamespaceTarget {
   name?: string;
   /** How messages name it, in the caller's words: `namespace "web"`, `the namespace of PID 42`. */
   shown: string;
+  /** Which namespace the path names now (namespace-identity.ts), when it was looked at. */
+  identity?: string;
 }
 
 function shownAs(target: string, name: string | undefined): string {

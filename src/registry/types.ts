@@ -80,6 +80,11 @@ export interface Endpoint {
   upstreams: string[];
   /** The namespace the endpoint lives in (a path such as /run/netns/NAME), when nsdns serves it. */
   netns?: string;
+  /**
+   * Which namespace `netns` was when nsdns connected the endpoint (namespace-identity.ts): a
+   * namespace deleted and added again under the same name is another one. Set by connect only.
+   */
+  netnsIdentity?: string;
   ifname?: string;
   hostIf?: string;
   mac?: string;

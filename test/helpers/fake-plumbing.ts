@@ -145,10 +145,19 @@ export class FakeHost implements HostInspector {
     return this.namespaces.has(p);
   }
 
-  /** A namespace as `ip netns add NAME` makes one; returns its path. */
+  /** Namespaces made by addNamespace have an identity; those added to `namespaces` directly none. */
+  private readonly identities = new Map<string, string>();
+  private made = 0;
+
+  namespaceIdentity(p: string): string | undefined {
+    return this.namespaces.has(p) ? this.identities.get(p) : undefined;
+  }
+
+  /** A namespace as `ip netns add NAME` makes one (again: a new one at the same path); returns its path. */
   addNamespace(name: string): string {
     const p = `/run/netns/${name}`;
     this.namespaces.add(p);
+    this.identities.set(p, `4:${4026531840 + ++this.made}`);
     return p;
   }
 }
