@@ -39,6 +39,11 @@ export const configSchema = z.object({
   /** Limits on registry files: anything larger is refused with a log line, never read. */
   registryFiles: z.object({
     maxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+    /**
+     * Ranges a file's health checks may probe besides its networks' subnets (which never include
+     * loopback, link-local or the host's own addresses). Here only, never in a file.
+     */
+    probeAllow: z.array(cidr).max(256).default([]),
   }).strict().prefault({}),
   /**
    * Who a host listener answers (CIDRs). Absent: loopback and the host's own connected subnets,
