@@ -42,7 +42,7 @@ describe('health probes from registry files', () => {
     files.write('allowed.yaml', `name: allowed\nendpoints:\n  - {name: lab, ipv4: 127.0.0.2, healthCheck: ${check(allowed.port)}}\n`);
     const config = tempDir();
     cleanups.push(config.cleanup);
-    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0', '--config', config.write('c.yaml', 'registryFiles:\n  probeAllow: [127.0.0.2/32]\n')]);
+    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0', '--no-resolv-conf', '--config', config.write('c.yaml', 'registryFiles:\n  probeAllow: [127.0.0.2/32]\n')]);
     cleanups.push(() => daemon.stop());
 
     await until(() => allowed.paths.length >= 5, 'the allowed endpoint to be probed 5 times');
