@@ -87,6 +87,7 @@ export class NamespaceListeners {
       this.served.delete(netns);
       work.push(served.server.close().then(() => this.log.info({ netns }, 'namespace has no endpoint left; its resolver sockets are closed')));
     }
+    for (const netns of this.failed.keys()) if (!wanted.has(netns)) this.failed.delete(netns);
     for (const netns of wanted.keys()) if (!this.served.has(netns)) work.push(this.start(netns));
     return Promise.all(work).then(() => undefined);
   }
@@ -147,8 +148,13 @@ export class NamespaceListeners {
       this.failed.delete(netns);
       this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');
     } catch (err) {
-      this.failed.set(netns, errorMessage(err));
-      this.log.error({ err, netns }, 'cannot serve DNS in namespace');
+      // Every registry change tries an unserved namespace again; one failing the same way again
+      // is not news: one failure, one error line (the next one that differs is logged).
+      const message = errorMessage(err);
+      const again = this.failed.get(netns) === message;
+      this.failed.set(netns, message);
+      if (again) this.log.debug({ netns, reason: message }, 'still cannot serve DNS in namespace');
+      else this.log.error({ err, netns }, 'cannot serve DNS in namespace');
     }
   }
 
