@@ -4,6 +4,7 @@ import './v8-flags.js';
 import { run } from './cli/cli.js';
 
 run(process.argv).catch((err) => {
-  process.stderr.write(`nsdns: ${err instanceof Error ? err.message : String(err)}\n`);
+  // `reported`: already logged (with its stack) where it happened; one failure, one line.
+  if (err?.reported !== true) process.stderr.write(`nsdns: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(typeof err?.exitCode === 'number' ? err.exitCode : 1);
 });

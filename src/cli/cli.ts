@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, UsageError, collect, wholeNumber as int } from './options.js';
 import { recordTypeName } from '../wire/names.js';
+import { NsdnsError } from '../errors.js';
 import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
@@ -83,9 +84,12 @@ export async function run(argv: string[]): Promise<void> {
       try {
         await Daemon.start(flags, log, config);
       } catch (err) {
+        // One failure, one line: a failure nsdns knows (NsdnsError) has a message made for people,
+        // printed once by main.ts; anything else is a bug, logged once here with its stack.
+        if (err instanceof NsdnsError) throw err;
         log.fatal({ err }, 'cannot start');
         log.flush?.();
-        throw err;
+        throw Object.assign(new Error('cannot start'), { reported: true });
       }
     });
 

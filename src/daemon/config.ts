@@ -39,6 +39,11 @@ export const configSchema = z.object({
   /** Limits on registry files: anything larger is refused with a log line, never read. */
   registryFiles: z.object({
     maxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+    /**
+     * Ranges a file's health checks may probe besides its networks' subnets (which never include
+     * loopback, link-local or the host's own addresses). Here only, never in a file.
+     */
+    probeAllow: z.array(cidr).max(256).default([]),
   }).strict().prefault({}),
   /**
    * Who a host listener answers (CIDRs). Absent: loopback and the host's own connected subnets,
@@ -68,6 +73,11 @@ export const configSchema = z.object({
     maxBytes: z.number().int().min(65536).default(32 * 1024 * 1024),
     /** The part of maxBytes one namespace (or host-listener client address) may hold. */
     tenantShare: z.number().gt(0).max(1).default(0.25),
+    /**
+     * shared: tenants asking the same upstreams share entries (the remaining TTL shows what another
+     * asked lately); network: entries are kept apart per set of networks a client sees.
+     */
+    scope: z.enum(['shared', 'network']).default('shared'),
   }).strict().prefault({}),
   forward: z.object({
     timeoutMs: z.number().int().min(10).default(1500),

@@ -102,7 +102,7 @@ export class Daemon {
       namespaceNotComing: (netns) => this.namespaces.cancel(netns),
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
-    this.prober = new HealthProber(this.registry, log.child({ module: 'health' }));
+    this.prober = new HealthProber(this.registry, log.child({ module: 'health' }), { scope: { allow: () => this.config.registryFiles.probeAllow } });
     const handlers = {
       ...controlHandlers({
         registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,

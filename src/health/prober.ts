@@ -17,10 +17,11 @@
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
-import type { Endpoint, HealthCheck, HealthState } from '../registry/types.js';
+import type { Endpoint, HealthCheck, HealthState, Network } from '../registry/types.js';
 import { Kind, MAX_SLOTS, NativeProber, errnoName, nativeProbeAvailable } from './native.js';
 import { codeText, probeFor, type Probe } from './probes.js';
 import { HealthMachine, type ProbeResult } from './state-machine.js';
+import { hostAddresses, probeTarget } from './probe-scope.js';
 
 /** Probes due within one tick start together: a tick is a tenth of the shortest interval, within these. */
 const TICK_MIN_MS = 50;
@@ -38,6 +39,12 @@ export interface ProberOptions {
    * the built one, unless NSDNS_NATIVE=0 or a `probe` is given).
    */
   native?: false | string;
+  /**
+   * Probes only where probe-scope.ts allows (inside the network's subnets, never the host's own
+   * addresses), plus the operator's `allow` ranges. The daemon always passes it; tests of the
+   * scheduling alone leave it out and probe wherever the endpoint's address is.
+   */
+  scope?: { allow(): readonly string[] };
 }
 
 /** What inspect and debug show of one probed endpoint. */
@@ -103,6 +110,9 @@ export class HealthProber {
   private readonly maxConcurrent: number;
   private readonly probe: (check: HealthCheck) => Probe;
   private readonly spread: () => number;
+  private readonly scope: ProberOptions['scope'];
+  /** Endpoints (and networks) already logged as not probed: one line each, not one per change. */
+  private readonly refusedLogged = new Set<string>();
   private running = false;
   /** Probe results so far, for the metrics: plain counters, read at scrape time. */
   readonly results = { ok: 0, failed: 0 };
@@ -126,6 +136,7 @@ export class HealthProber {
     this.maxConcurrent = Math.max(1, options.maxConcurrent ?? 256);
     this.probe = options.probe ?? probeFor;
     this.spread = options.spread ?? Math.random;
+    this.scope = options.scope;
     const native = options.native ?? (options.probe === undefined && nativeProbeAvailable() ? undefined : false);
     this.nativeBinary = native === false ? undefined : native ?? '';
   }
@@ -218,9 +229,10 @@ export class HealthProber {
     if (!this.running) return;
     const compiled = snapshot.networks.get(network);
     const present = new Set<string>();
+    let host: Set<string> | undefined;
     for (const e of compiled?.notable ?? []) {
       if (!e.healthCheck) continue;
-      const address = e.ipv4[0] ?? e.ipv6[0];
+      const address = this.scope ? this.scopedAddress(e, compiled!.network, (host ??= hostAddresses())) : e.ipv4[0] ?? e.ipv6[0];
       if (address === undefined) continue;
       present.add(e.id);
       const key = `${address}|${JSON.stringify(e.healthCheck)}`;
@@ -241,6 +253,22 @@ export class HealthProber {
       this.registry.health.delete(t.network, t.id);
     }
     this.tickMs = Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, Math.floor(shortest / 10)));
+  }
+
+  /** The address to probe, or undefined (logged once, naming the network's source) when it may not be probed. */
+  private scopedAddress(e: Endpoint, network: Network, host: ReadonlySet<string>): string | undefined {
+    const target = probeTarget(e, network, this.scope!.allow(), host);
+    if ('address' in target) return target.address;
+    const subnetless = network.subnets.length === 0;
+    const key = subnetless ? `${network.name}\0` : `${network.name}\0${e.id}\0${target.refused}`;
+    if (!this.refusedLogged.has(key)) {
+      if (this.refusedLogged.size >= 4096) this.refusedLogged.clear();
+      this.refusedLogged.add(key);
+      const source = printable(this.registry.sourceOf(network.name) ?? 'unknown', 200);
+      const what = subnetless ? `network "${printable(network.name, 80)}" (${source}): no health probes` : `endpoint "${printable(e.name, 80)}" on network "${printable(network.name, 80)}" (${source}) is not probed`;
+      this.log.warn({ network: network.name, endpoint: subnetless ? undefined : e.name, source }, `${what}: ${target.refused}; registryFiles.probeAllow in the daemon's configuration can allow a range`);
+    }
+    return undefined;
   }
 
   private add(e: Endpoint, network: string, address: string, key: string): void {

@@ -95,6 +95,7 @@ export class NamespaceListeners {
       const why = endpoints ? 'namespace was replaced by a new one of the same name; the old one\'s resolver sockets are closed' : 'namespace has no endpoint left; its resolver sockets are closed';
       work.push(served.server.close().then(() => this.log.info({ netns }, why)));
     }
+    for (const netns of this.failed.keys()) if (!wanted.has(netns)) this.failed.delete(netns);
     for (const netns of wanted.keys()) if (!this.served.has(netns)) work.push(this.start(netns));
     return Promise.all(work).then(() => undefined);
   }
@@ -179,11 +180,13 @@ export class NamespaceListeners {
       this.failed.delete(netns);
       this.log.info({ netns, networks: context.view().networkNames }, 'serving DNS at 127.0.0.11:53 in namespace');
     } catch (err) {
+      // Every registry change tries an unserved namespace again, and a namespace a registry file
+      // names may not exist for a long time: one failure, one line (the next that differs is logged).
       const message = errorMessage(err);
-      // Said once per reason: every registry change tries again, and a namespace a registry file
-      // names may not exist for a long time.
-      if (this.failed.get(netns) !== message) this.log.warn({ err, netns }, 'cannot serve DNS in namespace');
+      const again = this.failed.get(netns) === message;
       this.failed.set(netns, message);
+      if (again) this.log.debug({ netns, reason: message }, 'still cannot serve DNS in namespace');
+      else this.log.warn({ err, netns }, 'cannot serve DNS in namespace');
     }
   }
 

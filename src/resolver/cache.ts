@@ -21,6 +21,8 @@ export interface CacheOptions {
   maxBytes: number;
   /** The part of maxBytes (0-1] one tenant may hold. */
   tenantShare: number;
+  /** 'network': the networks a client sees are part of the key (resolver.ts), so tenants on other networks never share an entry. */
+  scope?: 'shared' | 'network';
 }
 
 interface Entry {

@@ -235,11 +235,21 @@ export class Resolver {
     let entry = perView.get(key);
     if (!entry || entry.host !== host) {
       const servers = view.canForward ? this.upstreamsFor(view, client, listener) : this.internalUpstreams(view, client, listener);
-      entry = { servers, key: servers.map((s) => s.key).join(','), host };
+      entry = { servers, key: this.scoped(servers.map((s) => s.key).join(','), view), host };
       if (perView.size >= 4096) perView.clear();
       perView.set(key, entry);
     }
     return entry;
+  }
+
+  /**
+   * The upstreams' part of the cache key, with the view's networks when the cache is kept apart per
+   * network (`cache.scope: network`): then another tenant cannot read from an entry's remaining
+   * TTL what this one asked. Names are escaped so the key keeps no '|'.
+   */
+  private scoped(serversKey: string, view: View): string {
+    if (this.forwarder.cache.options.scope !== 'network') return serversKey;
+    return `${serversKey};${view.networkNames.map(encodeURIComponent).sort().join(',')}`;
   }
 
   /** RA: whether a query from this view could be forwarded at all. */

@@ -1,9 +1,11 @@
-// The cache as an operator sees it in /metrics: large forwarded answers (over TCP, as a tenant
+// The cache as an operator and its tenants see it: large forwarded answers (over TCP, as a tenant
 // asking for many big records would get them) never take it over its byte bound or one tenant's
-// share of it.
+// share of it (read from /metrics), and with `cache.scope: network` a tenant on other networks is
+// never served from another's entry (counted at the upstream).
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { startDaemon } from '../helpers/daemon.js';
+import path from 'node:path';
+import { ROOT, startDaemon } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -32,7 +34,7 @@ describe('cache bounded in bytes', () => {
     const dir = tempDir();
     cleanups.push(dir.cleanup);
     const config = dir.write('c.yaml', 'cache:\n  maxBytes: 1048576\n  tenantShare: 0.25\n');
-    const daemon = await startDaemon(['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--config', config, '--upstream', up.spec]);
+    const daemon = await startDaemon(['--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--config', config, '--no-resolv-conf', '--upstream', up.spec]);
     cleanups.push(() => daemon.stop());
     const metrics = String((await daemon.waitForLog((l) => l.msg === 'ready')).metrics);
 
@@ -50,5 +52,32 @@ describe('cache bounded in bytes', () => {
     assert.equal(up.received.length, asked, 'big39.test came from the cache');
     await dig(daemon.server, '+tcp', 'big0.test');
     assert.equal(up.received.length, asked + 1, 'big0.test was asked again');
+  });
+});
+
+describe('cache scope', () => {
+  /** How many times the upstream is asked for one name by clients of two listeners, each seeing one network. */
+  async function askedAcrossNetworks(config: string | undefined): Promise<number> {
+    const up = await FakeUpstream.start({ zone: { 'out.test': ['192.0.2.5'] } });
+    cleanups.push(() => up.stop());
+    const args = ['--registry', path.join(ROOT, 'fixtures/lab'), '--listen', '127.0.0.1:0=lab', '--listen', '127.0.0.1:0=ops', '--no-resolv-conf', '--upstream', up.spec];
+    if (config) {
+      const dir = tempDir();
+      cleanups.push(dir.cleanup);
+      args.push('--config', dir.write('c.yaml', config));
+    }
+    const daemon = await startDaemon(args);
+    cleanups.push(() => daemon.stop());
+    const [lab, ops] = daemon.ports.map((port) => `127.0.0.1:${port}`);
+    for (const server of [lab, ops, lab, ops]) assert.deepEqual((await dig(server, 'out.test')).answers.map((a) => a.data), ['192.0.2.5']);
+    return up.countFor('out.test');
+  }
+
+  it('is shared by default: a tenant on another network is served from the first one\'s entry', async () => {
+    assert.equal(await askedAcrossNetworks(undefined), 1);
+  });
+
+  it('with scope network, keeps entries apart per network: each tenant\'s first query goes upstream', async () => {
+    assert.equal(await askedAcrossNetworks('cache:\n  scope: network\n'), 2);
   });
 });

@@ -39,6 +39,9 @@ describe('configuration', () => {
       const r = await nsdns('serve', '--state-dir', own.dir, '--socket', path.join(own.dir, 'nsdns.sock'), '--listen', first.server, '--no-resolv-conf');
       assert.equal(r.exitCode, 1);
       assert.match(r.stderr, /cannot listen on udp 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+      // One failure, one line: no second report (a JSON line with the stack) of the same failure.
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.doesNotMatch(r.stdout, /cannot start|"stack"/);
     } finally {
       await first.stop();
       own.cleanup();

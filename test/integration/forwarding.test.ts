@@ -46,7 +46,7 @@ describe('failover', () => {
     const dead = await upstream({ behaviour: 'silent' });
     const dir = tempDir();
     cleanups.push(dir.cleanup);
-    const d = await daemon(['--upstream', dead.spec, '--cache-size', '0', '--config', dir.write('c.yaml', 'forward:\n  timeoutMs: 200\n  budgetMs: 400\n')]);
+    const d = await daemon(['--upstream', dead.spec, '--cache-size', '0', '--no-resolv-conf', '--config', dir.write('c.yaml', 'forward:\n  timeoutMs: 200\n  budgetMs: 400\n')]);
     for (let i = 0; i < 6; i++) assert.equal((await dig(d.server, `n${i}.test`)).status, 'SERVFAIL');
     assert.equal(dead.received.length, 3, 'asked until known dead (3 timeouts in a row), then not within its probe interval');
   });

@@ -321,7 +321,10 @@ describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: 
   - {name: down, aliases: [pool], ipv4: 127.0.0.10, healthCheck: ${hc(up.port)}}
 `);
     // NSDNS_NATIVE=0 is how a user turns the native helpers off.
-    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0'], { env: { NSDNS_NATIVE: kind === 'node' ? '0' : '1' } });
+    // Loopback is probed only where the operator allows it (registry files never may).
+    const configDir = tempDir();
+    const config = configDir.write('c.yaml', 'registryFiles:\n  probeAllow: [127.0.0.0/8]\n');
+    const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0', '--no-resolv-conf', '--config', config], { env: { NSDNS_NATIVE: kind === 'node' ? '0' : '1' } });
     try {
       await daemon.waitForLog((l) => l.prober === kind && /health checks: probing 2 endpoint\(s\)/.test(l.msg), 5000);
       await daemon.waitForLog((l) => l.endpoint === 'down' && l.status === 'unhealthy', 5000);
@@ -341,6 +344,7 @@ describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: 
       await daemon.stop();
       await up.close();
       files.cleanup();
+      configDir.cleanup();
     }
   });
 });
