@@ -3,8 +3,7 @@
 // holding only itself, the concurrency bound, following registry changes) with a probe function
 // that records when it is called.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { silentLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -112,7 +111,22 @@ function registryWith(n: number, hc: Partial<HealthCheck> = {}): { registry: Reg
   return { registry, ids: record.endpoints.map((e) => e.id) };
 }
 
+/**
+ * Runs the prober's clock `ms` forward on the mocked timers, 10 ms at a time, letting promises
+ * settle between steps: the schedule is the behaviour here, and a busy machine's real clock would
+ * bunch late ticks together.
+ */
+async function advance(ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 10) {
+    mock.timers.tick(10);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 describe('health prober schedule', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
+  afterEach(() => mock.timers.reset());
+
   it('spreads first probes over the interval instead of firing them together', async () => {
     const { registry } = registryWith(10, { intervalMs: 1000 });
     const first = new Map<string, number>();
@@ -121,7 +135,7 @@ describe('health prober schedule', () => {
     const probe: Probe = (address, _c, done) => { if (!first.has(address)) first.set(address, Date.now() - started); done(result(true)); return () => undefined; };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => (i++ % 10) / 10 }).start();
     try {
-      await sleep(1100);
+      await advance(1100);
       const times = [...first.values()].sort((a, b) => a - b);
       assert.equal(times.length, 10);
       assert.ok(times[9] - times[0] >= 700, `first probes at ${times.join(', ')} ms`);
@@ -150,7 +164,7 @@ describe('health prober schedule', () => {
     };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, maxConcurrent: 2, spread: () => 0 }).start();
     try {
-      await sleep(1000);
+      await advance(1000);
       assert.equal(counts.get('10.0.0.1'), 1, 'the hanging probe is not started again while it runs');
       for (const a of ['10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']) assert.ok((counts.get(a) ?? 0) >= 5, `${a} probed ${counts.get(a)} times in 1 s at 100 ms`);
       assert.ok(most <= 2, `${most} probes ran at once`);
@@ -173,7 +187,7 @@ describe('health prober schedule', () => {
     };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
-      await sleep(250);
+      await advance(250);
       assert.ok(stops >= 1, 'the hanging probe was stopped');
       assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy']);
       for (const id of ids) assert.equal(prober.info(id)?.log.at(-1)?.detail, 'timed out after 100 ms');
@@ -191,14 +205,14 @@ describe('health prober schedule', () => {
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
       assert.deepEqual(ids.map((id) => registry.health.get(id)), ['starting', 'starting']);
-      await sleep(250);
+      await advance(250);
       assert.deepEqual(ids.map((id) => registry.health.get(id)), ['unhealthy', 'unhealthy']);
       // e1 leaves the network: no more probes, and its state goes.
       registry.setNetwork(parseDocumentText('name: p\nendpoints:\n  - {name: e0, aliases: [pool], ipv4: 10.0.0.1, healthCheck: {type: tcp, port: 80, intervalMs: 100, timeoutMs: 100, retries: 1}}\n', 'p.yaml'), 'test');
       assert.equal(prober.size, 1);
       assert.equal(registry.health.get(ids[0]), 'unhealthy', 'an unchanged check keeps its state');
       probed.length = 0;
-      await sleep(250);
+      await advance(250);
       assert.ok(!probed.includes('10.0.0.2'));
       assert.ok(probed.includes('10.0.0.1'));
       // A state set from outside holds until the next result changes it.
