@@ -1,8 +1,7 @@
 // What the health-probe tests share: a logger whose lines a test reads, a TCP listener that can go
-// away and come back on the same port (an endpoint going down and up), and a wait for a state.
+// away and come back on the same port (an endpoint going down and up).
 import net from 'node:net';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../src/log.js';
 
 export interface Line { level: number; msg: string; [k: string]: unknown }
@@ -37,13 +36,3 @@ export class Listener {
   }
 }
 
-/** Polls `get` until `ok` holds, or fails naming what it still saw. */
-export async function until<T>(what: string, get: () => T, ok: (v: T) => boolean, timeoutMs = 4000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = get();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}

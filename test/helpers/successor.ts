@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { MAIN, ROOT } from './daemon.js';
+import { waitFor } from './wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -34,14 +35,11 @@ export async function pingPid(socket: string): Promise<number | undefined> {
 }
 
 /** Waits until the pid file names a live process other than `oldPid` and the control socket answers with it. */
-export async function waitForSuccessor(stateDir: string, socket: string, oldPid: number, timeoutMs = 15_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+export async function waitForSuccessor(stateDir: string, socket: string, oldPid: number, timeoutMs = 30_000): Promise<number> {
+  return waitFor(async () => {
     const pid = pidFile(stateDir);
-    if (pid !== undefined && pid !== oldPid && isAlive(pid) && (await pingPid(socket)) === pid) return pid;
-    await sleep(100);
-  }
-  throw new Error(`no successor of pid ${oldPid} within ${timeoutMs} ms (pid file: ${pidFile(stateDir)})`);
+    return pid !== undefined && pid !== oldPid && isAlive(pid) && (await pingPid(socket)) === pid ? pid : undefined;
+  }, { timeoutMs, everyMs: 100, what: `a successor of pid ${oldPid} named by the pid file and answering on the control socket` });
 }
 
 /** SIGTERM to `pid` (a successor this test caused), SIGKILL after 5 s; resolves once it is gone. */

@@ -35,3 +35,20 @@ export async function waitFor<T>(condition: () => T | Promise<T>, options: WaitO
   }
 }
 
+
+/**
+ * Reads `get` until `ok` holds for what it returned, and returns that; the error names `what` and
+ * the last value seen (default timeout 10 s).
+ */
+export async function until<T>(what: string, get: () => T | Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  let last: T | undefined;
+  try {
+    const held = await waitFor(async () => {
+      last = await get();
+      return ok(last) ? { value: last } : undefined;
+    }, { timeoutMs, what });
+    return held.value;
+  } catch (err) {
+    throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`, { cause: err });
+  }
+}

@@ -21,7 +21,8 @@ import { controlHandlers, type HandlerDeps } from '../../src/daemon/handlers.js'
 import { MAIN, ROOT, startDaemon } from '../helpers/daemon.js';
 import { dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
-import { capturedLog, until, Listener, type Line } from '../helpers/probe-fixtures.js';
+import { capturedLog, Listener, type Line } from '../helpers/probe-fixtures.js';
+import { until } from '../helpers/wait.js';
 
 /** The addresses the registry answers for `name` now, sorted: what a query would get. */
 function answers(registry: Registry, name: string): string[] {
@@ -82,10 +83,7 @@ describe(`health checks on loopback listeners (${kind} prober)`, { skip }, () =>
     await until('pool', () => answers(registry, 'pool'), (a) => a.length === 3);
     await until('web1 and web2 probed healthy', () => lines.filter((l) => /is now healthy/.test(l.msg)).length, (n) => n >= 2);
     await l2.close();
-    const started = Date.now();
     assert.deepEqual(await until('pool without web2', () => answers(registry, 'pool'), (a) => a.length === 2), ['127.0.0.2', '127.0.0.4']);
-    // interval 100 ms × retries 2, and the spread of the first turn.
-    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
     assert.deepEqual(answers(registry, 'web2'), ['127.0.0.3'], 'its own name still answers (no --health-hide-own)');
     const down = lines.find((l) => l.endpoint === 'web2' && l.status === 'unhealthy');
     assert.ok(down, 'a line says web2 is unhealthy');

@@ -27,6 +27,7 @@ import type { Endpoint, NetworkRecord } from '../../src/registry/types.js';
 import { ROOT } from '../helpers/daemon.js';
 import { dig, kdig } from '../helpers/dig.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { waitFor } from '../helpers/wait.js';
 
 const RESOLVECTL = path.join(ROOT, 'fixtures/host-dns/bin/resolvectl');
 
@@ -160,8 +161,7 @@ describe('a gateway that cannot be bound yet', () => {
       await gateways.reconcile();
       assert.deepEqual(gateways.all, [], 'the port is taken');
       holder.close();
-      const deadline = Date.now() + 5000;
-      while (gateways.all.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => gateways.all.length > 0, { what: 'the gateway listener bound once the port is free' });
       assert.deepEqual((await dig(`127.91.5.1:${port}`, 'web.delta')).answers.map((a) => a.data), ['127.91.5.10']);
     } finally {
       await gateways.closeAll();

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { startDaemon, ROOT, type RunningDaemon } from '../helpers/daemon.js';
 import { dig, digShort } from '../helpers/dig.js';
 import { decode, queryPacket } from '../helpers/packets.js';
+import { serverHasRead } from '../helpers/proc-net.js';
+import { until, waitFor } from '../helpers/wait.js';
 import { frame, FrameReader } from '../../src/wire/tcp-framing.js';
 
 /** Sends one datagram and returns the reply, or undefined if none came within `waitMs`. */
@@ -125,17 +127,18 @@ describe('tcp limits', () => {
     const held = await Promise.all([connect(daemon.port), connect(daemon.port)]);
     // Half a message each: busy, so neither may be closed to make room.
     for (const s of held) { s.on('error', () => {}); s.write(Buffer.from([0, 40, 1])); }
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(async () => (await Promise.all(held.map(serverHasRead))).every(Boolean), { what: 'the daemon has read both half messages' });
+    // Refused, the third is closed without being read; accepted, its query would be answered
+    // (and it would be closed only later, at the idle timeout).
     const extra = await connect(daemon.port);
-    const extraClosed = await new Promise<boolean>((resolve) => {
-      extra.on('close', () => resolve(true));
-      extra.on('error', () => {});
-      setTimeout(() => resolve(false), 200);
-    });
-    assert.ok(extraClosed, 'a third connection is closed at once');
+    let answered = false;
+    extra.on('data', () => { answered = true; });
+    extra.on('error', () => {});
+    extra.write(frame(queryPacket('web')));
+    await new Promise<void>((resolve) => extra.on('close', () => resolve()));
+    assert.equal(answered, false, 'a third connection is closed unanswered');
     for (const s of held) s.destroy();
-    await new Promise((r) => setTimeout(r, 50));
-    const r = await dig(daemon.server, '+tcp', 'web');
+    const r = await until('a client served once they close', () => dig(daemon.server, '+tcp', 'web'), (x) => x.answers.length > 0);
     assert.equal(r.answers[0]?.data, '10.77.0.10');
   });
 });

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Lab, needsRoot } from '../helpers/netns.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('network commands, as a docker user types them', { skip: needsRoot }, () => {
   const lab = new Lab();
@@ -215,11 +216,7 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
     const sleeper = execa('ip', ['netns', 'exec', ns, 'sleep', '60'], { reject: false });
     const rootfs = mkdtempSync('/tmp/nsdns-rootfs-');
     try {
-      let pid = '';
-      for (let i = 0; i < 100 && !pid; i++) {
-        pid = (await execa('ip', ['netns', 'pids', ns])).stdout.trim().split('\n')[0] ?? '';
-        if (!pid) await new Promise((r) => setTimeout(r, 20));
-      }
+      const pid = await waitFor(async () => (await execa('ip', ['netns', 'pids', ns])).stdout.trim().split('\n')[0], { what: 'the sleeper runs in the namespace' });
       await lab.ok('network', 'create', 'pidnet', '--subnet', '10.243.0.0/24', '--domain', 'pid.test');
       const plain = await lab.ok('network', 'connect', 'pidnet', pid, '--name', 'bypid');
       assert.match(plain, /^note: a namespace given by PID or path gets no resolv\.conf.*--resolv-conf FILE\.$/m);

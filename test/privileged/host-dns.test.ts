@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { Lab, needsRoot } from '../helpers/netns.js';
 import { ROOT } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { until } from '../helpers/wait.js';
 
 /** dig @server from the host, or from inside `ns`: the status and the answers' data. */
 async function ask(server: string, name: string, ns?: string, ...extra: string[]): Promise<{ status: string; answers: string[] }> {
@@ -20,16 +21,6 @@ async function ask(server: string, name: string, ns?: string, ...extra: string[]
   const status = /status: (\w+)/.exec(r.stdout)?.[1] ?? 'NO ANSWER';
   const answers = (/;; ANSWER SECTION:\n([\s\S]*?)(?:\n\n|$)/.exec(r.stdout)?.[1] ?? '').split('\n').filter((l) => l && !l.startsWith(';')).map((l) => l.split(/\s+/).slice(4).join(' '));
   return { status, answers };
-}
-
-async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let value = await probe();
-  while (!done(value) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    value = await probe();
-  }
-  return value;
 }
 
 describe('host DNS at the gateways (--host-dns)', { skip: needsRoot }, () => {
@@ -73,7 +64,7 @@ describe('host DNS at the gateways (--host-dns)', { skip: needsRoot }, () => {
   });
 
   it('the host resolves a network\'s names at its gateway, over UDP and TCP, under every zone', async () => {
-    const web = await eventually(() => ask(gwA, `web.${netA}`), (r) => r.answers.length > 0);
+    const web = await until('the gateway answers', () => ask(gwA, `web.${netA}`), (r) => r.answers.length > 0);
     assert.deepEqual(web, { status: 'NOERROR', answers: ['10.239.0.2'] });
     assert.deepEqual((await ask(gwA, `web.${netA}.test`, undefined, '+tcp')).answers, ['10.239.0.2']);
     assert.deepEqual((await ask(gwB, `db.${netB}`)).answers, ['10.239.1.2']);
@@ -93,7 +84,7 @@ describe('host DNS at the gateways (--host-dns)', { skip: needsRoot }, () => {
   it('forwards outside names at a network\'s gateway, nothing at an internal network\'s', async () => {
     assert.deepEqual((await ask(gwA, 'www.example.test')).answers, ['192.0.2.80']);
     const before = upstream.received.length;
-    const internal = await eventually(() => ask(gwC, 'www.example.test'), (r) => r.status !== 'NO ANSWER');
+    const internal = await until('the internal network\'s gateway answers', () => ask(gwC, 'www.example.test'), (r) => r.status !== 'NO ANSWER');
     assert.equal(internal.status, 'REFUSED');
     assert.equal(upstream.received.length, before, 'nothing was asked upstream');
   });
@@ -101,7 +92,7 @@ describe('host DNS at the gateways (--host-dns)', { skip: needsRoot }, () => {
   it('registers each bridge with systemd-resolved (resolvectl dns and domain)', async () => {
     const bridgeA = await bridgeOf(netA);
     const bridgeC = await bridgeOf(netC);
-    const lines = await eventually(async () => recorded(), (l) => l.includes(`domain ${bridgeC} ~${netC}`));
+    const lines = await until('resolvectl told of the domain', async () => recorded(), (l) => l.includes(`domain ${bridgeC} ~${netC}`));
     assert.ok(lines.includes('status'), 'it asked whether systemd-resolved runs');
     assert.ok(lines.includes(`dns ${bridgeA} ${gwA}`), lines.join('\n'));
     assert.ok(lines.includes(`domain ${bridgeA} ~${netA} ~${netA}.test`), lines.join('\n'));
@@ -121,7 +112,7 @@ describe('host DNS at the gateways (--host-dns)', { skip: needsRoot }, () => {
   it('a removed network\'s gateway listener and registration go with it', async () => {
     const bridgeC = await bridgeOf(netC);
     await lab.ok('network', 'rm', netC);
-    const lines = await eventually(async () => recorded(), (l) => l.includes(`revert ${bridgeC}`));
+    const lines = await until('resolvectl told to revert', async () => recorded(), (l) => l.includes(`revert ${bridgeC}`));
     assert.ok(lines.includes(`revert ${bridgeC}`), lines.join('\n'));
     await lab.daemon!.waitForLog((l) => l.msg === 'gateway listener closed' && l.network === netC);
     // Read back from the kernel (no query: with the bridge gone that address would be routed off the host).

@@ -3,8 +3,7 @@
 // holding only itself, the concurrency bound, following registry changes) with a probe function
 // that records when it is called.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { silentLogger } from '../../src/log.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -14,6 +13,7 @@ import { formatDuration, parseDuration, parseHealthSpec } from '../../src/health
 import { HealthMachine, type ProbeResult } from '../../src/health/state-machine.js';
 import { HealthProber } from '../../src/health/prober.js';
 import type { Probe } from '../../src/health/probes.js';
+import { until } from '../helpers/wait.js';
 
 const check = (over: Partial<HealthCheck> = {}): HealthCheck => ({ type: 'tcp', port: 80, intervalMs: 1000, timeoutMs: 100, retries: 3, startPeriodMs: 0, ...over });
 const result = (ok: boolean, start = Date.now()): ProbeResult => ({ ok, detail: ok ? 'connected' : 'connection refused', start, end: start });
@@ -112,7 +112,22 @@ function registryWith(n: number, hc: Partial<HealthCheck> = {}): { registry: Reg
   return { registry, ids: record.endpoints.map((e) => e.id) };
 }
 
+/**
+ * Runs the prober's clock `ms` forward on the mocked timers, 10 ms at a time, letting promises
+ * settle between steps: the schedule is the behaviour here, and a busy machine's real clock would
+ * bunch late ticks together.
+ */
+async function advance(ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 10) {
+    mock.timers.tick(10);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 describe('health prober schedule', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
+  afterEach(() => mock.timers.reset());
+
   it('spreads first probes over the interval instead of firing them together', async () => {
     const { registry } = registryWith(10, { intervalMs: 1000 });
     const first = new Map<string, number>();
@@ -121,7 +136,7 @@ describe('health prober schedule', () => {
     const probe: Probe = (address, _c, done) => { if (!first.has(address)) first.set(address, Date.now() - started); done(result(true)); return () => undefined; };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => (i++ % 10) / 10 }).start();
     try {
-      await sleep(1100);
+      await advance(1100);
       const times = [...first.values()].sort((a, b) => a - b);
       assert.equal(times.length, 10);
       assert.ok(times[9] - times[0] >= 700, `first probes at ${times.join(', ')} ms`);
@@ -150,7 +165,7 @@ describe('health prober schedule', () => {
     };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, maxConcurrent: 2, spread: () => 0 }).start();
     try {
-      await sleep(1000);
+      await advance(1000);
       assert.equal(counts.get('10.0.0.1'), 1, 'the hanging probe is not started again while it runs');
       for (const a of ['10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']) assert.ok((counts.get(a) ?? 0) >= 5, `${a} probed ${counts.get(a)} times in 1 s at 100 ms`);
       assert.ok(most <= 2, `${most} probes ran at once`);
@@ -173,7 +188,7 @@ describe('health prober schedule', () => {
     };
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
-      await sleep(250);
+      await advance(250);
       assert.ok(stops >= 1, 'the hanging probe was stopped');
       assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['unhealthy', 'unhealthy']);
       for (const id of ids) assert.equal(prober.info('p', id)?.log.at(-1)?.detail, 'timed out after 100 ms');
@@ -191,14 +206,14 @@ describe('health prober schedule', () => {
     const prober = new HealthProber(registry, silentLogger, { probe: () => probe, spread: () => 0 }).start();
     try {
       assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['starting', 'starting']);
-      await sleep(250);
+      await advance(250);
       assert.deepEqual(ids.map((id) => registry.health.get('p', id)), ['unhealthy', 'unhealthy']);
       // e1 leaves the network: no more probes, and its state goes.
       registry.setNetwork(parseDocumentText('name: p\nendpoints:\n  - {name: e0, aliases: [pool], ipv4: 10.0.0.1, healthCheck: {type: tcp, port: 80, intervalMs: 100, timeoutMs: 100, retries: 1}}\n', 'p.yaml'), 'test');
       assert.equal(prober.size, 1);
       assert.equal(registry.health.get('p', ids[0]), 'unhealthy', 'an unchanged check keeps its state');
       probed.length = 0;
-      await sleep(250);
+      await advance(250);
       assert.ok(!probed.includes('10.0.0.2'));
       assert.ok(probed.includes('10.0.0.1'));
       // A state set from outside holds until the next result changes it.
@@ -213,17 +228,6 @@ describe('health prober schedule', () => {
 });
 
 describe('health of endpoints that share an id across networks', () => {
-  /** Polls `get` until `ok` holds (a condition, not a fixed wait). */
-  async function until<T>(what: string, get: () => T, ok: (v: T) => boolean, timeoutMs = 3000): Promise<T> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = get();
-      if (ok(v)) return v;
-      if (Date.now() > end) throw new Error(`${what}: still ${JSON.stringify(v)} after ${timeoutMs} ms`);
-      await sleep(10);
-    }
-  }
-
   it('keeps a copycat network from replacing the victim\'s probe or marking it unhealthy', async () => {
     const id = 'ab'.repeat(32);
     const hc = '{type: tcp, port: 80, intervalMs: 100, timeoutMs: 100, retries: 1}';
