@@ -49,6 +49,7 @@ describe('a namespace belongs to one source', { skip: needsRoot }, () => {
     const r = await lab.nsdns('network', 'connect', 'inside', filed, '--name', 'b');
     assert.equal(r.exitCode, 1);
     assert.match(r.stderr, new RegExp(`^nsdns: namespace "${filed}" is served by network "filed" from registry file .*filed\\.yaml; a namespace belongs to one source`));
+    assert.ok(lab.daemon!.logs.some((l) => l.msg === 'control request refused' && l.method === 'network.connect' && l.code === 'ERR_REGISTRY_CONFLICT'));
     assert.deepEqual(await lab.links(), links);
     assert.deepEqual(await lab.dig(filed, 'f1'), ['10.169.1.5']);
     assert.notEqual(await lab.digStatus(filed, 'a.inside'), 'NOERROR');
