@@ -10,11 +10,10 @@
 // B's names at B's gateway: other clients on the host's own subnets (other networks, the LAN) get
 // REFUSED, so a misdirected client stops retrying at once; anyone further away gets no reply at
 // all, as at host listeners (client-filter.ts), so a gateway never reflects spoofed traffic.
-import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { DnsServer } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
-import { clientFilter, localSubnets, type ClientFilter } from '../server/client-filter.js';
+import { clientFilter, hostAddresses, localSubnets, type ClientFilter } from '../server/client-filter.js';
 import { bindHostSockets, type BoundSockets } from '../server/host-sockets.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
@@ -126,7 +125,7 @@ export class GatewayListeners {
     for (const key of this.failures.keys()) if (!wanted.has(key)) this.failures.delete(key);
     // Reading the host's interfaces costs ~0.5 ms: not on every registry change when no network
     // asks for a gateway listener (the common case, and 1 000 changes at a large start).
-    const host = wanted.size > 0 || this.bound.size > 0 ? hostAddresses() : [];
+    const host = wanted.size > 0 || this.bound.size > 0 ? hostCidrs() : [];
     if (wanted.size > 0) this.reachable = clientFilter(localSubnets());
     for (const want of wanted.values()) {
       if (this.bound.has(want.key)) continue;
@@ -281,14 +280,9 @@ export class GatewayListeners {
 }
 
 /** Loopback and every address of the host's own interfaces, as single-address CIDRs. */
-function hostAddresses(): string[] {
-  const out = ['127.0.0.0/8', '::1/128'];
-  for (const addresses of Object.values(os.networkInterfaces())) {
-    for (const a of addresses ?? []) {
-      if (ipaddr.isValid(a.address)) out.push(`${a.address}/${a.family === 'IPv4' ? 32 : 128}`);
-    }
-  }
-  return out;
+function hostCidrs(): string[] {
+  const own = hostAddresses().filter((a) => ipaddr.isValid(a)).map((a) => `${a}/${a.includes(':') ? 128 : 32}`);
+  return ['127.0.0.0/8', '::1/128', ...own];
 }
 
 /**

@@ -4,7 +4,7 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { DnsServer, startReceiving } from '../server/dns-server.js';
 import type { TcpBudget } from '../server/tcp-budget.js';
-import type { ClientFilter } from '../server/client-filter.js';
+import { hostAddresses, type ClientFilter } from '../server/client-filter.js';
 import { bindHostSockets, type BoundSockets } from '../server/host-sockets.js';
 import type { ListenerContext, Resolver } from '../resolver/resolver.js';
 import type { Registry } from '../registry/registry.js';
@@ -43,7 +43,7 @@ export class HostListeners {
     private readonly budget: TcpBudget,
     private readonly log: Logger,
   ) {
-    this.tenants = registry.derived((snapshot) => new Tenants(snapshot.networks));
+    this.tenants = registry.derived((snapshot) => new Tenants(snapshot.networks, hostAddresses()));
   }
 
   get all(): BoundListener[] {

@@ -1,8 +1,8 @@
 // Who a client is, by its source address: the networks it is a tenant of. A client whose address
 // is an endpoint's own, or lies inside a subnet of a network nsdns serves (provisioned or from a
 // registry file), is that network's tenant wherever it asks: at a host listener it sees what its
-// own 127.0.0.11 would show, never more (README, Security model). A gateway address is the host's,
-// not a tenant's. Built once per snapshot; a client's answer is remembered, so a query costs a map
+// own 127.0.0.11 would show, never more (README, Security model). A gateway address, or any other
+// address of the host's own, is the host's, not a tenant's. Built once per snapshot; a client's answer is remembered, so a query costs a map
 // lookup.
 import ipaddr from 'ipaddr.js';
 import type { CompiledNetwork } from './compiled.js';
@@ -16,17 +16,23 @@ const MEMO_LIMIT = 4096;
 
 export class Tenants {
   private readonly ranges: Array<{ range: Range; network: string }> = [];
-  private readonly gateways = new Set<string>();
+  /** Gateways and the host's own addresses: never a tenant by subnet. */
+  private readonly host = new Set<string>();
   private readonly memo = new Map<string, readonly string[] | null>();
 
-  constructor(private readonly networks: ReadonlyMap<string, CompiledNetwork>) {
+  /** `hostAddresses`: the addresses of the host's own interfaces. */
+  constructor(private readonly networks: ReadonlyMap<string, CompiledNetwork>, hostAddresses: Iterable<string> = []) {
+    for (const address of hostAddresses) {
+      const key = canonical(address);
+      if (key !== undefined) this.host.add(key);
+    }
     for (const { network } of networks.values()) {
       for (const subnet of network.subnets) {
         try {
           this.ranges.push({ range: ipaddr.parseCIDR(subnet.subnet), network: network.name });
         } catch { /* refused where the network was accepted; nothing to match */ }
         const gateway = subnet.gateway !== undefined ? canonical(subnet.gateway) : undefined;
-        if (gateway !== undefined) this.gateways.add(gateway);
+        if (gateway !== undefined) this.host.add(gateway);
       }
     }
   }
@@ -49,7 +55,7 @@ export class Tenants {
     for (const net of this.networks.values()) {
       if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
     }
-    if (found.size === 0 && !this.gateways.has(key)) {
+    if (found.size === 0 && !this.host.has(key)) {
       const addr = ipaddr.parse(key);
       for (const { range, network } of this.ranges) {
         if (range[0].kind() === addr.kind() && addr.match(range)) found.add(network);

@@ -21,6 +21,11 @@ export function localSubnets(): string[] {
   return out;
 }
 
+/** Every address of the host's own interfaces, loopback included. */
+export function hostAddresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
+}
+
 export function clientFilter(cidrs: readonly string[]): ClientFilter {
   const ranges: Range[] = cidrs.map((c) => ipaddr.parseCIDR(c));
   const memo = new Map<string, boolean>();

@@ -26,6 +26,13 @@ describe('tenants', () => {
     assert.equal(tenants.of('not an address'), null);
   });
 
+  it('addresses of the host itself are no tenant, even inside a served subnet', () => {
+    const withHost = new Tenants(registry().current().networks, ['10.161.0.200', '::ffff:10.162.0.9']);
+    assert.equal(withHost.of('10.161.0.200'), null);
+    assert.equal(withHost.of('10.162.0.9'), null);
+    assert.deepEqual(withHost.of('10.161.0.201'), ['a']);
+  });
+
   it('a listener shows a tenant its own networks among its own, refuses one with none, and shows others all', () => {
     const snapshot = registry().current();
     const all = clientViews(snapshot, new Tenants(snapshot.networks), undefined);
