@@ -158,7 +158,10 @@ export class NamespaceListeners {
       const why = now === undefined ? 'namespace is gone; its resolver sockets are closed' : 'namespace was replaced by a new one of the same name; the old one\'s resolver sockets are closed';
       work.push(served.server.close().then(() => this.log.warn({ netns }, why)));
     }
-    if (work.length === 0) return;
+    // A namespace deleted and added again between two passes failed its bind while it was gone:
+    // it is tried again once it exists (no registry change would bring it back).
+    const reappeared = [...this.failed.keys()].some((netns) => namespaceIdentity(netns) !== undefined);
+    if (work.length === 0 && !reappeared) return;
     await Promise.all(work);
     await this.reconcile();
   }

@@ -26,10 +26,11 @@ describe('one failure, one line', { skip: needsRoot }, () => {
       const r = await lab.nsdns('network', 'connect', 'taken', ns);
       assert.equal(r.exitCode, 1);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-      await lab.daemon!.waitForLog((l) => l.level >= 50 && /127\.0\.0\.11|namespace/.test(l.msg));
+      // A warning: the same line serves a registry file's namespace that may not exist yet.
+      await lab.daemon!.waitForLog((l) => l.level >= 40 && /127\.0\.0\.11|namespace/.test(l.msg));
       // Give a second line (if any) the time the first one took to be read.
       await lab.ok('network', 'ls');
-      const errors = lab.daemon!.logs.slice(before).filter((l) => l.level >= 50);
+      const errors = lab.daemon!.logs.slice(before).filter((l) => l.level >= 40);
       assert.equal(errors.length, 1, `error lines for one refused bind:\n${errors.map((l) => JSON.stringify(l)).join('\n')}`);
     } finally {
       squatter.stdin!.end();
