@@ -12,6 +12,9 @@
 //             header and 1 000 bytes of it, then nothing; reopened 1 s after a close
 //   fuzz      random and mutated UDP packets as fast as the socket takes them
 //   flood     UDP queries for unique random names under --zone (fl.test), as fast as possible
+//   bigcache  --conns (4) TCP connections each ask unique names under --zone (bigc.test) whose
+//             answers are large (~56 KB from big-upstream.js), 4 in flight per connection, reading
+//             every reply: answers the server caches, as many as it takes in --secs
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -188,8 +191,30 @@ switch (opt.kind) {
     blast(() => query(seq & 0xffff, `f${salt}${(seq++).toString(36)}.${opt.zone}`), num(opt.max, 5_000_000));
     break;
   }
+  case 'bigcache': {
+    let seq = 0;
+    const salt = randomBytes(3).toString('hex');
+    const ask = (sock: net.Socket) => {
+      if (sock.destroyed || Date.now() >= endAt) return;
+      stats.sent++;
+      sock.write(framed(query(seq & 0xffff, `b${salt}${(seq++).toString(36)}.${opt.zone}`)));
+    };
+    hold(num(opt.conns, 4), num(opt.max, 1000), (sock) => {
+      // A reply read whole (its 2-byte length, then its bytes) makes room for the next question.
+      let pending = Buffer.alloc(0);
+      sock.on('data', (d) => {
+        pending = Buffer.concat([pending, d]);
+        while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+          pending = pending.subarray(2 + pending.readUInt16BE(0));
+          ask(sock);
+        }
+      });
+      for (let i = 0; i < 4; i++) ask(sock);
+    });
+    break;
+  }
   default:
-    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz or flood');
+    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood or bigcache');
 }
 
 setTimeout(() => {
