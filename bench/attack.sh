@@ -27,6 +27,9 @@
 #             is not set up with a second network here) the attacker, a tenant of pbnet, asks the
 #             server for the names and PTRs of another network (pbother, 10.97.0.0/24, names
 #             o1..o100): attack_leaked counts replies with an answer (must be 0)
+#   bigcache  4 TCP connections ask unique names under bigc.test, each answered with ~56 KB
+#             (big-upstream.js on 127.0.0.3, behind the dnsmasq upstream): answers a cache keeps
+#             (nsdns: memory stays under cache.maxBytes, 32 MiB, + 50 MB over the baseline)
 # TCP attacks are skipped for a server that does not listen on TCP. Every server runs sandboxed and
 # pinned to $PB_SERVER_CPUS; attacker and client run on $PB_CLIENT_CPUS, the client at nice -5 and the
 # attacker at nice 5, so the client's own scheduling is not what is measured.
@@ -40,9 +43,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${ATTACK_SECS:-10}
 QPS=${LEGIT_QPS:-1000}
 SERVERS=${ATTACK_SERVERS:-"nsdns-netns nsdns-standalone aardvark dnsmasq"}
-ATTACKS=${ATTACKS:-"none pipeline pipeline-fwd slow idle frames fuzz flood registry tenant"}
+ATTACKS=${ATTACKS:-"none pipeline pipeline-fwd slow idle frames fuzz flood registry tenant bigcache"}
 ATK_NS=pb-attk ATK_IP=10.99.0.3 ATK_VETH_HOST=pb-va0 ATK_VETH_NS=pb-a0
-UP_ADDR=127.0.0.2
+UP_ADDR=127.0.0.2 BIG_UP_ADDR=127.0.0.3
 AARDVARK_BIN=${AARDVARK_BIN:-/usr/lib/podman/aardvark-dns}
 D=$PB_WORK/data/attack
 RUN=$PB_WORK/attack-run
@@ -122,13 +125,17 @@ for v in a b; do
 done
 
 # The upstream of forwarded names: *.fl.test -> 10.98.7.7, bigfwd.up.test -> 250 addresses (TTL 60),
-# anything else REFUSED.
+# *.bigc.test -> 3 500 addresses over TCP (big-upstream.js, asked by dnsmasq), anything else REFUSED.
+node "$ROOT/dist/bench/attack/big-upstream.js" --address "$BIG_UP_ADDR" > "$PB_WORK/raw/attack-big-upstream.log" 2>&1 &
+pb_pid_add server-attack-upstream $!
 dnsmasq -C /dev/null --keep-in-foreground --no-resolv --no-hosts --no-poll --listen-address="$UP_ADDR" \
-    --addn-hosts="$D/upstream-hosts" \
+    --addn-hosts="$D/upstream-hosts" --server=/bigc.test/"$BIG_UP_ADDR" \
     --bind-interfaces --port=53 --address=/fl.test/10.98.7.7 --local-ttl=60 --user=root --group=root --pid-file= &
 pb_pid_add server-attack-upstream $!
 sleep 0.5
 dig +short +time=1 +tries=1 @"$UP_ADDR" up-selftest.fl.test A | grep -q 10.98.7.7 || pb_die "upstream not answering on $UP_ADDR"
+[ "$(dig +tcp +short +time=2 +tries=1 @"$UP_ADDR" selftest.bigc.test A | grep -c .)" = 3500 ] ||
+    pb_die "the large answers (bigc.test) do not come through $UP_ADDR over TCP"
 
 pb_leak_start attack; LEAK_ON=1   # tcpdump on the uplinks for the whole stage: must stay at 0
 [ -s "$OUT" ] || printf 'server\tattack\tlegit_p50_ms\tlegit_p99_ms\tlegit_lost\tlegit_sent\trss_base_mb\trss_max_mb\trss_after_mb\talive\tlegit_errors\tlegit_tcp_ok\tlegit_tcp_sent\tattack_sent\tattack_opened\tattack_received\tattack_leaked\n' > "$OUT"
@@ -246,6 +253,11 @@ run_one() { # server attack
     case $atk in
     none) ;;
     registry) registry_writer & WRITER_PID=$! ;;
+    bigcache)
+        # shellcheck disable=SC2086
+        ip netns exec "$ATK_NS" nice -n 5 $PIN_CLI node "$ROOT/dist/bench/attack/attack.js" --kind bigcache \
+            --zone bigc.test --server "$ATK_ADDR" --secs "$SECS" > "$PB_WORK/raw/attack-$tag.attacker.json" 2>&1 &
+        ATK_PID=$! ;;
     pipeline-fwd)
         # shellcheck disable=SC2086
         ip netns exec "$ATK_NS" nice -n 5 $PIN_CLI node "$ROOT/dist/bench/attack/attack.js" --kind pipeline \

@@ -15,6 +15,11 @@
 //   tenant    a tenant of one network asks for another network's names, one query at a time (--conns
 //             (8) at once): o1..o100, o1.pbother.. and the PTRs of 10.97.0.1..100 (the bench's
 //             network pbother); `leaked` counts replies with an answer record (must be 0)
+//   bigcache  --conns (4) TCP connections each ask unique names under --zone (bigc.test) whose
+//             answers are large (~56 KB from big-upstream.js), 4 in flight per connection, reading
+//             every reply: answers the server caches, as many as it takes in --secs
+  default:
+    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood, tenant or bigcache');
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -217,8 +222,30 @@ switch (opt.kind) {
     }
     break;
   }
+  case 'bigcache': {
+    let seq = 0;
+    const salt = randomBytes(3).toString('hex');
+    const ask = (sock: net.Socket) => {
+      if (sock.destroyed || Date.now() >= endAt) return;
+      stats.sent++;
+      sock.write(framed(query(seq & 0xffff, `b${salt}${(seq++).toString(36)}.${opt.zone}`)));
+    };
+    hold(num(opt.conns, 4), num(opt.max, 1000), (sock) => {
+      // A reply read whole (its 2-byte length, then its bytes) makes room for the next question.
+      let pending = Buffer.alloc(0);
+      sock.on('data', (d) => {
+        pending = Buffer.concat([pending, d]);
+        while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+          pending = pending.subarray(2 + pending.readUInt16BE(0));
+          ask(sock);
+        }
+      });
+      for (let i = 0; i < 4; i++) ask(sock);
+    });
+    break;
+  }
   default:
-    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood or tenant');
+    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood, tenant or bigcache');
 }
 
 setTimeout(() => {

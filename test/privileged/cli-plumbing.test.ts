@@ -68,7 +68,7 @@ describe('network commands, as a docker user types them', { skip: needsRoot }, (
   });
 
   it('connect --dns and network create --dns-upstream refuse loopback and unspecified addresses (they would be the host\'s own)', async () => {
-    await lab.ok('network', 'create', 'loopdns', '--subnet', '10.171.0.0/24');
+    await lab.ok('network', 'create', 'loopdns', '--subnet', '10.173.97.0/24');
     const ns = await lab.namespace('loopdns');
     for (const dns of ['127.0.0.1', '127.0.0.53:5353', '::1', '0.0.0.0']) {
       const r = await lab.nsdns('network', 'connect', 'loopdns', ns, '--dns', dns);

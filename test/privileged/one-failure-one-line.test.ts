@@ -11,7 +11,7 @@ describe('one failure, one line', { skip: needsRoot }, () => {
   after(() => lab.cleanup());
 
   it('a connect into a namespace whose 127.0.0.11:53 is taken logs the refused bind once', async () => {
-    await lab.ok('network', 'create', 'taken', '--subnet', '10.174.0.0/24');
+    await lab.ok('network', 'create', 'taken', '--subnet', '10.174.97.0/24');
     const ns = await lab.namespace('taken');
     // Something of the namespace's own already listens where nsdns would answer.
     await execa('ip', ['-n', ns, 'addr', 'add', '127.0.0.11/8', 'dev', 'lo']).catch(() => undefined);
