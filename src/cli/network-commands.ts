@@ -230,7 +230,8 @@ export function networkCommands(program: Command): void {
       }).catch((err: unknown) => {
         if (!lostMidRequest(err)) throw err;
         // What the daemon does with it at its next start (NetworkManager.recover): say so, so a retry is not a guess.
-        throw new NsdnsError('ERR_DAEMON_UNREACHABLE', `the daemon stopped before it finished connecting ${target} to ${networkName}; when it starts again it rolls that connect back, so run the same connect again then`);
+        const quoted = (text: string) => JSON.stringify(text.slice(0, 200));
+        throw new NsdnsError('ERR_DAEMON_UNREACHABLE', `the daemon stopped before it finished connecting ${quoted(target)} to ${quoted(networkName)}; when it starts again it rolls that connect back, so run the same connect again then`);
       });
       if (resolvFile !== undefined) {
         try {

@@ -151,8 +151,10 @@ export class Daemon {
       else await daemon.startControl();
       daemon.startReaper();
       daemon.startFirewallGuard();
-      if (inherited) daemon.holdPortsAfter(inherited.predecessor);
-      if (inherited) daemon.listeners.adopt(inherited.hosts);
+      if (inherited) {
+        daemon.holdPortsAfter(inherited.predecessor);
+        daemon.listeners.adopt(inherited.hosts);
+      }
       await daemon.listeners.reconcile(config.listen, daemon.hostClients());
       await daemon.gateways.reconcile();
       daemon.resolver.configure(daemon.resolverSettings());

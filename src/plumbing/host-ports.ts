@@ -67,7 +67,7 @@ function closeOne(s: Socket): Promise<void> {
 export class HostPorts implements PortHolder {
   private readonly held = new Map<string, Socket[]>();
   /** Published but not held, by endpoint id: the lines `problems()` reports. */
-  private readonly unheld = new Map<string, string[]>();
+  private readonly unheld = new Map<string, string>();
 
   async hold(endpointId: string, ports: readonly PortMapping[]): Promise<void> {
     const taken: Socket[] = [];
@@ -90,29 +90,26 @@ export class HostPorts implements PortHolder {
 
   async retake(endpoints: readonly Endpoint[]): Promise<string[]> {
     const lines: string[] = [];
-    const wanted = new Set<string>();
     for (const e of endpoints) {
-      if ((e.ports ?? []).length === 0) continue;
-      wanted.add(e.id);
-      if (this.held.has(e.id)) continue;
-      const before = this.unheld.get(e.id)?.[0];
+      if ((e.ports ?? []).length === 0 || this.held.has(e.id)) continue;
+      const before = this.unheld.get(e.id);
       try {
         await this.hold(e.id, e.ports!);
         if (before !== undefined) lines.push(`endpoint "${e.name}" of network "${e.network}": its published host ports are held again`);
       } catch (err) {
         const line = `endpoint "${e.name}" of network "${e.network}" publishes a host port nsdns cannot hold: ${(err as Error).message}`;
-        this.unheld.set(e.id, [line]);
+        this.unheld.set(e.id, line);
         // Said once, not on every pass of the self-heal loop.
         if (line !== before) lines.push(line);
       }
     }
-    // Endpoints gone meanwhile (rolled back, reaped): their ports go too.
-    for (const id of [...this.held.keys(), ...this.unheld.keys()]) if (!wanted.has(id)) await this.release(id);
+    // Nothing is released here: a connect holds its ports before it is saved, and every removal
+    // of an endpoint releases its own (NetworkManager's teardown steps).
     return lines;
   }
 
   problems(): string[] {
-    return [...this.unheld.values()].flat();
+    return [...this.unheld.values()];
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { NsdnsError } from '../../src/errors.js';
+import { IntentStore } from '../../src/plumbing/state.js';
 import { fakePlumbing, type FakePlumbing } from '../helpers/fake-plumbing.js';
 
 const rejectsWith = (p: Promise<unknown>, code: string, message: RegExp) =>
@@ -235,6 +236,32 @@ describe('rollback: a step that fails undoes the earlier ones, in reverse', () =
     assert.deepEqual(saved('pub')!.endpoints, [], 'not in the state file');
     assert.ok(![...f.links.links].some((l) => l.startsWith('tfv')), 'its link is gone');
     assert.deepEqual(f.firewall.applied.at(-1), [], 'the rules were written again without its port');
+  });
+});
+
+describe('a connect the daemon was killed in (its note is left)', () => {
+  it('is rolled back at the next start even when it was saved: link, state and name go, and the same connect then succeeds', async () => {
+    await f.manager.createNetwork({ name: 'n', subnets: ['10.35.0.0/24'] });
+    const ns = f.host.addNamespace('cut');
+    const endpoint = await f.manager.connect({ network: 'n', target: 'cut' });
+    // As a daemon killed before it answered leaves it: the endpoint saved, its note still there.
+    await new IntentStore(f.state.dir).write({ endpointId: endpoint.id, network: 'n', hostIf: endpoint.hostIf!, netns: ns });
+    const report = await f.manager.recover();
+    assert.ok(report.includes('rolled back the connect of "cut" to network "n": the daemon stopped before it finished; connect it again'), report.join('\n'));
+    assert.deepEqual(registered('n'), []);
+    assert.deepEqual(saved('n')!.endpoints, []);
+    assert.ok(!f.links.links.has(endpoint.hostIf!));
+    assert.deepEqual(await new IntentStore(f.state.dir).list(), []);
+    assert.deepEqual((await f.manager.connect({ network: 'n', target: 'cut' })).ipv4, ['10.35.0.2']);
+  });
+});
+
+describe('--publish', () => {
+  it('is refused on an internal network, and nothing is connected', async () => {
+    await f.manager.createNetwork({ name: 'sealed', subnets: ['10.36.0.0/24'], internal: true });
+    f.host.addNamespace('a');
+    await rejectsWith(f.manager.connect({ network: 'sealed', target: 'a', publish: ['8080:80'] }), 'ERR_BAD_REQUEST', /^--publish: network "sealed" is internal/);
+    assert.deepEqual(registered('sealed'), []);
   });
 });
 
