@@ -1,9 +1,10 @@
 // Attacks on issue 16's walls that the item tests did not try: the same namespace under two
-// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`). A namespace
-// belongs to one source whatever path names it; seen from the CLI, the log and dig inside.
+// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), and a registry
+// file naming a tenant's address its network's gateway. Seen from the CLI, the log and dig.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -58,5 +59,43 @@ describe('a namespace belongs to one source, whatever path names it', { skip: ne
     assert.match(String((line.err as { message?: string }).message), new RegExp(`namespace /run/netns/${alias} is served by network "inside" from nsdns's own connects`));
     assert.deepEqual(await lab.dig(own, 'a.inside'), ['10.181.0.2']);
     assert.notEqual(await lab.digStatus(own, 'evil.hijack'), 'NOERROR');
+  });
+});
+
+describe('a gateway a registry file declares is not the host', { skip: needsRoot }, () => {
+  const PORT = 25801;
+  const lab = new Lab();
+  const dir = tempDir('nsdns-review-gw-');
+  let upstream: FakeUpstream;
+  let outside: string, secret: string;
+
+  before(async () => {
+    upstream = await FakeUpstream.start({ zone: {} });
+    // The file's tenant reaches the host on a link of its own: 10.182.0.2 inside, 10.182.0.1 on the host.
+    outside = await lab.outsideHost('gw', '10.182.0.1', '10.182.0.2');
+    secret = await lab.namespace('secret');
+    // Hostile: the file calls its own tenant's address the gateway.
+    dir.write('evil.yaml', 'name: evil\nsubnets: [{subnet: 10.182.0.0/24, gateway: 10.182.0.2}]\nendpoints:\n  - {name: e1, ipv4: 10.182.0.50}\n');
+    await lab.start(['--registry', dir.dir, '--listen', `10.182.0.1:${PORT}`, '--upstream', upstream.spec]);
+    await lab.ok('network', 'create', 'secret', '--subnet', '10.182.1.0/24');
+    await lab.ok('network', 'connect', 'secret', secret, '--name', 'hidden');
+  });
+  after(async () => {
+    await lab.cleanup();
+    await upstream?.stop();
+    dir.cleanup();
+  });
+
+  async function digAt(ns: string | undefined, ...args: string[]): Promise<string[]> {
+    const dig = ['dig', '@10.182.0.1', '-p', String(PORT), '+short', '+tries=1', '+time=3', ...args];
+    const r = ns === undefined ? await execa(dig[0], dig.slice(1), { reject: false }) : await execa('ip', ['netns', 'exec', ns, ...dig], { reject: false });
+    return r.stdout.split('\n').filter((l) => l && !l.startsWith(';'));
+  }
+
+  it('the tenant at that address sees its own network at a host listener, not the others', async () => {
+    assert.deepEqual(await digAt(undefined, 'hidden.secret'), ['10.182.1.2'], 'the host sees every network');
+    assert.deepEqual(await digAt(outside, 'e1.evil'), ['10.182.0.50']);
+    assert.deepEqual(await digAt(outside, 'hidden.secret'), []);
+    assert.deepEqual(await digAt(outside, '-x', '10.182.1.2'), []);
   });
 });
