@@ -112,6 +112,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private readonly failOpen: FailOpenListener = (name, endpoints) => void this.emit('failOpen', name, endpoints);
   private snapshot = new Snapshot(0, new Map(), this.health, this.failOpen);
   private readonly sources = new Map<string, string>();
+  /** Short network id → the network that has it: `inspect ID`, `rm ID` must find one network. */
+  private readonly ids = new Map<string, string>();
   /** Namespace path → the networks that have endpoints in it (kept with every install and removal). */
   private readonly namespaceNetworks = new Map<string, Set<string>>();
   /** Namespace identity → the paths in namespaceNetworks seen naming it, and each path's identity. */
@@ -149,21 +151,30 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Adds or replaces one network with its endpoints. */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
-    this.checkOwner(record.network.name, record.endpoints, source);
+    this.checkOwner(record.network, record.endpoints, source);
     return this.install(compileNetwork(record), source);
   }
 
   /** setNetwork for a network the registry parser parsed and packed (registry files). */
   setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
-    this.checkOwner(network.name, notable, source);
+    this.checkOwner(network, notable, source);
     return this.install(compilePacked(network, tables, notable), source);
   }
 
-  /** The network and the namespaces its endpoints live in must not belong to another source. */
-  private checkOwner(name: string, endpoints: readonly Endpoint[], source: string): void {
+  /**
+   * The network, its id and the namespaces its endpoints live in must not belong to another source
+   * (ids in files are the file's choice: a copied id would make `inspect ID` show the file's network).
+   */
+  private checkOwner(network: Network, endpoints: readonly Endpoint[], source: string): void {
+    const name = network.name;
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
+    }
+    const holder = this.ids.get(shortId(network.id));
+    if (holder !== undefined && holder !== name) {
+      throw new NsdnsError('ERR_REGISTRY_CONFLICT',
+        `network id ${printable(network.id, 64)} begins like the id of network "${printable(holder)}" from ${describeSource(this.sources.get(holder) ?? '')} (ids must differ in their first 12 characters, the short id); ${describeSource(source)} may not reuse it`);
     }
     for (const e of endpoints) if (e.netns !== undefined) this.checkNamespace(e.netns, source, name);
   }
@@ -208,6 +219,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
     this.sources.set(name, source);
+    if (replaced) this.ids.delete(shortId(replaced.network.id));
+    this.ids.set(shortId(compiled.network.id), name);
     this.indexNamespaces(name, replaced, compiled);
     const snapshot = this.publish(networks, name);
     // After the change listeners: every query from now on uses the new version.
@@ -221,6 +234,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
+    if (removed) this.ids.delete(shortId(removed.network.id));
     this.indexNamespaces(name, removed, undefined);
     this.health.deleteNetwork(name);
     const snapshot = this.publish(networks, name);
@@ -271,6 +285,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }
+}
+
+/** What `network ls` shows of an id, as find() compares it. */
+function shortId(id: string): string {
+  return id.slice(0, 12).toLowerCase();
 }
 
 /** A source as a message names it: `registry file PATH`, `nsdns's own connects` (the state directory). */

@@ -60,6 +60,17 @@ describe('a namespace belongs to one source, whatever path names it', { skip: ne
     assert.deepEqual(await lab.dig(own, 'a.inside'), ['10.181.0.2']);
     assert.notEqual(await lab.digStatus(own, 'evil.hijack'), 'NOERROR');
   });
+
+  it('refuses a file whose network id begins like a provisioned network\'s: the short id names one network', async () => {
+    const id = (JSON.parse(await lab.ok('network', 'inspect', 'inside')) as Array<{ Id: string }>)[0].Id;
+    dir.write('copy.yaml', `name: copy\nid: ${id.slice(0, 12)}beef\nendpoints:\n  - {name: c1, ipv4: 10.181.3.5}\n`);
+    const line = await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('copy.yaml'));
+    const r = await lab.nsdns('network', 'inspect', id.slice(0, 12));
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Array<{ Name: string }>)[0].Name, 'inside');
+    assert.equal(line.msg, 'registry file refused');
+    assert.match(String((line.err as { message?: string }).message), /begins like the id of network "inside" from nsdns's own connects/);
+  });
 });
 
 describe('a gateway a registry file declares is not the host', { skip: needsRoot }, () => {

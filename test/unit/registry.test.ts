@@ -168,6 +168,16 @@ describe('registry views', () => {
     assert.throws(() => r.setNetwork(lab(), 'file:b.yaml'), /already defined by file:a\.yaml/);
   });
 
+  it('refuse a network id that begins like another network\'s (its short id), and free it with the network', () => {
+    const r = new Registry();
+    const withId = (name: string, id: string) => parseDocumentText(`name: ${name}\nid: ${id}\n`, `${name}.yaml`);
+    r.setNetwork(withId('own', '0123456789abcdef'), 'state');
+    assert.throws(() => r.setNetwork(withId('copy', '0123456789ABffff'), 'file:/r/copy.yaml'), /begins like the id of network "own" from nsdns's own connects/);
+    r.setNetwork(withId('own', 'fedcba9876543210'), 'state');
+    r.setNetwork(withId('copy', '0123456789ABffff'), 'file:/r/copy.yaml');
+    assert.equal(r.current().find('0123456789ab')?.network.name, 'copy');
+  });
+
   it('view upstreams: the endpoint\'s own first, else its network\'s', () => {
     const r = new Registry();
     r.setNetwork(parseDocumentText('name: n\nupstreams: [10.0.0.53]\nendpoints:\n  - {name: a, ipv4: 10.0.0.2, upstreams: ["10.0.0.54:5353"]}\n  - {name: b, ipv4: 10.0.0.3}\n', 'n'), 't');
