@@ -2,6 +2,7 @@
 // the configuration, and owns the process's lifecycle (SIGTERM/SIGINT drain and exit, SIGHUP
 // reloads the config file, SIGUSR2 and `nsdns restart` hand over to a new daemon: handover.ts).
 import { Registry } from '../registry/registry.js';
+import { namespaceIdentity } from '../namespace-identity.js';
 import { AnswerCache } from '../resolver/cache.js';
 import { Forwarder, type ForwardOptions } from '../resolver/forwarder.js';
 import { Resolver, type ResolverSettings } from '../resolver/resolver.js';
@@ -40,7 +41,7 @@ import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 
 export class Daemon {
-  readonly registry = new Registry();
+  readonly registry = new Registry({ identify: namespaceIdentity });
   readonly resolver: Resolver;
   readonly listeners: HostListeners;
   readonly state: StateStore;

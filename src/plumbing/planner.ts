@@ -129,7 +129,7 @@ export class Planner {
   /** Everything about the new endpoint, decided and reserved under the lock. */
   endpoint(req: ConnectRequest, target: NamespaceTarget): EndpointPlan {
     const { network, endpoints: committed } = this.owned(req.network);
-    const other = this.registry.otherOwner(target.path, STATE_SOURCE);
+    const other = this.registry.otherOwner(target.path, STATE_SOURCE, undefined, target.identity);
     if (other) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT',
         `${target.shown} is served by network "${printable(other.network)}" from ${describeSource(other.source)}; a namespace belongs to one source: take it out of that file first, or connect another namespace`);

@@ -2,7 +2,8 @@
 // recompiles only the network it touches; readers take `current()` once per query and never see a
 // half-applied change. Every network remembers its source, so two sources cannot fight over one;
 // and a namespace belongs to one source too: a registry file cannot add names to (or choose the
-// upstreams of) a namespace that nsdns connected itself or that another file serves.
+// upstreams of) a namespace that nsdns connected itself or that another file serves, whatever path
+// names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
@@ -97,14 +98,31 @@ export interface RegistryEvents {
   failOpen: [name: string, endpoints: number];
 }
 
+export interface RegistryOptions {
+  /**
+   * Which namespace a path names now (namespace-identity.ts): two paths of one namespace are one
+   * namespace to its owner. Without it (unit tests), namespaces are told apart by path only.
+   */
+  identify?: (netns: string) => string | undefined;
+}
+
 export class Registry extends EventEmitter<RegistryEvents> {
   /** Every endpoint's health, beside the snapshots: a change is seen by the next query without a recompile. */
   readonly health = new HealthStates();
   private readonly failOpen: FailOpenListener = (name, endpoints) => void this.emit('failOpen', name, endpoints);
   private snapshot = new Snapshot(0, new Map(), this.health, this.failOpen);
   private readonly sources = new Map<string, string>();
+  /** Short network id → the network that has it: `inspect ID`, `rm ID` must find one network. */
+  private readonly ids = new Map<string, string>();
   /** Namespace path → the networks that have endpoints in it (kept with every install and removal). */
   private readonly namespaceNetworks = new Map<string, Set<string>>();
+  /** Namespace identity → the paths in namespaceNetworks seen naming it, and each path's identity. */
+  private readonly pathsOf = new Map<string, Set<string>>();
+  private readonly identityOf = new Map<string, string>();
+
+  constructor(private readonly options: RegistryOptions = {}) {
+    super();
+  }
 
   current(): Snapshot {
     return this.snapshot;
@@ -133,35 +151,56 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   /** Adds or replaces one network with its endpoints. */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
-    this.checkOwner(record.network.name, record.endpoints, source);
+    this.checkOwner(record.network, record.endpoints, source);
     return this.install(compileNetwork(record), source);
   }
 
   /** setNetwork for a network the registry parser parsed and packed (registry files). */
   setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
-    this.checkOwner(network.name, notable, source);
+    this.checkOwner(network, notable, source);
     return this.install(compilePacked(network, tables, notable), source);
   }
 
-  /** The network and the namespaces its endpoints live in must not belong to another source. */
-  private checkOwner(name: string, endpoints: readonly Endpoint[], source: string): void {
+  /**
+   * The network, its id and the namespaces its endpoints live in must not belong to another source
+   * (ids in files are the file's choice: a copied id would make `inspect ID` show the file's network).
+   */
+  private checkOwner(network: Network, endpoints: readonly Endpoint[], source: string): void {
+    const name = network.name;
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
+    }
+    const holder = this.ids.get(shortId(network.id));
+    if (holder !== undefined && holder !== name) {
+      throw new NsdnsError('ERR_REGISTRY_CONFLICT',
+        `network id ${printable(network.id, 64)} begins like the id of network "${printable(holder)}" from ${describeSource(this.sources.get(holder) ?? '')} (ids must differ in their first 12 characters, the short id); ${describeSource(source)} may not reuse it`);
     }
     for (const e of endpoints) if (e.netns !== undefined) this.checkNamespace(e.netns, source, name);
   }
 
   /**
-   * A network of another source than `source` that serves `netns` (`network`: the network being
-   * set, whose own endpoints there do not count), or undefined.
+   * A network of another source than `source` that serves `netns` under this or any other path
+   * (`network`: the network being set, whose own endpoints there do not count), or undefined.
+   * `identity`: the namespace's, when the caller has just looked (identify() otherwise).
    */
-  otherOwner(netns: string, source: string, network?: string): { network: string; source: string } | undefined {
-    for (const other of this.namespaceNetworks.get(netns) ?? []) {
-      const owner = this.sources.get(other);
-      if (other !== network && owner !== undefined && owner !== source) return { network: other, source: owner };
+  otherOwner(netns: string, source: string, network?: string, identity?: string): { network: string; source: string } | undefined {
+    for (const path of this.pathsNaming(netns, identity ?? this.options.identify?.(netns))) {
+      for (const other of this.namespaceNetworks.get(path) ?? []) {
+        const owner = this.sources.get(other);
+        if (other !== network && owner !== undefined && owner !== source) return { network: other, source: owner };
+      }
     }
     return undefined;
+  }
+
+  /** `netns` and the other served paths that name the namespace `identity` now (looked at again: a path may have been replaced). */
+  private pathsNaming(netns: string, identity: string | undefined): string[] {
+    const paths = [netns];
+    for (const path of identity === undefined ? [] : this.pathsOf.get(identity) ?? []) {
+      if (path !== netns && this.options.identify?.(path) === identity) paths.push(path);
+    }
+    return paths;
   }
 
   private checkNamespace(netns: string, source: string, network: string): void {
@@ -180,6 +219,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
     this.sources.set(name, source);
+    if (replaced) this.ids.delete(shortId(replaced.network.id));
+    this.ids.set(shortId(compiled.network.id), name);
     this.indexNamespaces(name, replaced, compiled);
     const snapshot = this.publish(networks, name);
     // After the change listeners: every query from now on uses the new version.
@@ -193,6 +234,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
+    if (removed) this.ids.delete(shortId(removed.network.id));
     this.indexNamespaces(name, removed, undefined);
     this.health.deleteNetwork(name);
     const snapshot = this.publish(networks, name);
@@ -204,13 +246,38 @@ export class Registry extends EventEmitter<RegistryEvents> {
     for (const e of before?.inNamespaces ?? []) {
       const networks = this.namespaceNetworks.get(e.netns);
       networks?.delete(network);
-      if (networks?.size === 0) this.namespaceNetworks.delete(e.netns);
+      if (networks?.size === 0) {
+        this.namespaceNetworks.delete(e.netns);
+        this.noteIdentity(e.netns, undefined);
+      }
     }
+    const seen = new Set<string>();
     for (const e of after?.inNamespaces ?? []) {
       const networks = this.namespaceNetworks.get(e.netns);
       if (networks) networks.add(network);
       else this.namespaceNetworks.set(e.netns, new Set([network]));
+      if (!seen.has(e.netns)) {
+        seen.add(e.netns);
+        this.noteIdentity(e.netns, this.options.identify?.(e.netns));
+      }
     }
+  }
+
+  /** Records which namespace `path` names now (undefined: none, or it is no longer served). */
+  private noteIdentity(path: string, identity: string | undefined): void {
+    const before = this.identityOf.get(path);
+    if (before === identity) return;
+    if (before !== undefined) {
+      const paths = this.pathsOf.get(before);
+      paths?.delete(path);
+      if (paths?.size === 0) this.pathsOf.delete(before);
+      this.identityOf.delete(path);
+    }
+    if (identity === undefined) return;
+    this.identityOf.set(path, identity);
+    const paths = this.pathsOf.get(identity);
+    if (paths) paths.add(path);
+    else this.pathsOf.set(identity, new Set([path]));
   }
 
   private publish(networks: Map<string, CompiledNetwork>, changed: string): Snapshot {
@@ -218,6 +285,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }
+}
+
+/** What `network ls` shows of an id, as find() compares it. */
+function shortId(id: string): string {
+  return id.slice(0, 12).toLowerCase();
 }
 
 /** A source as a message names it: `registry file PATH`, `nsdns's own connects` (the state directory). */

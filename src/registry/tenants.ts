@@ -1,9 +1,11 @@
 // Who a client is, by its source address: the networks it is a tenant of. A client whose address
 // is an endpoint's own, or lies inside a subnet of a network nsdns serves (provisioned or from a
 // registry file), is that network's tenant wherever it asks: at a host listener it sees what its
-// own 127.0.0.11 would show, never more (README, Security model). A gateway address, or any other
-// address of the host's own, is the host's, not a tenant's. Built once per snapshot; a client's answer is remembered, so a query costs a map
-// lookup.
+// own 127.0.0.11 would show, never more (README, Security model). An address of the host's own (a
+// bridge's gateway among them) is the host's, not a tenant's; a gateway a registry file declares is
+// not, unless the host has it: the file's author would otherwise choose an address of its own
+// tenants that sees every network. Built once per snapshot; a client's answer is remembered, so a
+// query costs a map lookup.
 import ipaddr from 'ipaddr.js';
 import type { CompiledNetwork } from './compiled.js';
 import type { Snapshot } from './registry.js';
@@ -16,7 +18,7 @@ const MEMO_LIMIT = 4096;
 
 export class Tenants {
   private readonly ranges: Array<{ range: Range; network: string }> = [];
-  /** Gateways and the host's own addresses: never a tenant by subnet. */
+  /** The host's own addresses: never a tenant by subnet. */
   private readonly host = new Set<string>();
   private readonly memo = new Map<string, readonly string[] | null>();
 
@@ -31,8 +33,6 @@ export class Tenants {
         try {
           this.ranges.push({ range: ipaddr.parseCIDR(subnet.subnet), network: network.name });
         } catch { /* refused where the network was accepted; nothing to match */ }
-        const gateway = subnet.gateway !== undefined ? canonical(subnet.gateway) : undefined;
-        if (gateway !== undefined) this.host.add(gateway);
       }
     }
   }

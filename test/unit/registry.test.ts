@@ -168,6 +168,16 @@ describe('registry views', () => {
     assert.throws(() => r.setNetwork(lab(), 'file:b.yaml'), /already defined by file:a\.yaml/);
   });
 
+  it('refuse a network id that begins like another network\'s (its short id), and free it with the network', () => {
+    const r = new Registry();
+    const withId = (name: string, id: string) => parseDocumentText(`name: ${name}\nid: ${id}\n`, `${name}.yaml`);
+    r.setNetwork(withId('own', '0123456789abcdef'), 'state');
+    assert.throws(() => r.setNetwork(withId('copy', '0123456789ABffff'), 'file:/r/copy.yaml'), /begins like the id of network "own" from nsdns's own connects/);
+    r.setNetwork(withId('own', 'fedcba9876543210'), 'state');
+    r.setNetwork(withId('copy', '0123456789ABffff'), 'file:/r/copy.yaml');
+    assert.equal(r.current().find('0123456789ab')?.network.name, 'copy');
+  });
+
   it('view upstreams: the endpoint\'s own first, else its network\'s', () => {
     const r = new Registry();
     r.setNetwork(parseDocumentText('name: n\nupstreams: [10.0.0.53]\nendpoints:\n  - {name: a, ipv4: 10.0.0.2, upstreams: ["10.0.0.54:5353"]}\n  - {name: b, ipv4: 10.0.0.3}\n', 'n'), 't');
@@ -371,5 +381,20 @@ describe('namespaces and their source', () => {
     // Its own network replaced by the same source is no conflict.
     registry.setNetwork(net('evil', [{ name: 'e', ip: '10.1.0.3', netns: '/run/netns/x' }]), 'file:/r/evil.yaml');
     assert.throws(() => registry.setNetwork(net('copy', [{ name: 'c', ip: '10.2.0.3', netns: '/run/netns/x' }]), 'file:/r/copy.yaml'), /served by network "evil"/);
+  });
+
+  it('knows one namespace under two paths by its identity, and looks again before refusing', () => {
+    const identities = new Map([['/run/netns/x', '4:100'], ['/run/netns/x2', '4:100'], ['/proc/42/ns/net', '4:100'], ['/run/netns/y', '4:200']]);
+    const registry = new Registry({ identify: (p) => identities.get(p) });
+    registry.setNetwork(net('own', [{ name: 'a', ip: '10.0.0.2', netns: '/run/netns/x' }]), 'state');
+    assert.throws(() => registry.setNetwork(net('evil', [{ name: 'e', ip: '10.1.0.2', netns: '/run/netns/x2' }]), 'file:/r/evil.yaml'),
+      /namespace \/run\/netns\/x2 is served by network "own" from nsdns's own connects/);
+    registry.setNetwork(net('filed', [{ name: 'f', ip: '10.2.0.2', netns: '/run/netns/y' }]), 'file:/r/filed.yaml');
+    identities.set('/proc/43/ns/net', '4:200');
+    assert.deepEqual(registry.otherOwner('/proc/43/ns/net', 'state'), { network: 'filed', source: 'file:/r/filed.yaml' });
+    assert.deepEqual(registry.otherOwner('/proc/43/ns/net', 'state', undefined, '4:200'), { network: 'filed', source: 'file:/r/filed.yaml' });
+    // y replaced: the new namespace at /proc/43 is no longer the one the file serves.
+    identities.set('/run/netns/y', '4:300');
+    assert.equal(registry.otherOwner('/proc/43/ns/net', 'state'), undefined);
   });
 });

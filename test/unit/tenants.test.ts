@@ -16,12 +16,11 @@ function registry(): Registry {
 describe('tenants', () => {
   const tenants = new Tenants(registry().current().networks);
 
-  it('a subnet makes a tenant, an endpoint address too; gateways and strangers are none', () => {
+  it('a subnet makes a tenant, an endpoint address too; strangers are none', () => {
     assert.deepEqual(tenants.of('10.161.0.77'), ['a']);
     assert.deepEqual(tenants.of('::ffff:10.162.0.5'), ['b']);
     assert.deepEqual(tenants.of('fd62::5'), ['b']);
     assert.deepEqual(tenants.of('192.0.2.9'), ['bare']);
-    assert.equal(tenants.of('10.161.0.1'), null);
     assert.equal(tenants.of('127.0.0.1'), null);
     assert.equal(tenants.of('not an address'), null);
   });
@@ -31,6 +30,11 @@ describe('tenants', () => {
     assert.equal(withHost.of('10.161.0.200'), null);
     assert.equal(withHost.of('10.162.0.9'), null);
     assert.deepEqual(withHost.of('10.161.0.201'), ['a']);
+  });
+
+  it('a gateway is the host\'s only when the host has it: a file cannot declare a tenant\'s address its gateway', () => {
+    assert.deepEqual(tenants.of('10.161.0.1'), ['a'], 'declared, not the host\'s: a tenant like any other');
+    assert.equal(new Tenants(registry().current().networks, ['10.161.0.1']).of('10.161.0.1'), null);
   });
 
   it('a listener shows a tenant its own networks among its own, refuses one with none, and shows others all', () => {

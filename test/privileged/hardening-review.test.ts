@@ -1,0 +1,112 @@
+// Attacks on issue 16's walls that the item tests did not try: the same namespace under two
+// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), and a registry
+// file naming a tenant's address its network's gateway. Seen from the CLI, the log and dig.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { execa, type ResultPromise } from 'execa';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** A process living in namespace `ns`, and its PID. */
+async function sleeperIn(ns: string): Promise<{ pid: string; process: ResultPromise }> {
+  const process = execa('ip', ['netns', 'exec', ns, 'sleep', '600'], { reject: false });
+  const pid = await waitFor(async () => (await execa('ip', ['netns', 'pids', ns])).stdout.trim().split('\n')[0], { what: `a process in ${ns}` });
+  return { pid, process };
+}
+
+describe('a namespace belongs to one source, whatever path names it', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  const dir = tempDir('nsdns-review-');
+  const sleepers: ResultPromise[] = [];
+  let own: string, filed: string;
+
+  before(async () => {
+    [own, filed] = [await lab.namespace('own'), await lab.namespace('filed')];
+    dir.write('filed.yaml', `name: filed\nsubnets: [{subnet: 10.181.1.0/24}]\nendpoints:\n  - {name: f1, ipv4: 10.181.1.5, netns: /run/netns/${filed}}\n`);
+    await lab.start(['--registry', dir.dir]);
+    await lab.ok('network', 'create', 'inside', '--internal', '--subnet', '10.181.0.0/24');
+    await waitFor(async () => (await lab.dig(filed, 'f1')).length > 0, { what: 'the file\'s namespace is served' });
+  });
+  after(async () => {
+    for (const s of sleepers) s.kill();
+    await lab.cleanup();
+    dir.cleanup();
+  });
+
+  it('refuses a connect by PID into a namespace a file serves by name, before anything is created', async () => {
+    const sleeper = await sleeperIn(filed);
+    sleepers.push(sleeper.process);
+    const links = await lab.links();
+    const r = await lab.nsdns('network', 'connect', 'inside', sleeper.pid, '--name', 'bypid');
+    assert.equal(r.exitCode, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`^nsdns: the namespace of PID ${sleeper.pid} is served by network "filed" from registry file .*filed\\.yaml; a namespace belongs to one source`));
+    assert.deepEqual(await lab.links(), links);
+    assert.deepEqual(await lab.dig(filed, 'f1'), ['10.181.1.5']);
+    assert.notEqual(await lab.digStatus(filed, 'bypid.inside'), 'NOERROR');
+  });
+
+  it('refuses a file naming, by a second name, a namespace nsdns connected', async () => {
+    await lab.ok('network', 'connect', 'inside', own, '--name', 'a');
+    const sleeper = await sleeperIn(own);
+    sleepers.push(sleeper.process);
+    const alias = `ns${lab.tag}-alias`;
+    await sh('ip', 'netns', 'attach', alias, sleeper.pid);
+    lab.namespaces.push(alias);
+    dir.write('hijack.yaml', `name: hijack\nsubnets: [{subnet: 10.181.2.0/24}]\nendpoints:\n  - {name: evil, ipv4: 10.181.2.66, netns: /run/netns/${alias}}\n`);
+    const line = await lab.daemon!.waitForLog((l) => l.msg === 'registry file refused' && String(l.file).endsWith('hijack.yaml'));
+    assert.match(String((line.err as { message?: string }).message), new RegExp(`namespace /run/netns/${alias} is served by network "inside" from nsdns's own connects`));
+    assert.deepEqual(await lab.dig(own, 'a.inside'), ['10.181.0.2']);
+    assert.notEqual(await lab.digStatus(own, 'evil.hijack'), 'NOERROR');
+  });
+
+  it('refuses a file whose network id begins like a provisioned network\'s: the short id names one network', async () => {
+    const id = (JSON.parse(await lab.ok('network', 'inspect', 'inside')) as Array<{ Id: string }>)[0].Id;
+    dir.write('copy.yaml', `name: copy\nid: ${id.slice(0, 12)}beef\nendpoints:\n  - {name: c1, ipv4: 10.181.3.5}\n`);
+    const line = await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('copy.yaml'));
+    const r = await lab.nsdns('network', 'inspect', id.slice(0, 12));
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Array<{ Name: string }>)[0].Name, 'inside');
+    assert.equal(line.msg, 'registry file refused');
+    assert.match(String((line.err as { message?: string }).message), /begins like the id of network "inside" from nsdns's own connects/);
+  });
+});
+
+describe('a gateway a registry file declares is not the host', { skip: needsRoot }, () => {
+  const PORT = 25801;
+  const lab = new Lab();
+  const dir = tempDir('nsdns-review-gw-');
+  let upstream: FakeUpstream;
+  let outside: string, secret: string;
+
+  before(async () => {
+    upstream = await FakeUpstream.start({ zone: {} });
+    // The file's tenant reaches the host on a link of its own: 10.182.0.2 inside, 10.182.0.1 on the host.
+    outside = await lab.outsideHost('gw', '10.182.0.1', '10.182.0.2');
+    secret = await lab.namespace('secret');
+    // Hostile: the file calls its own tenant's address the gateway.
+    dir.write('evil.yaml', 'name: evil\nsubnets: [{subnet: 10.182.0.0/24, gateway: 10.182.0.2}]\nendpoints:\n  - {name: e1, ipv4: 10.182.0.50}\n');
+    await lab.start(['--registry', dir.dir, '--listen', `10.182.0.1:${PORT}`, '--upstream', upstream.spec]);
+    await lab.ok('network', 'create', 'secret', '--subnet', '10.182.1.0/24');
+    await lab.ok('network', 'connect', 'secret', secret, '--name', 'hidden');
+  });
+  after(async () => {
+    await lab.cleanup();
+    await upstream?.stop();
+    dir.cleanup();
+  });
+
+  async function digAt(ns: string | undefined, ...args: string[]): Promise<string[]> {
+    const dig = ['dig', '@10.182.0.1', '-p', String(PORT), '+short', '+tries=1', '+time=3', ...args];
+    const r = ns === undefined ? await execa(dig[0], dig.slice(1), { reject: false }) : await execa('ip', ['netns', 'exec', ns, ...dig], { reject: false });
+    return r.stdout.split('\n').filter((l) => l && !l.startsWith(';'));
+  }
+
+  it('the tenant at that address sees its own network at a host listener, not the others', async () => {
+    assert.deepEqual(await digAt(undefined, 'hidden.secret'), ['10.182.1.2'], 'the host sees every network');
+    assert.deepEqual(await digAt(outside, 'e1.evil'), ['10.182.0.50']);
+    assert.deepEqual(await digAt(outside, 'hidden.secret'), []);
+    assert.deepEqual(await digAt(outside, '-x', '10.182.1.2'), []);
+  });
+});
