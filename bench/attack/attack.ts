@@ -18,8 +18,6 @@
 //   bigcache  --conns (4) TCP connections each ask unique names under --zone (bigc.test) whose
 //             answers are large (~56 KB from big-upstream.js), 4 in flight per connection, reading
 //             every reply: answers the server caches, as many as it takes in --secs
-  default:
-    throw new Error('--kind must be pipeline, slow, idle, frames, fuzz, flood, tenant or bigcache');
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
