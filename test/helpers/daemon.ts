@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN = path.join(ROOT, 'dist/src/main.js');
 
+/** How long a daemon may take to say it is ready. */
+const READY_TIMEOUT_MS = 60_000;
+
 export interface LogLine { level: number; msg: string; [key: string]: unknown }
 
 export class RunningDaemon {
@@ -39,7 +42,8 @@ export class RunningDaemon {
     return `127.0.0.1:${this.port}`;
   }
 
-  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> {
+  /** The first log line that matches, seen or to come; the timeout (generous, for a busy machine) only bounds a broken run. */
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> {
     const seen = this.logs.find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -82,10 +86,15 @@ export async function startDaemon(args: string[], options: { env?: NodeJS.Proces
   const daemon = new RunningDaemon(proc, stateDir, given >= 0 || (options.keepState ?? false));
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  // Generous: on a busy machine a daemon may take many seconds to start. One that is not ready in
+  // time is stopped, so no daemon outlives the test that started it.
   const ready = await Promise.race([
-    daemon.waitForLog((l) => l.msg === 'ready', 10_000),
-    daemon.waitForExit(10_000).then((code) => { throw new Error(`daemon exited with ${code} before ready: ${stderr}\n${daemon.logs.map((l) => JSON.stringify(l)).join('\n')}`); }),
-  ]);
+    daemon.waitForLog((l) => l.msg === 'ready', READY_TIMEOUT_MS),
+    daemon.waitForExit(READY_TIMEOUT_MS + 1000).then((code) => { throw new Error(`daemon exited with ${code} before ready: ${stderr}\n${daemon.logs.map((l) => JSON.stringify(l)).join('\n')}`); }),
+  ]).catch(async (err: unknown) => {
+    await daemon.stop();
+    throw err;
+  });
   daemon.ports = (ready.listeners as Array<{ port: number }>).map((l) => l.port);
   daemon.port = daemon.ports[0] ?? 0;
   return daemon;

@@ -79,7 +79,7 @@ describe('the native prober\'s process', { skip }, () => {
     const prober = new HealthProber(registry, log).start();
     try {
       for (let i = 0; i < 4; i++) {
-        const pid = await until(`child ${i + 1}`, () => prober.nativePid, (p) => p !== undefined, 5000);
+        const pid = await until(`child ${i + 1}`, () => prober.nativePid, (p) => p !== undefined);
         process.kill(pid!, 'SIGKILL');
         await until(`child ${i + 1} gone`, () => prober.nativePid, (p) => p !== pid);
       }
@@ -254,7 +254,7 @@ describe('the native prober\'s boundaries', { skip }, () => {
         const { log, lines } = capturedLog();
         const prober = new HealthProber(registry, log, { native: binary }).start();
         try {
-          await until('given up', () => prober.kind, (k) => k === 'node', 8000);
+          await until('given up', () => prober.kind, (k) => k === 'node');
           assert.ok(lines.some((l) => l.msg === `native prober: ${why}; restarting it in 100 ms`), `${why}: ${lines.map((l) => l.msg).join(' | ')}`);
           assert.equal(lines.filter((l) => /native prober given up/.test(l.msg)).length, 1);
           await follows(registry, 'web', listener);

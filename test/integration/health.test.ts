@@ -201,7 +201,7 @@ describe(`http health checks against servers that misbehave (${kind} prober)`, {
   it('fail on a 500, a reply that is not HTTP and no reply within the timeout; pass a 302 sent in pieces and a 204', async () => {
     const ids = registry.current().networks.get('bad')!.endpoints.map((e) => e.id);
     const last = () => ids.map((id) => prober.info('bad', id)?.log.at(-1)?.detail);
-    await until('every server probed', last, (d) => d.every((x) => x !== undefined), 3000);
+    await until('every server probed', last, (d) => d.every((x) => x !== undefined));
     assert.deepEqual(last(), ['HTTP 500', 'not an HTTP reply', 'timed out after 300 ms', 'HTTP 302', 'HTTP 204']);
     assert.deepEqual(ids.map((id) => registry.health.get('bad', id)), ['unhealthy', 'unhealthy', 'unhealthy', 'healthy', 'healthy']);
   });
@@ -273,7 +273,7 @@ describe(`nsdns endpoint health and network inspect over the control socket (${k
     // Set in this process while the CLI ran; a probe (every 300 ms) may already have made it
     // healthy again by the time the CLI exits, so the state is read from when it was set.
     assert.equal(setStates.find((s) => s.id === idOf('probed'))?.state, 'unhealthy');
-    await until('the next success makes it healthy', () => registry.health.get('ctl', idOf('probed')), (s) => s === 'healthy', 2000);
+    await until('the next success makes it healthy', () => registry.health.get('ctl', idOf('probed')), (s) => s === 'healthy');
     assert.ok(lines.some((l) => l.endpoint === 'probed' && l.by === 'endpoint health' && l.status === 'unhealthy'));
   });
 
@@ -324,8 +324,8 @@ describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: 
     const config = configDir.write('c.yaml', 'registryFiles:\n  probeAllow: [127.0.0.0/8]\n');
     const daemon = await startDaemon(['--registry', files.dir, '--listen', '127.0.0.1:0', '--no-resolv-conf', '--config', config], { env: { NSDNS_NATIVE: kind === 'node' ? '0' : '1' } });
     try {
-      await daemon.waitForLog((l) => l.prober === kind && /health checks: probing 2 endpoint\(s\)/.test(l.msg), 5000);
-      await daemon.waitForLog((l) => l.endpoint === 'down' && l.status === 'unhealthy', 5000);
+      await daemon.waitForLog((l) => l.prober === kind && /health checks: probing 2 endpoint\(s\)/.test(l.msg));
+      await daemon.waitForLog((l) => l.endpoint === 'down' && l.status === 'unhealthy');
       const r = await dig(daemon.server, 'pool.hcd', 'A');
       assert.deepEqual(r.answers.map((a) => a.data), ['127.0.0.9']);
       // The native prober is the daemon's child: killed by its PID, it is restarted and the probes go on.
@@ -333,9 +333,9 @@ describe(`a running daemon probes registry endpoints (${kind} prober)`, { skip: 
       assert.equal(helper !== undefined, kind === 'native', `the daemon's children: ${JSON.stringify(childrenOf(daemon.proc.pid!))}`);
       if (helper) {
         process.kill(helper.pid, 'SIGKILL');
-        await daemon.waitForLog((l) => /native prober: killed by SIGKILL; restarting it/.test(l.msg), 5000);
+        await daemon.waitForLog((l) => /native prober: killed by SIGKILL; restarting it/.test(l.msg));
         await up.close();
-        await daemon.waitForLog((l) => l.endpoint === 'up' && l.status === 'unhealthy', 5000);
+        await daemon.waitForLog((l) => l.endpoint === 'up' && l.status === 'unhealthy');
         assert.ok(childrenOf(daemon.proc.pid!).some((c) => c.name === 'nsdns-probe' && c.pid !== helper.pid), 'a new nsdns-probe runs');
       }
     } finally {

@@ -78,7 +78,7 @@ describe('state and safety', { skip: needsRoot }, () => {
     const hostIf = JSON.parse(readFileSync(`${lab.state}/networks/reap.json`, 'utf8')).endpoints[0].hostIf as string;
     assert.deepEqual(await lab.dig(witness, doomed), ['10.232.0.2']);
     await sh('ip', 'netns', 'del', doomed);
-    await lab.daemon!.waitForLog((l) => String(l.msg).includes(`endpoint "${doomed}" of network "reap" removed`), 8000);
+    await lab.daemon!.waitForLog((l) => String(l.msg).includes(`endpoint "${doomed}" of network "reap" removed`));
     assert.deepEqual(await lab.dig(witness, doomed), []);
     await lab.daemon!.waitForLog((l) => String(l.msg).includes('its resolver sockets are closed') && l.netns === `/run/netns/${doomed}`);
     assert.ok(!(await lab.links()).includes(hostIf), 'its veth is gone');
