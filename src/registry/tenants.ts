@@ -18,7 +18,7 @@ const MEMO_LIMIT = 4096;
 
 export class Tenants {
   private readonly ranges: Array<{ range: Range; network: string }> = [];
-  /** The host's own addresses: never a tenant by subnet. */
+  /** The host's own addresses: never a tenant. */
   private readonly host = new Set<string>();
   private readonly memo = new Map<string, readonly string[] | null>();
 
@@ -37,7 +37,7 @@ export class Tenants {
     }
   }
 
-  /** The names of the networks `address` is a tenant of (sorted); null when it is no tenant. */
+  /** The names of the networks `address` is a tenant of (sorted); null when it is no tenant (the host's own addresses are none). */
   of(address: string): readonly string[] | null {
     let result = this.memo.get(address);
     if (result === undefined) {
@@ -50,12 +50,13 @@ export class Tenants {
 
   private find(address: string): readonly string[] | null {
     const key = canonical(address);
-    if (key === undefined) return null;
+    // The host is no tenant, whatever endpoint address a registry file claims it has.
+    if (key === undefined || this.host.has(key)) return null;
     const found = new Set<string>();
     for (const net of this.networks.values()) {
       if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
     }
-    if (found.size === 0 && !this.host.has(key)) {
+    if (found.size === 0) {
       const addr = ipaddr.parse(key);
       for (const { range, network } of this.ranges) {
         if (range[0].kind() === addr.kind() && addr.match(range)) found.add(network);

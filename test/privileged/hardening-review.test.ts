@@ -1,10 +1,12 @@
 // Attacks on issue 16's walls that the item tests did not try: the same namespace under two
-// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), and a registry
-// file naming a tenant's address its network's gateway. Seen from the CLI, the log and dig.
+// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), a registry file
+// naming a tenant's address its network's gateway, or an endpoint at one of the host's own
+// addresses. Seen from the CLI, the log and dig.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -108,5 +110,35 @@ describe('a gateway a registry file declares is not the host', { skip: needsRoot
     assert.deepEqual(await digAt(outside, 'e1.evil'), ['10.182.0.50']);
     assert.deepEqual(await digAt(outside, 'hidden.secret'), []);
     assert.deepEqual(await digAt(outside, '-x', '10.182.1.2'), []);
+  });
+});
+
+describe('an endpoint a registry file puts at the host\'s own address does not make the host its tenant', () => {
+  const PORT = 25802;
+  const dir = tempDir('nsdns-review-host-');
+  let good: FakeUpstream, evil: FakeUpstream;
+  let daemon: RunningDaemon;
+
+  before(async () => {
+    good = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.7'] } });
+    evil = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.66'] } });
+    dir.write('other.yaml', 'name: other\nendpoints:\n  - {name: web, ipv4: 10.183.0.5}\n');
+    // Hostile: an "endpoint" at 127.0.0.1, with the file's own upstream.
+    dir.write('evil.yaml', `name: evil\nendpoints:\n  - {name: loop, ipv4: 127.0.0.1, upstreams: ["${evil.spec}"]}\n`);
+    daemon = await startDaemon(['--registry', dir.dir, '--listen', `127.0.0.1:${PORT}`, '--upstream', good.spec]);
+  });
+  after(async () => {
+    await daemon?.stop();
+    await good?.stop();
+    await evil?.stop();
+    dir.cleanup();
+  });
+
+  const dig = async (...args: string[]) => (await execa('dig', ['@127.0.0.1', '-p', String(PORT), '+short', '+tries=1', '+time=3', ...args], { reject: false })).stdout.split('\n').filter(Boolean);
+
+  it('the host still sees every network and forwards to the daemon\'s upstream, not the file\'s', async () => {
+    assert.deepEqual(await dig('web.other'), ['10.183.0.5']);
+    assert.deepEqual(await dig('outside.test'), ['192.0.2.7']);
+    assert.equal(evil.received.length, 0, 'the file\'s upstream was asked for the host');
   });
 });
