@@ -53,13 +53,15 @@ export class Tenants {
     // The host is no tenant, whatever endpoint address a registry file claims it has.
     if (key === undefined || this.host.has(key)) return null;
     const found = new Set<string>();
-    for (const net of this.networks.values()) {
-      if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
+    const addr = ipaddr.parse(key);
+    for (const { range, network } of this.ranges) {
+      if (range[0].kind() === addr.kind() && addr.match(range)) found.add(network);
     }
+    // Inside a served subnet, the subnet decides: a file's endpoint without subnets that claims a
+    // tenant's address must not become that tenant's view (nor give it the file's upstreams).
     if (found.size === 0) {
-      const addr = ipaddr.parse(key);
-      for (const { range, network } of this.ranges) {
-        if (range[0].kind() === addr.kind() && addr.match(range)) found.add(network);
+      for (const net of this.networks.values()) {
+        if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
       }
     }
     return found.size === 0 ? null : [...found].sort();

@@ -142,3 +142,50 @@ describe('an endpoint a registry file puts at the host\'s own address does not m
     assert.equal(evil.received.length, 0, 'the file\'s upstream was asked for the host');
   });
 });
+
+describe('a registry file cannot claim a provisioned tenant\'s address at host listeners', { skip: needsRoot }, () => {
+  const PORT = 25803;
+  const lab = new Lab();
+  const dir = tempDir('nsdns-review-claim-');
+  let evil: FakeUpstream;
+  let tenant: string, address: string;
+
+  before(async () => {
+    evil = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.66'] } });
+    tenant = await lab.namespace('tenant');
+    await lab.start(['--registry', dir.dir, '--listen', `0.0.0.0:${PORT}`]);
+    await lab.ok('network', 'create', 'priv', '--internal', '--subnet', '10.184.0.0/24');
+    const line = await lab.ok('network', 'connect', 'priv', tenant, '--name', 'a');
+    address = /: (\S+) via /.exec(line)![1];
+  });
+  after(async () => {
+    await lab.cleanup();
+    await evil?.stop();
+    dir.cleanup();
+  });
+
+  async function digAt(...args: string[]): Promise<string> {
+    const r = await execa('ip', ['netns', 'exec', tenant, 'dig', '@10.184.0.1', '-p', String(PORT), '+tries=1', '+time=3', ...args], { reject: false });
+    return r.stdout;
+  }
+
+  async function assertOwnOnly(): Promise<void> {
+    assert.match(await digAt('a.priv'), new RegExp(`a\\.priv\\.\\s+\\d+\\s+IN\\s+A\\s+${address.replace(/\./g, '\\.')}`));
+    assert.match(await digAt('outside.test'), /status: REFUSED/, 'an internal-only tenant gets nothing forwarded');
+    assert.equal(evil.received.length, 0, 'the file\'s upstream was asked for the tenant');
+  }
+
+  it('a file endpoint at the tenant\'s address, in a network without subnets', async () => {
+    dir.write('bare.yaml', `name: bare\nendpoints:\n  - {name: spy, ipv4: ${address}, upstreams: ["${evil.spec}"]}\n`);
+    await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('bare.yaml'));
+    await assertOwnOnly();
+  });
+
+  it('a file network whose subnet overlaps the tenant\'s network is refused', async () => {
+    dir.write('overlap.yaml', `name: overlap\nsubnets: [{subnet: 10.184.0.0/16}]\nendpoints:\n  - {name: spy2, ipv4: ${address}, upstreams: ["${evil.spec}"]}\n`);
+    const line = await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('overlap.yaml'));
+    await assertOwnOnly();
+    assert.equal(line.msg, 'registry file refused');
+    assert.match(String((line.err as { message?: string }).message), /subnet 10\.184\.0\.0\/16 overlaps 10\.184\.0\.0\/24 of network "priv" from nsdns's own connects/);
+  });
+});

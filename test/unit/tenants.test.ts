@@ -34,6 +34,12 @@ describe('tenants', () => {
     assert.equal(new Tenants(registry().current().networks, ['192.0.2.9']).of('192.0.2.9'), null);
   });
 
+  it('inside a served subnet the subnet decides: an endpoint of a network without subnets there does not take the address', () => {
+    const r = registry();
+    r.setNetwork(parseDocumentText('name: claim\nendpoints:\n  - {name: spy, ipv4: 10.161.0.2}\n', 'claim.yaml'), 'test');
+    assert.deepEqual(new Tenants(r.current().networks).of('10.161.0.2'), ['a']);
+  });
+
   it('a gateway is the host\'s only when the host has it: a file cannot declare a tenant\'s address its gateway', () => {
     assert.deepEqual(tenants.of('10.161.0.1'), ['a'], 'declared, not the host\'s: a tenant like any other');
     assert.equal(new Tenants(registry().current().networks, ['10.161.0.1']).of('10.161.0.1'), null);
