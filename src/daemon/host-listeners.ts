@@ -26,7 +26,11 @@ export interface BoundListener {
  */
 function hostContext(name: string, registry: Registry, tenants: () => Tenants, networks: readonly string[] | undefined): ListenerContext {
   const clients = registry.derived((snapshot) => clientViews(snapshot, tenants(), networks));
-  return { name, inflight: 0, view: registry.derived((snapshot) => snapshot.view(networks)), clientView: (address) => clients()(address), endpoints: () => undefined };
+  return {
+    name, inflight: 0, view: registry.derived((snapshot) => snapshot.view(networks)), clientView: (address) => clients()(address), endpoints: () => undefined,
+    // Only a tenant is an endpoint: the host never gets the upstreams of a file's endpoint at its address.
+    clientEndpoints: (address, view) => (tenants().of(address) === null ? [] : view.endpointsAt(address)),
+  };
 }
 
 export class HostListeners {

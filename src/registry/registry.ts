@@ -5,6 +5,7 @@
 // upstreams of) a namespace that nsdns connected itself or that another file serves, whatever path
 // names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
 import { EventEmitter } from 'node:events';
+import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
 import type { PackedTables } from './packed.js';
@@ -171,12 +172,32 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (owner !== undefined && owner !== source) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
     }
+    this.checkSubnets(network, source);
     const holder = this.ids.get(shortId(network.id));
     if (holder !== undefined && holder !== name) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT',
         `network id ${printable(network.id, 64)} begins like the id of network "${printable(holder)}" from ${describeSource(this.sources.get(holder) ?? '')} (ids must differ in their first 12 characters, the short id); ${describeSource(source)} may not reuse it`);
     }
     for (const e of endpoints) if (e.netns !== undefined) this.checkNamespace(e.netns, source, name);
+  }
+
+  /**
+   * A subnet of another source's network must not overlap this network's: a client in it is that
+   * network's tenant (tenants.ts), so an overlapping file network would join a provisioned
+   * tenant's view at host listeners and give it the file's upstreams.
+   */
+  private checkSubnets(network: Network, source: string): void {
+    for (const mine of spansOf(network)) {
+      for (const other of this.snapshot.networks.values()) {
+        const owner = this.sources.get(other.network.name);
+        if (other.network.name === network.name || owner === undefined || owner === source) continue;
+        for (const theirs of spansOf(other.network)) {
+          if (!overlaps(mine, theirs)) continue;
+          throw new NsdnsError('ERR_REGISTRY_CONFLICT',
+            `subnet ${printable(mine.subnet, 50)} overlaps ${printable(theirs.subnet, 50)} of network "${printable(other.network.name)}" from ${describeSource(owner)}; ${describeSource(source)} may not serve addresses of another source's network`);
+        }
+      }
+    }
   }
 
   /**
@@ -285,6 +306,43 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }
+}
+
+/** A subnet as the first and last address of its range, fixed-width hex: overlap is two string compares. */
+interface Span { subnet: string; first: string; last: string }
+
+function spanOf(cidr: string): Span | undefined {
+  try {
+    const [addr, bits] = ipaddr.parseCIDR(cidr);
+    const bytes = addr.toByteArray();
+    // IPv4 and IPv6 never compare equal: the width tells them apart, and a kind prefix keeps them apart.
+    let first = addr.kind() === 'ipv4' ? '4' : '6';
+    let last = first;
+    bytes.forEach((b, i) => {
+      const keep = Math.max(0, Math.min(8, bits - i * 8));
+      const mask = (0xff << (8 - keep)) & 0xff;
+      first += (b & mask).toString(16).padStart(2, '0');
+      last += ((b & mask) | (~mask & 0xff)).toString(16).padStart(2, '0');
+    });
+    return { subnet: cidr, first, last };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Each network's subnets as spans, computed once (a check runs against every network at every install). */
+const spans = new WeakMap<Network, Span[]>();
+function spansOf(network: Network): Span[] {
+  let list = spans.get(network);
+  if (!list) {
+    list = network.subnets.map((s) => spanOf(s.subnet)).filter((x): x is Span => x !== undefined);
+    spans.set(network, list);
+  }
+  return list;
+}
+
+function overlaps(a: Span, b: Span): boolean {
+  return a.first[0] === b.first[0] && a.first <= b.last && b.first <= a.last;
 }
 
 /** What `network ls` shows of an id, as find() compares it. */

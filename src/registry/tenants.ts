@@ -11,33 +11,34 @@ import type { CompiledNetwork } from './compiled.js';
 import type { Snapshot } from './registry.js';
 import type { View } from './view.js';
 
-type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
-
 /** Remembered clients per snapshot; spoofed sources must not grow it without bound. */
 const MEMO_LIMIT = 4096;
 
 export class Tenants {
-  private readonly ranges: Array<{ range: Range; network: string }> = [];
-  /** The host's own addresses: never a tenant by subnet. */
+  private readonly subnets = new SubnetIndex();
+  /** Networks without subnets: their endpoints' addresses are all that makes their tenants. */
+  private readonly bare: CompiledNetwork[] = [];
+  /** The host's own addresses: never a tenant. */
   private readonly host = new Set<string>();
   private readonly memo = new Map<string, readonly string[] | null>();
 
   /** `hostAddresses`: the addresses of the host's own interfaces. */
-  constructor(private readonly networks: ReadonlyMap<string, CompiledNetwork>, hostAddresses: Iterable<string> = []) {
+  constructor(networks: ReadonlyMap<string, CompiledNetwork>, hostAddresses: Iterable<string> = []) {
     for (const address of hostAddresses) {
-      const key = canonical(address);
-      if (key !== undefined) this.host.add(key);
+      const addr = parsed(address);
+      if (addr !== undefined) this.host.add(addr.toString());
     }
-    for (const { network } of networks.values()) {
-      for (const subnet of network.subnets) {
+    for (const net of networks.values()) {
+      if (net.network.subnets.length === 0) this.bare.push(net);
+      for (const subnet of net.network.subnets) {
         try {
-          this.ranges.push({ range: ipaddr.parseCIDR(subnet.subnet), network: network.name });
+          this.subnets.add(subnet.subnet, net.network.name);
         } catch { /* refused where the network was accepted; nothing to match */ }
       }
     }
   }
 
-  /** The names of the networks `address` is a tenant of (sorted); null when it is no tenant. */
+  /** The names of the networks `address` is a tenant of (sorted); null when it is no tenant (the host's own addresses are none). */
   of(address: string): readonly string[] | null {
     let result = this.memo.get(address);
     if (result === undefined) {
@@ -48,21 +49,59 @@ export class Tenants {
     return result;
   }
 
+  /** A client not remembered: a map get per prefix length in use, and one per network without subnets. */
   private find(address: string): readonly string[] | null {
-    const key = canonical(address);
-    if (key === undefined) return null;
+    const addr = parsed(address);
+    const key = addr?.toString();
+    // The host is no tenant, whatever endpoint address a registry file claims it has.
+    if (addr === undefined || key === undefined || this.host.has(key)) return null;
     const found = new Set<string>();
-    for (const net of this.networks.values()) {
-      if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
-    }
-    if (found.size === 0 && !this.host.has(key)) {
-      const addr = ipaddr.parse(key);
-      for (const { range, network } of this.ranges) {
-        if (range[0].kind() === addr.kind() && addr.match(range)) found.add(network);
-      }
+    this.subnets.find(addr, found);
+    // Inside a served subnet, the subnet decides: a file's endpoint without subnets that claims a
+    // tenant's address must not become that tenant's view (nor give it the file's upstreams). A
+    // network with subnets has every endpoint address inside them (document.ts checks).
+    if (found.size === 0) {
+      for (const net of this.bare) if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
     }
     return found.size === 0 ? null : [...found].sort();
   }
+}
+
+/**
+ * Subnets by family and prefix length, each keyed by its masked address: which subnets hold an
+ * address costs one map get per prefix length in use, not a match per network.
+ */
+class SubnetIndex {
+  private readonly slots: Array<{ kind: string; bits: number; networks: Map<string, string[]> }> = [];
+
+  /** Throws on a subnet that is no CIDR. */
+  add(cidr: string, network: string): void {
+    const [addr, bits] = ipaddr.parseCIDR(cidr);
+    let slot = this.slots.find((s) => s.kind === addr.kind() && s.bits === bits);
+    if (!slot) this.slots.push((slot = { kind: addr.kind(), bits, networks: new Map() }));
+    const key = masked(addr.toByteArray(), bits);
+    const list = slot.networks.get(key);
+    if (list) list.push(network);
+    else slot.networks.set(key, [network]);
+  }
+
+  find(addr: ipaddr.IPv4 | ipaddr.IPv6, into: Set<string>): void {
+    const bytes = addr.toByteArray();
+    for (const slot of this.slots) {
+      if (slot.kind !== addr.kind()) continue;
+      for (const network of slot.networks.get(masked(bytes, slot.bits)) ?? []) into.add(network);
+    }
+  }
+}
+
+/** The first `bits` of an address, one character per byte. */
+function masked(bytes: readonly number[], bits: number): string {
+  let key = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    key += String.fromCharCode(bytes[i] & (0xff << (8 - keep)) & 0xff);
+  }
+  return key;
 }
 
 /**
@@ -91,10 +130,10 @@ export function clientViews(snapshot: Snapshot, tenants: Tenants, networks: read
   };
 }
 
-/** The address as ipaddr.js prints it (an IPv4-mapped IPv6 address as IPv4); undefined when it is none. */
-function canonical(address: string): string | undefined {
+/** The address parsed (an IPv4-mapped IPv6 address as IPv4); undefined when it is none. */
+function parsed(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
   try {
-    return ipaddr.process(address).toString();
+    return ipaddr.process(address);
   } catch {
     return undefined;
   }

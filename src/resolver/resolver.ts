@@ -43,6 +43,11 @@ export interface ListenerContext extends InflightCounter {
    * registry/tenants.ts); null: the client is refused. Absent: every client sees view().
    */
   clientView?(address: string): View | null;
+  /**
+   * A host listener: the endpoints the client at `address` is, in `view` (none for the host itself,
+   * whatever address a registry file gives an endpoint). Absent: the endpoints at that address.
+   */
+  clientEndpoints?(address: string, view: View): readonly Endpoint[];
   /** The endpoints this listener serves (a namespace's); undefined: identify the client by address. */
   endpoints(): readonly Endpoint[] | undefined;
 }
@@ -268,14 +273,14 @@ export class Resolver {
    * moby#47821); an outside server is never asked.
    */
   private internalUpstreams(view: View, client: Client, listener: ListenerContext): UpstreamServer[] {
-    const endpoints = listener.endpoints() ?? view.endpointsAt(client.address);
+    const endpoints = listener.endpoints() ?? listener.clientEndpoints?.(client.address, view) ?? view.endpointsAt(client.address);
     if (endpoints.length === 0) return [];
     return this.usable(view.upstreamsFor(endpoints)).filter((s) => view.insideInternalSubnet(s.host));
   }
 
   /** Upstreams for a client, first level that names any: endpoint's, network's, daemon's, host's. */
   upstreamsFor(view: View, client: Client, listener: ListenerContext): UpstreamServer[] {
-    const endpoints = listener.endpoints() ?? view.endpointsAt(client.address);
+    const endpoints = listener.endpoints() ?? listener.clientEndpoints?.(client.address, view) ?? view.endpointsAt(client.address);
     const fromRegistry = endpoints.length > 0 ? view.upstreamsFor(endpoints) : [];
     for (const level of [fromRegistry, this.settings.upstreams, this.settings.hostUpstreams()]) {
       const servers = this.usable(level);

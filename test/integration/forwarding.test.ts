@@ -226,21 +226,22 @@ describe('which upstream', () => {
     const ofHost53 = process.getuid?.() === 0 ? await upstream({ address: '127.0.0.153', port: 53, zone: { 'four.test': ['192.0.2.54'] } }) : undefined!;
     const dir = tempDir();
     cleanups.push(dir.cleanup);
-    // The client is 127.0.0.1 (who dig is), registered as an endpoint on a network.
-    dir.write('a.yaml', `name: a\nupstreams: ["${ofNetwork.spec}"]\nendpoints: [{name: me, ipv4: 127.0.0.1, upstreams: ["${ofEndpoint.spec}"]}]\n`);
+    // The client is 127.0.0.2 (dig -b), registered as an endpoint on a network (127.0.0.1, the
+    // host's own address, is never taken for an endpoint: the host would get a file's upstreams).
+    dir.write('a.yaml', `name: a\nupstreams: ["${ofNetwork.spec}"]\nendpoints: [{name: me, ipv4: 127.0.0.2, upstreams: ["${ofEndpoint.spec}"]}]\n`);
     const resolv = dir.write('resolv.conf', 'nameserver 127.0.0.153\n');
     let d = await daemon(['--registry', dir.dir, '--upstream', ofDaemon.spec, '--resolv-conf', resolv]);
-    await dig(d.server, 'one.test');
+    await dig(d.server, '-b', '127.0.0.2', 'one.test');
     assert.equal(ofEndpoint.countFor('one.test'), 1);
 
-    dir.write('a.yaml', `name: a\nupstreams: ["${ofNetwork.spec}"]\nendpoints: [{name: me, ipv4: 127.0.0.1}]\n`);
+    dir.write('a.yaml', `name: a\nupstreams: ["${ofNetwork.spec}"]\nendpoints: [{name: me, ipv4: 127.0.0.2}]\n`);
     await d.waitForLog(() => d.logs.filter((x) => x.msg === 'registry file loaded').length >= 2);
-    await dig(d.server, 'two.test');
+    await dig(d.server, '-b', '127.0.0.2', 'two.test');
     assert.equal(ofNetwork.countFor('two.test'), 1);
 
-    dir.write('a.yaml', 'name: a\nendpoints: [{name: me, ipv4: 127.0.0.2}]\n');
+    dir.write('a.yaml', 'name: a\nendpoints: [{name: me, ipv4: 127.0.0.3}]\n');
     await d.waitForLog(() => d.logs.filter((x) => x.msg === 'registry file loaded').length >= 3);
-    await dig(d.server, 'three.test');
+    await dig(d.server, '-b', '127.0.0.2', 'three.test');
     assert.equal(ofDaemon.countFor('three.test'), 1);
     await d.stop();
 

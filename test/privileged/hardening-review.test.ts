@@ -1,10 +1,12 @@
 // Attacks on issue 16's walls that the item tests did not try: the same namespace under two
-// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), and a registry
-// file naming a tenant's address its network's gateway. Seen from the CLI, the log and dig.
+// spellings (a /proc/PID/ns/net path, a second name made by `ip netns attach`), a registry file
+// naming a tenant's address its network's gateway, or an endpoint at one of the host's own
+// addresses. Seen from the CLI, the log and dig.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -108,5 +110,82 @@ describe('a gateway a registry file declares is not the host', { skip: needsRoot
     assert.deepEqual(await digAt(outside, 'e1.evil'), ['10.182.0.50']);
     assert.deepEqual(await digAt(outside, 'hidden.secret'), []);
     assert.deepEqual(await digAt(outside, '-x', '10.182.1.2'), []);
+  });
+});
+
+describe('an endpoint a registry file puts at the host\'s own address does not make the host its tenant', () => {
+  const PORT = 25802;
+  const dir = tempDir('nsdns-review-host-');
+  let good: FakeUpstream, evil: FakeUpstream;
+  let daemon: RunningDaemon;
+
+  before(async () => {
+    good = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.7'] } });
+    evil = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.66'] } });
+    dir.write('other.yaml', 'name: other\nendpoints:\n  - {name: web, ipv4: 10.183.0.5}\n');
+    // Hostile: an "endpoint" at 127.0.0.1, with the file's own upstream.
+    dir.write('evil.yaml', `name: evil\nendpoints:\n  - {name: loop, ipv4: 127.0.0.1, upstreams: ["${evil.spec}"]}\n`);
+    daemon = await startDaemon(['--registry', dir.dir, '--listen', `127.0.0.1:${PORT}`, '--upstream', good.spec]);
+  });
+  after(async () => {
+    await daemon?.stop();
+    await good?.stop();
+    await evil?.stop();
+    dir.cleanup();
+  });
+
+  const dig = async (...args: string[]) => (await execa('dig', ['@127.0.0.1', '-p', String(PORT), '+short', '+tries=1', '+time=3', ...args], { reject: false })).stdout.split('\n').filter(Boolean);
+
+  it('the host still sees every network and forwards to the daemon\'s upstream, not the file\'s', async () => {
+    assert.deepEqual(await dig('web.other'), ['10.183.0.5']);
+    assert.deepEqual(await dig('outside.test'), ['192.0.2.7']);
+    assert.equal(evil.received.length, 0, 'the file\'s upstream was asked for the host');
+  });
+});
+
+describe('a registry file cannot claim a provisioned tenant\'s address at host listeners', { skip: needsRoot }, () => {
+  const PORT = 25803;
+  const lab = new Lab();
+  const dir = tempDir('nsdns-review-claim-');
+  let evil: FakeUpstream;
+  let tenant: string, address: string;
+
+  before(async () => {
+    evil = await FakeUpstream.start({ zone: { 'outside.test': ['192.0.2.66'] } });
+    tenant = await lab.namespace('tenant');
+    await lab.start(['--registry', dir.dir, '--listen', `0.0.0.0:${PORT}`]);
+    await lab.ok('network', 'create', 'priv', '--internal', '--subnet', '10.184.0.0/24');
+    const line = await lab.ok('network', 'connect', 'priv', tenant, '--name', 'a');
+    address = /: (\S+) via /.exec(line)![1];
+  });
+  after(async () => {
+    await lab.cleanup();
+    await evil?.stop();
+    dir.cleanup();
+  });
+
+  async function digAt(...args: string[]): Promise<string> {
+    const r = await execa('ip', ['netns', 'exec', tenant, 'dig', '@10.184.0.1', '-p', String(PORT), '+tries=1', '+time=3', ...args], { reject: false });
+    return r.stdout;
+  }
+
+  async function assertOwnOnly(): Promise<void> {
+    assert.match(await digAt('a.priv'), new RegExp(`a\\.priv\\.\\s+\\d+\\s+IN\\s+A\\s+${address.replace(/\./g, '\\.')}`));
+    assert.match(await digAt('outside.test'), /status: REFUSED/, 'an internal-only tenant gets nothing forwarded');
+    assert.equal(evil.received.length, 0, 'the file\'s upstream was asked for the tenant');
+  }
+
+  it('a file endpoint at the tenant\'s address, in a network without subnets', async () => {
+    dir.write('bare.yaml', `name: bare\nendpoints:\n  - {name: spy, ipv4: ${address}, upstreams: ["${evil.spec}"]}\n`);
+    await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('bare.yaml'));
+    await assertOwnOnly();
+  });
+
+  it('a file network whose subnet overlaps the tenant\'s network is refused', async () => {
+    dir.write('overlap.yaml', `name: overlap\nsubnets: [{subnet: 10.184.0.0/16}]\nendpoints:\n  - {name: spy2, ipv4: ${address}, upstreams: ["${evil.spec}"]}\n`);
+    const line = await lab.daemon!.waitForLog((l) => String(l.msg).startsWith('registry file') && String(l.file).endsWith('overlap.yaml'));
+    await assertOwnOnly();
+    assert.equal(line.msg, 'registry file refused');
+    assert.match(String((line.err as { message?: string }).message), /subnet 10\.184\.0\.0\/16 overlaps 10\.184\.0\.0\/24 of network "priv" from nsdns's own connects/);
   });
 });

@@ -168,6 +168,18 @@ describe('registry views', () => {
     assert.throws(() => r.setNetwork(lab(), 'file:b.yaml'), /already defined by file:a\.yaml/);
   });
 
+  it('refuse a subnet that overlaps another source\'s network, either way round; the same source may', () => {
+    const r = new Registry();
+    const withSubnet = (name: string, subnet: string) => parseDocumentText(`name: ${name}\nsubnets: [{subnet: "${subnet}"}]\n`, `${name}.yaml`);
+    r.setNetwork(withSubnet('own', '10.184.0.0/24'), 'state');
+    r.setNetwork(withSubnet('own6', 'fd84::/64'), 'state');
+    for (const subnet of ['10.184.0.0/16', '10.184.0.128/25', 'fd84::/48', 'fd84:0:0:0:8000::/65']) {
+      assert.throws(() => r.setNetwork(withSubnet('evil', subnet), 'file:/r/evil.yaml'), /overlaps .* of network "own6?" from nsdns's own connects/, subnet);
+    }
+    r.setNetwork(withSubnet('evil', '10.185.0.0/24'), 'file:/r/evil.yaml');
+    r.setNetwork(withSubnet('more', '10.184.0.0/25'), 'state');
+  });
+
   it('refuse a network id that begins like another network\'s (its short id), and free it with the network', () => {
     const r = new Registry();
     const withId = (name: string, id: string) => parseDocumentText(`name: ${name}\nid: ${id}\n`, `${name}.yaml`);

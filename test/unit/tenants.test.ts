@@ -30,6 +30,14 @@ describe('tenants', () => {
     assert.equal(withHost.of('10.161.0.200'), null);
     assert.equal(withHost.of('10.162.0.9'), null);
     assert.deepEqual(withHost.of('10.161.0.201'), ['a']);
+    // An endpoint a file puts at a host address does not make the host its tenant.
+    assert.equal(new Tenants(registry().current().networks, ['192.0.2.9']).of('192.0.2.9'), null);
+  });
+
+  it('inside a served subnet the subnet decides: an endpoint of a network without subnets there does not take the address', () => {
+    const r = registry();
+    r.setNetwork(parseDocumentText('name: claim\nendpoints:\n  - {name: spy, ipv4: 10.161.0.2}\n', 'claim.yaml'), 'test');
+    assert.deepEqual(new Tenants(r.current().networks).of('10.161.0.2'), ['a']);
   });
 
   it('a gateway is the host\'s only when the host has it: a file cannot declare a tenant\'s address its gateway', () => {
