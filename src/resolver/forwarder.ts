@@ -6,7 +6,6 @@
 // are cached or served. The forwarder never throws: whatever happens, the client gets a reply.
 import { DEFAULT_MAX_UDP_SIZE, RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
-import { inspectReply } from '../wire/records.js';
 import { errorReply } from '../wire/reply.js';
 import { readdressScrubbed, scrubReply } from '../wire/scrub.js';
 import { buildUpstreamQuery, withRandomCase } from '../wire/upstream-query.js';
@@ -305,12 +304,11 @@ export class Forwarder {
       if (typeof scrubbed === 'string' || rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
         if (counted) counted.failures++;
         failures.push(`${server.key}: ${typeof scrubbed === 'string' ? `sent an unusable answer: ${scrubbed}` : rcode === RCODE.SERVFAIL ? 'answered SERVFAIL' : 'answered REFUSED'}`);
-        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
         continue;
       }
-      const info = inspectReply(scrubbed, questionEnd);
-      if (info) this.cache.put(key, scrubbed, info, client);
-      return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+      this.cache.put(key, scrubbed.reply, scrubbed.info, client);
+      return { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
     }
     if (fallback) return fallback;
     const reason = failures.length > 0 ? failures.join('; ') : 'no time left';

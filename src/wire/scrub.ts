@@ -7,9 +7,11 @@
 // The result is rebuilt from decompressed names, so no pointer refers to a dropped record; owner
 // names equal to the question point at it (readdressed per client), others are written once and
 // then pointed at where RFC 3597 §4 allows compression. It always ends with our 11-byte OPT, which
-// readdressScrubbed() cuts off for a client that sent no EDNS.
+// readdressScrubbed() cuts off for a client that sent no EDNS. What the cache needs to know of the
+// result (ReplyInfo: TTL offsets, answer TTL, negative TTL) is noted while it is written.
 import { FLAG, HEADER_SIZE, QTYPE, RCODE, TCP_MAX_MESSAGE } from './constants.js';
 import type { Query } from './query.js';
+import type { ReplyInfo } from './records.js';
 
 const DNAME = 39;
 const RRSIG = 46;
@@ -210,7 +212,7 @@ class Writer {
   full = false;
   private readonly names = new Map<string, number>();
 
-  constructor(head: Buffer, qname: string) {
+  constructor(head: Buffer, qname: string, readonly info: ReplyInfo) {
     head.copy(scratch, 0);
     this.length = head.length;
     this.names.set(qname, HEADER_SIZE);
@@ -244,6 +246,7 @@ class Writer {
     scratch.writeUInt16BE(r.klass, fixed + 2);
     scratch.writeUInt32BE(r.ttl, fixed + 4);
     this.length += 10;
+    this.note(buf, r, fixed + 4);
     const at = nameOffset(r.type);
     if (at < 0) {
       scratch.writeUInt16BE(r.rdLength, fixed + 8);
@@ -260,6 +263,15 @@ class Writer {
       this.copy(buf, r.rdata + r.rdLength - 20, r.rdata + r.rdLength);
     }
     scratch.writeUInt16BE(this.length - start, fixed + 8);
+  }
+
+  /** What inspectReply() would find in the written record (as the cache reads it, RFC 2308 §5). */
+  private note(buf: Buffer, r: Rr, ttlOffset: number): void {
+    const info = this.info;
+    info.ttlOffsets.push(ttlOffset);
+    if (r.section === 1) info.minAnswerTtl = Math.min(info.minAnswerTtl ?? r.ttl, r.ttl);
+    // readTargets() checked that an SOA's rdata ends with its five numbers; MINIMUM is the last.
+    if (r.section === 2 && r.type === QTYPE.SOA) info.negativeTtl = Math.min(r.ttl, buf.readUInt32BE(r.rdata + r.rdLength - 4));
   }
 
   /** The message with `opt` after it: a copy of its own. */
@@ -284,19 +296,26 @@ function replyFlags(flags: number, truncated: boolean): number {
   return FLAG.QR | FLAG.RA | (flags & (FLAG.RD | FLAG.AD | FLAG.CD | 0x0f)) | (truncated ? FLAG.TC : 0);
 }
 
+/** A scrubbed reply, and what the cache needs to know about it. */
+export interface Scrubbed {
+  reply: Buffer;
+  info: ReplyInfo;
+}
+
 /**
  * The scrubbed reply to `sent` (the query we sent upstream, whose question `reply` matched), or
  * why it cannot be used. A TC reply keeps its header and question only: the client retries over TCP.
  */
-export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Buffer | string {
+export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Scrubbed | string {
   const flags = reply.readUInt16BE(2);
   const dnssecOk = (sent.readUInt16BE(questionEnd + 7) & 0x8000) !== 0;
   const head = Buffer.from(sent.subarray(0, questionEnd));
   head.writeUInt16BE(reply.readUInt16BE(0), 0);
+  const info: ReplyInfo = { rcode: flags & 0x0f, truncated: (flags & FLAG.TC) !== 0, answerCount: 0, ttlOffsets: [], minAnswerTtl: undefined, negativeTtl: undefined };
   if (flags & FLAG.TC) {
     head.writeUInt16BE(replyFlags(flags, true), 2);
     head.writeUInt16BE(1, 10);
-    return Buffer.concat([head, ourOpt(maxUdpSize, dnssecOk)]);
+    return { reply: Buffer.concat([head, ourOpt(maxUdpSize, dnssecOk)]), info };
   }
   const rrs = readRecords(reply, questionEnd);
   if (!rrs) return 'malformed records';
@@ -308,10 +327,11 @@ export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, max
   if (typeof sections === 'string') return sections;
   head.writeUInt16BE(replyFlags(flags, false), 2);
   sections.forEach((s, i) => head.writeUInt16BE(s.length + (i === 2 ? 1 : 0), 6 + i * 2));
-  const out = new Writer(head, question);
+  info.answerCount = sections[0].length;
+  const out = new Writer(head, question, info);
   for (const section of sections) for (const r of section) out.record(reply, r);
   if (out.full) return 'too large once decompressed';
-  return out.finish(ourOpt(maxUdpSize, dnssecOk));
+  return { reply: out.finish(ourOpt(maxUdpSize, dnssecOk)), info };
 }
 
 /**

@@ -4,9 +4,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { parseQuery, type Query } from '../../src/wire/query.js';
-import { readdressScrubbed, scrubReply } from '../../src/wire/scrub.js';
+import { inspectReply } from '../../src/wire/records.js';
+import { readdressScrubbed, scrubReply as scrubWithInfo } from '../../src/wire/scrub.js';
 import { buildUpstreamQuery, Match, matchReply, withRandomCase } from '../../src/wire/upstream-query.js';
 import { decode, queryPacket } from '../helpers/packets.js';
+
+/**
+ * The scrubbed reply, or why not; and what scrubbing noted for the cache must be what
+ * inspectReply() reads from the result.
+ */
+function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Buffer | string {
+  const out = scrubWithInfo(reply, sent, questionEnd, maxUdpSize);
+  if (typeof out === 'string') return out;
+  assert.deepEqual(out.info, inspectReply(out.reply, questionEnd));
+  return out.reply;
+}
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', edns?: { udpSize?: number; do?: boolean }) =>
   parseQuery(queryPacket(name, type, { id: 99, ...(edns ? { edns } : {}) })) as Query;
