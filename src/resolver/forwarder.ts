@@ -1,11 +1,11 @@
 // Forwarding to upstream servers: cache first, then identical in-flight queries share one upstream
 // exchange, then the servers in order (healthy first) until one gives a usable answer within the
-// time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams.
+// time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
+// counted in queries and in the bytes of the answers it is served.
 // The query sent upstream is our own, built from the question; replies are scrubbed before they
 // are cached or served. The forwarder never throws: whatever happens, the client gets a reply.
-import { RCODE } from '../wire/constants.js';
+import { DEFAULT_MAX_UDP_SIZE, RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
-import { inspectReply } from '../wire/records.js';
 import { errorReply } from '../wire/reply.js';
 import { readdressScrubbed, scrubReply } from '../wire/scrub.js';
 import { buildUpstreamQuery, withRandomCase } from '../wire/upstream-query.js';
@@ -81,7 +81,10 @@ export interface ForwardOptions {
   maxInflightPerListener: number;
   /** Most upstream exchanges one client (a namespace, or a source address) has started and not finished. */
   maxInflightPerClient: number;
-  /** Upstream exchanges one client may start per second, with a burst as large; 0: no limit. */
+  /**
+   * Upstream exchanges one client may start per second, with a burst as large; 0: no limit. An
+   * answer larger than `BYTES_PER_QUERY` counts as one query per `BYTES_PER_QUERY` bytes.
+   */
   clientQueriesPerSecond: number;
   /** 0x20: random letter case in upstream questions, checked case-exactly in replies. */
   randomizeCase: boolean;
@@ -145,8 +148,23 @@ export class Forwarder {
   forward(query: Query, servers: readonly UpstreamServer[], serversKey: string, transport: Transport, listener: InflightCounter, client: string): Promise<Forwarded> {
     const key = this.key(query, serversKey);
     const cached = this.cachedReply(key, query);
-    if (cached) return Promise.resolve({ reply: cached, origin: { source: 'cache' } });
+    if (cached) {
+      if (!this.chargeCached(client, cached.length)) return Promise.resolve(this.refused(query, client));
+      return Promise.resolve({ reply: cached, origin: { source: 'cache' } });
+    }
     return this.fetch(query, key, servers, transport, listener, client);
+  }
+
+  /**
+   * Charges `client` for a cached answer of `bytes` it is about to be sent: a large one costs it
+   * as many queries as it has `BYTES_PER_QUERY`s (one length test for the others). False, and
+   * nothing charged, when the client is over its share: then it gets REFUSED instead.
+   */
+  chargeCached(client: string, bytes: number): boolean {
+    if (bytes <= BYTES_PER_QUERY || this.options.clientQueriesPerSecond === 0) return true;
+    if (!this.shares.hasRoom(client, this.options)) return false;
+    this.shares.charge(client, extraQueries(bytes), this.options.clientQueriesPerSecond);
+    return true;
   }
 
   /**
@@ -178,16 +196,11 @@ export class Forwarder {
     const shared = this.pending.get(flightKey);
     if (shared) {
       this.stats.joined++;
-      return this.replyFor(await shared, query);
+      return this.charged(client, this.replyFor(await shared, query));
     }
 
     const share = this.shares.take(client, this.options);
-    if (!share) {
-      this.stats.refusedClient++;
-      // Cheap and quiet: a flooding client must not cost the others log volume either.
-      this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED'));
-      return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
-    }
+    if (!share) return this.refused(query, client);
     if (this.overCap(listener, share)) {
       share.tokens++; // nothing was sent: the client keeps its token
       if (this.inflight >= this.options.maxInflight) this.stats.overloadGlobal++;
@@ -202,7 +215,7 @@ export class Forwarder {
     const flight = this.tryServers(query, key, servers, transport, client);
     this.pending.set(flightKey, flight);
     try {
-      return this.replyFor(await flight, query);
+      return this.charged(client, this.replyFor(await flight, query));
     } finally {
       this.pending.delete(flightKey);
       this.inflight--;
@@ -225,6 +238,24 @@ export class Forwarder {
     if (this.inflight >= 2 * maxInflight || listener.inflight >= 2 * maxInflightPerListener) return true;
     const cap = atGlobal ? maxInflight : maxInflightPerListener;
     return share.inflight >= Math.max(1, Math.floor(cap / Math.max(1, this.shares.active)));
+  }
+
+  private refused(query: Query, client: string): Forwarded {
+    this.stats.refusedClient++;
+    // Cheap and quiet: a flooding client must not cost the others log volume either.
+    this.warnClient((suppressed) => this.log.warn({ client, suppressed }, 'client over its share of the upstreams; answering REFUSED'));
+    return { reply: errorReply(query, RCODE.REFUSED, true, this.options.maxUdpSize), origin: { source: 'error', reason: 'client limit' } };
+  }
+
+  /**
+   * Charges the client for the rest of a large answer (the exchange took one query already). The
+   * work of an answer (scrubbing, inspecting, caching, sending) grows with its bytes, so a client
+   * asking for large answers uses up its share sooner, and its next misses are refused until the
+   * share refills: a few large answers a second must not cost a neighbour its answers.
+   */
+  private charged(client: string, forwarded: Forwarded): Forwarded {
+    if (forwarded.reply.length > BYTES_PER_QUERY) this.shares.charge(client, extraQueries(forwarded.reply.length), this.options.clientQueriesPerSecond);
+    return forwarded;
   }
 
   /** The shared outcome made this client's: its id, question case and EDNS; or its own SERVFAIL. */
@@ -273,12 +304,11 @@ export class Forwarder {
       if (typeof scrubbed === 'string' || rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
         if (counted) counted.failures++;
         failures.push(`${server.key}: ${typeof scrubbed === 'string' ? `sent an unusable answer: ${scrubbed}` : rcode === RCODE.SERVFAIL ? 'answered SERVFAIL' : 'answered REFUSED'}`);
-        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
         continue;
       }
-      const info = inspectReply(scrubbed, questionEnd);
-      if (info) this.cache.put(key, scrubbed, info, client);
-      return { reply: scrubbed, origin: { source: 'upstream', server: server.key } };
+      this.cache.put(key, scrubbed.reply, scrubbed.info, client);
+      return { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
     }
     if (fallback) return fallback;
     const reason = failures.length > 0 ? failures.join('; ') : 'no time left';
@@ -312,6 +342,23 @@ interface Share {
   refilledAt: number;
 }
 
+/**
+ * Answer bytes that count as one query against a client's rate: what one answer may carry over UDP
+ * without fragmenting (DNS Flag Day 2020), so a client of ordinary answers is charged nothing more.
+ */
+export const BYTES_PER_QUERY = DEFAULT_MAX_UDP_SIZE;
+
+/** Queries an answer of `bytes` costs beyond the first. */
+function extraQueries(bytes: number): number {
+  return Math.ceil(bytes / BYTES_PER_QUERY) - 1;
+}
+
+/** Adds the tokens earned since the last refill, up to the burst (`rate`). */
+function refill(share: Share, now: number, rate: number): void {
+  share.tokens = Math.min(rate, share.tokens + ((now - share.refilledAt) * rate) / 1000);
+  share.refilledAt = now;
+}
+
 /** Over UDP, one query in SLIP from a client over its share is answered REFUSED; the rest are dropped. */
 const SLIP = 4;
 
@@ -320,7 +367,8 @@ const MAX_CLIENTS = 4096;
 
 /**
  * Each client's share of the upstreams: exchanges in flight, and a token bucket of exchanges
- * started per second. Cache hits and joined exchanges take nothing from it.
+ * started per second. Cache hits and joined exchanges take nothing from it, unless their answers
+ * are large (charge()).
  */
 class ClientShares {
   private readonly shares = new Map<string, Share>();
@@ -343,22 +391,38 @@ class ClientShares {
     return rate === 0 || share.tokens + ((Date.now() - share.refilledAt) * rate) / 1000 >= 1;
   }
 
+  /**
+   * Takes `queries` more from the client's bucket, into debt down to one second's worth: the
+   * client's misses are refused until it has paid (at most about a second after).
+   */
+  charge(client: string, queries: number, rate: number): void {
+    if (rate === 0) return;
+    const now = Date.now();
+    const share = this.shareOf(client, now, rate);
+    refill(share, now, rate);
+    share.tokens = Math.max(-rate, share.tokens - queries);
+  }
+
   /** The client's share with one exchange taken from it, or undefined when it has none left. */
   take(client: string, options: ForwardOptions): Share | undefined {
     const now = Date.now();
     const rate = options.clientQueriesPerSecond;
+    const share = this.shareOf(client, now, rate);
+    if (share.inflight >= options.maxInflightPerClient) return undefined;
+    if (rate > 0) {
+      refill(share, now, rate);
+      if (share.tokens < 1) return undefined;
+      share.tokens--;
+    }
+    return share;
+  }
+
+  private shareOf(client: string, now: number, rate: number): Share {
     let share = this.shares.get(client);
     if (!share) {
       if (this.shares.size >= MAX_CLIENTS) this.evict(now, rate);
       share = { inflight: 0, tokens: rate, refilledAt: now, turnedAway: 0 };
       this.shares.set(client, share);
-    }
-    if (share.inflight >= options.maxInflightPerClient) return undefined;
-    if (rate > 0) {
-      share.tokens = Math.min(rate, share.tokens + ((now - share.refilledAt) * rate) / 1000);
-      share.refilledAt = now;
-      if (share.tokens < 1) return undefined;
-      share.tokens--;
     }
     return share;
   }

@@ -173,6 +173,12 @@ export class Resolver {
     const hit = this.forwarder.cachedReply(key, parsed);
     if (hit) {
       const reply = hit.length > limit ? truncatedCopy(hit, parsed) : hit;
+      // A large answer costs its client a part of its share even from the cache (chargeCached).
+      if (!ctx.explain && !this.forwarder.chargeCached(clientKey(client, listener), reply.length)) {
+        const refused = this.forwarder.turnAway(parsed, client.transport, clientKey(client, listener));
+        if (refused) stats?.count(listener, ERROR, parsed.qtype, refused, ctx.started);
+        return refused;
+      }
       ctx.origin = { source: 'cache' };
       stats?.count(listener, CACHE, parsed.qtype, reply, ctx.started);
       return reply;

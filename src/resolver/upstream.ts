@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { Match, matchReply } from '../wire/upstream-query.js';
-import { inspectReply } from '../wire/records.js';
+import { recordsWellFormed } from '../wire/records.js';
 import { FrameReader, frame } from '../wire/tcp-framing.js';
 import { NsdnsError } from '../errors.js';
 import type { UpstreamServer } from './upstream-address.js';
@@ -49,7 +49,7 @@ export const exchange: Exchange = (query, questionEnd, server, transport, timeou
   // datagram must not end the wait, let alone fail the clients sharing this exchange.
   const accept = (reply: Buffer): boolean => {
     const match = matchReply(reply, out, questionEnd);
-    if (match === Match.No || !inspectReply(reply, questionEnd)) return false;
+    if (match === Match.No || !recordsWellFormed(reply, questionEnd)) return false;
     if (match === Match.OtherCase && caseExact) throw new CaseMismatch(server);
     return true;
   };

@@ -35,6 +35,12 @@ export function walkRecords(buf: Buffer, off: number, count: number, section: nu
   return off;
 }
 
+/** Whether the records after the question fill out the counts of the header (without looking at them). */
+export function recordsWellFormed(buf: Buffer, questionEnd: number): boolean {
+  if (buf.length < HEADER_SIZE) return false;
+  return walkRecords(buf, questionEnd, buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10), 0) >= 0;
+}
+
 export const SECTION_ANSWER = 1;
 export const SECTION_AUTHORITY = 2;
 export const SECTION_ADDITIONAL = 3;

@@ -7,9 +7,11 @@
 // The result is rebuilt from decompressed names, so no pointer refers to a dropped record; owner
 // names equal to the question point at it (readdressed per client), others are written once and
 // then pointed at where RFC 3597 §4 allows compression. It always ends with our 11-byte OPT, which
-// readdressScrubbed() cuts off for a client that sent no EDNS.
+// readdressScrubbed() cuts off for a client that sent no EDNS. What the cache needs to know of the
+// result (ReplyInfo: TTL offsets, answer TTL, negative TTL) is noted while it is written.
 import { FLAG, HEADER_SIZE, QTYPE, RCODE, TCP_MAX_MESSAGE } from './constants.js';
 import type { Query } from './query.js';
+import type { ReplyInfo } from './records.js';
 
 const DNAME = 39;
 const RRSIG = 46;
@@ -73,18 +75,46 @@ function isAtOrBelow(name: string, zone: string): boolean {
   return zone === '\0';
 }
 
+/**
+ * readName() for the names of one message, remembered by the offset a pointer leads to: a large
+ * answer's owners are all one pointer to the question, read once, and equal names are then one
+ * string (compared and hashed at once, not character by character).
+ */
+class NameReader {
+  private readonly byPointer = new Map<number, string>();
+
+  constructor(private readonly buf: Buffer) {}
+
+  read(off: number): { name: string; end: number } | undefined {
+    const buf = this.buf;
+    if (off + 1 >= buf.length || (buf[off] & 0xc0) !== 0xc0) return readName(buf, off);
+    const to = ((buf[off] & 0x3f) << 8) | buf[off + 1];
+    // The name at `to` reads the same from any pointer after it (pointers only lead backwards).
+    if (to >= off) return undefined;
+    let name = this.byPointer.get(to);
+    if (name === undefined) {
+      const at = readName(buf, to);
+      if (!at) return undefined;
+      name = at.name;
+      this.byPointer.set(to, name);
+    }
+    return { name, end: off + 2 };
+  }
+}
+
 function readRecords(buf: Buffer, off: number): Rr[] | undefined {
   const rrs: Rr[] = [];
+  const names = new NameReader(buf);
   for (let section = 1; section <= 3; section++) {
     const count = buf.readUInt16BE(4 + section * 2);
     for (let i = 0; i < count; i++) {
-      const owner = readName(buf, off);
+      const owner = names.read(off);
       if (!owner || owner.end + 10 > buf.length) return undefined;
       off = owner.end;
       const rr: Rr = { owner: owner.name, type: buf.readUInt16BE(off), klass: buf.readUInt16BE(off + 2), ttl: buf.readUInt32BE(off + 4), rdata: off + 10, rdLength: buf.readUInt16BE(off + 8), section };
       off = rr.rdata + rr.rdLength;
       if (rr.type === RRSIG && rr.rdLength >= 2 && off <= buf.length) rr.covered = buf.readUInt16BE(rr.rdata);
-      if (off > buf.length || !readTargets(buf, rr)) return undefined;
+      if (off > buf.length || !readTargets(names, rr)) return undefined;
       rrs.push(rr);
     }
   }
@@ -102,15 +132,15 @@ function nameOffset(type: number): number {
 }
 
 /** Reads the names in the rdata; false when they do not fill it exactly as their type says. */
-function readTargets(buf: Buffer, rr: Rr): boolean {
+function readTargets(names: NameReader, rr: Rr): boolean {
   const at = nameOffset(rr.type);
   if (at < 0) return true;
   const end = rr.rdata + rr.rdLength;
-  const first = rr.rdata + at <= end ? readName(buf, rr.rdata + at) : undefined;
+  const first = rr.rdata + at <= end ? names.read(rr.rdata + at) : undefined;
   if (!first || first.end > end) return false;
   rr.target = first.name;
   if (rr.type !== QTYPE.SOA) return first.end === end;
-  const second = readName(buf, first.end);
+  const second = names.read(first.end);
   if (!second || second.end + 20 !== end) return false;
   rr.target2 = second.name;
   return true;
@@ -161,66 +191,95 @@ function select(rrs: Rr[], qname: string, qtype: number, qclass: number, rcode: 
 
 /** `kept`, plus the RRSIGs among `pool` that cover one of its RRsets (same owner, covered type). */
 function withSignatures(kept: Rr[], pool: Rr[]): Rr[] {
+  const signatures = pool.filter((r) => r.covered !== undefined);
+  if (signatures.length === 0) return kept;
   const sets = new Set(kept.map((r) => `${r.type}|${r.owner}`));
-  return [...kept, ...pool.filter((r) => r.covered !== undefined && sets.has(`${r.covered}|${r.owner}`))];
+  return [...kept, ...signatures.filter((r) => sets.has(`${r.covered}|${r.owner}`))];
 }
 
-/** Appends records to a growing message, compressing whole names it has written before. */
+/**
+ * Room for the message being scrubbed: scrubReply() runs to the end without yielding, so one
+ * buffer serves every call, and the result is one copy of what was written.
+ */
+const scratch = Buffer.allocUnsafe(TCP_MAX_MESSAGE);
+
+/**
+ * Appends records to the message in `scratch`, compressing whole names it has written before.
+ * Stops writing (and says so in `full`) at what a TCP message can hold with our OPT.
+ */
 class Writer {
-  private readonly parts: Buffer[] = [];
   length: number;
+  full = false;
   private readonly names = new Map<string, number>();
 
-  constructor(head: Buffer, qname: string) {
-    this.parts.push(head);
+  constructor(head: Buffer, qname: string, readonly info: ReplyInfo) {
+    head.copy(scratch, 0);
     this.length = head.length;
     this.names.set(qname, HEADER_SIZE);
   }
 
-  private push(b: Buffer): void {
-    this.parts.push(b);
-    this.length += b.length;
+  private room(bytes: number): boolean {
+    if (this.length + bytes + OPT_SIZE > TCP_MAX_MESSAGE) this.full = true;
+    return !this.full;
+  }
+
+  private copy(buf: Buffer, from: number, to: number): void {
+    if (this.room(to - from)) this.length += buf.copy(scratch, this.length, from, to);
   }
 
   name(name: string, compress: boolean): void {
     const at = compress ? this.names.get(name) : undefined;
     if (at !== undefined) {
-      const p = Buffer.allocUnsafe(2);
-      p.writeUInt16BE(0xc000 | at, 0);
-      this.push(p);
+      if (this.room(2)) this.length = scratch.writeUInt16BE(0xc000 | at, this.length);
       return;
     }
+    if (!this.room(name.length)) return;
     if (this.length < 0x3fff && !this.names.has(name)) this.names.set(name, this.length);
-    this.push(Buffer.from(name, 'latin1'));
+    this.length += scratch.write(name, this.length, 'latin1');
   }
 
   record(buf: Buffer, r: Rr): void {
     this.name(r.owner, true);
-    const fixed = Buffer.allocUnsafe(10);
-    fixed.writeUInt16BE(r.type, 0);
-    fixed.writeUInt16BE(r.klass, 2);
-    fixed.writeUInt32BE(r.ttl, 4);
-    this.push(fixed);
+    if (!this.room(10)) return;
+    const fixed = this.length;
+    scratch.writeUInt16BE(r.type, fixed);
+    scratch.writeUInt16BE(r.klass, fixed + 2);
+    scratch.writeUInt32BE(r.ttl, fixed + 4);
+    this.length += 10;
+    this.note(buf, r, fixed + 4);
     const at = nameOffset(r.type);
     if (at < 0) {
-      fixed.writeUInt16BE(r.rdLength, 8);
-      this.push(buf.subarray(r.rdata, r.rdata + r.rdLength));
+      scratch.writeUInt16BE(r.rdLength, fixed + 8);
+      this.copy(buf, r.rdata, r.rdata + r.rdLength);
       return;
     }
     const start = this.length;
     // RFC 3597 §4: only the RFC 1035 types may compress names in their rdata.
     const compress = r.type !== QTYPE.SRV && r.type !== DNAME;
-    if (at > 0) this.push(buf.subarray(r.rdata, r.rdata + at));
+    if (at > 0) this.copy(buf, r.rdata, r.rdata + at);
     this.name(r.target!, compress);
     if (r.type === QTYPE.SOA) {
       this.name(r.target2!, compress);
-      this.push(buf.subarray(r.rdata + r.rdLength - 20, r.rdata + r.rdLength));
+      this.copy(buf, r.rdata + r.rdLength - 20, r.rdata + r.rdLength);
     }
-    fixed.writeUInt16BE(this.length - start, 8);
+    scratch.writeUInt16BE(this.length - start, fixed + 8);
   }
 
-  finish(): Buffer {
-    return Buffer.concat(this.parts, this.length);
+  /** What inspectReply() would find in the written record (as the cache reads it, RFC 2308 §5). */
+  private note(buf: Buffer, r: Rr, ttlOffset: number): void {
+    const info = this.info;
+    info.ttlOffsets.push(ttlOffset);
+    if (r.section === 1) info.minAnswerTtl = Math.min(info.minAnswerTtl ?? r.ttl, r.ttl);
+    // readTargets() checked that an SOA's rdata ends with its five numbers; MINIMUM is the last.
+    if (r.section === 2 && r.type === QTYPE.SOA) info.negativeTtl = Math.min(r.ttl, buf.readUInt32BE(r.rdata + r.rdLength - 4));
+  }
+
+  /** The message with `opt` after it: a copy of its own. */
+  finish(opt: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(this.length + opt.length);
+    scratch.copy(out, 0, 0, this.length);
+    opt.copy(out, this.length);
+    return out;
   }
 }
 
@@ -237,19 +296,26 @@ function replyFlags(flags: number, truncated: boolean): number {
   return FLAG.QR | FLAG.RA | (flags & (FLAG.RD | FLAG.AD | FLAG.CD | 0x0f)) | (truncated ? FLAG.TC : 0);
 }
 
+/** A scrubbed reply, and what the cache needs to know about it. */
+export interface Scrubbed {
+  reply: Buffer;
+  info: ReplyInfo;
+}
+
 /**
  * The scrubbed reply to `sent` (the query we sent upstream, whose question `reply` matched), or
  * why it cannot be used. A TC reply keeps its header and question only: the client retries over TCP.
  */
-export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Buffer | string {
+export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Scrubbed | string {
   const flags = reply.readUInt16BE(2);
   const dnssecOk = (sent.readUInt16BE(questionEnd + 7) & 0x8000) !== 0;
   const head = Buffer.from(sent.subarray(0, questionEnd));
   head.writeUInt16BE(reply.readUInt16BE(0), 0);
+  const info: ReplyInfo = { rcode: flags & 0x0f, truncated: (flags & FLAG.TC) !== 0, answerCount: 0, ttlOffsets: [], minAnswerTtl: undefined, negativeTtl: undefined };
   if (flags & FLAG.TC) {
     head.writeUInt16BE(replyFlags(flags, true), 2);
     head.writeUInt16BE(1, 10);
-    return Buffer.concat([head, ourOpt(maxUdpSize, dnssecOk)]);
+    return { reply: Buffer.concat([head, ourOpt(maxUdpSize, dnssecOk)]), info };
   }
   const rrs = readRecords(reply, questionEnd);
   if (!rrs) return 'malformed records';
@@ -261,10 +327,11 @@ export function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, max
   if (typeof sections === 'string') return sections;
   head.writeUInt16BE(replyFlags(flags, false), 2);
   sections.forEach((s, i) => head.writeUInt16BE(s.length + (i === 2 ? 1 : 0), 6 + i * 2));
-  const out = new Writer(head, question);
+  info.answerCount = sections[0].length;
+  const out = new Writer(head, question, info);
   for (const section of sections) for (const r of section) out.record(reply, r);
-  if (out.length + OPT_SIZE > TCP_MAX_MESSAGE) return 'too large once decompressed';
-  return Buffer.concat([out.finish(), ourOpt(maxUdpSize, dnssecOk)]);
+  if (out.full) return 'too large once decompressed';
+  return { reply: out.finish(ourOpt(maxUdpSize, dnssecOk)), info };
 }
 
 /**

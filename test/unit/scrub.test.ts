@@ -4,9 +4,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { parseQuery, type Query } from '../../src/wire/query.js';
-import { readdressScrubbed, scrubReply } from '../../src/wire/scrub.js';
+import { inspectReply } from '../../src/wire/records.js';
+import { readdressScrubbed, scrubReply as scrubWithInfo } from '../../src/wire/scrub.js';
 import { buildUpstreamQuery, Match, matchReply, withRandomCase } from '../../src/wire/upstream-query.js';
 import { decode, queryPacket } from '../helpers/packets.js';
+
+/**
+ * The scrubbed reply, or why not; and what scrubbing noted for the cache must be what
+ * inspectReply() reads from the result.
+ */
+function scrubReply(reply: Buffer, sent: Buffer, questionEnd: number, maxUdpSize: number): Buffer | string {
+  const out = scrubWithInfo(reply, sent, questionEnd, maxUdpSize);
+  if (typeof out === 'string') return out;
+  assert.deepEqual(out.info, inspectReply(out.reply, questionEnd));
+  return out.reply;
+}
 
 const query = (name: string, type: dnsPacket.RecordType = 'A', edns?: { udpSize?: number; do?: boolean }) =>
   parseQuery(queryPacket(name, type, { id: 99, ...(edns ? { edns } : {}) })) as Query;
@@ -110,5 +122,54 @@ describe('scrubbing', () => {
     const withEdns = decode(readdressScrubbed(stored, query('mixed.test', 'A', { udpSize: 4096 })));
     assert.equal((withEdns.additionals![0] as { udpPayloadSize: number }).udpPayloadSize, 1232);
     assert.equal((withEdns.answers![1] as { name: string }).name, 'a.mixed.test');
+  });
+});
+
+/** A reply to `q` built by hand, as servers compress it: `records` follow the question (at 12). */
+function wire(q: Query, answers: number, records: Buffer[]): Buffer {
+  const head = Buffer.from(q.raw.subarray(0, q.questionEnd));
+  head.writeUInt16BE(0x8180, 2);
+  head.writeUInt16BE(answers, 6);
+  head.writeUInt16BE(0, 10);
+  return Buffer.concat([head, ...records]);
+}
+
+/** One record: owner (wire bytes), type, class IN, TTL 60, rdata. */
+function rr(owner: Buffer, type: number, rdata: Buffer): Buffer {
+  const fixed = Buffer.alloc(10);
+  fixed.writeUInt16BE(type, 0);
+  fixed.writeUInt16BE(1, 2);
+  fixed.writeUInt32BE(60, 4);
+  fixed.writeUInt16BE(rdata.length, 8);
+  return Buffer.concat([owner, fixed, rdata]);
+}
+
+const pointer = (to: number) => Buffer.from([0xc0 | (to >> 8), to & 0xff]);
+const QUESTION = pointer(12);
+
+describe('large replies', () => {
+  it('keeps every record of a large answer whose owners all point at the question', () => {
+    const q = query('big.test');
+    const records = Array.from({ length: 3500 }, (_, i) => rr(QUESTION, 1, Buffer.from([198, 18, i >> 8, i & 0xff])));
+    const stored = scrubReply(wire(q, 3500, records), buildUpstreamQuery(q, 1232), q.questionEnd, 1232);
+    assert.ok(Buffer.isBuffer(stored), String(stored));
+    const answers = decode(readdressScrubbed(stored, q)).answers!;
+    assert.equal(answers.length, 3500);
+    assert.ok(answers.every((r, i) => r.name === 'big.test' && (r as { data: string }).data === `198.18.${i >> 8}.${i & 0xff}`));
+    assert.equal(stored.length, q.questionEnd + 3500 * 16 + 11, 'owners compressed to the question, our OPT at the end');
+  });
+
+  it('refuses a reply that grows past a TCP message once its names are written whole, and scrubs the next one', () => {
+    const q = query('srv.test', 'SRV');
+    // A 200-byte name written once, then 2 000 SRV targets pointing at it: SRV targets are not compressed (RFC 3597 §4).
+    const long = Buffer.concat([...Array.from({ length: 4 }, () => Buffer.concat([Buffer.from([48]), Buffer.alloc(48, 0x61)])), Buffer.from([0])]);
+    const at = q.questionEnd;
+    const unrelated = rr(long, 1, Buffer.from([192, 0, 2, 1]));
+    const srv = (i: number) => rr(QUESTION, 33, Buffer.concat([Buffer.from([0, 1, 0, 1, i >> 8, i & 0xff]), pointer(at)]));
+    const reply = wire(q, 2001, [unrelated, ...Array.from({ length: 2000 }, (_, i) => srv(i))]);
+    assert.equal(scrubReply(reply, buildUpstreamQuery(q, 1232), q.questionEnd, 1232), 'too large once decompressed');
+    const small = wire(q, 3, [unrelated, srv(1), srv(2)]);
+    const answers = lines(scrubReply(small, buildUpstreamQuery(q, 1232), q.questionEnd, 1232)).answers;
+    assert.deepEqual(answers.map((l) => l.split(' ').slice(0, 2).join(' ')), ['srv.test SRV', 'srv.test SRV']);
   });
 });
