@@ -3,6 +3,8 @@
 // test/unit/answer-table.test.ts (which asserts what each row promises) and
 // test/unit/golden.test.ts (which keeps every reply as a golden file). All in-process: the only
 // "upstream" is an Exchange function answering from memory, so nothing leaves this process.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import dnsPacket from 'dns-packet';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -11,51 +13,16 @@ import { Forwarder } from '../../src/resolver/forwarder.js';
 import { Resolver, type ListenerContext } from '../../src/resolver/resolver.js';
 import type { Exchange } from '../../src/resolver/upstream.js';
 import { silentLogger } from '../../src/log.js';
+import { ROOT } from './daemon.js';
 import { queryPacket } from './packets.js';
 
-/** Registry files of the table's world: a network, one with a domain, and an internal one. */
-export const TABLE_DOCUMENTS: Record<string, string> = {
-  'lab.yaml': `name: lab
-subnets:
-  - {subnet: 10.190.0.0/24, gateway: 10.190.0.1}
-  - {subnet: fd19:190::/64, gateway: fd19:190::1}
-records:
-  - {name: printer, type: A, value: 10.190.0.200}
-  - {name: docs, type: CNAME, value: web}
-  - {name: ext, type: CNAME, value: www.example.com}
-endpoints:
-  - name: web
-    id: ${'0123456789ab'.padEnd(64, 'c')}
-    aliases: [www, pool]
-    ipv4: 10.190.0.10
-    netns: /run/netns/golden-web
-    services: [{name: http, port: 8080}]
-    labels: {tier: frontend}
-  - name: api
-    aliases: [pool]
-    ipv4: 10.190.0.12
-    services: [{name: http, port: 8081}]
-  - name: db
-    aliases: [pool]
-    ipv4: 10.190.0.11
-    ipv6: fd19:190::11
-    health: unhealthy
-  - name: cache
-    ipv6: fd19:190::20
-`,
-  'ops.yaml': `name: ops
-domain: ops.example
-subnets: [{subnet: 10.191.0.0/24, gateway: 10.191.0.1}]
-endpoints:
-  - {name: mon, ipv4: 10.191.0.5}
-`,
-  'vault.yaml': `name: vault
-internal: true
-subnets: [{subnet: 10.192.0.0/24, gateway: 10.192.0.1}]
-endpoints:
-  - {name: secrets, ipv4: 10.192.0.7, netns: /run/netns/golden-vault}
-`,
-};
+/** The registry files of the table's world (a network, one with a domain, an internal one): also goldens' inputs. */
+export const TABLE_REGISTRY_DIR = path.join(ROOT, 'test/golden/registry');
+
+export function tableDocuments(): Record<string, string> {
+  const files = readdirSync(TABLE_REGISTRY_DIR).filter((f) => f.endsWith('.yaml')).sort();
+  return Object.fromEntries(files.map((f) => [f, readFileSync(path.join(TABLE_REGISTRY_DIR, f), 'utf8')]));
+}
 
 export const UPSTREAM = '127.0.0.1:26053';
 export const UPSTREAM_ADDRESS = '192.0.2.53';
@@ -77,7 +44,7 @@ export interface Table {
 
 export function buildTable(): Table {
   const registry = new Registry();
-  for (const [file, text] of Object.entries(TABLE_DOCUMENTS)) registry.setNetwork(parseDocumentText(text, file), 'golden');
+  for (const [file, text] of Object.entries(tableDocuments())) registry.setNetwork(parseDocumentText(text, file), 'golden');
   const namespace = (netns: string): ListenerContext => ({
     name: `netns:${netns}`, inflight: 0,
     view: () => registry.current().view([...new Set(registry.current().namespaces().get(netns)!.map((e) => e.network))]),
