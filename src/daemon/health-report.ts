@@ -1,6 +1,7 @@
 // Readiness, as /readyz and `nsdns status` report it: the registry is loaded, every namespace
 // with an endpoint of a provisioned network is served at 127.0.0.11, and, when anything may be forwarded, at least one
-// upstream is not marked failing by recent answers. Passive only: nothing is sent to find out.
+// of the daemon's own upstreams (its configuration's, the host's, its provisioned networks') is not
+// marked failing by recent answers. Passive only: nothing is sent to find out.
 // Readiness is about what the daemon owns: a namespace only a registry file names (one that may
 // not exist yet) is a warning, never a reason to take the daemon out of service.
 import type { Snapshot } from '../registry/registry.js';
@@ -48,21 +49,30 @@ export function healthReport(input: HealthInputs): HealthReport {
   if (owned.length > 0) problems.push(`${owned.length} of ${attached.length} namespaces not served at 127.0.0.11: ${listed(owned)}`);
   if (named.length > 0) warnings.push(`${named.length} namespaces named by registry files not served at 127.0.0.11 (missing?): ${listed(named)}`);
 
+  // Every upstream is listed; only the daemon's own and its provisioned networks' decide readiness
+  // (a registry file's server, dead or alive, neither flips it nor hides that the daemon's are down).
   const keys = new Set<string>();
-  const add = (list: readonly string[]) => {
+  const ownKeys = new Set<string>();
+  const add = (list: readonly string[], own: boolean) => {
     for (const text of list) {
       if (keys.size >= MAX_UPSTREAMS) return;
-      try { keys.add(parseUpstream(text).key); } catch { /* invalid ones are reported where they are used */ }
+      try {
+        const key = parseUpstream(text).key;
+        keys.add(key);
+        if (own) ownKeys.add(key);
+      } catch { /* invalid ones are reported where they are used */ }
     }
   };
-  add(input.daemonUpstreams);
+  add(input.daemonUpstreams, true);
   for (const net of input.snapshot.networks.values()) {
-    add(net.network.upstreams);
-    for (const e of net.notable) if (e.upstreams.length > 0) add(e.upstreams);
+    const own = input.isProvisioned(net.network.name);
+    add(net.network.upstreams, own);
+    for (const e of net.notable) if (e.upstreams.length > 0) add(e.upstreams, own);
   }
   const upstreams = [...keys].sort().map((server) => ({ server, failing: input.isFailing(server) }));
-  if (upstreams.length > 0 && upstreams.every((u) => u.failing)) {
-    problems.push(`no upstream is answering: ${upstreams.slice(0, MAX_LISTED).map((u) => u.server).join(', ')} failed their recent queries`);
+  const decisive = upstreams.filter((u) => ownKeys.has(u.server));
+  if (decisive.length > 0 && decisive.every((u) => u.failing)) {
+    problems.push(`no upstream is answering: ${decisive.slice(0, MAX_LISTED).map((u) => u.server).join(', ')} failed their recent queries`);
   }
 
   const plumbing = input.plumbingProblems ?? [];

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
+import { MAIN, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -187,5 +187,36 @@ describe('a registry file cannot claim a provisioned tenant\'s address at host l
     await assertOwnOnly();
     assert.equal(line.msg, 'registry file refused');
     assert.match(String((line.err as { message?: string }).message), /subnet 10\.184\.0\.0\/16 overlaps 10\.184\.0\.0\/24 of network "priv" from nsdns's own connects/);
+  });
+});
+
+describe('readiness is about the daemon\'s own upstreams, not a registry file\'s', () => {
+  const PORT = 25804;
+  const dir = tempDir('nsdns-review-ready-');
+  let dead: FakeUpstream;
+  let daemon: RunningDaemon;
+
+  before(async () => {
+    dead = await FakeUpstream.start({ behaviour: 'silent' });
+    // The daemon has no upstream of its own; the file's endpoint (the client at 127.0.0.2) names a dead one.
+    dir.write('filed.yaml', `name: filed\nendpoints:\n  - {name: me, ipv4: 127.0.0.2, upstreams: ["${dead.spec}"]}\n`);
+    const config = dir.write('c.yaml', 'forward:\n  timeoutMs: 300\n  budgetMs: 600\n');
+    daemon = await startDaemon(['--config', config, '--no-resolv-conf', '--registry', dir.dir, '--listen', `127.0.0.1:${PORT}`]);
+  });
+  after(async () => {
+    await daemon?.stop();
+    await dead?.stop();
+    dir.cleanup();
+  });
+
+  it('a file\'s dead upstream is no reason to be unready', async () => {
+    const r = await execa('dig', ['@127.0.0.1', '-p', String(PORT), '-b', '127.0.0.2', '+tries=1', '+time=5', 'outside.test'], { reject: false });
+    assert.match(r.stdout, /status: SERVFAIL/);
+    assert.ok(dead.received.length > 0, 'the file\'s upstream was asked');
+    const status = await execa(process.execPath, [MAIN, 'status', '--json', '--socket', `${daemon.stateDir}/nsdns.sock`], { reject: false });
+    const json = JSON.parse(status.stdout) as { ready: boolean; problems: string[] };
+    assert.deepEqual(json.problems, []);
+    assert.equal(json.ready, true);
+    assert.equal(status.exitCode, 0);
   });
 });

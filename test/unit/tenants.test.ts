@@ -1,6 +1,7 @@
 // Who is a tenant of which network, by source address, and what a host listener shows each client.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import ipaddr from 'ipaddr.js';
 import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { clientViews, Tenants } from '../../src/registry/tenants.js';
@@ -38,6 +39,21 @@ describe('tenants', () => {
     const r = registry();
     r.setNetwork(parseDocumentText('name: claim\nendpoints:\n  - {name: spy, ipv4: 10.161.0.2}\n', 'claim.yaml'), 'test');
     assert.deepEqual(new Tenants(r.current().networks).of('10.161.0.2'), ['a']);
+  });
+
+  it('matches subnets of any prefix length as ipaddr.js does, IPv4 and IPv6', () => {
+    const r = new Registry();
+    const subnets = ['10.170.16.0/20', '10.170.0.0/16', '10.171.5.128/25', '0.0.0.0/0', 'fd70:1:2:8::/61', 'fd70::/16', 'fd71::1/128'];
+    subnets.forEach((subnet, i) => r.setNetwork(parseDocumentText(`name: s${i}\nsubnets: [{subnet: "${subnet}"}]\n`, `s${i}.yaml`), 'test'));
+    const t = new Tenants(r.current().networks);
+    const ranges = subnets.map((c) => ipaddr.parseCIDR(c));
+    const samples = ['10.170.31.255', '10.170.32.0', '10.170.15.1', '10.171.5.127', '10.171.5.200', '192.0.2.1',
+      'fd70:1:2:f::1', 'fd70:1:2:10::', 'fd70:1:2:7:ffff::', 'fd71::1', 'fd71::2', 'fe80::1', '::ffff:10.170.20.1'];
+    for (const a of samples) {
+      const addr = ipaddr.process(a);
+      const expected = subnets.map((_, i) => `s${i}`).filter((_, i) => ranges[i][0].kind() === addr.kind() && addr.match(ranges[i])).sort();
+      assert.deepEqual(t.of(a) ?? [], expected, a);
+    }
   });
 
   it('a gateway is the host\'s only when the host has it: a file cannot declare a tenant\'s address its gateway', () => {
