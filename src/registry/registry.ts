@@ -5,7 +5,6 @@
 // upstreams of) a namespace that nsdns connected itself or that another file serves, whatever path
 // names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
 import { EventEmitter } from 'node:events';
-import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
 import type { PackedTables } from './packed.js';
@@ -13,6 +12,7 @@ import type { Endpoint, Network, NetworkRecord } from './types.js';
 import { View, type FailOpenListener } from './view.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
+import { overlaps, spansOf } from './subnet-spans.js';
 
 /** The source of the networks nsdns provisions itself (its state directory, `connect`). */
 export const STATE_SOURCE = 'state';
@@ -306,43 +306,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
   }
-}
-
-/** A subnet as the first and last address of its range, fixed-width hex: overlap is two string compares. */
-interface Span { subnet: string; first: string; last: string }
-
-function spanOf(cidr: string): Span | undefined {
-  try {
-    const [addr, bits] = ipaddr.parseCIDR(cidr);
-    const bytes = addr.toByteArray();
-    // IPv4 and IPv6 never compare equal: the width tells them apart, and a kind prefix keeps them apart.
-    let first = addr.kind() === 'ipv4' ? '4' : '6';
-    let last = first;
-    bytes.forEach((b, i) => {
-      const keep = Math.max(0, Math.min(8, bits - i * 8));
-      const mask = (0xff << (8 - keep)) & 0xff;
-      first += (b & mask).toString(16).padStart(2, '0');
-      last += ((b & mask) | (~mask & 0xff)).toString(16).padStart(2, '0');
-    });
-    return { subnet: cidr, first, last };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Each network's subnets as spans, computed once (a check runs against every network at every install). */
-const spans = new WeakMap<Network, Span[]>();
-function spansOf(network: Network): Span[] {
-  let list = spans.get(network);
-  if (!list) {
-    list = network.subnets.map((s) => spanOf(s.subnet)).filter((x): x is Span => x !== undefined);
-    spans.set(network, list);
-  }
-  return list;
-}
-
-function overlaps(a: Span, b: Span): boolean {
-  return a.first[0] === b.first[0] && a.first <= b.last && b.first <= a.last;
 }
 
 /** What `network ls` shows of an id, as find() compares it. */
