@@ -4,7 +4,7 @@
 // event loop nothing, and its result comes back as packed tables moved (not copied) to the daemon
 // (why a thread and not a process: registry-worker.ts).
 import { Worker } from 'node:worker_threads';
-import { constants, type Stats } from 'node:fs';
+import { constants, readFileSync, type Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { NsdnsError } from '../errors.js';
 import type { PackedIndexData, PackedTables } from '../registry/packed.js';
@@ -102,7 +102,11 @@ export type ParseOutcome =
 export type Consume = (network: Network, tables: PackedTables, notable: Endpoint[]) => void;
 
 export interface ParserLimits {
-  /** Wall time for the parser to answer one request. */
+  /**
+   * CPU time the parser may spend on one request. CPU, not wall time: the parser runs only on CPU
+   * the host leaves idle, so on a saturated host a file waits (up to STARVED_FACTOR times this in
+   * wall time) instead of being refused for the host's load.
+   */
   timeoutMs: number;
   /** The parser's old-generation heap; exceeding it ends the parser, not the daemon. */
   maxHeapMb: number;
@@ -111,9 +115,14 @@ export interface ParserLimits {
 /** Limits that scale with the file cap: parsing YAML takes ~10-60x the file's size in heap. */
 export function parserLimitsFor(maxBytes: number): ParserLimits {
   const mib = maxBytes / MIB;
-  // ~4 s per MiB of YAML at idle priority on a busy core, x2.
+  // ~4 s of CPU per MiB of YAML, x2.
   return { timeoutMs: Math.round(10_000 + 8_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
 }
+
+/** How much longer than `timeoutMs` a starved parser may take in wall time before it is stopped. */
+const STARVED_FACTOR = 10;
+/** How often a running job's CPU time is read. */
+const CPU_CHECK_MS = 1000;
 
 /** A failure of the parser, not of the content (ParseOutcome.hash stays unknown). */
 const PARSER_UNAVAILABLE = 'ERR_PARSER_UNAVAILABLE' as const;
@@ -142,6 +151,8 @@ export class RegistryParser {
   private closed = false;
   /** The hash of the current job's content, sent by the parser before it parses. */
   private jobHash: string | undefined;
+  /** The parser thread's kernel id, to read its CPU time (undefined until it says). */
+  private parserTid: number | undefined;
 
   constructor(private readonly limits: ParserLimits) {}
 
@@ -195,15 +206,26 @@ export class RegistryParser {
       return Promise.reject(new NsdnsError(PARSER_UNAVAILABLE, `the parser did not start (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`));
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const started = Date.now();
+      const cpuAtStart = this.parserTid === undefined ? undefined : threadCpuMs(this.parserTid);
+      const limit = this.limits.timeoutMs;
+      const timer = setInterval(() => {
+        // The thread's id arrives with the first job's 'hashed' message; until then, wall time.
+        const cpuNow = this.parserTid === undefined ? undefined : threadCpuMs(this.parserTid);
+        const cpu = cpuNow === undefined ? undefined : cpuNow - (cpuAtStart ?? 0);
+        const wall = Date.now() - started;
+        const over = cpu !== undefined ? cpu > limit || wall > limit * STARVED_FACTOR : wall > limit;
+        if (!over) return;
+        clearInterval(timer);
         this.waiting = undefined;
         void this.stop();
-        reject(new NsdnsError(PARSER_UNAVAILABLE, `parsing took longer than ${Math.round(this.limits.timeoutMs / 1000)} s; parser stopped (tried again at the next change)`));
-      }, this.limits.timeoutMs);
+        const what = cpu !== undefined && cpu > limit ? `more than ${Math.round(limit / 1000)} s of CPU` : `longer than ${Math.round(wall / 1000)} s`;
+        reject(new NsdnsError(PARSER_UNAVAILABLE, `parsing took ${what}; parser stopped (tried again at the next change)`));
+      }, Math.min(CPU_CHECK_MS, limit));
       this.waiting = {
         id: message.id,
-        resolve: (r) => { clearTimeout(timer); resolve(r); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: (r) => { clearInterval(timer); resolve(r); },
+        reject: (e) => { clearInterval(timer); reject(e); },
       };
       // Moved, not copied: the file's bytes are the parser's from here on. A buffer of no bytes is
       // copied instead: postMessage silently drops a message naming a detached buffer (the job
@@ -231,6 +253,7 @@ export class RegistryParser {
     });
     worker.stdout.resume();
     worker.stderr.resume();
+    this.parserTid = undefined;
     // Only the current parser may settle a request: a stopped one's late events must not.
     let answered = false;
     const fail = (problem: string, transient = false) => {
@@ -253,6 +276,7 @@ export class RegistryParser {
       }
       if (reply.kind === 'hashed') {
         this.jobHash = reply.hash;
+        this.parserTid = reply.tid;
         return;
       }
       this.waiting = undefined;
@@ -295,6 +319,21 @@ export class RegistryParser {
   }
 }
 
+/** CPU time (user + system) a thread of this process has used, in ms; undefined when unreadable. */
+function threadCpuMs(tid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: /proc reports CPU times in these; 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 function firstLine(text: string): string {
   return text.split('\n', 1)[0];
 }
@@ -316,7 +355,7 @@ function checkReply(value: unknown, id: number): WorkerReply {
   const hashed = typeof r.hash === 'string' && HASH.test(r.hash);
   switch (r.kind) {
     case 'unchanged': return r as WorkerReply;
-    case 'hashed': if (hashed) return r as WorkerReply; break;
+    case 'hashed': if (hashed && (r.tid === undefined || (Number.isSafeInteger(r.tid) && (r.tid as number) > 0))) return r as WorkerReply; break;
     case 'refused': if (hashed && typeof r.problem === 'string') return r as WorkerReply; break;
     case 'network': {
       const network = r.network as Record<string, unknown> | null;

@@ -22,7 +22,8 @@ export interface WorkerRequest { id: number; source: string; previousHash: strin
 
 export type WorkerReply =
   /** Sent before parsing, so a parse that kills the parser (out of memory) still leaves the content's hash. */
-  | { id: number; kind: 'hashed'; hash: string }
+  /** `tid`: this thread's id, so the daemon can read the CPU time it used (registry-loader.ts). */
+  | { id: number; kind: 'hashed'; hash: string; tid?: number }
   | { id: number; kind: 'unchanged' }
   | { id: number; kind: 'refused'; hash: string; problem: string }
   /** `notable`: the few endpoints the daemon acts on, as objects; the rest in `tables` (transferred). */
@@ -34,10 +35,20 @@ export type WorkerReply =
  * (`chrt --idle -p 0 <tid>`, util-linux) where it can be set, else nice 19. Failure costs nothing
  * but priority, so it is silent.
  */
+/** This thread's kernel id (Linux), or undefined. */
+const threadId = (() => {
+  try {
+    const tid = /\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1];
+    return tid === undefined ? undefined : Number(tid);
+  } catch {
+    return undefined;
+  }
+})();
+
 function lowerPriority(): void {
   try { setPriority(19); } catch { /* best effort */ }
   try {
-    const tid = /\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1];
+    const tid = threadId === undefined ? undefined : String(threadId);
     const chrt = ['/usr/bin/chrt', '/bin/chrt'].find((p) => existsSync(p));
     if (tid !== undefined && chrt !== undefined) execFileSync(chrt, ['--idle', '-p', '0', tid], { stdio: 'ignore', timeout: 5_000 });
   } catch { /* stays at nice 19 */ }
@@ -47,7 +58,7 @@ function handle(request: WorkerRequest): void {
   const { id, source, bytes } = request;
   const hash = createHash('sha256').update(bytes).digest('hex');
   if (hash === request.previousHash) return send({ id, kind: 'unchanged' });
-  send({ id, kind: 'hashed', hash });
+  send({ id, kind: 'hashed', hash, tid: threadId });
   let reply: WorkerReply;
   try {
     const { network, tables, notable, total } = packFile(bytes, source, { collect });

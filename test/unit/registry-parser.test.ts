@@ -3,7 +3,8 @@
 // over its heap limit ends the parser and not the daemon, it runs at idle priority, and it leaves
 // no thread behind.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { RegistryParser, parserLimitsFor } from '../../src/daemon/registry-loader.js';
@@ -134,6 +135,31 @@ describe('registry parser thread', () => {
     assert.ok(!tasks().includes(seen.tid), 'stop() ends the parser thread');
     assert.equal((await parser.parse('small.json', file(3), undefined, () => {})).kind, 'parsed', 'and the next job starts a new one');
     await parser.stop();
+  });
+
+  it('starved of CPU by a busy host, waits instead of refusing the file: its time limit is CPU time, not wall time', async () => {
+    const parser = new RegistryParser({ timeoutMs: 1000, maxHeapMb: 256 });
+    const before = new Set(tasks());
+    assert.equal((await parser.parse('first.json', file(3), undefined, () => {})).kind, 'parsed');
+    const tid = tasks().find((t) => !before.has(t) && (schedOf(t)?.policy === SCHED_IDLE || schedOf(t)?.nice === 19));
+    assert.ok(tid, 'the parser thread');
+    // The parser thread and a busy process share one CPU: at idle priority the parser gets
+    // (almost) none of it while the busy one runs, as on a saturated host.
+    execFileSync('taskset', ['-p', '-c', '0', String(tid)], { stdio: 'ignore' });
+    const busy = spawn('taskset', ['-c', '0', 'yes'], { stdio: 'ignore' });
+    let outcome: Awaited<ReturnType<RegistryParser['parse']>> | undefined;
+    try {
+      const job = parser.parse('big.json', file(40_000), undefined, () => {}).then((o) => { outcome = o; return o; });
+      // Starved for longer than its limit (the wait is the point of the test, not a guess).
+      await sleep(2500);
+      assert.equal(outcome, undefined, `a starved parser answered: ${JSON.stringify(outcome)}`);
+      busy.kill();
+      const done = await job;
+      assert.equal(done.kind, 'parsed', JSON.stringify(done));
+    } finally {
+      busy.kill();
+      await parser.stop();
+    }
   });
 
   it('once closed (the daemon stopping), ends queued jobs unjudged without starting a parser', async () => {
