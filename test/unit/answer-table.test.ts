@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import dnsPacket from 'dns-packet';
 import { ROOT } from '../helpers/daemon.js';
 import { ask, buildTable, seen, TABLE_CASES, UPSTREAM_ADDRESS, type Seen } from '../helpers/answer-table.js';
 
@@ -119,7 +120,7 @@ describe('the answer table, in-process', () => {
     const firsts = new Set<string>();
     for (let i = 0; i < 20 && firsts.size < 2; i++) {
       const reply = await ask(table, 'web', raw);
-      firsts.add(JSON.stringify((await import('dns-packet')).default.decode(reply!).answers![0]));
+      firsts.add(JSON.stringify(dnsPacket.decode(reply!).answers![0]));
     }
     assert.equal(firsts.size, 2, 'both holders come first in some reply');
   });
