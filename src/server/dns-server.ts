@@ -51,6 +51,11 @@ export class DnsServer implements ConnectionOwner {
       socket.on('message', (msg, rinfo) => this.onDatagram(socket, gate, msg, rinfo));
       socket.on('error', (err) => this.log.error({ err }, 'udp socket error'));
     });
+    // A client may send its questions and half-close ("that is all I ask"): it still gets every
+    // answer, forwarded ones included, before TcpConnection ends the connection. Node's default
+    // would end our side at once. Set here, for every listener's server (bound here, by a helper
+    // or by a predecessor), as a server property read at each connection.
+    Object.assign(tcp, { allowHalfOpen: true });
     tcp.on('connection', (socket) => this.onConnection(socket));
     tcp.on('error', (err) => this.log.error({ err }, 'tcp server error'));
   }

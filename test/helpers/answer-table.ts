@@ -27,10 +27,15 @@ export function tableDocuments(): Record<string, string> {
 export const UPSTREAM = '127.0.0.1:26053';
 export const UPSTREAM_ADDRESS = '192.0.2.53';
 
-/** The upstream, in memory: any A question is answered with UPSTREAM_ADDRESS, TTL 60. */
+/**
+ * The upstream, in memory: any A question is answered with UPSTREAM_ADDRESS, TTL 60; names under
+ * `slow.example.com` a little later, as an upstream far away does (the answer is still on its way
+ * when the client's other questions are answered).
+ */
 const upstream: Exchange = async (raw) => {
   const q = dnsPacket.decode(raw);
   const question = q.questions![0];
+  if (question.name.toLowerCase().endsWith('slow.example.com')) await new Promise((r) => setTimeout(r, 100));
   const answers: dnsPacket.Answer[] = question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: UPSTREAM_ADDRESS }] : [];
   return dnsPacket.encode({ type: 'response', id: q.id, flags: 0x8180, questions: q.questions, answers });
 };

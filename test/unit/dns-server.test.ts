@@ -105,6 +105,17 @@ describe('DNS server', () => {
     assert.deepEqual(byId, { 1: 'NOERROR', 2: 'NOERROR', 3: 'NXDOMAIN' });
   });
 
+  it('answers what a half-closing client asked, forwarded answers still on their way included, then ends', async () => {
+    const { tcpPort } = await serve('web');
+    const { socket, replies } = await tcpClient(tcpPort);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // "These are my questions" (write, then end): common for one-shot TCP clients.
+    socket.end(Buffer.concat([framed(queryPacket('a.slow.example.com', 'A', { id: 7 })), framed(queryPacket('web', 'A', { id: 8 }))]));
+    await closed;
+    const byId = Object.fromEntries(replies.map((r) => dnsPacket.decode(r) as dnsPacket.Packet & { rcode?: string }).map((p) => [p.id, p.rcode]));
+    assert.deepEqual(byId, { 7: 'NOERROR', 8: 'NOERROR' }, 'both answered before the server ended the connection');
+  });
+
   it("pauses a namespace's socket that floods it with junk, and answers it again afterwards", async () => {
     const { udpPort, table } = await serve('web');
     await flood(udpPort, () => table.resolver.stats.floodPauses > 0, 1000);
