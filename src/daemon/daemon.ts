@@ -238,7 +238,7 @@ export class Daemon {
       isServed: (ns) => this.namespaces.isServed(ns),
       isProvisioned: (network) => this.registry.sourceOf(network) === STATE_SOURCE,
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
-      isFailing: (key) => this.resolver.forwarder.health.isFailing(key),
+      isFailing: (key) => this.resolver.forwarder.health.isDead(key),
       plumbingProblems: this.manager.plumbingProblems(),
     });
   }

@@ -44,7 +44,13 @@ export interface ProberOptions {
    * addresses), plus the operator's `allow` ranges. The daemon always passes it; tests of the
    * scheduling alone leave it out and probe wherever the endpoint's address is.
    */
-  scope?: { allow(): readonly string[] };
+  scope?: {
+    allow(): readonly string[];
+    /** The host's own addresses now (default: its interfaces'); tests give their own. */
+    hostAddresses?(): Set<string>;
+    /** How often the host's addresses are read again (default 10 s). */
+    recheckMs?: number;
+  };
 }
 
 /** What inspect and debug show of one probed endpoint. */
@@ -100,6 +106,13 @@ export class HealthProber {
   /** Trackers by due time (a binary min-heap; a tracker is in it once, at its `due`). */
   private readonly schedule: Tracker[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * Reads the host's addresses again: one it gains later (DHCP, a new bridge or interface) is no
+   * longer probed even if no registry change comes to check its endpoints again.
+   */
+  private rescopeTimer: NodeJS.Timeout | undefined;
+  /** The host's addresses the trackers were last checked against, sorted and joined. */
+  private hostSeen = '';
   private timerAt = Infinity;
   private readonly inFlight = new Set<Tracker>();
   /** The earliest deadline of a probe in flight (Infinity: none), for the timer. */
@@ -164,6 +177,10 @@ export class HealthProber {
     }
     this.registry.on('change', this.onChange);
     this.registry.on('failOpen', this.onFailOpen);
+    if (this.scope) {
+      this.hostSeen = [...this.hostAddresses()].sort().join(' ');
+      this.rescopeTimer = setInterval(() => this.rescope(), this.scope.recheckMs ?? 10_000).unref();
+    }
     const snapshot = this.registry.current();
     for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name);
     const count = this.trackers.size;
@@ -176,6 +193,7 @@ export class HealthProber {
     this.running = false;
     this.registry.off('change', this.onChange);
     this.registry.off('failOpen', this.onFailOpen);
+    clearInterval(this.rescopeTimer);
     for (const t of this.trackers.values()) this.drop(t);
     this.trackers.clear();
     this.native?.stop();
@@ -232,7 +250,7 @@ export class HealthProber {
     let host: Set<string> | undefined;
     for (const e of compiled?.notable ?? []) {
       if (!e.healthCheck) continue;
-      const address = this.scope ? this.scopedAddress(e, compiled!.network, (host ??= hostAddresses())) : e.ipv4[0] ?? e.ipv6[0];
+      const address = this.scope ? this.scopedAddress(e, compiled!.network, (host ??= this.hostAddresses())) : e.ipv4[0] ?? e.ipv6[0];
       if (address === undefined) continue;
       present.add(e.id);
       const key = `${address}|${JSON.stringify(e.healthCheck)}`;
@@ -253,6 +271,19 @@ export class HealthProber {
       this.registry.health.delete(t.network, t.id);
     }
     this.tickMs = Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, Math.floor(shortest / 10)));
+  }
+
+  private hostAddresses(): Set<string> {
+    return this.scope?.hostAddresses?.() ?? hostAddresses();
+  }
+
+  /** When the host's addresses changed, every network's probes are checked against them again. */
+  private rescope(): void {
+    const now = [...this.hostAddresses()].sort().join(' ');
+    if (now === this.hostSeen) return;
+    this.hostSeen = now;
+    const snapshot = this.registry.current();
+    for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name);
   }
 
   /** The address to probe, or undefined (logged once, naming the network's source) when it may not be probed. */

@@ -29,6 +29,10 @@ export interface PortHolder {
 type Socket = { kind: 'tcp'; server: net.Server } | { kind: 'udp'; socket: dgram.Socket };
 
 function inUse(p: PortMapping, code: string | undefined): NsdnsError {
+  // No program holds it: the address is on none of the host's interfaces, so no other port would do.
+  if (code === 'EADDRNOTAVAIL' && p.hostIp !== undefined) {
+    return new NsdnsError('ERR_BAD_REQUEST', `--publish ${p.hostIp}:${p.hostPort}: ${p.hostIp} is not an address of this host; give one of its addresses, or no address to publish on all of them`);
+  }
   const why = code === 'EADDRINUSE' ? 'is already in use' : `cannot be bound (${code ?? 'unknown error'})`;
   return new NsdnsError('ERR_CONFLICT', `host port ${p.hostPort}/${p.protocol} ${why} on ${p.hostIp ?? 'the host'}; publish another host port, or stop what uses it`);
 }

@@ -296,6 +296,9 @@ export class NetworkManager {
         },
         { name: 'write resolv.conf', stage: 'resolv.conf', apply: () => this.refreshResolvFiles([target.path]) },
         { name: 'serve DNS in the namespace', stage: 'bind 127.0.0.11', apply: () => this.deps.namespaceReady(target.path) },
+        // Last, and a step: a note left behind rolls the connect back at the next start, so the
+        // client is told success only once it is gone.
+        { name: 'remove the connect note', stage: 'connect note removed', apply: () => this.deps.intents.remove(endpoint.id) },
       ], clock);
     } catch (err) {
       failure = err;
@@ -303,11 +306,11 @@ export class NetworkManager {
       this.deps.namespaceNotComing?.(target.path);
       await this.refreshResolvFiles([target.path]).catch((e) => this.deps.log.warn({ err: e, netns: target.path }, 'after a failed connect, resolv.conf could not be updated'));
       clock.lap('rollback');
-      throw err;
-    } finally {
-      // A note left behind is harmless: the next start finds the endpoint committed and drops it.
+      // Undone already: a note left behind only makes the next start delete a link that is gone.
       await this.deps.intents.remove(endpoint.id).catch((e) => this.deps.log.warn({ err: e, endpoint: endpoint.id }, 'could not remove the connect note'));
       clock.lap('connect note removed');
+      throw err;
+    } finally {
       this.noteTiming(clock, {
         operation: 'connect', network: network.name, endpoint: endpoint.name, netns: target.path, ok: failure === undefined,
         ...(failure !== undefined && { code: asNsdnsError(failure).code }),

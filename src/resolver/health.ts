@@ -55,6 +55,15 @@ export class UpstreamHealth {
   }
 
   /**
+   * Known dead: DEAD_AFTER failures in a row, the last one recent. What readiness asks: one
+   * timeout is as often one slow name (a lame delegation behind the upstream) as a dead server.
+   */
+  isDead(key: string, now = Date.now()): boolean {
+    const r = this.records.get(key);
+    return r !== undefined && r.failures >= DEAD_AFTER && now - r.lastFailure < RECHECK_AFTER_MS;
+  }
+
+  /**
    * Whether a query may ask this server now. A known-dead server is asked by one query per probe
    * interval: a true answer makes that query the probe.
    */

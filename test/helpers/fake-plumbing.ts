@@ -192,7 +192,7 @@ export interface FakePlumbing {
 }
 
 /** A NetworkManager on fakes, with real state files in a temporary directory. */
-export function fakePlumbing(options: { pools?: Pool[]; linkPrefix?: string; log?: Logger } = {}): FakePlumbing {
+export function fakePlumbing(options: { pools?: Pool[]; linkPrefix?: string; log?: Logger; intents?: (stateDir: string) => IntentStore } = {}): FakePlumbing {
   const dir = mkdtempSync(path.join(tmpdir(), 'nsdns-fake-'));
   const journal: Journal = [];
   const links = new FakeLinks(journal);
@@ -202,7 +202,7 @@ export function fakePlumbing(options: { pools?: Pool[]; linkPrefix?: string; log
   const state = new StateStore(path.join(dir, 'state'));
   const unservable = new Set<string>();
   const manager = new NetworkManager({
-    registry, state, intents: new IntentStore(path.join(dir, 'state')), firewall, links, host, ports: new NoPortHolder(),
+    registry, state, intents: options.intents?.(path.join(dir, 'state')) ?? new IntentStore(path.join(dir, 'state')), firewall, links, host, ports: new NoPortHolder(),
     namespaceReady: async (netns) => {
       journal.push(`namespaceReady ${netns}`);
       if (unservable.has(netns)) throw new NsdnsError('ERR_NETNS_BIND', `injected: cannot bind 127.0.0.11 in ${netns}`);

@@ -66,6 +66,15 @@ describe('held host ports', () => {
     }
   });
 
+  it('refuses a host IP that is not the host\'s with a message saying so, not that the port is in use', async () => {
+    // 192.0.2.7 (TEST-NET-1) is on no interface here: the bind fails with EADDRNOTAVAIL; nothing is sent.
+    await assert.rejects(ports.hold('e', [{ hostIp: '192.0.2.7', hostPort: 26160, containerPort: 80, protocol: 'tcp' }]), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_BAD_REQUEST');
+      assert.equal(err.message, '--publish 192.0.2.7:26160: 192.0.2.7 is not an address of this host; give one of its addresses, or no address to publish on all of them');
+      return true;
+    });
+  });
+
   it('retake leaves alone the ports of an endpoint it was not given (a connect holds them before it is saved)', async () => {
     await ports.hold('d', [tcp(25635)]);
     assert.deepEqual(await ports.retake([]), []);

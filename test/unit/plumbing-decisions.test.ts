@@ -256,6 +256,34 @@ describe('a connect the daemon was killed in (its note is left)', () => {
   });
 });
 
+describe('the connect note', () => {
+  it('a connect whose note cannot be removed fails and is undone: a note left behind would roll back a connect the client was told succeeded', async () => {
+    /** A note store whose removal fails once (a disk error), as after every step of a connect succeeded. */
+    class StuckNotes extends IntentStore {
+      failures = 1;
+      override async remove(id: string): Promise<void> {
+        if (this.failures-- > 0) throw new Error('injected: EIO');
+        await super.remove(id);
+      }
+    }
+    const g = fakePlumbing({ intents: (dir) => new StuckNotes(dir) });
+    try {
+      await g.manager.createNetwork({ name: 'n', subnets: ['10.194.1.0/24'] });
+      const ns = g.host.addNamespace('noted');
+      await assert.rejects(g.manager.connect({ network: 'n', target: 'noted' }), /injected: EIO/);
+      assert.deepEqual(g.registry.current().find('n')!.endpoints.map((e) => e.name), []);
+      assert.deepEqual(await g.manager.recover(), []);
+      // The same connect then succeeds and survives the next start.
+      const endpoint = await g.manager.connect({ network: 'n', target: 'noted' });
+      await g.manager.recover();
+      assert.deepEqual(g.registry.current().find('n')!.endpoints.map((e) => e.id), [endpoint.id]);
+      assert.equal(ns, endpoint.netns);
+    } finally {
+      g.cleanup();
+    }
+  });
+});
+
 describe('--publish', () => {
   it('is refused on an internal network, and nothing is connected', async () => {
     await f.manager.createNetwork({ name: 'sealed', subnets: ['10.36.0.0/24'], internal: true });
