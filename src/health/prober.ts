@@ -243,11 +243,11 @@ export class HealthProber {
   }
 
   /** Brings one network's trackers in line with the snapshot: new checks start, gone ones stop. */
-  private syncNetwork(snapshot: Snapshot, network: string): void {
+  private syncNetwork(snapshot: Snapshot, network: string, hostNow?: Set<string>): void {
     if (!this.running) return;
     const compiled = snapshot.networks.get(network);
     const present = new Set<string>();
-    let host: Set<string> | undefined;
+    let host = hostNow;
     for (const e of compiled?.notable ?? []) {
       if (!e.healthCheck) continue;
       const address = this.scope ? this.scopedAddress(e, compiled!.network, (host ??= this.hostAddresses())) : e.ipv4[0] ?? e.ipv6[0];
@@ -279,11 +279,12 @@ export class HealthProber {
 
   /** When the host's addresses changed, every network's probes are checked against them again. */
   private rescope(): void {
-    const now = [...this.hostAddresses()].sort().join(' ');
+    const host = this.hostAddresses();
+    const now = [...host].sort().join(' ');
     if (now === this.hostSeen) return;
     this.hostSeen = now;
     const snapshot = this.registry.current();
-    for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name);
+    for (const name of snapshot.networks.keys()) this.syncNetwork(snapshot, name, host);
   }
 
   /** The address to probe, or undefined (logged once, naming the network's source) when it may not be probed. */

@@ -60,7 +60,8 @@ export function bad(message: string): NsdnsError {
 /**
  * An upstream a namespace's queries go to (`--dns`, `--dns-upstream`). nsdns asks it from the host,
  * so a loopback or unspecified address would be the host's own, not the one a container user
- * means (its own loopback): refused, as is anything not an address.
+ * means (its own loopback): refused, as are multicast and broadcast (no one server) and anything
+ * not an address.
  */
 export function checkNamespaceUpstream(flag: string, value: string): void {
   if (!isUpstreamAddress(value)) throw bad(`${flag} "${printable(value)}" is not an address (IP or IP:PORT)`);
@@ -68,6 +69,9 @@ export function checkNamespaceUpstream(flag: string, value: string): void {
   const range = ipaddr.process(host).range();
   if (range === 'loopback' || range === 'unspecified') {
     throw bad(`${flag} ${value}: ${range === 'loopback' ? 'a loopback' : 'an unspecified'} address would be the host's own, not the namespace's (nsdns forwards from the host); give the address of a DNS server the host can reach, such as one on the network`);
+  }
+  if (range === 'multicast' || range === 'broadcast') {
+    throw bad(`${flag} ${value}: a ${range} address is not one DNS server; give the address of a DNS server the host can reach`);
   }
 }
 

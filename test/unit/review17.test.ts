@@ -7,6 +7,7 @@ import { parseDocumentText } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { HealthProber } from '../../src/health/prober.js';
 import type { Probe } from '../../src/health/probes.js';
+import { checkNamespaceUpstream } from '../../src/plumbing/requests.js';
 import { until } from '../helpers/wait.js';
 
 describe('probe scope follows the host\'s addresses', () => {
@@ -32,5 +33,18 @@ describe('probe scope follows the host\'s addresses', () => {
     } finally {
       await prober.stop();
     }
+  });
+});
+
+describe('--dns and --dns-upstream name a DNS server', () => {
+  it('refuse a multicast or broadcast address (no server answers there; a broadcast send even fails), as they refuse loopback', () => {
+    for (const value of ['224.0.0.251', '[ff02::fb]:5353', '255.255.255.255:53']) {
+      assert.throws(() => checkNamespaceUpstream('--dns', value), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_BAD_REQUEST');
+        assert.match(err.message, /^--dns \S+: a (multicast|broadcast) address is not one DNS server; give the address of a DNS server the host can reach/);
+        return true;
+      }, value);
+    }
+    for (const value of ['10.195.0.53', '[fd00:195::53]:53', '192.0.2.53:5353']) checkNamespaceUpstream('--dns', value);
   });
 });
