@@ -1,4 +1,4 @@
-// Review of issue 17 item 3 (links read back and repaired) against a running daemon: a veth set
+// Links read back and repaired against a running daemon: a veth set
 // down, taken off its bridge, or put on a bridge nsdns does not own comes back within the
 // self-heal pass, and the neighbours ping each other again. Subnet 10.194.0.0/24, this Lab's links.
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ async function hostLink(name: string): Promise<{ master: string | undefined; up:
   return { master: link.master, up: link.flags.includes('UP') };
 }
 
-describe('review 17: a veth changed by hand is put right while the daemon runs', { skip: needsRoot }, () => {
+describe('a veth changed by hand is put right while the daemon runs', { skip: needsRoot }, () => {
   const lab = new Lab();
   const bridge = `${lab.linkPrefix}br94`;
   const stranger = `${lab.linkPrefix}xb94`;

@@ -1,5 +1,6 @@
-// Review of issue 16 item 6 (probe scope): an address the host gains after a network's probes
-// were set up is no longer probed, though no registry change comes to check that network again.
+// Addresses a request may name: probe scope (an address the host gains after a network's probes
+// were set up is no longer probed, though no registry change comes to check that network again),
+// and --dns / --dns-upstream name one DNS server (no multicast or broadcast).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/log.js';
