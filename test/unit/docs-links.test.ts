@@ -1,4 +1,4 @@
-// Every relative link in the README and the pages under docs/ leads somewhere: to a file or folder
+// Every relative link in the READMEs and the pages under docs/ leads somewhere: to a file or folder
 // of the repository, and, when it names an #anchor, to a heading of that page. Pages move and
 // headings get renamed; a link that silently leads nowhere is what this catches.
 import assert from 'node:assert/strict';
@@ -7,9 +7,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ROOT } from '../helpers/daemon.js';
 
-/** README.md and every Markdown file under docs/, as paths relative to the repository root. */
+/** README.md, bench/README.md and every Markdown file under docs/, as paths relative to the repository root. */
 function pages(): string[] {
-  const found = ['README.md'];
+  const found = ['README.md', 'bench/README.md'];
   const walk = (dir: string): void => {
     for (const entry of readdirSync(path.join(ROOT, dir))) {
       const rel = path.join(dir, entry);
