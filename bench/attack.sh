@@ -150,7 +150,7 @@ start_server() { # name
         local listen=()
         [ "$1" = nsdns-standalone ] && listen=(--listen "$PB_GW:53")
         # shellcheck disable=SC2086
-        # Started as systemd/nsdns.service starts it (README, "Memory"): MALLOC_MMAP_THRESHOLD_, --single-threaded-gc.
+        # Started as systemd/nsdns.service starts it (docs/operations.md, "Memory"): MALLOC_MMAP_THRESHOLD_, --single-threaded-gc.
         "$PB_DIR/sandboxed.sh" $PIN_SRV env MALLOC_MMAP_THRESHOLD_=131072 node --single-threaded-gc ${NSDNS_NODE_FLAGS:-} "$ROOT/dist/src/main.js" serve --state-dir "$RUN/state" \
             --socket "$RUN/state/nsdns.sock" --log-level warn --firewall none --link-prefix pbn \
             --registry "$RUN/registry" "${listen[@]}" --upstream "$UP_ADDR:53" --no-resolv-conf >> "$log" 2>&1 &

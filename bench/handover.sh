@@ -55,7 +55,7 @@ for round in $(seq "$ROUNDS"); do
     for mode in handover restart; do
         rm -rf "$STATE"; start
         # Warm-up, not counted: a daemon just started drops some of a new client's first queries
-        # (seen here: ~70 in the first 0.4 s, a fresh process only; see the README). The restart
+        # (seen here: ~70 in the first 0.4 s, a fresh process only; see docs/operations.md). The restart
         # rows still pay it, as a real restart would: their second daemon is fresh.
         node "$CLIENT" "$PORT" 1 > /dev/null
         node "$CLIENT" "$PORT" "$SECS" > "$WORK/client.json" &

@@ -72,7 +72,7 @@ export class RegistryFiles {
 
   /**
    * chokidar throttles change events per file and drops a second atomic replace that lands within
-   * its ~50 ms window; two more reads make sure the last write is what serves.
+   * its throttle window; two more reads make sure the last write is what serves.
    */
   private scheduleRecheck(file: string): void {
     for (const timer of this.recheck.get(file) ?? []) clearTimeout(timer);

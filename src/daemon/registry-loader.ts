@@ -23,8 +23,8 @@ const MIB = 1024 * 1024;
 /**
  * Reads a registry file without following a symlink and without reading past `maxBytes`.
  * All symlinks are refused, not only those leading out of the directory: a target inside can be
- * swapped or re-pointed after any check, only O_NOFOLLOW closes that race, and the README's atomic
- * rename needs no links. Returns undefined when the file is gone (a removal races every event).
+ * swapped or re-pointed after any check, only O_NOFOLLOW closes that race, and the atomic rename
+ * docs/registry.md asks for needs no links. Returns undefined when the file is gone (a removal races every event).
  */
 export async function readRegistryFile(file: string, maxBytes: number): Promise<Uint8Array | undefined> {
   let seen: Stats;
@@ -115,7 +115,8 @@ export interface ParserLimits {
 /** Limits that scale with the file cap: parsing YAML takes ~10-60x the file's size in heap. */
 export function parserLimitsFor(maxBytes: number): ParserLimits {
   const mib = maxBytes / MIB;
-  // ~4 s of CPU per MiB of YAML, x2.
+  // YAML is the slow format (JSON parses several times faster); the limit allows a slow machine
+  // twice what a MiB of YAML takes, so only a hostile file reaches it.
   return { timeoutMs: Math.round(10_000 + 8_000 * mib), maxHeapMb: Math.round(128 + 64 * mib) };
 }
 
@@ -127,8 +128,8 @@ const CPU_CHECK_MS = 1000;
 /** A failure of the parser, not of the content (ParseOutcome.hash stays unknown). */
 const PARSER_UNAVAILABLE = 'ERR_PARSER_UNAVAILABLE' as const;
 /**
- * The worker's young generation. Its size made no difference to the peak of a 90 000-endpoint
- * file (2-32 MB measured); a small one keeps each scavenge short, on idle CPU either way.
+ * The worker's young generation. Its size does not change the peak memory of a large file, so a
+ * small one is chosen: it keeps each scavenge short, on idle CPU either way.
  */
 const YOUNG_GENERATION_MB = 8;
 const STACK_MB = 4;

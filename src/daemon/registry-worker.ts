@@ -1,11 +1,11 @@
 // The registry parser: a worker thread the daemon starts (registry-loader.ts, RegistryParser) with
 // its own heap limits and at idle CPU priority, so a large or hostile file costs the daemon's event
 // loop nothing. It hashes one file at a time, then packs it (registry/pack-file.ts) and hands the
-// tables back by transfer (no copy). It was a child process while a worker's collections ran on
-// V8's shared GC threads at normal priority (a 90 000-endpoint file rewritten every 2 s delayed
-// answers by 10-20 ms); the daemon runs with --single-threaded-gc (systemd unit, npm start, bench),
-// so each isolate collects on its own thread and a thread costs ~5 MB where a process cost ~28 MB.
-// Without that flag this worker's collections may use the shared GC threads again.
+// tables back by transfer (no copy). A thread is much cheaper than a process, and it is safe here
+// only because the daemon runs with --single-threaded-gc (systemd unit, npm start, bench): each
+// isolate then collects on its own thread, so this worker's collections stay at idle priority.
+// Without that flag they may run on V8's shared GC threads at normal priority, where a large file
+// rewritten often delays the answers of every other network.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readlinkSync } from 'node:fs';

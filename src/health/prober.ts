@@ -3,8 +3,8 @@
 // endpoint is first probed at a random point of its interval (no thundering herd), then every
 // interval; one timer serves them all in ticks (a tenth of the shortest interval, within
 // TICK_MIN_MS..TICK_MAX_MS), so the probes due in a tick start, and mostly end, in one wakeup of
-// the event loop: a wakeup per probe cost more than the probe, and even one per 50 ms cost a
-// sixth of 500 probes a second (bench, 30 s: 0.70-0.83 s of CPU at 50 ms ticks, 0.64 at 200). At
+// the event loop: a wakeup per probe costs more than the probe, and even short fixed ticks cost a
+// noticeable part of the probes' own CPU (bench/health-probes.sh measures it). At
 // most `maxConcurrent` probes are in flight, each with its own deadline, so a slow endpoint holds
 // only its own slot. Deadlines are kept here and checked on the same tick, not with a timer per
 // probe: a probe that ends after its deadline counts as timed out whatever it saw, and one still

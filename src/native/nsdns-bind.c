@@ -3,8 +3,8 @@
  * portable one). It enters a network namespace, binds the resolver's UDP socket and TCP listener
  * there, and hands both to the daemon over the IPC channel the daemon started it with
  * (NODE_CHANNEL_FD), speaking Node's own handle-passing messages: the daemon receives a
- * dgram.Socket and a net.Server exactly as from the Node helper. A Node start costs ~70 ms; this
- * costs a few. Sockets keep the namespace they were created in, so nothing stays behind but them.
+ * dgram.Socket and a net.Server exactly as from the Node helper, without the cost of starting Node
+ * for every namespace (bench/ measures both paths). Sockets keep the namespace they were created in, so nothing stays behind but them.
  *
  * usage: nsdns-bind NETNS_PATH ADDRESS PORT     (IPv4 ADDRESS; run as root)
  *        nsdns-bind --group N ADDRESS PORT      (a host listener, in the daemon's own namespace)

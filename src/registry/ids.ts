@@ -7,8 +7,8 @@ export const SHORT_ID_LENGTH = 12;
 /**
  * Hex ids this long or longer (Docker's ids, and the ids derived below) are found by their short id
  * and checked against the endpoint, not indexed whole: no name or alias can be that long (a label
- * holds at most 63), so nothing else can share the key, and a packed network of 90 000 such ids is
- * ~9 MB smaller.
+ * holds at most 63), so nothing else can share the key, and a packed network does not pay 64 bytes of
+ * index per endpoint.
  */
 export const LONG_ID_LENGTH = 64;
 

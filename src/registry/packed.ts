@@ -358,7 +358,8 @@ const NONE: string[] = Object.freeze([]) as unknown as string[];
 
 /**
  * Endpoints deserialized from a state file or the parser's reply each carry their own copy of
- * the network's name and their own empty lists: one shared value instead (~30 % fewer objects).
+ * the network's name and their own empty lists: one shared value instead, so a large state
+ * holds far fewer objects.
  * Here beside NONE, which decoding packed text shares the same way (compiled.ts imports both ways).
  */
 export function shareCommonValues(e: Endpoint, network: string): void {
@@ -430,7 +431,8 @@ class PackedIndex {
   private readonly seed: number;
   /**
    * Decoded holder lists of names many endpoints share (a scaled service's alias): every distinct
-   * `_x._tcp.pool` asked would otherwise decode them all again (60 000 holders: ~180 ms).
+   * `_x._tcp.pool` asked would otherwise decode them all again, which for a large set
+   * holds the event loop for a visible time.
    */
   private readonly shared = new Map<number, readonly Endpoint[]>();
 

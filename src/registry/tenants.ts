@@ -1,7 +1,7 @@
 // Who a client is, by its source address: the networks it is a tenant of. A client whose address
 // is an endpoint's own, or lies inside a subnet of a network nsdns serves (provisioned or from a
 // registry file), is that network's tenant wherever it asks: at a host listener it sees what its
-// own 127.0.0.11 would show, never more (README, Security model). An address of the host's own (a
+// own 127.0.0.11 would show, never more (docs/security.md). An address of the host's own (a
 // bridge's gateway among them) is the host's, not a tenant's; a gateway a registry file declares is
 // not, unless the host has it: the file's author would otherwise choose an address of its own
 // tenants that sees every network. Built once per snapshot; a client's answer is remembered, so a

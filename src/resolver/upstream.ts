@@ -87,7 +87,7 @@ interface Slot {
   closed: boolean;
 }
 
-/** Sockets bound per refill turn: a bind is ~10 µs, so one turn never holds the loop long. */
+/** Sockets bound per refill turn: few enough that one turn never holds the loop long. */
 const REFILL_BATCH = 8;
 
 /**

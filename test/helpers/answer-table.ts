@@ -1,4 +1,4 @@
-// The README's table "How answers are decided", as data: one registry, one resolver, and one case
+// The table "How answers are decided" (docs/answers.md), as data: one registry, one resolver, and one case
 // per row (some rows have several), each a query in bytes and the listener it arrives at. Shared by
 // test/unit/answer-table.test.ts (which asserts what each row promises) and
 // test/unit/golden.test.ts (which keeps every reply as a golden file). All in-process: the only
@@ -83,7 +83,7 @@ function patched(raw: Buffer, patch: (b: Buffer) => void): Buffer {
 export interface TableCase {
   /** File name of its golden, and the test's name. */
   id: string;
-  /** The README row it checks, as the row begins. */
+  /** The docs/answers.md row it checks, as the row begins. */
   row: string;
   listener: ListenerName;
   query: Buffer;

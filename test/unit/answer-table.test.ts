@@ -1,4 +1,4 @@
-// The README's "How answers are decided", row by row, in-process: the registry files and the
+// "How answers are decided" (docs/answers.md), row by row, in-process: the registry files and the
 // resolver of test/helpers/answer-table.ts, query bytes in, reply bytes out, decoded with
 // dns-packet as a client would. The same replies are kept whole as goldens (test/unit/golden.test.ts);
 // this file says which part of each reply the row promises. The rows are also asked through a
@@ -61,7 +61,7 @@ const expected: Record<string, Partial<Seen> | null> = {
   'local-no-ra-internal': { rcode: 'NOERROR', flags: ['qr', 'aa', 'rd'], answer: ['secrets. 5 IN A 10.192.0.7'] },
 };
 
-/** The README table's rows, by their first cell, and the cases that check each. */
+/** The rows of the table in docs/answers.md, by their first cell, and the cases that check each. */
 const coverage: Record<string, string[]> = {
   'shorter than a header, or a response (QR=1)': ['drop-short', 'drop-response'],
   'opcode other than QUERY': ['notimp-opcode'],
@@ -79,10 +79,10 @@ const coverage: Record<string, string[]> = {
   'anything else': ['forwarded'],
 };
 
-/** The first cells of the README's answer table. */
-function readmeRows(): string[] {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const section = readme.split('## How answers are decided')[1].split('\n## ')[0];
+/** The first cells of the answer table in docs/answers.md. */
+function documentedRows(): string[] {
+  const page = readFileSync(path.join(ROOT, 'docs/answers.md'), 'utf8');
+  const section = page.split('# How answers are decided')[1].split('\n## ')[0];
   const table = section.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| query |') && !l.startsWith('| ---'));
   return table.map((l) => l.split(' | ')[0].slice(2));
 }
@@ -105,11 +105,11 @@ describe('the answer table, in-process', () => {
     });
   }
 
-  it('every row of the README table has cases, and every case an expectation', () => {
-    const rows = readmeRows();
+  it('every row of the documented table has cases, and every case an expectation', () => {
+    const rows = documentedRows();
     const uncovered = rows.filter((row) => !Object.keys(coverage).some((start) => row.startsWith(start)));
-    assert.deepEqual(uncovered, [], 'a README row without a case here');
-    assert.equal(rows.length, Object.keys(coverage).length, 'a case list for a row the README no longer has');
+    assert.deepEqual(uncovered, [], 'a documented row without a case here');
+    assert.equal(rows.length, Object.keys(coverage).length, 'a case list for a row docs/answers.md no longer has');
     const ids = new Set(TABLE_CASES.map((c) => c.id));
     for (const list of Object.values(coverage)) for (const id of list) assert.ok(ids.has(id), id);
     assert.deepEqual(TABLE_CASES.map((c) => c.id).filter((id) => !(id in expected)), []);

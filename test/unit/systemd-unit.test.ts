@@ -1,5 +1,5 @@
-// The systemd unit against what the README promises: the capabilities it keeps are the ones the
-// README lists, and the paths a fresh host may not have yet do not stop it from starting.
+// The systemd unit against what the documentation promises: the capabilities it keeps are the ones
+// docs/operations.md lists, and the paths a fresh host may not have yet do not stop it from starting.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -17,12 +17,12 @@ function unitSettings(text: string): Map<string, string[]> {
 }
 
 const unit = unitSettings(readFileSync(path.join(ROOT, 'systemd/nsdns.service'), 'utf8'));
-const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+const operations = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
 
 describe('systemd/nsdns.service', () => {
-  it("keeps exactly the capabilities the README's \"Running as a service\" lists", () => {
-    const section = /## Running as a service\n([\s\S]*?)\n## /.exec(readme)?.[1];
-    assert.ok(section, 'README has a "Running as a service" section');
+  it('keeps exactly the capabilities "Running as a service" (docs/operations.md) lists', () => {
+    const section = /## Running as a service\n([\s\S]*?)\n## /.exec(operations)?.[1];
+    assert.ok(section, 'docs/operations.md has a "Running as a service" section');
     const listed = new Set(section.match(/CAP_[A-Z_]+/g) ?? []);
     const bounding = new Set(unit.get('CapabilityBoundingSet'));
     assert.deepEqual([...listed].sort(), [...bounding].sort());
