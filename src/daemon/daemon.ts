@@ -10,23 +10,25 @@ import { exchange } from '../resolver/upstream.js';
 import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { loadConfig, type Config, type ConfigFlags } from './config.js';
-import { HostListeners } from './host-listeners.js';
 import { RegistryFiles } from './registry-files.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
 import { NftFirewall, NoFirewall } from '../plumbing/firewall.js';
 import { DEFAULT_POOLS } from '../plumbing/ipam.js';
-import { NsenterBinder } from '../netns/binder.js';
-import { NamespaceListeners } from '../netns/namespace-listeners.js';
 import { NsdnsError } from '../errors.js';
 import { ControlServer } from './control.js';
 import { HealthProber } from '../health/prober.js';
-import { GatewayListeners } from './gateway-listeners.js';
-import { ResolvedLinks } from './resolved.js';
 import { namespaceLinksKind } from '../plumbing/links.js';
-import { bindHelperKind } from '../netns/binder.js';
 import { TcpBudget } from '../server/tcp-budget.js';
+import { ListenerStats } from '../server/listener-stats.js';
+import type { ServerShared } from '../server/dns-server.js';
+import { ListenerSet, type Listener, type Want } from '../listeners/listener-set.js';
+import { NamespaceSpec, type NamespaceWant } from '../listeners/namespace-spec.js';
+import { HostSpec, type HostWant } from '../listeners/host-spec.js';
+import { GatewaySpec, type GatewayWant } from '../listeners/gateway-spec.js';
+import { ResolvedLinks } from '../listeners/resolved-links.js';
+import { bindHelperKind } from '../listeners/namespace-sockets.js';
 import { clientFilter, localSubnets, refreshingFilter } from '../server/client-filter.js';
 import { controlHandlers } from './handlers.js';
 import { StateLock } from './state-lock.js';
@@ -35,7 +37,7 @@ import { healthReport, type HealthReport } from './health-report.js';
 import { opsHandlers, timedHandlers } from './ops-handlers.js';
 import type { Metrics, MetricsServer } from './metrics.js';
 import { parseHostPort } from './config.js';
-import { announceReady, handOver, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
+import { announceReady, handOver, listenerCount, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
 import { z } from 'zod';
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -43,15 +45,24 @@ import { readFileSync } from 'node:fs';
 export class Daemon {
   readonly registry = new Registry({ identify: namespaceIdentity });
   readonly resolver: Resolver;
-  readonly listeners: HostListeners;
+  /** `--listen`: standalone listeners on the host. */
+  readonly hosts: ListenerSet<HostWant>;
   readonly state: StateStore;
-  readonly namespaces: NamespaceListeners;
+  /** 127.0.0.11:53 in every namespace with an endpoint. */
+  readonly namespaces: ListenerSet<NamespaceWant>;
+  /** `--host-dns`: the gateways of provisioned networks. */
+  readonly gateways: ListenerSet<GatewayWant>;
+  /** Every listener set: start, reload, handover and stop go over them all. */
+  private readonly listenerSets: ListenerSet<Want>[];
+  private readonly namespaceSpec: NamespaceSpec;
+  private readonly hostSpec: HostSpec;
+  private readonly gatewaySpec: GatewaySpec;
+  readonly listenerStats = new ListenerStats();
   readonly manager: NetworkManager;
   private readonly files: RegistryFiles;
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
   readonly prober: HealthProber;
-  readonly gateways: GatewayListeners;
   private readonly tcpBudget: TcpBudget;
   private stopping: Promise<void> | undefined;
   private reaper: NodeJS.Timeout | undefined;
@@ -78,17 +89,22 @@ export class Daemon {
     this.hostResolvers = new HostResolvers(config.resolvConf, log);
     this.resolver = new Resolver(this.resolverSettings(), forwarder, log.child({ module: 'resolver' }));
     this.tcpBudget = new TcpBudget(config.tcp);
-    this.listeners = new HostListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'listener' }));
-    this.gateways = new GatewayListeners(this.registry, this.resolver, this.tcpBudget, log.child({ module: 'gateway' }), { enabled: config.hostDns, maxUdpSize: config.maxUdpSize, resolved: new ResolvedLinks(log.child({ module: 'resolved' })) });
+    const shared: ServerShared = { resolver: this.resolver, budget: this.tcpBudget, stats: this.listenerStats, maxUdpSize: config.maxUdpSize };
+    this.namespaceSpec = new NamespaceSpec(this.registry, shared, log.child({ module: 'netns' }));
+    this.hostSpec = new HostSpec(this.registry, shared, log.child({ module: 'listener' }));
+    this.gatewaySpec = new GatewaySpec(this.registry, shared, log.child({ module: 'gateway' }), { enabled: config.hostDns, resolved: new ResolvedLinks(log.child({ module: 'resolved' })) });
+    this.namespaces = new ListenerSet(this.namespaceSpec, log.child({ module: 'netns' }));
+    this.hosts = new ListenerSet(this.hostSpec, log.child({ module: 'listener' }));
+    this.gateways = new ListenerSet(this.gatewaySpec, log.child({ module: 'gateway' }));
+    this.listenerSets = [this.namespaces, this.hosts, this.gateways] as ListenerSet<Want>[];
     this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
     this.state = new StateStore(config.stateDir);
-    this.namespaces = new NamespaceListeners(this.registry, this.resolver, new NsenterBinder(), this.tcpBudget, log.child({ module: 'netns' }));
     this.registry.on('change', () => {
       this.registryChanges++;
       // A bridge came or went with the change: the host's subnets are read again at the next query.
       this.localClients.stale();
       void this.namespaces.reconcile();
-      void this.gateways.reconcile();
+      void this.gateways.reconcile().catch((err) => this.log.error({ err }, 'gateway listeners: reconcile failed'));
     });
     const plumbing = config.plumbing;
     this.firewall = plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall();
@@ -99,15 +115,15 @@ export class Daemon {
       firewall: this.firewall,
       namespaceReady: (netns) => this.namespaceReady(netns),
       bindPath: bindHelperKind,
-      namespaceComing: (netns) => this.namespaces.prepare(netns),
-      namespaceNotComing: (netns) => this.namespaces.cancel(netns),
+      namespaceComing: (netns) => { if (!this.namespaces.get(netns)) this.namespaceSpec.sockets.prepare(netns); },
+      namespaceNotComing: (netns) => this.namespaceSpec.sockets.cancel(netns),
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
     this.prober = new HealthProber(this.registry, log.child({ module: 'health' }), { scope: { allow: () => this.config.registryFiles.probeAllow } });
     const handlers = {
       ...controlHandlers({
-        registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaces,
-        ownAddresses: () => new Set([...this.listeners.addresses(), ...this.gateways.addresses()]), probes: this.prober,
+        registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaceStatus(),
+        ownAddresses: () => this.ownAddresses(), probes: this.prober,
       }),
       ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
       restart: async (params: unknown) => {
@@ -129,6 +145,20 @@ export class Daemon {
     }
   }
 
+  /** What `debug` tells of a namespace's listener. */
+  private namespaceStatus() {
+    return {
+      isServed: (netns: string) => this.namespaceSpec.isCurrent(this.namespaces.get(netns)),
+      failure: (netns: string) => this.namespaces.failure(netns),
+      context: (netns: string) => this.namespaces.get(netns)?.server.context,
+    };
+  }
+
+  /** "ADDRESS:PORT" of every listener on the host (host listeners and gateways): never an upstream. */
+  private ownAddresses(): Set<string> {
+    return new Set([...this.hosts.listeners, ...this.gateways.listeners].map((l: Listener<Want>) => hostPort(l.address, l.port)));
+  }
+
   static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
     const daemon = new Daemon(config, flags, log);
     let inherited: Inherited | undefined;
@@ -144,20 +174,18 @@ export class Daemon {
       if (process.getuid?.() === 0) {
         for (const line of await daemon.manager.recover({ holdPorts: !inherited })) log.warn(line);
       }
-      // Namespaces handed over are served on the very sockets their clients send to: no bind.
-      for (const [netns, sockets] of inherited?.namespaces ?? []) daemon.namespaces.adopt(netns, sockets);
-      // The first bind pass: nothing was bound while the registry loaded (see NamespaceListeners.open).
+      // Listeners handed over are served on the very sockets their clients send to: no bind.
+      for (const set of daemon.listenerSets) set.adopt(inherited?.listeners.get(set.kind) ?? new Map());
+      // The first bind pass: nothing was bound while the registry loaded (see ListenerSet.open).
       await daemon.namespaces.open();
       if (inherited?.control) daemon.control.adopt(inherited.control.server, inherited.control.held);
       else await daemon.startControl();
       daemon.startReaper();
       daemon.startFirewallGuard();
-      if (inherited) {
-        daemon.holdPortsAfter(inherited.predecessor);
-        daemon.listeners.adopt(inherited.hosts);
-      }
-      await daemon.listeners.reconcile(config.listen, daemon.hostClients());
-      await daemon.gateways.reconcile();
+      if (inherited) daemon.holdPortsAfter(inherited.predecessor);
+      daemon.hostSpec.configure(config.listen, daemon.hostClients());
+      await daemon.hosts.open();
+      await daemon.gateways.open();
       daemon.resolver.configure(daemon.resolverSettings());
       daemon.registryLoaded = true;
       daemon.prober.start();
@@ -171,12 +199,12 @@ export class Daemon {
     await notifySystemd(log);
     if (inherited) {
       await announceReady();
-      log.info({ predecessor: inherited.predecessor, namespaces: inherited.namespaces.size, hosts: inherited.hosts.size }, 'handover: took over from the old daemon');
+      log.info({ predecessor: inherited.predecessor, listeners: listenerCount(inherited), ...Object.fromEntries([...inherited.listeners].map(([kind, set]) => [kind, set.size])) }, 'handover: took over from the old daemon');
     }
     log.info({
-      listeners: daemon.listeners.all.map((l) => ({ address: l.address, port: l.port })),
+      listeners: daemon.hosts.listeners.map((l) => ({ address: l.address, port: l.port })),
       networks: [...daemon.registry.current().networks.keys()],
-      namespaces: daemon.namespaces.namespaces.length,
+      namespaces: daemon.namespaces.listeners.length,
       upstreams: config.upstreams,
       ...(daemon.metricsAddress && { metrics: daemon.metricsAddress }),
     }, 'ready');
@@ -205,6 +233,7 @@ export class Daemon {
     const { Metrics, MetricsServer } = await import('./metrics.js');
     this.metrics = new Metrics({
       resolver: this.resolver,
+      listeners: this.listenerStats,
       tcpConnections: () => this.tcpBudget.connections,
       registryChanges: () => this.registryChanges,
       registryErrors: () => this.registryErrors,
@@ -228,14 +257,14 @@ export class Daemon {
     let endpoints = 0;
     for (const net of snapshot.networks.values()) endpoints += net.endpointCount;
     const attached = [...snapshot.namespaces().keys()];
-    return { networks: snapshot.networks.size, endpoints, namespaces: attached.length, served: attached.filter((ns) => this.namespaces.isServed(ns)).length };
+    return { networks: snapshot.networks.size, endpoints, namespaces: attached.length, served: attached.filter((ns) => this.namespaceSpec.isCurrent(this.namespaces.get(ns))).length };
   }
 
   health(): HealthReport {
     return healthReport({
       registryLoaded: this.registryLoaded,
       snapshot: this.registry.current(),
-      isServed: (ns) => this.namespaces.isServed(ns),
+      isServed: (ns) => this.namespaceSpec.isCurrent(this.namespaces.get(ns)),
       isProvisioned: (network) => this.registry.sourceOf(network) === STATE_SOURCE,
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
       isFailing: (key) => this.resolver.forwarder.health.isDead(key),
@@ -258,12 +287,12 @@ export class Daemon {
       endpoints: inv.endpoints,
       namespaces: report.namespaces,
       upstreams: report.upstreams,
-      listeners: this.listeners.all.map((l) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`),
+      listeners: this.hosts.listeners.map((l) => hostPort(l.address, l.port)),
       metrics: this.metricsAddress ?? null,
       forwardInflight: this.resolver.forwarder.inflightCount,
       cacheEntries: this.resolver.forwarder.cache.size,
       tcpConnections: this.tcpBudget.connections,
-      gateways: this.gateways.all.map((l) => `${l.network} ${l.address}:${l.port}`),
+      gateways: this.gateways.listeners.map((l) => `${l.want.network} ${l.address}:${l.port}`),
       // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
       helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
@@ -319,7 +348,7 @@ export class Daemon {
         (lines) => lines.forEach((line) => this.log.warn(line)),
         (err) => this.log.error({ err }, 'checking links and published ports failed'),
       // Then the listeners whose namespace was replaced but whose endpoints stay (registry files').
-      ).then(() => this.namespaces.closeReplaced()).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'))
+      ).then(() => this.namespaces.recheck((netns) => this.namespaceSpec.exists(netns))).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'))
         .finally(() => { running = false; });
     }, every);
     this.reaper.unref();
@@ -363,14 +392,14 @@ export class Daemon {
     this.resolver.forwarder.configure(forwardOptions(next));
     if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
     this.tcpBudget.limits = next.tcp;
-    await this.listeners.reconcile(next.listen, this.hostClients());
-    this.gateways.enabled = next.hostDns;
-    await this.gateways.reconcile();
+    this.hostSpec.configure(next.listen, this.hostClients());
+    this.gatewaySpec.enabled = next.hostDns;
+    await Promise.all(this.listenerSets.map((set) => set.reconcile()));
     this.resolver.configure(this.resolverSettings());
     const restartNeeded = startOnlyChanges(previous, next);
     // Kept as they were: these are read once, at start. Say so rather than pretend they applied.
     if (restartNeeded.length > 0) this.log.warn({ settings: restartNeeded }, `changed settings that apply only at start (restart nsdns to apply them): ${restartNeeded.join(', ')}`);
-    this.log.info({ listeners: this.listeners.all.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams, ...(restartNeeded.length > 0 && { restartNeeded }) }, 'configuration reloaded');
+    this.log.info({ listeners: this.hosts.listeners.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams, ...(restartNeeded.length > 0 && { restartNeeded }) }, 'configuration reloaded');
   }
 
   /** Who host listeners answer: `allow`, else loopback and the host's own subnets as they are now. */
@@ -387,7 +416,7 @@ export class Daemon {
       maxUdpSize: this.config.maxUdpSize,
       upstreams: this.config.upstreams,
       hostUpstreams: hostResolvers,
-      ownAddresses: new Set([...(this.listeners?.addresses() ?? []), ...(this.gateways?.addresses() ?? [])]),
+      ownAddresses: this.hosts === undefined ? new Set() : this.ownAddresses(),
       hostName: this.config.dns.hostName,
     };
   }
@@ -405,13 +434,12 @@ export class Daemon {
       const result = await handOver({
         stateDir: this.config.stateDir,
         control: this.control,
-        freezeNamespaces: () => this.namespaces.freeze(),
-        hosts: () => this.listeners.handOff(),
+        freezeListeners: async () => (await Promise.all(this.listenerSets.map(async (set) => (await set.freeze()).map((l) => ({ set: set.kind, ...l }))))).flat(),
         metrics: this.metricsServer?.listening,
         resume: async () => {
           this.startReaper();
           this.startFirewallGuard();
-          await this.namespaces.thaw();
+          await Promise.all(this.listenerSets.map((set) => set.thaw()));
         },
       }, this.log);
       if (!result.ok) {
@@ -422,8 +450,7 @@ export class Daemon {
       }
       this.log.info({ successor: result.successor }, 'handover: the new daemon serves; answering what was read, then exiting');
       // Nothing new is read from here on; what is in the sockets' buffers is the successor's.
-      await this.namespaces.releaseAll();
-      await this.listeners.releaseAll();
+      await Promise.all(this.listenerSets.map((set) => set.release()));
       await this.stop();
       this.log.info({ successor: result.successor }, 'stopped after handover');
       this.log.flush?.();
@@ -440,10 +467,10 @@ export class Daemon {
       clearInterval(this.firewallGuard);
       await this.control.close();
       await this.metricsServer?.close();
-      await this.namespaces.closeAll();
+      await this.namespaces.close();
       await this.manager.ports.close();
-      await this.listeners.closeAll();
-      await this.gateways.closeAll();
+      await this.hosts.close();
+      await this.gateways.close();
       await this.files.close();
       await this.hostResolvers.close();
       await this.lock?.release();
@@ -495,6 +522,11 @@ function countingErrors(log: Logger, count: () => void): Logger {
     return log.error(...args);
   }) as Logger['error'];
   return counted;
+}
+
+/** ADDRESS:PORT, an IPv6 address in brackets. */
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 function forwardOptions(config: Config): ForwardOptions {

@@ -10,8 +10,8 @@ import type { Endpoint, HealthState, NetworkRecord } from '../registry/types.js'
 import type { HealthInfo } from '../health/prober.js';
 import { formatDuration } from '../health/spec.js';
 import type { Resolver } from '../resolver/resolver.js';
-import type { NamespaceListeners } from '../netns/namespace-listeners.js';
-import { bindHelperKind } from '../netns/binder.js';
+import type { NamespaceStatus } from '../listeners/namespace-spec.js';
+import { bindHelperKind } from '../listeners/namespace-sockets.js';
 import type { OperationTiming } from '../plumbing/timing.js';
 import { STATE_SOURCE } from '../plumbing/state.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
@@ -23,7 +23,7 @@ export interface HandlerDeps {
   registry: Registry;
   manager: NetworkManager;
   resolver: Resolver;
-  namespaces: NamespaceListeners;
+  namespaces: NamespaceStatus;
   /** The daemon's host listeners as ADDRESS:PORT keys (HostListeners.addresses()): no upstream may be one. */
   ownAddresses?: () => ReadonlySet<string>;
   /** The daemon's health checks (HealthProber): last results, and states set from outside. */

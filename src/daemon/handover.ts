@@ -1,7 +1,7 @@
 // Restart without losing a query, the way nginx and HAProxy upgrade their binaries: the running
 // daemon starts its successor from the files on disk and hands it, over the child-process IPC
-// channel, every socket clients send to (each namespace's 127.0.0.11:53, the host listeners, the
-// control socket, the metrics listener). Both processes then hold the same kernel sockets: what
+// channel, every socket clients send to (every listener of every kind: each namespace's
+// 127.0.0.11:53, the host listeners, the gateways; the control socket, the metrics listener). Both processes then hold the same kernel sockets: what
 // arrives while the successor starts waits in their buffers, and nothing is ever unbound. Once the
 // successor says it serves, the old daemon stops reading, answers what it had read, and exits.
 //
@@ -10,7 +10,7 @@
 //        <------------------------------- hello
 //   control socket ---------------------> holds new control connections, unread
 //   stop accepting control; answer the requests and connects in flight (state on disk is final)
-//   freeze namespaces; ns/host/metrics sockets, go --> takes the lock over, restores state,
+//   freeze listeners; their sockets, metrics, go -> takes the lock over, restores state,
 //                                           adopts the sockets (no bind), serves
 //        <------------------------------- ready (after telling systemd its MAINPID)
 //   release every socket, exit 0
@@ -34,18 +34,22 @@ export const HANDOVER_TIMEOUT_MS = 10_000;
 export const HANDOVER_ENV = 'NSDNS_HANDOVER';
 
 const pid = z.int().min(1).max(2 ** 31);
-const netns = z.string().min(1).max(4096);
-const listenerKey = z.string().min(1).max(1024);
+/** A listener set's kind ('namespace', 'host', 'gateway') and a listener's key in it (a namespace's path is the longest). */
+const listenerSet = z.string().regex(/^[a-z]{1,16}$/);
+const listenerKey = z.string().min(1).max(4096);
+/** More UDP sockets than any listener's group has: a predecessor never sends more. */
+const MAX_UDP_PER_LISTENER = 64;
 
-/** What the old daemon sends (the successor's boundary). */
+/**
+ * What the old daemon sends (the successor's boundary). A listener goes as its UDP sockets (one, or
+ * a whole group, in order), then its TCP server, which completes it.
+ */
 const toSuccessor = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('control') }),
-  z.strictObject({ kind: z.literal('ns-udp'), netns }),
-  z.strictObject({ kind: z.literal('ns-tcp'), netns }),
-  z.strictObject({ kind: z.literal('host-udp'), key: listenerKey }),
-  z.strictObject({ kind: z.literal('host-tcp'), key: listenerKey }),
+  z.strictObject({ kind: z.literal('udp'), set: listenerSet, key: listenerKey }),
+  z.strictObject({ kind: z.literal('tcp'), set: listenerSet, key: listenerKey }),
   z.strictObject({ kind: z.literal('metrics') }),
-  z.strictObject({ kind: z.literal('go'), predecessor: pid, namespaces: z.int().min(0), hosts: z.int().min(0) }),
+  z.strictObject({ kind: z.literal('go'), predecessor: pid, listeners: z.int().min(0) }),
 ]);
 
 /** What the successor sends (the old daemon's boundary). */
@@ -56,8 +60,9 @@ const fromSuccessor = z.discriminatedUnion('kind', [
 
 type ToSuccessor = z.infer<typeof toSuccessor>;
 
-export interface SocketPair {
-  udp: dgram.Socket;
+/** A listener's sockets as they travel: its UDP sockets (a group in order) and its TCP server. */
+export interface HandedSockets {
+  udps: dgram.Socket[];
   tcp: net.Server;
 }
 
@@ -65,9 +70,16 @@ export interface SocketPair {
 export interface Inherited {
   predecessor: number;
   control: { server: net.Server; held: net.Socket[] } | undefined;
-  namespaces: Map<string, SocketPair>;
-  hosts: Map<string, SocketPair>;
+  /** By listener set, then by listener key. */
+  listeners: Map<string, Map<string, HandedSockets>>;
   metrics: net.Server | undefined;
+}
+
+/** Listeners handed over, over all sets. */
+export function listenerCount(inherited: Inherited): number {
+  let n = 0;
+  for (const set of inherited.listeners.values()) n += set.size;
+  return n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,8 +94,9 @@ export function receiveHandover(log: Logger): Promise<Inherited | undefined> {
   // Not passed on: this daemon's own successors get it from their own spawn.
   delete process.env[HANDOVER_ENV];
   if (!asked || !process.send) return Promise.resolve(undefined);
-  const inherited: Inherited = { predecessor: 0, control: undefined, namespaces: new Map(), hosts: new Map(), metrics: undefined };
-  const half = { nsUdp: new Map<string, dgram.Socket>(), hostUdp: new Map<string, dgram.Socket>() };
+  const inherited: Inherited = { predecessor: 0, control: undefined, listeners: new Map(), metrics: undefined };
+  /** UDP sockets of listeners whose TCP server has not come yet, by set and key. */
+  const half = new Map<string, dgram.Socket[]>();
   return new Promise<Inherited>((resolve, reject) => {
     const timer = setTimeout(() => fail(new NsdnsError('ERR_INTERNAL', `handover: the old daemon sent no "go" within ${HANDOVER_TIMEOUT_MS} ms`)), HANDOVER_TIMEOUT_MS);
     const done = () => { clearTimeout(timer); process.off('message', onMessage); process.off('disconnect', onGone); };
@@ -99,8 +112,9 @@ export function receiveHandover(log: Logger): Promise<Inherited | undefined> {
       if (msg.kind === 'go') {
         done();
         inherited.predecessor = msg.predecessor;
-        if (inherited.namespaces.size !== msg.namespaces || inherited.hosts.size !== msg.hosts) {
-          log.warn({ expected: { namespaces: msg.namespaces, hosts: msg.hosts }, got: { namespaces: inherited.namespaces.size, hosts: inherited.hosts.size } }, 'handover: some sockets did not arrive; those listeners are bound anew');
+        for (const udps of half.values()) for (const udp of udps) udp.close();
+        if (listenerCount(inherited) !== msg.listeners) {
+          log.warn({ expected: msg.listeners, got: listenerCount(inherited) }, 'handover: some sockets did not arrive; those listeners are bound anew');
         }
         resolve(inherited);
         return;
@@ -123,22 +137,26 @@ export function receiveHandover(log: Logger): Promise<Inherited | undefined> {
         case 'metrics':
           inherited.metrics = handle as net.Server;
           return;
-        case 'ns-udp':
-        case 'host-udp': {
+        case 'udp': {
           // Node starts reading a received socket at once, and a datagram with no listener yet is
           // lost: leave them in the kernel buffer until the DnsServer reads (startReceiving).
           const udp = handle as dgram.Socket;
           stopReceiving(udp);
-          (msg.kind === 'ns-udp' ? half.nsUdp : half.hostUdp).set(msg.kind === 'ns-udp' ? msg.netns : msg.key, udp);
+          const name = `${msg.set}\0${msg.key}`;
+          const udps = half.get(name) ?? [];
+          if (udps.length >= MAX_UDP_PER_LISTENER) return closeHandle(handle);
+          udps.push(udp);
+          half.set(name, udps);
           return;
         }
-        case 'ns-tcp':
-        case 'host-tcp': {
-          const [udps, into, name] = msg.kind === 'ns-tcp' ? [half.nsUdp, inherited.namespaces, msg.netns] : [half.hostUdp, inherited.hosts, msg.key];
-          const udp = udps.get(name);
-          udps.delete(name);
-          if (!udp) return closeHandle(handle);
-          into.set(name, { udp, tcp: handle as net.Server });
+        case 'tcp': {
+          const name = `${msg.set}\0${msg.key}`;
+          const udps = half.get(name);
+          half.delete(name);
+          if (!udps) return closeHandle(handle);
+          const set = inherited.listeners.get(msg.set) ?? new Map<string, HandedSockets>();
+          set.set(msg.key, { udps, tcp: handle as net.Server });
+          inherited.listeners.set(msg.set, set);
         }
       }
     };
@@ -192,9 +210,8 @@ export function announceReady(): Promise<void> {
 export interface HandoverParts {
   stateDir: string;
   control: { listening: net.Server | undefined; stopAccepting(): Promise<void>; start(): Promise<void> };
-  /** Waits for binds under way and keeps the set of namespaces as it is; their sockets. */
-  freezeNamespaces(): Promise<Array<{ netns: string } & SocketPair>>;
-  hosts(): Array<{ key: string } & SocketPair>;
+  /** Waits for binds under way and keeps every listener set as it is; every listener's sockets. */
+  freezeListeners(): Promise<Array<{ set: string; key: string; udps: readonly dgram.Socket[]; tcp: net.Server }>>;
   metrics: net.Server | undefined;
   /** The successor failed: go on as before (namespaces reconciled, timers restarted). */
   resume(): Promise<void>;
@@ -224,18 +241,14 @@ export async function handOver(parts: HandoverParts, log: Logger): Promise<Hando
     // New control requests now go to the successor; the ones here finish first, so the state on
     // disk is final before the successor reads it.
     await successor.race(parts.control.stopAccepting());
-    const namespaces = await parts.freezeNamespaces();
-    for (const ns of namespaces) {
-      await successor.send({ kind: 'ns-udp', netns: ns.netns }, ns.udp);
-      await successor.send({ kind: 'ns-tcp', netns: ns.netns }, ns.tcp);
-    }
-    const hosts = parts.hosts();
-    for (const host of hosts) {
-      await successor.send({ kind: 'host-udp', key: host.key }, host.udp);
-      await successor.send({ kind: 'host-tcp', key: host.key }, host.tcp);
+    const listeners = await parts.freezeListeners();
+    for (const { set, key, udps, tcp } of listeners) {
+      // A group goes whole: no client's datagrams wait in a socket nobody reads.
+      for (const udp of udps) await successor.send({ kind: 'udp', set, key }, udp);
+      await successor.send({ kind: 'tcp', set, key }, tcp);
     }
     if (parts.metrics?.listening) await successor.send({ kind: 'metrics' }, parts.metrics);
-    await successor.send({ kind: 'go', predecessor: process.pid, namespaces: namespaces.length, hosts: hosts.length });
+    await successor.send({ kind: 'go', predecessor: process.pid, listeners: listeners.length });
     await successor.next('ready');
     successor.dispose();
     return { ok: true, successor: child.pid! };

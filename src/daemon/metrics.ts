@@ -7,6 +7,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { Histogram, Registry, type Metric } from 'prom-client';
 import { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats, type Resolver } from '../resolver/resolver.js';
+import type { ListenerStats } from '../server/listener-stats.js';
 import { LATENCY_BOUNDS, type LatencyBuckets } from '../resolver/forwarder.js';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -17,6 +18,8 @@ const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED
 /** What the metrics are computed from, read at scrape time. */
 export interface MetricsSources {
   resolver: Resolver;
+  /** What the DNS servers count: clients dropped, flood pauses, TCP connections refused. */
+  listeners: ListenerStats;
   /** TCP connections open over all listeners. */
   tcpConnections(): number;
   registryChanges(): number;
@@ -86,6 +89,7 @@ export class Metrics {
   private computed(): Computed[] {
     const { resolver } = this.sources;
     const q = () => resolver.stats;
+    const l = () => this.sources.listeners;
     const f = () => resolver.forwarder.stats;
     const cache = () => resolver.forwarder.cache;
     const one = (value: number, labels: Labels = {}): Sample[] => [{ labels, value }];
@@ -108,9 +112,9 @@ export class Metrics {
         () => [...q().localByNetwork].map(([network, value]) => ({ labels: { network }, value }))),
       new Computed('nsdns_answer_duration_seconds', `Time from reading a query to having its answer, for one answer in ${QueryStats.SAMPLE_EVERY} (sampled)`, 'histogram', () => histogramSamples('nsdns_answer_duration_seconds', q().latency)),
       new Computed('nsdns_dropped_messages_total', 'Messages not answered: not-a-query (shorter than a header, or a response), not-allowed (a host listener\'s client filter)', 'counter', () => [
-        { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: q().notAllowed },
+        { labels: { reason: 'not-a-query' }, value: q().dropped }, { labels: { reason: 'not-allowed' }, value: l().notAllowed },
       ]),
-      new Computed('nsdns_flood_pauses_total', 'Times a namespace\'s UDP socket was not read for a while because most of what it sent went unanswered (over its upstream share, malformed)', 'counter', () => one(q().floodPauses)),
+      new Computed('nsdns_flood_pauses_total', 'Times a namespace\'s UDP socket was not read for a while because most of what it sent went unanswered (over its upstream share, malformed)', 'counter', () => one(l().floodPauses)),
       new Computed('nsdns_malformed_queries_total', 'Queries answered with a header-only FORMERR, NOTIMP or BADVERS', 'counter', () => one(q().malformed)),
       new Computed('nsdns_cache_hits_total', 'Upstream answers served from the cache', 'counter', () => one(cache().hits)),
       new Computed('nsdns_cache_misses_total', 'Cache lookups that found nothing', 'counter', () => one(cache().misses)),
@@ -128,7 +132,7 @@ export class Metrics {
         { labels: { limit: 'client' }, value: f().refusedClient }, { labels: { limit: 'listener' }, value: f().overloadListener }, { labels: { limit: 'global' }, value: f().overloadGlobal },
       ]),
       new Computed('nsdns_tcp_connections', 'DNS-over-TCP connections open, over all listeners', 'gauge', () => one(this.sources.tcpConnections())),
-      new Computed('nsdns_tcp_connections_refused_total', 'DNS-over-TCP connections refused, by the limit that refused them', 'counter', () => Object.entries(q().tcpRefused).map(([limit, value]) => ({ labels: { limit }, value }))),
+      new Computed('nsdns_tcp_connections_refused_total', 'DNS-over-TCP connections refused, by the limit that refused them', 'counter', () => Object.entries(l().tcpRefused).map(([limit, value]) => ({ labels: { limit }, value }))),
       new Computed('nsdns_registry_changes_total', 'Registry changes applied (a network added, replaced or removed)', 'counter', () => one(this.sources.registryChanges())),
       new Computed('nsdns_registry_errors_total', 'Registry files refused (unreadable, invalid, too large) and watcher errors', 'counter', () => one(this.sources.registryErrors())),
       new Computed('nsdns_networks', 'Networks in the registry', 'gauge', () => one(this.sources.inventory().networks)),

@@ -1,5 +1,5 @@
 /*
- * nsdns-bind: the native fast path of the namespace bind helper (src/netns/bind-helper.ts is the
+ * nsdns-bind: the native fast path of the namespace bind helper (src/listeners/bind-helper.ts is the
  * portable one). It enters a network namespace, binds the resolver's UDP socket and TCP listener
  * there, and hands both to the daemon over the IPC channel the daemon started it with
  * (NODE_CHANNEL_FD), speaking Node's own handle-passing messages: the daemon receives a

@@ -44,12 +44,6 @@ export class QueryStats {
   dropped = 0;
   /** Messages answered with a header-only FORMERR/NOTIMP/BADVERS. */
   malformed = 0;
-  /** Datagrams from clients a host listener does not answer. */
-  notAllowed = 0;
-  /** Times a namespace's UDP socket was not read for a while because it flooded (server/flood-gate.ts). */
-  floodPauses = 0;
-  /** TCP connections refused, by the limit that refused them (or not-allowed). */
-  readonly tcpRefused = { 'per-client': 0, 'per-listener': 0, 'daemon-wide': 0, 'not-allowed': 0 };
   /** Answer latency of one answer in SAMPLE_EVERY (a clock read per query would cost more than it tells). */
   readonly latency = new LatencyBuckets();
   /** Answers from the registry by the network that answered ('reverse' for PTR, 'other' otherwise). */

@@ -10,10 +10,28 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { rateLimited, type Logger } from '../log.js';
 import type { Client, ListenerContext, Resolver } from '../resolver/resolver.js';
-import type { ClientFilter } from './client-filter.js';
+import { ANSWER_ALL, type ClientPolicy } from './client-policy.js';
+import type { ListenerStats } from './listener-stats.js';
+import { refusal } from '../wire/reply.js';
 import { FloodGate } from './flood-gate.js';
 import type { TcpBudget } from './tcp-budget.js';
 import { TcpConnection, type ConnectionOwner } from './tcp-connection.js';
+
+/** A listener's sockets: UDP (one socket, or a group on one address) and TCP, already bound. */
+export interface ListenerSockets {
+  /** The first is the one a handover names; the rest of a group are served and closed with it. */
+  readonly udps: readonly dgram.Socket[];
+  readonly tcp: net.Server;
+}
+
+/** What every DnsServer of a daemon shares. */
+export interface ServerShared {
+  readonly resolver: Resolver;
+  readonly budget: TcpBudget;
+  readonly stats: ListenerStats;
+  /** The EDNS size given in REFUSED replies (the resolver's own limit). */
+  readonly maxUdpSize: number;
+}
 
 export class DnsServer implements ConnectionOwner {
   private closing = false;
@@ -32,18 +50,29 @@ export class DnsServer implements ConnectionOwner {
   /** Every UDP socket served: `udp`, then the rest of its group. Each reply leaves by the socket its query came in on. */
   readonly udps: readonly dgram.Socket[];
 
+  readonly tcp: net.Server;
+  private readonly resolver: Resolver;
+  private readonly budget: TcpBudget;
+  private readonly stats: ListenerStats;
+  private readonly maxUdpSize: number;
+  /** Bound once: the per-query path reads two fields, not the policy object. */
+  private readonly reachable: ClientPolicy['reachable'];
+  private readonly answered: ClientPolicy['answered'];
+
   constructor(
-    udp: dgram.Socket | readonly dgram.Socket[],
-    readonly tcp: net.Server,
-    private readonly resolver: Resolver,
+    sockets: ListenerSockets,
+    shared: ServerShared,
     readonly context: ListenerContext,
-    private readonly budget: TcpBudget,
     private readonly log: Logger,
-    /** Host listeners answer only the clients this allows; a namespace's own listener answers all. */
-    private readonly allowed?: ClientFilter,
+    policy: ClientPolicy = ANSWER_ALL,
   ) {
-    this.udps = Array.isArray(udp) ? udp : [udp as dgram.Socket];
+    ({ resolver: this.resolver, budget: this.budget, stats: this.stats, maxUdpSize: this.maxUdpSize } = shared);
+    this.reachable = policy.reachable;
+    this.answered = policy.answered;
+    this.udps = sockets.udps;
     this.udp = this.udps[0];
+    this.tcp = sockets.tcp;
+    const tcp = this.tcp;
     const gates = this.floodGates();
     this.udps.forEach((socket, i) => {
       // Each socket's gate (or none) is bound here, once: the per-datagram path looks nothing up.
@@ -67,12 +96,12 @@ export class DnsServer implements ConnectionOwner {
    * the clients whose address hashes to it (about 1 in 16), and they already share its kernel queue
    * with any flooder among them: the flood keeps that queue full, and one of their datagrams gets
    * in only where the daemon has just read one of the flood's. Paused, the socket is read little,
-   * so for as long as the flood lasts those clients lose nearly every UDP query (measured: ~98 %,
-   * against ~45 % when the daemon spends a core reading the flood whole; host-socket-fairness
-   * test); TCP still answers them, and they are answered again within a pause (at most 250 ms) of
-   * the flood's end. In exchange the daemon stops spending its one thread on the flood (~15 % of a
-   * core instead of 70-90 %), and every other socket, namespace and client is read on time. A host
-   * listener of a single socket keeps no gate: a pause would shut out every client at once.
+   * so for as long as the flood lasts those clients lose most of their UDP queries (they lose many
+   * even when the daemon reads the flood whole, for the queue is the flood's either way); TCP still
+   * answers them, and they are answered again within a pause (at most 250 ms) of the flood's end.
+   * In exchange the daemon stops spending its one thread on the flood, and every other socket,
+   * namespace and client is read on time (host-socket-fairness test; bench/ has the figures). A host
+listener of a single socket keeps no gate: a pause would shut out every client at once.
    */
   private floodGates(): (FloodGate | undefined)[] {
     if (this.context.endpoints() !== undefined) {
@@ -80,7 +109,7 @@ export class DnsServer implements ConnectionOwner {
         stopReading: () => this.udps.every((socket) => stopReceiving(socket)),
         startReading: () => { for (const socket of this.udps) startReceiving(socket); },
         paused: (ms) => {
-          this.resolver.stats.floodPauses++;
+          this.stats.floodPauses++;
           this.warnFlood((suppressed) => this.log.warn({ pauseMs: ms, suppressed }, 'namespace floods its resolver with queries that go unanswered; not reading its UDP socket for a while'));
         },
       });
@@ -93,7 +122,7 @@ export class DnsServer implements ConnectionOwner {
         stopReading: () => stopReceiving(socket),
         startReading: () => startReceiving(socket),
         paused: (ms) => {
-          this.resolver.stats.floodPauses++;
+          this.stats.floodPauses++;
           // The listener is named by the logger (host-listeners.ts), the socket by its index in the
           // group; never a client's address or data (one socket carries many clients, some forged).
           this.warnFlood((suppressed) => this.log.warn({ socket: index, sockets: this.udps.length, pauseMs: ms, suppressed }, 'clients steered to one socket of this listener flood it with queries that go unanswered; not reading that socket for a while (the others are read as usual)'));
@@ -106,8 +135,8 @@ export class DnsServer implements ConnectionOwner {
 
   private onDatagram(udp: dgram.Socket, gate: FloodGate | undefined, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closing) return;
-    if (this.allowed && !this.allowed(rinfo.address)) {
-      this.resolver.stats.notAllowed++;
+    if (this.reachable && !this.reachable(rinfo.address)) {
+      this.stats.notAllowed++;
       // Unanswered too: a flood from outside the allowed clients is as costly to read.
       gate?.waste();
       return;
@@ -131,6 +160,7 @@ export class DnsServer implements ConnectionOwner {
   }
 
   answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer> {
+    if (this.answered && !this.answered(client.address)) return refusal(msg, this.maxUdpSize);
     try {
       return this.resolver.handle(msg, client, this.context);
     } catch (err) {
@@ -141,8 +171,8 @@ export class DnsServer implements ConnectionOwner {
 
   private onConnection(socket: net.Socket): void {
     const address = socket.remoteAddress ?? '';
-    const notAllowed = this.allowed !== undefined && !this.allowed(address);
-    if (notAllowed) this.resolver.stats.tcpRefused['not-allowed']++;
+    const notAllowed = this.reachable !== undefined && !this.reachable(address);
+    if (notAllowed) this.stats.tcpRefused['not-allowed']++;
     if (this.closing || notAllowed || !this.makeRoom(address)) {
       socket.destroy();
       return;
@@ -197,7 +227,7 @@ export class DnsServer implements ConnectionOwner {
   }
 
   private refuse(limit: 'per-client' | 'per-listener' | 'daemon-wide'): false {
-    this.resolver.stats.tcpRefused[limit]++;
+    this.stats.tcpRefused[limit]++;
     this.warnRefused((suppressed) => this.log.warn({ limit, connections: this.connections.size, total: this.budget.connections, suppressed }, `tcp connection limit reached (${limit}); refusing new connections from busy clients`));
     return false;
   }

@@ -3,7 +3,7 @@
 // that point back at the question name. Other records come encoded from records-write.ts.
 import dnsPacket from 'dns-packet';
 import { CLASSIC_UDP_SIZE, FLAG, HEADER_SIZE, QTYPE, RCODE } from './constants.js';
-import type { Query } from './query.js';
+import { parseQuery, type Query } from './query.js';
 
 /** Header flags every reply to `query` carries: QR, plus RD and CD copied (RFC 1035 §4.1.1, RFC 4035 §3.2.2). */
 function replyFlags(query: Query, rcode: number, aa: boolean, ra: boolean, tc: boolean): number {
@@ -142,6 +142,17 @@ export function headerOnlyReply(raw: Buffer, rcode: number, withOpt: boolean, ma
     out[HEADER_SIZE + 5] = rcode >> 4;
   }
   return out;
+}
+
+/**
+ * REFUSED for a client a listener does not answer, built from the raw query without asking the
+ * resolver; null for what deserves no reply at all (a response, a runt).
+ */
+export function refusal(raw: Buffer, maxUdpSize: number): Buffer | null {
+  const parsed = parseQuery(raw);
+  if (parsed.kind === 'drop') return null;
+  if (parsed.kind === 'reject') return headerOnlyReply(raw, parsed.rcode, parsed.edns, maxUdpSize);
+  return errorReply(parsed, RCODE.REFUSED, false, maxUdpSize);
 }
 
 /**

@@ -16,11 +16,13 @@ import { Forwarder } from '../../src/resolver/forwarder.js';
 import { AnswerCache } from '../../src/resolver/cache.js';
 import { exchange } from '../../src/resolver/upstream.js';
 import { TcpBudget } from '../../src/server/tcp-budget.js';
-import { bindHostSockets } from '../../src/server/host-sockets.js';
+import { bindHostSockets, portOf } from '../../src/listeners/host-sockets.js';
+import { ListenerStats } from '../../src/server/listener-stats.js';
 import { validate } from '../../src/daemon/config.js';
 import { STATE_SOURCE } from '../../src/plumbing/state.js';
-import { GatewayListeners } from '../../src/daemon/gateway-listeners.js';
-import { ResolvedLinks } from '../../src/daemon/resolved.js';
+import { GatewaySpec, type GatewayOptions, type GatewayWant } from '../../src/listeners/gateway-spec.js';
+import { ListenerSet } from '../../src/listeners/listener-set.js';
+import { ResolvedLinks } from '../../src/listeners/resolved-links.js';
 import { dnsmasqLines, hostDnsPlan, hostDnsText } from '../../src/cli/host-dns-command.js';
 import { silentLogger } from '../../src/log.js';
 import type { Endpoint, NetworkRecord } from '../../src/registry/types.js';
@@ -56,7 +58,17 @@ function build(upstream?: FakeUpstream) {
   const registry = new Registry();
   const forwarder = new Forwarder({ ...config.forward, maxUdpSize: config.maxUdpSize }, new AnswerCache({ size: 0, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), exchange, silentLogger);
   const resolver = new Resolver({ ttl: 5, maxUdpSize: config.maxUdpSize, upstreams: upstream ? [upstream.spec] : [], hostUpstreams: () => [], ownAddresses: new Set() }, forwarder, silentLogger);
-  return { registry, resolver, budget: new TcpBudget(config.tcp) };
+  return { registry, resolver, budget: new TcpBudget(config.tcp), maxUdpSize: config.maxUdpSize };
+}
+
+type Gateways = ListenerSet<GatewayWant> & { spec: GatewaySpec };
+
+/** Gateway listeners as the daemon builds them: a listener set over the gateway spec, open. */
+function gatewaySet(parts: ReturnType<typeof build>, options: GatewayOptions): Gateways {
+  const shared = { resolver: parts.resolver, budget: parts.budget, stats: new ListenerStats(), maxUdpSize: parts.maxUdpSize };
+  const set = new ListenerSet(new GatewaySpec(parts.registry, shared, silentLogger, options), silentLogger) as Gateways;
+  void set.open();
+  return set;
 }
 
 const query = (name: string) => dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: 'A', class: 'IN' }] });
@@ -65,9 +77,9 @@ const rcode = (reply: Buffer | null | Promise<Buffer>) => Promise.resolve(reply)
 describe('gateway listeners (--host-dns)', () => {
   let upstream: FakeUpstream;
   let registry: Registry;
-  let gateways: GatewayListeners;
+  let gateways: Gateways;
   const at = (network: string) => {
-    const l = gateways.all.find((g) => g.network === network);
+    const l = gateways.listeners.find((g) => g.want.network === network);
     assert.ok(l, `a gateway listener for ${network}`);
     return `${l.address}:${l.port}`;
   };
@@ -76,7 +88,7 @@ describe('gateway listeners (--host-dns)', () => {
     upstream = await FakeUpstream.start({ zone: { 'example.com': ['192.0.2.1'] } });
     const parts = build(upstream);
     registry = parts.registry;
-    gateways = new GatewayListeners(registry, parts.resolver, parts.budget, silentLogger, { port: 0 });
+    gateways = gatewaySet(parts, { port: 0 });
     registry.on('change', () => void gateways.reconcile());
     registry.setNetwork(alpha, STATE_SOURCE);
     registry.setNetwork(beta, STATE_SOURCE);
@@ -84,13 +96,12 @@ describe('gateway listeners (--host-dns)', () => {
     await gateways.reconcile();
   });
   after(async () => {
-    await gateways?.closeAll();
+    await gateways?.close();
     await upstream?.stop();
   });
 
   it('listens on the gateway of every network nsdns provisioned, not on a registry file\'s', () => {
-    assert.deepEqual(gateways.all.map((l) => `${l.network} ${l.address}`).sort(), ['alpha 127.91.1.1', 'beta 127.91.2.1']);
-    assert.ok(gateways.addresses().has(at('alpha')), 'the gateway listeners are own addresses (never an upstream)');
+    assert.deepEqual(gateways.listeners.map((l) => `${l.want.network} ${l.address}`).sort(), ['alpha 127.91.1.1', 'beta 127.91.2.1']);
   });
 
   it('answers the network\'s names there, over UDP and TCP, under every zone', async () => {
@@ -116,7 +127,7 @@ describe('gateway listeners (--host-dns)', () => {
   });
 
   it('answers the host and the network\'s subnets; other clients get REFUSED', async () => {
-    const server = gateways.all.find((l) => l.network === 'alpha')!.server;
+    const server = gateways.listeners.find((l) => l.want.network === 'alpha')!.server;
     assert.equal(await rcode(server.answer(query('web.alpha'), { address: '10.91.1.20', transport: 'udp' })), 'NOERROR', 'a client on alpha\'s other subnet');
     assert.equal(await rcode(server.answer(query('web.alpha'), { address: '127.0.0.1', transport: 'tcp' })), 'NOERROR', 'the host');
     assert.equal(await rcode(server.answer(query('web.alpha'), { address: '10.91.2.20', transport: 'udp' })), 'REFUSED', 'a client of another network');
@@ -135,57 +146,59 @@ describe('gateway listeners (--host-dns)', () => {
     const gone = at('gamma');
     registry.removeNetwork('gamma', STATE_SOURCE);
     await gateways.reconcile();
-    assert.equal(gateways.all.some((l) => l.network === 'gamma'), false);
+    assert.equal(gateways.listeners.some((l) => l.want.network === 'gamma'), false);
     assert.equal((await dig(gone, '+time=1', 'api.gamma')).status, 'NONE', 'nothing listens there any more');
   });
 
   it('off (hostDns false): no gateway listener; on again: back', async () => {
-    gateways.enabled = false;
+    gateways.spec.enabled = false;
     await gateways.reconcile();
-    assert.deepEqual(gateways.all, []);
-    gateways.enabled = true;
+    assert.deepEqual(gateways.listeners, []);
+    gateways.spec.enabled = true;
     await gateways.reconcile();
-    assert.equal(gateways.all.length, 2);
+    assert.equal(gateways.listeners.length, 2);
   });
 });
 
 describe('a gateway that cannot be bound yet', () => {
   it('is retried until it can (the port is taken at first)', async () => {
-    const { registry, resolver, budget } = build();
+    const parts = build();
+    const { registry } = parts;
     const holder = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => holder.bind(0, '127.91.5.1', resolve));
     const port = holder.address().port;
-    const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port });
+    const gateways = gatewaySet(parts, { port });
     try {
       registry.setNetwork({ network: { ...alpha.network, name: 'delta', id: 'd1', subnets: [{ subnet: '127.91.5.0/24', gateway: '127.91.5.1' }] }, endpoints: [endpoint('delta', 'web', '127.91.5.10')] }, STATE_SOURCE);
       await gateways.reconcile();
-      assert.deepEqual(gateways.all, [], 'the port is taken');
+      assert.deepEqual(gateways.listeners, [], 'the port is taken');
       holder.close();
-      await waitFor(() => gateways.all.length > 0, { what: 'the gateway listener bound once the port is free' });
+      await waitFor(() => gateways.listeners.length > 0, { what: 'the gateway listener bound once the port is free' });
       assert.deepEqual((await dig(`127.91.5.1:${port}`, 'web.delta')).answers.map((a) => a.data), ['127.91.5.10']);
     } finally {
-      await gateways.closeAll();
+      await gateways.close();
     }
   });
 });
 
 describe('gateway listeners handed over', () => {
   it('serve the sockets a predecessor bound (adopt), and close handed sockets no network wants', async () => {
-    const { registry, resolver, budget } = build();
+    const parts = build();
+    const { registry } = parts;
     // What a predecessor process would pass on: sockets already bound on the gateways.
     const forAlpha = await bindHostSockets('127.91.1.1', 0);
     const forGone = await bindHostSockets('127.91.6.1', 0);
-    const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0 });
+    const gateways = gatewaySet(parts, { port: 0 });
     try {
       gateways.adopt(new Map([['alpha|127.91.1.1', forAlpha], ['gone|127.91.6.1', forGone]]));
       registry.setNetwork(alpha, STATE_SOURCE);
       await gateways.reconcile();
-      assert.deepEqual(gateways.all.map((l) => [l.key, l.port]), [['alpha|127.91.1.1', forAlpha.port]], 'the handed socket, not a new one');
-      assert.deepEqual((await dig(`127.91.1.1:${forAlpha.port}`, 'web.alpha')).answers.map((a) => a.data), ['127.91.1.10']);
-      assert.throws(() => forGone.udp.address(), /Not running/, 'the socket of a network that is gone was closed');
-      assert.deepEqual(gateways.handOff().map((h) => [h.key, h.udp === forAlpha.udp]), [['alpha|127.91.1.1', true]]);
+      assert.deepEqual(gateways.listeners.map((l) => [l.want.key, l.port]), [['alpha|127.91.1.1', portOf(forAlpha)]], 'the handed socket, not a new one');
+      assert.deepEqual((await dig(`127.91.1.1:${portOf(forAlpha)}`, 'web.alpha')).answers.map((a) => a.data), ['127.91.1.10']);
+      assert.throws(() => forGone.udps[0].address(), /Not running/, 'the socket of a network that is gone was closed');
+      assert.deepEqual((await gateways.freeze()).map((h) => [h.key, h.udps[0] === forAlpha.udps[0], h.udps.length]), [['alpha|127.91.1.1', true, forAlpha.udps.length]], 'handed on whole, to the next successor');
     } finally {
-      await gateways.closeAll();
+      await gateways.close();
     }
   });
 });
@@ -206,8 +219,9 @@ describe('systemd-resolved registration (stand-in resolvectl)', () => {
   });
 
   it('registers each bridge once its gateway is served, reverts it when the network goes and at stop', async () => {
-    const { registry, resolver, budget } = build();
-    const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL }) });
+    const parts = build();
+    const { registry } = parts;
+    const gateways = gatewaySet(parts, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL }) });
     try {
       registry.setNetwork(alpha, STATE_SOURCE);
       registry.setNetwork(beta, STATE_SOURCE);
@@ -223,29 +237,30 @@ describe('systemd-resolved registration (stand-in resolvectl)', () => {
       registry.removeNetwork('beta', STATE_SOURCE);
       await gateways.reconcile();
       assert.equal(calls().at(-1), 'revert tgwbr-b');
-      await gateways.closeAll();
+      await gateways.close();
       assert.equal(calls().at(-1), 'revert tgwbr-a', 'the daemon stopping leaves no link pointing at a gateway nobody answers');
     } finally {
-      await gateways.closeAll();
+      await gateways.close();
     }
   });
 
   it('registers nothing while systemd-resolved does not run (resolvectl status fails)', async () => {
     writeFileSync(`${log}.down`, '');
     rmSync(log, { force: true });
-    const { registry, resolver, budget } = build();
-    const gateways = new GatewayListeners(registry, resolver, budget, silentLogger, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL, recheckMs: 0 }) });
+    const parts = build();
+    const { registry } = parts;
+    const gateways = gatewaySet(parts, { port: 0, resolved: new ResolvedLinks(silentLogger, { command: RESOLVECTL, recheckMs: 0 }) });
     try {
       registry.setNetwork(alpha, STATE_SOURCE);
       await gateways.reconcile();
       assert.deepEqual(calls(), ['status']);
-      assert.equal(gateways.all.length, 1, 'the gateway is served all the same');
+      assert.equal(gateways.listeners.length, 1, 'the gateway is served all the same');
       rmSync(`${log}.down`);
       registry.setNetwork({ ...alpha, endpoints: [] }, STATE_SOURCE);
       await gateways.reconcile();
       assert.deepEqual(calls(), ['status', 'status', 'dns tgwbr-a 127.91.1.1', 'domain tgwbr-a ~alpha', 'default-route tgwbr-a false'], 'registered once it runs');
     } finally {
-      await gateways.closeAll();
+      await gateways.close();
       rmSync(`${log}.down`, { force: true });
     }
   });

@@ -10,6 +10,8 @@ import { afterEach, describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { DnsServer } from '../../src/server/dns-server.js';
 import { TcpBudget, type TcpLimits } from '../../src/server/tcp-budget.js';
+import { ListenerStats } from '../../src/server/listener-stats.js';
+import type { ClientPolicy } from '../../src/server/client-policy.js';
 import { silentLogger } from '../../src/log.js';
 import { buildTable, type ListenerName, type Table } from '../helpers/answer-table.js';
 import { queryPacket } from '../helpers/packets.js';
@@ -22,19 +24,21 @@ const LIMITS: TcpLimits = {
 /** Two questions: answered FORMERR, which counts as unanswered for the flood gate. */
 const JUNK = dnsPacket.encode({ type: 'query', id: 1, questions: [{ name: 'a', type: 'A' }, { name: 'b', type: 'A' }] });
 
-interface Running { server: DnsServer; table: Table; udpPort: number; tcpPort: number }
+interface Running { server: DnsServer; table: Table; stats: ListenerStats; udpPort: number; tcpPort: number }
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => { for (const c of cleanup.splice(0)) await c(); });
 
-async function serve(listener: ListenerName, options: { limits?: Partial<TcpLimits>; allowed?: (address: string) => boolean } = {}): Promise<Running> {
+async function serve(listener: ListenerName, options: { limits?: Partial<TcpLimits>; policy?: ClientPolicy } = {}): Promise<Running> {
   const table = buildTable();
   const udp = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
   const tcp = net.createServer();
   await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
-  const server = new DnsServer(udp, tcp, table.resolver, table.listeners[listener], new TcpBudget({ ...LIMITS, ...options.limits }), silentLogger, options.allowed);
+  const stats = new ListenerStats();
+  const shared = { resolver: table.resolver, budget: new TcpBudget({ ...LIMITS, ...options.limits }), stats, maxUdpSize: 1232 };
+  const server = new DnsServer({ udps: [udp], tcp }, shared, table.listeners[listener], silentLogger, options.policy);
   cleanup.push(() => server.close());
-  return { server, table, udpPort: udp.address().port, tcpPort: (tcp.address() as net.AddressInfo).port };
+  return { server, table, stats, udpPort: udp.address().port, tcpPort: (tcp.address() as net.AddressInfo).port };
 }
 
 async function udpClient(): Promise<dgram.Socket> {
@@ -117,32 +121,32 @@ describe('DNS server', () => {
   });
 
   it("pauses a namespace's socket that floods it with junk, and answers it again afterwards", async () => {
-    const { udpPort, table } = await serve('web');
-    await flood(udpPort, () => table.resolver.stats.floodPauses > 0, 1000);
-    await waitFor(() => table.resolver.stats.floodPauses > 0, { what: 'a flood pause' });
+    const { udpPort, stats } = await serve('web');
+    await flood(udpPort, () => stats.floodPauses > 0, 1000);
+    await waitFor(() => stats.floodPauses > 0, { what: 'a flood pause' });
     const reply = await udpAsk(udpPort, queryPacket('web', 'A', { id: 102 }));
     assert.equal(reply.rcode, 'NOERROR', 'answered again after the pause');
   });
 
   it('never pauses a host listener of one socket: that would shut out every client', async () => {
-    const { udpPort, table } = await serve('host');
+    const { udpPort, stats } = await serve('host');
     const answered = { count: 0 };
     const sent = await flood(udpPort, () => false, 30, answered);
     // The junk the server read and answered FORMERR: past the gate's limit, it would have paused.
     await waitFor(() => answered.count > 256, { what: 'the junk answered' });
     const reply = await udpAsk(udpPort, queryPacket('mon.ops.example', 'A', { id: 103 }));
     assert.equal(reply.rcode, 'NOERROR');
-    assert.equal(table.resolver.stats.floodPauses, 0, `no pause after ${sent} junk datagrams`);
+    assert.equal(stats.floodPauses, 0, `no pause after ${sent} junk datagrams`);
   });
 
-  it('a client the filter refuses gets no answer over UDP, and its TCP connection is closed', async () => {
-    const { udpPort, tcpPort, table } = await serve('host', { allowed: () => false });
+  it('a client the policy does not reach gets no answer over UDP, and its TCP connection is closed', async () => {
+    const { udpPort, tcpPort, stats } = await serve('host', { policy: { reachable: () => false } });
     const socket = await udpClient();
     let replies = 0;
     socket.on('message', () => replies++);
     await waitFor(() => {
       socket.send(queryPacket('web'), udpPort, '127.0.0.1');
-      return table.resolver.stats.notAllowed > 0;
+      return stats.notAllowed > 0;
     }, { what: 'the datagram read and refused' });
     const tcp = net.connect(tcpPort, '127.0.0.1');
     tcp.on('error', () => {});
@@ -151,6 +155,27 @@ describe('DNS server', () => {
     await new Promise<void>((resolve) => tcp.once('close', () => resolve()));
     assert.equal(data, 0);
     assert.equal(replies, 0);
+  });
+
+  it('a client the policy reaches but does not answer gets REFUSED over UDP and TCP, its question echoed', async () => {
+    const { udpPort, tcpPort } = await serve('host', { policy: { answered: (address) => address !== '127.0.0.1' } });
+    const reply = await udpAsk(udpPort, queryPacket('mon.ops.example', 'A', { id: 104 }));
+    assert.equal(reply.rcode, 'REFUSED');
+    assert.deepEqual(reply.questions, [{ name: 'mon.ops.example', type: 'A', class: 'IN' }]);
+    assert.deepEqual(reply.answers, []);
+    const { socket, replies } = await tcpClient(tcpPort);
+    socket.write(framed(queryPacket('mon.ops.example', 'A', { id: 105 })));
+    await waitFor(() => replies.length === 1, { what: 'the TCP reply' });
+    assert.equal((dnsPacket.decode(replies[0]) as { rcode?: string }).rcode, 'REFUSED');
+    // A response sent to the listener deserves no reply, refused client or not.
+    const client = await udpClient();
+    let got = 0;
+    client.on('message', () => got++);
+    const response = dnsPacket.encode({ type: 'response', id: 106, questions: [{ name: 'x', type: 'A' }] });
+    client.send(response, udpPort, '127.0.0.1');
+    const after = await udpAsk(udpPort, queryPacket('mon.ops.example', 'A', { id: 107 }));
+    assert.equal(after.rcode, 'REFUSED');
+    assert.equal(got, 0, 'the response got no reply');
   });
 
   it('at its connection limit, a client makes room by closing its own idle connection', async () => {

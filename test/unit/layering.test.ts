@@ -1,5 +1,5 @@
 // The dependency rule of the layout (README, "Architecture"): wire ← registry ← resolver ←
-// server ← netns ← daemon ← cli, with health and plumbing beside them and native (paths of the C
+// server ← listeners ← daemon ← cli, with health and plumbing beside them and native (paths of the C
 // helpers) below everything. The modules at the top of src/ (errors, log, ...) are shared by every
 // layer and import none; main.ts is the entry and may import the CLI. A new import against the
 // arrows fails here, static or dynamic (`await import(...)` is how the CLI defers its heavy parts,
@@ -17,10 +17,10 @@ const allowed: Record<string, string[]> = {
   health: ['wire', 'registry', 'native'],
   resolver: ['wire', 'registry'],
   server: ['wire', 'registry', 'resolver', 'native'],
-  netns: ['wire', 'registry', 'resolver', 'server', 'native'],
+  listeners: ['wire', 'registry', 'resolver', 'server', 'native'],
   plumbing: ['wire', 'registry', 'health', 'native'],
-  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'netns', 'plumbing', 'native'],
-  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'netns', 'plumbing', 'daemon', 'native'],
+  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'native'],
+  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'native'],
 };
 
 /** Files directly in src/: shared by all layers, importing no layer; main.ts only the CLI. */
