@@ -176,16 +176,14 @@ export class Daemon {
       }
       // Listeners handed over are served on the very sockets their clients send to: no bind.
       for (const set of daemon.listenerSets) set.adopt(inherited?.listeners.get(set.kind) ?? new Map());
-      // The first bind pass: nothing was bound while the registry loaded (see ListenerSet.open).
-      await daemon.namespaces.open();
+      // The first bind pass of every set: nothing was bound while the registry loaded (see ListenerSet.open).
+      daemon.hostSpec.configure(config.listen, daemon.hostClients());
+      for (const set of daemon.listenerSets) await set.open();
       if (inherited?.control) daemon.control.adopt(inherited.control.server, inherited.control.held);
       else await daemon.startControl();
       daemon.startReaper();
       daemon.startFirewallGuard();
       if (inherited) daemon.holdPortsAfter(inherited.predecessor);
-      daemon.hostSpec.configure(config.listen, daemon.hostClients());
-      await daemon.hosts.open();
-      await daemon.gateways.open();
       daemon.resolver.configure(daemon.resolverSettings());
       daemon.registryLoaded = true;
       daemon.prober.start();
@@ -467,10 +465,8 @@ export class Daemon {
       clearInterval(this.firewallGuard);
       await this.control.close();
       await this.metricsServer?.close();
-      await this.namespaces.close();
+      await Promise.all(this.listenerSets.map((set) => set.close()));
       await this.manager.ports.close();
-      await this.hosts.close();
-      await this.gateways.close();
       await this.files.close();
       await this.hostResolvers.close();
       await this.lock?.release();

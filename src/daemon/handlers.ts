@@ -24,7 +24,7 @@ export interface HandlerDeps {
   manager: NetworkManager;
   resolver: Resolver;
   namespaces: NamespaceStatus;
-  /** The daemon's host listeners as ADDRESS:PORT keys (HostListeners.addresses()): no upstream may be one. */
+  /** The daemon's host listeners as ADDRESS:PORT keys (host listeners and gateways): no upstream may be one. */
   ownAddresses?: () => ReadonlySet<string>;
   /** The daemon's health checks (HealthProber): last results, and states set from outside. */
   probes?: HealthProbes;

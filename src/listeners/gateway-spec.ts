@@ -154,8 +154,8 @@ export class GatewaySpec implements ListenerSpec<GatewayWant> {
     this.registered.clear();
   }
 
-  opened(listener: Listener<GatewayWant>): void {
-    this.log.info({ network: listener.want.network, address: listener.want.address, port: listener.port }, 'gateway listener: answering the network\'s names for the host');
+  opened(listener: Listener<GatewayWant>, takenOver: boolean): void {
+    this.log.info({ network: listener.want.network, address: listener.want.address, port: listener.port, ...(takenOver && { takenOver: true }) }, 'gateway listener: answering the network\'s names for the host');
   }
 
   closed(listener: Listener<GatewayWant>, _why: CloseReason): void {

@@ -123,7 +123,7 @@ listener of a single socket keeps no gate: a pause would shut out every client a
         startReading: () => startReceiving(socket),
         paused: (ms) => {
           this.stats.floodPauses++;
-          // The listener is named by the logger (host-listeners.ts), the socket by its index in the
+          // The listener is named by the logger (listeners/host-spec.ts), the socket by its index in the
           // group; never a client's address or data (one socket carries many clients, some forged).
           this.warnFlood((suppressed) => this.log.warn({ socket: index, sockets: this.udps.length, pauseMs: ms, suppressed }, 'clients steered to one socket of this listener flood it with queries that go unanswered; not reading that socket for a while (the others are read as usual)'));
         },

@@ -81,3 +81,51 @@ describe('handover inside namespaces', { skip: needsRoot }, () => {
     assert.equal(await pingPid(lab.socket), successor);
   });
 });
+
+/** The inodes of the UDP sockets bound to `address:53` on the host (a listener's whole group), sorted. */
+async function hostSocketInodes(address: string): Promise<string[]> {
+  const out = await sh('ss', '-Hlnue', 'src', `${address}:53`);
+  return [...out.matchAll(/ino:(\d+)/g)].map((m) => m[1]).sort();
+}
+
+describe('handover of the gateway listeners (--host-dns)', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  let successor: number | undefined;
+  let client: string;
+
+  before(async () => {
+    await lab.start(['--host-dns']);
+    const [cl, svc] = await Promise.all(['gwcl', 'gwsvc'].map((n) => lab.namespace(n)));
+    client = cl;
+    await lab.ok('network', 'create', 'gwnet', '--subnet', '10.185.0.0/24');
+    await lab.ok('network', 'connect', 'gwnet', svc, '--name', 'svc');
+    await lab.ok('network', 'connect', 'gwnet', cl, '--name', 'cl');
+    // The gateway listener follows the registry: wait until the network's gateway answers.
+    await waitFor(async () => (await execa('ip', ['netns', 'exec', client, 'dig', '@10.185.0.1', '+short', '+time=1', '+tries=1', 'svc'], { reject: false })).stdout.trim() === '10.185.0.2', { what: 'the gateway answers' });
+  });
+  after(async () => {
+    await stopPid(successor);
+    await lab.cleanup();
+  });
+
+  it('nsdns restart under a steady client of the gateway: zero lost, the very same sockets', async () => {
+    const daemon = lab.daemon!;
+    const oldPid = daemon.proc.pid!;
+    const inodes = await hostSocketInodes('10.185.0.1');
+    assert.ok(inodes.length > 0, 'the gateway listener is bound on the host');
+    const steady = execa('ip', ['netns', 'exec', client, process.execPath, CLIENT, 'steady', '10.185.0.1:53', 'svc', '6', '10', '1'], { reject: false });
+    let said = '';
+    steady.stderr!.on('data', (chunk: Buffer) => { said += chunk.toString(); });
+    await waitFor(() => said.includes('asking') || steady.exitCode !== null, { timeoutMs: 30_000, what: 'the client is answered before the restart' });
+    await lab.ok('restart');
+    successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
+    assert.equal(await daemon.waitForExit(10_000), 0, 'the old daemon exits 0');
+    const r = await steady;
+    const seen = JSON.parse(r.stdout);
+    assert.equal(seen.lost, 0, r.stdout);
+    assert.ok(seen.answered > 100, r.stdout);
+    assert.deepEqual(await hostSocketInodes('10.185.0.1'), inodes, 'the successor serves the sockets it was handed (not a new bind)');
+    assert.ok(daemon.logs.some((l) => l.pid === successor && l.msg === 'gateway listener: answering the network\'s names for the host' && l.takenOver === true), 'the successor says it took the gateway over');
+    assert.equal((await execa('ip', ['netns', 'exec', client, 'dig', '@10.185.0.1', '+short', 'svc'])).stdout.trim(), '10.185.0.2');
+  });
+});
