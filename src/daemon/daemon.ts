@@ -392,7 +392,8 @@ export class Daemon {
     this.tcpBudget.limits = next.tcp;
     this.hostSpec.configure(next.listen, this.hostClients());
     this.gatewaySpec.enabled = next.hostDns;
-    await Promise.all(this.listenerSets.map((set) => set.reconcile()));
+    // A listener the new configuration asks for but cannot have (its port taken) is said; the rest applies.
+    await Promise.all(this.listenerSets.map((set) => set.reconcile().catch((err) => this.log.error({ err }, `reload: ${set.kind} listener not started: ${errorMessage(err)}`))));
     this.resolver.configure(this.resolverSettings());
     const restartNeeded = startOnlyChanges(previous, next);
     // Kept as they were: these are read once, at start. Say so rather than pretend they applied.

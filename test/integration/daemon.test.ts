@@ -1,5 +1,6 @@
 // The daemon as a process: configuration errors, signals, and the `nsdns query` client.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -86,6 +87,29 @@ describe('signals', () => {
       await daemon.stop();
       await a.stop();
       await b.stop();
+      dir.cleanup();
+    }
+  });
+
+  it('SIGHUP into a listener that cannot be had: said in the log, the daemon keeps running and serving', async () => {
+    const dir = tempDir();
+    const holder = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
+    const taken = holder.address().port;
+    const config = dir.write('c.yaml', `listen: ["127.0.0.1:0"]\nregistries: [${path.join(ROOT, 'fixtures/lab')}]\nresolvConf: false\n`);
+    const daemon = await startDaemon(['--config', config]);
+    try {
+      assert.deepEqual(await digShort(daemon.server, 'www.lab'), ['10.77.0.10']);
+      dir.write('c.yaml', `listen: ["127.0.0.1:0", "127.0.0.1:${taken}"]\nregistries: [${path.join(ROOT, 'fixtures/lab')}]\nresolvConf: false\n`);
+      daemon.signal('SIGHUP');
+      const said = await daemon.waitForLog((l) => String(l.msg).startsWith('reload: host listener not started'));
+      assert.match(String(said.msg), new RegExp(`127\\.0\\.0\\.1:${taken}`));
+      await daemon.waitForLog((l) => l.msg === 'configuration reloaded');
+      assert.equal(daemon.proc.exitCode, null, 'still running');
+      assert.deepEqual(await digShort(daemon.server, 'www.lab'), ['10.77.0.10'], 'the listener it had still answers');
+    } finally {
+      await daemon.stop();
+      holder.close();
       dir.cleanup();
     }
   });
