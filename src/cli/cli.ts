@@ -7,6 +7,8 @@ import { NsdnsError } from '../errors.js';
 import type { ConfigFlags } from '../daemon/config.js';
 import type { QueryRequest } from './query-client.js';
 import { networkCommands } from './network-commands.js';
+import { debugCommand } from './debug-command.js';
+import { endpointCommands } from './endpoint-commands.js';
 import { opsCommands } from './ops-commands.js';
 import { hostDnsCommand } from './host-dns-command.js';
 import { fileURLToPath } from 'node:url';
@@ -127,6 +129,8 @@ export async function run(argv: string[]): Promise<void> {
     });
 
   networkCommands(program);
+  debugCommand(program);
+  endpointCommands(program);
   opsCommands(program);
   hostDnsCommand(program);
   conventions(program);

@@ -1,10 +1,9 @@
 // `nsdns endpoint health NETWORK ENDPOINT healthy|unhealthy|starting`: an outside system (an
 // orchestrator, a monitoring hook) sets an endpoint's health. On an endpoint the daemon probes,
 // the state holds until the next probe result changes it.
-import { Command, Option } from 'commander';
-import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
+import type { Command } from 'commander';
 import { call } from './control-client.js';
-import { UsageError } from './options.js';
+import { UsageError, socketOption } from './options.js';
 
 const STATES = ['healthy', 'unhealthy', 'starting'] as const;
 
@@ -17,7 +16,7 @@ export function endpointCommands(program: Command): void {
     .argument('<endpoint>', 'endpoint name or id')
     .argument('<state>', STATES.join('|'))
     .option('--json', 'print JSON', false)
-    .addOption(new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET))
+    .addOption(socketOption())
     .action(async (network: string, which: string, state: string, o) => {
       const wanted = state.toLowerCase();
       if (!(STATES as readonly string[]).includes(wanted)) {
