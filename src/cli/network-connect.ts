@@ -2,9 +2,8 @@
 // network.connect request (the daemon judges every value), the answer one line, or JSON.
 import type { Command } from 'commander';
 import { NsdnsError } from '../errors.js';
-import { parseHealthSpec } from '../health/spec.js';
 import { call, lostMidRequest } from './control-client.js';
-import { UsageError, collect, duration, keyValues, socketOption, wholeNumber } from './options.js';
+import { collect, duration, keyValues, socketOption, wholeNumber } from './options.js';
 import { print } from './print.js';
 import { checkResolvConfPath, writeResolvConf } from './resolv-conf-file.js';
 
@@ -47,9 +46,6 @@ export function connectCommands(network: Command): void {
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
     .action(async (networkName: string, target: string, o) => {
-      if (o.health !== undefined && parseHealthSpec(o.health) === undefined) {
-        throw new UsageError(`--health ${JSON.stringify(String(o.health).slice(0, 40))}: expected tcp:PORT or http:PORT[/PATH]\nSee 'nsdns network connect --help'.`);
-      }
       const resolvFile = o.resolvConf !== undefined ? checkResolvConfPath(o.resolvConf) : undefined;
       const result = await call<Connected>(o.socket, 'network.connect', connectRequest(networkName, target, o)).catch((err: unknown) => {
         throw lostMidRequest(err) ? lostMidConnect(target, networkName) : err;
