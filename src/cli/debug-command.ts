@@ -20,7 +20,8 @@ export function debugCommand(program: Command): void {
     .addOption(socketOption())
     .action(async (target: string, positionalType: string | undefined, o) => {
       const typeText = recordType(positionalType, o.type, o.resolve);
-      const { resolveTarget } = await import('../plumbing/target.js'); // only debug needs it (and zod)
+      // The namespace's path, for the kernel's view read here. Loaded here only: it brings zod.
+      const { resolveTarget } = await import('../plumbing/target.js');
       const ns = resolveTarget(target);
       const kernel = await kernelView(ns.path);
       let daemon: Record<string, unknown>;
