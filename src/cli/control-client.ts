@@ -3,7 +3,7 @@ import net from 'node:net';
 import { NsdnsError } from '../errors.js';
 import type { ControlResponse } from '../daemon/control-protocol.js';
 
-/** Far above any real answer (inspect of 10 000 endpoints is a few MB); a bound all the same. */
+/** Far above any real answer, even an inspect of every endpoint of a large host; a bound all the same, so a socket that is not nsdns's cannot fill the CLI's memory. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
 /** The start of the error when the daemon went away with a request unanswered (see `lostMidRequest`). */

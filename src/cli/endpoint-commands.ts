@@ -1,12 +1,9 @@
 // `nsdns endpoint health NETWORK ENDPOINT healthy|unhealthy|starting`: an outside system (an
 // orchestrator, a monitoring hook) sets an endpoint's health. On an endpoint the daemon probes,
 // the state holds until the next probe result changes it.
-import { Command, Option } from 'commander';
-import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
+import type { Command } from 'commander';
 import { call } from './control-client.js';
-import { UsageError } from './options.js';
-
-const STATES = ['healthy', 'unhealthy', 'starting'] as const;
+import { socketOption } from './options.js';
 
 export function endpointCommands(program: Command): void {
   const endpoint = program.command('endpoint').description('endpoints of networks; needs a running daemon');
@@ -15,15 +12,12 @@ export function endpointCommands(program: Command): void {
     .description('set an endpoint\'s health: shared names (aliases, SRV sets) answer only healthy endpoints; on a probed endpoint the state holds until the next probe result changes it')
     .argument('<network>', 'network name or id')
     .argument('<endpoint>', 'endpoint name or id')
-    .argument('<state>', STATES.join('|'))
+    .argument('<state>', 'healthy|unhealthy|starting')
     .option('--json', 'print JSON', false)
-    .addOption(new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET))
+    .addOption(socketOption())
     .action(async (network: string, which: string, state: string, o) => {
-      const wanted = state.toLowerCase();
-      if (!(STATES as readonly string[]).includes(wanted)) {
-        throw new UsageError(`state ${JSON.stringify(state.slice(0, 20))} is not one of ${STATES.join(', ')}\nSee 'nsdns endpoint health --help'.`);
-      }
-      const result = await call<Record<string, unknown>>(o.socket, 'endpoint.health', { network, endpoint: which, state: wanted });
+      // Any case is taken; which states exist is the daemon's schema's to say.
+      const result = await call<Record<string, unknown>>(o.socket, 'endpoint.health', { network, endpoint: which, state: state.toLowerCase() });
       const note = result.probed ? ' (until the next probe result changes it)' : '';
       process.stdout.write(o.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.name} on ${result.network}: ${result.state}${note}\n`);
     });

@@ -3,10 +3,9 @@
 // people who lay it out themselves. The drawing modules load only when the command runs.
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { NsdnsError } from '../errors.js';
 import { call } from './control-client.js';
-import { UsageError } from './options.js';
+import { UsageError, socketOption } from './options.js';
 
 /** The daemon's cap on names in one network.inspect request. */
 const INSPECT_BATCH = 64;
@@ -19,7 +18,7 @@ export function graphCommand(network: Command): void {
     .argument('[networks...]', 'names or ids (default: every network)')
     .addOption(new Option('--format <format>', 'svg, or dot for Graphviz').choices(['svg', 'dot']).default('svg'))
     .option('-o, --output <file>', 'write the picture to this file (default: stdout)')
-    .addOption(new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET))
+    .addOption(socketOption())
     .action(async (names: string[], o: { format: 'svg' | 'dot'; output?: string; socket: string }) => {
       if (o.output !== undefined && (o.output === '' || o.output.includes('\0'))) {
         throw new UsageError(`-o: not a usable file name\nSee 'nsdns network graph --help'.`);

@@ -5,9 +5,9 @@
 // without zod): only DNS-safe zone names and literal addresses reach the printed lines.
 import net from 'node:net';
 import { Command, Option } from 'commander';
-import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
 import { NsdnsError } from '../errors.js';
 import { call } from './control-client.js';
+import { socketOption } from './options.js';
 
 /** The daemon's cap on names in one network.inspect request. */
 const INSPECT_BATCH = 64;
@@ -121,7 +121,7 @@ export function hostDnsCommand(program: Command): void {
   program.command('host-dns')
     .description('print what to add to the host\'s resolver (dnsmasq, resolv.conf) so the host resolves the networks\' names at their gateways (serve --host-dns), when systemd-resolved does not run')
     .addOption(new Option('--format <format>', 'text: commented guide; dnsmasq: only the dnsmasq lines; json').choices(['text', 'dnsmasq', 'json']).default('text'))
-    .addOption(new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET))
+    .addOption(socketOption())
     .action(async (o: { format: 'text' | 'dnsmasq' | 'json'; socket: string }) => {
       const plan = hostDnsPlan(await inspectOwnNetworks(o.socket));
       if (o.format === 'json') process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);

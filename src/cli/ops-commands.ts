@@ -1,8 +1,8 @@
 // Commands for operators: the daemon's health, the firewall and restarts (`nsdns status`,
 // `nsdns firewall-reload`, `nsdns restart`).
-import { Option, type Command } from 'commander';
-import { DEFAULT_SOCKET } from '../daemon/control-protocol.js';
+import type { Command } from 'commander';
 import { call } from './control-client.js';
+import { socketOption } from './options.js';
 
 interface Status {
   pid: number;
@@ -24,8 +24,6 @@ interface Status {
   /** Absent from daemons before handovers existed. */
   handover?: { running: boolean; failures: number; lastFailure: string | null };
 }
-
-const socketOption = () => new Option('--socket <path>', 'control socket of the daemon').default(DEFAULT_SOCKET);
 
 /** Control characters from the daemon's answer never reach the terminal as such. */
 const safe = (value: unknown): string => String(value).replace(/[\x00-\x1f\x7f]/g, '?');

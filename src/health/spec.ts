@@ -1,6 +1,6 @@
 // The health check as a person types it: `--health tcp:8080` or `--health http:8080/healthz`, and
-// durations as docker takes them (`5s`, `500ms`, `1m30s`). Pure parsing, shared by the CLI (early
-// usage errors) and the planner (the check that counts); the limits are registry/fields.ts's.
+// durations as docker takes them (`5s`, `500ms`, `1m30s`). Pure parsing: the planner judges the
+// check with it, the CLI reads durations with it; the limits are registry/fields.ts's.
 
 export interface HealthTarget {
   type: 'tcp' | 'http';

@@ -71,6 +71,16 @@ describe('query, like the other commands', () => {
     assert.deepEqual(reply.answers.map((a: { data: string }) => a.data), ['fd09::2']);
   });
 
+  it('endpoint health: a state the daemon does not know is its refusal, exit 1, naming the states; any case is taken', async () => {
+    const socket = path.join(daemon.stateDir, 'nsdns.sock');
+    const bad = await nsdns('endpoint', 'health', 'proj_default', 'proj_web_1', 'sick', '--socket', socket);
+    assert.equal(bad.exitCode, 1, bad.stderr);
+    assert.equal(bad.stderr.trim(), 'nsdns: endpoint.health: state: Invalid option: expected one of "healthy"|"unhealthy"|"starting"');
+    const ok = await nsdns('endpoint', 'health', 'proj_default', 'proj_web_1', 'Healthy', '--socket', socket);
+    assert.equal(ok.exitCode, 0, ok.stderr);
+    assert.equal(ok.stdout, 'proj_web_1 on proj_default: healthy');
+  });
+
   it("names with '_' from a registry file are answered by a host listener (dig)", async () => {
     assert.deepEqual(await digShort(daemon.server, 'proj_web_1'), ['10.9.0.2']);
     assert.deepEqual(await digShort(daemon.server, 'my_db.proj_default'), ['10.9.0.2']);
