@@ -132,6 +132,19 @@ describe('names', () => {
     await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'web' }), 'ERR_CONFLICT', /by endpoint "web\d" as an alias/);
   });
 
+  it('a name or alias that is another endpoint\'s id (its first 12 characters answer as a name) is refused, and nothing is connected', async () => {
+    await f.manager.createNetwork({ name: 'ids', subnets: ['10.18.0.0/24'] });
+    for (const ns of ['a', 'b']) f.host.addNamespace(ns);
+    const web = await f.manager.connect({ network: 'ids', target: 'a', name: 'web' });
+    const shortId = web.id.slice(0, 12);
+    const taken = new RegExp(`^the name "${shortId}" is already used on network "ids" by endpoint "web" as its id \\(an id, and its first 12 characters, answer as names too\\)$`);
+    await rejectsWith(f.manager.connect({ network: 'ids', target: 'b', name: shortId }), 'ERR_CONFLICT', taken);
+    await rejectsWith(f.manager.connect({ network: 'ids', target: 'b', name: 'api', aliases: [shortId.toUpperCase()] }), 'ERR_CONFLICT', taken);
+    assert.deepEqual(registered('ids'), ['web'], 'nothing refused was registered');
+    assert.deepEqual(saved('ids')?.endpoints.map((e) => e.name), ['web'], 'nor saved: a state file breaking the rules would not load at the next start');
+    assert.equal(f.journal.filter((l) => l.startsWith('createEndpointLink')).length, 1, 'no link was made for a refused endpoint');
+  });
+
   it('a namespace that does not exist is ERR_NETNS, before anything is planned', async () => {
     await f.manager.createNetwork({ name: 'x', subnets: ['10.17.0.0/24'] });
     await rejectsWith(f.manager.connect({ network: 'x', target: 'ghost' }), 'ERR_NETNS', /namespace "ghost" not found/);
