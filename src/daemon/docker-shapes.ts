@@ -1,6 +1,6 @@
 // The JSON people and scripts see of networks and endpoints, in the shapes docker shows its own
 // (`docker network inspect`, `docker network ls`, a container's `State.Health`), so tools written
-// for docker read nsdns's output unchanged. Pure: the handlers look things up and pass them in.
+// for docker read nsdns's output unchanged. No I/O: the handlers pass in what they looked up.
 import type { HealthInfo } from '../health/prober.js';
 import { formatDuration } from '../health/spec.js';
 import { RESOLVER_ADDRESS } from '../netns/binder.js';

@@ -23,4 +23,3 @@ export function refuseOwnAddresses(flag: string, upstreams: readonly string[] | 
     }
   }
 }
-
