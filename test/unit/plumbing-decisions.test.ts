@@ -130,6 +130,8 @@ describe('names', () => {
     await f.manager.connect({ network: 'svc', target: 'b', name: 'web2', aliases: ['web'] });
     await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'web1' }), 'ERR_CONFLICT', /the name "web1" is already used on network "svc" by endpoint "web1"/);
     await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'web' }), 'ERR_CONFLICT', /by endpoint "web\d" as an alias/);
+    await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'api', aliases: ['web', 'WEB2'] }), 'ERR_CONFLICT', /^the name "web2" is already used on network "svc" by endpoint "web2" \(an alias may be shared, but not be another endpoint's name\)$/);
+    assert.equal((await f.manager.connect({ network: 'svc', target: 'c', name: 'web3', aliases: ['web'] })).name, 'web3', 'a third holder of a shared alias');
   });
 
   it('a name or alias that is another endpoint\'s id (its first 12 characters answer as a name) is refused, and nothing is connected', async () => {
