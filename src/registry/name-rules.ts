@@ -164,7 +164,8 @@ export function nameProblems(network: Network, endpoints: readonly Endpoint[]): 
  */
 export function joinProblem(network: Network, endpoints: readonly Named[], joining: Named): string | undefined {
   const all: Named[] = [...endpoints, joining];
-  const rules = new NameRules();
+  // Sized beforehand: a name and a short id per endpoint, 12 bytes or so each.
+  const rules = new NameRules(new IndexWriter(all.length * 2, all.length * 24));
   all.forEach((e, i) => rules.add(e, i));
   const problems = rules.problems(network, (i) => all[i].id);
   if (problems.length === 0) return undefined;
