@@ -1,10 +1,13 @@
 // The control socket's boundary: one zod schema for the request envelope and one per method for
-// its parameters. They check structure and size only (strict objects, bounded strings, arrays and
-// numbers), and fields that reach `ip`/`nft` with the same schemas as registry files
-// (registry/fields.ts). Names, subnets, targets and allocation are judged by the planner.
+// its parameters, the only place a request is checked before its handler runs. They check
+// structure and size only (strict objects, bounded strings, arrays and numbers), and fields that
+// reach `ip`/`nft` with the same schemas as registry files (registry/fields.ts). The requests that
+// change networks have their schemas beside the planner that judges the rest of them
+// (plumbing/request-schemas.ts: names, subnets, targets and allocation).
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
-import { HEALTH_LIMITS, healthStateSchema, ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
+import { healthStateSchema } from '../registry/fields.js';
+import { connectSchema, createNetworkSchema, list, text } from '../plumbing/request-schemas.js';
 import { isQueryName, recordTypeName } from '../wire/names.js';
 
 /**
@@ -12,12 +15,6 @@ import { isQueryName, recordTypeName } from '../wire/names.js';
  * static records of 300 characters and 64 labels) is about 100 KB; 256 such slots cost 64 MiB.
  */
 export const MAX_LINE_BYTES = 256 * 1024;
-const MAX_ITEMS = 64;
-
-const text = (max = 255) => z.string().min(1).max(max);
-const list = (item = text()) => z.array(item).max(MAX_ITEMS);
-/** An address, CIDR or ADDRESS:PORT in text form; its meaning is checked by the planner. */
-const address = text(64);
 
 export const requestSchema = z.strictObject({
   id: z.int().min(0),
@@ -27,54 +24,10 @@ export const requestSchema = z.strictObject({
 
 const noParams = z.strictObject({});
 
-const createNetwork = z.strictObject({
-  name: text(),
-  subnets: list(address).optional(),
-  gateway: ipAddress.optional(),
-  ipRange: address.optional(),
-  internal: z.boolean().optional(),
-  bridge: ifname.optional(),
-  mtu: z.int().min(68).max(65535).optional(),
-  dnsUpstreams: list(address).optional(),
-  domain: text().optional(),
-  // Checked before the record: zod drops a "__proto__" key silently, and it should be refused.
-  options: z.custom<object>((o) => typeof o !== 'object' || o === null || !Object.hasOwn(o, '__proto__'), 'option key "__proto__" is not allowed')
-    .pipe(networkOptions).optional(),
-  labels: labelsSchema.optional(),
-  /** NAME=[TYPE:]VALUE, judged by the planner. */
-  records: z.array(text(300)).max(RECORDS_MAX).optional(),
-});
-
-/** A health timing, bounded here; the planner holds it to the limits of registry files, in words naming the flag. */
-const timing = (what: keyof typeof HEALTH_LIMITS) => z.int().min(0).max(HEALTH_LIMITS[what].max * 10).optional();
-
-const connect = z.strictObject({
-  network: text(),
-  target: text(4096),
-  name: text().optional(),
-  aliases: list().optional(),
-  ip: ipv4Address.optional(),
-  ip6: ipv6Address.optional(),
-  mac: unicastMac.optional(),
-  ifname: ifname.optional(),
-  dns: list(address).optional(),
-  publish: list(text(64)).optional(),
-  /** NAME:PORT[/tcp|udp], judged by the planner. */
-  services: z.array(text(80)).max(SERVICES_MAX).optional(),
-  labels: labelsSchema.optional(),
-  /** tcp:PORT or http:PORT[/PATH], judged by the planner with the timings below. */
-  health: text(300).optional(),
-  healthIntervalMs: timing('intervalMs'),
-  healthTimeoutMs: timing('timeoutMs'),
-  healthRetries: timing('retries'),
-  healthStartPeriodMs: timing('startPeriodMs'),
-  healthHideOwn: z.boolean().optional(),
-});
-
 /** Every method's parameters, by method name. */
 export const paramSchemas = {
   ping: noParams,
-  'network.create': createNetwork,
+  'network.create': createNetworkSchema,
   'network.ls': noParams,
   'network.inspect': z.strictObject({ names: list().min(1) }),
   'network.rm': z.strictObject({
@@ -87,14 +40,15 @@ export const paramSchemas = {
     report: z.boolean().optional(),
   }),
   'network.prune': noParams,
-  'network.connect': connect,
+  'network.connect': connectSchema,
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),
   /** `nsdns endpoint health NETWORK ENDPOINT STATE`: a state set from outside. */
   'endpoint.health': z.strictObject({ network: text(), endpoint: text(), state: healthStateSchema }),
   'debug.namespace': z.strictObject({
     target: text(4096),
     resolve: text().refine(isQueryName, 'not a DNS name').optional(),
-    type: z.string().refine((t) => recordTypeName(t) !== undefined, 'not a record type (A, AAAA, MX, ... or TYPEnn)').optional(),
+    /** As dns-packet names it: `mx` and `TYPE15` become `MX`. */
+    type: z.string().refine((t) => recordTypeName(t) !== undefined, 'not a record type (A, AAAA, MX, ... or TYPEnn)').transform((t) => recordTypeName(t)!).optional(),
   }),
 } satisfies Record<string, z.ZodType>;
 

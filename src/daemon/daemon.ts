@@ -263,7 +263,7 @@ export class Daemon {
       registryLoaded: this.registryLoaded,
       snapshot: this.registry.current(),
       isServed: (ns) => this.namespaceSpec.isCurrent(this.namespaces.get(ns)),
-      isProvisioned: (network) => this.registry.sourceOf(network) === STATE_SOURCE,
+      isProvisioned: (network) => this.registry.isProvisioned(network),
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
       isFailing: (key) => this.resolver.forwarder.health.isDead(key),
       plumbingProblems: this.manager.plumbingProblems(),

@@ -13,7 +13,6 @@ import ipaddr from 'ipaddr.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry, Snapshot } from '../registry/registry.js';
-import { STATE_SOURCE } from '../registry/registry.js';
 import type { ListenerContext } from '../resolver/resolver.js';
 import { clientFilter, hostAddresses, localSubnets, type ClientFilter } from '../server/client-filter.js';
 import { DnsServer, type ListenerSockets, type ServerShared } from '../server/dns-server.js';
@@ -65,7 +64,7 @@ export class GatewaySpec implements ListenerSpec<GatewayWant> {
     if (!this.enabled) return out;
     for (const { network } of this.registry.current().networks.values()) {
       // A registry file's network is not ours to listen for: its "gateway" could be any address.
-      if (network.bridge === undefined || this.registry.sourceOf(network.name) !== STATE_SOURCE) continue;
+      if (network.bridge === undefined || !this.registry.isProvisioned(network.name)) continue;
       for (const subnet of network.subnets) {
         if (subnet.gateway === undefined || !ipaddr.isValid(subnet.gateway)) continue;
         const address = ipaddr.parse(subnet.gateway).toString();

@@ -14,7 +14,7 @@ import { bridgeSpec, reconcileLinks } from './link-check.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type OwnedRecord, type Reservation } from './planner.js';
-import type { ConnectRequest, CreateNetworkRequest } from './requests.js';
+import type { ConnectRequest, CreateNetworkRequest } from './request-schemas.js';
 import { STATE_SOURCE, type ConnectIntent, type IntentStore, type StateStore } from './state.js';
 import { failureLines, runAll, runSteps, teardownError, type StepFailure, type TeardownStep } from './steps.js';
 import { namespaceTarget, resolveTarget } from './target.js';
@@ -126,7 +126,7 @@ export class NetworkManager {
 
   /** Networks nsdns provisioned (state directory, with a bridge): never a registry file's. */
   private ownRecords(): NetworkRecord[] {
-    return this.records().filter((r) => this.deps.registry.sourceOf(r.network.name) === STATE_SOURCE && r.network.bridge);
+    return this.records().filter((r) => this.deps.registry.isProvisioned(r.network.name));
   }
 
   // Only our own networks reach root's firewall: a registry file must not write nft rules.
@@ -453,7 +453,7 @@ export class NetworkManager {
   private async reapGone(only?: string): Promise<string[]> {
     const report: string[] = [];
     for (const record of this.records()) {
-      if (this.deps.registry.sourceOf(record.network.name) !== STATE_SOURCE || !record.network.bridge) continue;
+      if (!this.deps.registry.isProvisioned(record.network.name)) continue;
       const gone = record.endpoints.filter((e) => (only === undefined || e.netns === only) && this.namespaceGone(e) !== undefined);
       if (gone.length === 0) continue;
       for (const e of gone) report.push(`endpoint "${e.name}" of network "${record.network.name}" removed: its namespace ${e.netns} ${this.namespaceGone(e)}`);

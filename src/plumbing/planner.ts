@@ -8,9 +8,11 @@ import { describeSource, type Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
 import { kernelHost, type HostInspector } from './drivers.js';
-import { isIp, printable } from '../registry/fields.js';
+import { joinProblem } from '../registry/name-rules.js';
+import { printable } from '../registry/fields.js';
 import { isServiceLabel } from '../wire/names.js';
-import { bad, checkHealth, checkNamespaceUpstream, checkLabels, checkRecords, checkServices, checkAddress, checkAlias, checkDomain, checkNetworkName, checkInterfaceName, checkLabel, checkMac, checkOptions, parsePublish, type ConnectRequest, type CreateNetworkRequest } from './requests.js';
+import { bad, checkHealth, checkNamespaceUpstream, checkRecords, checkServices, checkAlias, checkDomain, checkNetworkName, checkLabel, parsePublish } from './requests.js';
+import type { ConnectRequest, CreateNetworkRequest } from './request-schemas.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
 
@@ -57,14 +59,16 @@ export class Planner {
   /** A network this daemon provisioned (not one from a registry file). */
   owned(name: string): OwnedRecord {
     const record = this.record(name);
-    const source = this.registry.sourceOf(record.network.name);
-    if (source !== STATE_SOURCE || !record.network.bridge) {
-      throw new NsdnsError('ERR_CONFLICT', `network "${printable(record.network.name)}" comes from ${printable(source, 200)}; it is not provisioned by nsdns (edit its file instead)`);
+    if (!this.registry.isProvisioned(record.network.name)) {
+      throw new NsdnsError('ERR_CONFLICT', `network "${printable(record.network.name)}" comes from ${printable(this.registry.sourceOf(record.network.name), 200)}; it is not provisioned by nsdns (edit its file instead)`);
     }
     return record as OwnedRecord;
   }
 
-  /** A validated new network: name, subnets (given or picked), gateway, range, bridge name. */
+  /**
+   * A validated new network: name, subnets (given or picked), gateway, range, bridge name. `req`
+   * has passed its schema (request-schemas.ts): what that checks is not checked again here.
+   */
   async network(req: CreateNetworkRequest): Promise<Network> {
     // Kept as typed (MixedNet), found in any case: two names that differ only in case would be one.
     const name = checkNetworkName(req.name);
@@ -90,7 +94,6 @@ export class Planner {
     }
     const subnets: Subnet[] = requested.map((cidr) => ({ subnet: cidr.text, gateway: firstHost(cidr) }));
     if (req.gateway !== undefined) {
-      if (!isIp(req.gateway)) throw bad(`gateway "${printable(req.gateway)}" is not an IP address`);
       const target = subnets.find((s) => contains(parseCidr(s.subnet), req.gateway!));
       if (!target) throw bad(`gateway ${req.gateway} is outside the subnets ${subnets.map((s) => s.subnet).join(', ')}`);
       target.gateway = canonical(req.gateway);
@@ -103,9 +106,8 @@ export class Planner {
       target.ipRange = range.text;
     }
     for (const u of req.dnsUpstreams ?? []) checkNamespaceUpstream('--dns-upstream', u);
-    if (req.mtu !== undefined && !(Number.isInteger(req.mtu) && req.mtu >= 68 && req.mtu <= 65535)) throw bad(`--mtu ${printable(req.mtu)} is not between 68 and 65535`);
     const id = randomBytes(32).toString('hex');
-    const bridge = checkInterfaceName('bridge name', req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`);
+    const bridge = req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`;
     if ((await this.host.linkNames()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
     if (this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);
     return {
@@ -113,8 +115,8 @@ export class Planner {
       created: new Date().toISOString(), bridge,
       ...(req.mtu !== undefined && { mtu: req.mtu }),
       ...(req.domain !== undefined && { domain: checkDomain(req.domain) }),
-      options: checkOptions(req.options),
-      ...optional('labels', checkLabels('--label', req.labels)),
+      options: req.options ?? {},
+      ...optional('labels', nonEmpty(req.labels)),
       ...optional('records', checkRecords(req.records, { name })),
     };
   }
@@ -126,7 +128,7 @@ export class Planner {
     return [...fromNetworks, ...fromHost];
   }
 
-  /** Everything about the new endpoint, decided and reserved under the lock. */
+  /** Everything about the new endpoint, decided and reserved under the lock; `req` has passed its schema. */
   endpoint(req: ConnectRequest, target: NamespaceTarget): EndpointPlan {
     const { network, endpoints: committed } = this.owned(req.network);
     const other = this.registry.otherOwner(target.path, STATE_SOURCE, undefined, target.identity);
@@ -146,19 +148,11 @@ export class Planner {
     const name = checkLabel('endpoint name', req.name ?? target.name!);
     const aliases = [...new Set((req.aliases ?? []).map(checkAlias))];
     const id = randomBytes(32).toString('hex');
-    // An endpoint's own name is unique on its network; an alias may be shared by any number of
-    // endpoints (a scaled service), but may not be another endpoint's own name; records keep theirs.
-    const ownNames = new Map(onNetwork.map((e) => [e.name, e.name]));
-    const aliasHolders = new Map<string, string>();
-    for (const e of onNetwork) for (const a of e.aliases) aliasHolders.set(a, e.name);
-    const recordNames = new Set((network.records ?? []).map((r) => r.name));
-    const conflict = (n: string, owner: string, why = '') => new NsdnsError('ERR_CONFLICT', `the name "${n}" is already used on network "${network.name}" by ${owner}${why}`);
-    if (ownNames.has(name)) throw conflict(name, `endpoint "${ownNames.get(name)}"`);
-    if (aliasHolders.has(name)) throw conflict(name, `endpoint "${aliasHolders.get(name)}" as an alias`, " (an endpoint's own name must be unique)");
-    for (const a of aliases) if (ownNames.has(a)) throw conflict(a, `endpoint "${ownNames.get(a)}"`, ' (an alias may be shared, but not be another endpoint\'s name)');
-    for (const n of [name, ...aliases]) if (recordNames.has(n)) throw conflict(n, 'a static record');
+    // The names an endpoint may take (its own, aliases, its id) are the registry's rules, as for files.
+    const clash = joinProblem(network, onNetwork, { id, name, aliases });
+    if (clash !== undefined) throw new NsdnsError('ERR_CONFLICT', clash);
     const services = checkServices(req.services);
-    const labels = checkLabels('--label', req.labels);
+    const labels = nonEmpty(req.labels);
     const healthCheck = checkHealth(req);
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
@@ -168,7 +162,7 @@ export class Planner {
     const ipv6 = this.address(network, used, 'ipv6', req.ip6, gateways);
 
     const ifnamesInUse = new Set(inNamespace.map((e) => e.ifname));
-    let ifname = req.ifname !== undefined ? checkInterfaceName('--ifname', req.ifname) : undefined;
+    let ifname = req.ifname;
     if (ifname !== undefined && ifnamesInUse.has(ifname)) throw new NsdnsError('ERR_CONFLICT', `interface ${ifname} already exists in ${target.shown}`);
     for (let i = 0; ifname === undefined; i++) if (!ifnamesInUse.has(`eth${i}`)) ifname = `eth${i}`;
 
@@ -184,7 +178,7 @@ export class Planner {
     const endpoint: Endpoint = {
       id, network: network.name, name, aliases, ipv4: ipv4 ? [ipv4] : [], ipv6: ipv6 ? [ipv6] : [],
       upstreams: req.dns ?? [], netns: target.path, ...(target.identity !== undefined && { netnsIdentity: target.identity }), ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
-      mac: req.mac !== undefined ? checkMac(req.mac) : macFor(ipv4), ports,
+      mac: req.mac ?? macFor(ipv4), ports,
       ...optional('services', services.length > 0 ? services : undefined),
       ...optional('labels', labels),
       ...optional('healthCheck', healthCheck),
@@ -207,7 +201,7 @@ export class Planner {
     }
     const cidr = parseCidr(subnet.subnet);
     if (requested !== undefined) {
-      const address = checkAddress(flag, requested, kind);
+      const address = canonical(requested);
       if (!contains(cidr, address)) throw bad(`${flag} ${address} is outside the subnet ${cidr.text} of network "${network.name}"`);
       if (gateways.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is the gateway of network "${network.name}"; give another address`);
       if (used.has(address)) throw new NsdnsError('ERR_CONFLICT', `${address} is already in use on network "${network.name}"`);
@@ -226,6 +220,11 @@ export class Planner {
       if (clash) throw new NsdnsError('ERR_CONFLICT', `host port ${p.hostPort}/${p.protocol} is already published by endpoint "${clash.e.name}"`);
     }
   }
+}
+
+/** Labels as the registry keeps them: absent rather than empty. */
+function nonEmpty(labels: Record<string, string> | undefined): Record<string, string> | undefined {
+  return labels !== undefined && Object.keys(labels).length > 0 ? labels : undefined;
 }
 
 /** `{ key: value }` when value is defined, else nothing: optional fields stay absent in records and state files. */

@@ -1,57 +1,16 @@
-// Requests from the `nsdns network` commands, validated before anything changes.
+// The parts of `network create` and `network connect` requests whose meaning the schemas
+// (request-schemas.ts) leave to the planner: names, aliases, upstreams, published ports, services,
+// static records and health checks, each parsed into what the registry keeps. Pure: nothing here
+// looks at the registry or the host.
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import type { HealthCheck, PortMapping, Service, StaticRecord } from '../registry/types.js';
+import type { ConnectRequest } from './request-schemas.js';
 import { parseHealthSpec } from '../health/spec.js';
 import { isUpstreamAddress, normalRecord, normalService } from '../registry/document.js';
 import { nameProblems } from '../registry/name-rules.js';
-import {
-  NETNS_RUN_DIR, OPTION_VALUE_MAX, OPTIONS_MAX, isIfname, isIpv4, isIpv6, isMacAddress, isNetnsPath, isOptionKey, isOptionValue,
-  healthCheckSchema, isPort, isUnicastMac, printable, isRecordName, isServiceNameLabel, isTargetName, labelsSchema, RECORDS_MAX, SERVICES_MAX,
-} from '../registry/fields.js';
-
-export interface CreateNetworkRequest {
-  name: string;
-  subnets?: string[];
-  gateway?: string;
-  ipRange?: string;
-  internal?: boolean;
-  bridge?: string;
-  mtu?: number;
-  dnsUpstreams?: string[];
-  domain?: string;
-  options?: Record<string, string>;
-  /** `--label k=v`: network metadata. */
-  labels?: Record<string, string>;
-  /** `--record NAME=[TYPE:]VALUE` (A, AAAA, CNAME). */
-  records?: string[];
-}
-
-export interface ConnectRequest {
-  network: string;
-  target: string;
-  name?: string;
-  aliases?: string[];
-  ip?: string;
-  ip6?: string;
-  mac?: string;
-  ifname?: string;
-  dns?: string[];
-  publish?: string[];
-  /** `--service NAME:PORT[/tcp|udp]`. */
-  services?: string[];
-  /** `--label k=v`: answered as TXT at the endpoint's names. */
-  labels?: Record<string, string>;
-  /** `--health tcp:PORT` or `http:PORT[/PATH]`, probed by the daemon from the host side. */
-  health?: string;
-  healthIntervalMs?: number;
-  healthTimeoutMs?: number;
-  healthRetries?: number;
-  healthStartPeriodMs?: number;
-  /** `--health-hide-own`: the endpoint's own name too answers only while it is healthy. */
-  healthHideOwn?: boolean;
-}
+import { healthCheckSchema, isIpv4, isIpv6, isPort, isRecordName, isServiceNameLabel, isTargetName, printable } from '../registry/fields.js';
 
 export function bad(message: string): NsdnsError {
   return new NsdnsError('ERR_BAD_REQUEST', message);
@@ -102,40 +61,6 @@ export function checkDomain(value: string): string {
   return value.toLowerCase().replace(/\.$/, '');
 }
 
-export function checkInterfaceName(what: string, value: string): string {
-  if (!isIfname(value)) throw bad(`${what} ${shown(value)} is not a valid interface name (1-15 letters, digits, '.', '_' or '-'; not '.' or '..')`);
-  return value;
-}
-
-export function checkMac(value: string): string {
-  if (!isMacAddress(value)) throw bad(`MAC address ${shown(value)} is not in the form aa:bb:cc:dd:ee:ff`);
-  if (!isUnicastMac(value)) throw bad(`MAC address ${shown(value)} is a multicast address`);
-  return value.toLowerCase();
-}
-
-export function checkAddress(what: string, value: string, kind: 'ipv4' | 'ipv6'): string {
-  if (!(kind === 'ipv4' ? isIpv4(value) : isIpv6(value))) throw bad(`${what} ${shown(value)} is not an ${kind === 'ipv4' ? 'IPv4' : 'IPv6'} address`);
-  return ipaddr.parse(value).toString();
-}
-
-export function checkNetnsPath(value: string): string {
-  if (!isNetnsPath(value)) throw bad(`namespace ${shown(value)} is not allowed: only ${NETNS_RUN_DIR}/NAME, /proc/PID/ns/net or /proc/PID/task/TID/ns/net`);
-  return value;
-}
-
-/** `--opt k=v`: bounded keys and printable values, as registry documents take them. */
-export function checkOptions(options: Record<string, string> | undefined): Record<string, string> {
-  if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw bad('options must be an object of strings');
-  const entries = Object.entries(options);
-  if (entries.length > OPTIONS_MAX) throw bad(`at most ${OPTIONS_MAX} options`);
-  for (const [k, v] of entries) {
-    if (!isOptionKey(k)) throw bad(`option key ${shown(k)} is not valid (1-128 letters, digits, '.', '_', '-' or '/')`);
-    if (!isOptionValue(v)) throw bad(`option ${k}: the value must be at most ${OPTION_VALUE_MAX} printable characters`);
-  }
-  return Object.fromEntries(entries);
-}
-
 /** `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`, as `docker run --publish` takes it. */
 export function parsePublish(spec: string): PortMapping {
   const m = typeof spec === 'string' && spec.length <= 40 ? /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(spec) : null;
@@ -158,7 +83,6 @@ export function parseService(spec: string): Service {
 
 export function checkServices(specs: readonly string[] | undefined): Service[] {
   const services = (specs ?? []).map(parseService);
-  if (services.length > SERVICES_MAX) throw bad(`at most ${SERVICES_MAX} services`);
   const seen = new Set<string>();
   for (const s of services) {
     const key = `${s.name}/${s.protocol}`;
@@ -166,14 +90,6 @@ export function checkServices(specs: readonly string[] | undefined): Service[] {
     seen.add(key);
   }
   return services;
-}
-
-/** `--label k=v`: the limits of registry files (64 labels, each key=value at most 255 bytes, printable). */
-export function checkLabels(what: string, labels: Record<string, string> | undefined): Record<string, string> | undefined {
-  if (labels === undefined) return undefined;
-  const result = labelsSchema.safeParse(labels);
-  if (!result.success) throw bad(`${what}: ${result.error.issues[0]?.message ?? 'not valid'}`);
-  return Object.keys(result.data).length > 0 ? { ...(result.data as Record<string, string>) } : undefined;
 }
 
 /**
@@ -200,7 +116,6 @@ export function parseRecord(spec: string): StaticRecord {
 
 export function checkRecords(specs: readonly string[] | undefined, network: { name: string }): StaticRecord[] | undefined {
   if (specs === undefined || specs.length === 0) return undefined;
-  if (specs.length > RECORDS_MAX) throw bad(`at most ${RECORDS_MAX} records`);
   const records = specs.map(parseRecord);
   const problems = nameProblems({ name: network.name, id: '', subnets: [], internal: false, upstreams: [], records }, []);
   if (problems.length > 0) throw bad(problems[0]);

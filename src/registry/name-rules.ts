@@ -16,11 +16,14 @@ export const ID = 4;
 /** The first 12 characters of a longer id. */
 export const SHORT = 8;
 
+/** What the rules read of an endpoint. */
+export type Named = Pick<Endpoint, 'id' | 'name' | 'aliases'>;
+
 /**
  * Every name key an endpoint is found by, in the order the indexes take them: its own name,
  * aliases, whole and short id (lower case).
  */
-export function nameKeys(e: Endpoint, visit: (key: string, kind: number) => void): void {
+export function nameKeys(e: Named, visit: (key: string, kind: number) => void): void {
   visit(e.name, NAME);
   for (const alias of e.aliases) visit(alias, ALIAS);
   const id = idKey(e.id);
@@ -42,7 +45,7 @@ export class NameRules {
   constructor(readonly names: IndexWriter = new IndexWriter()) {}
 
   /** Adds endpoint i (endpoints come in order, from 0). */
-  add(e: Endpoint, i: number): void {
+  add(e: Named, i: number): void {
     if (i >= this.nameKeys.length) {
       const bigger = new Uint32Array(this.nameKeys.length * 2);
       bigger.set(this.nameKeys);
@@ -152,4 +155,43 @@ export function nameProblems(network: Network, endpoints: readonly Endpoint[]): 
   const rules = new NameRules();
   endpoints.forEach((e, i) => rules.add(e, i));
   return rules.problems(network, (i) => endpoints[i].id);
+}
+
+/**
+ * Why `joining` may not join `network` beside `endpoints` (which keep the rules), in the words of
+ * a connect refusal; undefined when it may. The rules decide as for files (NameRules); the
+ * sentence names who holds the name the new endpoint wanted.
+ */
+export function joinProblem(network: Network, endpoints: readonly Named[], joining: Named): string | undefined {
+  const all: Named[] = [...endpoints, joining];
+  // Sized beforehand: a name and a short id per endpoint, 12 bytes or so each.
+  const rules = new NameRules(new IndexWriter(all.length * 2, all.length * 24));
+  all.forEach((e, i) => rules.add(e, i));
+  const problems = rules.problems(network, (i) => all[i].id);
+  if (problems.length === 0) return undefined;
+  let found: string | undefined;
+  const where = (key: string) => `the name "${key}" is already used on network "${network.name}" by`;
+  const records = new Set((network.records ?? []).map((r) => r.name));
+  nameKeys(joining, (key, kind) => {
+    if (found !== undefined || !(kind & (NAME | ALIAS))) return;
+    const held = holdersOf(rules.names, key, all.length - 1);
+    const owner = held.find((h) => h.kinds & NAME) ?? held.find((h) => h.kinds & (ID | SHORT)) ?? (kind === NAME ? held.find((h) => h.kinds & ALIAS) : undefined);
+    if (owner) {
+      const holder = all[owner.endpoint].name;
+      if (owner.kinds & NAME) found = `${where(key)} endpoint "${holder}"${kind === ALIAS ? " (an alias may be shared, but not be another endpoint's name)" : ''}`;
+      else if (owner.kinds & (ID | SHORT)) found = `${where(key)} endpoint "${holder}" as its id (an id, and its first ${SHORT_ID_LENGTH} characters, answer as names too)`;
+      else found = `${where(key)} endpoint "${holder}" as an alias (an endpoint's own name must be unique)`;
+    } else if (records.has(key)) {
+      found = `${where(key)} a static record`;
+    }
+  });
+  return found ?? problems[0];
+}
+
+/** The endpoints other than `except` that hold `key`, with the kinds they hold it as. */
+function holdersOf(names: IndexWriter, key: string, except: number): Array<{ endpoint: number; kinds: number }> {
+  const k = names.find(key);
+  const held: Array<{ endpoint: number; kinds: number }> = [];
+  if (k >= 0) names.forEachHolder(k, (endpoint, kinds) => { if (endpoint !== except) held.push({ endpoint, kinds }); });
+  return held;
 }

@@ -150,6 +150,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.sources.get(network);
   }
 
+  /**
+   * Whether nsdns provisioned `network` itself (a bridge it made, from its state directory): only
+   * such a network may be changed by connects, reach the firewall or get gateway listeners; one
+   * from a registry file is its file's.
+   */
+  isProvisioned(network: string): boolean {
+    return this.sources.get(network) === STATE_SOURCE && Boolean(this.snapshot.networks.get(network)?.network.bridge);
+  }
+
   /** Adds or replaces one network with its endpoints. */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
     this.checkOwner(record.network, record.endpoints, source);

@@ -44,9 +44,15 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
     assert.ok((await lab.ok('network', 'ls', '-q', '--filter', 'label=purpose=test')).split('\n').includes(net));
   });
 
-  it('refuses a second endpoint with the same own name, an alias that is another endpoint\'s name, and garbage services and labels', async () => {
+  it('refuses a second endpoint with the same own name, an alias that is another endpoint\'s name or id, and garbage services and labels', async () => {
     const c = await lab.namespace('web3');
+    const [inspect] = JSON.parse(await lab.ok('network', 'inspect', net));
+    const web1Id = Object.entries(inspect.Containers as Record<string, { Name: string }>).find(([, e]) => e.Name === 'web1')![0];
+    const shortId = web1Id.slice(0, 12);
+    const isId = new RegExp(`the name "${shortId}" is already used on network "sd\\w+" by endpoint "web1" as its id`);
     for (const [args, message] of [
+      [['--name', shortId], isId],
+      [['--name', 'web3', '--alias', shortId], isId],
       [['--name', 'web1'], /the name "web1" is already used on network "sd\w+" by endpoint "web1"$/m],
       [['--name', 'pool'], /the name "pool" is already used on network "sd\w+" by endpoint "web\d" as an alias \(an endpoint's own name must be unique\)/],
       [['--alias', 'web2'], /the name "web2" is already used on network "sd\w+" by endpoint "web2" \(an alias may be shared, but not be another endpoint's name\)/],
@@ -59,6 +65,7 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
       assert.equal(r.exitCode, 1, args.join(' '));
       assert.match(r.stderr, message, args.join(' '));
     }
+    assert.deepEqual(await lab.dig(`ns${lab.tag}-web1`, shortId), ['10.236.0.2'], 'the short id still answers web1 alone');
     const bad = await lab.nsdns('network', 'create', `bad${lab.tag}`, '--record', 'x=MX:foo');
     assert.match(bad.stderr, /--record "x=MX:foo": the value is not an address/);
   });

@@ -130,6 +130,21 @@ describe('names', () => {
     await f.manager.connect({ network: 'svc', target: 'b', name: 'web2', aliases: ['web'] });
     await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'web1' }), 'ERR_CONFLICT', /the name "web1" is already used on network "svc" by endpoint "web1"/);
     await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'web' }), 'ERR_CONFLICT', /by endpoint "web\d" as an alias/);
+    await rejectsWith(f.manager.connect({ network: 'svc', target: 'c', name: 'api', aliases: ['web', 'WEB2'] }), 'ERR_CONFLICT', /^the name "web2" is already used on network "svc" by endpoint "web2" \(an alias may be shared, but not be another endpoint's name\)$/);
+    assert.equal((await f.manager.connect({ network: 'svc', target: 'c', name: 'web3', aliases: ['web'] })).name, 'web3', 'a third holder of a shared alias');
+  });
+
+  it('a name or alias that is another endpoint\'s id (its first 12 characters answer as a name) is refused, and nothing is connected', async () => {
+    await f.manager.createNetwork({ name: 'ids', subnets: ['10.18.0.0/24'] });
+    for (const ns of ['a', 'b']) f.host.addNamespace(ns);
+    const web = await f.manager.connect({ network: 'ids', target: 'a', name: 'web' });
+    const shortId = web.id.slice(0, 12);
+    const taken = new RegExp(`^the name "${shortId}" is already used on network "ids" by endpoint "web" as its id \\(an id, and its first 12 characters, answer as names too\\)$`);
+    await rejectsWith(f.manager.connect({ network: 'ids', target: 'b', name: shortId }), 'ERR_CONFLICT', taken);
+    await rejectsWith(f.manager.connect({ network: 'ids', target: 'b', name: 'api', aliases: [shortId.toUpperCase()] }), 'ERR_CONFLICT', taken);
+    assert.deepEqual(registered('ids'), ['web'], 'nothing refused was registered');
+    assert.deepEqual(saved('ids')?.endpoints.map((e) => e.name), ['web'], 'nor saved: a state file breaking the rules would not load at the next start');
+    assert.equal(f.journal.filter((l) => l.startsWith('createEndpointLink')).length, 1, 'no link was made for a refused endpoint');
   });
 
   it('a namespace that does not exist is ERR_NETNS, before anything is planned', async () => {

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { allocate, DEFAULT_POOLS, hasHostBits, macFor, overlaps, parseCidr, pickSubnet } from '../../src/plumbing/ipam.js';
-import { checkAddress, checkInterfaceName, checkMac, checkNetnsPath, checkOptions, parsePublish } from '../../src/plumbing/requests.js';
+import { parsePublish } from '../../src/plumbing/requests.js';
+import { parseParams } from '../../src/daemon/control-schemas.js';
 import { namespaceTarget } from '../../src/plumbing/target.js';
 import { createEndpointLink, deleteLink } from '../../src/plumbing/links.js';
 import dnsPacket from 'dns-packet';
-import { presentData } from '../../src/daemon/handlers.js';
+import { presentData } from '../../src/wire/presentation.js';
 
 describe('ipam', () => {
   it('parses CIDRs, clears host bits, and finds overlaps', () => {
@@ -46,29 +47,36 @@ describe('ipam', () => {
 describe('control requests: hostile strings', () => {
   const noRaw = (fn: () => unknown, re: RegExp) => assert.throws(fn, (err: Error) => re.test(err.message) && !/[\n\0]/.test(err.message));
 
+  // The request schemas are the one check of these fields (control-schemas.ts, request-schemas.ts).
+  const connect = (fields: object) => parseParams('network.connect', { network: 'n', target: 'a', ...fields });
+  const create = (fields: object) => parseParams('network.create', { name: 'n', ...fields });
+
   it('interface names: 1-15 of [A-Za-z0-9_.-], not . or ..', () => {
     for (const v of ['eth0\ndelete table inet filter', '"; flush ruleset', '../x', 'a\0b', 'abcdefghijklmnop', '.', '..', '', 'a b', '@x', 'eth*']) {
-      noRaw(() => checkInterfaceName('--ifname', v), /is not a valid interface name/);
+      noRaw(() => connect({ ifname: v }), /ifname: not a valid interface name/);
+      noRaw(() => create({ bridge: v }), /bridge: not a valid interface name/);
     }
-    assert.equal(checkInterfaceName('--ifname', 'abcdefghijklmno'), 'abcdefghijklmno');
+    assert.equal(connect({ ifname: 'abcdefghijklmno' }).ifname, 'abcdefghijklmno');
   });
 
   it('MACs, addresses and published ports', () => {
-    noRaw(() => checkMac('02:42:ac:11:00:02\nx'), /MAC address/);
-    noRaw(() => checkMac('03:00:00:00:00:01'), /multicast/);
-    noRaw(() => checkAddress('--ip', '10.0.0.1\ndelete table inet filter', 'ipv4'), /not an IPv4 address/);
-    noRaw(() => checkAddress('--ip', '0x0a.1', 'ipv4'), /not an IPv4 address/);
-    noRaw(() => checkAddress('--ip6', 'fe80::1%eth0', 'ipv6'), /not an IPv6 address/);
+    noRaw(() => connect({ mac: '02:42:ac:11:00:02\nx' }), /mac: not a unicast MAC address/);
+    noRaw(() => connect({ mac: '03:00:00:00:00:01' }), /mac: not a unicast MAC address/);
+    assert.equal(connect({ mac: '02:42:AC:11:00:02' }).mac, '02:42:ac:11:00:02', 'kept in lower case');
+    noRaw(() => connect({ ip: '10.0.0.1\ndelete table inet filter' }), /ip: not an IPv4 address/);
+    noRaw(() => connect({ ip: '0x0a.1' }), /ip: not an IPv4 address/);
+    noRaw(() => connect({ ip6: 'fe80::1%eth0' }), /ip6: not an IPv6 address/);
+    noRaw(() => create({ gateway: '10.0.0.1\nx' }), /gateway: not an IP address/);
     noRaw(() => parsePublish('127.0.0.1\n:80:80'), /expected \[HOSTIP:\]HOSTPORT:PORT/);
     noRaw(() => parsePublish('999.0.0.1:80:80'), /expected/);
     noRaw(() => parsePublish('0:80'), /expected/);
   });
 
   it('options: bounded keys and printable values', () => {
-    assert.deepEqual(checkOptions({ 'com.docker.network.bridge.name': 'x' }), { 'com.docker.network.bridge.name': 'x' });
-    noRaw(() => checkOptions({ 'k\n': 'v' }), /option key/);
-    noRaw(() => checkOptions({ k: 'v\nx' }), /option k: the value/);
-    noRaw(() => checkOptions(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))), /at most 64 options/);
+    assert.deepEqual(create({ options: { 'com.docker.network.bridge.name': 'x' } }).options, { 'com.docker.network.bridge.name': 'x' });
+    noRaw(() => create({ options: { 'k\n': 'v' } }), /options\.k\\u000a: Invalid key/);
+    noRaw(() => create({ options: { k: 'v\nx' } }), /options\.k: not a valid option value/);
+    noRaw(() => create({ options: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }), /at most 64 options/);
   });
 
   it('namespaces: only /run/netns/NAME and /proc/PID[/task/TID]/ns/net', () => {
@@ -80,7 +88,7 @@ describe('control requests: hostile strings', () => {
     for (const v of ['/etc/shadow', '/run/netns/../../etc/shadow', '/run/netns/a/../b', '../x', '..', '.', 'a\0b', '/proc/self/ns/net', '/proc/1/ns/mnt', 'x\ny', '/tmp/ns', '0']) {
       noRaw(() => namespaceTarget(v), /is not allowed/);
     }
-    noRaw(() => checkNetnsPath('/run/netns/x/../../../etc/shadow'), /is not allowed/);
+    noRaw(() => namespaceTarget('/run/netns/x/../../../etc/shadow'), /is not allowed/);
   });
 });
 

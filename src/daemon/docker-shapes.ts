@@ -1,0 +1,116 @@
+// The JSON people and scripts see of networks and endpoints, in the shapes docker shows its own
+// (`docker network inspect`, `docker network ls`, a container's `State.Health`), so tools written
+// for docker read nsdns's output unchanged. No I/O: the handlers pass in what they looked up.
+import type { HealthInfo } from '../health/prober.js';
+import { formatDuration } from '../health/spec.js';
+import { RESOLVER_ADDRESS } from '../listeners/namespace-sockets.js';
+import type { HealthStates } from '../registry/health-state.js';
+import type { CompiledNetwork } from '../registry/compiled.js';
+import type { Registry } from '../registry/registry.js';
+import type { Endpoint, HealthState, NetworkRecord } from '../registry/types.js';
+
+/** What the handlers use of the HealthProber. */
+export interface HealthProbes {
+  info(network: string, endpointId: string): HealthInfo | undefined;
+  set(network: string, endpointId: string, state: HealthState, endpointName?: string): boolean;
+}
+
+/**
+ * An endpoint's health as docker shows a container's (`State.Health`): its status, failures in a
+ * row and the last probe results; `Check` when the daemon probes it.
+ */
+export function healthOf(e: Endpoint, health: HealthStates, probes?: HealthProbes): object {
+  const info = probes?.info(e.network, e.id);
+  const check = e.healthCheck;
+  return {
+    Status: health.get(e.network, e.id),
+    FailingStreak: info?.failingStreak ?? 0,
+    Log: (info?.log ?? []).map((r) => ({ Start: new Date(r.start).toISOString(), End: new Date(r.end).toISOString(), ExitCode: r.ok ? 0 : 1, Output: r.detail })),
+    ...(check && {
+      Check: {
+        Test: `${check.type}:${check.port}${check.path ?? ''}`, Interval: formatDuration(check.intervalMs), Timeout: formatDuration(check.timeoutMs),
+        Retries: check.retries, StartPeriod: formatDuration(check.startPeriodMs), ...(info && { Address: info.address }),
+      },
+    }),
+  };
+}
+
+/**
+ * Where a network comes from, as `ls` and `inspect` show it: "nsdns" for one nsdns provisioned,
+ * else its registry file.
+ */
+export function shownSource(registry: Registry, network: string): string | undefined {
+  return registry.isProvisioned(network) ? 'nsdns' : registry.sourceOf(network);
+}
+
+function prefixLength(record: NetworkRecord, address: string): number {
+  const subnet = record.network.subnets.find((s) => s.subnet.includes(':') === address.includes(':'));
+  return subnet ? Number(subnet.subnet.split('/')[1]) : address.includes(':') ? 128 : 32;
+}
+
+/** The shape of `docker network inspect`. */
+export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes): object {
+  const { network, endpoints } = record;
+  return {
+    Name: network.name,
+    Id: network.id,
+    Created: network.created ?? null,
+    Scope: 'local',
+    Driver: network.bridge ? 'bridge' : 'static',
+    EnableIPv6: network.subnets.some((s) => s.subnet.includes(':')),
+    IPAM: { Driver: 'default', Options: {}, Config: network.subnets.map((s) => ({ Subnet: s.subnet, ...(s.gateway && { Gateway: s.gateway }), ...(s.ipRange && { IPRange: s.ipRange }) })) },
+    Internal: network.internal,
+    Attachable: true,
+    Options: {
+      ...(network.bridge && { 'com.docker.network.bridge.name': network.bridge }),
+      ...(network.mtu && { 'com.docker.network.driver.mtu': String(network.mtu) }),
+      ...network.options,
+    },
+    DNS: {
+      Upstreams: network.upstreams, ...(network.domain && { Domain: network.domain }),
+      ...(network.records && network.records.length > 0 && { Records: network.records }),
+    },
+    Source: source,
+    Containers: Object.fromEntries(endpoints.map((e) => [e.id, {
+      Name: e.name,
+      EndpointID: e.id,
+      MacAddress: e.mac ?? '',
+      IPv4Address: e.ipv4[0] ? `${e.ipv4[0]}/${prefixLength(record, e.ipv4[0])}` : '',
+      IPv6Address: e.ipv6[0] ? `${e.ipv6[0]}/${prefixLength(record, e.ipv6[0])}` : '',
+      Aliases: e.aliases,
+      ...(e.netns && { Namespace: e.netns }),
+      ...(e.ifname && { Interface: e.ifname }),
+      ...(e.ports && e.ports.length > 0 && { Ports: e.ports }),
+      ...(e.services && e.services.length > 0 && { Services: e.services }),
+      ...(e.labels && { Labels: e.labels }),
+      ...(health && { Health: healthOf(e, health, probes) }),
+      ...(e.healthHideOwn && { HealthHideOwn: true }),
+    }])),
+    Labels: network.labels ?? {},
+  };
+}
+
+export function endpointSummary(e: Endpoint, record: NetworkRecord, health?: { states: HealthStates; probes?: HealthProbes }): object {
+  const gateway = record.network.subnets.find((s) => !s.subnet.includes(':'))?.gateway;
+  return {
+    network: e.network, name: e.name, id: e.id, shortId: e.id.slice(0, 12), aliases: e.aliases, ipv4: e.ipv4, ipv6: e.ipv6,
+    mac: e.mac, ifname: e.ifname, hostIf: e.hostIf, netns: e.netns, gateway, nameserver: RESOLVER_ADDRESS, ports: e.ports ?? [],
+    services: e.services ?? [], labels: e.labels ?? {},
+    ...(record.network.domain !== undefined && { domain: record.network.domain }),
+    ...(health && { health: healthOf(e, health.states, health.probes) }),
+  };
+}
+
+/**
+ * A row of `network ls`. Fields after `source` came later (fullId ... labels): older clients
+ * ignore them. It counts endpoints without listing them: a file's network is packed, and decoding
+ * it to count would cost time in proportion to its endpoints.
+ */
+export function networkRow({ network, endpointCount }: CompiledNetwork, source: string | undefined) {
+  return {
+    name: network.name, id: network.id.slice(0, 12), driver: network.bridge ? 'bridge' : 'static', internal: network.internal,
+    subnets: network.subnets.map((s) => s.subnet), endpoints: endpointCount, bridge: network.bridge ?? null,
+    source, fullId: network.id, created: network.created ?? null, scope: 'local',
+    ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: network.labels ?? {},
+  };
+}
