@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { upstreamAddress } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
+import { parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
 
@@ -19,15 +20,6 @@ const listenSchema = z.object({
 }).strict();
 
 /** `ADDR:PORT` or `[ADDR6]:PORT` of the metrics listener: a literal address, never a host name. */
-export function parseHostPort(text: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const host = m[1] ?? m[2];
-  const port = Number(m[3]);
-  if (!ipaddr.isValid(host) || port > 65535 || (m[1] !== undefined && !host.includes(':'))) return undefined;
-  return { host: ipaddr.parse(host).toString(), port };
-}
-
 const hostPort = z.string().max(64).refine((s) => parseHostPort(s) !== undefined, 'not ADDRESS:PORT (IPv4, or [IPv6]:PORT; port 0-65535)');
 
 export const configSchema = z.object({

@@ -34,7 +34,7 @@ import { startOnlyChanges } from './start-only.js';
 import { healthReport, type HealthReport } from './health-report.js';
 import { opsHandlers, timedHandlers } from './ops-handlers.js';
 import type { Metrics, MetricsServer } from './metrics.js';
-import { parseHostPort } from './config.js';
+import { parseHostPort } from '../host-port.js';
 import { announceReady, handOver, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
 import { z } from 'zod';
 import type net from 'node:net';

@@ -9,6 +9,7 @@ import { Histogram, Registry, type Metric } from 'prom-client';
 import { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats, type Resolver } from '../resolver/resolver.js';
 import { LATENCY_BOUNDS, type LatencyBuckets } from '../resolver/forwarder.js';
 import { NsdnsError } from '../errors.js';
+import { formatHostPort } from '../host-port.js';
 import type { Logger } from '../log.js';
 import type { HealthReport } from './health-report.js';
 
@@ -183,7 +184,7 @@ export class MetricsServer {
       this.server.once('error', reject);
       this.server.listen({ host, port }, () => { this.server.off('error', reject); resolve(); });
     }).catch((err: NodeJS.ErrnoException) => {
-      throw new NsdnsError('ERR_LISTEN', `cannot serve metrics on ${host.includes(':') ? `[${host}]` : host}:${port}: ${err.code ?? err.message}`, { cause: err });
+      throw new NsdnsError('ERR_LISTEN', `cannot serve metrics on ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'metrics server error'));
     const bound = this.server.address() as { address: string; port: number };

@@ -6,6 +6,7 @@
 // probes a second, and each microsecond shows.
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { formatHostPort } from '../host-port.js';
 import type { HealthCheck } from '../registry/types.js';
 import type { ProbeResult } from './state-machine.js';
 
@@ -234,8 +235,7 @@ export const httpProbe: Probe = (address, check, done) => {
     done({ ok: false, detail: 'invalid path', start: now, end: now });
     return () => undefined;
   }
-  const host = address.includes(':') ? `[${address}]:${check.port}` : `${address}:${check.port}`;
-  const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
+  const request = `GET ${path} HTTP/1.1\r\nHost: ${formatHostPort(address, check.port)}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
   const b = tcpBinding();
   if (b && streamBinding()) return rawHttpProbe(b, address, check, request, done);
   return socketHttpProbe(address, check, request, done);
