@@ -27,6 +27,12 @@ const IPV4_PORT = /^([0-9.]+)(?::(\d{1,5}))?$/;
 /** A zone as the kernel names interfaces (or their index): letters, digits, '_', '.', '-'. */
 const ZONE = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/** A bare address ("10.0.0.2", "fd00::2", with `allowZone` "fe80::1%eth0") in canonical form, or undefined. */
+export function parseAddress(text: string, rules: Pick<HostPortRules, 'allowZone'> = {}): Omit<HostPort, 'port'> | undefined {
+  if (typeof text !== 'string' || text.length > MAX_TEXT) return undefined;
+  return text.includes(':') ? ipv6(text, rules.allowZone === true) : ipv4(text);
+}
+
 /** The address and port of `text`, or undefined when it is not one under `rules`; never throws. */
 export function parseHostPort(text: string, rules: HostPortRules = {}): HostPort | undefined {
   if (typeof text !== 'string' || text.length > MAX_TEXT) return undefined;
