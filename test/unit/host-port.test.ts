@@ -2,7 +2,7 @@
 // (a default port, port 0, zone ids) and keeps its own message. The table is the grammar.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatHostPort, parseHostPort, type HostPortRules } from '../../src/host-port.js';
+import { formatHostPort, parseAddress, parseHostPort, type HostPortRules } from '../../src/host-port.js';
 import { parseUpstream } from '../../src/resolver/upstream-address.js';
 import { parseListenSpec } from '../../src/daemon/listen-spec.js';
 import { isUpstreamAddress } from '../../src/registry/document.js';
@@ -55,6 +55,15 @@ describe('parseHostPort', () => {
     for (const [text, rules] of bad) assert.equal(parseHostPort(text, rules), undefined, `${JSON.stringify(text)} ${JSON.stringify(rules)}`);
     assert.equal(parseHostPort(undefined as unknown as string), undefined);
     assert.equal(parseHostPort(53 as unknown as string), undefined);
+  });
+
+  it('parseAddress takes a bare address only', () => {
+    assert.deepEqual(parseAddress('10.0.0.1'), { host: '10.0.0.1', family: 4 });
+    assert.deepEqual(parseAddress('FD00::0002'), { host: 'fd00::2', family: 6 });
+    assert.deepEqual(parseAddress('fe80::1%eth0', { allowZone: true }), { host: 'fe80::1%eth0', family: 6 });
+    for (const text of ['10.0.0.1:53', '[fd00::2]', '[fd00::2]:53', 'fe80::1%eth0', '010.0.0.1', 'localhost', '', ' 10.0.0.1']) {
+      assert.equal(parseAddress(text), undefined, text);
+    }
   });
 
   it('prints IPv6 in brackets, so the port stays apart from the address', () => {
