@@ -6,14 +6,16 @@ import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { upstreamAddress } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
-import { parseHostPort } from '../host-port.js';
+import { parseAddress, parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
 const listenSchema = z.object({
-  address: z.string(),
+  /** Canonical, as --listen gives it: the loop check compares it with upstreams' keys. */
+  address: z.string().transform((s, ctx) => parseAddress(s, { allowZone: true })?.host
+    ?? (ctx.addIssue({ code: 'custom', message: 'not an IP address' }), z.NEVER)),
   port: z.number().int().min(0).max(65535).default(53),
   /** The networks this listener may see; all when absent. */
   networks: z.array(z.string()).optional(),

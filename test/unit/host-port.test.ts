@@ -97,8 +97,19 @@ describe('the callers keep their rules and messages', () => {
     assert.deepEqual(parseListenSpec('127.0.0.1'), { address: '127.0.0.1', port: 53 });
     assert.deepEqual(parseListenSpec('[::1]:0=a,b'), { address: '::1', port: 0, networks: ['a', 'b'] });
     assert.deepEqual(parseListenSpec('fe80::1%lo'), { address: 'fe80::1%lo', port: 53 });
+    // Canonical, so the loop check (an upstream whose key is a listener's own) sees the same listener however it is written.
+    const own = parseListenSpec('[0:0:0:0:0:0:0:1]:5353');
+    assert.equal(formatHostPort(own.address, own.port), parseUpstream('[::1]:5353').key);
+    assert.equal(parseListenSpec('[FD00::1]').address, 'fd00::1');
     for (const spec of ['[::1', '::1]', 'localhost:53', '127.0.0.1:65536', '']) {
       assert.throws(() => parseListenSpec(spec), (err: Error & { code?: string }) => err.code === 'ERR_CONFIG' && err.message.startsWith(`--listen "${spec}": expected ADDR:PORT`), spec);
+    }
+  });
+
+  it('a listen object in the configuration takes an address only, made canonical', () => {
+    assert.deepEqual(validate({ listen: [{ address: '0:0:0:0:0:0:0:1', port: 5353 }] }, 't.yaml').listen, [{ address: '::1', port: 5353 }]);
+    for (const address of ['localhost', '127.0.0.1:53', '', '010.0.0.1']) {
+      assert.throws(() => validate({ listen: [{ address }] }, 't.yaml'), /listen\.0\.address: not an IP address/, address);
     }
   });
 
