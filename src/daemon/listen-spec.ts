@@ -2,6 +2,7 @@
 // networks it may see.
 import { NsdnsError } from '../errors.js';
 import { parseHostPort } from '../host-port.js';
+import { printable } from '../registry/fields.js';
 
 export interface ListenSpec {
   address: string;
@@ -14,7 +15,7 @@ export function parseListenSpec(spec: string): ListenSpec {
   // Port 0 binds any free port; a zone id binds a link-local address on one interface.
   const at = parseHostPort(where, { defaultPort: 53, allowZone: true });
   if (!at) {
-    throw new NsdnsError('ERR_CONFIG', `--listen "${spec}": expected ADDR:PORT (IPv6 as [ADDR]:PORT), optionally =NETWORK,...`);
+    throw new NsdnsError('ERR_CONFIG', `--listen "${printable(spec, 80)}": expected ADDR:PORT (IPv6 as [ADDR]:PORT), optionally =NETWORK,...`);
   }
   const networks = nets === undefined ? undefined : nets.split(',').map((n) => n.trim()).filter(Boolean);
   return { address: at.host, port: at.port, ...(networks && { networks }) };

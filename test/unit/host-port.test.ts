@@ -101,6 +101,7 @@ describe('the callers keep their rules and messages', () => {
     const own = parseListenSpec('[0:0:0:0:0:0:0:1]:5353');
     assert.equal(formatHostPort(own.address, own.port), parseUpstream('[::1]:5353').key);
     assert.equal(parseListenSpec('[FD00::1]').address, 'fd00::1');
+    assert.throws(() => parseListenSpec('\u001b]0;owned\u0007:53'), (err: Error) => err.message.startsWith('--listen "\\u001b]0;owned\\u0007:53": expected'));
     for (const spec of ['[::1', '::1]', 'localhost:53', '127.0.0.1:65536', '']) {
       assert.throws(() => parseListenSpec(spec), (err: Error & { code?: string }) => err.code === 'ERR_CONFIG' && err.message.startsWith(`--listen "${spec}": expected ADDR:PORT`), spec);
     }
