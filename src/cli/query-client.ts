@@ -4,6 +4,7 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { FrameReader, frame } from '../wire/tcp-framing.js';
 import { NsdnsError } from '../errors.js';
+import { formatHostPort } from '../host-port.js';
 
 export interface QueryRequest {
   name: string;
@@ -32,7 +33,7 @@ export async function sendQuery(req: QueryRequest): Promise<QueryResult> {
 }
 
 function noAnswer(req: QueryRequest): NsdnsError {
-  return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `no answer from ${req.host}:${req.port} over ${req.tcp ? 'tcp' : 'udp'} within ${req.timeoutMs} ms`);
+  return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `no answer from ${formatHostPort(req.host, req.port)} over ${req.tcp ? 'tcp' : 'udp'} within ${req.timeoutMs} ms`);
 }
 
 /** One datagram out, the first reply with our id back: what dgram-as-promised is made for. */
@@ -85,7 +86,7 @@ export function formatResult(result: QueryResult, req: QueryRequest): string {
   };
   section('ANSWER', p.answers);
   section('AUTHORITY', p.authorities);
-  lines.push(`;; from ${req.host}:${req.port} over ${req.tcp ? 'tcp' : 'udp'} in ${result.elapsedMs.toFixed(1)} ms`);
+  lines.push(`;; from ${formatHostPort(req.host, req.port)} over ${req.tcp ? 'tcp' : 'udp'} in ${result.elapsedMs.toFixed(1)} ms`);
   return lines.join('\n');
 }
 
@@ -102,7 +103,7 @@ export function resultJson(result: QueryResult, req: QueryRequest): object {
     name: r.name, type: r.type, ttl: 'ttl' in r ? r.ttl : undefined, data: formatData(r),
   }));
   return {
-    server: `${req.host}:${req.port}`, transport: req.tcp ? 'tcp' : 'udp', elapsedMs: Number(result.elapsedMs.toFixed(3)),
+    server: formatHostPort(req.host, req.port), transport: req.tcp ? 'tcp' : 'udp', elapsedMs: Number(result.elapsedMs.toFixed(3)),
     id: p.id, rcode: p.rcode, flags: p.flags,
     aa: ((p.flags ?? 0) & 0x400) !== 0, tc: ((p.flags ?? 0) & 0x200) !== 0, ra: ((p.flags ?? 0) & 0x80) !== 0,
     question: p.questions?.[0], answers: records(p.answers), authorities: records(p.authorities),

@@ -6,28 +6,22 @@ import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { upstreamAddress } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
+import { parseAddress, parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
 const listenSchema = z.object({
-  address: z.string(),
+  /** Canonical, as --listen gives it: the loop check compares it with upstreams' keys. */
+  address: z.string().transform((s, ctx) => parseAddress(s, { allowZone: true })?.host
+    ?? (ctx.addIssue({ code: 'custom', message: 'not an IP address' }), z.NEVER)),
   port: z.number().int().min(0).max(65535).default(53),
   /** The networks this listener may see; all when absent. */
   networks: z.array(z.string()).optional(),
 }).strict();
 
 /** `ADDR:PORT` or `[ADDR6]:PORT` of the metrics listener: a literal address, never a host name. */
-export function parseHostPort(text: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const host = m[1] ?? m[2];
-  const port = Number(m[3]);
-  if (!ipaddr.isValid(host) || port > 65535 || (m[1] !== undefined && !host.includes(':'))) return undefined;
-  return { host: ipaddr.parse(host).toString(), port };
-}
-
 const hostPort = z.string().max(64).refine((s) => parseHostPort(s) !== undefined, 'not ADDRESS:PORT (IPv4, or [IPv6]:PORT; port 0-65535)');
 
 export const configSchema = z.object({

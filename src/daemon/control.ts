@@ -22,7 +22,7 @@ export interface ControlOptions {
 
 /** Requests one connection may have in flight; beyond that it is not read until one finishes. */
 const MAX_IN_FLIGHT = 16;
-/** Well above a script's burst of parallel `network connect`s (bench: 50), well below the fd limit. */
+/** Well above a script's burst of parallel `network connect`s (bench/ runs such bursts), well below the fd limit. */
 const MAX_CONNECTIONS = 256;
 /** A connection with nothing in flight and nothing sent for this long is closed (it holds a slot). */
 const IDLE_TIMEOUT_MS = 60_000;

@@ -36,7 +36,7 @@ import { startOnlyChanges } from './start-only.js';
 import { healthReport, type HealthReport } from './health-report.js';
 import { opsHandlers, timedHandlers } from './ops-handlers.js';
 import type { Metrics, MetricsServer } from './metrics.js';
-import { parseHostPort } from './config.js';
+import { formatHostPort, parseHostPort } from '../host-port.js';
 import { announceReady, handOver, listenerCount, notifySystemd, receiveHandover, takeOverLock, type Inherited } from './handover.js';
 import { z } from 'zod';
 import type net from 'node:net';
@@ -156,7 +156,7 @@ export class Daemon {
 
   /** "ADDRESS:PORT" of every listener on the host (host listeners and gateways): never an upstream. */
   private ownAddresses(): Set<string> {
-    return new Set([...this.hosts.listeners, ...this.gateways.listeners].map((l: Listener<Want>) => hostPort(l.address, l.port)));
+    return new Set([...this.hosts.listeners, ...this.gateways.listeners].map((l: Listener<Want>) => formatHostPort(l.address, l.port)));
   }
 
   static async start(flags: ConfigFlags, log: Logger, config = loadConfig(flags)): Promise<Daemon> {
@@ -246,7 +246,7 @@ export class Daemon {
     const bound = sameAddress ? await this.metricsServer.adopt(inherited!) : await this.metricsServer.listen(host, port);
     this.resolver.stats.enabled = true;
     this.resolver.forwarder.stats.enabled = true;
-    this.metricsAddress = bound.address.includes(':') ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+    this.metricsAddress = formatHostPort(bound.address, bound.port);
     this.log.info({ metrics: this.metricsAddress }, 'metrics served at /metrics, /healthz and /readyz');
   }
 
@@ -285,12 +285,12 @@ export class Daemon {
       endpoints: inv.endpoints,
       namespaces: report.namespaces,
       upstreams: report.upstreams,
-      listeners: this.hosts.listeners.map((l) => hostPort(l.address, l.port)),
+      listeners: this.hosts.listeners.map((l) => formatHostPort(l.address, l.port)),
       metrics: this.metricsAddress ?? null,
       forwardInflight: this.resolver.forwarder.inflightCount,
       cacheEntries: this.resolver.forwarder.cache.size,
       tcpConnections: this.tcpBudget.connections,
-      gateways: this.gateways.listeners.map((l) => `${l.want.network} ${l.address}:${l.port}`),
+      gateways: this.gateways.listeners.map((l) => `${l.want.network} ${formatHostPort(l.address, l.port)}`),
       // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
       helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
@@ -398,7 +398,7 @@ export class Daemon {
     const restartNeeded = startOnlyChanges(previous, next);
     // Kept as they were: these are read once, at start. Say so rather than pretend they applied.
     if (restartNeeded.length > 0) this.log.warn({ settings: restartNeeded }, `changed settings that apply only at start (restart nsdns to apply them): ${restartNeeded.join(', ')}`);
-    this.log.info({ listeners: this.hosts.listeners.map((l) => `${l.address}:${l.port}`), upstreams: next.upstreams, ...(restartNeeded.length > 0 && { restartNeeded }) }, 'configuration reloaded');
+    this.log.info({ listeners: this.hosts.listeners.map((l) => formatHostPort(l.address, l.port)), upstreams: next.upstreams, ...(restartNeeded.length > 0 && { restartNeeded }) }, 'configuration reloaded');
   }
 
   /** Who host listeners answer: `allow`, else loopback and the host's own subnets as they are now. */
@@ -519,11 +519,6 @@ function countingErrors(log: Logger, count: () => void): Logger {
     return log.error(...args);
   }) as Logger['error'];
   return counted;
-}
-
-/** ADDRESS:PORT, an IPv6 address in brackets. */
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 function forwardOptions(config: Config): ForwardOptions {

@@ -1,7 +1,8 @@
 // `--listen ADDR:PORT[=net1,net2]`: a standalone listener on the host and, optionally, the
 // networks it may see.
-import net from 'node:net';
 import { NsdnsError } from '../errors.js';
+import { parseHostPort } from '../host-port.js';
+import { printable } from '../registry/fields.js';
 
 export interface ListenSpec {
   address: string;
@@ -11,12 +12,11 @@ export interface ListenSpec {
 
 export function parseListenSpec(spec: string): ListenSpec {
   const [where, nets] = spec.split('=', 2);
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(where) ?? /^([^:]+):(\d+)$/.exec(where) ?? /^\[?([^\]]+?)\]?$/.exec(where);
-  const address = m?.[1];
-  const port = m?.[2] === undefined ? 53 : Number(m[2]);
-  if (!address || net.isIP(address) === 0 || !(port >= 0 && port < 65536)) {
-    throw new NsdnsError('ERR_CONFIG', `--listen "${spec}": expected ADDR:PORT (IPv6 as [ADDR]:PORT), optionally =NETWORK,...`);
+  // Port 0 binds any free port; a zone id binds a link-local address on one interface.
+  const at = parseHostPort(where, { defaultPort: 53, allowZone: true });
+  if (!at) {
+    throw new NsdnsError('ERR_CONFIG', `--listen "${printable(spec, 80)}": expected ADDR:PORT (IPv6 as [ADDR]:PORT), optionally =NETWORK,...`);
   }
   const networks = nets === undefined ? undefined : nets.split(',').map((n) => n.trim()).filter(Boolean);
-  return { address, port, ...(networks && { networks }) };
+  return { address: at.host, port: at.port, ...(networks && { networks }) };
 }

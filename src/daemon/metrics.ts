@@ -10,6 +10,7 @@ import { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats, type Resolver
 import type { ListenerStats } from '../server/listener-stats.js';
 import { LATENCY_BOUNDS, type LatencyBuckets } from '../resolver/forwarder.js';
 import { NsdnsError } from '../errors.js';
+import { formatHostPort } from '../host-port.js';
 import type { Logger } from '../log.js';
 import type { HealthReport } from './health-report.js';
 
@@ -70,7 +71,8 @@ export class Metrics {
 
   constructor(private readonly sources: MetricsSources) {
     // Not prom-client's default metrics: their GC observer runs a callback per collection and
-    // their event-loop monitor a timer, which at 100k+ queries a second cost several percent. The
+    // their event-loop monitor a timer: work on the thread that answers DNS, paid whether or not
+    // anyone scrapes. The
     // process figures an operator needs are read at scrape time instead (computed() below).
     this.controlDuration = new Histogram({
       name: 'nsdns_network_operation_duration_seconds',
@@ -187,7 +189,7 @@ export class MetricsServer {
       this.server.once('error', reject);
       this.server.listen({ host, port }, () => { this.server.off('error', reject); resolve(); });
     }).catch((err: NodeJS.ErrnoException) => {
-      throw new NsdnsError('ERR_LISTEN', `cannot serve metrics on ${host.includes(':') ? `[${host}]` : host}:${port}: ${err.code ?? err.message}`, { cause: err });
+      throw new NsdnsError('ERR_LISTEN', `cannot serve metrics on ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err });
     });
     this.server.on('error', (err) => this.log.error({ err }, 'metrics server error'));
     const bound = this.server.address() as { address: string; port: number };

@@ -112,7 +112,7 @@ export interface ParserLimits {
   maxHeapMb: number;
 }
 
-/** Limits that scale with the file cap: parsing YAML takes ~10-60x the file's size in heap. */
+/** Limits that scale with the file cap: parsing YAML takes many times the file's size in heap. */
 export function parserLimitsFor(maxBytes: number): ParserLimits {
   const mib = maxBytes / MIB;
   // YAML is the slow format (JSON parses several times faster); the limit allows a slow machine

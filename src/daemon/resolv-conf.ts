@@ -1,17 +1,8 @@
-// The host's resolvers, the last level of upstreams: the first three `nameserver` lines of
-// resolv.conf (glibc reads no more), re-read when the file changes.
-import { readFileSync } from 'node:fs';
+// The host's resolvers, the last level of upstreams: the nameservers of its resolv.conf (as
+// plumbing/host-resolv-conf.ts reads them), re-read when the file changes.
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from '../log.js';
-
-export function parseResolvConf(text: string): string[] {
-  const servers: string[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^\s*nameserver\s+(\S+)/.exec(line);
-    if (m && servers.length < 3) servers.push(m[1].replace(/%.*$/, ''));
-  }
-  return servers;
-}
+import { readResolvConf } from '../plumbing/host-resolv-conf.js';
 
 export class HostResolvers {
   private servers: string[] = [];
@@ -32,7 +23,7 @@ export class HostResolvers {
   private read(): void {
     if (!this.file) return;
     try {
-      this.servers = parseResolvConf(readFileSync(this.file, 'utf8'));
+      this.servers = readResolvConf(this.file).nameservers;
     } catch (err) {
       this.log.warn({ err, file: this.file }, 'cannot read resolv.conf; host resolvers unavailable');
       this.servers = [];

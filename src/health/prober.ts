@@ -460,8 +460,8 @@ export class HealthProber {
     this.run(t);
   }
 
-  // The heap moves trackers by hole, not by destructuring swaps: those allocated an array per
-  // step, twenty-odd per probe, and made the young generation fill five times as fast.
+  // The heap moves trackers by hole, not by destructuring swaps, which allocate an array per step
+  // (several per probe), garbage on every probe of every endpoint.
   private push(t: Tracker): void {
     const heap = this.schedule;
     let i = heap.length;

@@ -2,10 +2,11 @@
 // status line (no redirect followed, no header or body read). Each ends its socket on every path
 // and tells its result in our own words, never with bytes from the peer. The deadline is the
 // prober's (checked on its tick), not a timer per probe: a probe runs until it has a result or is
-// stopped. Callbacks, not promises or AbortSignals: a thousand endpoints every two seconds is 500
-// probes a second, and each microsecond shows.
+// stopped. Callbacks, not promises or AbortSignals: the probes of many endpoints at short intervals
+// run on the thread that answers DNS, so what each one allocates adds up.
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { formatHostPort } from '../host-port.js';
 import type { HealthCheck } from '../registry/types.js';
 import type { ProbeResult } from './state-machine.js';
 
@@ -64,7 +65,7 @@ let streams: StreamBinding | null | undefined;
 
 /**
  * libuv's TCP handle without node's stream around it (what net.Socket itself wraps): a probe only
- * connects and closes, and the stream costs more than half of its CPU. Null when this node has
+ * connects and closes, and the stream (buffers, events, state) is most of what it would cost. Null when this node has
  * no such binding; net.connect is used then.
  */
 function tcpBinding(): TcpBinding | null {
@@ -234,8 +235,7 @@ export const httpProbe: Probe = (address, check, done) => {
     done({ ok: false, detail: 'invalid path', start: now, end: now });
     return () => undefined;
   }
-  const host = address.includes(':') ? `[${address}]:${check.port}` : `${address}:${check.port}`;
-  const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
+  const request = `GET ${path} HTTP/1.1\r\nHost: ${formatHostPort(address, check.port)}\r\nUser-Agent: nsdns-health\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
   const b = tcpBinding();
   if (b && streamBinding()) return rawHttpProbe(b, address, check, request, done);
   return socketHttpProbe(address, check, request, done);

@@ -9,6 +9,7 @@
 // B's names at B's gateway: other clients on the host's own subnets (other networks, the LAN) get
 // REFUSED, so a misdirected client stops retrying at once; anyone further away gets no reply at
 // all, as at host listeners (client-filter.ts), so a gateway never reflects spoofed traffic.
+import { formatHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -82,7 +83,7 @@ export class GatewaySpec implements ListenerSpec<GatewayWant> {
   serve(want: GatewayWant, sockets: ListenerSockets): DnsServer {
     const network = want.network;
     const context: ListenerContext = {
-      name: `${want.address}:${portOf(sockets)}`,
+      name: formatHostPort(want.address, portOf(sockets)),
       inflight: 0,
       view: this.registry.derived((snapshot) => snapshot.view([network])),
       endpoints: () => undefined,

@@ -9,6 +9,7 @@
 // libuv reads every ready socket in turn, so the other sources keep being read. Nothing is added
 // per query: the kernel steers, the loop reads. Without the helper (no compiler, NSDNS_NATIVE=0)
 // or when it fails: one socket.
+import { formatHostPort } from '../host-port.js';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { NsdnsError, errorMessage } from '../errors.js';
@@ -48,7 +49,7 @@ export async function bindHostSockets(address: string, port: number, log?: Logge
         udps: GROUP_SIZE,
         timeoutMs: HELPER_TIMEOUT_MS,
         waitsForBind: false,
-        where: `${address}:${port}`,
+        where: formatHostPort(address, port),
         failure: (reason) => new NsdnsError('ERR_LISTEN', reason.slice(0, 256)),
       }).bind();
     } catch (err) {
@@ -72,7 +73,7 @@ async function bindOne(address: string, port: number): Promise<ListenerSockets> 
       });
     } catch (err) {
       udp.close();
-      throw new NsdnsError('ERR_LISTEN', `cannot listen on udp ${address}:${port}: ${(err as Error).message}`, { cause: err });
+      throw new NsdnsError('ERR_LISTEN', `cannot listen on udp ${formatHostPort(address, port)}: ${(err as Error).message}`, { cause: err });
     }
     const udpPort = udp.address().port;
     const tcp = net.createServer();
@@ -86,7 +87,7 @@ async function bindOne(address: string, port: number): Promise<ListenerSockets> 
       udp.close();
       // The kernel's free UDP port may be taken for TCP: pick another one.
       if (port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
-      throw new NsdnsError('ERR_LISTEN', `cannot listen on tcp ${address}:${udpPort}: ${(err as Error).message}`, { cause: err });
+      throw new NsdnsError('ERR_LISTEN', `cannot listen on tcp ${formatHostPort(address, udpPort)}: ${(err as Error).message}`, { cause: err });
     }
   }
   throw new NsdnsError('ERR_LISTEN', `no free port on ${address} for both udp and tcp`);

@@ -2,6 +2,7 @@
 // ADDR:PORT[=NETWORK,...]`), each optionally limited to some networks. Who gets a reply at all is
 // the configuration's `allow` (client-filter.ts); a tenant of a network (registry/tenants.ts) sees
 // only its own networks among the listener's, as it would at its own 127.0.0.11.
+import { formatHostPort } from '../host-port.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import { clientViews, Tenants } from '../registry/tenants.js';
@@ -55,7 +56,7 @@ export class HostSpec implements ListenerSpec<HostWant> {
   }
 
   serve(want: HostWant, sockets: ListenerSockets): DnsServer {
-    const context = hostContext(`${want.address}:${portOf(sockets)}`, this.registry, this.tenants, want.networks);
+    const context = hostContext(formatHostPort(want.address, portOf(sockets)), this.registry, this.tenants, want.networks);
     const server = new DnsServer(sockets, this.shared, context, this.log.child({ listener: context.name }), { reachable: (a) => this.allowed(a) });
     return server;
   }

@@ -1,6 +1,7 @@
 // 127.0.0.11:53 inside a namespace. A Node process cannot enter a namespace, but a helper started
 // there can bind and hand the sockets back (helper-process.ts): the native nsdns-bind enters the
 // namespace itself and binds at once; without it, Node's bind-helper.js runs under nsenter.
+import { formatHostPort } from '../host-port.js';
 import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
 import { nativeHelperPath, nativeHelperUsable } from '../native/helpers.js';
@@ -69,7 +70,7 @@ export class NamespaceSocketSource {
       udps: 1,
       timeoutMs: this.timeoutMs,
       waitsForBind: !native,
-      where: `${this.address}:${this.port}`,
+      where: formatHostPort(this.address, this.port),
       failure: (reason) => new NsdnsError('ERR_NETNS_BIND', `cannot serve DNS in ${netnsPath}: ${reason}`),
     });
   }

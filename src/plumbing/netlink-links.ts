@@ -1,6 +1,6 @@
 // Host-side link changes over rtnetlink, in the daemon's own process: a bridge, a veth pair whose
 // peer is created straight inside a namespace, deletion. Each is one or two netlink round trips
-// (tens of µs) where `ip` cost a process start. Callers validate names and addresses first.
+// where `ip` costs a process start. Callers validate names and addresses first.
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';

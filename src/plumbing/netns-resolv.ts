@@ -3,51 +3,22 @@
 // nsdns wrote (they carry its marker) are ever replaced or removed.
 import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from './state.js';
-import { isValidName } from '../wire/names.js';
+import { readResolvConf, SEARCH_MAX, type ResolvConf } from './host-resolv-conf.js';
 
 const MARKER = '# Written by nsdns';
 
 /** What a namespace keeps of the host's resolver configuration, as docker carries it into containers. */
-export interface HostResolverSettings {
-  /** The host's search domains (`search` or `domain`), after the network's own. */
-  search: string[];
-  /** The host's `timeout:N` and `attempts:N` options. */
-  options: string[];
-}
+export type HostResolverSettings = Pick<ResolvConf, 'search' | 'options'>;
 
 const NO_HOST: HostResolverSettings = { search: [], options: [] };
-/** glibc reads at most 6 search domains in 256 characters (resolv.conf(5), before 2.26). */
-const SEARCH_MAX = 6;
 
-/**
- * The search domains and timeout/attempts options of a resolv.conf text. The last `search` or
- * `domain` line wins, as glibc reads them; anything that is not a plain DNS name or a bounded
- * number is left out (the text is the host's, but a namespace's file must stay well formed).
- */
-export function hostResolverSettings(text: string): HostResolverSettings {
-  let search: string[] = [];
-  const options = new Map<string, string>();
-  for (const line of text.slice(0, 64 * 1024).split('\n')) {
-    const [keyword, ...args] = line.trim().split(/\s+/);
-    if (keyword === 'search' || keyword === 'domain') {
-      search = args.filter((d) => isValidName(d) && d !== '.').map((d) => d.toLowerCase().replace(/\.$/, ''));
-    } else if (keyword === 'options') {
-      for (const o of args) {
-        const m = /^(timeout|attempts):(\d{1,2})$/.exec(o);
-        if (m) options.set(m[1], `${m[1]}:${m[2]}`);
-      }
-    }
-  }
-  return { search: search.slice(0, SEARCH_MAX), options: [...options.values()] };
-}
-
-/** The host's settings from `file`, or none when it cannot be read (or `false`: no host resolver). */
+/** The host's search domains and options from `file`, or none when it cannot be read (or `false`: no host resolver). */
 export function readHostResolverSettings(file: string | false | undefined): HostResolverSettings {
   if (!file) return NO_HOST;
   try {
-    return hostResolverSettings(readFileSync(file, 'utf8'));
+    const { search, options } = readResolvConf(file);
+    return { search, options };
   } catch {
     return NO_HOST;
   }

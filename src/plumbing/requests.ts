@@ -4,6 +4,7 @@
 // looks at the registry or the host.
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
+import { parseHostPort } from '../host-port.js';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import type { HealthCheck, PortMapping, Service, StaticRecord } from '../registry/types.js';
 import type { ConnectRequest } from './request-schemas.js';
@@ -24,8 +25,7 @@ export function bad(message: string): NsdnsError {
  */
 export function checkNamespaceUpstream(flag: string, value: string): void {
   if (!isUpstreamAddress(value)) throw bad(`${flag} "${printable(value)}" is not an address (IP or IP:PORT)`);
-  const host = /^\[([^\]]+)\]/.exec(value)?.[1] ?? (value.includes('::') || value.split(':').length > 2 ? value : value.split(':')[0]);
-  const range = ipaddr.process(host).range();
+  const range = ipaddr.parse(parseHostPort(value, { defaultPort: 53 })!.host).range();
   if (range === 'loopback' || range === 'unspecified') {
     throw bad(`${flag} ${value}: ${range === 'loopback' ? 'a loopback' : 'an unspecified'} address would be the host's own, not the namespace's (nsdns forwards from the host); give the address of a DNS server the host can reach, such as one on the network`);
   }

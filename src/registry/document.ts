@@ -6,11 +6,12 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
+import { parseHostPort } from '../host-port.js';
 import { derivedId } from './ids.js';
 import { nameProblems } from './name-rules.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
 import {
-  healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, isIp, isIpv4, isIpv6, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
+  healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
   servicesSchema, staticRecordsSchema,
 } from './fields.js';
 
@@ -305,12 +306,7 @@ function subnetCheck(network: Network): (e: Endpoint) => string | undefined {
   };
 }
 
+/** IP, IP:PORT or [IPv6]:PORT; no zone id, as a file names no interface of the host. */
 export function isUpstreamAddress(value: string): boolean {
-  if (typeof value !== 'string' || value.length > 60) return false;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
-  const plain = /^([^:]+)(?::(\d{1,5}))?$/.exec(value);
-  const portOk = (p: string | undefined) => p === undefined || (Number(p) > 0 && Number(p) < 65536);
-  if (bracketed) return isIpv6(bracketed[1]) && portOk(bracketed[2]);
-  if (plain) return isIpv4(plain[1]) && portOk(plain[2]);
-  return isIp(value);
+  return typeof value === 'string' && value.length <= 60 && parseHostPort(value, { defaultPort: 53, allowZero: false }) !== undefined;
 }

@@ -1,8 +1,8 @@
 // A network's endpoints and lookup indexes packed into a few typed arrays. The registry parser
 // thread builds them endpoint by endpoint as it validates a file and moves them to the daemon's
 // thread (no copy); the daemon's heap then holds no object per endpoint, so a large file rewritten every few seconds gives the
-// garbage collector nothing to mark or move (90 000 endpoints as objects cost a 10-20 ms full
-// collection per reload, on the thread that answers DNS). Endpoints are decoded on demand, when a
+// garbage collector nothing to mark or move (as objects, every reload would cost a full collection
+// that grows with the endpoints, on the thread that answers DNS). Endpoints are decoded on demand, when a
 // name that is not yet in a view's memo is looked up.
 import { randomInt } from 'node:crypto';
 import { MessageChannel } from 'node:worker_threads';
@@ -476,7 +476,7 @@ class PackedNames extends PackedIndex {
    * The endpoint whose id is `key`, a long id (ids.ts): found by its short id, which every
    * endpoint with a long id is indexed by, and checked whole (ids are unique on a network). It
    * decodes every holder of that short id: a query cannot ask for a long id (a label holds at most
-   * 63 characters), only the control API can, where a few ms for a file of ids sharing a prefix is
+   * 63 characters), only the control API can, where decoding a file's ids that share a prefix is
    * no matter.
    */
   private longId(key: string): Endpoint | undefined {

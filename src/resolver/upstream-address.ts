@@ -1,7 +1,8 @@
 // Upstream servers as written by people ("10.0.0.2", "10.0.0.2:5353", "[fd00::2]:53", "fd00::2")
 // and as the forwarder uses them.
-import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
+import { formatHostPort, parseHostPort } from '../host-port.js';
+import { printable } from '../registry/fields.js';
 
 export interface UpstreamServer {
   readonly host: string;
@@ -17,16 +18,10 @@ export function parseUpstream(text: string, defaultPort = 53): UpstreamServer {
   const key = `${text}|${defaultPort}`;
   let server = parsed.get(key);
   if (server) return server;
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
-  const host = m ? m[1] : text;
-  const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
-  if (!ipaddr.isValid(host) || !(port > 0 && port < 65536)) {
-    throw new NsdnsError('ERR_CONFIG', `"${text}" is not an upstream address (IP, IP:PORT or [IPv6]:PORT)`);
-  }
-  const addr = ipaddr.process(host);
-  const family = addr.kind() === 'ipv4' ? 4 : 6;
-  const canonical = addr.toString();
-  server = { host: canonical, port, family, key: family === 4 ? `${canonical}:${port}` : `[${canonical}]:${port}` };
+  // A link-local server (a router's fe80::1%eth0 in resolv.conf) is reached through its zone only.
+  const at = parseHostPort(text, { defaultPort, allowZero: false, allowZone: true });
+  if (!at) throw new NsdnsError('ERR_CONFIG', `"${printable(text, 80)}" is not an upstream address (IP, IP:PORT or [IPv6]:PORT)`);
+  server = { ...at, key: formatHostPort(at.host, at.port) };
   parsed.set(key, server);
   return server;
 }

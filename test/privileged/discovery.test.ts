@@ -7,7 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { Lab, needsRoot } from '../helpers/netns.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
-import { resolvConfText, hostResolverSettings } from '../../src/plumbing/netns-resolv.js';
+import { resolvConfText } from '../../src/plumbing/netns-resolv.js';
+import { parseResolvConf } from '../../src/plumbing/host-resolv-conf.js';
 
 describe('service discovery in namespaces', { skip: needsRoot }, () => {
   const lab = new Lab();
@@ -119,7 +120,7 @@ console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => u.st
   it('a resolv.conf with the host search domains still answers a local short name locally (not web.corp.test)', async () => {
     const ns = await lab.namespace('web');
     await lab.ok('network', 'connect', net, ns, '--name', 'web');
-    const host = hostResolverSettings('nameserver 192.0.2.53\nsearch corp.test\noptions timeout:1 attempts:2 rotate\n');
+    const host = parseResolvConf('nameserver 192.0.2.53\nsearch corp.test\noptions timeout:1 attempts:2 rotate\n');
     const text = resolvConfText(ns, ['example.org'], host);
     assert.match(text, /^search example\.org corp\.test$/m);
     assert.match(text, /^options ndots:0 timeout:1 attempts:2$/m);
