@@ -107,6 +107,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 mkdir -p "$RESULTS_DIR"
+rm -f "$RESULTS_DIR"/compare-*   # an earlier comparison's rows of a stage not run now must not mix in
 cp "$OUT"/compare-* "$RESULTS_DIR/"
 node "$ROOT/dist/bench/compare-report.js" "$RESULTS_DIR"
 pb_log "comparison: $RESULTS_DIR/compare.md"
