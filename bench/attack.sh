@@ -35,11 +35,14 @@
 # attacker at nice 5, so the client's own scheduling is not what is measured.
 # Requires topo.sh up (run.sh does it) and gen-data.sh's hosts file; adds netns pb-attk itself.
 # NSDNS_NODE_FLAGS adds node flags to the nsdns daemon (e.g. --trace-gc to see collections during an attack).
+# NSDNS_ROOT: the built nsdns checkout whose daemon is attacked (default: this one); the attacker,
+# the client and the upstream always come from this checkout, so two builds face the same tools.
 # Processes are registered as server-attack* (peers/cleanup.sh ends them if this script is killed);
 # tcpdump on the uplinks counts DNS or pb-subnet packets leaving the machine during the stage (0).
 . "$(dirname "$0")/peers/lib.sh"
 pb_require_root
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NSDNS_MAIN=${NSDNS_ROOT:-$ROOT}/dist/src/main.js
 SECS=${ATTACK_SECS:-10}
 QPS=${LEGIT_QPS:-1000}
 SERVERS=${ATTACK_SERVERS:-"nsdns-netns nsdns-standalone aardvark dnsmasq"}
@@ -53,6 +56,7 @@ OUT=$PB_WORK/attack.tsv
 PIN_SRV=$(pb_pin "$PB_SERVER_CPUS") PIN_CLI=$(pb_pin "$PB_CLIENT_CPUS")
 [ -f "$PB_WORK/data/hosts" ] || pb_die "no $PB_WORK/data/hosts: run peers/gen-data.sh first"
 [ -f "$ROOT/dist/bench/attack/attack.js" ] || pb_die "not built: npx tsc -p tsconfig.json"
+[ -f "$NSDNS_MAIN" ] || pb_die "not built: $NSDNS_MAIN"
 ip link show "$PB_BR" >/dev/null 2>&1 || pb_die "no $PB_BR: run peers/topo.sh up first"
 
 ATK_PID= LEGIT_PID= WRITER_PID=
@@ -151,7 +155,7 @@ start_server() { # name
         [ "$1" = nsdns-standalone ] && listen=(--listen "$PB_GW:53")
         # shellcheck disable=SC2086
         # Started as systemd/nsdns.service starts it (docs/operations.md, "Memory"): MALLOC_MMAP_THRESHOLD_, --single-threaded-gc.
-        "$PB_DIR/sandboxed.sh" $PIN_SRV env MALLOC_MMAP_THRESHOLD_=131072 node --single-threaded-gc ${NSDNS_NODE_FLAGS:-} "$ROOT/dist/src/main.js" serve --state-dir "$RUN/state" \
+        "$PB_DIR/sandboxed.sh" $PIN_SRV env MALLOC_MMAP_THRESHOLD_=131072 node --single-threaded-gc ${NSDNS_NODE_FLAGS:-} "$NSDNS_MAIN" serve --state-dir "$RUN/state" \
             --socket "$RUN/state/nsdns.sock" --log-level warn --firewall none --link-prefix pbn \
             --registry "$RUN/registry" "${listen[@]}" --upstream "$UP_ADDR:53" --no-resolv-conf >> "$log" 2>&1 &
         SRV_PID=$! ;;
@@ -207,7 +211,7 @@ registry_preload() { # the large file's first version, loaded before the baselin
     cp "$D/registry-attack/pbbig-a.json" "$RUN/pbbig.tmp" && mv "$RUN/pbbig.tmp" "$RUN/registry/pbbig.json"
     for _ in $(seq 100); do
         # Loaded, and its parser thread gone (it ends 3 s after its last file): the loaded baseline.
-        node "$ROOT/dist/src/main.js" network ls --socket "$RUN/state/nsdns.sock" 2>/dev/null | grep -Eq ' pbbig .* 90000( |$)' && { sleep 4; return 0; }
+        node "$NSDNS_MAIN" network ls --socket "$RUN/state/nsdns.sock" 2>/dev/null | grep -Eq ' pbbig .* 90000( |$)' && { sleep 4; return 0; }
         sleep 0.2
     done
     pb_log "the large registry file was not loaded in 20 s"

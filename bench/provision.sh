@@ -9,12 +9,13 @@
 # Each is measured on both paths: the native helpers (kinds serial, parallel, socket) and the
 # fallback with NSDNS_NATIVE=0 (nsenter + Node bind helper + ip; kinds serial-fallback, ...).
 # PATHS="native fallback" (default) picks them. Output: $PB_WORK/nsdns-provision.tsv
+# NSDNS_ROOT: the built nsdns checkout whose daemon and CLI are timed (default: this one).
 # Safety: the daemon runs sandboxed (resolv.conf -> sink); all names pb-*; table pb_nsdns.
 . "$(dirname "$0")/peers/lib.sh"
 pb_require_root
 N=${1:-50}
 PATHS=${PATHS:-native fallback}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${NSDNS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 STATE=$PB_WORK/nsdns-provision-state
 SOCK=$STATE/nsdns.sock
 OUT=$PB_WORK/nsdns-provision.tsv

@@ -2,28 +2,10 @@
 // the interleaved rounds, and nsdns / peer ratios. It only reads and writes files.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-
-type Row = Record<string, string>;
+import { fmt, median, num, ratio, readTsv, type Row } from './tsv.js';
 
 const dir = process.argv[2] ?? 'bench/results';
-
-function tsv(name: string): Row[] {
-  const file = path.join(dir, name);
-  if (!existsSync(file)) return [];
-  const [head, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
-  const cols = head.split('\t');
-  return lines.filter(Boolean).map((l) => Object.fromEntries(l.split('\t').map((v, i) => [cols[i], v])));
-}
-
-function median(values: number[]): number {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-}
-
-const num = (s: string | undefined) => (s === undefined || s === '-' || s === '' ? NaN : Number(s));
-const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
-const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '-');
+const tsv = (name: string): Row[] => readTsv(path.join(dir, name));
 
 const results = tsv('results.tsv');
 const labels = [...new Set(results.map((r) => r.label))];

@@ -3,10 +3,11 @@
 #   nsdns-standalone  listening on the gateway address like aardvark-dns and dnsmasq
 #   nsdns-netns       serving 127.0.0.11:53 inside the client namespace (handed over by nsenter)
 # Both run sandboxed (resolv.conf -> the sink) and pinned like the peers.
+# NSDNS_ROOT: the built nsdns checkout to run (default: this one; compare.sh passes each build).
 . "$(dirname "$0")/peers/lib.sh"
 pb_require_root
 SECS=${1:-10} REP=${2:-1}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${NSDNS_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 VARIANTS=${NSDNS_VARIANTS:-"standalone netns"}
 for v in $VARIANTS; do
     state=$PB_WORK/nsdns-state-$v

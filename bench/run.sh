@@ -16,6 +16,8 @@
 #   metrics    CPU per query with --metrics on against off (metrics-overhead.sh)
 #   handover   the slowest answer across a SIGUSR2 handover, and the gap of a stop+start (handover.sh)
 #   health     CPU of tcp and http health probes of 1 000 endpoints every 2 s (health-probes.sh)
+#   compare    alone, not a stage: the dns, provision and attack stages for two nsdns builds,
+#              interleaved, as after/before ratios (BEFORE=<git ref>; see compare.sh): results/compare.md
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
 # run sandboxed (their resolv.conf points at a loopback sink) and tcpdump checks that nothing
 # leaves the machine. Environment: SECS (10) ROUNDS (3) NS (50) PB_WORK (/tmp/pb-work); the attack
@@ -36,6 +38,7 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
         iproute2 bind9-dnsutils tcpdump iputils-ping procps util-linux >/dev/null
     (cd "$ROOT" && npm ci --no-audit --no-fund >/dev/null)
 fi
+[ "$STAGES" = compare ] && exec "$BENCH/compare.sh"
 . "$BENCH/peers/lib.sh"
 rm -rf "$PB_WORK"; mkdir -p "$PB_WORK/pids" "$PB_WORK/raw"
 trap '"$BENCH/peers/sink.sh" stop; "$BENCH/peers/topo.sh" down; "$BENCH/peers/cleanup.sh"' EXIT
