@@ -20,6 +20,7 @@ const allowed: Record<string, string[]> = {
   netns: ['wire', 'registry', 'resolver', 'server', 'native'],
   plumbing: ['wire', 'registry', 'health', 'native'],
   daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'netns', 'plumbing', 'native'],
+  podman: ['wire', 'registry', 'resolver', 'server', 'daemon', 'native'],
   cli: ['wire', 'registry', 'health', 'resolver', 'server', 'netns', 'plumbing', 'daemon', 'native'],
 };
 
