@@ -14,6 +14,7 @@ import { ROOT } from '../helpers/daemon.js';
 import { digShort, dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
 
 const BIN = path.join(ROOT, 'bin/aardvark-dns');
 const ID1 = 'f031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
@@ -53,6 +54,7 @@ describe('aardvark-dns drop-in: the start contract', () => {
   const resolv = path.join(tmp.dir, 'resolv.conf');
   const started: number[] = [];
   let port: number;
+  let upstream: FakeUpstream;
 
   const run = (...args: string[]) => execa(BIN, args, {
     reject: false,
@@ -63,11 +65,14 @@ describe('aardvark-dns drop-in: the start contract', () => {
 
   before(async () => {
     mkdirSync(config);
-    writeFileSync(resolv, ''); // no host resolvers: nothing leaves this machine
+    // The host resolvers are a local fake: nothing leaves this machine.
+    upstream = await FakeUpstream.start({ zone: { 'example.com': ['192.0.2.1'] } });
+    writeFileSync(resolv, `nameserver ${upstream.spec}\n`);
     port = await freePort('127.0.173.1');
   });
-  after(() => {
+  after(async () => {
     for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await upstream?.stop();
     tmp.cleanup();
   });
 
@@ -97,6 +102,13 @@ describe('aardvark-dns drop-in: the start contract', () => {
     assert.deepEqual(await digShort(`127.0.173.2:${port}`, 'db'), ['10.173.4.2']);
     // Each listener answers its own network's names.
     assert.equal((await dig(`127.0.173.2:${port}`, 'web.dns.podman')).status, 'NXDOMAIN');
+  });
+
+  it('forwards other names to the host resolvers, except on an internal network', async () => {
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'example.com'), ['192.0.2.1']);
+    const internal = await dig(`127.0.173.2:${port}`, 'example.com');
+    assert.deepEqual(internal.answers, []);
+    assert.notEqual(internal.status, 'NOERROR');
   });
 
   it('a second start on a bound address fails with aardvark\'s reason on stderr and leaves the running server alone', async () => {
