@@ -37,8 +37,9 @@ async function serve(args: RunArgs): Promise<number> {
   const resolvConf = process.env[RESOLV_CONF_ENV] ?? '/etc/resolv.conf';
   const server = new PodmanServer(args, log, resolvConf === '' ? false : resolvConf);
   const ready = await server.start();
-  process.send!(ready satisfies Readiness);
-  process.disconnect?.();
+  // With a callback, a starter already gone (killed by netavark) is no 'error' event that ends us.
+  await new Promise<void>((resolve) => process.send!(ready satisfies Readiness, undefined, {}, () => resolve()));
+  if (process.connected) process.disconnect();
   if (ready.kind === 'failed') {
     log.error({ reason: ready.message }, 'not started');
     await server.stop();
