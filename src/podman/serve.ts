@@ -1,8 +1,8 @@
 // The server process netavark knows by its pid file: loads the config directory into a registry,
-// holds the UDP and TCP sockets of every listen address, and reloads on SIGHUP: listeners of a
-// (network, address) that went away close, new ones open, the others keep their sockets. With no
-// network left it removes its pid file and exits 0, as aardvark does. Answering queries on these
-// sockets is the listeners' job (src/listeners, one more spec), not this file's.
+// holds the UDP and TCP sockets of every listen address and answers there (answering.ts), and
+// reloads on SIGHUP: listeners of a (network, address) that went away close, new ones open, the
+// others keep their sockets. With no network left it removes its pid file and exits 0, as aardvark
+// does.
 import { renameSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
@@ -39,7 +39,8 @@ export class PodmanServer {
 
   private ownAddresses(): void {
     const addresses = [...this.listeners.keys()].map((key) => key.slice(key.indexOf(' ') + 1));
-    this.answering.listeningOn(new Set(addresses.map((a) => `${a.includes(':') ? `[${a}]` : a}:${this.args.port}`)));
+    // Written as upstream keys are ([IPv6]:port), as the host listeners write theirs.
+    this.answering.listeningOn(new Set(addresses.map((a) => endpointText(a, this.args.port))));
   }
 
   private get pidFile(): string {
