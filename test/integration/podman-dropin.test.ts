@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { ROOT } from '../helpers/daemon.js';
+import { MAIN, ROOT } from '../helpers/daemon.js';
 import { digShort, dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -74,6 +74,11 @@ describe('aardvark-dns drop-in: the start contract', () => {
     for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
     await upstream?.stop();
     tmp.cleanup();
+  });
+
+  it('nsdns --help names the drop-in', async () => {
+    const help = await execa('node', [MAIN, '--help']);
+    assert.match(help.stdout, /Podman: bin\/aardvark-dns .* see docs\/podman\.md/);
   });
 
   it('refuses a command line that is not aardvark\'s with a usage error (exit 2)', async () => {
