@@ -48,7 +48,8 @@ export async function run(argv: string[]): Promise<void> {
   const program = new Command('nsdns')
     .description('DNS and service discovery for Linux network namespaces')
     .version(version(), '-v, --version', 'print the version')
-    .addHelpText('after', '\nExit status: 0 done, 1 failed, 2 the command line was wrong.');
+    .addHelpText('after', '\nExit status: 0 done, 1 failed, 2 the command line was wrong.'
+      + "\n\nPodman: bin/aardvark-dns (nsdns-aardvark-dns) is a drop-in for Podman's DNS server; see docs/podman.md.");
 
   serveCommand(program);
   queryCommand(program);

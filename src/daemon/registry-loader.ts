@@ -25,8 +25,9 @@ const MIB = 1024 * 1024;
  * All symlinks are refused, not only those leading out of the directory: a target inside can be
  * swapped or re-pointed after any check, only O_NOFOLLOW closes that race, and the atomic rename
  * docs/registry.md asks for needs no links. Returns undefined when the file is gone (a removal races every event).
+ * `limitName`: the setting a refusal for size names.
  */
-export async function readRegistryFile(file: string, maxBytes: number): Promise<Uint8Array | undefined> {
+export async function readRegistryFile(file: string, maxBytes: number, limitName = 'registryFiles.maxBytes'): Promise<Uint8Array | undefined> {
   let seen: Stats;
   try {
     seen = await lstat(file);
@@ -36,7 +37,7 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
   }
   if (seen.isSymbolicLink()) throw refused(SYMLINK);
   if (!seen.isFile()) throw refused('not a regular file');
-  if (seen.size > maxBytes) throw refused(tooLarge(seen.size, maxBytes));
+  if (seen.size > maxBytes) throw refused(tooLarge(seen.size, maxBytes, limitName));
   let handle;
   try {
     // O_NONBLOCK: a FIFO swapped in after lstat cannot hang the open.
@@ -49,7 +50,7 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw refused('not a regular file');
-    if (st.size > maxBytes) throw refused(tooLarge(st.size, maxBytes));
+    if (st.size > maxBytes) throw refused(tooLarge(st.size, maxBytes, limitName));
     // Own ArrayBuffer (not Buffer's shared pool): a whole file in one buffer, moved to the parser as it is.
     let bytes = new Uint8Array(Math.min(st.size, maxBytes) + 1);
     let length = 0;
@@ -57,7 +58,7 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
       const { bytesRead } = await handle.read(bytes, length, bytes.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
-      if (length > maxBytes) throw refused(tooLarge(length, maxBytes, 'while being read'));
+      if (length > maxBytes) throw refused(tooLarge(length, maxBytes, limitName, 'while being read'));
       if (length === bytes.length) {
         // The file grew after fstat: keep reading, but never past maxBytes + 1.
         const grown = new Uint8Array(Math.min(bytes.length * 2, maxBytes + 1));
@@ -73,8 +74,8 @@ export async function readRegistryFile(file: string, maxBytes: number): Promise<
 
 const SYMLINK = 'a symbolic link; registry files must be regular files (links are never followed)';
 
-function tooLarge(size: number, maxBytes: number, when = ''): string {
-  return `larger than registryFiles.maxBytes (${maxBytes} bytes)${when ? ` ${when}` : `: ${size} bytes`}; not read`;
+function tooLarge(size: number, maxBytes: number, limitName: string, when = ''): string {
+  return `larger than ${limitName} (${maxBytes} bytes)${when ? ` ${when}` : `: ${size} bytes`}; not read`;
 }
 
 function refused(problem: string): NsdnsError {

@@ -11,6 +11,7 @@
 //   answers/<case>.txt            the reply to each case of the README's answer table, dig-like
 //   registry/<file>.yaml          registry files (inputs; also the world of the answer table)
 //   registry/<file>.compiled.json what the registry compiles each into, as stable JSON
+//   aardvark/<dir>.json           what each aardvark config file of fixtures/aardvark/<dir> parses into
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { describe, it } from 'node:test';
 import { buildRuleset, type NftJson } from '../../src/plumbing/nft-rules.js';
 import { addressKeys, compileNetwork, compilePacked, packNetwork, type CompiledNetwork } from '../../src/registry/compiled.js';
 import { parseDocumentText, toRecord } from '../../src/registry/document.js';
+import { parseAardvarkFile } from '../../src/podman/aardvark-config.js';
 import type { NetworkRecord } from '../../src/registry/types.js';
 import { ROOT } from '../helpers/daemon.js';
 import { ask, buildTable, replyText, TABLE_CASES, TABLE_REGISTRY_DIR, tableDocuments } from '../helpers/answer-table.js';
@@ -141,4 +143,17 @@ describe('golden: registry files and their compiled form', () => {
     assert.deepEqual(orphans('registry', expected, (f) => f.endsWith('.yaml')), []);
     assert.equal(TABLE_REGISTRY_DIR, path.join(GOLDEN, 'registry'));
   });
+});
+
+describe('golden: aardvark config files and their parsed form', () => {
+  const fixtures = path.join(ROOT, 'fixtures/aardvark');
+  const dirs = readdirSync(fixtures).filter((d) => !d.endsWith('.md')).sort();
+  for (const dir of dirs) {
+    it(dir, () => {
+      const parsed = Object.fromEntries(readdirSync(path.join(fixtures, dir)).sort()
+        .map((file) => [file, parseAardvarkFile(file, readFileSync(path.join(fixtures, dir, file)))]));
+      golden('aardvark', `${dir}.json`, `${JSON.stringify(parsed, null, 2)}\n`);
+    });
+  }
+  it('no stale aardvark goldens', () => assert.deepEqual(orphans('aardvark', dirs.map((d) => `${d}.json`)), []));
 });

@@ -20,6 +20,7 @@ const allowed: Record<string, string[]> = {
   listeners: ['wire', 'registry', 'resolver', 'server', 'native'],
   plumbing: ['wire', 'registry', 'health', 'native'],
   daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'native'],
+  podman: ['wire', 'registry', 'resolver', 'server', 'listeners', 'daemon', 'native'],
   cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'native'],
 };
 

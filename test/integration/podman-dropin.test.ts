@@ -1,0 +1,177 @@
+// The aardvark-dns drop-in started the way netavark starts it: `bin/aardvark-dns --config DIR -p
+// PORT run`, which must return only once every listen address is bound and the pid file written,
+// exit 0 with nothing on stdout, or non-zero with aardvark's reason on stderr; SIGHUP re-reads
+// the directory, and with no network left the server removes its pid file and exits. Loopback
+// addresses stand in for the bridges' gateways (the netavark-driven test needs root and bridges).
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+import { MAIN, ROOT } from '../helpers/daemon.js';
+import { digShort, dig } from '../helpers/dig.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+
+const BIN = path.join(ROOT, 'bin/aardvark-dns');
+const ID1 = 'f031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID2 = 'a031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID3 = 'b031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+
+/** A port of the tests' range (25900-26099) free for UDP and TCP on `address`. */
+async function freePort(address: string): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 25900 + Math.floor(Math.random() * 200);
+    const udp = dgram.createSocket('udp4');
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(port, address, resolve); });
+      await new Promise<void>((resolve, reject) => { tcp.once('error', reject); tcp.listen(port, address, resolve); });
+      return port;
+    } catch { /* taken: another one */ } finally {
+      udp.close();
+      tcp.close();
+    }
+  }
+  throw new Error('no free port in 25900-26099');
+}
+
+/** Alive and not a zombie (a reparented child is reaped by whatever init this machine has). */
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+describe('aardvark-dns drop-in: the start contract', () => {
+  const tmp = tempDir('nsdns-podman-');
+  const config = path.join(tmp.dir, 'aardvark-dns');
+  const log = path.join(tmp.dir, 'server.log');
+  const resolv = path.join(tmp.dir, 'resolv.conf');
+  const started: number[] = [];
+  let port: number;
+  let upstream: FakeUpstream;
+
+  const run = (...args: string[]) => execa(BIN, args, {
+    reject: false,
+    env: { NSDNS_AARDVARK_LOG: log, NSDNS_AARDVARK_RESOLV_CONF: resolv },
+  });
+  const pidFile = () => path.join(config, 'aardvark.pid');
+  const logLines = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+
+  before(async () => {
+    mkdirSync(config);
+    // The host resolvers are a local fake: nothing leaves this machine.
+    // resolv.conf has no port: the fake listens on 53 of its own loopback address (root, as in CI).
+    upstream = await FakeUpstream.start({ address: '127.0.173.53', port: 53, zone: { 'example.com': ['192.0.2.1'] } });
+    writeFileSync(resolv, 'nameserver 127.0.173.53\n');
+    port = await freePort('127.0.173.1');
+  });
+  after(async () => {
+    for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await upstream?.stop();
+    tmp.cleanup();
+  });
+
+  it('nsdns --help names the drop-in', async () => {
+    const help = await execa('node', [MAIN, '--help']);
+    assert.match(help.stdout, /Podman: bin\/aardvark-dns .* see docs\/podman\.md/);
+  });
+
+  it('refuses a command line that is not aardvark\'s with a usage error (exit 2)', async () => {
+    const r = await run('--config', config, 'serve');
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /unknown subcommand "serve"[\s\S]*Usage: aardvark-dns/);
+    assert.equal((await run('run')).exitCode, 2);
+    assert.match((await run('-p', 'x', '--config', config, 'run')).stderr, /--port must be a port number/);
+  });
+
+  it('returns 0 once bound, with a pid file naming a live server, nothing on stdout, and answers there', async () => {
+    writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n`);
+    writeFileSync(path.join(config, 'other%int'), `127.0.173.2\n${ID2} 10.173.4.2  db\n`);
+    const r = await run('--config', config, '-p', String(port), 'run');
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, '');
+    const text = readFileSync(pidFile(), 'utf8');
+    assert.match(text, /^\d+$/, 'decimal, no newline');
+    const pid = Number(text);
+    started.push(pid);
+    assert.ok(alive(pid), 'the server outlives its starter');
+    for (const fd of [0, 1, 2]) assert.equal(readlinkSync(`/proc/${pid}/fd/${fd}`), '/dev/null', `fd ${fd} on /dev/null`);
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'web'), ['10.173.3.2']);
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, '+tcp', 'API.dns.podman'), ['10.173.3.2']);
+    assert.deepEqual(await digShort(`127.0.173.2:${port}`, 'db'), ['10.173.4.2']);
+    // Each listener answers its own network's names.
+    assert.equal((await dig(`127.0.173.2:${port}`, 'web.dns.podman')).status, 'NXDOMAIN');
+  });
+
+  it('forwards other names to the host resolvers, except on an internal network', async () => {
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'example.com'), ['192.0.2.1']);
+    const internal = await dig(`127.0.173.2:${port}`, 'example.com');
+    assert.deepEqual(internal.answers, []);
+    assert.notEqual(internal.status, 'NOERROR');
+  });
+
+  it('a container on two networks sees both, whichever gateway it asks; the host sees the gateway\'s network', async () => {
+    const pid = Number(readFileSync(pidFile(), 'utf8'));
+    // One container (one id) with an address on each network; the addresses are loopback ones, so
+    // dig can ask from them (-b) as the container would.
+    writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n${ID3} 127.0.173.10  multi\n`);
+    writeFileSync(path.join(config, 'other%int'), `127.0.173.2\n${ID2} 10.173.4.2  db\n${ID3} 127.0.173.11  multi\n`);
+    process.kill(pid, 'SIGHUP');
+    await waitFor(async () => (await digShort(`127.0.173.1:${port}`, 'multi'))[0] === '127.0.173.10', { what: 'the reloaded files answer' });
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, '-b', '127.0.173.10', 'db'), ['10.173.4.2'], 'the other network\'s name, asked at the first network\'s gateway');
+    assert.deepEqual(await digShort(`127.0.173.2:${port}`, '-b', '127.0.173.11', 'web'), ['10.173.3.2'], 'and the other way round');
+    assert.equal((await dig(`127.0.173.1:${port}`, 'db')).status, 'NXDOMAIN', 'the host sees only the gateway\'s network');
+    assert.equal((await dig(`127.0.173.1:${port}`, '-b', '127.0.173.99', 'db')).status, 'NXDOMAIN', 'so does an address no container has');
+  });
+
+  it('a second start on a bound address fails with aardvark\'s reason on stderr and leaves the running server alone', async () => {
+    const pid = readFileSync(pidFile(), 'utf8');
+    const r = await run('--config', config, '-p', String(port), 'run');
+    assert.notEqual(r.exitCode, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr.trim(), new RegExp(`^failed to bind udp listener on 127\\.0\\.173\\.[12]:${port}: EADDRINUSE$`));
+    assert.equal(readFileSync(pidFile(), 'utf8'), pid);
+  });
+
+  it('SIGHUP re-reads the files: a broken file is one log line, a removed one closes its listener, the rest serve on', async () => {
+    const pid = Number(readFileSync(pidFile(), 'utf8'));
+    writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n${ID2} 10.173.3.3  cache\n`);
+    writeFileSync(path.join(config, 'bad'), 'root:$y$secret:19000\n');
+    rmSync(path.join(config, 'other%int'));
+    process.kill(pid, 'SIGHUP');
+    await waitFor(async () => (await digShort(`127.0.173.1:${port}`, 'cache'))[0] === '10.173.3.3', { what: 'the new container answers' });
+    const refused = logLines().split('\n').filter((l) => l.includes('aardvark config file refused'));
+    assert.equal(refused.length, 1);
+    assert.match(refused[0], /"file":"bad".*bad: line 1: listen address 1: not an IP address/);
+    assert.doesNotMatch(logLines(), /secret/);
+    await waitFor(() => freePort('127.0.173.2').then(() => true), { what: "the removed network's address is free again" });
+    assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'web'), ['10.173.3.2']);
+  });
+
+  it('SIGHUP with no network left: the pid file goes and the server exits', async () => {
+    const pid = Number(readFileSync(pidFile(), 'utf8'));
+    rmSync(path.join(config, 'podman'));
+    rmSync(path.join(config, 'bad'));
+    process.kill(pid, 'SIGHUP');
+    await waitFor(() => !alive(pid), { what: 'the server exits' });
+    assert.equal(existsSync(pidFile()), false);
+  });
+
+  it('with no network to serve or no directory, the start fails with the reason', async () => {
+    const empty = await run('--config', config, '-p', String(port), 'run');
+    assert.equal(empty.exitCode, 1);
+    assert.match(empty.stderr, /no network to serve in /);
+    const missing = await run('--config', path.join(tmp.dir, 'nope'), '-p', String(port), 'run');
+    assert.equal(missing.exitCode, 1);
+    assert.match(missing.stderr, /config directory .*nope must exist and be a directory/);
+    assert.equal(existsSync(pidFile()), false);
+  });
+});
