@@ -71,11 +71,12 @@ export class PodmanSandbox {
     const sandbox = new PodmanSandbox(tmp, holder, env);
     try {
       await waitFor(() => sandbox.netns() !== readlinkSync('/proc/self/ns/net'), { what: 'the sandbox namespaces' });
-      await sandbox.enter('sh', '-ec', [
+      const r = await sandbox.enter('sh', '-ec', [
         'for d in /run /dev/shm /var/lib /var/tmp; do mount -t tmpfs tmpfs "$d"; done',
         `mount --bind ${tmp.dir}/resolv.conf /etc/resolv.conf`,
         'ip link set lo up',
       ].join('\n'));
+      if (r.exitCode !== 0) throw new Error(`setting up the Podman sandbox failed: ${r.stderr}`);
     } catch (err) {
       await sandbox.cleanup();
       throw err;
@@ -120,6 +121,22 @@ export class PodmanSandbox {
     const tarball = path.join(this.dir, 'busybox.tar');
     await execa('tar', ['-C', root, '-cf', tarball, '.']);
     await this.ok('import', tarball, image);
+  }
+
+  /**
+   * Links `target` at /usr/local/libexec/podman/`name`, where Podman looks before its own
+   * helpers, as an overlay on /usr/local inside the sandbox (the host's stays as it is).
+   */
+  async linkHelper(name: string, target: string): Promise<void> {
+    const layer = path.join(this.dir, 'usr-local');
+    mkdirSync(path.join(layer, 'upper'), { recursive: true });
+    mkdirSync(path.join(layer, 'work'));
+    const r = await this.enter('sh', '-ec', [
+      `mount -t overlay overlay -o lowerdir=/usr/local,upperdir=${layer}/upper,workdir=${layer}/work /usr/local`,
+      'mkdir -p /usr/local/libexec/podman',
+      `ln -s ${target} /usr/local/libexec/podman/${name}`,
+    ].join('\n'));
+    if (r.exitCode !== 0) throw new Error(`linking ${name} in the sandbox failed: ${r.stderr}`);
   }
 
   private netns(): string {
