@@ -128,10 +128,11 @@ export class PodmanSandbox {
    * helpers, as an overlay on /usr/local inside the sandbox (the host's stays as it is).
    */
   async linkHelper(name: string, target: string): Promise<void> {
-    const layer = path.join(this.dir, 'usr-local');
-    mkdirSync(path.join(layer, 'upper'), { recursive: true });
-    mkdirSync(path.join(layer, 'work'));
+    // The layer on the sandbox's tmpfs: an overlay's upper directory cannot be on every file
+    // system (not on another overlay, as /tmp is in some CI containers).
+    const layer = '/var/tmp/usr-local';
     const r = await this.enter('sh', '-ec', [
+      `mkdir -p ${layer}/upper ${layer}/work`,
       `mount -t overlay overlay -o lowerdir=/usr/local,upperdir=${layer}/upper,workdir=${layer}/work /usr/local`,
       'mkdir -p /usr/local/libexec/podman',
       `ln -s ${target} /usr/local/libexec/podman/${name}`,
