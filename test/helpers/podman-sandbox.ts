@@ -26,13 +26,17 @@ export interface PodmanSandboxOptions {
 
 const PODMAN_HELPERS = ['/usr/local/libexec/podman', '/usr/local/lib/podman', '/usr/libexec/podman', '/usr/lib/podman'];
 
-/** Podman 4.3's settings for this kind of machine; see docs/podman.md. */
+/**
+ * Podman 4.3 without systemd (runc, cgroupfs, events in a file), every path of its own under
+ * `dir`, and `helperDirs` searched before Podman's own helper directories.
+ */
 function containersConf(dir: string, helperDirs: string[]): string {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
   return [
     '[containers]',
-    // Podman asks runc for 1048576 open files and more processes than root may have without
-    // CAP_SYS_RESOURCE, which root lacks in some CI machines: ask for what it already has.
+    // Unasked, Podman wants 1048576 open files and a process limit that runc fails to set
+    // ("error setting rlimit type 6/7: operation not permitted") where root lacks
+    // CAP_SYS_RESOURCE, as on the CI machine: ask for limits below what root has.
     'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]',
     '[network]',
     'network_backend = "netavark"',
