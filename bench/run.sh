@@ -16,6 +16,9 @@
 #   metrics    CPU per query with --metrics on against off (metrics-overhead.sh)
 #   handover   the slowest answer across a SIGUSR2 handover, and the gap of a stop+start (handover.sh)
 #   health     CPU of tcp and http health probes of 1 000 endpoints every 2 s (health-probes.sh)
+#   podman     the aardvark-dns drop-in beside aardvark-dns, both started by netavark: setup times,
+#              SIGHUP to answer, RSS, local names at 10k qps, a dead first upstream (podman.sh):
+#              results/podman.md
 #   compare    alone, not a stage: the dns, provision and attack stages for two nsdns builds,
 #              interleaved, as after/before ratios (BEFORE=<git ref>; see compare.sh): results/compare.md
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
@@ -28,7 +31,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 export PB_WORK=${PB_WORK:-/tmp/pb-work}
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} NS=${NS:-50}
-STAGES=${*:-dns forward provision scale overload attack qtype metrics handover health}
+STAGES=${*:-dns forward provision scale overload attack qtype metrics handover health podman}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, bridges, port 53)" >&2; exit 1; }
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
@@ -73,6 +76,7 @@ for st in $STAGES; do
     metrics) "$BENCH/metrics-overhead.sh" "$SECS" "$ROUNDS" ;;
     handover) "$BENCH/handover.sh" "$ROUNDS" ;;
     health) "$BENCH/health-probes.sh" ;;
+    podman) "$BENCH/podman.sh" "$SECS" "$ROUNDS" ;;
     *) pb_die "unknown stage $st" ;;
     esac
 done
@@ -82,4 +86,5 @@ cp "$PB_WORK"/*.tsv "$RESULTS_DIR/" 2>/dev/null || true
 [ -f "$PB_WORK/netavark/times.tsv" ] && cp "$PB_WORK/netavark/times.tsv" "$RESULTS_DIR/netavark-times.tsv"
 cp "$PB_WORK/machine.txt" "$RESULTS_DIR/"
 node "$ROOT/dist/bench/report.js" "$RESULTS_DIR"
+if [ -f "$RESULTS_DIR/podman.tsv" ]; then node "$ROOT/dist/bench/podman-report.js" "$RESULTS_DIR"; fi
 pb_log "results: $RESULTS_DIR/RESULTS.md"
