@@ -18,8 +18,8 @@ const LOCAL_TTL = 0;
 
 export class PodmanResolver {
   private readonly config = validate({}, 'aardvark-dns drop-in');
-  private readonly hostResolvers: HostResolvers;
-  private readonly resolver: Resolver;
+  readonly hostResolvers: HostResolvers;
+  readonly resolver: Resolver;
   /** What every listener's DnsServer shares. */
   readonly shared: ServerShared;
 

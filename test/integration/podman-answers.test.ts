@@ -26,10 +26,10 @@ const GATEWAY = '127.0.191.1';
 /** Loopback addresses where nothing listens: a query there fails at once (port unreachable). */
 const DEAD = ['127.0.191.56', '127.0.191.58', '127.0.191.59'];
 
-/** A port of this file's range (25500-25599) free for UDP and TCP on `address`. */
-async function freePort(address: string): Promise<number> {
+/** A port of this file's range (`from` and the 99 above it) free for UDP and TCP on `address`. */
+async function freePort(address: string, from = 25500): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 25500 + Math.floor(Math.random() * 100);
+    const port = from + Math.floor(Math.random() * 100);
     const udp = dgram.createSocket('udp4');
     const tcp = net.createServer();
     try {
@@ -41,7 +41,7 @@ async function freePort(address: string): Promise<number> {
       tcp.close();
     }
   }
-  throw new Error('no free port in 25500-25599');
+  throw new Error(`no free port in ${from}-${from + 99}`);
 }
 
 function alive(pid: number): boolean {
@@ -66,6 +66,7 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
   let port: number;
   let at: string;
   let host: FakeUpstream;
+  let metricsAt: string;
 
   before(async () => {
     mkdirSync(config);
@@ -76,6 +77,7 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
     writeFileSync(resolv, 'nameserver 127.0.191.53\n');
     port = await freePort(GATEWAY);
     at = `${GATEWAY}:${port}`;
+    metricsAt = `${GATEWAY}:${await freePort(GATEWAY, 25600)}`;
     writeFileSync(path.join(config, 'answers'), [
       GATEWAY,
       `${ID1} 10.191.3.2 fd19:1::2 web,api,www`,
@@ -87,7 +89,7 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
     ].join('\n'));
     const r = await execa(BIN, ['--config', config, '-p', String(port), 'run'], {
       reject: false,
-      env: { NSDNS_AARDVARK_RESOLV_CONF: resolv },
+      env: { NSDNS_AARDVARK_RESOLV_CONF: resolv, NSDNS_METRICS: metricsAt, NSDNS_AARDVARK_LOG: path.join(tmp.dir, 'server.log') },
     });
     assert.equal(r.exitCode, 0, r.stderr);
     pid = Number(readFileSync(path.join(config, 'aardvark.pid'), 'utf8'));
@@ -134,8 +136,24 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
     writeFileSync(next, [...DEAD, '127.0.191.53'].map((a) => `nameserver ${a}\n`).join(''));
     renameSync(next, resolv);
     const before = host.received.length;
-    await waitFor(async () => unanswered(await dig(at, '+time=2', 'example.com')), { what: 'the renamed-over resolv.conf is used', timeoutMs: 20_000 });
+    let last = '';
+    await waitFor(async () => unanswered(await dig(at, '+time=2', 'example.com').then((r) => { last = r.raw; return r; })), { what: 'the renamed-over resolv.conf is used', timeoutMs: 20_000 })
+      .catch((err) => { throw new Error(`${(err as Error).message}; last answer:\n${last}`); });
     assert.equal(host.received.slice(before).filter((q) => q.name === 'example.com').length, 0, 'the fourth server is not asked');
     assert.ok(existsSync(resolv));
+  });
+
+  it('NSDNS_METRICS=ADDR:PORT serves /metrics (what was answered), /healthz and /readyz', async () => {
+    const get = async (what: string) => {
+      const res = await fetch(`http://${metricsAt}${what}`);
+      return { status: res.status, body: await res.text() };
+    };
+    const metrics = await waitFor(() => get('/metrics').catch(() => undefined), { what: 'metrics are served' });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /^nsdns_queries_total\{[^}]*source="local",qtype="PTR",rcode="NOERROR"\} [1-9]/m);
+    assert.match(metrics.body, /^nsdns_queries_total\{[^}]*source="upstream",qtype="A",rcode="REFUSED"\} [1-9]/m);
+    assert.match(metrics.body, /^nsdns_networks 1$/m);
+    assert.equal((await get('/healthz')).status, 200);
+    assert.match((await get('/readyz')).body, /^(ready|not ready:)/);
   });
 });
