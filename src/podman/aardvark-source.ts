@@ -23,6 +23,9 @@ export class AardvarkSource {
   readonly source: string;
   /** Served network → the file it came from and its listen addresses (its last good content). */
   private readonly served = new Map<string, { file: string; listen: string[] }>();
+  /** Files loaded and files refused so far (for /metrics). */
+  loaded = 0;
+  refused = 0;
 
   constructor(
     private readonly registry: Registry,
@@ -79,12 +82,14 @@ export class AardvarkSource {
       return this.refuse(file, errorMessage(err));
     }
     this.served.set(name, { file, listen });
+    this.loaded++;
     this.log.info({ file: safeText(file), network: name, endpoints: record.endpoints.length }, 'aardvark config file loaded');
     return name;
   }
 
   /** One line naming the file and the problem; a network the file served keeps its last good content. */
   private refuse(file: string, problem: string): string | undefined {
+    this.refused++;
     const kept = [...this.served].find(([, s]) => s.file === file)?.[0];
     this.log.error({ file: safeText(file), err: { code: 'ERR_REGISTRY_FILE', message: safeText(problem) }, keptNetwork: kept },
       kept ? `aardvark config file refused; network "${kept}" keeps its last good content` : 'aardvark config file refused');

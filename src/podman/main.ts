@@ -5,11 +5,14 @@ import { openSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import { parseArgv, USAGE, USAGE_EXIT, type RunArgs } from './argv.js';
 import { SERVE_ENV, startServer, type Readiness } from './start.js';
+import type { PodmanServer } from './serve.js';
 
 /** Where the server logs (JSON lines, appended); unset: nowhere, since its stdout and stderr are /dev/null. */
 const LOG_ENV = 'NSDNS_AARDVARK_LOG';
 /** The host resolvers' file (default /etc/resolv.conf, as the server's mount namespace sees it); '' for none. */
 const RESOLV_CONF_ENV = 'NSDNS_AARDVARK_RESOLV_CONF';
+/** `ADDR:PORT` to serve /metrics, /healthz and /readyz on; unset: no metrics (and prom-client never loaded). */
+const METRICS_ENV = 'NSDNS_METRICS';
 
 async function main(argv: readonly string[]): Promise<number> {
   const command = parseArgv(argv);
@@ -45,8 +48,9 @@ async function serve(args: RunArgs): Promise<number> {
     await server.stop();
     return 1;
   }
+  const metrics = await startMetrics(server, log);
   const exit = async () => {
-    await server.stop();
+    await Promise.all([server.stop(), metrics?.close()]);
     process.exit(0);
   };
   process.on('SIGHUP', () => void server.reload().then((left) => {
@@ -57,6 +61,22 @@ async function serve(args: RunArgs): Promise<number> {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void exit());
   // Served until a signal ends it: the sockets keep the process alive.
   return new Promise<number>(() => undefined);
+}
+
+/**
+ * Metrics when NSDNS_METRICS asks, after readiness is reported (netavark does not wait for them).
+ * A metrics address that cannot be served is logged; DNS serves on regardless.
+ */
+async function startMetrics(server: PodmanServer, log: Logger): Promise<{ close(): Promise<void> } | undefined> {
+  const listen = process.env[METRICS_ENV];
+  if (!listen) return undefined;
+  try {
+    const { serveMetrics } = await import('./podman-metrics.js');
+    return await serveMetrics(server, listen, log);
+  } catch (err) {
+    log.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'metrics not served');
+    return undefined;
+  }
 }
 
 main(process.argv.slice(2)).then((code) => {

@@ -1,6 +1,7 @@
 // The resolver the drop-in answers with, and what its DNS servers share: local names answer with
-// TTL 0 as aardvark's do, and other names go to the container's DNS servers, the network's, then
-// resolv.conf's. Which listener sees which network is the listeners' (listeners/aardvark-spec.ts).
+// TTL 0 as aardvark's do, PTR gives every name and alias (bare, as aardvark's), and other names go
+// to the container's DNS servers, the network's, then resolv.conf's; when none of them answers, the
+// client gets no reply, as from aardvark (a SERVFAIL makes clients give up instead of retrying). Which listener sees which network is the listeners' (listeners/aardvark-spec.ts).
 import { validate } from '../daemon/config.js';
 import { HostResolvers } from '../daemon/resolv-conf.js';
 import type { Logger } from '../log.js';
@@ -17,14 +18,14 @@ const LOCAL_TTL = 0;
 
 export class PodmanResolver {
   private readonly config = validate({}, 'aardvark-dns drop-in');
-  private readonly hostResolvers: HostResolvers;
-  private readonly resolver: Resolver;
+  readonly hostResolvers: HostResolvers;
+  readonly resolver: Resolver;
   /** What every listener's DnsServer shares. */
   readonly shared: ServerShared;
 
   constructor(log: Logger, resolvConf: string | false) {
     this.hostResolvers = new HostResolvers(resolvConf, log);
-    const forwarder = new Forwarder({ ...this.config.forward, maxUdpSize: this.config.maxUdpSize }, new AnswerCache(this.config.cache), exchange, log.child({ module: 'forwarder' }));
+    const forwarder = new Forwarder({ ...this.config.forward, maxUdpSize: this.config.maxUdpSize, silentWhenUnanswered: true }, new AnswerCache(this.config.cache), exchange, log.child({ module: 'forwarder' }));
     this.resolver = new Resolver(this.settings(new Set()), forwarder, log.child({ module: 'resolver' }));
     this.shared = { resolver: this.resolver, budget: new TcpBudget(this.config.tcp), stats: new ListenerStats(), maxUdpSize: this.config.maxUdpSize };
   }
@@ -35,7 +36,7 @@ export class PodmanResolver {
   }
 
   private settings(ownAddresses: ReadonlySet<string>): ResolverSettings {
-    return { ttl: LOCAL_TTL, maxUdpSize: this.config.maxUdpSize, upstreams: [], hostUpstreams: () => this.hostResolvers.current, ownAddresses };
+    return { ttl: LOCAL_TTL, maxUdpSize: this.config.maxUdpSize, upstreams: [], hostUpstreams: () => this.hostResolvers.current, ownAddresses, ptrEveryName: true };
   }
 
   async close(): Promise<void> {

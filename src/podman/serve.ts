@@ -18,8 +18,8 @@ import type { RunArgs } from './argv.js';
 
 export class PodmanServer {
   readonly registry = new Registry();
-  private readonly source: AardvarkSource;
-  private readonly resolver: PodmanResolver;
+  readonly source: AardvarkSource;
+  readonly resolver: PodmanResolver;
   private readonly listeners: ListenerSet<AardvarkWant>;
   /** What the config directory asked for at its last load. */
   private listen: ListenAddresses = new Map();

@@ -115,11 +115,17 @@ export class View {
     return result;
   }
 
-  /** PTR targets for an address held by an endpoint or a static A/AAAA record in the view. */
-  reverse(address: string): string[] {
+  /**
+   * PTR targets for an address held by an endpoint or a static A/AAAA record in the view: an
+   * endpoint's canonical name, or with `everyName` its name and every alias as they are (aardvark).
+   */
+  reverse(address: string, everyName = false): string[] {
     const targets = new Set<string>();
     for (const net of this.networks) {
-      for (const e of net.byAddress.get(address) ?? []) targets.add(canonicalName(e, net.network));
+      for (const e of net.byAddress.get(address) ?? []) {
+        if (!everyName) targets.add(canonicalName(e, net.network));
+        else for (const name of [e.name, ...e.aliases]) targets.add(name);
+      }
       for (const name of net.recordAddresses.get(address) ?? []) targets.add(name);
     }
     return [...targets];

@@ -3,7 +3,8 @@
 // time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
 // counted in queries and in the bytes of the answers it is served.
 // The query sent upstream is our own, built from the question; replies are scrubbed before they
-// are cached or served. The forwarder never throws: whatever happens, the client gets a reply.
+// are cached or served. The forwarder never throws: whatever happens, the client gets a reply
+// (unless `silentWhenUnanswered` asks for none when every upstream failed).
 import { DEFAULT_MAX_UDP_SIZE, RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
 import { errorReply } from '../wire/reply.js';
@@ -89,6 +90,11 @@ export interface ForwardOptions {
   /** 0x20: random letter case in upstream questions, checked case-exactly in replies. */
   randomizeCase: boolean;
   maxUdpSize: number;
+  /**
+   * When every upstream failed (no answer at all, not even REFUSED): no reply instead of SERVFAIL.
+   * aardvark-dns stays silent there, and its clients retry on silence but give up on SERVFAIL.
+   */
+  silentWhenUnanswered?: boolean;
 }
 
 /** Per-listener bookkeeping the forwarder needs. */
@@ -100,7 +106,8 @@ export interface InflightCounter {
 export type Origin = { source: 'cache' } | { source: 'upstream'; server: string } | { source: 'error'; reason: string };
 
 export interface Forwarded {
-  reply: Buffer;
+  /** null: send nothing (every upstream failed, with `silentWhenUnanswered`). */
+  reply: Buffer | null;
   origin: Origin;
 }
 
@@ -254,14 +261,14 @@ export class Forwarder {
    * share refills: a few large answers a second must not cost a neighbour its answers.
    */
   private charged(client: string, forwarded: Forwarded): Forwarded {
-    if (forwarded.reply.length > BYTES_PER_QUERY) this.shares.charge(client, extraQueries(forwarded.reply.length), this.options.clientQueriesPerSecond);
+    if (forwarded.reply !== null && forwarded.reply.length > BYTES_PER_QUERY) this.shares.charge(client, extraQueries(forwarded.reply.length), this.options.clientQueriesPerSecond);
     return forwarded;
   }
 
-  /** The shared outcome made this client's: its id, question case and EDNS; or its own SERVFAIL. */
+  /** The shared outcome made this client's: its id, question case and EDNS; or its own SERVFAIL (or nothing). */
   private replyFor(outcome: Outcome, query: Query): Forwarded {
-    const reply = outcome.reply ? readdressScrubbed(outcome.reply, query) : errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize);
-    return { reply, origin: outcome.origin };
+    if (outcome.reply) return { reply: readdressScrubbed(outcome.reply, query), origin: outcome.origin };
+    return { reply: this.options.silentWhenUnanswered ? null : errorReply(query, RCODE.SERVFAIL, true, this.options.maxUdpSize), origin: outcome.origin };
   }
 
   /**

@@ -16,6 +16,8 @@ export interface LocalOptions {
   maxUdpSize: number;
   /** The host's name for namespaces (`host.nsdns.internal`), lower case; '' for none. */
   hostName?: string;
+  /** PTR gives every name and alias of an endpoint, not its canonical name alone (aardvark-dns does). */
+  ptrEveryName?: boolean;
 }
 
 /** A static CNAME to a name that is not ours: answered with these records and the target's, forwarded. */
@@ -67,7 +69,7 @@ export function localAnswer(query: Query, view: View, options: LocalOptions, lim
 
   if (query.qtype === QTYPE.PTR || query.qtype === QTYPE.ANY) {
     const address = addressFromReverseName(query.name);
-    const targets = address === undefined ? [] : view.reverse(address);
+    const targets = address === undefined ? [] : view.reverse(address, options.ptrEveryName);
     if (targets.length > 0) return recordsReply(query, targets.map((t) => nameRecord(QTYPE.PTR, options.ttl, t)), [], reply);
   }
   return undefined;

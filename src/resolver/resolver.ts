@@ -32,6 +32,8 @@ export interface ResolverSettings {
   ownAddresses: ReadonlySet<string>;
   /** The name that answers a namespace's gateway (default DEFAULT_HOST_NAME); '' turns it off. */
   hostName?: string;
+  /** PTR gives every name and alias of an endpoint (local.ts). */
+  ptrEveryName?: boolean;
 }
 
 /** One place queries come in: a host listener, or the 127.0.0.11 sockets inside a namespace. */
@@ -113,7 +115,7 @@ export class Resolver {
   }
 
   /** The reply to send, or null when the message must be dropped. */
-  handle(raw: Buffer, client: Client, listener: ListenerContext): Buffer | null | Promise<Buffer> {
+  handle(raw: Buffer, client: Client, listener: ListenerContext): Buffer | null | Promise<Buffer | null> {
     // Metrics off: one test of a boolean per query, and no clock read.
     const stats = this.stats.enabled ? this.stats : undefined;
     return this.run({ raw, client, listener, stats, started: stats ? stats.startTimer() : 0, explain: false, origin: undefined });
@@ -126,7 +128,7 @@ export class Resolver {
     return reply === null ? null : { reply, origin: ctx.origin ?? REGISTRY_ORIGIN };
   }
 
-  private run(ctx: QueryContext): Buffer | null | Promise<Buffer> {
+  private run(ctx: QueryContext): Buffer | null | Promise<Buffer | null> {
     const { stats, listener, client } = ctx;
     const parsed = parseQuery(ctx.raw);
     if (parsed.kind === 'drop') {
@@ -191,7 +193,7 @@ export class Resolver {
     const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
     return forwarded.then((r) => {
       ctx.origin = r.origin;
-      stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
+      if (r.reply !== null) stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
       return r.reply;
     });
   }
@@ -212,6 +214,7 @@ export class Resolver {
         const result = await this.forwardTo(target, upstreams, ctx.client, ctx.listener, TCP_MAX_MESSAGE);
         ctx.origin = result.origin;
         try {
+          if (result.reply === null) throw new Error('no upstream answered');
           const decoded = dnsPacket.decode(result.reply) as dnsPacket.Packet & { rcode?: string };
           rcode = decoded.rcode === 'NXDOMAIN' ? RCODE.NXDOMAIN : decoded.rcode === 'NOERROR' ? RCODE.NOERROR : RCODE.SERVFAIL;
           answers = encodeRecords((decoded.answers ?? []).filter((a) => (a as { class?: string }).class === undefined || (a as { class?: string }).class === 'IN'));
@@ -225,7 +228,7 @@ export class Resolver {
     return reply;
   }
 
-  private refuse(query: Query, view: View): Forwarded {
+  private refuse(query: Query, view: View): Resolution {
     // Internal networks never reach out, and with no upstream there is nobody to ask.
     const reason = view.canForward ? 'no upstream servers' : 'internal network';
     return { reply: errorReply(query, RCODE.REFUSED, false, this.settings.maxUdpSize), origin: { source: 'error', reason } };
@@ -315,7 +318,7 @@ export class Resolver {
       const result = missedKey === undefined
         ? await this.forwarder.forward(query, upstreams.servers, upstreams.key, client.transport, listener, who)
         : await this.forwarder.fetch(query, missedKey, upstreams.servers, client.transport, listener, who);
-      return result.reply.length > limit ? { ...result, reply: truncatedCopy(result.reply, query) } : result;
+      return result.reply !== null && result.reply.length > limit ? { ...result, reply: truncatedCopy(result.reply, query) } : result;
     } catch (err) {
       this.log.error({ err, qname: query.name }, 'forwarding failed unexpectedly');
       return { reply: errorReply(query, RCODE.SERVFAIL, true, this.settings.maxUdpSize), origin: { source: 'error', reason: String(err) } };
@@ -324,5 +327,5 @@ export class Resolver {
 }
 
 function localOptions(settings: ResolverSettings): LocalOptions {
-  return { ttl: settings.ttl, maxUdpSize: settings.maxUdpSize, hostName: (settings.hostName ?? DEFAULT_HOST_NAME).toLowerCase().replace(/\.$/, '') };
+  return { ttl: settings.ttl, maxUdpSize: settings.maxUdpSize, hostName: (settings.hostName ?? DEFAULT_HOST_NAME).toLowerCase().replace(/\.$/, ''), ptrEveryName: settings.ptrEveryName };
 }

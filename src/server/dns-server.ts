@@ -154,12 +154,12 @@ listener of a single socket keeps no gate: a pause would shut out every client a
     this.started();
     // Settled only once the datagram has left: closing the socket earlier would drop it.
     reply.then(
-      (buf) => udp.send(buf, rinfo.port, rinfo.address, () => this.settled()),
+      (buf) => (buf === null ? this.settled() : udp.send(buf, rinfo.port, rinfo.address, () => this.settled())),
       (err) => { this.log.error({ err }, 'resolver failed'); this.settled(); },
     );
   }
 
-  answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer> {
+  answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null> {
     if (this.answered && !this.answered(client.address)) return refusal(msg, this.maxUdpSize);
     try {
       return this.resolver.handle(msg, client, this.context);

@@ -10,7 +10,7 @@ import type { TcpBudget } from './tcp-budget.js';
 
 export interface ConnectionOwner {
   /** The reply to a message: now, later, or never (null). */
-  answer(message: Buffer, client: Client): Buffer | null | Promise<Buffer>;
+  answer(message: Buffer, client: Client): Buffer | null | Promise<Buffer | null>;
   /** A reply is being worked on / is done (the listener drains these before it closes). */
   started(): void;
   settled(): void;
@@ -122,7 +122,7 @@ export class TcpConnection {
     }
     this.open++;
     this.owner.started();
-    reply.then((buf) => this.write(buf), () => {}).finally(() => {
+    reply.then((buf) => buf !== null && this.write(buf), () => {}).finally(() => {
       this.open--;
       this.owner.settled();
       this.process();

@@ -72,7 +72,7 @@ function gatewaySet(parts: ReturnType<typeof build>, options: GatewayOptions): G
 }
 
 const query = (name: string) => dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: 'A', class: 'IN' }] });
-const rcode = (reply: Buffer | null | Promise<Buffer>) => Promise.resolve(reply).then((r) => (r ? (dnsPacket.decode(r) as dnsPacket.Packet & { rcode?: string }).rcode : 'DROPPED'));
+const rcode = (reply: Buffer | null | Promise<Buffer | null>) => Promise.resolve(reply).then((r) => (r ? (dnsPacket.decode(r) as dnsPacket.Packet & { rcode?: string }).rcode : 'DROPPED'));
 
 describe('gateway listeners (--host-dns)', () => {
   let upstream: FakeUpstream;

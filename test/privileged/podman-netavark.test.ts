@@ -88,6 +88,9 @@ describe('netavark 1.4 starts and reloads the drop-in', { skip }, () => {
     await waitFor(async () => (await ask(CTRS[0], 'db')).includes('10.177.0.3'), { what: 'db answers after the SIGHUP' });
     assert.deepEqual(await ask(CTRS[1], 'api'), ['10.177.0.2']);
     assert.deepEqual(await ask(CTRS[1], 'web.dns.podman'), ['10.177.0.2']);
+    // PTR gives every name and alias, as aardvark's does.
+    const ptr = await execa('ip', ['netns', 'exec', CTRS[1], 'dig', '+short', '+tries=1', '+time=3', '@10.177.0.1', '-p', PORT, '-x', '10.177.0.2']);
+    assert.deepEqual(ptr.stdout.split('\n').filter(Boolean).sort(), ['api.', 'web.']);
   });
 
   it('teardown of one container takes its names away; of the last, ends the server', async () => {

@@ -1,12 +1,14 @@
 // The host's resolv.conf has one reader (src/plumbing/host-resolv-conf.ts): the daemon takes its
 // nameservers as the last upstreams, a namespace's file takes its search domains and options.
 import assert from 'node:assert/strict';
+import { renameSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { parseResolvConf, readResolvConf, RESOLV_CONF_MAX_BYTES } from '../../src/plumbing/host-resolv-conf.js';
 import { readHostResolverSettings } from '../../src/plumbing/netns-resolv.js';
 import { HostResolvers } from '../../src/daemon/resolv-conf.js';
 import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
 
 const dir = tempDir('nsdns-resolv-');
 after(() => dir.cleanup());
@@ -56,5 +58,24 @@ describe('the host resolv.conf', () => {
     assert.deepEqual(readHostResolverSettings(file), { search: ['corp.test', 'a.test'], options: ['timeout:1', 'attempts:2'] });
     assert.deepEqual(readHostResolverSettings(`${dir.dir}/missing.conf`), { search: [], options: [] });
     assert.deepEqual(readHostResolverSettings(false), { search: [], options: [] });
+  });
+
+  it('follows every rewrite, in place or renamed over (as resolvconf does), in any order', async () => {
+    const file = dir.write('watched.conf', 'nameserver 192.0.2.1\n');
+    const host = new HostResolvers(file, pino({ level: 'silent' }));
+    try {
+      for (let i = 2; i <= 7; i++) {
+        const text = `nameserver 192.0.2.${i}\n`;
+        if (i % 2 === 0) {
+          writeFileSync(`${file}.new`, text);
+          renameSync(`${file}.new`, file);
+        } else {
+          writeFileSync(file, text);
+        }
+        await waitFor(() => host.current[0] === `192.0.2.${i}`, { what: `rewrite ${i} (${i % 2 === 0 ? 'renamed over' : 'in place'}) is used` });
+      }
+    } finally {
+      await host.close();
+    }
   });
 });

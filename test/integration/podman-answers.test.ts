@@ -1,0 +1,159 @@
+// What the aardvark-dns drop-in answers, through bin/aardvark-dns started as netavark starts it:
+// PTR gives every name and alias of a container (v4 and v6), an upstream's rcode reaches the
+// client, no reply at all when every upstream fails (as aardvark: a SERVFAIL makes clients give
+// up), and a rewritten resolv.conf is used without a signal (at most its first three servers).
+// Loopback addresses stand in for the gateways and containers; upstreams are local fakes on port 53
+// of their own loopback address (aardvark's files and resolv.conf have no port syntax).
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+import { ROOT } from '../helpers/daemon.js';
+import { dig, digShort } from '../helpers/dig.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const BIN = path.join(ROOT, 'bin/aardvark-dns');
+const ID1 = 'c031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID2 = 'd031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID3 = 'e031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID4 = '9031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const GATEWAY = '127.0.191.1';
+/** Loopback addresses where nothing listens: a query there fails at once (port unreachable). */
+const DEAD = ['127.0.191.56', '127.0.191.58', '127.0.191.59'];
+
+/** A port of this file's range (`from` and the 99 above it) free for UDP and TCP on `address`. */
+async function freePort(address: string, from = 25500): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = from + Math.floor(Math.random() * 100);
+    const udp = dgram.createSocket('udp4');
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(port, address, resolve); });
+      await new Promise<void>((resolve, reject) => { tcp.once('error', reject); tcp.listen(port, address, resolve); });
+      return port;
+    } catch { /* taken: another one */ } finally {
+      udp.close();
+      tcp.close();
+    }
+  }
+  throw new Error(`no free port in ${from}-${from + 99}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** dig's view of a query nobody answered: no status line, and it says so. */
+function unanswered(result: { status: string; raw: string }): boolean {
+  return result.status === 'NONE' && /timed out|no servers could be reached/.test(result.raw);
+}
+
+describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process.getuid?.() !== 0 && 'needs root (fake upstreams on port 53)' }, () => {
+  const tmp = tempDir('nsdns-podans-');
+  const config = path.join(tmp.dir, 'aardvark-dns');
+  const resolv = path.join(tmp.dir, 'resolv.conf');
+  const upstreams: FakeUpstream[] = [];
+  let pid = 0;
+  let port: number;
+  let at: string;
+  let host: FakeUpstream;
+  let metricsAt: string;
+
+  before(async () => {
+    mkdirSync(config);
+    host = await FakeUpstream.start({ address: '127.0.191.53', port: 53, zone: { 'example.com': ['192.0.2.1'] } });
+    upstreams.push(host);
+    upstreams.push(await FakeUpstream.start({ address: '127.0.191.54', port: 53, behaviour: 'refused' }));
+    upstreams.push(await FakeUpstream.start({ address: '127.0.191.57', port: 53, zone: { 'example.com': ['192.0.2.7'] } }));
+    writeFileSync(resolv, 'nameserver 127.0.191.53\n');
+    port = await freePort(GATEWAY);
+    at = `${GATEWAY}:${port}`;
+    metricsAt = `${GATEWAY}:${await freePort(GATEWAY, 25600)}`;
+    writeFileSync(path.join(config, 'answers'), [
+      GATEWAY,
+      `${ID1} 10.191.3.2 fd19:1::2 web,api,www`,
+      `${ID2} 10.191.3.3  db`,
+      // Containers with DNS servers of their own, asking from these (loopback) addresses.
+      `${ID3} 127.0.191.10  refusing 127.0.191.54`,
+      `${ID4} 127.0.191.11  unlucky ${DEAD.join(',')}`,
+      '',
+    ].join('\n'));
+    const r = await execa(BIN, ['--config', config, '-p', String(port), 'run'], {
+      reject: false,
+      env: { NSDNS_AARDVARK_RESOLV_CONF: resolv, NSDNS_METRICS: metricsAt, NSDNS_AARDVARK_LOG: path.join(tmp.dir, 'server.log') },
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    pid = Number(readFileSync(path.join(config, 'aardvark.pid'), 'utf8'));
+  });
+  after(async () => {
+    if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const u of upstreams) await u.stop();
+    tmp.cleanup();
+  });
+
+  it('PTR gives every name and alias of the container, as aardvark does, for v4 and v6', async () => {
+    for (const address of ['10.191.3.2', 'fd19:1::2']) {
+      const reply = await dig(at, '-x', address);
+      assert.equal(reply.status, 'NOERROR', reply.raw);
+      assert.deepEqual(reply.answers.map((a) => [a.type, a.ttl, a.data]).sort(),
+        [['PTR', 0, 'api.'], ['PTR', 0, 'web.'], ['PTR', 0, 'www.']], `${address}: ${reply.raw}`);
+    }
+    assert.deepEqual((await dig(at, '+tcp', '-x', '10.191.3.3')).answers.map((a) => a.data), ['db.']);
+  });
+
+  it('an upstream\'s REFUSED and NXDOMAIN reach the client', async () => {
+    const refused = await dig(at, '-b', '127.0.191.10', 'example.com');
+    assert.equal(refused.status, 'REFUSED', refused.raw);
+    const nx = await dig(at, 'nothing-here.example');
+    assert.equal(nx.status, 'NXDOMAIN', nx.raw);
+  });
+
+  it('no reply at all when every upstream fails, over UDP and TCP', async () => {
+    const udp = await dig(at, '-b', '127.0.191.11', '+time=3', 'example.com');
+    assert.ok(unanswered(udp), `expected no reply, got:\n${udp.raw}`);
+    const tcp = await dig(at, '-b', '127.0.191.11', '+tcp', '+time=3', 'example.com');
+    assert.ok(unanswered(tcp), `expected no reply, got:\n${tcp.raw}`);
+    // The server is still there for everyone else.
+    assert.deepEqual(await digShort(at, 'web'), ['10.191.3.2']);
+  });
+
+  it('uses a rewritten resolv.conf within seconds, without a signal: in place, renamed over, at most three servers', async () => {
+    assert.deepEqual(await digShort(at, 'example.com'), ['192.0.2.1']);
+    writeFileSync(resolv, 'nameserver 127.0.191.57\n');
+    await waitFor(async () => (await digShort(at, 'example.com'))[0] === '192.0.2.7', { what: 'the rewritten resolv.conf is used' });
+    // As resolvconf and NetworkManager replace it: a new file renamed over the old one. Only the
+    // first three servers count: the fourth, which would answer, is never asked.
+    const next = `${resolv}.new`;
+    writeFileSync(next, [...DEAD, '127.0.191.53'].map((a) => `nameserver ${a}\n`).join(''));
+    renameSync(next, resolv);
+    const before = host.received.length;
+    let last = '';
+    await waitFor(async () => unanswered(await dig(at, '+time=2', 'example.com').then((r) => { last = r.raw; return r; })), { what: 'the renamed-over resolv.conf is used', timeoutMs: 20_000 })
+      .catch((err) => { throw new Error(`${(err as Error).message}; last answer:\n${last}`); });
+    assert.equal(host.received.slice(before).filter((q) => q.name === 'example.com').length, 0, 'the fourth server is not asked');
+    assert.ok(existsSync(resolv));
+  });
+
+  it('NSDNS_METRICS=ADDR:PORT serves /metrics (what was answered), /healthz and /readyz', async () => {
+    const get = async (what: string) => {
+      const res = await fetch(`http://${metricsAt}${what}`);
+      return { status: res.status, body: await res.text() };
+    };
+    const metrics = await waitFor(() => get('/metrics').catch(() => undefined), { what: 'metrics are served' });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /^nsdns_queries_total\{[^}]*source="local",qtype="PTR",rcode="NOERROR"\} [1-9]/m);
+    assert.match(metrics.body, /^nsdns_queries_total\{[^}]*source="upstream",qtype="A",rcode="REFUSED"\} [1-9]/m);
+    assert.match(metrics.body, /^nsdns_networks 1$/m);
+    assert.equal((await get('/healthz')).status, 200);
+    assert.match((await get('/readyz')).body, /^(ready|not ready:)/);
+  });
+});
