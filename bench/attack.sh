@@ -73,6 +73,7 @@ finish() {
         pb_log "leak check: $n packets on the uplinks (must be 0; the host's own DNS counts too: $PB_WORK/raw/leak-attack-*.pcap)"
     fi
     pb_pid_stop server-attack-upstream
+    pb_pid_stop server-attack-big-upstream
     ip netns list | grep -qw "^$ATK_NS" && ip netns del "$ATK_NS"
     ip link show "$ATK_VETH_HOST" >/dev/null 2>&1 && ip link del "$ATK_VETH_HOST" 2>/dev/null   # gone with the netns
     rm -rf "$RUN"
@@ -131,7 +132,7 @@ done
 # The upstream of forwarded names: *.fl.test -> 10.98.7.7, bigfwd.up.test -> 250 addresses (TTL 60),
 # *.bigc.test -> 3 500 addresses over TCP (big-upstream.js, asked by dnsmasq), anything else REFUSED.
 node "$ROOT/dist/bench/attack/big-upstream.js" --address "$BIG_UP_ADDR" > "$PB_WORK/raw/attack-big-upstream.log" 2>&1 &
-pb_pid_add server-attack-upstream $!
+pb_pid_add server-attack-big-upstream $!   # a name of its own: one name holds one pid
 dnsmasq -C /dev/null --keep-in-foreground --no-resolv --no-hosts --no-poll --listen-address="$UP_ADDR" \
     --addn-hosts="$D/upstream-hosts" --server=/bigc.test/"$BIG_UP_ADDR" \
     --bind-interfaces --port=53 --address=/fl.test/10.98.7.7 --local-ttl=60 --user=root --group=root --pid-file= &
