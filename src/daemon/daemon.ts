@@ -23,7 +23,7 @@ import { namespaceLinksKind } from '../plumbing/links.js';
 import { TcpBudget } from '../server/tcp-budget.js';
 import { ListenerStats } from '../server/listener-stats.js';
 import type { ServerShared } from '../server/dns-server.js';
-import { ListenerSet, type Listener, type Want } from '../listeners/listener-set.js';
+import { closeSockets, ListenerSet, type Listener, type Want } from '../listeners/listener-set.js';
 import { NamespaceSpec, type NamespaceWant } from '../listeners/namespace-spec.js';
 import { HostSpec, type HostWant } from '../listeners/host-spec.js';
 import { GatewaySpec, type GatewayWant } from '../listeners/gateway-spec.js';
@@ -115,7 +115,7 @@ export class Daemon {
       firewall: this.firewall,
       namespaceReady: (netns) => this.namespaceReady(netns),
       bindPath: bindHelperKind,
-      namespaceComing: (netns) => { if (!this.namespaces.get(netns)) this.namespaceSpec.sockets.prepare(netns); },
+      namespaceComing: (netns) => { if (!this.namespaces.get(netns) && !this.namespaces.isStarting(netns)) this.namespaceSpec.sockets.prepare(netns); },
       namespaceNotComing: (netns) => this.namespaceSpec.sockets.cancel(netns),
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
@@ -176,6 +176,10 @@ export class Daemon {
       }
       // Listeners handed over are served on the very sockets their clients send to: no bind.
       for (const set of daemon.listenerSets) set.adopt(inherited?.listeners.get(set.kind) ?? new Map());
+      // A kind this daemon does not have (a predecessor of another version): not ours to keep open.
+      for (const [kind, handed] of inherited?.listeners ?? []) {
+        if (!daemon.listenerSets.some((set) => set.kind === kind)) for (const sockets of handed.values()) closeSockets(sockets);
+      }
       // The first bind pass of every set: nothing was bound while the registry loaded (see ListenerSet.open).
       daemon.hostSpec.configure(config.listen, daemon.hostClients());
       for (const set of daemon.listenerSets) await set.open();

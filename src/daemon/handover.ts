@@ -155,6 +155,9 @@ export function receiveHandover(log: Logger): Promise<Inherited | undefined> {
           half.delete(name);
           if (!udps) return closeHandle(handle);
           const set = inherited.listeners.get(msg.set) ?? new Map<string, HandedSockets>();
+          // Sent twice: the first is not ours to keep open either.
+          const twice = set.get(msg.key);
+          if (twice) for (const s of [...twice.udps, twice.tcp]) s.close();
           set.set(msg.key, { udps, tcp: handle as net.Server });
           inherited.listeners.set(msg.set, set);
         }

@@ -82,6 +82,9 @@ export class GatewaySpec implements ListenerSpec<GatewayWant> {
 
   serve(want: GatewayWant, sockets: ListenerSockets): DnsServer {
     const network = want.network;
+    // Who it answers from its first query on (sockets handed over hold queries already), not only
+    // from the pass's settle: until then its own clients would be REFUSED.
+    if (!this.answered.has(network)) this.answered.set(network, this.networkClients(this.registry.current(), network, hostCidrs()));
     const context: ListenerContext = {
       name: formatHostPort(want.address, portOf(sockets)),
       inflight: 0,
@@ -105,13 +108,17 @@ export class GatewaySpec implements ListenerSpec<GatewayWant> {
       const host = hostCidrs();
       const answered = new Map<string, ClientFilter>();
       for (const { want } of running.values()) {
-        if (answered.has(want.network)) continue;
-        const subnets = snapshot.networks.get(want.network)?.network.subnets.map((s) => s.subnet) ?? [];
-        answered.set(want.network, clientFilter([...host, ...subnets]));
+        if (!answered.has(want.network)) answered.set(want.network, this.networkClients(snapshot, want.network, host));
       }
       this.answered = answered;
     }
     await this.register(snapshot, running, wanted);
+  }
+
+  /** The host and the network's own subnets. */
+  private networkClients(snapshot: Snapshot, network: string, host: readonly string[]): ClientFilter {
+    const subnets = snapshot.networks.get(network)?.network.subnets.map((s) => s.subnet) ?? [];
+    return clientFilter([...host, ...subnets]);
   }
 
   /** systemd-resolved: each bridge whose gateways are all served, registered once per change of them. */

@@ -72,6 +72,8 @@ type State = 'waiting' | 'open' | 'frozen' | 'closed';
 export class ListenerSet<W extends Want> {
   private readonly running = new Map<string, Listener<W>>();
   private readonly starting = new Map<string, Promise<void>>();
+  /** Listeners closing now, whichever pass closes them: a bind on their address waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private readonly failures = new Map<string, Failure>();
   /** Handed over by a predecessor, by key, until a pass serves them or closes them. */
   private readonly inherited = new Map<string, ListenerSockets>();
@@ -98,6 +100,11 @@ export class ListenerSet<W extends Want> {
 
   get(key: string): Listener<W> | undefined {
     return this.running.get(key);
+  }
+
+  /** Whether `key` is being bound now. */
+  isStarting(key: string): boolean {
+    return this.starting.has(key);
   }
 
   /** Why the last bind of `key` failed, while it is wanted and not running. */
@@ -222,8 +229,9 @@ export class ListenerSet<W extends Want> {
       closing.push(this.stop(listener, want ? 'outdated' : 'unwanted'));
     }
     for (const key of this.failures.keys()) if (!wanted.has(key)) this.failures.delete(key);
-    // Binds wait for the closes: a listener replaced on the same address and port needs it free.
-    const closed = closing.length === 0 ? undefined : Promise.all(closing);
+    // Binds wait for every close under way (this pass's or an earlier one's): a listener replaced
+    // on the same address and port needs it free.
+    const closed = this.closing.size === 0 ? undefined : Promise.all([...this.closing]);
     const work: Promise<void>[] = [...closing];
     for (const [key, want] of wanted) if (!this.running.has(key)) work.push(this.start(want, closed));
     // Handed over but not wanted (any more): not ours to keep open.
@@ -233,7 +241,8 @@ export class ListenerSet<W extends Want> {
       closeSockets(sockets);
     }
     const done = Promise.all(work).then(() => {
-      const settled = this.settling.then(() => this.state === 'closed' ? undefined : this.spec.settle?.(this.running, wanted));
+      // What is wanted when the settle runs: passes may finish out of order.
+      const settled = this.settling.then(() => this.state === 'closed' ? undefined : this.spec.settle?.(this.running, this.spec.wanted()));
       this.settling = settled.catch((err) => this.log.error({ err }, `${this.kind} listeners: settling a pass failed`));
       return this.settling;
     }).finally(() => this.scheduleRetry());
@@ -247,7 +256,9 @@ export class ListenerSet<W extends Want> {
 
   private stop(listener: Listener<W>, why: CloseReason): Promise<void> {
     this.running.delete(listener.want.key);
-    return listener.server.close().then(() => this.spec.closed(listener, why));
+    const closed = listener.server.close().then(() => this.spec.closed(listener, why));
+    this.closing.add(closed);
+    return closed.finally(() => this.closing.delete(closed));
   }
 
   private start(want: W, after: Promise<unknown> | undefined): Promise<void> {
@@ -278,8 +289,16 @@ export class ListenerSet<W extends Want> {
       closeSockets(sockets);
       return;
     }
-    const { address, port } = sockets.udps[0].address();
-    const listener: Listener<W> = { want, server: this.spec.serve(want, sockets), boundIn: sockets.boundIn, address, port };
+    let listener: Listener<W>;
+    try {
+      const { address, port } = sockets.udps[0].address();
+      listener = { want, server: this.spec.serve(want, sockets), boundIn: sockets.boundIn, address, port };
+    } catch (err) {
+      closeSockets(sockets);
+      this.failures.set(want.key, { reason: errorMessage(err), attempts: (this.failures.get(want.key)?.attempts ?? 0) + 1, error: err });
+      this.log.error({ err }, `${this.kind} listener: cannot serve the sockets it got`);
+      return;
+    }
     // Handed over sockets are paused on arrival (handover.ts): what waited in their buffers is read now.
     if (handed) for (const udp of sockets.udps) startReceiving(udp);
     this.running.set(want.key, listener);

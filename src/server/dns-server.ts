@@ -160,8 +160,8 @@ listener of a single socket keeps no gate: a pause would shut out every client a
   }
 
   answer(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null> {
-    if (this.answered && !this.answered(client.address)) return refusal(msg, this.maxUdpSize);
     try {
+      if (this.answered && !this.answered(client.address)) return refusal(msg, this.maxUdpSize);
       return this.resolver.handle(msg, client, this.context);
     } catch (err) {
       this.log.error({ err }, 'resolver threw; message dropped');

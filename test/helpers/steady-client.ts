@@ -11,6 +11,8 @@ import { queryPacket } from './packets.js';
 export interface SteadyResult {
   sent: number;
   answered: number;
+  /** Answers that were not NOERROR (REFUSED, SERVFAIL...): answered, but not with the name. */
+  refused: number;
   /** Queries that needed more than one attempt. */
   retried: number;
   lost: number;
@@ -38,6 +40,7 @@ export function steadyClient(port: number, name: string, options: SteadyOptions 
   let sent = 0;
   let retried = 0;
   let lost = 0;
+  let refused = 0;
   let id = 0;
   const now = () => performance.now();
   socket.on('message', (msg) => {
@@ -46,6 +49,7 @@ export function steadyClient(port: number, name: string, options: SteadyOptions 
     if (query === undefined) return;
     waiting.delete(msg.readUInt16BE(0));
     if (query.attempts > 1) retried++;
+    if (msg.length > 3 && (msg[3] & 0x0f) !== 0) refused++;
     latencies.push(now() - query.firstAt);
   });
   socket.on('error', () => {});
@@ -81,7 +85,7 @@ export function steadyClient(port: number, name: string, options: SteadyOptions 
     socket.close();
     const sorted = [...latencies].sort((a, b) => a - b);
     const at = (q: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN).toFixed(2));
-    return { sent, answered: latencies.length, retried, lost, p50: at(0.5), p99: at(0.99), max: at(1) };
+    return { sent, answered: latencies.length, refused, retried, lost, p50: at(0.5), p99: at(0.99), max: at(1) };
   };
   return {
     /** How many queries were asked and answered so far. */

@@ -123,6 +123,7 @@ describe('handover of the gateway listeners (--host-dns)', { skip: needsRoot }, 
     const r = await steady;
     const seen = JSON.parse(r.stdout);
     assert.equal(seen.lost, 0, r.stdout);
+    assert.equal(seen.refused, 0, `every answer is the name, none REFUSED while the successor sets up: ${r.stdout}`);
     assert.ok(seen.answered > 100, r.stdout);
     assert.deepEqual(await hostSocketInodes('10.185.0.1'), inodes, 'the successor serves the sockets it was handed (not a new bind)');
     assert.ok(daemon.logs.some((l) => l.pid === successor && l.msg === 'gateway listener: answering the network\'s names for the host' && l.takenOver === true), 'the successor says it took the gateway over');
