@@ -5,9 +5,7 @@
 // Loopback addresses stand in for the gateways and containers; upstreams are local fakes on port 53
 // of their own loopback address (aardvark's files and resolv.conf have no port syntax).
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -16,6 +14,7 @@ import { dig, digShort } from '../helpers/dig.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../helpers/free-port.js';
 
 const BIN = path.join(ROOT, 'bin/aardvark-dns');
 const ID1 = 'c031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
@@ -25,24 +24,6 @@ const ID4 = '9031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const GATEWAY = '127.0.191.1';
 /** Loopback addresses where nothing listens: a query there fails at once (port unreachable). */
 const DEAD = ['127.0.191.56', '127.0.191.58', '127.0.191.59'];
-
-/** A port of this file's range (`from` and the 99 above it) free for UDP and TCP on `address`. */
-async function freePort(address: string, from = 25500): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = from + Math.floor(Math.random() * 100);
-    const udp = dgram.createSocket('udp4');
-    const tcp = net.createServer();
-    try {
-      await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(port, address, resolve); });
-      await new Promise<void>((resolve, reject) => { tcp.once('error', reject); tcp.listen(port, address, resolve); });
-      return port;
-    } catch { /* taken: another one */ } finally {
-      udp.close();
-      tcp.close();
-    }
-  }
-  throw new Error(`no free port in ${from}-${from + 99}`);
-}
 
 function alive(pid: number): boolean {
   try {
@@ -75,7 +56,7 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
     upstreams.push(await FakeUpstream.start({ address: '127.0.191.54', port: 53, behaviour: 'refused' }));
     upstreams.push(await FakeUpstream.start({ address: '127.0.191.57', port: 53, zone: { 'example.com': ['192.0.2.7'] } }));
     writeFileSync(resolv, 'nameserver 127.0.191.53\n');
-    port = await freePort(GATEWAY);
+    port = await freePort(GATEWAY, 25500);
     at = `${GATEWAY}:${port}`;
     metricsAt = `${GATEWAY}:${await freePort(GATEWAY, 25600)}`;
     writeFileSync(path.join(config, 'answers'), [

@@ -4,9 +4,7 @@
 // the directory, and with no network left the server removes its pid file and exits. Loopback
 // addresses stand in for the bridges' gateways (the netavark-driven test needs root and bridges).
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -14,30 +12,13 @@ import { MAIN, ROOT } from '../helpers/daemon.js';
 import { digShort, dig } from '../helpers/dig.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../helpers/free-port.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 
 const BIN = path.join(ROOT, 'bin/aardvark-dns');
 const ID1 = 'f031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const ID2 = 'a031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const ID3 = 'b031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
-
-/** A port of the tests' range (25900-26099) free for UDP and TCP on `address`. */
-async function freePort(address: string): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 25900 + Math.floor(Math.random() * 200);
-    const udp = dgram.createSocket('udp4');
-    const tcp = net.createServer();
-    try {
-      await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(port, address, resolve); });
-      await new Promise<void>((resolve, reject) => { tcp.once('error', reject); tcp.listen(port, address, resolve); });
-      return port;
-    } catch { /* taken: another one */ } finally {
-      udp.close();
-      tcp.close();
-    }
-  }
-  throw new Error('no free port in 25900-26099');
-}
 
 /** Alive and not a zombie (a reparented child is reaped by whatever init this machine has). */
 function alive(pid: number): boolean {
@@ -70,7 +51,7 @@ describe('aardvark-dns drop-in: the start contract', () => {
     // resolv.conf has no port: the fake listens on 53 of its own loopback address (root, as in CI).
     upstream = await FakeUpstream.start({ address: '127.0.173.53', port: 53, zone: { 'example.com': ['192.0.2.1'] } });
     writeFileSync(resolv, 'nameserver 127.0.173.53\n');
-    port = await freePort('127.0.173.1');
+    port = await freePort('127.0.173.1', 25900, 200);
   });
   after(async () => {
     for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -152,7 +133,7 @@ describe('aardvark-dns drop-in: the start contract', () => {
     assert.equal(refused.length, 1);
     assert.match(refused[0], /"file":"bad".*bad: line 1: listen address 1: not an IP address/);
     assert.doesNotMatch(logLines(), /secret/);
-    await waitFor(() => freePort('127.0.173.2').then(() => true), { what: "the removed network's address is free again" });
+    await waitFor(() => freePort('127.0.173.2', 25900, 200).then(() => true), { what: "the removed network's address is free again" });
     assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'web'), ['10.173.3.2']);
   });
 
