@@ -277,11 +277,7 @@ export class ListenerSet<W extends Want> {
     try {
       sockets = handed ? { ...handed, boundIn: this.spec.boundInNow?.(want) } : await this.slots.run(() => this.spec.bind(want));
     } catch (err) {
-      const reason = errorMessage(err);
-      const last = this.failures.get(want.key);
-      const attempts = (last?.attempts ?? 0) + 1;
-      this.failures.set(want.key, { reason, attempts, error: err });
-      this.spec.failed(want, err, attempts, last?.reason === reason);
+      this.failed(want, err);
       return;
     }
     if (this.state === 'closed' || !this.spec.wanted().has(want.key)) {
@@ -295,8 +291,7 @@ export class ListenerSet<W extends Want> {
       listener = { want, server: this.spec.serve(want, sockets), boundIn: sockets.boundIn, address, port };
     } catch (err) {
       closeSockets(sockets);
-      this.failures.set(want.key, { reason: errorMessage(err), attempts: (this.failures.get(want.key)?.attempts ?? 0) + 1, error: err });
-      this.log.error({ err }, `${this.kind} listener: cannot serve the sockets it got`);
+      this.failed(want, err);
       return;
     }
     // Handed over sockets are paused on arrival (handover.ts): what waited in their buffers is read now.
@@ -304,6 +299,15 @@ export class ListenerSet<W extends Want> {
     this.running.set(want.key, listener);
     this.failures.delete(want.key);
     this.spec.opened(listener, handed !== undefined);
+  }
+
+  /** Remembers why `want` is not running (retried, or failing the pass), and lets the spec say it. */
+  private failed(want: W, err: unknown): void {
+    const reason = errorMessage(err);
+    const last = this.failures.get(want.key);
+    const attempts = (last?.attempts ?? 0) + 1;
+    this.failures.set(want.key, { reason, attempts, error: err });
+    this.spec.failed(want, err, attempts, last?.reason === reason);
   }
 
   private scheduleRetry(): void {

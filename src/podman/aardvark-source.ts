@@ -11,13 +11,11 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import { readRegistryFile, safeText } from '../daemon/registry-loader.js';
+import type { ListenAddresses } from '../listeners/aardvark-spec.js';
 import { AARDVARK_LIMITS, parseAardvarkFile, type AardvarkLimits } from './aardvark-config.js';
 
 /** Files looked at per load: a directory stuffed with files cannot make a reload endless. */
 const MAX_FILES = 4096;
-
-/** Network name → the addresses its DNS server listens on. */
-export type WantedListeners = ReadonlyMap<string, readonly string[]>;
 
 export class AardvarkSource {
   readonly source: string;
@@ -37,7 +35,7 @@ export class AardvarkSource {
   }
 
   /** Reads the directory again and brings the registry in line with it. */
-  async load(): Promise<WantedListeners> {
+  async load(): Promise<ListenAddresses> {
     const names = (await readdir(this.dir)).sort();
     if (names.length > MAX_FILES) this.log.error({ dir: safeText(this.dir), files: names.length }, `more than ${MAX_FILES} files; the rest are not read`);
     /** Network → the file that stands for it in this load. */
