@@ -74,6 +74,66 @@ export const documentSchema = z.object({
 
 export type RegistryDocument = z.input<typeof documentSchema>;
 
+/**
+ * A shared registry's values (etcd): a network's and an endpoint's DNS fields, named as in a
+ * registry file. Plumbing fields (netns, bridge, interfaces, ports, health checks) and upstreams
+ * are not among them: no remote value makes this daemon enter a namespace, probe an address,
+ * touch the firewall or choose where queries go.
+ */
+const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true }).strict();
+const remoteEndpointSchema = endpointSchema.pick({ name: true, id: true, aliases: true, ipv4: true, ipv6: true, services: true, labels: true, health: true }).strict();
+const PLUMBING_FIELDS = new Set(['netns', 'ifname', 'hostIf', 'mac', 'ports', 'healthCheck', 'healthHideOwn', 'upstreams', 'bridge', 'mtu', 'options', 'created', 'endpoints']);
+
+/** The problems of a remote value's keys that are fields of a registry file but not remote ones. */
+function plumbingProblems(data: unknown): string[] {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return [];
+  return Object.keys(data).filter((k) => PLUMBING_FIELDS.has(k)).map((k) => `${k}: not accepted from a shared registry (remote values carry DNS fields only)`);
+}
+
+/** A network from a shared registry's value; throws ERR_REGISTRY_FILE naming `source` (its key) and every problem. */
+export function remoteNetwork(data: unknown, source: string): Network {
+  const plumbing = plumbingProblems(data);
+  if (plumbing.length > 0) throw fileError(source, plumbing);
+  const parsed = remoteNetworkSchema.safeParse(data);
+  if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
+  const network = toNetwork({ ...parsed.data, upstreams: [], endpoints: [] });
+  const problems = gatewayProblems(network);
+  if (problems.length > 0) throw fileError(source, problems);
+  return network;
+}
+
+/** An endpoint of `network` from a shared registry's value; throws ERR_REGISTRY_FILE naming `source` (its key). */
+export function remoteEndpoint(data: unknown, network: Network, source: string): Endpoint {
+  const plumbing = plumbingProblems(data);
+  if (plumbing.length > 0) throw fileError(source, plumbing);
+  const parsed = remoteEndpointSchema.safeParse(data);
+  if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
+  const endpoint = toEndpoint({ ...parsed.data, upstreams: [] }, network.name);
+  const outside = subnetCheck(network)(endpoint);
+  if (outside) throw fileError(source, [outside]);
+  return endpoint;
+}
+
+/** The value a shared registry holds for `endpoint`: its DNS fields, as remoteEndpoint reads them back. */
+export function remoteEndpointValue(endpoint: Endpoint): Record<string, unknown> {
+  return {
+    name: endpoint.name, id: endpoint.id, aliases: endpoint.aliases, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6,
+    ...(endpoint.services && { services: endpoint.services }),
+    ...(endpoint.labels && { labels: endpoint.labels }),
+    ...(endpoint.health && { health: endpoint.health }),
+  };
+}
+
+/** The value a shared registry holds for `network`: its DNS fields, as remoteNetwork reads them back. */
+export function remoteNetworkValue(network: Network): Record<string, unknown> {
+  return {
+    name: network.name, id: network.id, subnets: network.subnets, internal: network.internal,
+    ...(network.domain && { domain: network.domain }),
+    ...(network.labels && { labels: network.labels }),
+    ...(network.records && { records: network.records }),
+  };
+}
+
 export { derivedId } from './ids.js';
 
 const MAX_PROBLEMS = 10;
