@@ -14,7 +14,6 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { isServiceName } from '../wire/names.js';
 import { derivedId } from '../registry/ids.js';
-import { nameProblems } from '../registry/name-rules.js';
 import { isIp, isIpv4, isIpv6, printable } from '../registry/fields.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 
@@ -221,10 +220,12 @@ export function parseAardvarkFile(fileName: string, bytes: Uint8Array, limits: A
     subnets: [],
     internal,
     domain: PODMAN_DOMAIN,
+    // aardvark answers `web` and `web.dns.podman`, never `web.<network>`: that name is forwarded.
+    nameIsZone: false,
     upstreams: internal ? [] : data.servers.map(canonical),
   };
+  // No name rules: a name or alias that is also another container's name answers every address
+  // holding it, as aardvark answers (its names map to address lists). The daemon's files keep them.
   const endpoints = merged(data.containers).map((c) => toEndpoint(c, name, internal));
-  const problems = nameProblems(network, endpoints);
-  if (problems.length > 0) return refused(fileName, problems);
   return { kind: 'network', network: { record: { network, endpoints }, listen: [...new Set(data.listen.map(canonical))] } };
 }

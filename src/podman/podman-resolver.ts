@@ -1,7 +1,8 @@
 // The resolver the drop-in answers with, and what its DNS servers share: local names answer with
 // TTL 0 as aardvark's do, PTR gives every name and alias (bare, as aardvark's), and other names go
 // to the container's DNS servers, the network's, then resolv.conf's; when none of them answers, the
-// client gets no reply, as from aardvark (a SERVFAIL makes clients give up instead of retrying). Which listener sees which network is the listeners' (listeners/aardvark-spec.ts).
+// client gets no reply, as from aardvark (a SERVFAIL makes clients give up instead of retrying).
+// Which listener sees which network is the listeners' (listeners/aardvark-spec.ts).
 import { validate } from '../daemon/config.js';
 import { HostResolvers } from '../daemon/resolv-conf.js';
 import type { Logger } from '../log.js';
@@ -15,6 +16,12 @@ import { TcpBudget } from '../server/tcp-budget.js';
 
 /** aardvark answers its own names with TTL 0: a container that moves is found at once. */
 const LOCAL_TTL = 0;
+/**
+ * aardvark's answers to what it does not forward (src/dns/coredns.rs): NXDOMAIN to a container
+ * on internal networks only, and nothing when it knows no upstream at all (the client's own
+ * timeout then says so, as with a dead upstream).
+ */
+const NOT_FORWARDED = { internal: 'nxdomain', noUpstream: 'drop' } as const;
 
 export class PodmanResolver {
   private readonly config = validate({}, 'aardvark-dns drop-in');
@@ -36,7 +43,10 @@ export class PodmanResolver {
   }
 
   private settings(ownAddresses: ReadonlySet<string>): ResolverSettings {
-    return { ttl: LOCAL_TTL, maxUdpSize: this.config.maxUdpSize, upstreams: [], hostUpstreams: () => this.hostResolvers.current, ownAddresses, ptrEveryName: true };
+    return {
+      ttl: LOCAL_TTL, maxUdpSize: this.config.maxUdpSize, upstreams: [], hostUpstreams: () => this.hostResolvers.current, ownAddresses,
+      ptrEveryName: true, notForwarded: NOT_FORWARDED, recursionAlwaysAvailable: true,
+    };
   }
 
   async close(): Promise<void> {

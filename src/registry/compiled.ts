@@ -160,7 +160,7 @@ export function inNamespaces(notable: readonly Endpoint[]): InNamespace[] {
 /** What a compiled network takes from the network itself: its zones and static records. */
 export function networkParts(network: Network): Pick<CompiledNetwork, 'zones' | 'canonicalZone' | 'records' | 'recordAddresses'> {
   // Names are kept as typed (MixedNet), DNS compares lower case.
-  const zones = [network.name.toLowerCase()];
+  const zones = network.nameIsZone === false && network.domain ? [] : [network.name.toLowerCase()];
   if (network.domain && network.domain.toLowerCase() !== zones[0]) zones.push(network.domain.toLowerCase());
   const canonicalZone = (network.domain ?? network.name).toLowerCase();
   const records = new Map<string, StaticRecord[]>();

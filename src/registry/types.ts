@@ -56,6 +56,11 @@ export interface Network {
   internal: boolean;
   /** DNS zone for names on this network besides `<name>.<network>`. */
   domain?: string;
+  /**
+   * false: the network's name is no zone (`<name>.<network>` is not ours, and may be forwarded);
+   * only `domain` is. aardvark-dns's networks are so: a network may be named like a TLD.
+   */
+  nameIsZone?: boolean;
   /** Upstream servers for queries from this network's endpoints (`IP` or `IP:PORT`). */
   upstreams: string[];
   created?: string;

@@ -34,7 +34,17 @@ export interface ResolverSettings {
   hostName?: string;
   /** PTR gives every name and alias of an endpoint (local.ts). */
   ptrEveryName?: boolean;
+  /**
+   * What a query that is not forwarded gets: `internal` when the client's networks are all
+   * internal, `noUpstream` when nobody is known to ask (default: REFUSED for both).
+   */
+  notForwarded?: { internal: NotForwarded; noUpstream: NotForwarded };
+  /** RA in every reply, as aardvark-dns sets it, not only where a query could be forwarded. */
+  recursionAlwaysAvailable?: boolean;
 }
+
+/** The reply to a query that is not forwarded: an error rcode, or none at all. */
+export type NotForwarded = 'refused' | 'nxdomain' | 'drop';
 
 /** One place queries come in: a host listener, or the 127.0.0.11 sockets inside a namespace. */
 export interface ListenerContext extends InflightCounter {
@@ -165,9 +175,9 @@ export class Resolver {
     }
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) {
-      const refused = this.refuse(parsed, view);
+      const refused = this.notForwarded(parsed, view);
       ctx.origin = refused.origin;
-      stats?.count(listener, ERROR, parsed.qtype, refused.reply, ctx.started);
+      if (refused.reply !== null) stats?.count(listener, ERROR, parsed.qtype, refused.reply, ctx.started);
       return refused.reply;
     }
     // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
@@ -228,10 +238,15 @@ export class Resolver {
     return reply;
   }
 
-  private refuse(query: Query, view: View): Resolution {
+  private notForwarded(query: Query, view: View): Forwarded {
     // Internal networks never reach out, and with no upstream there is nobody to ask.
-    const reason = view.canForward ? 'no upstream servers' : 'internal network';
-    return { reply: errorReply(query, RCODE.REFUSED, false, this.settings.maxUdpSize), origin: { source: 'error', reason } };
+    const internal = !view.canForward;
+    const reason = internal ? 'internal network' : 'no upstream servers';
+    const answer = (internal ? this.settings.notForwarded?.internal : this.settings.notForwarded?.noUpstream) ?? 'refused';
+    const origin: Origin = { source: 'error', reason };
+    if (answer === 'drop') return { reply: null, origin };
+    const rcode = answer === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.REFUSED;
+    return { reply: errorReply(query, rcode, this.settings.recursionAlwaysAvailable === true, this.settings.maxUdpSize), origin };
   }
 
   /**
@@ -268,6 +283,7 @@ export class Resolver {
 
   /** RA: whether a query from this view could be forwarded at all. */
   private canForward(view: View): boolean {
+    if (this.settings.recursionAlwaysAvailable) return true;
     if (view !== this.raView) {
       this.raView = view;
       // An internal network forwards only to its own servers inside its subnets.

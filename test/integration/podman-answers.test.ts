@@ -21,6 +21,7 @@ const ID1 = 'c031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const ID2 = 'd031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const ID3 = 'e031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const ID4 = '9031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
+const ID5 = '8031bf33eecba75d0d84952337b1ceef6a239eb8e94b48aee0993d0791345325';
 const GATEWAY = '127.0.191.1';
 /** Loopback addresses where nothing listens: a query there fails at once (port unreachable). */
 const DEAD = ['127.0.191.56', '127.0.191.58', '127.0.191.59'];
@@ -136,5 +137,93 @@ describe('aardvark-dns drop-in: answers as aardvark gives them', { skip: process
     assert.match(metrics.body, /^nsdns_networks 1$/m);
     assert.equal((await get('/healthz')).status, 200);
     assert.match((await get('/readyz')).body, /^(ready|not ready:)/);
+  });
+});
+
+// Where nsdns's own rules would answer otherwise, the drop-in answers as aardvark does
+// (aardvark src/dns/coredns.rs, src/backend/mod.rs): nothing when no upstream is known at all,
+// NXDOMAIN to a container on internal networks only, RA always, every address holding a name even
+// when it is also another container's name, and no zone named after a network (`example.com` on a
+// network named `com` is forwarded). Addresses: 127.0.120.x (gateways, clients), 10.120.x.x.
+describe('aardvark-dns drop-in: aardvark\'s answers where nsdns\'s own rules differ', { skip: process.getuid?.() !== 0 && 'needs root (a fake upstream on port 53)' }, () => {
+  const tmp = tempDir('nsdns-podpar-');
+  const config = path.join(tmp.dir, 'aardvark-dns');
+  let upstream: FakeUpstream;
+  let pid = 0;
+  let port = 0;
+  const OPEN = '127.0.120.1';
+  const COM = '127.0.120.2';
+  const CLOSED = '127.0.120.3';
+  const INSIDE = '127.0.120.20';
+  /** The container on `com`: the network's DNS server is used for its queries, not the host's. */
+  const WWW = '127.0.120.21';
+  const at = (gateway: string) => `${gateway}:${port}`;
+
+  before(async () => {
+    mkdirSync(config);
+    upstream = await FakeUpstream.start({ address: '127.0.120.53', port: 53, zone: { 'example.com': ['192.0.2.1'] } });
+    // No upstream at all: an empty resolv.conf, and no DNS servers in the `open` network's file.
+    const resolv = path.join(tmp.dir, 'resolv.conf');
+    writeFileSync(resolv, '');
+    port = await freePort(OPEN, 15300);
+    writeFileSync(path.join(config, 'open'), [
+      OPEN,
+      `${ID1} 10.120.1.2  web`,
+      `${ID2} 10.120.1.3  db,web`,
+      `${ID3} 10.120.1.4  web,cache`,
+      '',
+    ].join('\n'));
+    writeFileSync(path.join(config, 'com'), `${COM} 127.0.120.53\n${ID4} ${WWW}  www\n`);
+    writeFileSync(path.join(config, 'closed%int'), `${CLOSED}\n${ID5} ${INSIDE}  inside\n`);
+    const r = await execa(BIN, ['--config', config, '-p', String(port), 'run'], {
+      reject: false,
+      env: { NSDNS_AARDVARK_RESOLV_CONF: resolv, NSDNS_AARDVARK_LOG: path.join(tmp.dir, 'server.log') },
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    pid = Number(readFileSync(path.join(config, 'aardvark.pid'), 'utf8'));
+  });
+  after(async () => {
+    if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+    await upstream?.stop();
+    tmp.cleanup();
+  });
+
+  it('with no upstream at all, no reply (UDP and TCP); local names still answer, with RA', async () => {
+    const udp = await dig(at(OPEN), '+time=2', 'example.com');
+    assert.ok(unanswered(udp), `expected no reply, got:\n${udp.raw}`);
+    const tcp = await dig(at(OPEN), '+tcp', '+time=2', 'example.com');
+    assert.ok(unanswered(tcp), `expected no reply, got:\n${tcp.raw}`);
+    const local = await dig(at(OPEN), 'db');
+    assert.deepEqual(local.answers.map((a) => a.data), ['10.120.1.3'], local.raw);
+    assert.ok(local.flags.includes('ra'), `RA is set, as aardvark sets it:\n${local.raw}`);
+  });
+
+  it('a container on internal networks only gets NXDOMAIN for other names, with RA', async () => {
+    const outside = await dig(at(CLOSED), '-b', INSIDE, 'example.com');
+    assert.equal(outside.status, 'NXDOMAIN', outside.raw);
+    assert.ok(outside.flags.includes('ra'), outside.raw);
+    const local = await dig(at(CLOSED), '-b', INSIDE, 'inside');
+    assert.deepEqual(local.answers.map((a) => a.data), [INSIDE], local.raw);
+    assert.ok(local.flags.includes('ra'), `no "recursion requested but not available" warning:\n${local.raw}`);
+    assert.equal(upstream.countFor('example.com'), 0, 'nothing was forwarded');
+  });
+
+  it('a name that is also another container\'s name or alias answers every container holding it, bare and under dns.podman', async () => {
+    for (const name of ['web', 'web.dns.podman']) {
+      const reply = await dig(at(OPEN), name);
+      assert.equal(reply.status, 'NOERROR', reply.raw);
+      assert.deepEqual(reply.answers.map((a) => a.data).sort(), ['10.120.1.2', '10.120.1.3', '10.120.1.4'], `${name}: ${reply.raw}`);
+    }
+    assert.deepEqual(await digShort(at(OPEN), 'cache'), ['10.120.1.4']);
+  });
+
+  it('a network named like a TLD (`com`) keeps names under it: they are forwarded, not NXDOMAIN', async () => {
+    assert.deepEqual(await digShort(at(COM), '-b', WWW, 'example.com'), ['192.0.2.1']);
+    // aardvark answers `www` and `www.dns.podman`, never `www.<network>`: that name is the upstream's.
+    assert.deepEqual(await digShort(at(COM), '-b', WWW, 'www'), [WWW]);
+    assert.deepEqual(await digShort(at(COM), '-b', WWW, 'www.dns.podman'), [WWW]);
+    const before = upstream.countFor('www.com');
+    await dig(at(COM), '-b', WWW, 'www.com');
+    assert.equal(upstream.countFor('www.com'), before + 1, 'www.com was asked upstream');
   });
 });

@@ -62,6 +62,18 @@ describe('aardvark config files', () => {
     assert.deepEqual(a('a031bf33eecb.dns.podman'), ['10.173.3.3']);
   });
 
+  it('take a name that is also another container\'s name or alias, as aardvark does: it answers every holder; `<name>.<network>` is not ours', () => {
+    const outcome = parseAardvarkFile('com', bytes(`${line1}${ID} 10.176.0.2  web\n${'cd'.repeat(32)} 10.176.0.3  Web\n${'ef'.repeat(32)} 10.176.0.4  db,web\n`));
+    assert.equal(outcome.kind, 'network', JSON.stringify(outcome));
+    const registry = new Registry();
+    registry.setNetwork((outcome as Extract<FileOutcome, { kind: 'network' }>).network.record, 'aardvark:test');
+    const view = registry.current().view();
+    const found = view.lookup('web');
+    assert.deepEqual(found.kind === 'found' ? found.a.map((b) => [...b].join('.')).sort() : found.kind, ['10.176.0.2', '10.176.0.3', '10.176.0.4']);
+    assert.equal(view.lookup('web.com').kind, 'unknown');
+    assert.equal(view.lookup('example.com').kind, 'unknown');
+  });
+
   it('an internal network (%int) forwards nowhere: its DNS servers and its containers\' are dropped', () => {
     const back = fixture('current', 'back%int');
     assert.equal(back.record.network.name, 'back');
@@ -98,7 +110,6 @@ describe('aardvark config files', () => {
     ['a name with a control character', 'n', `${line1}${ID} 10.176.0.2  we\u001bb\n`, /^n: line 2: name 1: not a valid name/],
     ['a name that is a path', 'n', `${line1}${ID} 10.176.0.2  ../../etc\n`, /^n: line 2: name 1: not a valid name/],
     ['a bad container id', 'n', `${line1}a/b 10.176.0.2  web\n`, /^n: line 2: id: not a container id/],
-    ['two containers named alike', 'n', `${line1}${ID} 10.176.0.2  web\n${'cd'.repeat(32)} 10.176.0.3  Web\n`, /^n: name "web" is used by two endpoints/],
     ['a file name that is no network name', '.hidden', line1, /^\.hidden: not a network name/],
     ['a file name with a control character', 'a\u0007b', line1, /^a\\u0007b: not a network name/],
     ['not UTF-8', 'n', new Uint8Array([0x31, 0x30, 0xff, 0x0a]), /^n: not UTF-8 text/],
