@@ -32,7 +32,7 @@ export class PodmanResolver {
 
   constructor(log: Logger, resolvConf: string | false) {
     this.hostResolvers = new HostResolvers(resolvConf, log);
-    const forwarder = new Forwarder({ ...this.config.forward, maxUdpSize: this.config.maxUdpSize, silentWhenUnanswered: true }, new AnswerCache(this.config.cache), exchange, log.child({ module: 'forwarder' }));
+    const forwarder = new Forwarder({ ...this.config.forward, maxUdpSize: this.config.maxUdpSize, silentWhenUnanswered: true, firstAnswerWins: true }, new AnswerCache(this.config.cache), exchange, log.child({ module: 'forwarder' }));
     this.resolver = new Resolver(this.settings(new Set()), forwarder, log.child({ module: 'resolver' }));
     this.shared = { resolver: this.resolver, budget: new TcpBudget(this.config.tcp), stats: new ListenerStats(), maxUdpSize: this.config.maxUdpSize };
   }

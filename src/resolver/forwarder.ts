@@ -11,11 +11,11 @@ import { errorReply } from '../wire/reply.js';
 import { readdressScrubbed, scrubReply } from '../wire/scrub.js';
 import { buildUpstreamQuery, withRandomCase } from '../wire/upstream-query.js';
 import { rateLimited, type Logger } from '../log.js';
-import { errorMessage } from '../errors.js';
 import { AnswerCache, cacheKey } from './cache.js';
 import { UpstreamHealth } from './health.js';
 import type { UpstreamServer } from './upstream-address.js';
-import { CaseMismatch, UpstreamTimeout, type Exchange, type Transport } from './upstream.js';
+import { CaseMismatch, type Exchange, type SlowWatch, type Transport } from './upstream.js';
+import { UpstreamRace, type RaceRules, type Verdict } from './upstream-race.js';
 
 /** Upper bounds of the latency buckets, seconds (Prometheus `le`); one more bucket holds the rest. */
 export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] as const;
@@ -95,6 +95,12 @@ export interface ForwardOptions {
    * aardvark-dns stays silent there, and its clients retry on silence but give up on SERVFAIL.
    */
   silentWhenUnanswered?: boolean;
+  /**
+   * An upstream's answer is the client's whatever its rcode, REFUSED and SERVFAIL included: the
+   * next server is asked only when one gives no answer at all. aardvark-dns relays the first
+   * reply it gets; without this, REFUSED and SERVFAIL send the question on to the next server.
+   */
+  firstAnswerWins?: boolean;
 }
 
 /** Per-listener bookkeeping the forwarder needs. */
@@ -112,12 +118,12 @@ export interface Forwarded {
 }
 
 /** What one upstream exchange gave, for every client sharing it: a scrubbed reply, or none (SERVFAIL). */
-interface Outcome {
+export interface Outcome {
   reply: Buffer | undefined;
   origin: Origin;
 }
 
-export class Forwarder {
+export class Forwarder implements RaceRules {
   readonly health = new UpstreamHealth();
   readonly stats = new ForwardStats();
   private readonly pending = new Map<string, Promise<Outcome>>();
@@ -272,71 +278,61 @@ export class Forwarder {
   }
 
   /**
-   * The servers in order until one gives a usable answer. REFUSED and SERVFAIL are answers, not
-   * failures: the next server is asked, and when none answers better the client gets the first
-   * such reply (as aardvark-dns passes REFUSED through). Only an exchange that fails (a timeout,
-   * an unreachable server) counts against a server's health.
+   * The servers race for the answer (UpstreamRace). REFUSED and SERVFAIL are answers, not
+   * failures: unless `firstAnswerWins`, the next server is asked, and when none answers better the
+   * client gets the first such reply. Only an exchange that fails (a timeout, an unreachable
+   * server) counts against a server's health.
    */
   private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, client: string): Promise<Outcome> {
-    const deadline = Date.now() + this.options.budgetMs;
     const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
-    const questionEnd = query.questionEnd;
-    const failures: string[] = [];
-    let fallback: Outcome | undefined;
-    for (const server of this.health.order(servers)) {
-      if (deadline - Date.now() <= 0) break;
-      if (!this.health.mayAsk(server.key)) {
-        failures.push(`${server.key}: known dead, not asked until its next probe`);
-        continue;
-      }
-      const counted = this.stats.enabled ? this.stats.server(server.key) : undefined;
-      const started = counted ? performance.now() : 0;
-      if (counted) counted.queries++;
-      let reply: Buffer;
-      try {
-        reply = await this.ask(sent, questionEnd, server, transport, deadline);
-      } catch (err) {
-        if (counted) {
-          if (err instanceof UpstreamTimeout) counted.timeouts++;
-          else counted.failures++;
-        }
-        this.health.failed(server.key);
-        failures.push(`${server.key}: ${errorMessage(err)}`);
-        continue;
-      }
-      counted?.latency.observe((performance.now() - started) / 1000);
-      this.health.succeeded(server.key);
-      const scrubbed = scrubReply(reply, sent, questionEnd, this.options.maxUdpSize);
-      const rcode = reply.readUInt16BE(2) & 0x0f;
-      if (typeof scrubbed === 'string' || rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) {
-        if (counted) counted.failures++;
-        failures.push(`${server.key}: ${typeof scrubbed === 'string' ? `sent an unusable answer: ${scrubbed}` : rcode === RCODE.SERVFAIL ? 'answered SERVFAIL' : 'answered REFUSED'}`);
-        if (typeof scrubbed !== 'string') fallback ??= { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
-        continue;
-      }
-      this.cache.put(key, scrubbed.reply, scrubbed.info, client);
-      return { reply: scrubbed.reply, origin: { source: 'upstream', server: server.key } };
+    const race = new UpstreamRace(this, this.health.order(servers), sent, query.questionEnd, transport, Date.now() + this.options.budgetMs, key, client);
+    const outcome = await race.outcome;
+    if (outcome.reply === undefined) this.log.debug({ qname: query.name, qtype: query.qtype, reason: (outcome.origin as { reason: string }).reason }, 'no upstream answered');
+    return outcome;
+  }
+
+  // RaceRules: what a race asks of the forwarder.
+
+  get timeoutMs(): number {
+    return this.options.timeoutMs;
+  }
+
+  counted(server: UpstreamServer): ServerStats | undefined {
+    return this.stats.enabled ? this.stats.server(server.key) : undefined;
+  }
+
+  lingering(delta: number): void {
+    // Still an exchange in flight (a socket), though no client waits for it any more.
+    this.inflight += delta;
+  }
+
+  judge(race: UpstreamRace, reply: Buffer, server: UpstreamServer): Verdict {
+    const scrubbed = scrubReply(reply, race.sent, race.questionEnd, this.options.maxUdpSize);
+    if (typeof scrubbed === 'string') return { final: false, fallback: undefined, problem: `${server.key}: sent an unusable answer: ${scrubbed}` };
+    const origin: Origin = { source: 'upstream', server: server.key };
+    const rcode = reply.readUInt16BE(2) & 0x0f;
+    if ((rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) && !this.options.firstAnswerWins) {
+      return { final: false, fallback: { reply: scrubbed.reply, origin }, problem: `${server.key}: answered ${rcode === RCODE.SERVFAIL ? 'SERVFAIL' : 'REFUSED'}` };
     }
-    if (fallback) return fallback;
-    const reason = failures.length > 0 ? failures.join('; ') : 'no time left';
-    this.log.debug({ qname: query.name, qtype: query.qtype, reason }, 'no upstream answered');
-    return { reply: undefined, origin: { source: 'error', reason } };
+    this.cache.put(race.cacheKey, scrubbed.reply, scrubbed.info, race.client);
+    return { final: true, outcome: { reply: scrubbed.reply, origin } };
   }
 
   /**
    * One server: with 0x20 when it is on and the server keeps case. A server that answers in
    * another case is asked again at once without it, and is remembered as not keeping case.
    */
-  private async ask(sent: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, deadline: number): Promise<Buffer> {
+  async ask(race: UpstreamRace, server: UpstreamServer, watch: SlowWatch | undefined): Promise<Buffer> {
+    const { sent, questionEnd, transport, deadline } = race;
     const timeout = () => Math.max(1, Math.min(this.options.timeoutMs, deadline - Date.now()));
-    if (!this.options.randomizeCase || !this.health.keepsCase(server.key)) return this.exchange(sent, questionEnd, server, transport, timeout(), false);
+    if (!this.options.randomizeCase || !this.health.keepsCase(server.key)) return this.exchange(sent, questionEnd, server, transport, timeout(), false, watch);
     try {
-      return await this.exchange(withRandomCase(sent, questionEnd), questionEnd, server, transport, timeout(), true);
+      return await this.exchange(withRandomCase(sent, questionEnd), questionEnd, server, transport, timeout(), true, watch);
     } catch (err) {
       if (!(err instanceof CaseMismatch)) throw err;
       this.health.changesCase(server.key);
       this.log.info({ upstream: server.key }, 'upstream does not keep the case of questions; asking it without 0x20 for a while');
-      return this.exchange(sent, questionEnd, server, transport, timeout(), false);
+      return this.exchange(sent, questionEnd, server, transport, timeout(), false, watch);
     }
   }
 }

@@ -17,8 +17,16 @@ export interface Exchange {
   /**
    * Sends `query` (from buildUpstreamQuery, under a fresh id) and resolves with the first reply
    * that matches it; `caseExact`: the question must come back in the very case it was sent (0x20).
+   * `watch`: told once when no reply has come within its `afterMs` (read when the exchange starts),
+   * while the exchange waits on to its timeout; the same timer serves both.
    */
-  (query: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, timeoutMs: number, caseExact: boolean): Promise<Buffer>;
+  (query: Buffer, questionEnd: number, server: UpstreamServer, transport: Transport, timeoutMs: number, caseExact: boolean, watch?: SlowWatch): Promise<Buffer>;
+}
+
+/** Who wants to know that an exchange is slow (the forwarder, to ask the next server early). */
+export interface SlowWatch {
+  readonly afterMs: number;
+  slow(): void;
 }
 
 /** The server answered our question, but not in the letter case we asked it in. */
@@ -42,7 +50,7 @@ function randomId(): number {
   return id;
 }
 
-export const exchange: Exchange = (query, questionEnd, server, transport, timeoutMs, caseExact) => {
+export const exchange: Exchange = (query, questionEnd, server, transport, timeoutMs, caseExact, watch) => {
   const out = Buffer.from(query);
   out.writeUInt16BE(randomId(), 0);
   // Anything but a well-formed reply to exactly this packet is ignored: a spoofed or stray
@@ -53,7 +61,9 @@ export const exchange: Exchange = (query, questionEnd, server, transport, timeou
     if (match === Match.OtherCase && caseExact) throw new CaseMismatch(server);
     return true;
   };
-  return transport === 'udp' ? exchangeUdp(out, server, timeoutMs, accept) : exchangeTcp(out, server, timeoutMs, accept);
+  // Only a watch that would hear before the timeout is kept.
+  const slow = watch !== undefined && watch.afterMs < timeoutMs ? watch : undefined;
+  return transport === 'udp' ? exchangeUdp(out, server, timeoutMs, slow, accept) : exchangeTcp(out, server, timeoutMs, slow, accept);
 };
 
 /** The server did not answer in time (told apart from other failures in the metrics). */
@@ -75,6 +85,9 @@ function timeoutError(server: UpstreamServer, transport: Transport, ms: number):
 interface UdpWait {
   server: UpstreamServer;
   timeoutMs: number;
+  /** Told once at `slowAfterMs`; the timer then waits out the rest of the timeout. */
+  watch: SlowWatch | undefined;
+  slowAfterMs: number;
   accept: (reply: Buffer) => boolean;
   resolve: (reply: Buffer) => void;
   reject: (err: Error) => void;
@@ -192,6 +205,13 @@ function onError(slot: Slot, err: Error): void {
 function onTimeout(slot: Slot): void {
   const wait = slot.wait;
   if (!wait) return;
+  const watch = wait.watch;
+  if (watch) {
+    wait.watch = undefined;
+    wait.timer = setTimeout(onTimeout, wait.timeoutMs - wait.slowAfterMs, slot);
+    watch.slow();
+    return;
+  }
   wait.timer = undefined;
   finish(slot, wait);
   wait.reject(timeoutError(wait.server, 'udp', wait.timeoutMs));
@@ -212,7 +232,9 @@ function close(slot: Slot): void {
 
 const pool = new SocketPool(32);
 
-async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
+async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: number, watch: SlowWatch | undefined, accept: (r: Buffer) => boolean): Promise<Buffer> {
+  // Read now: the watch may hold another value by the time a socket is ready.
+  const slowAfterMs = watch ? watch.afterMs : 0;
   let slot: Slot;
   try {
     slot = await pool.take(server.family);
@@ -220,12 +242,12 @@ async function exchangeUdp(query: Buffer, server: UpstreamServer, timeoutMs: num
     throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot open a udp socket for ${server.key}: ${(err as Error).message}`, { cause: err });
   }
   return new Promise<Buffer>((resolve, reject) => {
-    const wait: UdpWait = { server, timeoutMs, accept, resolve, reject, timer: undefined };
+    const wait: UdpWait = { server, timeoutMs, watch, slowAfterMs, accept, resolve, reject, timer: undefined };
     slot.wait = wait;
     try {
       // In use: the exchange keeps the daemon alive until it ends (close releases it).
       slot.socket.ref();
-      wait.timer = setTimeout(onTimeout, timeoutMs, slot);
+      wait.timer = setTimeout(onTimeout, watch ? slowAfterMs : timeoutMs, slot);
       // Without a callback, a failed send comes back as an 'error' event: onError ends the exchange.
       slot.socket.send(query, server.port, server.host);
     } catch (err) {
@@ -238,8 +260,10 @@ function normalizeHost(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
-function exchangeTcp(query: Buffer, server: UpstreamServer, timeoutMs: number, accept: (r: Buffer) => boolean): Promise<Buffer> {
+function exchangeTcp(query: Buffer, server: UpstreamServer, timeoutMs: number, watch: SlowWatch | undefined, accept: (r: Buffer) => boolean): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const expire = () => finish(timeoutError(server, 'tcp', timeoutMs));
+    const slowAfterMs = watch ? watch.afterMs : 0;
     const socket = net.connect({ host: server.host, port: server.port });
     const reader = new FrameReader();
     const finish = (err: Error | undefined, reply?: Buffer) => {
@@ -248,7 +272,12 @@ function exchangeTcp(query: Buffer, server: UpstreamServer, timeoutMs: number, a
       if (err) reject(err);
       else resolve(reply!);
     };
-    const timer = setTimeout(() => finish(timeoutError(server, 'tcp', timeoutMs)), timeoutMs);
+    let timer = watch
+      ? setTimeout(() => {
+        timer = setTimeout(expire, timeoutMs - slowAfterMs);
+        watch.slow();
+      }, slowAfterMs)
+      : setTimeout(expire, timeoutMs);
     socket.on('connect', () => socket.write(frame(query)));
     socket.on('data', (chunk) => {
       try {
