@@ -1,10 +1,10 @@
-// Entry of the aardvark-dns drop-in (bin/aardvark-dns): the starter netavark runs and waits for,
-// or, in the detached child it starts (SERVE_ENV set), the server itself.
-// The starter loads only what it needs (argv, start): netavark waits for it.
-import { openSync } from 'node:fs';
+// Entry of the aardvark-dns drop-in (bin/aardvark-dns starts it): parses netavark's command line,
+// then serves, telling the starter once how the start went (start.ts). Until the command is known,
+// only argv and start are loaded: netavark waits for this process to be bound.
+import { openSync, statSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import { parseArgv, USAGE, USAGE_EXIT, type RunArgs } from './argv.js';
-import { SERVE_ENV, startServer, type Readiness } from './start.js';
+import { closeInherited, report, type Readiness } from './start.js';
 import type { PodmanServer } from './serve.js';
 
 /** Where the server logs (JSON lines, appended); unset: nowhere, since its stdout and stderr are /dev/null. */
@@ -13,16 +13,27 @@ const LOG_ENV = 'NSDNS_AARDVARK_LOG';
 const RESOLV_CONF_ENV = 'NSDNS_AARDVARK_RESOLV_CONF';
 /** `ADDR:PORT` to serve /metrics, /healthz and /readyz on; unset: no metrics (and prom-client never loaded). */
 const METRICS_ENV = 'NSDNS_METRICS';
+/** How long a start may take before the server gives up (netavark waits for us in turn). */
+const START_TIMEOUT_MS = 30_000;
 
 async function main(argv: readonly string[]): Promise<number> {
+  closeInherited();
   const command = parseArgv(argv);
   switch (command.kind) {
-    case 'usage': process.stderr.write(`${command.message}\n`); return USAGE_EXIT;
-    case 'help': process.stdout.write(`${USAGE}\n`); return 0;
-    case 'version': process.stdout.write('aardvark-dns (nsdns drop-in)\n'); return 0;
+    case 'usage': return report(USAGE_EXIT, command.message);
+    case 'help': return report(0, USAGE);
+    case 'version': return report(0, 'aardvark-dns (nsdns drop-in)');
   }
-  if (process.env[SERVE_ENV] === '1' && process.send) return serve(command.args);
-  return startServer(command.args.config, process.argv[1], argv, (message) => process.stderr.write(`${message}\n`));
+  if (!isDirectory(command.args.config)) return report(1, `config directory ${command.args.config} must exist and be a directory`);
+  return serve(command.args);
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 async function serverLogger(): Promise<Logger> {
@@ -35,30 +46,33 @@ async function serverLogger(): Promise<Logger> {
 }
 
 async function serve(args: RunArgs): Promise<number> {
+  const timer = setTimeout(() => process.exit(report(1, `the server was not ready within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
   const log = await serverLogger();
   const { PodmanServer } = await import('./serve.js');
   const resolvConf = process.env[RESOLV_CONF_ENV] ?? '/etc/resolv.conf';
   const server = new PodmanServer(args, log, resolvConf === '' ? false : resolvConf);
-  const ready = await server.start();
-  // With a callback, a starter already gone (killed by netavark) is no 'error' event that ends us.
-  await new Promise<void>((resolve) => process.send!(ready satisfies Readiness, undefined, {}, () => resolve()));
-  if (process.connected) process.disconnect();
+  const ready: Readiness = await server.start();
+  clearTimeout(timer);
   if (ready.kind === 'failed') {
+    report(1, ready.message);
     log.error({ reason: ready.message }, 'not started');
     await server.stop();
     return 1;
   }
-  const metrics = await startMetrics(server, log);
+  let metrics: { close(): Promise<void> } | undefined;
   const exit = async () => {
     await Promise.all([server.stop(), metrics?.close()]);
     process.exit(0);
   };
+  // Before the report: netavark may signal as soon as it has returned.
   process.on('SIGHUP', () => void server.reload().then((left) => {
     if (left) return;
     log.info('no network left; exiting');
     return exit();
   }));
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void exit());
+  report(0, '');
+  metrics = await startMetrics(server, log);
   // Served until a signal ends it: the sockets keep the process alive.
   return new Promise<number>(() => undefined);
 }
@@ -82,6 +96,5 @@ async function startMetrics(server: PodmanServer, log: Logger): Promise<{ close(
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 }, (err: unknown) => {
-  process.stderr.write(`aardvark-dns: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
+  process.exitCode = report(1, `aardvark-dns: ${err instanceof Error ? err.message : String(err)}`);
 });

@@ -4,7 +4,7 @@
 // the directory, and with no network left the server removes its pid file and exits. Loopback
 // addresses stand in for the bridges' gateways (the netavark-driven test needs root and bridges).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -38,9 +38,15 @@ describe('aardvark-dns drop-in: the start contract', () => {
   let port: number;
   let upstream: FakeUpstream;
 
-  const run = (...args: string[]) => execa(BIN, args, {
-    reject: false,
-    env: { NSDNS_AARDVARK_LOG: log, NSDNS_AARDVARK_RESOLV_CONF: resolv },
+  const env = { NSDNS_AARDVARK_LOG: log, NSDNS_AARDVARK_RESOLV_CONF: resolv };
+  const run = (...args: string[]) => execa(BIN, args, { reject: false, env });
+  /** Files the process has open, by what their descriptors point at. */
+  const openFiles = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return '';
+    }
   });
   const pidFile = () => path.join(config, 'aardvark.pid');
   const logLines = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
@@ -70,12 +76,18 @@ describe('aardvark-dns drop-in: the start contract', () => {
     assert.match(r.stderr, /unknown subcommand "serve"[\s\S]*Usage: aardvark-dns/);
     assert.equal((await run('run')).exitCode, 2);
     assert.match((await run('-p', 'x', '--config', config, 'run')).stderr, /--port must be a port number/);
+    const version = await run('--version');
+    assert.deepEqual([version.exitCode, version.stdout, version.stderr], [0, 'aardvark-dns (nsdns drop-in)', '']);
   });
 
   it('returns 0 once bound, with a pid file naming a live server, nothing on stdout, and answers there', async () => {
     writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n`);
     writeFileSync(path.join(config, 'other%int'), `127.0.173.2\n${ID2} 10.173.4.2  db\n`);
-    const r = await run('--config', config, '-p', String(port), 'run');
+    // Started with descriptors its caller left open (a low one and a high one): on a pipe, a
+    // server that kept one would keep its reader (netavark, Podman) waiting.
+    const inherited = path.join(tmp.dir, 'inherited');
+    writeFileSync(inherited, '');
+    const r = await execa('bash', ['-c', 'exec 5<"$0" 100<"$0"; exec "$@"', inherited, BIN, '--config', config, '-p', String(port), 'run'], { reject: false, env });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, '');
@@ -85,6 +97,9 @@ describe('aardvark-dns drop-in: the start contract', () => {
     started.push(pid);
     assert.ok(alive(pid), 'the server outlives its starter');
     for (const fd of [0, 1, 2]) assert.equal(readlinkSync(`/proc/${pid}/fd/${fd}`), '/dev/null', `fd ${fd} on /dev/null`);
+    assert.equal(openFiles(pid).includes(inherited), false, 'the descriptors it inherited are closed');
+    // Its own session: netavark's process group and terminal signals do not reach it.
+    assert.equal(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[3], String(pid));
     assert.deepEqual(await digShort(`127.0.173.1:${port}`, 'web'), ['10.173.3.2']);
     assert.deepEqual(await digShort(`127.0.173.1:${port}`, '+tcp', 'API.dns.podman'), ['10.173.3.2']);
     assert.deepEqual(await digShort(`127.0.173.2:${port}`, 'db'), ['10.173.4.2']);
