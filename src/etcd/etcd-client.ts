@@ -21,6 +21,7 @@ export interface EtcdAccess {
 
 /** A unary call (a list, a put) that takes longer than this fails: the caller retries, nothing hangs on a stopped server. */
 const CALL_TIMEOUT_MS = 5000;
+const MAX_MESSAGE = 64 * 1024 * 1024;
 
 /** Reads `path` for `what`, or throws ERR_CONFIG naming the file and why (never its content). */
 function readSetting(path: string, what: string): Buffer {
@@ -50,7 +51,9 @@ export function etcdOptions(location: EtcdLocation, access: EtcdAccess = {}): IO
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
     // etcd3's circuit breaker would refuse calls for 5 s after three failures: the source retries
     // with its own backoff and must see etcd back as soon as it is.
-    faultHandling: { host: () => passThrough },
+    faultHandling: { host: () => passThrough, global: passThrough },
+    // gRPC's default of 4 MB would refuse a page of large values (a list page holds up to 256).
+    grpcOptions: { 'grpc.max_receive_message_length': MAX_MESSAGE },
   };
   if (tls) {
     options.credentials = {
