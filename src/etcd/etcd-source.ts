@@ -53,7 +53,8 @@ export interface EtcdSourceStatus {
   refused: number;
 }
 
-type Break = 'outage' | 'compacted' | 'closed';
+/** Why a session ended: etcd away, etcd cancelled the watch (its revision compacted), or close(). */
+type Break = 'outage' | 'cancelled' | 'closed';
 
 /** Keys are listed in pages: a large registry never arrives as one message. */
 const PAGE = 256;
@@ -150,14 +151,14 @@ export class EtcdSource {
         this.client = await connectEtcd(this.options.location, this.options.access);
         why = await this.session(this.client, () => { backoff = FIRST_BACKOFF_MS; });
       } catch (err) {
-        why = isCompacted(err) ? 'compacted' : 'outage';
+        why = isCancelled(err) ? 'cancelled' : 'outage';
         if (why === 'outage') this.lost(err);
       } finally {
         this.disconnect();
       }
       if (why === 'closed' || this.closed) break;
-      if (why === 'compacted') {
-        this.log.info({ registry: this.options.location.url }, 'etcd: the watch fell behind a compaction; listing again');
+      if (why === 'cancelled') {
+        this.log.info({ registry: this.options.location.url }, 'etcd: the watch was cancelled (it fell behind a compaction); listing again');
         continue;
       }
       await new Promise<void>((resolve) => {
@@ -180,7 +181,8 @@ export class EtcdSource {
     const watcher = await client.watch().prefix(`${this.options.location.prefix}/`).startRevision(String(revision + 1n)).create();
     this.watcher = watcher;
     watcher.on('data', (res) => this.onWatch(res));
-    watcher.on('error', (err) => this.onBreak?.(isCompacted(err) ? 'compacted' : 'outage'));
+    // etcd cancels a watch whose next revision it compacted away (etcd3 says only "Watcher canceled").
+    watcher.on('error', (err) => this.onBreak?.(isCancelled(err) ? 'cancelled' : 'outage'));
     watcher.on('disconnected', () => this.onBreak?.('outage'));
     this.startChecks(client);
     connected();
@@ -320,14 +322,19 @@ export class EtcdSource {
     }
   }
 
-  /** A stopped etcd never closes the watch: it is asked every checkIntervalMs whether it answers. */
+  /**
+   * A stopped etcd never closes the watch: it is asked every checkIntervalMs whether it answers. A
+   * failed check is asked again at once before it counts: a daemon that was itself stopped
+   * (SIGSTOP, a suspended VM) sees its checks' deadlines pass on waking, with etcd well.
+   */
   private startChecks(client: Etcd3): void {
     let running = false;
     const key = `${this.options.location.prefix}/`;
+    const ask = () => client.get(key).options({ deadline: Date.now() + Math.max(1000, this.options.checkIntervalMs) }).exec();
     this.checkTimer = setInterval(() => {
       if (running) return;
       running = true;
-      client.get(key).options({ deadline: Date.now() + Math.max(1000, this.options.checkIntervalMs) }).exec()
+      ask().catch(() => ask())
         .then(() => undefined, () => this.onBreak?.('outage'))
         .finally(() => { running = false; });
     }, this.options.checkIntervalMs);
@@ -360,7 +367,7 @@ function keyValue(kv: IKeyValue): KeyValue {
 }
 
 /** etcd's answer to a watch or list at a revision older than its last compaction. */
-function isCompacted(err: unknown): boolean {
-  return /compacted/i.test(errorMessage(err));
+function isCancelled(err: unknown): boolean {
+  return /Watcher canceled|compacted/i.test(errorMessage(err));
 }
 
