@@ -21,6 +21,8 @@ interface Status {
   tcpConnections: number;
   gateways?: string[];
   helpers?: { bind: string; links: string; probe?: string };
+  /** Shared registries (etcd://); absent from daemons before they existed. */
+  sharedRegistries?: Array<{ registry: string; synchronised: boolean; stale: boolean; staleSince: string | null; revision: string | null; networks: number; keys: number; heldDeletes: number; sharedNames: number }>;
   /** Absent from daemons before handovers existed. */
   handover?: { running: boolean; failures: number; lastFailure: string | null };
 }
@@ -41,11 +43,19 @@ function formatStatus(s: Status): string {
     `upstreams:   ${upstreams}`,
     `listeners:   ${s.listeners.length > 0 ? s.listeners.map(safe).join(', ') : 'none on the host'}`,
     `metrics:     ${s.metrics ? `http://${safe(s.metrics)}/metrics` : 'off (serve --metrics ADDR:PORT)'}`,
+    ...(s.sharedRegistries ?? []).map((r) => `registry:    ${safe(r.registry)}: ${sharedState(r)}`),
     ...(s.gateways && s.gateways.length > 0 ? [`gateways:    ${s.gateways.map(safe).join(', ')}`] : []),
     ...(s.helpers ? [`helpers:     bind ${safe(s.helpers.bind)}, links ${safe(s.helpers.links)}${s.helpers.probe ? `, probe ${safe(s.helpers.probe)}` : ''} (native: the fast path; node/ip: its fallback)`] : []),
     `in flight:   ${s.forwardInflight} upstream queries, ${s.tcpConnections} TCP connections; ${s.cacheEntries} cached answers`,
   ];
   return lines.join('\n');
+}
+
+function sharedState(r: NonNullable<Status['sharedRegistries']>[number]): string {
+  const state = r.stale ? `STALE since ${safe(r.staleSince)} (etcd cannot be reached; the last snapshot answers)` : r.synchronised ? 'in sync' : 'not read yet (etcd does not answer)';
+  const held = r.heldDeletes > 0 ? `, ${r.heldDeletes} deletes held back after an outage` : '';
+  const shared = r.sharedNames > 0 ? `, ${r.sharedNames} names held by several nodes` : '';
+  return `${state}, revision ${safe(r.revision ?? '-')}, ${r.networks} networks, ${r.keys} keys${held}${shared}`;
 }
 
 export function opsCommands(program: Command): void {

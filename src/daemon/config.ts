@@ -9,6 +9,7 @@ import { parseListenSpec } from './listen-spec.js';
 import { parseAddress, parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
+import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
@@ -29,7 +30,32 @@ export const configSchema = z.object({
   socket: z.string().default('/run/nsdns/nsdns.sock'),
   /** A group whose members may use the control socket too (like docker.sock's "docker"); root only when absent. */
   socketGroup: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/i, 'not a group name').optional(),
-  registries: z.array(z.string()).default([]),
+  /** Registry directories and shared registries (`etcd://HOST:PORT[,…]/PREFIX`). */
+  registries: z.array(z.string().superRefine((s, ctx) => {
+    if (!isEtcdUrl(s)) return;
+    try { parseEtcdUrl(s); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
+  })).default([]),
+  /** How shared registries (etcd://) are reached and read. */
+  etcd: z.object({
+    /** CA certificate (PEM): given, etcd is spoken to over TLS. */
+    cacert: z.string().optional(),
+    cert: z.string().optional(),
+    key: z.string().optional(),
+    user: z.string().min(1).max(128).optional(),
+    /** The user's password is read from this file (its first line), never given on a command line. */
+    passwordFile: z.string().optional(),
+    /** A value larger than this is refused with a log line naming its key. */
+    maxValueBytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+    /**
+     * After etcd was away, a delete of a key that had a lease is held back this long: a live
+     * host's re-announcement (its lease expired while etcd was stopped) replaces it without a gap.
+     */
+    deleteGraceMs: z.number().int().min(0).max(600_000).default(30_000),
+    /** How often etcd is asked whether it still answers (a stopped server never closes the watch). */
+    checkIntervalMs: z.number().int().min(100).max(60_000).default(2000),
+    /** Longest wait between attempts to reach etcd again (the wait doubles from 100 ms). */
+    maxBackoffMs: z.number().int().min(100).max(60_000).default(5000),
+  }).strict().prefault({}),
   /** Limits on registry files: anything larger is refused with a log line, never read. */
   registryFiles: z.object({
     maxBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
@@ -153,6 +179,11 @@ export interface ConfigFlags {
   firewall?: string;
   resolvConfDir?: string;
   metrics?: string;
+  etcdCacert?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  etcdUser?: string;
+  etcdPasswordFile?: string;
 }
 
 export function loadConfig(flags: ConfigFlags): Config {
@@ -174,6 +205,11 @@ export function loadConfig(flags: ConfigFlags): Config {
   const plumbing = { ...(merged.plumbing as object | undefined) } as Record<string, unknown>;
   for (const key of ['linkPrefix', 'nftTable', 'firewall', 'resolvConfDir'] as const) if (flags[key] !== undefined) plumbing[key] = flags[key];
   if (Object.keys(plumbing).length > 0) merged.plumbing = plumbing;
+  const etcd = { ...(merged.etcd as object | undefined) } as Record<string, unknown>;
+  for (const [flag, key] of [['etcdCacert', 'cacert'], ['etcdCert', 'cert'], ['etcdKey', 'key'], ['etcdUser', 'user'], ['etcdPasswordFile', 'passwordFile']] as const) {
+    if (flags[flag] !== undefined) etcd[key] = flags[flag];
+  }
+  if (Object.keys(etcd).length > 0) merged.etcd = etcd;
   if (flags.cacheSize !== undefined || flags.maxTtl !== undefined) {
     const cache = { ...(merged.cache as object | undefined) } as Record<string, unknown>;
     if (flags.cacheSize !== undefined) cache.size = flags.cacheSize;

@@ -11,6 +11,8 @@ import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { loadConfig, type Config, type ConfigFlags } from './config.js';
 import { RegistryFiles } from './registry-files.js';
+import { EtcdSource } from '../etcd/etcd-source.js';
+import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
@@ -60,6 +62,8 @@ export class Daemon {
   readonly listenerStats = new ListenerStats();
   readonly manager: NetworkManager;
   private readonly files: RegistryFiles;
+  /** `--registry etcd://…`: shared registries, read once at start and watched. */
+  readonly etcdSources: EtcdSource[];
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
   readonly prober: HealthProber;
@@ -98,6 +102,9 @@ export class Daemon {
     this.gateways = new ListenerSet(this.gatewaySpec, log.child({ module: 'gateway' }));
     this.listenerSets = [this.namespaces, this.hosts, this.gateways] as ListenerSet<Want>[];
     this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
+    this.etcdSources = config.registries.filter(isEtcdUrl).map((url) => new EtcdSource(this.registry, countingErrors(log.child({ module: 'etcd' }), () => this.registryErrors++), {
+      location: parseEtcdUrl(url), access: config.etcd, ...config.etcd,
+    }));
     this.state = new StateStore(config.stateDir);
     this.registry.on('change', () => {
       this.registryChanges++;
@@ -170,7 +177,8 @@ export class Daemon {
       daemon.lock = await StateLock.acquire(config.stateDir);
       if (!inherited?.control) await daemon.control.checkFree();
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
-      await daemon.files.watch(config.registries);
+      await daemon.files.watch(registryDirectories(config));
+      await Promise.all(daemon.etcdSources.map((source) => source.start()));
       if (process.getuid?.() === 0) {
         for (const line of await daemon.manager.recover({ holdPorts: !inherited })) log.warn(line);
       }
@@ -271,6 +279,7 @@ export class Daemon {
       daemonUpstreams: [...this.config.upstreams, ...this.hostResolvers.current],
       isFailing: (key) => this.resolver.forwarder.health.isDead(key),
       plumbingProblems: this.manager.plumbingProblems(),
+      sharedRegistries: this.etcdSources.map((source) => source.status()),
     });
   }
 
@@ -289,6 +298,7 @@ export class Daemon {
       endpoints: inv.endpoints,
       namespaces: report.namespaces,
       upstreams: report.upstreams,
+      sharedRegistries: report.sharedRegistries,
       listeners: this.hosts.listeners.map((l) => formatHostPort(l.address, l.port)),
       metrics: this.metricsAddress ?? null,
       forwardInflight: this.resolver.forwarder.inflightCount,
@@ -392,7 +402,7 @@ export class Daemon {
     }
     if (JSON.stringify(next.cache) !== JSON.stringify(previous.cache)) this.resolver.forwarder.cache = new AnswerCache(next.cache);
     this.resolver.forwarder.configure(forwardOptions(next));
-    if (JSON.stringify(next.registries) !== JSON.stringify(previous.registries)) await this.files.watch(next.registries);
+    if (JSON.stringify(registryDirectories(next)) !== JSON.stringify(registryDirectories(previous))) await this.files.watch(registryDirectories(next));
     this.tcpBudget.limits = next.tcp;
     this.hostSpec.configure(next.listen, this.hostClients());
     this.gatewaySpec.enabled = next.hostDns;
@@ -473,6 +483,7 @@ export class Daemon {
       await Promise.all(this.listenerSets.map((set) => set.close()));
       await this.manager.ports.close();
       await this.files.close();
+      await Promise.all(this.etcdSources.map((source) => source.close()));
       await this.hostResolvers.close();
       await this.lock?.release();
     })();
@@ -523,6 +534,11 @@ function countingErrors(log: Logger, count: () => void): Logger {
     return log.error(...args);
   }) as Logger['error'];
   return counted;
+}
+
+/** The registry directories among `registries` (the rest are etcd:// URLs). */
+function registryDirectories(config: Config): string[] {
+  return config.registries.filter((r) => !isEtcdUrl(r));
 }
 
 function forwardOptions(config: Config): ForwardOptions {

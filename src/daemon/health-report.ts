@@ -6,6 +6,7 @@
 // not exist yet) is a warning, never a reason to take the daemon out of service.
 import type { Snapshot } from '../registry/registry.js';
 import { parseUpstream } from '../resolver/upstream-address.js';
+import type { EtcdSourceStatus } from '../etcd/etcd-source.js';
 
 export interface HealthReport {
   ready: boolean;
@@ -17,6 +18,8 @@ export interface HealthReport {
   namespaces: { attached: number; served: number; unserved: string[] };
   /** Every upstream configured anywhere (daemon, host resolv.conf, networks, endpoints). */
   upstreams: Array<{ server: string; failing: boolean }>;
+  /** Shared registries (etcd://): stale while etcd cannot be reached, the last snapshot serving. */
+  sharedRegistries: EtcdSourceStatus[];
 }
 
 export interface HealthInputs {
@@ -30,6 +33,7 @@ export interface HealthInputs {
   isFailing(serverKey: string): boolean;
   /** Links nsdns provisioned that are broken, published ports it cannot hold (plumbing's self-check). */
   plumbingProblems?: readonly string[];
+  sharedRegistries?: readonly EtcdSourceStatus[];
 }
 
 /** At most this many names in one report: the body stays short whatever the host holds. */
@@ -75,6 +79,13 @@ export function healthReport(input: HealthInputs): HealthReport {
     problems.push(`no upstream is answering: ${decisive.slice(0, MAX_LISTED).map((u) => u.server).join(', ')} failed their recent queries`);
   }
 
+  // A stale shared registry is a warning: the daemon answers from its last snapshot, as it should.
+  const shared = input.sharedRegistries ?? [];
+  for (const r of shared) {
+    if (r.stale) warnings.push(`shared registry ${printable(r.registry)} is stale since ${r.staleSince}: etcd cannot be reached, the last snapshot answers`);
+    else if (!r.synchronised) warnings.push(`shared registry ${printable(r.registry)} has not been read yet: etcd does not answer`);
+  }
+
   const plumbing = input.plumbingProblems ?? [];
   problems.push(...plumbing.slice(0, MAX_LISTED), ...(plumbing.length > MAX_LISTED ? [`... and ${plumbing.length - MAX_LISTED} more plumbing problems`] : []));
 
@@ -85,6 +96,7 @@ export function healthReport(input: HealthInputs): HealthReport {
     registryLoaded: input.registryLoaded,
     namespaces: { attached: attached.length, served: attached.length - unserved.length, unserved: unserved.slice(0, MAX_LISTED).map(printable) },
     upstreams,
+    sharedRegistries: [...shared],
   };
 }
 

@@ -92,6 +92,7 @@ export class Metrics {
     const { resolver } = this.sources;
     const q = () => resolver.stats;
     const l = () => this.sources.listeners;
+    const shared = () => this.sources.health().sharedRegistries;
     const f = () => resolver.forwarder.stats;
     const cache = () => resolver.forwarder.cache;
     const one = (value: number, labels: Labels = {}): Sample[] => [{ labels, value }];
@@ -144,6 +145,10 @@ export class Metrics {
         return [{ labels: { state: 'attached' }, value: inv.namespaces }, { labels: { state: 'served' }, value: inv.served }];
       }),
       new Computed('nsdns_ready', '1 when /readyz says ready', 'gauge', () => one(this.sources.health().ready ? 1 : 0)),
+      new Computed('nsdns_shared_registry_stale', '1 while a shared registry (etcd) cannot be reached and its last snapshot answers', 'gauge', () => shared().map((r) => ({ labels: { registry: r.registry }, value: r.stale ? 1 : 0 }))),
+      new Computed('nsdns_shared_registry_stale_since_seconds', 'When a stale shared registry lost etcd, seconds since the epoch (0 when it is not stale)', 'gauge', () => shared().map((r) => ({ labels: { registry: r.registry }, value: r.staleSince === null ? 0 : Math.round(Date.parse(r.staleSince) / 1000) }))),
+      new Computed('nsdns_shared_registry_shared_names', 'Names held as their own by endpoints of several nodes on one network (each answers all their addresses)', 'gauge', () => shared().map((r) => ({ labels: { registry: r.registry }, value: r.sharedNames }))),
+      new Computed('nsdns_shared_registry_refused_total', 'Values of a shared registry refused (too large, not JSON, plumbing fields, invalid)', 'counter', () => shared().map((r) => ({ labels: { registry: r.registry }, value: r.refused }))),
     ];
   }
 }
@@ -233,7 +238,9 @@ export class MetricsServer {
           return send(200, 'ok\n');
         case '/readyz': {
           const report = this.health();
-          return send(report.ready ? 200 : 503, report.ready ? 'ready\n' : `not ready:\n${report.problems.map((p) => `- ${p}\n`).join('')}`);
+          // A stale shared registry does not make the daemon unready (its snapshot answers), but is said.
+          const stale = report.sharedRegistries.filter((r) => r.stale).map((r) => `- stale since ${r.staleSince}: ${r.registry}\n`).join('');
+          return send(report.ready ? 200 : 503, report.ready ? `ready\n${stale}` : `not ready:\n${report.problems.map((p) => `- ${p}\n`).join('')}${stale}`);
         }
         default:
           return send(404, 'not found: try /metrics, /healthz or /readyz\n');

@@ -1,6 +1,7 @@
 // Settings read once, at start (paths, sockets, the plumbing, the metrics listener): a SIGHUP that
 // changes one cannot apply it, and the log says which ones wait for a restart.
 import type { Config } from './config.js';
+import { isEtcdUrl } from '../etcd/etcd-url.js';
 
 /** Which start-only settings differ between two configurations, as dotted keys. */
 export function startOnlyChanges(before: Config, after: Config): string[] {
@@ -13,5 +14,8 @@ export function startOnlyChanges(before: Config, after: Config): string[] {
     if (differ(before.plumbing[key], after.plumbing[key])) changed.push(`plumbing.${key}`);
   }
   if (before.metrics.listen !== after.metrics.listen) changed.push('metrics.listen');
+  // Shared registries (etcd://) are connected once; directories are watched again on reload.
+  if (differ(before.registries.filter(isEtcdUrl), after.registries.filter(isEtcdUrl))) changed.push('registries (etcd://)');
+  if (differ(before.etcd, after.etcd)) changed.push('etcd');
   return changed;
 }

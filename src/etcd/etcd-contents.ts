@@ -1,0 +1,202 @@
+// What a shared registry in etcd holds, key by key, and the network records made from it. Pure
+// data, no I/O: the source (etcd-source.ts) feeds it puts and deletes and asks for the records of
+// the networks they touched. Every value is checked here, at the boundary: its size, its JSON and
+// its fields (registry/document.ts: a network's and an endpoint's DNS fields only). A value that
+// fails is reported once, by its key and the problem, never by its content; what the key held
+// before goes with it, and the rest of its network stays.
+import { printable } from '../registry/fields.js';
+import { remoteEndpoint, remoteNetwork } from '../registry/document.js';
+import { isServiceLabel } from '../wire/names.js';
+import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
+import { errorMessage } from '../errors.js';
+
+/** One key as etcd gives it: its value's bytes and the lease it is tied to ('0': none). */
+export interface KeyValue {
+  key: string;
+  value: Uint8Array;
+  lease: string;
+}
+
+export type KeyKind =
+  | { kind: 'network'; network: string }
+  | { kind: 'endpoint'; network: string; node: string; endpoint: string }
+  | { kind: 'ignored' };
+
+/** Node names and endpoint ids in keys: what a host name or a container id is made of. */
+const PART = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** Which of PREFIX/networks/<network> and PREFIX/endpoints/<network>/<node>/<endpoint> `key` is. */
+export function keyKind(prefix: string, key: string): KeyKind {
+  if (!key.startsWith(`${prefix}/`)) return { kind: 'ignored' };
+  const parts = key.slice(prefix.length + 1).split('/');
+  if (parts[0] === 'networks' && parts.length === 2 && isServiceLabel(parts[1])) return { kind: 'network', network: parts[1] };
+  if (parts[0] === 'endpoints' && parts.length === 4 && isServiceLabel(parts[1]) && PART.test(parts[2]) && PART.test(parts[3]) && parts[3] !== '.' && parts[3] !== '..') {
+    return { kind: 'endpoint', network: parts[1], node: parts[2], endpoint: parts[3] };
+  }
+  return { kind: 'ignored' };
+}
+
+interface EndpointEntry {
+  node: string;
+  id: string;
+  lease: string;
+  /** The value's JSON, checked against the network's definition when there is one. */
+  data: unknown;
+  /** The endpoint made from `data` under the current definition, or the problem found (reported once). */
+  checked?: Endpoint | { problem: string };
+}
+
+interface NetworkEntry {
+  /** The network's own key: its definition (or the problem with it), and its lease. */
+  definition?: { network?: Network; lease: string };
+  endpoints: Map<string, EndpointEntry>;
+}
+
+export interface ContentsOptions {
+  prefix: string;
+  /** Larger values are refused. */
+  maxValueBytes: number;
+  /** Endpoints of this node are skipped (the daemon serves its own from its own state). */
+  ownNode?: string;
+  /** A key whose value is refused: its name and the problem, both escaped and bounded. */
+  onProblem(key: string, problem: string): void;
+}
+
+/** A network as this registry serves it, and the names more than one endpoint holds as their own. */
+export interface NetworkContents {
+  record: NetworkRecord;
+  /** Own names (lower case) held by endpoints of more than one node: each answers every holder. */
+  sharedNames: string[];
+}
+
+export class EtcdContents {
+  private readonly networks = new Map<string, NetworkEntry>();
+  /** Every key held (valid or not) and the lease it had: what a resynchronisation compares with etcd. */
+  private readonly leases = new Map<string, string>();
+
+  constructor(private readonly options: ContentsOptions) {}
+
+  /** Every key held, with its lease. */
+  get keys(): ReadonlyMap<string, string> {
+    return this.leases;
+  }
+
+  /** Takes a key's new value; returns the network it touched, if any. */
+  put(kv: KeyValue): string | undefined {
+    const kind = keyKind(this.options.prefix, kv.key);
+    if (kind.kind === 'ignored') return undefined;
+    if (kind.kind === 'endpoint' && kind.node === this.options.ownNode) return undefined;
+    this.leases.set(kv.key, kv.lease);
+    const data = this.parse(kv);
+    const entry = this.entry(kind.network);
+    if (kind.kind === 'network') {
+      let network: Network | undefined;
+      if (data !== undefined) {
+        try {
+          network = remoteNetwork(data, kv.key);
+          if (network.name !== kind.network) throw new Error(`name: "${printable(network.name, 64)}" is not the network its key names`);
+        } catch (err) {
+          network = undefined;
+          this.problem(kv.key, errorMessage(err));
+        }
+      }
+      entry.definition = { network, lease: kv.lease };
+      // Endpoints are checked again against the new definition (its subnets).
+      for (const e of entry.endpoints.values()) e.checked = undefined;
+    } else {
+      if (data === undefined) entry.endpoints.delete(kv.key);
+      else entry.endpoints.set(kv.key, { node: kind.node, id: kind.endpoint, lease: kv.lease, data });
+    }
+    return kind.network;
+  }
+
+  /** Forgets a key; returns the network it touched, if any. */
+  delete(key: string): string | undefined {
+    if (!this.leases.delete(key)) return undefined;
+    const kind = keyKind(this.options.prefix, key);
+    if (kind.kind === 'ignored') return undefined;
+    const entry = this.networks.get(kind.network);
+    if (!entry) return undefined;
+    if (kind.kind === 'network') {
+      entry.definition = undefined;
+      for (const e of entry.endpoints.values()) e.checked = undefined;
+    } else {
+      entry.endpoints.delete(key);
+    }
+    if (entry.definition === undefined && entry.endpoints.size === 0) this.networks.delete(kind.network);
+    return kind.network;
+  }
+
+  /**
+   * The network as it is to be served, or undefined when it has no valid definition (its
+   * endpoints wait for one). Each endpoint's value is checked once per definition.
+   */
+  network(name: string): NetworkContents | undefined {
+    const entry = this.networks.get(name);
+    const network = entry?.definition?.network;
+    if (!entry || !network) return undefined;
+    const endpoints: Endpoint[] = [];
+    const nodesOf = new Map<string, Set<string>>();
+    for (const [key, e] of entry.endpoints) {
+      e.checked ??= this.check(key, e, network);
+      if ('problem' in e.checked) continue;
+      endpoints.push(e.checked);
+      const nodes = nodesOf.get(e.checked.name);
+      if (nodes) nodes.add(e.node);
+      else nodesOf.set(e.checked.name, new Set([e.node]));
+    }
+    const sharedNames = [...nodesOf].filter(([, nodes]) => nodes.size > 1).map(([n]) => n).sort();
+    return { record: { network, endpoints }, sharedNames };
+  }
+
+  /** Networks with a key in the registry (defined or only waited for). */
+  get networkNames(): IterableIterator<string> {
+    return this.networks.keys();
+  }
+
+  private check(key: string, e: EndpointEntry, network: Network): Endpoint | { problem: string } {
+    try {
+      const data = e.data as { id?: unknown };
+      if (typeof data === 'object' && data !== null && !Array.isArray(data) && data.id !== undefined && data.id !== e.id) {
+        throw new Error('id: not the endpoint its key names (the last part of the key is the id)');
+      }
+      const endpoint = remoteEndpoint(typeof data === 'object' && data !== null && !Array.isArray(data) ? { ...data, id: e.id } : data, network, key);
+      return endpoint;
+    } catch (err) {
+      const problem = errorMessage(err);
+      this.problem(key, problem);
+      return { problem };
+    }
+  }
+
+  /** The value's JSON, or undefined (reported) when it is too large or not JSON. */
+  private parse(kv: KeyValue): unknown {
+    if (kv.value.byteLength > this.options.maxValueBytes) {
+      this.problem(kv.key, `the value has ${kv.value.byteLength} bytes, more than the ${this.options.maxValueBytes} a value may have`);
+      return undefined;
+    }
+    try {
+      return JSON.parse(Buffer.from(kv.value.buffer, kv.value.byteOffset, kv.value.byteLength).toString('utf8'));
+    } catch (err) {
+      // JSON.parse's message quotes the text: only where it broke is said.
+      const at = /position (\d+)/.exec(errorMessage(err))?.[1];
+      this.problem(kv.key, `not valid JSON${at === undefined ? '' : ` (at byte ${at})`}`);
+      return undefined;
+    }
+  }
+
+  /** `message`: the problem alone, or registry/document.ts's "KEY: problem" (the key escaped there). */
+  private problem(key: string, message: string): void {
+    const named = `${printable(key, 200)}: `;
+    this.options.onProblem(printable(key, 200), message.startsWith(named) ? message.slice(named.length) : message);
+  }
+
+  private entry(network: string): NetworkEntry {
+    let entry = this.networks.get(network);
+    if (!entry) {
+      entry = { endpoints: new Map() };
+      this.networks.set(network, entry);
+    }
+    return entry;
+  }
+}
