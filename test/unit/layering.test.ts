@@ -19,9 +19,10 @@ const allowed: Record<string, string[]> = {
   server: ['wire', 'registry', 'resolver', 'native'],
   listeners: ['wire', 'registry', 'resolver', 'server', 'native'],
   plumbing: ['wire', 'registry', 'health', 'native'],
-  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'native'],
+  etcd: ['wire', 'registry'],
+  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'native'],
   podman: ['wire', 'registry', 'resolver', 'server', 'listeners', 'daemon', 'native'],
-  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'native'],
+  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'daemon', 'native'],
 };
 
 /** Files directly in src/: shared by all layers, importing no layer; main.ts only the CLI. */
