@@ -32,6 +32,9 @@ export function serveCommand(program: Command): void {
     .option('--resolv-conf-dir <dir>', 'per-namespace files for ip netns exec (default /etc/netns)')
     .option('--host-dns', 'also answer each network\'s names at its gateway address (port 53), for the host and the network\'s own clients; registers the bridges with systemd-resolved when it runs')
     .option('--metrics <addr:port>', 'serve Prometheus /metrics, /healthz and /readyz over HTTP here (default: off)')
+    .option('--announce <etcd-url>', 'publish the networks nsdns provisions and their endpoints to etcd (etcd://HOST:PORT[,HOST:PORT…]/PREFIX)')
+    .option('--announce-ttl <seconds>', 'lease of announced endpoints: how long a dead host\'s names outlive it (default 10)', int)
+    .option('--node-name <name>', 'the node announced endpoints are kept under (default: host name and an id kept in the state directory)')
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;

@@ -10,6 +10,7 @@ import { parseAddress, parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
 import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
+import { isNodeName } from '../etcd/node-name.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
@@ -153,6 +154,12 @@ export const configSchema = z.object({
     hostName: z.string().refine(isValidName, 'not a valid DNS name').default('host.nsdns.internal'),
   }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** etcd://HOST:PORT[,…]/PREFIX: publish the networks nsdns provisions (and their endpoints) there. */
+  announce: z.string().refine((s) => { try { parseEtcdUrl(s); return true; } catch { return false; } }, 'not an etcd:// URL (etcd://HOST:PORT[,HOST:PORT…]/PREFIX)').optional(),
+  /** The lease of announced endpoints, seconds: how long a dead host's names outlive it. */
+  announceTtl: z.number().int().min(2).max(3600).default(10),
+  /** The node announced endpoints are kept under; default: host name and an id kept in stateDir. */
+  nodeName: z.string().refine(isNodeName, '1-128 letters, digits, ".", "_" and "-"').optional(),
 }).strict();
 
 export type Config = z.output<typeof configSchema>;
@@ -184,6 +191,9 @@ export interface ConfigFlags {
   etcdKey?: string;
   etcdUser?: string;
   etcdPasswordFile?: string;
+  announce?: string;
+  announceTtl?: number;
+  nodeName?: string;
 }
 
 export function loadConfig(flags: ConfigFlags): Config {
@@ -201,6 +211,9 @@ export function loadConfig(flags: ConfigFlags): Config {
   set('resolvConf', flags.resolvConf);
   set('ttl', flags.ttl);
   set('logLevel', flags.logLevel);
+  set('announce', flags.announce);
+  set('announceTtl', flags.announceTtl);
+  set('nodeName', flags.nodeName);
   if (flags.metrics !== undefined) merged.metrics = { ...(merged.metrics as object | undefined), listen: flags.metrics };
   const plumbing = { ...(merged.plumbing as object | undefined) } as Record<string, unknown>;
   for (const key of ['linkPrefix', 'nftTable', 'firewall', 'resolvConfDir'] as const) if (flags[key] !== undefined) plumbing[key] = flags[key];

@@ -43,6 +43,7 @@ import { announceReady, handOver, listenerCount, notifySystemd, receiveHandover,
 import { z } from 'zod';
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
+import type { Announcer } from '../etcd/announcer.js';
 
 export class Daemon {
   readonly registry = new Registry({ identify: namespaceIdentity });
@@ -82,6 +83,8 @@ export class Daemon {
   private metricsServer: MetricsServer | undefined;
   private metricsAddress: string | undefined;
   private handingOver: Promise<void> | undefined;
+  /** `--announce`: publishes provisioned networks to etcd. */
+  private announcer: Announcer | undefined;
   /** Handovers that failed, and why the last one did (`nsdns status`, `nsdns restart`). */
   private handoverFailures = 0;
   /** Loopback and the host's own subnets, read again after every registry change. */
@@ -200,6 +203,7 @@ export class Daemon {
       daemon.registryLoaded = true;
       daemon.prober.start();
       await daemon.startMetrics(inherited?.metrics);
+      await daemon.startAnnouncer();
     } catch (err) {
       await daemon.stop();
       throw err;
@@ -472,9 +476,21 @@ export class Daemon {
     return this.handingOver;
   }
 
+  /** etcd3 (gRPC) is loaded only when announcing. */
+  private async startAnnouncer(): Promise<void> {
+    if (this.config.announce === undefined) return;
+    const [{ Announcer }, { nodeName }, { parseEtcdUrl }] = await Promise.all([import('../etcd/announcer.js'), import('../etcd/node-name.js'), import('../etcd/etcd-url.js')]);
+    this.announcer = await Announcer.start(this.registry, {
+      location: parseEtcdUrl(this.config.announce), node: await nodeName(this.config.nodeName, this.config.stateDir),
+      ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
+    });
+  }
+
   /** Stops taking queries, answers those in flight, releases everything. Safe to call twice. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // A handover's successor announces the same endpoints: the lease is left to expire, not revoked.
+      await this.announcer?.stop(this.handingOver === undefined);
       await this.prober.stop();
       clearInterval(this.reaper);
       clearInterval(this.firewallGuard);

@@ -4,7 +4,7 @@
 // addresses and links; nothing here changes anything: the manager applies the plans.
 import { randomBytes } from 'node:crypto';
 import { NsdnsError } from '../errors.js';
-import { describeSource, type Registry } from '../registry/registry.js';
+import { describeSource, isRemoteSource, type Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord, Subnet } from '../registry/types.js';
 import { allocate, canonical, contains, firstHost, macFor, overlaps, parseCidr, pickSubnet, isCidr, hasHostBits, type Cidr, type Pool } from './ipam.js';
 import { kernelHost, type HostInspector } from './drivers.js';
@@ -53,7 +53,8 @@ export class Planner {
   record(name: string): NetworkRecord {
     const compiled = this.registry.current().find(name);
     if (!compiled) throw new NsdnsError('ERR_NOT_FOUND', `network "${printable(name)}" not found; see \`nsdns network ls\``);
-    return { network: compiled.network, endpoints: [...compiled.endpoints] };
+    // Its primary source's endpoints only: what is planned and saved is never another host's.
+    return { network: compiled.network, endpoints: [...(compiled.primary ?? compiled).endpoints] };
   }
 
   /** A network this daemon provisioned (not one from a registry file). */
@@ -73,7 +74,10 @@ export class Planner {
     // Kept as typed (MixedNet), found in any case: two names that differ only in case would be one.
     const name = checkNetworkName(req.name);
     const existing = this.records().find((r) => r.network.name.toLowerCase() === name.toLowerCase());
-    if (existing) throw new NsdnsError('ERR_CONFLICT', `network "${existing.network.name}" already exists`);
+    // A network another host defined in a shared registry may be provisioned here too: this
+    // host's definition is served first, and the announcer checks that the two agree.
+    const shared = existing !== undefined && existing.network.name === name && isRemoteSource(this.registry.sourceOf(name) ?? '') ? existing.network : undefined;
+    if (existing && !shared) throw new NsdnsError('ERR_CONFLICT', `network "${existing.network.name}" already exists`);
     for (const s of req.subnets ?? []) {
       if (!isCidr(s)) throw bad(`subnet "${printable(s)}" is not a CIDR (like 10.1.0.0/24 or fd00:1::/64)`);
       if (hasHostBits(s)) throw bad(`--subnet ${s} has host bits set: it should be ${parseCidr(s).text}`);
@@ -82,11 +86,12 @@ export class Planner {
     for (const [i, a] of requested.entries()) {
       for (const b of requested.slice(i + 1)) if (overlaps(a, b)) throw new NsdnsError('ERR_CONFLICT', `subnets ${a.text} and ${b.text} overlap`);
     }
-    const taken = await this.takenPrefixes();
+    const taken = (await this.takenPrefixes()).filter((t) => shared === undefined || t.owner !== `network ${name}`);
     for (const s of requested) {
       const clash = taken.find((t) => overlaps(t.cidr, s));
       if (clash) throw new NsdnsError('ERR_CONFLICT', `subnet ${s.text} overlaps ${clash.cidr.text} (${clash.owner})`);
     }
+    if (shared && requested.length === 0) requested.push(...shared.subnets.map((s) => parseCidr(s.subnet)));
     if (!requested.some((s) => s.kind === 'ipv4')) {
       const picked = pickSubnet(this.options.pools, taken.map((t) => t.cidr));
       if (!picked) throw new NsdnsError('ERR_IPAM_EXHAUSTED', 'no free subnet left in the address pools; give one with --subnet');
@@ -106,7 +111,8 @@ export class Planner {
       target.ipRange = range.text;
     }
     for (const u of req.dnsUpstreams ?? []) checkNamespaceUpstream('--dns-upstream', u);
-    const id = randomBytes(32).toString('hex');
+    // The shared id when it is one nsdns would make (it names the bridge): `inspect ID` finds one network on every host.
+    const id = shared && /^[0-9a-f]{64}$/.test(shared.id) ? shared.id : randomBytes(32).toString('hex');
     const bridge = req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`;
     if ((await this.host.linkNames()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
     if (this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);

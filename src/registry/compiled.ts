@@ -51,6 +51,11 @@ export interface CompiledNetwork {
   readonly ownUpstreams: boolean;
   /** The zone PTR answers and SRV targets name endpoints in: the domain, else the network name (lower case). */
   readonly canonicalZone: string;
+  /**
+   * Set when other sources contribute endpoints (union.ts): the primary source's network alone,
+   * what its owner edits and saves (`endpoints` above holds every source's).
+   */
+  readonly primary?: CompiledNetwork;
   /** Frees a packed network's tables once a newer version replaces it (PackedEndpoints.release). */
   readonly release?: () => void;
   /** Static records by lower-case name relative to the zones. */

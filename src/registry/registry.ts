@@ -1,7 +1,9 @@
 // The live registry: a current immutable snapshot, replaced whole on every change. Each change
 // recompiles only the network it touches; readers take `current()` once per query and never see a
-// half-applied change. Every network remembers its source, so two sources cannot fight over one;
-// and a namespace belongs to one source too: a registry file cannot add names to (or choose the
+// half-applied change. A network is served from one primary source (the one that defines it) plus
+// the endpoints other sources contribute (other hosts, through a shared registry: union.ts). Two
+// local sources cannot fight over one network: only a shared registry's definition gives way (to
+// a local one) or stands by (behind one); and a namespace belongs to one source too: a registry file cannot add names to (or choose the
 // upstreams of) a namespace that nsdns connected itself or that another file serves, whatever path
 // names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
 import { EventEmitter } from 'node:events';
@@ -13,9 +15,23 @@ import { View, type FailOpenListener } from './view.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
 import { overlaps, spansOf } from './subnet-spans.js';
+import { unionNetwork } from './union.js';
 
 /** The source of the networks nsdns provisions itself (its state directory, `connect`). */
 export const STATE_SOURCE = 'state';
+
+/** Sources named `etcd:URL` are shared registries: DNS-only values from other hosts. */
+export const REMOTE_SOURCE_PREFIX = 'etcd:';
+
+export function isRemoteSource(source: string): boolean {
+  return source.startsWith(REMOTE_SOURCE_PREFIX);
+}
+
+/** What one source gives for one network: its definition with endpoints, and endpoints it adds to another's. */
+interface Offer {
+  compiled?: CompiledNetwork;
+  contributed?: readonly Endpoint[];
+}
 
 export class Snapshot {
   private readonly views = new Map<string, View>();
@@ -81,11 +97,15 @@ export class Snapshot {
     return byPrefix[0];
   }
 
-  /** Every network as plain records; a record's endpoints are read (and, when packed, decoded) only when used. */
+  /**
+   * Every network as plain records with its primary source's endpoints (what its owner edits and
+   * saves: never another host's); a record's endpoints are read (and, when packed, decoded) only when used.
+   */
   get records(): NetworkRecord[] {
     return [...this.networks.values()].map((n) => {
       let endpoints: Endpoint[] | undefined;
-      return { network: n.network, get endpoints() { return (endpoints ??= [...n.endpoints]); } };
+      const own = n.primary ?? n;
+      return { network: n.network, get endpoints() { return (endpoints ??= [...own.endpoints]); } };
     });
   }
 }
@@ -112,7 +132,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
   readonly health = new HealthStates();
   private readonly failOpen: FailOpenListener = (name, endpoints) => void this.emit('failOpen', name, endpoints);
   private snapshot = new Snapshot(0, new Map(), this.health, this.failOpen);
+  /** Network → its primary source (the one whose definition is served). */
   private readonly sources = new Map<string, string>();
+  /** Network → source → what that source gives (in the order sources first gave it). */
+  private readonly offers = new Map<string, Map<string, Offer>>();
   /** Short network id → the network that has it: `inspect ID`, `rm ID` must find one network. */
   private readonly ids = new Map<string, string>();
   /** Namespace path → the networks that have endpoints in it (kept with every install and removal). */
@@ -159,16 +182,93 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.sources.get(network) === STATE_SOURCE && Boolean(this.snapshot.networks.get(network)?.network.bridge);
   }
 
-  /** Adds or replaces one network with its endpoints. */
+  /**
+   * Adds or replaces `source`'s definition of one network with its endpoints. A shared registry's
+   * definition of a network a local source defines stands by (its endpoints still join the
+   * network's), and gives way to a local definition made later.
+   */
   setNetwork(record: NetworkRecord, source: string): Snapshot {
     this.checkOwner(record.network, record.endpoints, source);
-    return this.install(compileNetwork(record), source);
+    return this.define(compileNetwork(record), source);
   }
 
   /** setNetwork for a network the registry parser parsed and packed (registry files). */
   setPackedNetwork(network: Network, tables: PackedTables, notable: Endpoint[], source: string): Snapshot {
     this.checkOwner(network, notable, source);
-    return this.install(compilePacked(network, tables, notable), source);
+    return this.define(compilePacked(network, tables, notable), source);
+  }
+
+  /**
+   * Sets the endpoints `source` adds to `network` (another host's, from a shared registry): served
+   * once some source defines the network, each endpoint once. Only names: a contribution may not
+   * name a namespace, so no source can add to a namespace another serves this way.
+   */
+  setContribution(network: string, source: string, endpoints: readonly Endpoint[]): Snapshot {
+    const inNamespace = endpoints.find((e) => e.netns !== undefined);
+    if (inNamespace) {
+      throw new NsdnsError('ERR_REGISTRY_CONFLICT', `endpoint "${printable(inNamespace.name)}" from ${describeSource(source)} names a namespace; endpoints added to network "${printable(network)}" carry names only`);
+    }
+    const offer = this.offerOf(network, source);
+    offer.contributed = endpoints.length > 0 ? endpoints : undefined;
+    for (const e of endpoints) if (e.health !== undefined) this.health.set(network, e.id, e.health);
+    const snapshot = this.install(network);
+    this.dropEmptyOffer(network, source);
+    return snapshot;
+  }
+
+  removeContribution(network: string, source: string): Snapshot {
+    if (this.offers.get(network)?.get(source)?.contributed === undefined) return this.snapshot;
+    return this.setContribution(network, source, []);
+  }
+
+  /** The sources that add endpoints to `network` besides its primary one. */
+  contributors(network: string): string[] {
+    return [...this.offers.get(network)?.keys() ?? []].filter((s) => s !== this.sources.get(network));
+  }
+
+  private offerOf(network: string, source: string): Offer {
+    let offers = this.offers.get(network);
+    if (!offers) this.offers.set(network, (offers = new Map()));
+    let offer = offers.get(source);
+    if (!offer) offers.set(source, (offer = {}));
+    return offer;
+  }
+
+  private dropEmptyOffer(network: string, source: string): void {
+    const offers = this.offers.get(network);
+    const offer = offers?.get(source);
+    if (!offers || !offer || offer.compiled !== undefined || offer.contributed !== undefined) return;
+    offers.delete(source);
+    if (offers.size === 0) this.offers.delete(network);
+  }
+
+  private define(compiled: CompiledNetwork, source: string): Snapshot {
+    const name = compiled.network.name;
+    const offer = this.offerOf(name, source);
+    const replaced = offer.compiled;
+    offer.compiled = compiled;
+    // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
+    // `endpoint health` says otherwise).
+    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(name, e.id, e.health);
+    const snapshot = this.install(name);
+    // After the change listeners: every query from now on uses the new version.
+    if (replaced !== compiled) replaced?.release?.();
+    return snapshot;
+  }
+
+  /**
+   * The source whose definition is served: the current one while it still defines the network
+   * and no local source does instead of a shared registry, else the first local definer, else
+   * the first shared one.
+   */
+  private primaryOf(network: string): string | undefined {
+    const offers = this.offers.get(network);
+    if (!offers) return undefined;
+    const current = this.sources.get(network);
+    const definers = [...offers].filter(([, o]) => o.compiled !== undefined).map(([s]) => s);
+    const local = definers.find((s) => !isRemoteSource(s));
+    if (current !== undefined && definers.includes(current) && (local === undefined || !isRemoteSource(current))) return current;
+    return local ?? definers[0];
   }
 
   /**
@@ -178,7 +278,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   private checkOwner(network: Network, endpoints: readonly Endpoint[], source: string): void {
     const name = network.name;
     const owner = this.sources.get(name);
-    if (owner !== undefined && owner !== source) {
+    if (owner !== undefined && owner !== source && !isRemoteSource(owner) && !isRemoteSource(source)) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
     }
     this.checkSubnets(network, source);
@@ -240,11 +340,17 @@ export class Registry extends EventEmitter<RegistryEvents> {
       `namespace ${printable(netns)} is served by network "${printable(other.network)}" from ${describeSource(other.source)}; a namespace belongs to one source, so ${describeSource(source)} may not add to it`);
   }
 
-  private install(compiled: CompiledNetwork, source: string): Snapshot {
-    const name = compiled.network.name;
-    // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
-    // `endpoint health` says otherwise).
-    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(compiled.network.name, e.id, e.health);
+  /** Serves `name` as its sources give it now: the primary's definition with every other source's endpoints. */
+  private install(name: string): Snapshot {
+    const source = this.primaryOf(name);
+    if (source === undefined) return this.withdraw(name);
+    const offers = this.offers.get(name)!;
+    const contributed: Array<readonly Endpoint[]> = [];
+    for (const [s, offer] of offers) {
+      if (s !== source && offer.compiled) contributed.push(offer.compiled.endpoints);
+      if (offer.contributed) contributed.push(offer.contributed);
+    }
+    const compiled = unionNetwork(offers.get(source)!.compiled!, contributed);
     const replaced = this.snapshot.networks.get(name);
     const networks = new Map(this.snapshot.networks);
     networks.set(name, compiled);
@@ -252,24 +358,32 @@ export class Registry extends EventEmitter<RegistryEvents> {
     if (replaced) this.ids.delete(shortId(replaced.network.id));
     this.ids.set(shortId(compiled.network.id), name);
     this.indexNamespaces(name, replaced, compiled);
-    const snapshot = this.publish(networks, name);
-    // After the change listeners: every query from now on uses the new version.
-    if (replaced !== compiled) replaced?.release?.();
+    return this.publish(networks, name);
+  }
+
+  /** Withdraws `source`'s definition of `name`; a shared registry's definition standing by is served instead. */
+  removeNetwork(name: string, source: string): Snapshot {
+    const offer = this.offers.get(name)?.get(source);
+    if (offer?.compiled === undefined) return this.snapshot;
+    const removed = offer.compiled;
+    offer.compiled = undefined;
+    this.dropEmptyOffer(name, source);
+    const snapshot = this.install(name);
+    removed.release?.();
     return snapshot;
   }
 
-  removeNetwork(name: string, source: string): Snapshot {
-    if (this.sources.get(name) !== source) return this.snapshot;
+  /** Stops serving `name` (no source defines it); endpoints contributed to it wait for a definition. */
+  private withdraw(name: string): Snapshot {
     const removed = this.snapshot.networks.get(name);
+    if (!removed) return this.snapshot;
     const networks = new Map(this.snapshot.networks);
     networks.delete(name);
     this.sources.delete(name);
-    if (removed) this.ids.delete(shortId(removed.network.id));
+    this.ids.delete(shortId(removed.network.id));
     this.indexNamespaces(name, removed, undefined);
     this.health.deleteNetwork(name);
-    const snapshot = this.publish(networks, name);
-    removed?.release?.();
-    return snapshot;
+    return this.publish(networks, name);
   }
 
   private indexNamespaces(network: string, before: CompiledNetwork | undefined, after: CompiledNetwork | undefined): void {
@@ -326,5 +440,6 @@ function shortId(id: string): string {
 export function describeSource(source: string): string {
   if (source.startsWith('file:')) return `registry file ${printable(source.slice('file:'.length), 200)}`;
   if (source === STATE_SOURCE) return "nsdns's own connects";
+  if (isRemoteSource(source)) return `shared registry ${printable(source.slice(REMOTE_SOURCE_PREFIX.length), 200)}`;
   return printable(source, 200);
 }

@@ -1,0 +1,237 @@
+// `--announce etcd://…/PREFIX`: publishes the networks this daemon provisions itself, and their
+// endpoints' DNS fields, to a shared registry in etcd under this daemon's node name.
+//
+//   PREFIX/networks/<network>                   created if absent, no lease: a zone outlives a host
+//   PREFIX/endpoints/<network>/<node>/<id>      on this daemon's lease, kept alive while it runs
+//
+// A network whose key holds a different definition (subnets, internal) is not announced: one
+// name must mean one network on every host. Registry changes are put and deleted as differences,
+// coalesced per event-loop turn. When the lease is lost (etcd away for longer than its TTL, and
+// every lease expires at once when it returns), a new one is granted and everything published
+// again at once. A clean stop revokes the lease, so the endpoints vanish everywhere at once; a
+// host that dies takes them along within the TTL. Nothing here is on the query path.
+import type { Etcd3, Lease } from 'etcd3';
+import { errorMessage } from '../errors.js';
+import { rateLimited, type Logger } from '../log.js';
+import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
+import type { Registry } from '../registry/registry.js';
+import type { Network } from '../registry/types.js';
+import { etcdKeys, type EtcdLocation } from './etcd-url.js';
+
+export interface AnnouncerOptions {
+  location: EtcdLocation;
+  node: string;
+  ttlSeconds: number;
+  log: Logger;
+  /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
+  retryMs?: number;
+  maxRetryMs?: number;
+}
+
+/** What a clean stop waits for etcd at most: a daemon that cannot reach it still stops. */
+const STOP_TIMEOUT_MS = 2000;
+/** A unary call (put, delete, grant) given up after this long; streams (keepalive) have none. */
+const CALL_TIMEOUT_MS = 10_000;
+
+/** The etcd client: etcd3 loaded only now, so a daemon without --announce never loads gRPC. */
+async function connect(location: EtcdLocation): Promise<Etcd3> {
+  const { Etcd3 } = await import('etcd3');
+  return new Etcd3({
+    hosts: location.hosts.map((h) => `http://${h}`),
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
+  });
+}
+
+export class Announcer {
+  private lease: Lease | undefined;
+  /** Per network, the keys (and values) this daemon has put under the current lease. */
+  private readonly published = new Map<string, Map<string, string>>();
+  /** Networks whose key in etcd holds this daemon's definition, as checked (value put or found). */
+  private readonly agreed = new Map<string, string>();
+  /** Networks refused (their key holds another definition): said once, until it changes. */
+  private readonly refused = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private retryMs: number;
+  private readonly warnRateLimited = rateLimited(30_000);
+
+  private constructor(private readonly registry: Registry, private readonly client: Etcd3, private readonly options: AnnouncerOptions) {
+    this.retryMs = options.retryMs ?? 250;
+  }
+
+  /** Starts announcing (in the background: etcd may be away, the daemon starts all the same). */
+  static async start(registry: Registry, options: AnnouncerOptions): Promise<Announcer> {
+    const announcer = new Announcer(registry, await connect(options.location), options);
+    registry.on('change', announcer.onChange);
+    announcer.markAll();
+    options.log.info({ node: options.node, url: options.location.url, ttl: options.ttlSeconds }, 'announcing provisioned networks');
+    return announcer;
+  }
+
+  private readonly onChange = (_snapshot: unknown, network: string): void => {
+    this.dirty.add(network);
+    this.schedule(0);
+  };
+
+  private markAll(): void {
+    for (const name of this.registry.current().networks.keys()) this.dirty.add(name);
+    for (const name of this.published.keys()) this.dirty.add(name);
+    this.schedule(0);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped || this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running ??= this.flush().finally(() => {
+        this.running = undefined;
+        if (this.dirty.size > 0) this.schedule(0);
+      });
+    }, delayMs);
+  }
+
+  private async flush(): Promise<void> {
+    while (this.dirty.size > 0 && !this.stopped) {
+      const networks = [...this.dirty];
+      this.dirty.clear();
+      try {
+        const lease = await this.currentLease();
+        for (const network of networks) await this.sync(network, lease);
+        this.retryMs = this.options.retryMs ?? 250;
+      } catch (err) {
+        for (const network of networks) this.dirty.add(network);
+        this.warnRateLimited((suppressed) => this.options.log.warn({ err: errorMessage(err), suppressed, retryMs: this.retryMs }, 'cannot announce to etcd; trying again'));
+        const wait = this.retryMs;
+        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 2000);
+        this.scheduleRetry(wait);
+        return;
+      }
+    }
+  }
+
+  /** After a failure: the next try waits, even if changes arrive meanwhile. */
+  private scheduleRetry(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.schedule(delayMs);
+  }
+
+  private async currentLease(): Promise<Lease> {
+    if (this.lease) return this.lease;
+    const lease = this.client.lease(this.options.ttlSeconds);
+    lease.on('lost', (err) => this.onLost(lease, err));
+    await lease.grant();
+    if (this.stopped) {
+      await lease.revoke().catch(() => undefined);
+      throw new Error('stopped');
+    }
+    this.lease = lease;
+    return lease;
+  }
+
+  /** Everything is put again under a new lease: what the old one held is gone, or going. */
+  private onLost(lease: Lease, err: Error): void {
+    if (this.stopped || lease !== this.lease) return;
+    this.lease = undefined;
+    this.published.clear();
+    this.agreed.clear();
+    this.options.log.warn({ err: errorMessage(err) }, 'etcd lease lost; announcing again under a new one');
+    this.markAll();
+  }
+
+  /** Puts and deletes what differs between what `network` should have in etcd and what it has. */
+  private async sync(network: string, lease: Lease): Promise<void> {
+    const wanted = await this.wanted(network);
+    const before = this.published.get(network) ?? new Map<string, string>();
+    const puts = [...wanted].filter(([key, value]) => before.get(key) !== value);
+    const deletes = [...before.keys()].filter((key) => !wanted.has(key));
+    await Promise.all([
+      ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
+      ...deletes.map((key) => this.client.delete().key(key).exec()),
+    ]);
+    if (wanted.size > 0) this.published.set(network, wanted);
+    else this.published.delete(network);
+  }
+
+  /** The endpoint keys `network` should have under this node: none unless provisioned here and agreed. */
+  private async wanted(name: string): Promise<Map<string, string>> {
+    const wanted = new Map<string, string>();
+    const compiled = this.registry.current().networks.get(name);
+    if (!compiled || !this.registry.isProvisioned(name)) {
+      this.agreed.delete(name);
+      this.refused.delete(name);
+      return wanted;
+    }
+    if (!(await this.agree(compiled.network))) return wanted;
+    const { prefix } = this.options.location;
+    for (const e of (compiled.primary ?? compiled).endpoints) {
+      wanted.set(etcdKeys.endpoint(prefix, name, this.options.node, e.id), JSON.stringify(remoteEndpointValue(e)));
+    }
+    return wanted;
+  }
+
+  /**
+   * Whether the network's key holds this daemon's definition: created here when absent (one
+   * transaction: two hosts creating one network at once agree on the first), else compared.
+   */
+  private async agree(network: Network): Promise<boolean> {
+    const value = JSON.stringify(remoteNetworkValue(network));
+    if (this.agreed.get(network.name) === value) return true;
+    const key = etcdKeys.network(this.options.location.prefix, network.name);
+    const result = await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(value)).else(this.client.get(key)).commit();
+    const existing = result.succeeded ? undefined : result.responses[0]?.response_range?.kvs[0]?.value.toString();
+    const problem = existing === undefined ? undefined : differs(network, existing, key);
+    if (problem === undefined) {
+      this.agreed.set(network.name, value);
+      if (this.refused.delete(network.name)) this.options.log.info({ network: network.name }, 'network definition in etcd agrees now; announcing it');
+      return true;
+    }
+    this.agreed.delete(network.name);
+    if (!this.refused.has(network.name)) {
+      this.refused.add(network.name);
+      this.options.log.warn({ network: network.name, key, problem }, 'not announcing network: etcd holds another definition of it');
+    }
+    return false;
+  }
+
+  /**
+   * Stops announcing. `revoke`: the endpoints vanish from etcd at once (a clean stop); without, they
+   * stay until the lease expires (a handover: the successor announces them again under its own).
+   */
+  async stop(revoke = true): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.registry.off('change', this.onChange);
+    const lease = this.lease;
+    this.lease = undefined;
+    await withTimeout((async () => {
+      await this.running?.catch(() => undefined);
+      if (revoke) await lease?.revoke();
+    })()).catch((err) => this.options.log.warn({ err: errorMessage(err) }, 'etcd lease not revoked; its keys go when it expires'));
+    lease?.release();
+    this.client.close();
+  }
+}
+
+/** Why the definition in etcd (`text`, at `key`) is not `network`'s, or undefined when it agrees. */
+function differs(network: Network, text: string, key: string): string | undefined {
+  let theirs: Network;
+  try {
+    theirs = remoteNetwork(JSON.parse(text), key);
+  } catch (err) {
+    return `the value there is not a network (${err instanceof SyntaxError ? 'not JSON' : errorMessage(err)})`;
+  }
+  const subnets = (n: Network) => n.subnets.map((s) => s.subnet).sort().join(', ');
+  if (subnets(theirs) !== subnets(network)) return `subnets ${subnets(theirs) || 'none'} there, ${subnets(network) || 'none'} here`;
+  if (theirs.internal !== network.internal) return `internal ${theirs.internal} there, ${network.internal} here`;
+  return undefined;
+}
+
+function withTimeout(work: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer from etcd in ${STOP_TIMEOUT_MS} ms`)), STOP_TIMEOUT_MS); });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,120 @@
+// A network, several sources: the primary's definition with endpoints other sources contribute.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { packNetwork } from '../../src/registry/compiled.js';
+import { parseDocumentText, remoteEndpoint, remoteNetwork } from '../../src/registry/document.js';
+import { Registry, STATE_SOURCE } from '../../src/registry/registry.js';
+import type { Endpoint, NetworkRecord } from '../../src/registry/types.js';
+
+const ETCD = 'etcd:etcd://127.0.0.1:15800/nsdns';
+const OTHER_ETCD = 'etcd:etcd://127.0.0.1:15801/nsdns';
+
+const lab = (endpoints = '[{name: web, ipv4: 10.124.0.10}]'): NetworkRecord =>
+  parseDocumentText(`name: lab\nsubnets: [{subnet: 10.124.0.0/24}]\nendpoints: ${endpoints}\n`, 'lab.yaml');
+const remote = (name: string, ipv4: string, id?: string): Endpoint =>
+  remoteEndpoint({ name, ipv4, ...(id && { id }) }, lab().network, `/nsdns/endpoints/lab/node-b/${name}`);
+const addresses = (r: Registry, name: string): string[] => {
+  const found = r.current().view().lookup(name);
+  return found.kind === 'found' ? found.a.map((b) => [...b].join('.')).sort() : [found.kind];
+};
+
+describe('registry: a network, several sources', () => {
+  it('serves the primary with contributed endpoints, and a contribution changes only its own part', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), 'file:/r/lab.yaml');
+    r.setContribution('lab', ETCD, [remote('api', '10.124.0.20')]);
+    assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10']);
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+    assert.deepEqual(r.current().view().reverse('10.124.0.20'), ['api.lab']);
+    assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
+    assert.equal(r.sourceOf('lab'), 'file:/r/lab.yaml');
+    assert.deepEqual(r.contributors('lab'), [ETCD]);
+    // What the owner edits and saves is its own endpoints only.
+    assert.deepEqual(r.current().records[0].endpoints.map((e) => e.name), ['web']);
+
+    r.setContribution('lab', ETCD, [remote('db', '10.124.0.21')]);
+    assert.deepEqual(addresses(r, 'api.lab'), ['nxdomain']);
+    assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.21']);
+    r.removeContribution('lab', ETCD);
+    assert.deepEqual(addresses(r, 'db.lab'), ['nxdomain']);
+    assert.equal(r.current().networks.get('lab')!.endpointCount, 1);
+    assert.deepEqual(r.contributors('lab'), []);
+  });
+
+  it('counts an endpoint once, however many sources give it', () => {
+    const r = new Registry();
+    const own = lab();
+    r.setNetwork(own, STATE_SOURCE);
+    const web = own.endpoints[0];
+    // This host's own endpoint coming back through the watch, and twice from two registries.
+    r.setContribution('lab', ETCD, [{ ...web }, remote('api', '10.124.0.20', 'api-1')]);
+    r.setContribution('lab', OTHER_ETCD, [remote('api', '10.124.0.20', 'api-1')]);
+    assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
+    assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10']);
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+  });
+
+  it('answers every address of a name two hosts give', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), STATE_SOURCE);
+    r.setContribution('lab', ETCD, [remote('web', '10.124.0.30', 'web-on-b')]);
+    assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10', '10.124.0.30']);
+  });
+
+  it('holds contributions until a source defines the network', () => {
+    const r = new Registry();
+    r.setContribution('lab', ETCD, [remote('api', '10.124.0.20')]);
+    assert.equal(r.current().networks.has('lab'), false);
+    r.setNetwork(lab(), 'file:/r/lab.yaml');
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+    r.removeNetwork('lab', 'file:/r/lab.yaml');
+    assert.equal(r.current().networks.has('lab'), false);
+    r.setNetwork(lab(), 'file:/r/lab.yaml');
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+  });
+
+  it('serves a local definition before a shared one, and the shared one again when the local goes', () => {
+    const r = new Registry();
+    const shared: NetworkRecord = { network: remoteNetwork({ name: 'lab', subnets: [{ subnet: '10.124.0.0/24' }] }, '/nsdns/networks/lab'), endpoints: [remote('api', '10.124.0.20')] };
+    r.setNetwork(shared, ETCD);
+    assert.equal(r.sourceOf('lab'), ETCD);
+    r.setNetwork(lab(), STATE_SOURCE);
+    assert.equal(r.sourceOf('lab'), STATE_SOURCE);
+    assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10']);
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20'], 'the shared definition stands by, its endpoints still served');
+    assert.deepEqual(r.current().records[0].endpoints.map((e) => e.name), ['web']);
+    // A shared definition arriving after the local one stands by too.
+    r.setNetwork(shared, ETCD);
+    assert.equal(r.sourceOf('lab'), STATE_SOURCE);
+    r.removeNetwork('lab', STATE_SOURCE);
+    assert.equal(r.sourceOf('lab'), ETCD);
+    assert.deepEqual(addresses(r, 'web.lab'), ['nxdomain']);
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+    r.removeNetwork('lab', ETCD);
+    assert.equal(r.current().networks.has('lab'), false);
+  });
+
+  it('keeps the ownership rules: two local sources still cannot share a network, and a contribution names no namespace', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), STATE_SOURCE);
+    assert.throws(() => r.setNetwork(lab(), 'file:/r/lab.yaml'), /network "lab" is already defined by state/);
+    const inNamespace = { ...remote('api', '10.124.0.20'), netns: '/run/netns/x' };
+    assert.throws(() => r.setContribution('lab', ETCD, [inNamespace]), /names a namespace; endpoints added to network "lab" carry names only/);
+    assert.deepEqual(addresses(r, 'api.lab'), ['nxdomain']);
+  });
+
+  it('lays contributions over a packed network without unpacking it, and frees its tables only when it is replaced', () => {
+    const r = new Registry();
+    const record = lab('[{name: web, ipv4: 10.124.0.10}, {name: db, ipv4: 10.124.0.11}]');
+    const { tables, notable } = packNetwork(record);
+    r.setPackedNetwork(record.network, tables, notable, 'file:/r/lab.yaml');
+    r.setContribution('lab', ETCD, [remote('api', '10.124.0.20'), remote('web', '10.124.0.30', 'web-on-b')]);
+    assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.11']);
+    assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+    assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10', '10.124.0.30']);
+    r.setContribution('lab', ETCD, []);
+    // Still readable: a contribution's change did not release the packed tables.
+    assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.11']);
+    assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
+  });
+});
