@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { askAll } from '../helpers/burst-client.js';
+import { dig, queryTimeMs } from '../helpers/dig.js';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -48,6 +49,14 @@ describe('a dead first upstream', () => {
     assertAllAnswered(result, 1);
     assert.equal(blackHole.countFor('first.hedge.test'), 1, 'the first server was asked first');
     assert.equal(live.countFor('first.hedge.test'), 1);
+  });
+
+  it('costs a TCP query no timeout either (the black hole takes the connection and never answers)', async () => {
+    const { blackHole, port } = await setUp();
+    const r = await dig(`127.0.0.1:${port}`, '+tcp', 'first.hedge.test');
+    assert.deepEqual(r.answers.map((a) => a.data), [LIVE_ADDRESS], r.raw);
+    assert.ok(queryTimeMs(r) < TIMEOUT_MS, `answered after ${queryTimeMs(r)} ms`);
+    assert.equal(blackHole.received.filter((q) => q.transport === 'tcp').length, 1, 'the black hole was asked first, over TCP');
   });
 
   it('answers a burst of 200 distinct names from one client, each hedged query counted once in its share', async () => {
