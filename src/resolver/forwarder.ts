@@ -1,6 +1,6 @@
 // Forwarding to upstream servers: cache first, then identical in-flight queries share one upstream
-// exchange, then the servers in order (healthy first) until one gives a usable answer within the
-// time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
+// exchange, then the servers in order (healthy first, the next one asked early when one is slow:
+// upstream-race.ts) until one gives a usable answer within the time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
 // counted in queries and in the bytes of the answers it is served.
 // The query sent upstream is our own, built from the question; replies are scrubbed before they
 // are cached or served. The forwarder never throws: whatever happens, the client gets a reply
@@ -123,7 +123,7 @@ export interface Outcome {
   origin: Origin;
 }
 
-export class Forwarder implements RaceRules {
+export class Forwarder {
   readonly health = new UpstreamHealth();
   readonly stats = new ForwardStats();
   private readonly pending = new Map<string, Promise<Outcome>>();
@@ -131,6 +131,16 @@ export class Forwarder implements RaceRules {
   private inflight = 0;
   private readonly warnOverload = rateLimited(10_000);
   private readonly warnClient = rateLimited(10_000);
+  /** What a race over the upstreams asks of this forwarder. */
+  private readonly rules: RaceRules = {
+    health: this.health,
+    hedgeDelay: (server) => this.health.hedgeDelay(server.key, this.options.timeoutMs),
+    counted: (server) => (this.stats.enabled ? this.stats.server(server.key) : undefined),
+    ask: (race, server, watch) => this.ask(race, server, watch),
+    judge: (race, reply, server) => this.judge(race, reply, server),
+    // Still an exchange in flight (a socket), though no client waits for it any more.
+    lingering: (delta) => { this.inflight += delta; },
+  };
 
   constructor(
     private options: ForwardOptions,
@@ -285,28 +295,14 @@ export class Forwarder implements RaceRules {
    */
   private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, client: string): Promise<Outcome> {
     const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
-    const race = new UpstreamRace(this, this.health.order(servers), sent, query.questionEnd, transport, Date.now() + this.options.budgetMs, key, client);
+    const race = new UpstreamRace(this.rules, this.health.order(servers), sent, query.questionEnd, transport, Date.now() + this.options.budgetMs, key, client);
     const outcome = await race.outcome;
     if (outcome.reply === undefined) this.log.debug({ qname: query.name, qtype: query.qtype, reason: (outcome.origin as { reason: string }).reason }, 'no upstream answered');
     return outcome;
   }
 
-  // RaceRules: what a race asks of the forwarder.
-
-  get timeoutMs(): number {
-    return this.options.timeoutMs;
-  }
-
-  counted(server: UpstreamServer): ServerStats | undefined {
-    return this.stats.enabled ? this.stats.server(server.key) : undefined;
-  }
-
-  lingering(delta: number): void {
-    // Still an exchange in flight (a socket), though no client waits for it any more.
-    this.inflight += delta;
-  }
-
-  judge(race: UpstreamRace, reply: Buffer, server: UpstreamServer): Verdict {
+  /** A reply to `race`'s question: the answer (cached), or why not, with a reply to give if none is better. */
+  private   judge(race: UpstreamRace, reply: Buffer, server: UpstreamServer): Verdict {
     const scrubbed = scrubReply(reply, race.sent, race.questionEnd, this.options.maxUdpSize);
     if (typeof scrubbed === 'string') return { final: false, fallback: undefined, problem: `${server.key}: sent an unusable answer: ${scrubbed}` };
     const origin: Origin = { source: 'upstream', server: server.key };
@@ -322,7 +318,7 @@ export class Forwarder implements RaceRules {
    * One server: with 0x20 when it is on and the server keeps case. A server that answers in
    * another case is asked again at once without it, and is remembered as not keeping case.
    */
-  async ask(race: UpstreamRace, server: UpstreamServer, watch: SlowWatch | undefined): Promise<Buffer> {
+  private async ask(race: UpstreamRace, server: UpstreamServer, watch: SlowWatch | undefined): Promise<Buffer> {
     const { sent, questionEnd, transport, deadline } = race;
     const timeout = () => Math.max(1, Math.min(this.options.timeoutMs, deadline - Date.now()));
     if (!this.options.randomizeCase || !this.health.keepsCase(server.key)) return this.exchange(sent, questionEnd, server, transport, timeout(), false, watch);
