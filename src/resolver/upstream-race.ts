@@ -103,7 +103,13 @@ export class UpstreamRace implements SlowWatch {
       this.rules.lingering(-1);
       return;
     }
-    const verdict = this.rules.judge(this, reply, server);
+    let verdict: Verdict;
+    try {
+      verdict = this.rules.judge(this, reply, server);
+    } catch (err) {
+      // Inside a promise callback: a throw here would be an unhandled rejection, and the race would never end.
+      verdict = { final: false, fallback: undefined, problem: `${server.key}: ${errorMessage(err)}` };
+    }
     if (verdict.final) {
       this.win(server, verdict.outcome);
       return;
