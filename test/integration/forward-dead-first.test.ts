@@ -71,9 +71,10 @@ describe('a dead first upstream', () => {
   });
 
   it('loses nothing at the default per-client share when queries keep coming', async () => {
-    // One query every 2 ms: waiting out the timeout on each, 64 would be in flight after 128 ms.
+    // One query every 5 ms: waiting out the timeout on each, 64 would be in flight after 320 ms
+    // (paced that slowly so that a stalled daemon does not read 64 at once either).
     const { port } = await setUp();
     const names = Array.from({ length: 300 }, (_, i) => `n${i}.hedge.test`);
-    assertAllAnswered(await askAll('127.0.0.1', port, names, { everyMs: 2, waitMs: 2 * TIMEOUT_MS }), 300);
+    assertAllAnswered(await askAll('127.0.0.1', port, names, { everyMs: 5, waitMs: 2 * TIMEOUT_MS }), 300);
   });
 });
