@@ -128,7 +128,7 @@ export class Metrics {
       new Computed('nsdns_upstream_timeouts_total', 'Upstream queries that got no answer in time', 'counter', () => perServer(f().servers, (s) => s.timeouts)),
       new Computed('nsdns_upstream_failures_total', 'Upstream queries that failed otherwise (SERVFAIL, REFUSED, unusable answer, network error)', 'counter', () => perServer(f().servers, (s) => s.failures)),
       new Computed('nsdns_upstream_duration_seconds', 'Time each upstream server took to answer', 'histogram', () => [...f().servers].flatMap(([server, s]) => histogramSamples('nsdns_upstream_duration_seconds', s.latency, { server }))),
-      new Computed('nsdns_upstream_failing', '1 while a server is known dead: its last 3 exchanges failed (timeout or unreachable) and it is asked by one query per 5 s', 'gauge', () => this.sources.health().upstreams.map((u) => ({ labels: { server: u.server }, value: u.failing ? 1 : 0 }))),
+      new Computed('nsdns_upstream_failing', '1 while a server is known dead: its last 3 exchanges failed (timeout or unreachable), or one timed out after another server answered, and it is asked by one query per 5 s', 'gauge', () => this.sources.health().upstreams.map((u) => ({ labels: { server: u.server }, value: u.failing ? 1 : 0 }))),
       new Computed('nsdns_forward_inflight', 'Distinct upstream exchanges in flight', 'gauge', () => one(resolver.forwarder.inflightCount)),
       new Computed('nsdns_forward_joined_total', 'Queries that joined an identical one already in flight', 'counter', () => one(f().joined)),
       new Computed('nsdns_refused_for_load_total', 'Queries turned away for load: client (over its share: REFUSED), listener and global (too many in flight: SERVFAIL)', 'counter', () => [

@@ -1,17 +1,18 @@
 // Forwarding to upstream servers: cache first, then identical in-flight queries share one upstream
-// exchange, then the servers in order (healthy first) until one gives a usable answer within the
-// time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
+// exchange, then the servers in order (healthy first, the next one asked early when one is slow:
+// upstream-race.ts) until one gives a usable answer within the time budget. Each client (a namespace, or a source address) gets a fair share of the upstreams,
 // counted in queries and in the bytes of the answers it is served.
 // The query sent upstream is our own, built from the question; replies are scrubbed before they
 // are cached or served. The forwarder never throws: whatever happens, the client gets a reply
 // (unless `silentWhenUnanswered` asks for none when every upstream failed).
-import { DEFAULT_MAX_UDP_SIZE, RCODE } from '../wire/constants.js';
+import { RCODE } from '../wire/constants.js';
 import type { Query } from '../wire/query.js';
 import { errorReply } from '../wire/reply.js';
 import { readdressScrubbed, scrubReply } from '../wire/scrub.js';
 import { buildUpstreamQuery, withRandomCase } from '../wire/upstream-query.js';
 import { rateLimited, type Logger } from '../log.js';
 import { AnswerCache, cacheKey } from './cache.js';
+import { BYTES_PER_QUERY, ClientShares, SLIP, extraQueries, type Share } from './client-shares.js';
 import { UpstreamHealth } from './health.js';
 import type { UpstreamServer } from './upstream-address.js';
 import { CaseMismatch, type Exchange, type SlowWatch, type Transport } from './upstream.js';
@@ -123,7 +124,7 @@ export interface Outcome {
   origin: Origin;
 }
 
-export class Forwarder implements RaceRules {
+export class Forwarder {
   readonly health = new UpstreamHealth();
   readonly stats = new ForwardStats();
   private readonly pending = new Map<string, Promise<Outcome>>();
@@ -131,6 +132,16 @@ export class Forwarder implements RaceRules {
   private inflight = 0;
   private readonly warnOverload = rateLimited(10_000);
   private readonly warnClient = rateLimited(10_000);
+  /** What a race over the upstreams asks of this forwarder. */
+  private readonly rules: RaceRules = {
+    health: this.health,
+    hedgeDelay: (server) => this.health.hedgeDelay(server.key, this.options.timeoutMs),
+    counted: (server) => (this.stats.enabled ? this.stats.server(server.key) : undefined),
+    ask: (race, server, watch) => this.ask(race, server, watch),
+    judge: (race, reply, server) => this.judge(race, reply, server),
+    // Still an exchange in flight (a socket), though no client waits for it any more.
+    lingering: (delta) => { this.inflight += delta; },
+  };
 
   constructor(
     private options: ForwardOptions,
@@ -285,28 +296,14 @@ export class Forwarder implements RaceRules {
    */
   private async tryServers(query: Query, key: string, servers: readonly UpstreamServer[], transport: Transport, client: string): Promise<Outcome> {
     const sent = buildUpstreamQuery(query, this.options.maxUdpSize);
-    const race = new UpstreamRace(this, this.health.order(servers), sent, query.questionEnd, transport, Date.now() + this.options.budgetMs, key, client);
+    const race = new UpstreamRace(this.rules, this.health.order(servers), sent, query.questionEnd, transport, Date.now() + this.options.budgetMs, key, client);
     const outcome = await race.outcome;
     if (outcome.reply === undefined) this.log.debug({ qname: query.name, qtype: query.qtype, reason: (outcome.origin as { reason: string }).reason }, 'no upstream answered');
     return outcome;
   }
 
-  // RaceRules: what a race asks of the forwarder.
-
-  get timeoutMs(): number {
-    return this.options.timeoutMs;
-  }
-
-  counted(server: UpstreamServer): ServerStats | undefined {
-    return this.stats.enabled ? this.stats.server(server.key) : undefined;
-  }
-
-  lingering(delta: number): void {
-    // Still an exchange in flight (a socket), though no client waits for it any more.
-    this.inflight += delta;
-  }
-
-  judge(race: UpstreamRace, reply: Buffer, server: UpstreamServer): Verdict {
+  /** A reply to `race`'s question: the answer (cached), or why not, with a reply to give if none is better. */
+  private   judge(race: UpstreamRace, reply: Buffer, server: UpstreamServer): Verdict {
     const scrubbed = scrubReply(reply, race.sent, race.questionEnd, this.options.maxUdpSize);
     if (typeof scrubbed === 'string') return { final: false, fallback: undefined, problem: `${server.key}: sent an unusable answer: ${scrubbed}` };
     const origin: Origin = { source: 'upstream', server: server.key };
@@ -322,7 +319,7 @@ export class Forwarder implements RaceRules {
    * One server: with 0x20 when it is on and the server keeps case. A server that answers in
    * another case is asked again at once without it, and is remembered as not keeping case.
    */
-  async ask(race: UpstreamRace, server: UpstreamServer, watch: SlowWatch | undefined): Promise<Buffer> {
+  private async ask(race: UpstreamRace, server: UpstreamServer, watch: SlowWatch | undefined): Promise<Buffer> {
     const { sent, questionEnd, transport, deadline } = race;
     const timeout = () => Math.max(1, Math.min(this.options.timeoutMs, deadline - Date.now()));
     if (!this.options.randomizeCase || !this.health.keepsCase(server.key)) return this.exchange(sent, questionEnd, server, transport, timeout(), false, watch);
@@ -333,114 +330,6 @@ export class Forwarder implements RaceRules {
       this.health.changesCase(server.key);
       this.log.info({ upstream: server.key }, 'upstream does not keep the case of questions; asking it without 0x20 for a while');
       return this.exchange(sent, questionEnd, server, transport, timeout(), false, watch);
-    }
-  }
-}
-
-interface Share {
-  inflight: number;
-  /** Queries turned away while over the share (for the REFUSED slip). */
-  turnedAway: number;
-  tokens: number;
-  refilledAt: number;
-}
-
-/**
- * Answer bytes that count as one query against a client's rate: what one answer may carry over UDP
- * without fragmenting (DNS Flag Day 2020), so a client of ordinary answers is charged nothing more.
- */
-export const BYTES_PER_QUERY = DEFAULT_MAX_UDP_SIZE;
-
-/** Queries an answer of `bytes` costs beyond the first. */
-function extraQueries(bytes: number): number {
-  return Math.ceil(bytes / BYTES_PER_QUERY) - 1;
-}
-
-/** Adds the tokens earned since the last refill, up to the burst (`rate`). */
-function refill(share: Share, now: number, rate: number): void {
-  share.tokens = Math.min(rate, share.tokens + ((now - share.refilledAt) * rate) / 1000);
-  share.refilledAt = now;
-}
-
-/** Over UDP, one query in SLIP from a client over its share is answered REFUSED; the rest are dropped. */
-const SLIP = 4;
-
-/** Most clients tracked: spoofed source addresses must not grow the map without bound. */
-const MAX_CLIENTS = 4096;
-
-/**
- * Each client's share of the upstreams: exchanges in flight, and a token bucket of exchanges
- * started per second. Cache hits and joined exchanges take nothing from it, unless their answers
- * are large (charge()).
- */
-class ClientShares {
-  private readonly shares = new Map<string, Share>();
-
-  /** Clients with an exchange in flight (kept by fetch() as shares go busy and idle). */
-  active = 0;
-
-  /** Counts one more query of `client` turned away; returns the count. */
-  turnedAway(client: string): number {
-    const share = this.shares.get(client);
-    return share ? ++share.turnedAway : 1;
-  }
-
-  /** Whether take() would succeed now, without taking anything. */
-  hasRoom(client: string, options: ForwardOptions): boolean {
-    const share = this.shares.get(client);
-    if (!share) return true;
-    if (share.inflight >= options.maxInflightPerClient) return false;
-    const rate = options.clientQueriesPerSecond;
-    return rate === 0 || share.tokens + ((Date.now() - share.refilledAt) * rate) / 1000 >= 1;
-  }
-
-  /**
-   * Takes `queries` more from the client's bucket, into debt down to one second's worth: the
-   * client's misses are refused until it has paid (at most about a second after).
-   */
-  charge(client: string, queries: number, rate: number): void {
-    if (rate === 0) return;
-    const now = Date.now();
-    const share = this.shareOf(client, now, rate);
-    refill(share, now, rate);
-    share.tokens = Math.max(-rate, share.tokens - queries);
-  }
-
-  /** The client's share with one exchange taken from it, or undefined when it has none left. */
-  take(client: string, options: ForwardOptions): Share | undefined {
-    const now = Date.now();
-    const rate = options.clientQueriesPerSecond;
-    const share = this.shareOf(client, now, rate);
-    if (share.inflight >= options.maxInflightPerClient) return undefined;
-    if (rate > 0) {
-      refill(share, now, rate);
-      if (share.tokens < 1) return undefined;
-      share.tokens--;
-    }
-    return share;
-  }
-
-  private shareOf(client: string, now: number, rate: number): Share {
-    let share = this.shares.get(client);
-    if (!share) {
-      if (this.shares.size >= MAX_CLIENTS) this.evict(now, rate);
-      share = { inflight: 0, tokens: rate, refilledAt: now, turnedAway: 0 };
-      this.shares.set(client, share);
-    }
-    return share;
-  }
-
-  /**
-   * Drops idle shares (nothing in flight, bucket full again: as good as new); when that is not
-   * enough, the oldest ones (a flight holds its own share, so its count stays right).
-   */
-  private evict(now: number, rate: number): void {
-    for (const [client, s] of this.shares) {
-      if (s.inflight === 0 && (rate === 0 || s.tokens + ((now - s.refilledAt) * rate) / 1000 >= rate)) this.shares.delete(client);
-    }
-    for (const client of this.shares.keys()) {
-      if (this.shares.size <= MAX_CLIENTS / 2) break;
-      this.shares.delete(client);
     }
   }
 }

@@ -20,7 +20,8 @@ export type Verdict =
 /** What a race needs from its forwarder. */
 export interface RaceRules {
   readonly health: UpstreamHealth;
-  readonly timeoutMs: number;
+  /** How long to wait for this server before the next one is asked too. */
+  hedgeDelay(server: UpstreamServer): number;
   /** The server's counters while metrics are on, else undefined. */
   counted(server: UpstreamServer): ServerStats | undefined;
   /** One exchange with one server for this race's question. */
@@ -84,7 +85,7 @@ export class UpstreamRace implements SlowWatch {
     // Watched only while a later server could still be asked.
     let watch: SlowWatch | undefined;
     if (this.next < this.servers.length) {
-      this.afterMs = this.rules.health.hedgeDelay(server.key, this.rules.timeoutMs);
+      this.afterMs = this.rules.hedgeDelay(server);
       watch = this;
     }
     const started = performance.now();
@@ -102,7 +103,13 @@ export class UpstreamRace implements SlowWatch {
       this.rules.lingering(-1);
       return;
     }
-    const verdict = this.rules.judge(this, reply, server);
+    let verdict: Verdict;
+    try {
+      verdict = this.rules.judge(this, reply, server);
+    } catch (err) {
+      // Inside a promise callback: a throw here would be an unhandled rejection, and the race would never end.
+      verdict = { final: false, fallback: undefined, problem: `${server.key}: ${errorMessage(err)}` };
+    }
     if (verdict.final) {
       this.win(server, verdict.outcome);
       return;

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { askAll } from '../helpers/burst-client.js';
+import { dig, queryTimeMs } from '../helpers/dig.js';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -50,6 +51,14 @@ describe('a dead first upstream', () => {
     assert.equal(live.countFor('first.hedge.test'), 1);
   });
 
+  it('costs a TCP query no timeout either (the black hole takes the connection and never answers)', async () => {
+    const { blackHole, port } = await setUp();
+    const r = await dig(`127.0.0.1:${port}`, '+tcp', 'first.hedge.test');
+    assert.deepEqual(r.answers.map((a) => a.data), [LIVE_ADDRESS], r.raw);
+    assert.ok(queryTimeMs(r) < TIMEOUT_MS, `answered after ${queryTimeMs(r)} ms`);
+    assert.equal(blackHole.received.filter((q) => q.transport === 'tcp').length, 1, 'the black hole was asked first, over TCP');
+  });
+
   it('answers a burst of 200 distinct names from one client, each hedged query counted once in its share', async () => {
     // The client's share is exactly the burst: a hedged query counted twice would be refused.
     const { blackHole, port } = await setUp('  maxInflightPerClient: 200\n  clientQueriesPerSecond: 0\n');
@@ -62,9 +71,10 @@ describe('a dead first upstream', () => {
   });
 
   it('loses nothing at the default per-client share when queries keep coming', async () => {
-    // One query every 2 ms: waiting out the timeout on each, 64 would be in flight after 128 ms.
+    // One query every 5 ms: waiting out the timeout on each, 64 would be in flight after 320 ms
+    // (paced that slowly so that a stalled daemon does not read 64 at once either).
     const { port } = await setUp();
     const names = Array.from({ length: 300 }, (_, i) => `n${i}.hedge.test`);
-    assertAllAnswered(await askAll('127.0.0.1', port, names, { everyMs: 2, waitMs: 2 * TIMEOUT_MS }), 300);
+    assertAllAnswered(await askAll('127.0.0.1', port, names, { everyMs: 5, waitMs: 2 * TIMEOUT_MS }), 300);
   });
 });

@@ -106,6 +106,22 @@ describe('hedged forwarding', () => {
   });
 });
 
+describe('a race that breaks', () => {
+  it('a throw while judging a reply costs that reply, not the process: the client gets SERVFAIL', async () => {
+    class BrokenCache extends AnswerCache {
+      override put(): number {
+        throw new Error('cache broke');
+      }
+    }
+    const asked: string[] = [];
+    const fwd = new Forwarder(options, new BrokenCache({ size: 10, maxTtl: 60, maxNegativeTtl: 60, maxBytes: 1 << 20, tenantShare: 1 }), fakeUpstreams({ 1001: { rcode: 0, ms: 0 }, 1002: { rcode: 0, ms: 0 } }, asked), silentLogger);
+    const got = await fwd.forward(q('x.test'), [A, B], 'k', 'udp', { inflight: 0 }, 'c');
+    assert.equal(decode(got.reply!).rcode, 'SERVFAIL');
+    assert.match((got.origin as { reason: string }).reason, /cache broke/);
+    assert.deepEqual(asked, [A.key, B.key]);
+  });
+});
+
 describe('hedge delay', () => {
   it('is short for a server not heard from yet, a few ms past a fast one\'s usual time, bounded for a slow one', () => {
     const health = new UpstreamHealth();
