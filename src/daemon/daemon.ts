@@ -13,6 +13,7 @@ import { loadConfig, type Config, type ConfigFlags } from './config.js';
 import { RegistryFiles } from './registry-files.js';
 import { EtcdSource } from '../etcd/etcd-source.js';
 import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
+import { nodeName } from '../etcd/node-name.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
@@ -63,8 +64,10 @@ export class Daemon {
   readonly listenerStats = new ListenerStats();
   readonly manager: NetworkManager;
   private readonly files: RegistryFiles;
-  /** `--registry etcd://…`: shared registries, read once at start and watched. */
-  readonly etcdSources: EtcdSource[];
+  /** `--registry etcd://…`: shared registries, read once at start and watched (made in start(), once the node name is known). */
+  etcdSources: EtcdSource[] = [];
+  /** The name this daemon announces under (`--announce`), undefined when it does not announce. */
+  private node: string | undefined;
   private readonly control: ControlServer;
   private hostResolvers: HostResolvers;
   readonly prober: HealthProber;
@@ -105,9 +108,6 @@ export class Daemon {
     this.gateways = new ListenerSet(this.gatewaySpec, log.child({ module: 'gateway' }));
     this.listenerSets = [this.namespaces, this.hosts, this.gateways] as ListenerSet<Want>[];
     this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
-    this.etcdSources = config.registries.filter(isEtcdUrl).map((url) => new EtcdSource(this.registry, countingErrors(log.child({ module: 'etcd' }), () => this.registryErrors++), {
-      location: parseEtcdUrl(url), access: config.etcd, ...config.etcd,
-    }));
     this.state = new StateStore(config.stateDir);
     this.registry.on('change', () => {
       this.registryChanges++;
@@ -179,6 +179,9 @@ export class Daemon {
       // Both before anything is restored: a second daemon must stop here, having touched nothing.
       daemon.lock = await StateLock.acquire(config.stateDir);
       if (!inherited?.control) await daemon.control.checkFree();
+      // After the lock: a default node name keeps its id in the state directory.
+      daemon.node = config.announce === undefined ? undefined : await nodeName(config.nodeName, config.stateDir);
+      daemon.etcdSources = daemon.sharedRegistries();
       for (const record of await daemon.state.load()) daemon.registry.setNetwork(record, STATE_SOURCE);
       await daemon.files.watch(registryDirectories(config));
       await Promise.all(daemon.etcdSources.map((source) => source.start()));
@@ -476,12 +479,22 @@ export class Daemon {
     return this.handingOver;
   }
 
+  /**
+   * The shared registries. This daemon's own endpoints come back through their watch: they are
+   * skipped there (ownNode), served from its own state only, so a disconnect is gone at once.
+   */
+  private sharedRegistries(): EtcdSource[] {
+    return this.config.registries.filter(isEtcdUrl).map((url) => new EtcdSource(this.registry, countingErrors(this.log.child({ module: 'etcd' }), () => this.registryErrors++), {
+      location: parseEtcdUrl(url), access: this.config.etcd, ...this.config.etcd, ownNode: this.node,
+    }));
+  }
+
   /** etcd3 (gRPC) is loaded only when announcing. */
   private async startAnnouncer(): Promise<void> {
     if (this.config.announce === undefined) return;
-    const [{ Announcer }, { nodeName }, { parseEtcdUrl }] = await Promise.all([import('../etcd/announcer.js'), import('../etcd/node-name.js'), import('../etcd/etcd-url.js')]);
+    const { Announcer } = await import('../etcd/announcer.js');
     this.announcer = await Announcer.start(this.registry, {
-      location: parseEtcdUrl(this.config.announce), node: await nodeName(this.config.nodeName, this.config.stateDir),
+      location: parseEtcdUrl(this.config.announce), node: this.node!,
       ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
     });
   }

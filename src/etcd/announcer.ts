@@ -152,6 +152,9 @@ export class Announcer {
       ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
       ...deletes.map((key) => this.client.delete().key(key).exec()),
     ]);
+    // The lease was lost while these calls were in flight: onLost() cleared what is published, and
+    // everything is put again under the next lease (recording these would skip that).
+    if (lease !== this.lease) return;
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }

@@ -18,6 +18,7 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
+import type { Network } from '../registry/types.js';
 import { connectEtcd, etcdOptions, type EtcdAccess } from './etcd-client.js';
 import { EtcdContents, type KeyValue } from './etcd-contents.js';
 import type { EtcdLocation } from './etcd-url.js';
@@ -283,8 +284,11 @@ export class EtcdSource {
   }
 
   /**
-   * Puts one network in the registry as etcd now has it, or withdraws it. A network another
-   * source holds (provisioned here, or a registry file's) is left to it and said once.
+   * Puts one network in the registry as etcd now has it, or withdraws it. On a network another
+   * source here defines (provisioned here, or a registry file's), etcd's definition stands by and
+   * its endpoints, other hosts', join that network's (the registry's union, each endpoint once);
+   * unless the two definitions differ (subnets, internal): then one name would be two networks, and
+   * etcd's is left alone, said once.
    */
   private publish(name: string): void {
     const found = this.contents.network(name);
@@ -294,10 +298,13 @@ export class EtcdSource {
       return;
     }
     const owner = this.registry.sourceOf(name);
-    if (owner !== undefined && owner !== this.name) {
+    const local = owner === undefined || owner === this.name ? undefined : this.registry.current().networks.get(name)?.network;
+    const difference = local && definitionDifference(found.record.network, local);
+    if (difference !== undefined) {
+      if (this.served.delete(name)) this.registry.removeNetwork(name, this.name);
       if (!this.yielded.has(name)) {
         this.yielded.add(name);
-        this.log.warn({ registry: this.options.location.url, network: name, source: owner }, 'etcd: a network of this name comes from another source here; etcd\'s is not served');
+        this.log.warn({ registry: this.options.location.url, network: name, source: owner, problem: difference }, 'etcd: a network of this name comes from another source here with another definition; etcd\'s is not served');
       }
       return;
     }
@@ -360,6 +367,14 @@ export class EtcdSource {
     void watcher?.cancel().catch(() => undefined);
     client?.close();
   }
+}
+
+/** Why etcd's definition of a network is not the same network as `local`'s (subnets, internal), or undefined. */
+function definitionDifference(shared: Network, local: Network): string | undefined {
+  const subnets = (n: Network) => n.subnets.map((s) => s.subnet).sort().join(', ') || 'none';
+  if (subnets(shared) !== subnets(local)) return `subnets ${subnets(shared)} in etcd, ${subnets(local)} here`;
+  if (shared.internal !== local.internal) return `internal ${shared.internal} in etcd, ${local.internal} here`;
+  return undefined;
 }
 
 function keyValue(kv: IKeyValue): KeyValue {
