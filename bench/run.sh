@@ -19,6 +19,8 @@
 #   podman     the aardvark-dns drop-in beside aardvark-dns, both started by netavark: setup times,
 #              SIGHUP to answer, RSS, local names at 10k qps, a dead first upstream (podman.sh):
 #              results/podman.md
+#   etcd       a shared registry in etcd beside a file registry of the same size (10 000 endpoints):
+#              start-up, RSS, change to answer, a killed host's names gone (etcd.sh): results/etcd.md
 #   compare    alone, not a stage: the dns, provision and attack stages for two nsdns builds,
 #              interleaved, as after/before ratios (BEFORE=<git ref>; see compare.sh): results/compare.md
 # Every namespace, link, process and rule it makes is pb-* / pb_* and removed at the end; servers
@@ -31,14 +33,14 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 export PB_WORK=${PB_WORK:-/tmp/pb-work}
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} NS=${NS:-50}
-STAGES=${*:-dns forward provision scale overload attack qtype metrics handover health podman}
+STAGES=${*:-dns forward provision scale overload attack qtype metrics handover health podman etcd}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, bridges, port 53)" >&2; exit 1; }
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends dnsperf aardvark-dns netavark dnsmasq-base iptables nftables \
-        iproute2 bind9-dnsutils tcpdump iputils-ping procps util-linux >/dev/null
+        iproute2 bind9-dnsutils tcpdump iputils-ping procps util-linux etcd-server >/dev/null
     (cd "$ROOT" && npm ci --no-audit --no-fund >/dev/null)
 fi
 [ "$STAGES" = compare ] && exec "$BENCH/compare.sh"
@@ -77,6 +79,7 @@ for st in $STAGES; do
     handover) "$BENCH/handover.sh" "$ROUNDS" ;;
     health) "$BENCH/health-probes.sh" ;;
     podman) "$BENCH/podman.sh" "$SECS" "$ROUNDS" ;;
+    etcd) "$BENCH/etcd.sh" ;;
     *) pb_die "unknown stage $st" ;;
     esac
 done
