@@ -88,6 +88,10 @@ export class EtcdSource {
   private readonly served = new Set<string>();
   /** Networks another source holds, said once each. */
   private readonly yielded = new Set<string>();
+  /** Which source served each of those networks when this one last published it. */
+  private readonly ownerSeen = new Map<string, string | undefined>();
+  /** Set while this source changes the registry: its own changes are not news to it. */
+  private publishing = false;
   private readonly sharedNames = new Map<string, string[]>();
   private refused = 0;
 
@@ -95,6 +99,7 @@ export class EtcdSource {
     this.name = `etcd:${options.location.url}`;
     // Certificates and the password file are read now: a bad path stops the daemon at start.
     etcdOptions(options.location, options.access);
+    registry.on('change', this.onRegistryChange);
     this.contents = new EtcdContents({
       prefix: options.location.prefix,
       maxValueBytes: options.maxValueBytes,
@@ -138,6 +143,7 @@ export class EtcdSource {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.registry.off('change', this.onRegistryChange);
     this.onBreak?.('closed');
     this.wake?.();
     clearTimeout(this.graceTimer);
@@ -291,6 +297,26 @@ export class EtcdSource {
    * etcd's is left alone, said once.
    */
   private publish(name: string): void {
+    this.publishing = true;
+    try {
+      this.publishNow(name);
+    } finally {
+      this.publishing = false;
+    }
+    if (this.served.has(name) || this.yielded.has(name)) this.ownerSeen.set(name, this.registry.sourceOf(name));
+    else this.ownerSeen.delete(name);
+  }
+
+  /**
+   * A local definition of a network etcd also has came or went (network create, rm, a registry
+   * file): whether etcd's joins it or stands aside is decided again.
+   */
+  private readonly onRegistryChange = (_snapshot: unknown, network: string): void => {
+    if (this.publishing || !this.ownerSeen.has(network)) return;
+    if (this.registry.sourceOf(network) !== this.ownerSeen.get(network)) this.touch(network);
+  };
+
+  private publishNow(name: string): void {
     const found = this.contents.network(name);
     if (!found) {
       this.sharedNames.delete(name);

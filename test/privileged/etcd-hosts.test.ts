@@ -178,6 +178,7 @@ describe('etcd: several hosts share one registry', { skip: needsRoot }, () => {
       const shown = JSON.stringify(inspected);
       assert.match(shown, /"ca"/, `${host.node} inspect shows ca`);
       assert.match(shown, /"cb"/, `${host.node} inspect shows cb`);
+      assert.match(await host.ok('status'), /registry: +etcd:\/\/\S+: in sync/, `${host.node} status`);
     }
   });
 
@@ -225,6 +226,18 @@ describe('etcd: several hosts share one registry', { skip: needsRoot }, () => {
     t.diagnostic(`${asked} rounds of 4 queries during and after the pause`);
     assert.deepEqual(wrong, []);
     assert.ok(asked > 50, `the client asked throughout (${asked} rounds)`);
+  });
+
+  it('a network created here with other subnets than etcd\'s does not take etcd\'s endpoints; removed, etcd\'s is served again', async () => {
+    await etcd.put(`${prefix}/networks/dnet`, JSON.stringify({ name: 'dnet', subnets: [{ subnet: '10.125.2.0/24' }] }));
+    await etcd.put(`${prefix}/endpoints/dnet/lab/far1`, JSON.stringify({ name: 'far', ipv4: '10.125.2.200' }));
+    await until('far.dnet from etcd on host A', () => digShort(serverA, 'far.dnet'), (r) => r[0] === '10.125.2.200');
+    await a.ok('network', 'create', 'dnet', '--subnet', '10.125.3.0/24');
+    const line = await a.daemon!.waitForLog((l) => l.network === 'dnet' && String(l.msg).includes('another definition'));
+    assert.match(String(line.problem), /subnets 10\.125\.2\.0\/24 in etcd, 10\.125\.3\.0\/24 here/);
+    await until('far.dnet NXDOMAIN on host A', async () => (await dig(serverA, 'far.dnet')).status, (s) => s === 'NXDOMAIN');
+    await a.ok('network', 'rm', 'dnet');
+    await until('far.dnet from etcd again on host A', () => digShort(serverA, 'far.dnet'), (r) => r[0] === '10.125.2.200');
   });
 
   it('a clean stop takes a host\'s names away at once; kill -9 within the lease TTL + 1 s; the network\'s zone stays', async (t) => {
