@@ -98,7 +98,12 @@ export class Announcer {
       this.dirty.clear();
       try {
         const lease = await this.currentLease();
-        for (const network of networks) await this.sync(network, lease);
+        for (const network of networks) {
+          await this.sync(network, lease);
+          // The lease was lost while this network's calls were in flight: what they recorded as
+          // published is not under the next lease, where everything is put again (onLost).
+          if (lease !== this.lease) this.published.delete(network);
+        }
         this.retryMs = this.options.retryMs ?? 250;
       } catch (err) {
         for (const network of networks) this.dirty.add(network);
@@ -152,9 +157,6 @@ export class Announcer {
       ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
       ...deletes.map((key) => this.client.delete().key(key).exec()),
     ]);
-    // The lease was lost while these calls were in flight: onLost() cleared what is published, and
-    // everything is put again under the next lease (recording these would skip that).
-    if (lease !== this.lease) return;
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }
