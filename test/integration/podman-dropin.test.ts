@@ -161,6 +161,21 @@ describe('aardvark-dns drop-in: the start contract', () => {
     assert.equal(existsSync(pidFile()), false);
   });
 
+  it('without node on the PATH, or a node that dies before it is ready, the start fails with the reason', async () => {
+    const bin = path.join(tmp.dir, 'path');
+    mkdirSync(bin);
+    const setsid = (await execa('sh', ['-c', 'command -v setsid'])).stdout;
+    const withPath = (dir: string) => execa(BIN, ['--config', config, '-p', String(port), 'run'], { reject: false, env: { PATH: dir }, extendEnv: false });
+    const none = await withPath(path.join(tmp.dir, 'nowhere'));
+    assert.deepEqual([none.exitCode, none.stdout, none.stderr], [1, '', 'aardvark-dns: node (20 or later) is not on the PATH']);
+    // A node that exits at once, as one too old to read the server would.
+    writeFileSync(path.join(bin, 'node'), '#!/bin/sh\nexit 3\n', { mode: 0o755 });
+    writeFileSync(path.join(bin, 'setsid'), `#!/bin/sh\nexec ${setsid} "$@"\n`, { mode: 0o755 });
+    const dead = await withPath(bin);
+    assert.equal(dead.exitCode, 1);
+    assert.match(dead.stderr, /^aardvark-dns: the server \(node .*bin\/aardvark-dns\) exited before it was ready$/);
+  });
+
   it('with no network to serve or no directory, the start fails with the reason', async () => {
     const empty = await run('--config', config, '-p', String(port), 'run');
     assert.equal(empty.exitCode, 1);
