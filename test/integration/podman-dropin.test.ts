@@ -83,11 +83,11 @@ describe('aardvark-dns drop-in: the start contract', () => {
   it('returns 0 once bound, with a pid file naming a live server, nothing on stdout, and answers there', async () => {
     writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n`);
     writeFileSync(path.join(config, 'other%int'), `127.0.173.2\n${ID2} 10.173.4.2  db\n`);
-    // Started with descriptors its caller left open (a low one and a high one): on a pipe, a
-    // server that kept one would keep its reader (netavark, Podman) waiting.
+    // Started with descriptors its caller left open (the one the starter reports on, a low one and
+    // a high one): on a pipe, a server that kept one would keep its reader (netavark, Podman) waiting.
     const inherited = path.join(tmp.dir, 'inherited');
     writeFileSync(inherited, '');
-    const r = await execa('bash', ['-c', 'exec 5<"$0" 100<"$0"; exec "$@"', inherited, BIN, '--config', config, '-p', String(port), 'run'], { reject: false, env });
+    const r = await execa('bash', ['-c', 'exec 3<"$0" 5<"$0" 100<"$0"; exec "$@"', inherited, BIN, '--config', config, '-p', String(port), 'run'], { reject: false, env });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, '');
