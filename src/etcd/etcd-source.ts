@@ -108,8 +108,9 @@ export class EtcdSource {
   /** Starts reading; resolves once etcd's content is served, or after `waitMs` if etcd does not answer (it is read when it does). */
   async start(waitMs = 5000): Promise<void> {
     this.loop ??= this.run();
-    const timer = sleep(waitMs, undefined, { ref: false });
-    await Promise.race([this.firstSynced, timer]);
+    const giveUp = new AbortController();
+    await Promise.race([this.firstSynced, sleep(waitMs, undefined, { signal: giveUp.signal }).catch(() => undefined)]);
+    giveUp.abort();
     if (!this.synchronised) this.log.warn({ registry: this.options.location.url }, 'etcd does not answer yet; its networks are served once it does');
   }
 
@@ -139,6 +140,8 @@ export class EtcdSource {
     this.closed = true;
     this.onBreak?.('closed');
     this.wake?.();
+    // A list in flight fails at once instead of at its deadline.
+    this.client?.close();
     clearTimeout(this.graceTimer);
     await this.loop;
   }
