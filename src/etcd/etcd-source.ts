@@ -247,7 +247,7 @@ export class EtcdSource {
   }
 
   private remove(key: string): void {
-    const lease = this.contents.keys.get(key);
+    const lease = this.contents.keys.get(key)?.lease;
     if (lease === undefined) return;
     if (lease !== '0' && Date.now() < this.graceUntil) {
       this.held.add(key);
@@ -366,7 +366,7 @@ export class EtcdSource {
 }
 
 function keyValue(kv: IKeyValue): KeyValue {
-  return { key: kv.key.toString('utf8'), value: kv.value, lease: String(kv.lease ?? '0') };
+  return { key: kv.key.toString('utf8'), value: kv.value, lease: String(kv.lease ?? '0'), modRevision: String(kv.mod_revision) };
 }
 
 /** etcd's answer to a watch or list at a revision older than its last compaction. */

@@ -3,7 +3,9 @@
 // key while the rest of their network answers, and one name from two nodes answers both.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon.js';
+import path from 'node:path';
+import { execa } from 'execa';
+import { MAIN, ROOT, startDaemon, type RunningDaemon } from '../helpers/daemon.js';
 import { dig, digShort } from '../helpers/dig.js';
 import { TestEtcd } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
@@ -75,5 +77,9 @@ describe('etcd registry: puts, deletes and refused values', () => {
     assert.deepEqual((await digShort(daemon.server, 'api.lab', 'A')).sort(), ['10.123.1.51', '10.123.1.52']);
     const line = await daemon.waitForLog((l) => String(l.msg).includes('held by endpoints of several nodes'));
     assert.deepEqual(line.names, ['api']);
+    const inspect = await execa(process.execPath, [MAIN, 'network', 'inspect', 'lab', '--socket', path.join(daemon.stateDir, 'nsdns.sock')], { cwd: ROOT });
+    assert.deepEqual((JSON.parse(inspect.stdout) as Array<{ DNS: { SharedNames?: string[] } }>)[0].DNS.SharedNames, ['api']);
+    const status = JSON.parse((await execa(process.execPath, [MAIN, 'status', '--json', '--socket', path.join(daemon.stateDir, 'nsdns.sock')], { cwd: ROOT })).stdout);
+    assert.equal(status.sharedRegistries[0].sharedNames, 1);
   });
 });
