@@ -373,4 +373,3 @@ function keyValue(kv: IKeyValue): KeyValue {
 function isCancelled(err: unknown): boolean {
   return /Watcher canceled|compacted/i.test(errorMessage(err));
 }
-
