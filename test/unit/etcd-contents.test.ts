@@ -1,8 +1,11 @@
 // What a shared registry's keys become: the key layout, each value checked at the boundary (size,
-// JSON, remote fields), endpoints waiting for their network, and names several nodes hold.
+// JSON, remote fields), endpoints waiting for their network, names several nodes hold, and the
+// deletes held back after an outage.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { EtcdContents, keyKind } from '../../src/etcd/etcd-contents.js';
+import { HeldDeletes } from '../../src/etcd/held-deletes.js';
+import { waitFor } from '../helpers/wait.js';
 
 const P = '/nsdns';
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
@@ -105,4 +108,20 @@ it('forgets deleted keys, the network with its last key', () => {
   assert.equal(c.delete('/nsdns/networks/lab'), 'lab');
   assert.deepEqual([...c.networkNames], []);
   assert.equal(c.keys.size, 0);
+});
+
+it('holds back deletes of leased keys for the grace after an outage, and only those', async () => {
+  const applied: string[][] = [];
+  const held = new HeldDeletes(100, (keys) => applied.push(keys));
+  assert.equal(held.hold('/k/leased', '7'), false, 'no outage ended: nothing waits');
+  held.outageEnded();
+  assert.equal(held.hold('/k/plain', '0'), false, 'a key without a lease never waits');
+  assert.equal(held.hold('/k/dead', '7'), true);
+  assert.equal(held.hold('/k/live', '8'), true);
+  held.release('/k/live');
+  assert.equal(held.size, 1);
+  await waitFor(() => applied.length === 1, { what: 'the grace ended' });
+  assert.deepEqual(applied, [['/k/dead']]);
+  assert.equal(held.hold('/k/later', '9'), false, 'after the grace, deletes apply at once');
+  held.close();
 });
