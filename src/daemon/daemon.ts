@@ -105,7 +105,7 @@ export class Daemon {
     this.gateways = new ListenerSet(this.gatewaySpec, log.child({ module: 'gateway' }));
     this.listenerSets = [this.namespaces, this.hosts, this.gateways] as ListenerSet<Want>[];
     this.files = new RegistryFiles(this.registry, countingErrors(log.child({ module: 'registry' }), () => this.registryErrors++), config.registryFiles);
-    this.etcdSources = config.registries.filter(isEtcdUrl).map((url) => new EtcdSource(this.registry, countingErrors(log.child({ module: 'etcd' }), () => this.registryErrors++), {
+    this.etcdSources = [...new Set(config.registries.filter(isEtcdUrl))].map((url) => new EtcdSource(this.registry, countingErrors(log.child({ module: 'etcd' }), () => this.registryErrors++), {
       location: parseEtcdUrl(url), access: config.etcd, ...config.etcd,
     }));
     this.state = new StateStore(config.stateDir);
