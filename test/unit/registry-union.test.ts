@@ -5,6 +5,8 @@ import { packNetwork } from '../../src/registry/compiled.js';
 import { parseDocumentText, remoteEndpoint, remoteNetwork } from '../../src/registry/document.js';
 import { Registry, STATE_SOURCE } from '../../src/registry/registry.js';
 import type { Endpoint, NetworkRecord } from '../../src/registry/types.js';
+import { Planner } from '../../src/plumbing/planner.js';
+import { DEFAULT_POOLS } from '../../src/plumbing/ipam.js';
 
 const ETCD = 'etcd:etcd://127.0.0.1:15800/nsdns';
 const OTHER_ETCD = 'etcd:etcd://127.0.0.1:15801/nsdns';
@@ -116,5 +118,28 @@ describe('registry: a network, several sources', () => {
     // Still readable: a contribution's change did not release the packed tables.
     assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.11']);
     assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
+  });
+});
+
+describe('planner: a network another host defined in a shared registry', () => {
+  const host = { linkNames: async () => new Set<string>(), linkStates: async () => new Map(), prefixes: async () => [], namespaceExists: () => false };
+  const shared = (): NetworkRecord => ({ network: remoteNetwork({ name: 'lab', id: 'ab'.repeat(32), subnets: [{ subnet: '10.124.0.0/24' }] }, '/nsdns/networks/lab'), endpoints: [] });
+
+  it('may be created here: its subnets and id by default, or the same subnets given', async () => {
+    const r = new Registry();
+    r.setNetwork(shared(), ETCD);
+    const planner = new Planner(r, { linkPrefix: 'nt', pools: DEFAULT_POOLS }, new Map(), host);
+    const made = await planner.network({ name: 'lab' });
+    assert.deepEqual(made.subnets.map((s) => s.subnet), ['10.124.0.0/24']);
+    assert.equal(made.id, 'ab'.repeat(32));
+    const given = await planner.network({ name: 'lab', subnets: ['10.124.0.0/24'] });
+    assert.deepEqual(given.subnets.map((s) => s.subnet), ['10.124.0.0/24']);
+  });
+
+  it('is still refused when a local source has it', async () => {
+    const r = new Registry();
+    r.setNetwork(lab(), 'file:/r/lab.yaml');
+    const planner = new Planner(r, { linkPrefix: 'nt', pools: DEFAULT_POOLS }, new Map(), host);
+    await assert.rejects(planner.network({ name: 'lab' }), /network "lab" already exists/);
   });
 });
