@@ -1,4 +1,4 @@
-// Settings read once, at start (paths, sockets, the plumbing, the metrics listener): a SIGHUP that
+// Settings read once, at start (paths, sockets, the plumbing, the metrics listener, announcing): a SIGHUP that
 // changes one cannot apply it, and the log says which ones wait for a restart.
 import type { Config } from './config.js';
 
@@ -13,5 +13,6 @@ export function startOnlyChanges(before: Config, after: Config): string[] {
     if (differ(before.plumbing[key], after.plumbing[key])) changed.push(`plumbing.${key}`);
   }
   if (before.metrics.listen !== after.metrics.listen) changed.push('metrics.listen');
+  for (const key of ['announce', 'announceTtl', 'nodeName'] as const) if (before[key] !== after[key]) changed.push(key);
   return changed;
 }

@@ -33,6 +33,8 @@ const STOP_TIMEOUT_MS = 2000;
 /** A unary call (put, delete, grant) given up after this long; streams (keepalive) have none. */
 const CALL_TIMEOUT_MS = 10_000;
 
+const CALLS_AT_ONCE = 256;
+
 /** The etcd client: etcd3 loaded only now, so a daemon without --announce never loads gRPC. */
 async function connect(location: EtcdLocation): Promise<Etcd3> {
   const { Etcd3 } = await import('etcd3');
@@ -148,10 +150,13 @@ export class Announcer {
     const before = this.published.get(network) ?? new Map<string, string>();
     const puts = [...wanted].filter(([key, value]) => before.get(key) !== value);
     const deletes = [...before.keys()].filter((key) => !wanted.has(key));
-    await Promise.all([
-      ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
-      ...deletes.map((key) => this.client.delete().key(key).exec()),
-    ]);
+    // A slice at a time: a large network republished after a lost lease is not 10 000 calls at once.
+    for (let i = 0; i < puts.length; i += CALLS_AT_ONCE) {
+      await Promise.all(puts.slice(i, i + CALLS_AT_ONCE).map(([key, value]) => lease.put(key).value(value).exec()));
+    }
+    for (let i = 0; i < deletes.length; i += CALLS_AT_ONCE) {
+      await Promise.all(deletes.slice(i, i + CALLS_AT_ONCE).map((key) => this.client.delete().key(key).exec()));
+    }
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }

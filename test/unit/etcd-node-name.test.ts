@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { hostname } from 'node:os';
 import { nodeName } from '../../src/etcd/node-name.js';
 import { loadConfig } from '../../src/daemon/config.js';
+import { startOnlyChanges } from '../../src/daemon/start-only.js';
 import { tempDir } from '../helpers/tmp.js';
 
 describe('node name', () => {
@@ -36,5 +37,7 @@ describe('node name', () => {
     assert.throws(() => loadConfig({ announce: 'http://127.0.0.1:2379/nsdns' }), /announce: not an etcd:\/\/ URL/);
     assert.throws(() => loadConfig({ announce: 'etcd://127.0.0.1:2379' }), /announce: not an etcd:\/\/ URL/);
     assert.throws(() => loadConfig({ announceTtl: 1 }), /announceTtl/);
+    // Read at start only: a SIGHUP that changes them says they wait for a restart.
+    assert.deepEqual(startOnlyChanges(loadConfig({}), loadConfig({ announce: 'etcd://127.0.0.1:2379/nsdns', announceTtl: 3, nodeName: 'n' })), ['announce', 'announceTtl', 'nodeName']);
   });
 });
