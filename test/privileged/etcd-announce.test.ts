@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { TestEtcd } from '../helpers/etcd.js';
 import { Lab, needsRoot } from '../helpers/netns.js';
 import { until } from '../helpers/wait.js';
+import { stopPid, waitForSuccessor } from '../helpers/successor.js';
 
 /** Small, so that expiry is quick to see; etcd's own minimum lease is about 2 s. */
 const TTL = 2;
@@ -15,6 +16,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
   let etcd: TestEtcd;
   const prefix = `/nsdns-${randomBytes(3).toString('hex')}`;
   const labs: Lab[] = [];
+  let successor: number | undefined;
   const announcing = async (node: string): Promise<Lab> => {
     const lab = new Lab();
     labs.push(lab);
@@ -32,6 +34,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
     etcd = await TestEtcd.start({ portBase: 15800 });
   });
   after(async () => {
+    await stopPid(successor);
     for (const lab of labs) await lab.cleanup();
     await etcd?.stop();
   });
@@ -107,13 +110,25 @@ describe('etcd announce', { skip: needsRoot }, () => {
     assert.ok((await etcd.list(`${prefix}/networks/anet`)).size === 1);
   });
 
-  it('kill -9: the endpoints are gone within the lease TTL + 1 s, the network stays', async (t) => {
+  it('a restart hands over without a gap; kill -9: the endpoints are gone within the lease TTL + 1 s, the network stays', async (t) => {
     const lab = await announcing('node-b');
     await lab.ok('network', 'create', 'bnet', '--subnet', '10.124.2.0/24');
     await lab.ok('network', 'connect', 'bnet', await lab.namespace('b1'), '--name', 'b1');
     await until('b1 in etcd', () => names('bnet', 'node-b'), (n) => n === 'b1');
-    lab.daemon!.signal('SIGKILL');
-    await lab.daemon!.waitForExit();
+
+    // The successor announces the same node; the keys never leave etcd, and outlive the old lease.
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => { while (watching) seen.push(await names('bnet', 'node-b')); })();
+    await lab.ok('restart');
+    successor = await waitForSuccessor(lab.state, lab.socket, lab.daemon!.proc.pid!);
+    const restarted = Date.now();
+    await until('two leases after the restart', () => Date.now() - restarted > 2 * TTL * 1000 + 500, (v) => v, 10_000);
+    watching = false;
+    await watcher;
+    assert.deepEqual([...new Set(seen)], ['b1'], 'b1 was in etcd at every look during the restart');
+
+    process.kill(successor, 'SIGKILL');
     const killed = Date.now();
     await until('b1 gone from etcd', () => names('bnet', 'node-b'), (n) => n === '', (TTL + 1) * 1000);
     t.diagnostic(`endpoints gone from etcd ${Date.now() - killed} ms after kill -9 (TTL ${TTL} s)`);
