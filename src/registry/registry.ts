@@ -130,11 +130,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
    * name a namespace, so no source can add to a namespace another serves this way.
    */
   setContribution(network: string, source: string, endpoints: readonly Endpoint[]): Snapshot {
-    const inNamespace = endpoints.find((e) => e.netns !== undefined);
-    if (inNamespace) {
-      throw new NsdnsError('ERR_REGISTRY_CONFLICT', `endpoint "${printable(inNamespace.name)}" from ${describeSource(source)} names a namespace; endpoints added to network "${printable(network)}" carry names only`);
-    }
+    checkNamesOnly(endpoints, source, `endpoints added to network "${printable(network)}"`);
     const offer = this.offerOf(network, source);
+    const kept = new Set(endpoints.map((e) => e.id));
+    for (const e of offer.contributed ?? []) if (e.health !== undefined && !kept.has(e.id)) this.health.delete(network, e.id);
     offer.contributed = endpoints.length > 0 ? endpoints : undefined;
     for (const e of endpoints) if (e.health !== undefined) this.health.set(network, e.id, e.health);
     const snapshot = this.install(network);
@@ -203,6 +202,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
    */
   private checkOwner(network: Network, endpoints: readonly Endpoint[], source: string): void {
     const name = network.name;
+    if (isRemoteSource(source)) {
+      if (network.bridge !== undefined || network.upstreams.length > 0) {
+        throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${printable(name)}" from ${describeSource(source)} names a bridge or upstreams; a shared registry's networks carry names only`);
+      }
+      checkNamesOnly(endpoints, source, `a shared registry's endpoints`);
+    }
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source && !isRemoteSource(owner) && !isRemoteSource(source)) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
@@ -354,6 +359,18 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.snapshot = new Snapshot(this.snapshot.version + 1, networks, this.health, this.failOpen);
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
+  }
+}
+
+/**
+ * Endpoints from another host may only be answered: none may name a namespace (to enter), a health
+ * check (to probe), ports (to publish) or upstreams (to forward to). Checked here as well as where
+ * the values are parsed: no caller can make a remote value do more.
+ */
+function checkNamesOnly(endpoints: readonly Endpoint[], source: string, what: string): void {
+  const bad = endpoints.find((e) => e.netns !== undefined || e.healthCheck !== undefined || (e.ports?.length ?? 0) > 0 || e.upstreams.length > 0);
+  if (bad) {
+    throw new NsdnsError('ERR_REGISTRY_CONFLICT', `endpoint "${printable(bad.name)}" from ${describeSource(source)} names a namespace, health check, ports or upstreams; ${what} carry names only`);
   }
 }
 
