@@ -58,6 +58,9 @@ export class Announcer {
   private stopped = false;
   private retryMs: number;
   private readonly warnRateLimited = rateLimited(30_000);
+  /** When the current lease was granted, and the last failure to reach etcd (for `status`). */
+  private leaseSince: Date | undefined;
+  private lastError: { message: string; at: Date } | undefined;
 
   private constructor(private readonly registry: Registry, private readonly client: Etcd3, private readonly options: AnnouncerOptions) {
     this.retryMs = options.retryMs ?? 250;
@@ -103,6 +106,7 @@ export class Announcer {
         for (const network of networks) await this.sync(network, lease);
         this.retryMs = this.options.retryMs ?? 250;
       } catch (err) {
+        this.lastError = { message: errorMessage(err), at: new Date() };
         for (const network of networks) this.dirty.add(network);
         this.warnRateLimited((suppressed) => this.options.log.warn({ err: errorMessage(err), suppressed, retryMs: this.retryMs }, 'cannot announce to etcd; trying again'));
         const wait = this.retryMs;
@@ -131,6 +135,7 @@ export class Announcer {
       throw new Error('stopped');
     }
     this.lease = lease;
+    this.leaseSince = new Date();
     return lease;
   }
 
@@ -200,6 +205,18 @@ export class Announcer {
       this.options.log.warn({ network: network.name, key, problem }, 'not announcing network: etcd holds another definition of it');
     }
     return false;
+  }
+
+  /** What `nsdns status` shows: the node, whether a lease is held and since when, what is refused. */
+  status(): object {
+    let endpoints = 0;
+    for (const keys of this.published.values()) endpoints += keys.size;
+    return {
+      url: this.options.location.url, node: this.options.node, ttlSeconds: this.options.ttlSeconds,
+      leaseSince: this.lease ? this.leaseSince?.toISOString() ?? null : null,
+      endpoints, pending: this.dirty.size, refused: [...this.refused].sort(),
+      lastError: this.lastError ? { message: this.lastError.message, at: this.lastError.at.toISOString() } : null,
+    };
   }
 
   /**

@@ -77,6 +77,8 @@ describe('etcd announce', { skip: needsRoot }, () => {
     await until('y in etcd', () => names('same', 'node-a'), (n) => n === 'y');
     assert.equal(await names('other', 'node-a'), '');
     assert.match((await etcd.list(`${prefix}/networks/other`)).get(`${prefix}/networks/other`)!, /10\.124\.9\.0/);
+    const status = JSON.parse(await lab.ok('status', '--json')).announce;
+    assert.deepEqual({ ...status, leaseSince: typeof status.leaseSince }, { url: `etcd://${etcd.hostPort}${prefix}`, node: 'node-a', ttlSeconds: TTL, leaseSince: 'string', endpoints: 2, pending: 0, refused: ['other'], lastError: null });
     // A network removed here: its endpoints go, its key stays for the hosts still on it.
     await lab.ok('network', 'rm', 'same', '--disconnect');
     await until('y gone from etcd', () => names('same', 'node-a'), (n) => n === '');
