@@ -10,7 +10,7 @@
 // every lease expires at once when it returns), a new one is granted and everything published
 // again at once. A clean stop revokes the lease, so the endpoints vanish everywhere at once; a
 // host that dies takes them along within the TTL. Nothing here is on the query path.
-import type { Etcd3, Lease } from 'etcd3';
+import type { Etcd3, IOptions, Lease } from 'etcd3';
 import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
@@ -25,6 +25,7 @@ export interface AnnouncerOptions {
   log: Logger;
   /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
   retryMs?: number;
+  /** Default: a quarter of the TTL, at most 2 s: etcd back from an outage gets a new lease well before the old one expires. */
   maxRetryMs?: number;
 }
 
@@ -41,8 +42,20 @@ async function connect(location: EtcdLocation): Promise<Etcd3> {
   return new Etcd3({
     hosts: location.hosts.map((h) => `http://${h}`),
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
+    // etcd3's circuit breaker refuses calls for 5 s after three failures: etcd back from an outage
+    // would get the new lease only then, after the old one (restored with its full TTL) expired.
+    faultHandling: { host: () => passThrough, global: passThrough },
   });
 }
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/** A fault-handling policy that runs the call once, as it is (cockatiel's IPolicy shape). */
+const passThrough = {
+  execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal, attempt: 0 })),
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+} as unknown as Policy;
 
 export class Announcer {
   private lease: Lease | undefined;
@@ -110,7 +123,7 @@ export class Announcer {
         for (const network of networks) this.dirty.add(network);
         this.warnRateLimited((suppressed) => this.options.log.warn({ err: errorMessage(err), suppressed, retryMs: this.retryMs }, 'cannot announce to etcd; trying again'));
         const wait = this.retryMs;
-        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 2000);
+        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? Math.min(2000, this.options.ttlSeconds * 250));
         this.scheduleRetry(wait);
         return;
       }

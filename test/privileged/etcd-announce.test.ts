@@ -105,6 +105,22 @@ describe('etcd announce', { skip: needsRoot }, () => {
     t.diagnostic(`endpoints back in etcd ${back} ms after it resumed; lease lost and granted again: ${lost}`);
   });
 
+  it('etcd killed and started again: published again under a new lease before the old one expires', async (t) => {
+    const lab = labs[0];
+    await until('web in etcd', () => names('anet', 'node-a'), (n) => n === 'web');
+    await etcd.kill();
+    const logs = lab.daemon!.logs.length;
+    // Down until the announcer has given its lease up (2 × TTL without a keepalive); restarted,
+    // etcd brings that lease back with its full TTL, so the keys are there until it expires.
+    await lab.daemon!.waitForLog((l) => l.msg === 'etcd lease lost; announcing again under a new one' && lab.daemon!.logs.indexOf(l) >= logs, 30_000);
+    await etcd.restart();
+    const back = Date.now();
+    const seen: string[] = [];
+    while (Date.now() - back < 2 * TTL * 1000 + 500) seen.push(await names('anet', 'node-a'));
+    t.diagnostic(`looked ${seen.length} times in the ${2 * TTL} s after etcd was back`);
+    assert.deepEqual([...new Set(seen)], ['web'], 'web was in etcd at every look after etcd came back');
+  });
+
   it('a clean stop revokes the lease: the endpoints are gone at once, the network stays', async () => {
     const lab = labs[0];
     await lab.daemon!.stop();
