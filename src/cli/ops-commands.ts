@@ -23,6 +23,14 @@ interface Status {
   helpers?: { bind: string; links: string; probe?: string };
   /** Absent from daemons before handovers existed. */
   handover?: { running: boolean; failures: number; lastFailure: string | null };
+  /** `serve --announce`: null when not announcing. */
+  announce?: { url: string; node: string; leaseSince: string | null; endpoints: number; refused: string[]; lastError: { message: string; at: string } | null } | null;
+}
+
+function formatAnnounce(a: NonNullable<Status['announce']>): string {
+  const lease = a.leaseSince ? `lease since ${safe(a.leaseSince)}, ${a.endpoints} endpoints` : `NO LEASE${a.lastError ? ` (last failure ${safe(a.lastError.at)}: ${safe(a.lastError.message)})` : ''}`;
+  const refused = a.refused.length > 0 ? `; not announced (etcd defines them otherwise): ${a.refused.map(safe).join(', ')}` : '';
+  return `announce:    node ${safe(a.node)} to ${safe(a.url)}; ${lease}${refused}`;
 }
 
 /** Control characters from the daemon's answer never reach the terminal as such. */
@@ -44,6 +52,7 @@ function formatStatus(s: Status): string {
     ...(s.gateways && s.gateways.length > 0 ? [`gateways:    ${s.gateways.map(safe).join(', ')}`] : []),
     ...(s.helpers ? [`helpers:     bind ${safe(s.helpers.bind)}, links ${safe(s.helpers.links)}${s.helpers.probe ? `, probe ${safe(s.helpers.probe)}` : ''} (native: the fast path; node/ip: its fallback)`] : []),
     `in flight:   ${s.forwardInflight} upstream queries, ${s.tcpConnections} TCP connections; ${s.cacheEntries} cached answers`,
+    ...(s.announce ? [formatAnnounce(s.announce)] : []),
   ];
   return lines.join('\n');
 }

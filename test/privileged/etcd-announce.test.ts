@@ -77,6 +77,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
     await until('y in etcd', () => names('same', 'node-a'), (n) => n === 'y');
     assert.equal(await names('other', 'node-a'), '');
     assert.match((await etcd.list(`${prefix}/networks/other`)).get(`${prefix}/networks/other`)!, /10\.124\.9\.0/);
+    assert.match(await lab.ok('status'), /^announce: {4}node node-a to etcd:\/\/\S+; lease since \S+, 2 endpoints; not announced \(etcd defines them otherwise\): other$/m);
     const status = JSON.parse(await lab.ok('status', '--json')).announce;
     assert.deepEqual({ ...status, leaseSince: typeof status.leaseSince }, { url: `etcd://${etcd.hostPort}${prefix}`, node: 'node-a', ttlSeconds: TTL, leaseSince: 'string', endpoints: 2, pending: 0, refused: ['other'], lastError: null });
     // A network removed here: its endpoints go, its key stays for the hosts still on it.
