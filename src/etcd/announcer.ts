@@ -175,6 +175,9 @@ export class Announcer {
     for (let i = 0; i < deletes.length; i += CALLS_AT_ONCE) {
       await Promise.all(deletes.slice(i, i + CALLS_AT_ONCE).map((key) => this.client.delete().key(key).exec()));
     }
+    // The lease was lost while these calls were in flight: onLost() cleared what is published, and
+    // everything is put again under the next lease (recording these would skip that).
+    if (lease !== this.lease) return;
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }
