@@ -312,6 +312,7 @@ export class Daemon {
       // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
       helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
+      announce: this.announcer?.status() ?? null,
     };
   }
 

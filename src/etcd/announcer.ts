@@ -10,7 +10,7 @@
 // every lease expires at once when it returns), a new one is granted and everything published
 // again at once. A clean stop revokes the lease, so the endpoints vanish everywhere at once; a
 // host that dies takes them along within the TTL. Nothing here is on the query path.
-import type { Etcd3, Lease } from 'etcd3';
+import type { Etcd3, IOptions, Lease } from 'etcd3';
 import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
@@ -25,6 +25,7 @@ export interface AnnouncerOptions {
   log: Logger;
   /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
   retryMs?: number;
+  /** Default: a quarter of the TTL, at most 2 s: etcd back from an outage gets a new lease well before the old one expires. */
   maxRetryMs?: number;
 }
 
@@ -33,14 +34,28 @@ const STOP_TIMEOUT_MS = 2000;
 /** A unary call (put, delete, grant) given up after this long; streams (keepalive) have none. */
 const CALL_TIMEOUT_MS = 10_000;
 
+const CALLS_AT_ONCE = 256;
+
 /** The etcd client: etcd3 loaded only now, so a daemon without --announce never loads gRPC. */
 async function connect(location: EtcdLocation): Promise<Etcd3> {
   const { Etcd3 } = await import('etcd3');
   return new Etcd3({
     hosts: location.hosts.map((h) => `http://${h}`),
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
+    // etcd3's circuit breaker refuses calls for 5 s after three failures: etcd back from an outage
+    // would get the new lease only then, after the old one (restored with its full TTL) expired.
+    faultHandling: { host: () => passThrough, global: passThrough },
   });
 }
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/** A fault-handling policy that runs the call once, as it is (cockatiel's IPolicy shape). */
+const passThrough = {
+  execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal, attempt: 0 })),
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+} as unknown as Policy;
 
 export class Announcer {
   private lease: Lease | undefined;
@@ -56,6 +71,9 @@ export class Announcer {
   private stopped = false;
   private retryMs: number;
   private readonly warnRateLimited = rateLimited(30_000);
+  /** When the current lease was granted, and the last failure to reach etcd (for `status`). */
+  private leaseSince: Date | undefined;
+  private lastError: { message: string; at: Date } | undefined;
 
   private constructor(private readonly registry: Registry, private readonly client: Etcd3, private readonly options: AnnouncerOptions) {
     this.retryMs = options.retryMs ?? 250;
@@ -101,10 +119,11 @@ export class Announcer {
         for (const network of networks) await this.sync(network, lease);
         this.retryMs = this.options.retryMs ?? 250;
       } catch (err) {
+        this.lastError = { message: errorMessage(err), at: new Date() };
         for (const network of networks) this.dirty.add(network);
         this.warnRateLimited((suppressed) => this.options.log.warn({ err: errorMessage(err), suppressed, retryMs: this.retryMs }, 'cannot announce to etcd; trying again'));
         const wait = this.retryMs;
-        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 2000);
+        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? Math.min(2000, this.options.ttlSeconds * 250));
         this.scheduleRetry(wait);
         return;
       }
@@ -129,6 +148,7 @@ export class Announcer {
       throw new Error('stopped');
     }
     this.lease = lease;
+    this.leaseSince = new Date();
     return lease;
   }
 
@@ -148,10 +168,16 @@ export class Announcer {
     const before = this.published.get(network) ?? new Map<string, string>();
     const puts = [...wanted].filter(([key, value]) => before.get(key) !== value);
     const deletes = [...before.keys()].filter((key) => !wanted.has(key));
-    await Promise.all([
-      ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
-      ...deletes.map((key) => this.client.delete().key(key).exec()),
-    ]);
+    // A slice at a time: a large network republished after a lost lease is not 10 000 calls at once.
+    for (let i = 0; i < puts.length; i += CALLS_AT_ONCE) {
+      await Promise.all(puts.slice(i, i + CALLS_AT_ONCE).map(([key, value]) => lease.put(key).value(value).exec()));
+    }
+    for (let i = 0; i < deletes.length; i += CALLS_AT_ONCE) {
+      await Promise.all(deletes.slice(i, i + CALLS_AT_ONCE).map((key) => this.client.delete().key(key).exec()));
+    }
+    // The lease was lost while these calls were in flight: onLost() cleared what is published, and
+    // everything is put again under the next lease (recording these would skip that).
+    if (lease !== this.lease) return;
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }
@@ -195,6 +221,18 @@ export class Announcer {
       this.options.log.warn({ network: network.name, key, problem }, 'not announcing network: etcd holds another definition of it');
     }
     return false;
+  }
+
+  /** What `nsdns status` shows: the node, whether a lease is held and since when, what is refused. */
+  status(): object {
+    let endpoints = 0;
+    for (const keys of this.published.values()) endpoints += keys.size;
+    return {
+      url: this.options.location.url, node: this.options.node, ttlSeconds: this.options.ttlSeconds,
+      leaseSince: this.lease ? this.leaseSince?.toISOString() ?? null : null,
+      endpoints, pending: this.dirty.size, refused: [...this.refused].sort(),
+      lastError: this.lastError ? { message: this.lastError.message, at: this.lastError.at.toISOString() } : null,
+    };
   }
 
   /**
