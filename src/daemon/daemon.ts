@@ -482,7 +482,7 @@ export class Daemon {
     if (this.config.announce === undefined) return;
     const [{ Announcer }, { nodeName }, { parseEtcdUrl }] = await Promise.all([import('../etcd/announcer.js'), import('../etcd/node-name.js'), import('../etcd/etcd-url.js')]);
     this.announcer = await Announcer.start(this.registry, {
-      location: parseEtcdUrl(this.config.announce), node: await nodeName(this.config.nodeName, this.config.stateDir),
+      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: await nodeName(this.config.nodeName, this.config.stateDir),
       ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
     });
   }

@@ -10,16 +10,19 @@
 // every lease expires at once when it returns), a new one is granted and everything published
 // again at once. A clean stop revokes the lease, so the endpoints vanish everywhere at once; a
 // host that dies takes them along within the TTL. Nothing here is on the query path.
-import type { Etcd3, IOptions, Lease } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
 import type { Registry } from '../registry/registry.js';
 import type { Network } from '../registry/types.js';
+import { connectEtcd, type EtcdAccess } from './etcd-client.js';
 import { etcdKeys, type EtcdLocation } from './etcd-url.js';
 
 export interface AnnouncerOptions {
   location: EtcdLocation;
+  /** TLS and auth (`--etcd-*`), as for the shared registries. */
+  access?: EtcdAccess;
   node: string;
   ttlSeconds: number;
   log: Logger;
@@ -31,31 +34,8 @@ export interface AnnouncerOptions {
 
 /** What a clean stop waits for etcd at most: a daemon that cannot reach it still stops. */
 const STOP_TIMEOUT_MS = 2000;
-/** A unary call (put, delete, grant) given up after this long; streams (keepalive) have none. */
-const CALL_TIMEOUT_MS = 10_000;
-
+/** Puts and deletes sent at once: a large network republished after a lost lease is not thousands of calls in one go. */
 const CALLS_AT_ONCE = 256;
-
-/** The etcd client: etcd3 loaded only now, so a daemon without --announce never loads gRPC. */
-async function connect(location: EtcdLocation): Promise<Etcd3> {
-  const { Etcd3 } = await import('etcd3');
-  return new Etcd3({
-    hosts: location.hosts.map((h) => `http://${h}`),
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
-    // etcd3's circuit breaker refuses calls for 5 s after three failures: etcd back from an outage
-    // would get the new lease only then, after the old one (restored with its full TTL) expired.
-    faultHandling: { host: () => passThrough, global: passThrough },
-  });
-}
-
-type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-
-/** A fault-handling policy that runs the call once, as it is (cockatiel's IPolicy shape). */
-const passThrough = {
-  execute: <T>(fn: (context: { signal: AbortSignal; attempt: number }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal, attempt: 0 })),
-  onSuccess: () => ({ dispose: () => undefined }),
-  onFailure: () => ({ dispose: () => undefined }),
-} as unknown as Policy;
 
 export class Announcer {
   private lease: Lease | undefined;
@@ -81,7 +61,7 @@ export class Announcer {
 
   /** Starts announcing (in the background: etcd may be away, the daemon starts all the same). */
   static async start(registry: Registry, options: AnnouncerOptions): Promise<Announcer> {
-    const announcer = new Announcer(registry, await connect(options.location), options);
+    const announcer = new Announcer(registry, await connectEtcd(options.location, options.access), options);
     registry.on('change', announcer.onChange);
     announcer.markAll();
     options.log.info({ node: options.node, url: options.location.url, ttl: options.ttlSeconds }, 'announcing provisioned networks');
