@@ -20,6 +20,8 @@
 # answers every name under fwd.test. Both servers read that resolv.conf: netavark runs in a
 # private mount namespace where it is bind-mounted on /etc/resolv.conf (peers/sandboxed.sh), and
 # the server it starts inherits it. Nothing routes out of pb-pdh, so no query can leave the machine.
+# SETUP_ONLY=1 measures the setup, SIGHUP, RSS and teardown rows only (no load); NSDNS_BASE=DIR
+# adds the drop-in of another checkout (built), labelled nsdns-base, to compare a change with it.
 # Output: $PB_WORK/podman.tsv (one row per server and round) and $PB_WORK/podman-dnsperf.tsv;
 # podman-report.ts turns them into podman.md. Everything it makes is pb-pd* and removed at exit.
 . "$(dirname "$0")/peers/lib.sh"
@@ -125,6 +127,7 @@ one() { # label bin round
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || pb_die "$label: no server running"
     rss0=$(kb "$pid" VmRSS)
     [ -n "$PB_SERVER_CPUS" ] && taskset -a -p -c "$PB_SERVER_CPUS" "$pid" >/dev/null
+    if [ -z "$SETUP_ONLY" ]; then
     # Warm-up, not measured: a JIT-compiled server is measured warm, as a long-running one is.
     ip netns exec "${CTRS[0]}" $(pb_pin "$PB_CLIENT_CPUS") dnsperf -s "$GW" -d "$OUT/queries-local.txt" -l 2 -Q 1000 \
         > /dev/null 2>&1 || pb_log "$label: warm-up run failed (measuring anyway)"
@@ -139,6 +142,7 @@ one() { # label bin round
             "$PB_DIR/dnsperf-sweep.sh" -L "$label-fwd$run" -s "$GW" -n "${CTRS[0]}" -N "$HOST" -d "$OUT/queries-fwd$run.txt" \
             -l "$SECS" -o "$PB_WORK/podman-dnsperf.tsv" >/dev/null
     done
+    fi
     local rss1 hwm
     rss1=$(kb "$pid" VmRSS); hwm=$(kb "$pid" VmHWM)
     ip netns exec "$HOST" env NETAVARK_FW=iptables "$NV" --config "$cfg" --aardvark-binary "$bin" --file "$OUT/ctr2.json" \
@@ -155,11 +159,12 @@ one() { # label bin round
 AVER=$("$AV" --version 2>/dev/null | awk '{ print $2 }')
 for r in $(seq "$ROUNDS"); do
     pb_log "podman round $r/$ROUNDS"
-    if [ $((r % 2)) = 1 ]; then order="aardvark nsdns"; else order="nsdns aardvark"; fi
+    if [ $((r % 2)) = 1 ]; then order="aardvark nsdns base"; else order="base nsdns aardvark"; fi
     for s in $order; do
         case $s in
             aardvark) one "aardvark-dns-$AVER" "$AV" "$r" ;;
             nsdns) one nsdns-dropin "$ROOT/bin/aardvark-dns" "$r" ;;
+            base) [ -z "$NSDNS_BASE" ] || one nsdns-base "$NSDNS_BASE/bin/aardvark-dns" "$r" ;;
         esac
     done
 done

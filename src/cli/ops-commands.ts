@@ -25,6 +25,14 @@ interface Status {
   sharedRegistries?: Array<{ registry: string; synchronised: boolean; stale: boolean; staleSince: string | null; revision: string | null; networks: number; keys: number; heldDeletes: number; sharedNames: number }>;
   /** Absent from daemons before handovers existed. */
   handover?: { running: boolean; failures: number; lastFailure: string | null };
+  /** `serve --announce`: null when not announcing. */
+  announce?: { url: string; node: string; leaseSince: string | null; endpoints: number; refused: string[]; lastError: { message: string; at: string } | null } | null;
+}
+
+function formatAnnounce(a: NonNullable<Status['announce']>): string {
+  const lease = a.leaseSince ? `lease since ${safe(a.leaseSince)}, ${a.endpoints} endpoints` : `NO LEASE${a.lastError ? ` (last failure ${safe(a.lastError.at)}: ${safe(a.lastError.message)})` : ''}`;
+  const refused = a.refused.length > 0 ? `; not announced (etcd defines them otherwise): ${a.refused.map(safe).join(', ')}` : '';
+  return `announce:    node ${safe(a.node)} to ${safe(a.url)}; ${lease}${refused}`;
 }
 
 /** Control characters from the daemon's answer never reach the terminal as such. */
@@ -47,6 +55,7 @@ function formatStatus(s: Status): string {
     ...(s.gateways && s.gateways.length > 0 ? [`gateways:    ${s.gateways.map(safe).join(', ')}`] : []),
     ...(s.helpers ? [`helpers:     bind ${safe(s.helpers.bind)}, links ${safe(s.helpers.links)}${s.helpers.probe ? `, probe ${safe(s.helpers.probe)}` : ''} (native: the fast path; node/ip: its fallback)`] : []),
     `in flight:   ${s.forwardInflight} upstream queries, ${s.tcpConnections} TCP connections; ${s.cacheEntries} cached answers`,
+    ...(s.announce ? [formatAnnounce(s.announce)] : []),
   ];
   return lines.join('\n');
 }

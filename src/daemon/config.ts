@@ -1,10 +1,9 @@
 // The daemon's settings: defaults, then the config file (YAML or JSON), then command-line flags.
 // Everything is validated here, with messages that name the offending key.
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
-import { upstreamAddress } from '../registry/document.js';
+import { upstreamAddress, yaml } from '../registry/document.js';
 import { parseListenSpec } from './listen-spec.js';
 import { parseAddress, parseHostPort } from '../host-port.js';
 import ipaddr from 'ipaddr.js';
@@ -250,7 +249,7 @@ function readConfigFile(path: string): Record<string, unknown> {
   }
   let data: unknown;
   try {
-    data = parseYaml(text);
+    data = yaml().parse(text);
   } catch (err) {
     throw new NsdnsError('ERR_CONFIG', `config file ${path} is not valid YAML/JSON: ${(err as Error).message}`, { cause: err });
   }

@@ -315,6 +315,7 @@ export class Daemon {
       // The optional native fast paths (src/native): in use, or their Node/iproute2 fallbacks.
       helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
+      announce: this.announcer?.status() ?? null,
     };
   }
 
@@ -484,7 +485,7 @@ export class Daemon {
    * skipped there (ownNode), served from its own state only, so a disconnect is gone at once.
    */
   private sharedRegistries(): EtcdSource[] {
-    return this.config.registries.filter(isEtcdUrl).map((url) => new EtcdSource(this.registry, countingErrors(this.log.child({ module: 'etcd' }), () => this.registryErrors++), {
+    return [...new Set(this.config.registries.filter(isEtcdUrl))].map((url) => new EtcdSource(this.registry, countingErrors(this.log.child({ module: 'etcd' }), () => this.registryErrors++), {
       location: parseEtcdUrl(url), access: this.config.etcd, ...this.config.etcd, ownNode: this.node,
     }));
   }
@@ -494,7 +495,7 @@ export class Daemon {
     if (this.config.announce === undefined) return;
     const { Announcer } = await import('../etcd/announcer.js');
     this.announcer = await Announcer.start(this.registry, {
-      location: parseEtcdUrl(this.config.announce), node: this.node!,
+      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: this.node!,
       ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
     });
   }

@@ -48,6 +48,20 @@ function prefixLength(record: NetworkRecord, address: string): number {
   return subnet ? Number(subnet.subnet.split('/')[1]) : address.includes(':') ? 128 : 32;
 }
 
+/**
+ * Names several endpoints hold as their own (nodes of a shared registry publishing one name): each
+ * answers all their addresses. Absent when there are none (a file or a connect never has any).
+ */
+function sharedNames(endpoints: readonly Endpoint[]): { SharedNames?: string[] } {
+  const seen = new Set<string>();
+  const shared = new Set<string>();
+  for (const e of endpoints) {
+    if (seen.has(e.name)) shared.add(e.name);
+    else seen.add(e.name);
+  }
+  return shared.size > 0 ? { SharedNames: [...shared].sort() } : {};
+}
+
 /** The shape of `docker network inspect`. */
 export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes): object {
   const { network, endpoints } = record;
@@ -69,6 +83,7 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
     DNS: {
       Upstreams: network.upstreams, ...(network.domain && { Domain: network.domain }),
       ...(network.records && network.records.length > 0 && { Records: network.records }),
+      ...sharedNames(endpoints),
     },
     Source: source,
     Containers: Object.fromEntries(endpoints.map((e) => [e.id, {

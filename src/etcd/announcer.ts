@@ -16,31 +16,26 @@ import { rateLimited, type Logger } from '../log.js';
 import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
 import type { Registry } from '../registry/registry.js';
 import type { Network } from '../registry/types.js';
+import { connectEtcd, type EtcdAccess } from './etcd-client.js';
 import { etcdKeys, type EtcdLocation } from './etcd-url.js';
 
 export interface AnnouncerOptions {
   location: EtcdLocation;
+  /** TLS and auth (`--etcd-*`), as for the shared registries. */
+  access?: EtcdAccess;
   node: string;
   ttlSeconds: number;
   log: Logger;
   /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
   retryMs?: number;
+  /** Default: a quarter of the TTL, at most 2 s: etcd back from an outage gets a new lease well before the old one expires. */
   maxRetryMs?: number;
 }
 
 /** What a clean stop waits for etcd at most: a daemon that cannot reach it still stops. */
 const STOP_TIMEOUT_MS = 2000;
-/** A unary call (put, delete, grant) given up after this long; streams (keepalive) have none. */
-const CALL_TIMEOUT_MS = 10_000;
-
-/** The etcd client: etcd3 loaded only now, so a daemon without --announce never loads gRPC. */
-async function connect(location: EtcdLocation): Promise<Etcd3> {
-  const { Etcd3 } = await import('etcd3');
-  return new Etcd3({
-    hosts: location.hosts.map((h) => `http://${h}`),
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
-  });
-}
+/** Puts and deletes sent at once: a large network republished after a lost lease is not thousands of calls in one go. */
+const CALLS_AT_ONCE = 256;
 
 export class Announcer {
   private lease: Lease | undefined;
@@ -56,6 +51,9 @@ export class Announcer {
   private stopped = false;
   private retryMs: number;
   private readonly warnRateLimited = rateLimited(30_000);
+  /** When the current lease was granted, and the last failure to reach etcd (for `status`). */
+  private leaseSince: Date | undefined;
+  private lastError: { message: string; at: Date } | undefined;
 
   private constructor(private readonly registry: Registry, private readonly client: Etcd3, private readonly options: AnnouncerOptions) {
     this.retryMs = options.retryMs ?? 250;
@@ -63,7 +61,7 @@ export class Announcer {
 
   /** Starts announcing (in the background: etcd may be away, the daemon starts all the same). */
   static async start(registry: Registry, options: AnnouncerOptions): Promise<Announcer> {
-    const announcer = new Announcer(registry, await connect(options.location), options);
+    const announcer = new Announcer(registry, await connectEtcd(options.location, options.access), options);
     registry.on('change', announcer.onChange);
     announcer.markAll();
     options.log.info({ node: options.node, url: options.location.url, ttl: options.ttlSeconds }, 'announcing provisioned networks');
@@ -98,18 +96,14 @@ export class Announcer {
       this.dirty.clear();
       try {
         const lease = await this.currentLease();
-        for (const network of networks) {
-          await this.sync(network, lease);
-          // The lease was lost while this network's calls were in flight: what they recorded as
-          // published is not under the next lease, where everything is put again (onLost).
-          if (lease !== this.lease) this.published.delete(network);
-        }
+        for (const network of networks) await this.sync(network, lease);
         this.retryMs = this.options.retryMs ?? 250;
       } catch (err) {
+        this.lastError = { message: errorMessage(err), at: new Date() };
         for (const network of networks) this.dirty.add(network);
         this.warnRateLimited((suppressed) => this.options.log.warn({ err: errorMessage(err), suppressed, retryMs: this.retryMs }, 'cannot announce to etcd; trying again'));
         const wait = this.retryMs;
-        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 2000);
+        this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? Math.min(2000, this.options.ttlSeconds * 250));
         this.scheduleRetry(wait);
         return;
       }
@@ -134,6 +128,7 @@ export class Announcer {
       throw new Error('stopped');
     }
     this.lease = lease;
+    this.leaseSince = new Date();
     return lease;
   }
 
@@ -153,10 +148,16 @@ export class Announcer {
     const before = this.published.get(network) ?? new Map<string, string>();
     const puts = [...wanted].filter(([key, value]) => before.get(key) !== value);
     const deletes = [...before.keys()].filter((key) => !wanted.has(key));
-    await Promise.all([
-      ...puts.map(([key, value]) => lease.put(key).value(value).exec()),
-      ...deletes.map((key) => this.client.delete().key(key).exec()),
-    ]);
+    // A slice at a time: a large network republished after a lost lease is not 10 000 calls at once.
+    for (let i = 0; i < puts.length; i += CALLS_AT_ONCE) {
+      await Promise.all(puts.slice(i, i + CALLS_AT_ONCE).map(([key, value]) => lease.put(key).value(value).exec()));
+    }
+    for (let i = 0; i < deletes.length; i += CALLS_AT_ONCE) {
+      await Promise.all(deletes.slice(i, i + CALLS_AT_ONCE).map((key) => this.client.delete().key(key).exec()));
+    }
+    // The lease was lost while these calls were in flight: onLost() cleared what is published, and
+    // everything is put again under the next lease (recording these would skip that).
+    if (lease !== this.lease) return;
     if (wanted.size > 0) this.published.set(network, wanted);
     else this.published.delete(network);
   }
@@ -200,6 +201,18 @@ export class Announcer {
       this.options.log.warn({ network: network.name, key, problem }, 'not announcing network: etcd holds another definition of it');
     }
     return false;
+  }
+
+  /** What `nsdns status` shows: the node, whether a lease is held and since when, what is refused. */
+  status(): object {
+    let endpoints = 0;
+    for (const keys of this.published.values()) endpoints += keys.size;
+    return {
+      url: this.options.location.url, node: this.options.node, ttlSeconds: this.options.ttlSeconds,
+      leaseSince: this.lease ? this.leaseSince?.toISOString() ?? null : null,
+      endpoints, pending: this.dirty.size, refused: [...this.refused].sort(),
+      lastError: this.lastError ? { message: this.lastError.message, at: this.lastError.at.toISOString() } : null,
+    };
   }
 
   /**

@@ -10,11 +10,18 @@ import { isServiceLabel } from '../wire/names.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import { errorMessage } from '../errors.js';
 
-/** One key as etcd gives it: its value's bytes and the lease it is tied to ('0': none). */
+/** One key as etcd gives it: its value's bytes, the lease it is tied to ('0': none), the revision that wrote it. */
 export interface KeyValue {
   key: string;
   value: Uint8Array;
   lease: string;
+  modRevision: string;
+}
+
+/** What is kept of every key held: the lease it had, and the revision of the value held. */
+export interface HeldKey {
+  lease: string;
+  modRevision: string;
 }
 
 export type KeyKind =
@@ -71,22 +78,26 @@ export interface NetworkContents {
 
 export class EtcdContents {
   private readonly networks = new Map<string, NetworkEntry>();
-  /** Every key held (valid or not) and the lease it had: what a resynchronisation compares with etcd. */
-  private readonly leases = new Map<string, string>();
+  /** Every key held (valid or not): what a resynchronisation compares with etcd. */
+  private readonly held = new Map<string, HeldKey>();
 
   constructor(private readonly options: ContentsOptions) {}
 
-  /** Every key held, with its lease. */
-  get keys(): ReadonlyMap<string, string> {
-    return this.leases;
+  /** Every key held. */
+  get keys(): ReadonlyMap<string, HeldKey> {
+    return this.held;
   }
 
-  /** Takes a key's new value; returns the network it touched, if any. */
+  /**
+   * Takes a key's new value; returns the network it touched, if any. The value a key already
+   * holds (the same revision, listed again after an outage) touches nothing.
+   */
   put(kv: KeyValue): string | undefined {
     const kind = keyKind(this.options.prefix, kv.key);
     if (kind.kind === 'ignored') return undefined;
     if (kind.kind === 'endpoint' && kind.node === this.options.ownNode) return undefined;
-    this.leases.set(kv.key, kv.lease);
+    if (this.held.get(kv.key)?.modRevision === kv.modRevision) return undefined;
+    this.held.set(kv.key, { lease: kv.lease, modRevision: kv.modRevision });
     const data = this.parse(kv);
     const entry = this.entry(kind.network);
     if (kind.kind === 'network') {
@@ -112,7 +123,7 @@ export class EtcdContents {
 
   /** Forgets a key; returns the network it touched, if any. */
   delete(key: string): string | undefined {
-    if (!this.leases.delete(key)) return undefined;
+    if (!this.held.delete(key)) return undefined;
     const kind = keyKind(this.options.prefix, key);
     if (kind.kind === 'ignored') return undefined;
     const entry = this.networks.get(kind.network);

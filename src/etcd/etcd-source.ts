@@ -10,9 +10,7 @@
 // what is held (a delete made meanwhile is not lost), then watches from the list's revision. While
 // etcd is away, the last snapshot keeps serving and the source says since when it is stale.
 //
-// After etcd was away, every lease may expire at once when it returns, a live host's as well: for
-// `deleteGraceMs` after such a return, deletes of keys that had a lease are held back, so the host's
-// re-announcement replaces its names without a gap; a key not put again within that time goes.
+// After etcd was away, deletes of leased keys wait a grace period (held-deletes.ts).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { errorMessage } from '../errors.js';
@@ -21,6 +19,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Network } from '../registry/types.js';
 import { connectEtcd, etcdOptions, type EtcdAccess } from './etcd-client.js';
 import { EtcdContents, type KeyValue } from './etcd-contents.js';
+import { HeldDeletes } from './held-deletes.js';
 import type { EtcdLocation } from './etcd-url.js';
 
 export interface EtcdSourceOptions {
@@ -77,10 +76,7 @@ export class EtcdSource {
   private readonly firstSynced = new Promise<void>((resolve) => { this.firstSync = resolve; });
   private staleSince: number | undefined;
   private revision: bigint | undefined;
-  /** Until when deletes of leased keys are held back (after an outage ended). */
-  private graceUntil = 0;
-  private readonly held = new Set<string>();
-  private graceTimer: NodeJS.Timeout | undefined;
+  private readonly held: HeldDeletes;
   /** Networks changed since the last flush (one flush per tick). */
   private readonly touched = new Set<string>();
   private flushScheduled = false;
@@ -100,6 +96,10 @@ export class EtcdSource {
     // Certificates and the password file are read now: a bad path stops the daemon at start.
     etcdOptions(options.location, options.access);
     registry.on('change', this.onRegistryChange);
+    this.held = new HeldDeletes(options.deleteGraceMs, (keys) => {
+      this.log.info({ registry: options.location.url, keys: keys.length }, 'etcd: deletes held back after the outage applied (not put again within the grace period)');
+      for (const key of keys) this.touch(this.contents.delete(key));
+    });
     this.contents = new EtcdContents({
       prefix: options.location.prefix,
       maxValueBytes: options.maxValueBytes,
@@ -114,8 +114,9 @@ export class EtcdSource {
   /** Starts reading; resolves once etcd's content is served, or after `waitMs` if etcd does not answer (it is read when it does). */
   async start(waitMs = 5000): Promise<void> {
     this.loop ??= this.run();
-    const timer = sleep(waitMs, undefined, { ref: false });
-    await Promise.race([this.firstSynced, timer]);
+    const giveUp = new AbortController();
+    await Promise.race([this.firstSynced, sleep(waitMs, undefined, { signal: giveUp.signal }).catch(() => undefined)]);
+    giveUp.abort();
     if (!this.synchronised) this.log.warn({ registry: this.options.location.url }, 'etcd does not answer yet; its networks are served once it does');
   }
 
@@ -136,17 +137,14 @@ export class EtcdSource {
     };
   }
 
-  /** The names several nodes hold on `network` (network inspect). */
-  sharedNamesOf(network: string): readonly string[] {
-    return this.sharedNames.get(network) ?? [];
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     this.registry.off('change', this.onRegistryChange);
     this.onBreak?.('closed');
     this.wake?.();
-    clearTimeout(this.graceTimer);
+    // A list in flight fails at once instead of at its deadline.
+    this.client?.close();
+    this.held.close();
     await this.loop;
   }
 
@@ -164,10 +162,9 @@ export class EtcdSource {
         this.disconnect();
       }
       if (why === 'closed' || this.closed) break;
-      if (why === 'cancelled') {
-        this.log.info({ registry: this.options.location.url }, 'etcd: the watch was cancelled (it fell behind a compaction); listing again');
-        continue;
-      }
+      // Not stale: etcd answers. Still after a backoff: a watch etcd refuses at once (no permission)
+      // must not make a busy loop of lists.
+      if (why === 'cancelled') this.log.info({ registry: this.options.location.url }, 'etcd: the watch was cancelled (it fell behind a compaction); listing again');
       await new Promise<void>((resolve) => {
         this.wake = resolve;
         setTimeout(resolve, backoff).unref();
@@ -180,7 +177,7 @@ export class EtcdSource {
   private async session(client: Etcd3, connected: () => void): Promise<Break> {
     const { revision, kvs } = await this.list(client);
     const wasStale = this.staleSince;
-    if (wasStale !== undefined) this.graceUntil = Date.now() + this.options.deleteGraceMs;
+    if (wasStale !== undefined) this.held.outageEnded();
     this.resynchronise(kvs);
     this.revision = revision;
     this.flush();
@@ -246,31 +243,14 @@ export class EtcdSource {
   }
 
   private put(kv: KeyValue): void {
-    this.held.delete(kv.key);
+    this.held.release(kv.key);
     this.touch(this.contents.put(kv));
   }
 
   private remove(key: string): void {
-    const lease = this.contents.keys.get(key);
-    if (lease === undefined) return;
-    if (lease !== '0' && Date.now() < this.graceUntil) {
-      this.held.add(key);
-      this.scheduleGraceEnd();
-      return;
-    }
-    this.held.delete(key);
+    const lease = this.contents.keys.get(key)?.lease;
+    if (lease === undefined || this.held.hold(key, lease)) return;
     this.touch(this.contents.delete(key));
-  }
-
-  private scheduleGraceEnd(): void {
-    clearTimeout(this.graceTimer);
-    this.graceTimer = setTimeout(() => {
-      const keys = [...this.held];
-      this.held.clear();
-      if (keys.length > 0) this.log.info({ registry: this.options.location.url, keys: keys.length }, 'etcd: deletes held back after the outage applied (not put again within the grace period)');
-      for (const key of keys) this.touch(this.contents.delete(key));
-    }, Math.max(0, this.graceUntil - Date.now()));
-    this.graceTimer.unref();
   }
 
   private touch(network: string | undefined): void {
@@ -404,11 +384,10 @@ function definitionDifference(shared: Network, local: Network): string | undefin
 }
 
 function keyValue(kv: IKeyValue): KeyValue {
-  return { key: kv.key.toString('utf8'), value: kv.value, lease: String(kv.lease ?? '0') };
+  return { key: kv.key.toString('utf8'), value: kv.value, lease: String(kv.lease ?? '0'), modRevision: String(kv.mod_revision) };
 }
 
 /** etcd's answer to a watch or list at a revision older than its last compaction. */
 function isCancelled(err: unknown): boolean {
   return /Watcher canceled|compacted/i.test(errorMessage(err));
 }
-

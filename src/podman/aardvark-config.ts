@@ -97,7 +97,17 @@ function fileSchema(limits: AardvarkLimits) {
   });
 }
 
-type FileData = z.output<ReturnType<typeof fileSchema>>;
+type FileSchema = ReturnType<typeof fileSchema>;
+/** Built once per limits: building a zod schema costs more than parsing a small file with it. */
+const schemas = new WeakMap<AardvarkLimits, FileSchema>();
+
+function schemaFor(limits: AardvarkLimits): FileSchema {
+  let schema = schemas.get(limits);
+  if (schema === undefined) schemas.set(limits, (schema = fileSchema(limits)));
+  return schema;
+}
+
+type FileData = z.output<FileSchema>;
 type Container = FileData['containers'][number];
 
 /** A column split on ',' (an empty column is an empty list). */
@@ -210,7 +220,7 @@ export function parseAardvarkFile(fileName: string, bytes: Uint8Array, limits: A
   }
   const tokens = tokenize(text, limits);
   if (tokens.problems.length > 0) return refused(fileName, tokens.problems);
-  const checked = fileSchema(limits).safeParse(tokens.data);
+  const checked = schemaFor(limits).safeParse(tokens.data);
   if (!checked.success) return refused(fileName, checked.error.issues.map((i) => issueText(i, tokens.lineOf)));
   const { name, internal } = of;
   const data = checked.data;

@@ -1,10 +1,11 @@
 // The aardvark configuration directory as a registry source (`aardvark:<dir>`): load() reads every
-// file, installs the networks that parse, withdraws the networks whose file is gone, and says which
-// gateway addresses each served network wants. It runs at start and on every SIGHUP (netavark
+// file, installs the networks that parse (again only when their file changed), withdraws the
+// networks whose file is gone, and says which gateway addresses each served network wants. It runs at start and on every SIGHUP (netavark
 // signals after each change); there is no watcher, as aardvark has none. A file that is refused
 // (unreadable, a symlink, too large, not in the format) is one log line naming the file; a network
 // it served before keeps its last good content, the others keep serving. A network another source
 // already provides is refused the same way (the registry's ownership rule).
+import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
@@ -19,8 +20,8 @@ const MAX_FILES = 4096;
 
 export class AardvarkSource {
   readonly source: string;
-  /** Served network → the file it came from and its listen addresses (its last good content). */
-  private readonly served = new Map<string, { file: string; listen: string[] }>();
+  /** Served network → the file it came from, its listen addresses and its digest (its last good content). */
+  private readonly served = new Map<string, { file: string; listen: string[]; digest: string }>();
   /** Files loaded and files refused so far (for /metrics). */
   loaded = 0;
   refused = 0;
@@ -63,6 +64,11 @@ export class AardvarkSource {
       return this.refuse(file, `${safeText(file)}: ${errorMessage(err)}`);
     }
     if (bytes === undefined) return undefined; // removed while we read the directory
+    // netavark rewrites only the files a change touches, then signals: the others are not parsed
+    // again, so a reload is done before the client netavark serves asks its first question.
+    const digest = createHash('sha256').update(bytes).digest('base64');
+    const same = [...this.served].find(([, s]) => s.file === file && s.digest === digest)?.[0];
+    if (same !== undefined && !present.has(same)) return same;
     const outcome = parseAardvarkFile(file, bytes, this.limits);
     if (outcome.kind === 'ignored') return undefined;
     if (outcome.kind === 'refused') return this.refuse(file, outcome.problem);
@@ -79,7 +85,7 @@ export class AardvarkSource {
     } catch (err) {
       return this.refuse(file, errorMessage(err));
     }
-    this.served.set(name, { file, listen });
+    this.served.set(name, { file, listen, digest });
     this.loaded++;
     this.log.info({ file: safeText(file), network: name, endpoints: record.endpoints.length }, 'aardvark config file loaded');
     return name;

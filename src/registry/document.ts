@@ -1,8 +1,8 @@
 // A registry document: one network and its endpoints, as a person writes it in a registry file
 // (YAML or JSON) or as the daemon keeps it in its state directory. Parsing validates everything
 // and reports every problem with its place; nothing here does I/O.
+import { createRequire } from 'node:module';
 import ipaddr from 'ipaddr.js';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { isServiceLabel, isServiceName, isValidName } from '../wire/names.js';
 import { NsdnsError } from '../errors.js';
@@ -148,13 +148,19 @@ function fileError(source: string, problems: readonly string[]): NsdnsError {
   return new NsdnsError('ERR_REGISTRY_FILE', message);
 }
 
+let yamlPackage: typeof import('yaml') | undefined;
+/** The yaml package, loaded on first use: the Podman drop-in parses no YAML, and netavark waits for its start. */
+export function yaml(): typeof import('yaml') {
+  return (yamlPackage ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+}
+
 /**
  * Where a syntax error is, never what is there: the yaml package's and JSON.parse's own messages
  * quote the file (a symlink to /etc/shadow would be printed line by line).
  */
 function syntaxProblem(err: unknown, text: string, json: boolean): string {
   const kind = json ? 'JSON' : 'YAML';
-  if (err instanceof YAMLParseError && err.linePos) return `not valid ${kind} (line ${err.linePos[0].line}, column ${err.linePos[0].col}: ${err.code})`;
+  if (err instanceof yaml().YAMLParseError && err.linePos) return `not valid ${kind} (line ${err.linePos[0].line}, column ${err.linePos[0].col}: ${err.code})`;
   const position = err instanceof SyntaxError ? /at position (\d+)/.exec(err.message) : null;
   if (position) {
     const before = text.slice(0, Number(position[1]));
@@ -172,7 +178,7 @@ export function parseDocumentData(text: string, source: string): unknown {
   const json = /\.json$/i.test(source);
   try {
     // logLevel 'error': warnings would go to process.emitWarning with a piece of the file.
-    return json ? JSON.parse(text) : parseYaml(text, { logLevel: 'error', maxAliasCount: 100 });
+    return json ? JSON.parse(text) : yaml().parse(text, { logLevel: 'error', maxAliasCount: 100 });
   } catch (err) {
     throw fileError(source, [syntaxProblem(err, text, json)]);
   }

@@ -3,19 +3,22 @@
 // half-applied change. A network is served from one primary source (the one that defines it) plus
 // the endpoints other sources contribute (other hosts, through a shared registry: union.ts). Two
 // local sources cannot fight over one network: only a shared registry's definition gives way (to
-// a local one) or stands by (behind one); and a namespace belongs to one source too: a registry file cannot add names to (or choose the
-// upstreams of) a namespace that nsdns connected itself or that another file serves, whatever path
-// names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
+// a local one) or stands by (behind one). A namespace belongs to one source too: a registry file
+// cannot add names to (or choose the upstreams of) a namespace that nsdns connected itself or that
+// another file serves, whatever path names it (/run/netns/X, a second name for it, /proc/PID/ns/net): see RegistryOptions.identify.
 import { EventEmitter } from 'node:events';
 import { NsdnsError } from '../errors.js';
 import { compileNetwork, compilePacked, type CompiledNetwork } from './compiled.js';
 import type { PackedTables } from './packed.js';
 import type { Endpoint, Network, NetworkRecord } from './types.js';
-import { View, type FailOpenListener } from './view.js';
+import type { FailOpenListener } from './view.js';
+import { Snapshot } from './snapshot.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
 import { overlaps, spansOf } from './subnet-spans.js';
 import { unionNetwork } from './union.js';
+
+export { Snapshot };
 
 /** The source of the networks nsdns provisions itself (its state directory, `connect`). */
 export const STATE_SOURCE = 'state';
@@ -31,83 +34,6 @@ export function isRemoteSource(source: string): boolean {
 interface Offer {
   compiled?: CompiledNetwork;
   contributed?: readonly Endpoint[];
-}
-
-export class Snapshot {
-  private readonly views = new Map<string, View>();
-
-  constructor(
-    readonly version: number,
-    readonly networks: ReadonlyMap<string, CompiledNetwork>,
-    readonly health: HealthStates = new HealthStates(),
-    private readonly onFailOpen?: FailOpenListener,
-  ) {}
-
-  /** The view over the named networks (unknown names are skipped), or over all with `undefined`. */
-  view(networks?: readonly string[]): View {
-    const key = networks === undefined ? '*' : [...networks].sort().join(',');
-    let view = this.views.get(key);
-    if (!view) {
-      const selected = networks === undefined
-        ? [...this.networks.values()]
-        : networks.map((n) => this.networks.get(n)).filter((n): n is CompiledNetwork => n !== undefined);
-      view = new View(selected, this.health, this.onFailOpen);
-      this.views.set(key, view);
-    }
-    return view;
-  }
-
-  private byNamespace: Map<string, Endpoint[]> | undefined;
-
-  /** Endpoints grouped by the namespace they live in (only endpoints that name one). */
-  namespaces(): ReadonlyMap<string, readonly Endpoint[]> {
-    if (!this.byNamespace) {
-      this.byNamespace = new Map();
-      // Only the endpoints that name a namespace: a registry change does not walk every endpoint.
-      for (const net of this.networks.values()) {
-        for (const e of net.inNamespaces) {
-          const list = this.byNamespace.get(e.netns);
-          if (list) list.push(e);
-          else this.byNamespace.set(e.netns, [e]);
-        }
-      }
-    }
-    return this.byNamespace;
-  }
-
-  /**
-   * The network a person means by `query`, as docker finds one: its name as stored, its full id,
-   * its name in any case, then a unique id prefix (the 12 characters `ls` shows, or fewer).
-   * Undefined when nothing matches; ERR_CONFLICT when the query fits more than one network.
-   */
-  find(query: string): CompiledNetwork | undefined {
-    const exact = this.networks.get(query);
-    if (exact) return exact;
-    const all = [...this.networks.values()];
-    const lower = query.toLowerCase();
-    const byId = all.find((n) => n.network.id.toLowerCase() === lower);
-    if (byId) return byId;
-    const byName = all.filter((n) => n.network.name.toLowerCase() === lower);
-    if (byName.length === 1) return byName[0];
-    const byPrefix = byName.length === 0 && /^[0-9a-f]{1,64}$/.test(lower) ? all.filter((n) => n.network.id.toLowerCase().startsWith(lower)) : byName;
-    if (byPrefix.length > 1) {
-      const names = byPrefix.slice(0, 5).map((n) => `"${printable(n.network.name)}"`).join(', ');
-      throw new NsdnsError('ERR_CONFLICT', `"${printable(query)}" matches more than one network (${names}); give the full name or id`);
-    }
-    return byPrefix[0];
-  }
-
-  /**
-   * Every network as plain records with its primary source's endpoints (what its owner edits and
-   * saves: never another host's); a record's endpoints are read (and, when packed, decoded) only when used.
-   */
-  get records(): NetworkRecord[] {
-    return [...this.networks.values()].map((n) => {
-      let endpoints: Endpoint[] | undefined;
-      const own = n.primary ?? n;
-      return { network: n.network, get endpoints() { return (endpoints ??= [...own.endpoints]); } };
-    });
-  }
 }
 
 export interface RegistryEvents {
@@ -204,11 +130,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
    * name a namespace, so no source can add to a namespace another serves this way.
    */
   setContribution(network: string, source: string, endpoints: readonly Endpoint[]): Snapshot {
-    const inNamespace = endpoints.find((e) => e.netns !== undefined);
-    if (inNamespace) {
-      throw new NsdnsError('ERR_REGISTRY_CONFLICT', `endpoint "${printable(inNamespace.name)}" from ${describeSource(source)} names a namespace; endpoints added to network "${printable(network)}" carry names only`);
-    }
+    checkNamesOnly(endpoints, source, `endpoints added to network "${printable(network)}"`);
     const offer = this.offerOf(network, source);
+    const kept = new Set(endpoints.map((e) => e.id));
+    for (const e of offer.contributed ?? []) if (e.health !== undefined && !kept.has(e.id)) this.health.delete(network, e.id);
     offer.contributed = endpoints.length > 0 ? endpoints : undefined;
     for (const e of endpoints) if (e.health !== undefined) this.health.set(network, e.id, e.health);
     const snapshot = this.install(network);
@@ -277,6 +202,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
    */
   private checkOwner(network: Network, endpoints: readonly Endpoint[], source: string): void {
     const name = network.name;
+    if (isRemoteSource(source)) {
+      if (network.bridge !== undefined || network.upstreams.length > 0) {
+        throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${printable(name)}" from ${describeSource(source)} names a bridge or upstreams; a shared registry's networks carry names only`);
+      }
+      checkNamesOnly(endpoints, source, `a shared registry's endpoints`);
+    }
     const owner = this.sources.get(name);
     if (owner !== undefined && owner !== source && !isRemoteSource(owner) && !isRemoteSource(source)) {
       throw new NsdnsError('ERR_REGISTRY_CONFLICT', `network "${name}" is already defined by ${owner}; ignoring the one from ${source}`);
@@ -428,6 +359,18 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.snapshot = new Snapshot(this.snapshot.version + 1, networks, this.health, this.failOpen);
     this.emit('change', this.snapshot, changed);
     return this.snapshot;
+  }
+}
+
+/**
+ * Endpoints from another host may only be answered: none may name a namespace (to enter), a health
+ * check (to probe), ports (to publish) or upstreams (to forward to). Checked here as well as where
+ * the values are parsed: no caller can make a remote value do more.
+ */
+function checkNamesOnly(endpoints: readonly Endpoint[], source: string, what: string): void {
+  const bad = endpoints.find((e) => e.netns !== undefined || e.healthCheck !== undefined || (e.ports?.length ?? 0) > 0 || e.upstreams.length > 0);
+  if (bad) {
+    throw new NsdnsError('ERR_REGISTRY_CONFLICT', `endpoint "${printable(bad.name)}" from ${describeSource(source)} names a namespace, health check, ports or upstreams; ${what} carry names only`);
   }
 }
 

@@ -175,10 +175,10 @@ export class Resolver {
     }
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) {
-      const refused = this.notForwarded(parsed, view);
-      ctx.origin = refused.origin;
-      if (refused.reply !== null) stats?.count(listener, ERROR, parsed.qtype, refused.reply, ctx.started);
-      return refused.reply;
+      const unforwarded = this.notForwarded(parsed, view);
+      ctx.origin = unforwarded.origin;
+      if (unforwarded.reply !== null) stats?.count(listener, ERROR, parsed.qtype, unforwarded.reply, ctx.started);
+      return unforwarded.reply;
     }
     // A cache hit is answered synchronously too: no promise, no upstream bookkeeping.
     const key = this.forwarder.key(parsed, upstreams.key);

@@ -48,6 +48,8 @@ export class RunningDaemon {
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.logs.map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+      // A wait nobody awaits any more (the daemon exited first) does not hold the test process.
+      timer.unref();
       this.waiters.push({ match, resolve: (l) => { clearTimeout(timer); resolve(l); } });
     });
   }

@@ -19,9 +19,18 @@ export interface EtcdOptions {
   ctlArgs?: string[];
 }
 
+const stderrOf = new WeakMap<ChildProcess, string>();
+
+function spawnEtcd(args: string[]): ChildProcess {
+  const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' } });
+  stderrOf.set(child, '');
+  child.stderr!.on('data', (d: Buffer) => { const text = stderrOf.get(child)!; if (text.length < 20_000) stderrOf.set(child, text + d.toString()); });
+  return child;
+}
+
 export class TestEtcd {
   private constructor(
-    private readonly child: ChildProcess,
+    private child: ChildProcess,
     private readonly cleanupDir: () => void,
     /** `127.0.0.1:PORT`, as nsdns's etcd:// URLs name it. */
     readonly hostPort: string,
@@ -35,27 +44,45 @@ export class TestEtcd {
     const peerPort = await freePort('127.0.0.1', options.portBase + 50, 50);
     const scheme = options.scheme ?? 'http';
     const endpoint = `${scheme}://127.0.0.1:${clientPort}`;
-    const child = spawn('etcd', [
+    const args = [
       '--name', 'nsdns-test', '--data-dir', dir,
       '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
       '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', `nsdns-test=http://127.0.0.1:${peerPort}`,
       '--log-level', 'error', '--logger', 'zap',
       ...(options.args ?? []),
-    ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' } });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { if (stderr.length < 20_000) stderr += d.toString(); });
-    const etcd = new TestEtcd(child, cleanup, `127.0.0.1:${clientPort}`, endpoint, options.ctlArgs ?? []);
+    ];
+    const etcd = new TestEtcd(spawnEtcd(args), cleanup, `127.0.0.1:${clientPort}`, endpoint, options.ctlArgs ?? []);
+    etcd.args = args;
     try {
-      await waitFor(async () => {
-        if (child.exitCode !== null) throw new Error(`etcd exited (${child.exitCode}): ${stderr.slice(-2000)}`);
-        return (await etcd.ctl(['endpoint', 'health'], { reject: false })).exitCode === 0;
-      }, { timeoutMs: 30_000, what: 'etcd healthy' });
+      await etcd.healthy();
     } catch (err) {
       await etcd.stop();
       throw err;
     }
     return etcd;
+  }
+
+  private args: string[] = [];
+
+  private async healthy(): Promise<void> {
+    const child = this.child;
+    await waitFor(async () => {
+      if (child.exitCode !== null) throw new Error(`etcd exited (${child.exitCode}): ${stderrOf.get(child)?.slice(-2000)}`);
+      return (await this.ctl(['endpoint', 'health'], { reject: false })).exitCode === 0;
+    }, { timeoutMs: 30_000, what: 'etcd healthy' });
+  }
+
+  /** kill -9: etcd is gone (connections refused), its data directory kept for start(). */
+  async kill(): Promise<void> {
+    this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null) await once(this.child, 'exit');
+  }
+
+  /** Starts etcd again after kill(), on the same ports and data. */
+  async restart(): Promise<void> {
+    this.child = spawnEtcd(this.args);
+    await this.healthy();
   }
 
   get pid(): number {

@@ -28,11 +28,11 @@ function status(daemon: RunningDaemon) {
     .then((r) => JSON.parse(r.stdout) as { endpoints: number; warnings: string[]; sharedRegistries: Array<{ stale: boolean; staleSince: string | null; heldDeletes: number }> });
 }
 
-async function serve(url: string, dir: ReturnType<typeof tempDir>, name: string): Promise<RunningDaemon> {
+async function serve(url: string, dir: ReturnType<typeof tempDir>, name: string, extra: string[] = []): Promise<RunningDaemon> {
   // Small checks and backoff, and a short grace: the behaviour, not the defaults, is under test.
   const config = path.join(dir.dir, `${name}.yaml`);
   writeFileSync(config, `resolvConf: false\netcd:\n  checkIntervalMs: 300\n  maxBackoffMs: 500\n  deleteGraceMs: ${GRACE_MS}\n`);
-  return startDaemon(['--config', config, '--registry', url, '--listen', '127.0.0.1:0']);
+  return startDaemon(['--config', config, '--registry', url, '--listen', '127.0.0.1:0', ...extra]);
 }
 
 describe('etcd registry: a daemon cut off, a watch behind a compaction', { concurrency: 2 }, () => {
@@ -146,7 +146,7 @@ describe('etcd registry: etcd itself stopped', () => {
     etcd = await TestEtcd.start({ portBase: 15600 });
     await etcd.put(net('paused'), JSON.stringify({ name: 'paused' }));
     await etcd.put(ep('paused', 'a', 'one'), JSON.stringify({ name: 'one', ipv4: '10.123.30.1' }));
-    daemon = await serve(`etcd://${etcd.hostPort}${PREFIX}`, dir, 'paused');
+    daemon = await serve(`etcd://${etcd.hostPort}${PREFIX}`, dir, 'paused', ['--metrics', '127.0.0.1:0']);
   });
   after(async () => {
     await daemon?.stop();
@@ -162,6 +162,11 @@ describe('etcd registry: etcd itself stopped', () => {
       const text = await execa(process.execPath, [MAIN, 'status', '--socket', path.join(daemon.stateDir, 'nsdns.sock')], { reject: false, cwd: ROOT });
       assert.match(text.stdout, /registry: +etcd:\/\/.*: STALE since \d{4}-/);
       assert.equal(text.exitCode, 0, 'a stale registry does not make the daemon unready');
+      const metrics = `http://${String((await daemon.waitForLog((l) => typeof l.metrics === 'string')).metrics)}`;
+      const ready = await fetch(`${metrics}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.match(await ready.text(), /^ready\n- stale since \d{4}-\d\d-\d\dT[^:]+:\d\d:\d\d\.\d+Z: etcd:\/\/127\.0\.0\.1:\d+\/nsdns-outage\n$/);
+      assert.match(await (await fetch(`${metrics}/metrics`)).text(), /^nsdns_shared_registry_stale\{registry="etcd:\/\/127\.0\.0\.1:\d+\/nsdns-outage"\} 1$/m);
     } finally {
       etcd.resume();
     }

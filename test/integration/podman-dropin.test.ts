@@ -83,11 +83,11 @@ describe('aardvark-dns drop-in: the start contract', () => {
   it('returns 0 once bound, with a pid file naming a live server, nothing on stdout, and answers there', async () => {
     writeFileSync(path.join(config, 'podman'), `127.0.173.1\n${ID1} 10.173.3.2  web,api\n`);
     writeFileSync(path.join(config, 'other%int'), `127.0.173.2\n${ID2} 10.173.4.2  db\n`);
-    // Started with descriptors its caller left open (a low one and a high one): on a pipe, a
-    // server that kept one would keep its reader (netavark, Podman) waiting.
+    // Started with descriptors its caller left open (the one the starter reports on, a low one and
+    // a high one): on a pipe, a server that kept one would keep its reader (netavark, Podman) waiting.
     const inherited = path.join(tmp.dir, 'inherited');
     writeFileSync(inherited, '');
-    const r = await execa('bash', ['-c', 'exec 5<"$0" 100<"$0"; exec "$@"', inherited, BIN, '--config', config, '-p', String(port), 'run'], { reject: false, env });
+    const r = await execa('bash', ['-c', 'exec 3<"$0" 5<"$0" 100<"$0"; exec "$@"', inherited, BIN, '--config', config, '-p', String(port), 'run'], { reject: false, env });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, '');
@@ -159,6 +159,21 @@ describe('aardvark-dns drop-in: the start contract', () => {
     process.kill(pid, 'SIGHUP');
     await waitFor(() => !alive(pid), { what: 'the server exits' });
     assert.equal(existsSync(pidFile()), false);
+  });
+
+  it('without node on the PATH, or a node that dies before it is ready, the start fails with the reason', async () => {
+    const bin = path.join(tmp.dir, 'path');
+    mkdirSync(bin);
+    const setsid = (await execa('sh', ['-c', 'command -v setsid'])).stdout;
+    const withPath = (dir: string) => execa(BIN, ['--config', config, '-p', String(port), 'run'], { reject: false, env: { PATH: dir }, extendEnv: false });
+    const none = await withPath(path.join(tmp.dir, 'nowhere'));
+    assert.deepEqual([none.exitCode, none.stdout, none.stderr], [1, '', 'aardvark-dns: node (20 or later) is not on the PATH']);
+    // A node that exits at once, as one too old to read the server would.
+    writeFileSync(path.join(bin, 'node'), '#!/bin/sh\nexit 3\n', { mode: 0o755 });
+    writeFileSync(path.join(bin, 'setsid'), `#!/bin/sh\nexec ${setsid} "$@"\n`, { mode: 0o755 });
+    const dead = await withPath(bin);
+    assert.equal(dead.exitCode, 1);
+    assert.match(dead.stderr, /^aardvark-dns: the server \(node .*bin\/aardvark-dns\) exited before it was ready$/);
   });
 
   it('with no network to serve or no directory, the start fails with the reason', async () => {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { TestEtcd } from '../helpers/etcd.js';
 import { Lab, needsRoot } from '../helpers/netns.js';
 import { until } from '../helpers/wait.js';
+import { stopPid, waitForSuccessor } from '../helpers/successor.js';
 
 /** Small, so that expiry is quick to see; etcd's own minimum lease is about 2 s. */
 const TTL = 2;
@@ -15,6 +16,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
   let etcd: TestEtcd;
   const prefix = `/nsdns-${randomBytes(3).toString('hex')}`;
   const labs: Lab[] = [];
+  let successor: number | undefined;
   const announcing = async (node: string): Promise<Lab> => {
     const lab = new Lab();
     labs.push(lab);
@@ -32,6 +34,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
     etcd = await TestEtcd.start({ portBase: 15800 });
   });
   after(async () => {
+    await stopPid(successor);
     for (const lab of labs) await lab.cleanup();
     await etcd?.stop();
   });
@@ -74,6 +77,13 @@ describe('etcd announce', { skip: needsRoot }, () => {
     await until('y in etcd', () => names('same', 'node-a'), (n) => n === 'y');
     assert.equal(await names('other', 'node-a'), '');
     assert.match((await etcd.list(`${prefix}/networks/other`)).get(`${prefix}/networks/other`)!, /10\.124\.9\.0/);
+    assert.match(await lab.ok('status'), /^announce: {4}node node-a to etcd:\/\/\S+; lease since \S+, 2 endpoints; not announced \(etcd defines them otherwise\): other$/m);
+    const status = JSON.parse(await lab.ok('status', '--json')).announce;
+    assert.deepEqual({ ...status, leaseSince: typeof status.leaseSince }, { url: `etcd://${etcd.hostPort}${prefix}`, node: 'node-a', ttlSeconds: TTL, leaseSince: 'string', endpoints: 2, pending: 0, refused: ['other'], lastError: null });
+    // A network removed here: its endpoints go, its key stays for the hosts still on it.
+    await lab.ok('network', 'rm', 'same', '--disconnect');
+    await until('y gone from etcd', () => names('same', 'node-a'), (n) => n === '');
+    assert.equal((await etcd.list(`${prefix}/networks/same`)).size, 1);
   });
 
   it('publishes again at once when etcd returns from a pause longer than the lease', async (t) => {
@@ -92,26 +102,52 @@ describe('etcd announce', { skip: needsRoot }, () => {
     const back = Date.now() - resumed;
     await until('two leases later', () => Date.now() - resumed > 2 * TTL * 1000 + 500, (v) => v, 10_000);
     assert.equal(await names('anet', 'node-a'), 'web');
-    assert.equal(await names('same', 'node-a'), 'y');
     const lost = lab.daemon!.logs.some((l) => l.msg === 'etcd lease lost; announcing again under a new one');
     t.diagnostic(`endpoints back in etcd ${back} ms after it resumed; lease lost and granted again: ${lost}`);
+  });
+
+  it('etcd killed and started again: published again under a new lease before the old one expires', async (t) => {
+    const lab = labs[0];
+    await until('web in etcd', () => names('anet', 'node-a'), (n) => n === 'web');
+    await etcd.kill();
+    const logs = lab.daemon!.logs.length;
+    // Down until the announcer has given its lease up (2 × TTL without a keepalive); restarted,
+    // etcd brings that lease back with its full TTL, so the keys are there until it expires.
+    await lab.daemon!.waitForLog((l) => l.msg === 'etcd lease lost; announcing again under a new one' && lab.daemon!.logs.indexOf(l) >= logs, 30_000);
+    await etcd.restart();
+    const back = Date.now();
+    const seen: string[] = [];
+    while (Date.now() - back < 2 * TTL * 1000 + 500) seen.push(await names('anet', 'node-a'));
+    t.diagnostic(`looked ${seen.length} times in the ${2 * TTL} s after etcd was back`);
+    assert.deepEqual([...new Set(seen)], ['web'], 'web was in etcd at every look after etcd came back');
   });
 
   it('a clean stop revokes the lease: the endpoints are gone at once, the network stays', async () => {
     const lab = labs[0];
     await lab.daemon!.stop();
     assert.equal(await names('anet', 'node-a'), '');
-    assert.equal(await names('same', 'node-a'), '');
     assert.ok((await etcd.list(`${prefix}/networks/anet`)).size === 1);
   });
 
-  it('kill -9: the endpoints are gone within the lease TTL + 1 s, the network stays', async (t) => {
+  it('a restart hands over without a gap; kill -9: the endpoints are gone within the lease TTL + 1 s, the network stays', async (t) => {
     const lab = await announcing('node-b');
     await lab.ok('network', 'create', 'bnet', '--subnet', '10.124.2.0/24');
     await lab.ok('network', 'connect', 'bnet', await lab.namespace('b1'), '--name', 'b1');
     await until('b1 in etcd', () => names('bnet', 'node-b'), (n) => n === 'b1');
-    lab.daemon!.signal('SIGKILL');
-    await lab.daemon!.waitForExit();
+
+    // The successor announces the same node; the keys never leave etcd, and outlive the old lease.
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => { while (watching) seen.push(await names('bnet', 'node-b')); })();
+    await lab.ok('restart');
+    successor = await waitForSuccessor(lab.state, lab.socket, lab.daemon!.proc.pid!);
+    const restarted = Date.now();
+    await until('two leases after the restart', () => Date.now() - restarted > 2 * TTL * 1000 + 500, (v) => v, 10_000);
+    watching = false;
+    await watcher;
+    assert.deepEqual([...new Set(seen)], ['b1'], 'b1 was in etcd at every look during the restart');
+
+    process.kill(successor, 'SIGKILL');
     const killed = Date.now();
     await until('b1 gone from etcd', () => names('bnet', 'node-b'), (n) => n === '', (TTL + 1) * 1000);
     t.diagnostic(`endpoints gone from etcd ${Date.now() - killed} ms after kill -9 (TTL ${TTL} s)`);

@@ -2,7 +2,8 @@
 // containers on one network starts it, containers (namespaces) ask the gateway with dig, a
 // teardown's SIGHUP takes a container's names away, and the last teardown ends the server.
 // netavark makes its bridge and firewall rules in the namespace it runs in: a namespace of this
-// test's own ("host"), so nothing of the real host changes.
+// test's own ("host"), so nothing of the real host changes. A second network checks that an alias
+// which is another container's name answers both containers, as aardvark answers them.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -107,5 +108,63 @@ describe('netavark 1.4 starts and reloads the drop-in', { skip }, () => {
     assert.equal((await netavark('teardown', containers[1])).exitCode, 0);
     await waitFor(() => !alive(pid!), { what: 'the server exits with its last network' });
     assert.equal(existsSync(pidFile), false);
+  });
+});
+
+// A network alias that is another container's name (Podman allows it: a new version of `web`
+// started beside the old one with `--network-alias web`): aardvark answers both containers, and
+// so does the drop-in, where nsdns's own name rules would refuse the network's file.
+describe('netavark 1.4: a network alias that is another container\'s name answers both', { skip }, () => {
+  const host = `pdm120h${suffix}`;
+  const ctrs = [`pdm120a${suffix}`, `pdm120b${suffix}`];
+  const network = 'pdm120';
+  const port = '15353';
+  const tmp = tempDir('nsdns-netavark-alias-');
+  const config = path.join(tmp.dir, 'config');
+  let pid: number | undefined;
+
+  const json = (id: string, name: string, address: string, aliases: string[]) => JSON.stringify({
+    container_id: id,
+    container_name: name,
+    networks: { [network]: { static_ips: [address], aliases, interface_name: 'eth0' } },
+    network_info: {
+      [network]: {
+        name: network, id: '120'.repeat(21) + '1', driver: 'bridge', network_interface: `pdm120br${suffix}`.slice(0, 15),
+        subnets: [{ subnet: '10.120.5.0/24', gateway: '10.120.5.1' }], ipv6_enabled: false, internal: false, dns_enabled: true,
+        ipam_options: { driver: 'host-local' },
+      },
+    },
+  });
+  const blueGreen = [
+    { netns: ctrs[0], json: json('5e'.repeat(32), 'web', '10.120.5.2', []) },
+    { netns: ctrs[1], json: json('6f'.repeat(32), 'web-v2', '10.120.5.3', ['web']) },
+  ];
+  const netavark = (command: 'setup' | 'teardown', c: (typeof blueGreen)[number]) => execa('ip', [
+    'netns', 'exec', host, NETAVARK, '--config', config, '-a', BIN, command, `/run/netns/${c.netns}`,
+  ], { input: c.json, reject: false, env: { NETAVARK_DNS_PORT: port, NSDNS_AARDVARK_LOG: path.join(tmp.dir, 'server.log'), NSDNS_AARDVARK_RESOLV_CONF: '' } });
+  const ask = async (from: string, name: string) => (await execa('ip', ['netns', 'exec', from, 'dig', '+short', '+tries=1', '+time=3', '@10.120.5.1', '-p', port, name])).stdout.split('\n').filter(Boolean);
+
+  before(async () => {
+    mkdirSync(config);
+    for (const ns of [host, ...ctrs]) await execa('ip', ['netns', 'add', ns]);
+  });
+  after(async () => {
+    for (const c of [...blueGreen].reverse()) await netavark('teardown', c);
+    if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const ns of [host, ...ctrs]) await execa('ip', ['netns', 'del', ns], { reject: false });
+    tmp.cleanup();
+  });
+
+  it('both containers answer `web`; each keeps its own name', async () => {
+    for (const c of blueGreen) {
+      const r = await netavark('setup', c);
+      assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+    }
+    pid = Number(readFileSync(path.join(config, 'aardvark-dns', 'aardvark.pid'), 'utf8'));
+    await waitFor(async () => (await ask(ctrs[0], 'web-v2')).includes('10.120.5.3'), { what: 'web-v2 answers after the SIGHUP' }).catch((err) => {
+      throw new Error(`${err.message}\n${readFileSync(path.join(tmp.dir, 'server.log'), 'utf8')}`);
+    });
+    assert.deepEqual((await ask(ctrs[0], 'web')).sort(), ['10.120.5.2', '10.120.5.3']);
+    assert.deepEqual((await ask(ctrs[1], 'web.dns.podman')).sort(), ['10.120.5.2', '10.120.5.3']);
   });
 });

@@ -77,4 +77,25 @@ describe('aardvark config directory as a registry source', () => {
     assert.deepEqual([...after.keys()], ['back']);
     assert.equal(registry.current().networks.has('podman'), false);
   });
+
+  it('installs again only the files that changed since the last load (netavark rewrites those it touches)', async () => {
+    const dir = tempDir('nsdns-aardvark-same-');
+    try {
+      const registry = new Registry();
+      const { log } = captured();
+      dir.write('one', `10.120.0.1\n${ID1} 10.120.0.2  web\n`);
+      dir.write('two', `10.120.1.1\n${ID2} 10.120.1.2  db\n`);
+      const source = new AardvarkSource(registry, dir.dir, log);
+      await source.load();
+      const [one, two] = ['one', 'two'].map((n) => registry.current().networks.get(n));
+      dir.write('two', `10.120.1.1\n${ID2} 10.120.1.2  db,cache\n`);
+      assert.deepEqual([...(await source.load()).keys()], ['one', 'two']);
+      assert.equal(registry.current().networks.get('one'), one, 'the unchanged network is the same compiled one');
+      assert.notEqual(registry.current().networks.get('two'), two);
+      assert.equal(registry.current().view().lookup('cache').kind, 'found');
+      assert.equal(source.loaded, 3);
+    } finally {
+      dir.cleanup();
+    }
+  });
 });

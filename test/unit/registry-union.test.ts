@@ -5,6 +5,8 @@ import { packNetwork } from '../../src/registry/compiled.js';
 import { parseDocumentText, remoteEndpoint, remoteNetwork } from '../../src/registry/document.js';
 import { Registry, STATE_SOURCE } from '../../src/registry/registry.js';
 import type { Endpoint, NetworkRecord } from '../../src/registry/types.js';
+import { Planner } from '../../src/plumbing/planner.js';
+import { DEFAULT_POOLS } from '../../src/plumbing/ipam.js';
 
 const ETCD = 'etcd:etcd://127.0.0.1:15800/nsdns';
 const OTHER_ETCD = 'etcd:etcd://127.0.0.1:15801/nsdns';
@@ -32,7 +34,14 @@ describe('registry: a network, several sources', () => {
     // What the owner edits and saves is its own endpoints only.
     assert.deepEqual(r.current().records[0].endpoints.map((e) => e.name), ['web']);
 
+    // One source's change: that network is compiled again, no other.
+    r.setNetwork(parseDocumentText('name: other\nendpoints: [{name: x}]\n', 'other.yaml'), 'file:/r/other.yaml');
+    const other = r.current().networks.get('other');
+    const changed: string[] = [];
+    r.on('change', (_s, network) => changed.push(network));
     r.setContribution('lab', ETCD, [remote('db', '10.124.0.21')]);
+    assert.deepEqual(changed, ['lab']);
+    assert.equal(r.current().networks.get('other'), other);
     assert.deepEqual(addresses(r, 'api.lab'), ['nxdomain']);
     assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.21']);
     r.removeContribution('lab', ETCD);
@@ -52,6 +61,16 @@ describe('registry: a network, several sources', () => {
     assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
     assert.deepEqual(addresses(r, 'web.lab'), ['10.124.0.10']);
     assert.deepEqual(addresses(r, 'api.lab'), ['10.124.0.20']);
+  });
+
+  it('takes a contributed endpoint\'s health, and forgets it with the endpoint', () => {
+    const r = new Registry();
+    r.setNetwork(lab(), STATE_SOURCE);
+    const sick = remoteEndpoint({ name: 'api', ipv4: '10.124.0.20', health: 'unhealthy' }, lab().network, '/nsdns/endpoints/lab/node-b/api');
+    r.setContribution('lab', ETCD, [sick]);
+    assert.equal(r.health.get('lab', sick.id), 'unhealthy');
+    r.removeContribution('lab', ETCD);
+    assert.equal(r.health.get('lab', sick.id), 'healthy');
   });
 
   it('answers every address of a name two hosts give', () => {
@@ -94,12 +113,17 @@ describe('registry: a network, several sources', () => {
     assert.equal(r.current().networks.has('lab'), false);
   });
 
-  it('keeps the ownership rules: two local sources still cannot share a network, and a contribution names no namespace', () => {
+  it('keeps the ownership rules: two local sources still cannot share a network, and another host\'s endpoints are names only', () => {
     const r = new Registry();
     r.setNetwork(lab(), STATE_SOURCE);
     assert.throws(() => r.setNetwork(lab(), 'file:/r/lab.yaml'), /network "lab" is already defined by state/);
-    const inNamespace = { ...remote('api', '10.124.0.20'), netns: '/run/netns/x' };
-    assert.throws(() => r.setContribution('lab', ETCD, [inNamespace]), /names a namespace; endpoints added to network "lab" carry names only/);
+    const api = remote('api', '10.124.0.20');
+    for (const more of [{ netns: '/run/netns/x' }, { healthCheck: { kind: 'tcp', port: 80 } }, { ports: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] }, { upstreams: ['10.124.0.53'] }]) {
+      const bad = { ...api, ...more } as Endpoint;
+      assert.throws(() => r.setContribution('lab', ETCD, [bad]), /names a namespace, health check, ports or upstreams; endpoints added to network "lab" carry names only/, JSON.stringify(more));
+      assert.throws(() => r.setNetwork({ network: lab().network, endpoints: [bad] }, OTHER_ETCD), /a shared registry's endpoints carry names only/, JSON.stringify(more));
+    }
+    assert.throws(() => r.setNetwork({ network: { ...lab().network, upstreams: ['10.124.0.53'] }, endpoints: [] }, OTHER_ETCD), /names a bridge or upstreams/);
     assert.deepEqual(addresses(r, 'api.lab'), ['nxdomain']);
   });
 
@@ -116,5 +140,28 @@ describe('registry: a network, several sources', () => {
     // Still readable: a contribution's change did not release the packed tables.
     assert.deepEqual(addresses(r, 'db.lab'), ['10.124.0.11']);
     assert.equal(r.current().networks.get('lab')!.endpointCount, 2);
+  });
+});
+
+describe('planner: a network another host defined in a shared registry', () => {
+  const host = { linkNames: async () => new Set<string>(), linkStates: async () => new Map(), prefixes: async () => [], namespaceExists: () => false };
+  const shared = (): NetworkRecord => ({ network: remoteNetwork({ name: 'lab', id: 'ab'.repeat(32), subnets: [{ subnet: '10.124.0.0/24' }] }, '/nsdns/networks/lab'), endpoints: [] });
+
+  it('may be created here: its subnets and id by default, or the same subnets given', async () => {
+    const r = new Registry();
+    r.setNetwork(shared(), ETCD);
+    const planner = new Planner(r, { linkPrefix: 'nt', pools: DEFAULT_POOLS }, new Map(), host);
+    const made = await planner.network({ name: 'lab' });
+    assert.deepEqual(made.subnets.map((s) => s.subnet), ['10.124.0.0/24']);
+    assert.equal(made.id, 'ab'.repeat(32));
+    const given = await planner.network({ name: 'lab', subnets: ['10.124.0.0/24'] });
+    assert.deepEqual(given.subnets.map((s) => s.subnet), ['10.124.0.0/24']);
+  });
+
+  it('is still refused when a local source has it', async () => {
+    const r = new Registry();
+    r.setNetwork(lab(), 'file:/r/lab.yaml');
+    const planner = new Planner(r, { linkPrefix: 'nt', pools: DEFAULT_POOLS }, new Map(), host);
+    await assert.rejects(planner.network({ name: 'lab' }), /network "lab" already exists/);
   });
 });
