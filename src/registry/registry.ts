@@ -16,7 +16,7 @@ import { Snapshot } from './snapshot.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
 import { overlaps, spansOf } from './subnet-spans.js';
-import { unionNetwork } from './union.js';
+import { holdsId, unionNetwork } from './union.js';
 
 export { Snapshot };
 
@@ -133,9 +133,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
     checkNamesOnly(endpoints, source, `endpoints added to network "${printable(network)}"`);
     const offer = this.offerOf(network, source);
     const kept = new Set(endpoints.map((e) => e.id));
-    for (const e of offer.contributed ?? []) if (e.health !== undefined && !kept.has(e.id)) this.health.delete(network, e.id);
+    for (const e of offer.contributed ?? []) if (e.health !== undefined && !kept.has(e.id) && !this.heldLocally(network, e.id)) this.health.delete(network, e.id);
     offer.contributed = endpoints.length > 0 ? endpoints : undefined;
-    for (const e of endpoints) if (e.health !== undefined) this.health.set(network, e.id, e.health);
+    this.takeHealth(network, source, endpoints);
     const snapshot = this.install(network);
     this.dropEmptyOffer(network, source);
     return snapshot;
@@ -174,11 +174,31 @@ export class Registry extends EventEmitter<RegistryEvents> {
     offer.compiled = compiled;
     // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
     // `endpoint health` says otherwise).
-    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(name, e.id, e.health);
+    this.takeHealth(name, source, compiled.notable);
     const snapshot = this.install(name);
     // After the change listeners: every query from now on uses the new version.
     if (replaced !== compiled) replaced?.release?.();
     return snapshot;
+  }
+
+  /**
+   * Records the health states `endpoints` give. States are kept by network and endpoint id, so a
+   * shared registry's value may not set the state of an id a local source holds on the network:
+   * another host would decide which of this host's endpoints answer.
+   */
+  private takeHealth(network: string, source: string, endpoints: readonly Endpoint[]): void {
+    for (const e of endpoints) {
+      if (e.health === undefined || (isRemoteSource(source) && this.heldLocally(network, e.id))) continue;
+      this.health.set(network, e.id, e.health);
+    }
+  }
+
+  /** Whether a local source's definition of `network` has an endpoint with this id. */
+  private heldLocally(network: string, id: string): boolean {
+    for (const [source, offer] of this.offers.get(network) ?? []) {
+      if (!isRemoteSource(source) && offer.compiled && holdsId(offer.compiled, id)) return true;
+    }
+    return false;
   }
 
   /**
