@@ -67,7 +67,8 @@ export class Tenants {
     // tenant's address must not become that tenant's view (nor give it the file's upstreams). A
     // network with subnets has every endpoint address inside them (document.ts checks).
     if (found.size === 0) {
-      for (const net of this.bare) if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
+      // The primary's addresses only: endpoints other hosts add (union.ts) are not this host's to vouch for.
+      for (const net of this.bare) if (((net.primary ?? net).byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
     }
     return found.size === 0 ? null : [...found].sort();
   }
