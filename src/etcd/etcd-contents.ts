@@ -3,7 +3,8 @@
 // the networks they touched. Every value is checked here, at the boundary: its size, its JSON and
 // its fields (registry/document.ts: a network's and an endpoint's DNS fields only). A value that
 // fails is reported once, by its key and the problem, never by its content; what the key held
-// before goes with it, and the rest of its network stays.
+// before goes with it, and the rest of its network stays. What is held is bounded too (keys and
+// bytes): one writer that floods the prefix cannot exhaust this daemon's memory.
 import { printable } from '../registry/fields.js';
 import { remoteEndpoint, remoteNetwork } from '../registry/document.js';
 import { isServiceLabel } from '../wire/names.js';
@@ -22,12 +23,18 @@ export interface KeyValue {
 export interface HeldKey {
   lease: string;
   modRevision: string;
+  /** What the key costs against maxHeldBytes: its name and the value kept. */
+  bytes: number;
 }
 
 export type KeyKind =
   | { kind: 'network'; network: string }
   | { kind: 'endpoint'; network: string; node: string; endpoint: string }
   | { kind: 'ignored' };
+
+/** The most keys and bytes (keys and values) held from one shared registry, unless told otherwise. */
+export const MAX_HELD_KEYS = 200_000;
+export const MAX_HELD_BYTES = 64 * 1024 * 1024;
 
 /** Node names and endpoint ids in keys: what a host name or a container id is made of. */
 const PART = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -63,6 +70,10 @@ export interface ContentsOptions {
   prefix: string;
   /** Larger values are refused. */
   maxValueBytes: number;
+  /** The most keys held (MAX_HELD_KEYS): further new keys are refused, said once until there is room again. */
+  maxHeldKeys?: number;
+  /** The most bytes of keys and values held (MAX_HELD_BYTES), likewise. */
+  maxHeldBytes?: number;
   /** Endpoints of this node are skipped (the daemon serves its own from its own state). */
   ownNode?: string;
   /** A key whose value is refused: its name and the problem, both escaped and bounded. */
@@ -80,6 +91,9 @@ export class EtcdContents {
   private readonly networks = new Map<string, NetworkEntry>();
   /** Every key held (valid or not): what a resynchronisation compares with etcd. */
   private readonly held = new Map<string, HeldKey>();
+  private heldBytes = 0;
+  /** A key was refused for want of room, and said; said again only after a delete made room. */
+  private full = false;
 
   constructor(private readonly options: ContentsOptions) {}
 
@@ -96,8 +110,12 @@ export class EtcdContents {
     const kind = keyKind(this.options.prefix, kv.key);
     if (kind.kind === 'ignored') return undefined;
     if (kind.kind === 'endpoint' && kind.node === this.options.ownNode) return undefined;
-    if (this.held.get(kv.key)?.modRevision === kv.modRevision) return undefined;
-    this.held.set(kv.key, { lease: kv.lease, modRevision: kv.modRevision });
+    const before = this.held.get(kv.key);
+    if (before?.modRevision === kv.modRevision) return undefined;
+    const bytes = kv.key.length + (kv.value.byteLength > this.options.maxValueBytes ? 0 : kv.value.byteLength);
+    if (!this.hasRoom(kv.key, before, bytes)) return before === undefined ? undefined : this.delete(kv.key);
+    this.heldBytes += bytes - (before?.bytes ?? 0);
+    this.held.set(kv.key, { lease: kv.lease, modRevision: kv.modRevision, bytes });
     const data = this.parse(kv);
     const entry = this.entry(kind.network);
     if (kind.kind === 'network') {
@@ -123,7 +141,11 @@ export class EtcdContents {
 
   /** Forgets a key; returns the network it touched, if any. */
   delete(key: string): string | undefined {
-    if (!this.held.delete(key)) return undefined;
+    const before = this.held.get(key);
+    if (before === undefined) return undefined;
+    this.held.delete(key);
+    this.heldBytes -= before.bytes;
+    this.full = false;
     const kind = keyKind(this.options.prefix, key);
     if (kind.kind === 'ignored') return undefined;
     const entry = this.networks.get(kind.network);
@@ -178,6 +200,23 @@ export class EtcdContents {
       this.problem(key, problem);
       return { problem };
     }
+  }
+
+  /**
+   * Whether `key` may be held at `bytes` (`before`: what it holds now). Refused, it is said once
+   * (by this key) until keys are deleted; a refused key is read again when etcd is next listed.
+   */
+  private hasRoom(key: string, before: HeldKey | undefined, bytes: number): boolean {
+    const maxKeys = this.options.maxHeldKeys ?? MAX_HELD_KEYS;
+    const maxBytes = this.options.maxHeldBytes ?? MAX_HELD_BYTES;
+    const keys = this.held.size + (before === undefined ? 1 : 0);
+    const total = this.heldBytes + bytes - (before?.bytes ?? 0);
+    if (keys <= maxKeys && total <= maxBytes) return true;
+    if (!this.full) {
+      this.full = true;
+      this.problem(key, `refused, and every further key until some are deleted: this daemon holds at most ${maxKeys} keys and ${maxBytes} bytes of one shared registry (it holds ${this.held.size} keys, ${this.heldBytes} bytes)`);
+    }
+    return false;
   }
 
   /** The value's JSON, or undefined (reported) when it is too large or not JSON. */

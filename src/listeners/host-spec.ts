@@ -4,7 +4,7 @@
 // only its own networks among the listener's, as it would at its own 127.0.0.11.
 import { formatHostPort } from '../host-port.js';
 import type { Logger } from '../log.js';
-import type { Registry } from '../registry/registry.js';
+import { isRemoteSource, type Registry } from '../registry/registry.js';
 import { clientViews, Tenants } from '../registry/tenants.js';
 import type { ListenerContext } from '../resolver/resolver.js';
 import { hostAddresses, type ClientFilter } from '../server/client-filter.js';
@@ -35,7 +35,7 @@ export class HostSpec implements ListenerSpec<HostWant> {
   private readonly tenants: () => Tenants;
 
   constructor(private readonly registry: Registry, private readonly shared: ServerShared, private readonly log: Logger) {
-    this.tenants = registry.derived((snapshot) => new Tenants(snapshot.networks, hostAddresses()));
+    this.tenants = registry.derived((snapshot) => new Tenants(snapshot.networks, hostAddresses(), (network) => !isRemoteSource(registry.sourceOf(network) ?? '')));
   }
 
   /** The listeners the configuration asks for, and who they answer; the next pass applies them. */

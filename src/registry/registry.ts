@@ -16,7 +16,7 @@ import { Snapshot } from './snapshot.js';
 import { printable } from './fields.js';
 import { HealthStates } from './health-state.js';
 import { overlaps, spansOf } from './subnet-spans.js';
-import { unionNetwork } from './union.js';
+import { holdsId, unionNetwork } from './union.js';
 
 export { Snapshot };
 
@@ -69,6 +69,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   /** Namespace identity → the paths in namespaceNetworks seen naming it, and each path's identity. */
   private readonly pathsOf = new Map<string, Set<string>>();
   private readonly identityOf = new Map<string, string>();
+  /** Network → endpoint ids whose health state a shared registry's value set (takeHealth). */
+  private readonly remoteStates = new Map<string, Set<string>>();
 
   constructor(private readonly options: RegistryOptions = {}) {
     super();
@@ -133,9 +135,13 @@ export class Registry extends EventEmitter<RegistryEvents> {
     checkNamesOnly(endpoints, source, `endpoints added to network "${printable(network)}"`);
     const offer = this.offerOf(network, source);
     const kept = new Set(endpoints.map((e) => e.id));
-    for (const e of offer.contributed ?? []) if (e.health !== undefined && !kept.has(e.id)) this.health.delete(network, e.id);
+    for (const e of offer.contributed ?? []) {
+      if (e.health === undefined || kept.has(e.id) || this.heldLocally(network, e.id)) continue;
+      this.health.delete(network, e.id);
+      this.remoteStates.get(network)?.delete(e.id);
+    }
     offer.contributed = endpoints.length > 0 ? endpoints : undefined;
-    for (const e of endpoints) if (e.health !== undefined) this.health.set(network, e.id, e.health);
+    this.takeHealth(network, source, endpoints);
     const snapshot = this.install(network);
     this.dropEmptyOffer(network, source);
     return snapshot;
@@ -174,11 +180,51 @@ export class Registry extends EventEmitter<RegistryEvents> {
     offer.compiled = compiled;
     // A state given in a file (`health:`) is the endpoint's state from now on (until a probe or
     // `endpoint health` says otherwise).
-    for (const e of compiled.notable) if (e.health !== undefined) this.health.set(name, e.id, e.health);
+    if (!isRemoteSource(source)) this.dropRemoteStates(name, compiled);
+    this.takeHealth(name, source, compiled.notable);
     const snapshot = this.install(name);
     // After the change listeners: every query from now on uses the new version.
     if (replaced !== compiled) replaced?.release?.();
     return snapshot;
+  }
+
+  /**
+   * Records the health states `endpoints` give. States are kept by network and endpoint id, so a
+   * shared registry's value may not set the state of an id a local source holds on the network:
+   * another host would decide which of this host's endpoints answer.
+   */
+  private takeHealth(network: string, source: string, endpoints: readonly Endpoint[]): void {
+    const remote = isRemoteSource(source);
+    for (const e of endpoints) {
+      if (e.health === undefined || (remote && this.heldLocally(network, e.id))) continue;
+      this.health.set(network, e.id, e.health);
+      if (!remote) continue;
+      let ids = this.remoteStates.get(network);
+      if (!ids) this.remoteStates.set(network, (ids = new Set()));
+      ids.add(e.id);
+    }
+  }
+
+  /**
+   * A local definition that now holds an id whose state a shared registry's value set (while no
+   * local endpoint had it: a container away and back) starts from its own state, not that one.
+   */
+  private dropRemoteStates(network: string, compiled: CompiledNetwork): void {
+    const ids = this.remoteStates.get(network);
+    for (const id of ids ?? []) {
+      if (!holdsId(compiled, id)) continue;
+      this.health.delete(network, id);
+      ids!.delete(id);
+    }
+    if (ids?.size === 0) this.remoteStates.delete(network);
+  }
+
+  /** Whether a local source's definition of `network` has an endpoint with this id. */
+  private heldLocally(network: string, id: string): boolean {
+    for (const [source, offer] of this.offers.get(network) ?? []) {
+      if (!isRemoteSource(source) && offer.compiled && holdsId(offer.compiled, id)) return true;
+    }
+    return false;
   }
 
   /**
@@ -314,6 +360,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.ids.delete(shortId(removed.network.id));
     this.indexNamespaces(name, removed, undefined);
     this.health.deleteNetwork(name);
+    this.remoteStates.delete(name);
     return this.publish(networks, name);
   }
 

@@ -4,7 +4,9 @@
 // own 127.0.0.11 would show, never more (docs/security.md). An address of the host's own (a
 // bridge's gateway among them) is the host's, not a tenant's; a gateway a registry file declares is
 // not, unless the host has it: the file's author would otherwise choose an address of its own
-// tenants that sees every network. Built once per snapshot; a client's answer is remembered, so a
+// tenants that sees every network. Only networks this host vouches for make tenants: another
+// host's network from a shared registry (etcd) claims subnets and addresses no one here checked,
+// and must not narrow, or refuse, what a client of this host sees. Built once per snapshot; a client's answer is remembered, so a
 // query costs a map lookup.
 import ipaddr from 'ipaddr.js';
 import type { CompiledNetwork } from './compiled.js';
@@ -22,13 +24,17 @@ export class Tenants {
   private readonly host = new Set<string>();
   private readonly memo = new Map<string, readonly string[] | null>();
 
-  /** `hostAddresses`: the addresses of the host's own interfaces. */
-  constructor(networks: ReadonlyMap<string, CompiledNetwork>, hostAddresses: Iterable<string> = []) {
+  /**
+   * `hostAddresses`: the addresses of the host's own interfaces. `local`: whether a network is
+   * this host's (not another host's, from a shared registry); only those make tenants.
+   */
+  constructor(networks: ReadonlyMap<string, CompiledNetwork>, hostAddresses: Iterable<string> = [], local: (network: string) => boolean = () => true) {
     for (const address of hostAddresses) {
       const addr = parsed(address);
       if (addr !== undefined) this.host.add(addr.toString());
     }
     for (const net of networks.values()) {
+      if (!local(net.network.name)) continue;
       if (net.network.subnets.length === 0) this.bare.push(net);
       for (const subnet of net.network.subnets) {
         try {
@@ -61,7 +67,8 @@ export class Tenants {
     // tenant's address must not become that tenant's view (nor give it the file's upstreams). A
     // network with subnets has every endpoint address inside them (document.ts checks).
     if (found.size === 0) {
-      for (const net of this.bare) if ((net.byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
+      // The primary's addresses only: endpoints other hosts add (union.ts) are not this host's to vouch for.
+      for (const net of this.bare) if (((net.primary ?? net).byAddress.get(key)?.length ?? 0) > 0) found.add(net.network.name);
     }
     return found.size === 0 ? null : [...found].sort();
   }

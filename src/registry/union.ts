@@ -4,6 +4,7 @@
 // again when they change: a large packed primary is neither decoded nor rebuilt, and a query
 // reads both layers (two lookups, and a merged entry only for a name both layers hold).
 import { compileNetwork, type AddressLookup, type CompiledNetwork, type NameEntry, type NameLookup } from './compiled.js';
+import { isLongId, isNameId, SHORT_ID_LENGTH } from './ids.js';
 import type { Endpoint } from './types.js';
 
 /**
@@ -47,8 +48,24 @@ function newEndpoints(primary: CompiledNetwork, contributed: Iterable<readonly E
   return added;
 }
 
-/** Whether `network` holds an endpoint with e's id: looked up by e's own name, a key every endpoint has. */
+/**
+ * Whether `network` holds an endpoint with this id. A hex id (Docker's, or derived) is in the name
+ * index (a long one by its short id); any other id is looked for among every endpoint, which
+ * decodes a packed network: ask only when needed.
+ */
+export function holdsId(network: CompiledNetwork, id: string): boolean {
+  const key = id.toLowerCase();
+  if (!isNameId(key)) return network.endpoints.some((held) => held.id.toLowerCase() === key);
+  return network.names.get(isLongId(key) ? key.slice(0, SHORT_ID_LENGTH) : key)?.endpoints.some((held) => held.id.toLowerCase() === key) ?? false;
+}
+
+/**
+ * Whether `network` holds e (by id). A hex id is found whatever e's name: another host's value
+ * that reuses a local id under another name is not served beside it. Other ids are found by e's
+ * own name, a key every endpoint has.
+ */
 function holds(network: CompiledNetwork, e: Endpoint): boolean {
+  if (isNameId(e.id.toLowerCase())) return holdsId(network, e.id);
   return network.names.get(e.name.toLowerCase())?.endpoints.some((held) => held.id === e.id) ?? false;
 }
 

@@ -10,9 +10,9 @@ import { waitFor } from '../helpers/wait.js';
 const P = '/nsdns';
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
 
-function contents(ownNode?: string) {
+function contents(ownNode?: string, limits: { maxHeldKeys?: number; maxHeldBytes?: number } = {}) {
   const problems: Array<[string, string]> = [];
-  const c = new EtcdContents({ prefix: P, maxValueBytes: 1024, ownNode, onProblem: (key, problem) => problems.push([key, problem]) });
+  const c = new EtcdContents({ prefix: P, maxValueBytes: 1024, ownNode, ...limits, onProblem: (key, problem) => problems.push([key, problem]) });
   let revision = 1;
   const put = (key: string, value: unknown, lease = '0') => c.put({ key, value: bytes(value), lease, modRevision: String(++revision) });
   return { c, put, problems };
@@ -87,6 +87,29 @@ it('skips its own node, and reports names several nodes hold as their own', () =
   put('/nsdns/endpoints/lab/b/api-b', { name: 'API', ipv4: '10.123.1.3' });
   assert.deepEqual(c.network('lab')!.sharedNames, ['api']);
   assert.equal(c.keys.has('/nsdns/endpoints/lab/me/mine'), false);
+});
+
+it('holds at most so many keys and bytes: a flood is refused, said once, and room made takes keys again', () => {
+  const { c, put, problems } = contents(undefined, { maxHeldKeys: 4, maxHeldBytes: 1000 });
+  put('/nsdns/networks/lab', { name: 'lab', subnets: [{ subnet: '10.127.1.0/24' }] });
+  for (let i = 1; i <= 50; i++) put(`/nsdns/endpoints/lab/a/web${i}`, { name: `web${i}`, ipv4: `10.127.1.${i}` });
+  assert.equal(c.keys.size, 4);
+  assert.deepEqual(c.network('lab')!.record.endpoints.map((e) => e.name), ['web1', 'web2', 'web3']);
+  assert.equal(problems.length, 1, 'said once, not once per key');
+  assert.match(problems[0][1], /^refused, and every further key until some are deleted: this daemon holds at most 4 keys and 1000 bytes of one shared registry \(it holds 4 keys, \d+ bytes\)$/);
+  assert.equal(problems[0][0], '/nsdns/endpoints/lab/a/web4');
+  // A key held may still change; a delete makes room for a new one.
+  put('/nsdns/endpoints/lab/a/web1', { name: 'web1', ipv4: '10.127.1.99' });
+  assert.deepEqual(c.network('lab')!.record.endpoints[0].ipv4, ['10.127.1.99']);
+  c.delete('/nsdns/endpoints/lab/a/web2');
+  put('/nsdns/endpoints/lab/a/web60', { name: 'web60', ipv4: '10.127.1.60' });
+  assert.deepEqual(c.network('lab')!.record.endpoints.map((e) => e.name).sort(), ['web1', 'web3', 'web60']);
+  // Bytes: a value that would pass the total is refused, and said again (a delete made room since).
+  const big = { name: 'big', ipv4: '10.127.1.70', labels: { note: 'x'.repeat(240) } };
+  put('/nsdns/endpoints/lab/a/web3', { ...big, name: 'web3', labels: { a: 'x'.repeat(240), b: 'y'.repeat(240), c: 'z'.repeat(240) } });
+  assert.equal(problems.length, 2);
+  assert.equal(problems[1][0], '/nsdns/endpoints/lab/a/web3');
+  assert.deepEqual(c.network('lab')!.record.endpoints.map((e) => e.name).sort(), ['web1', 'web60'], 'what the key held goes, as with any refused value');
 });
 
 it('takes a value it holds already (listed again) as no change', () => {

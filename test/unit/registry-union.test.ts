@@ -73,6 +73,42 @@ describe('registry: a network, several sources', () => {
     assert.equal(r.health.get('lab', sick.id), 'healthy');
   });
 
+  it('lets no other host reach a local endpoint\'s health, nor answer as it, by reusing its id', () => {
+    // A container's id, as nsdns's own endpoints have.
+    const W1 = 'a1b2c3d4e5f6'.repeat(5) + 'a1b2';
+    const r = new Registry();
+    r.setNetwork(lab(`[{name: web, id: ${W1}, ipv4: 10.124.0.10, aliases: [svc]}, {name: web2, id: w2, ipv4: 10.124.0.11, aliases: [svc]}]`), STATE_SOURCE);
+    // A probe found web unhealthy: the alias answers web2 only.
+    r.health.set('lab', W1, 'unhealthy');
+    assert.deepEqual(addresses(r, 'svc.lab'), ['10.124.0.11']);
+    // Another host's value names the same id under another name and says it is healthy.
+    const claim = remoteEndpoint({ name: 'evil', id: W1, ipv4: '10.124.0.66', aliases: ['svc'], health: 'healthy' }, lab().network, `/nsdns/endpoints/lab/node-b/${W1}`);
+    r.setContribution('lab', ETCD, [claim]);
+    assert.equal(r.health.get('lab', W1), 'unhealthy');
+    assert.deepEqual(addresses(r, 'svc.lab'), ['10.124.0.11']);
+    assert.deepEqual(addresses(r, 'evil.lab'), ['nxdomain']);
+    // Withdrawn, it does not take the local state with it.
+    r.removeContribution('lab', ETCD);
+    assert.equal(r.health.get('lab', W1), 'unhealthy');
+    // The same through a shared definition standing by behind the local one.
+    r.setNetwork({ network: lab().network, endpoints: [claim] }, ETCD);
+    assert.equal(r.health.get('lab', W1), 'unhealthy');
+    assert.deepEqual(addresses(r, 'svc.lab'), ['10.124.0.11']);
+    assert.deepEqual(addresses(r, 'evil.lab'), ['nxdomain']);
+  });
+
+  it('does not hand a state another host set to a local endpoint that comes later with that id', () => {
+    const W1 = 'f0e1d2c3b4a5'.repeat(5) + 'f0e1';
+    const r = new Registry();
+    r.setNetwork(lab('[{name: web2, id: w2, ipv4: 10.124.0.11, aliases: [svc]}]'), STATE_SOURCE);
+    // While the local container is away (disconnected), another host's value takes its id.
+    r.setContribution('lab', ETCD, [remoteEndpoint({ name: 'evil', id: W1, ipv4: '10.124.0.66', health: 'unhealthy' }, lab().network, `/nsdns/endpoints/lab/node-b/${W1}`)]);
+    // It connects again: its state is its own (none yet: healthy), not the other host's.
+    r.setNetwork(lab(`[{name: web, id: ${W1}, ipv4: 10.124.0.10, aliases: [svc]}, {name: web2, id: w2, ipv4: 10.124.0.11, aliases: [svc]}]`), STATE_SOURCE);
+    assert.equal(r.health.get('lab', W1), 'healthy');
+    assert.deepEqual(addresses(r, 'svc.lab'), ['10.124.0.10', '10.124.0.11']);
+  });
+
   it('answers every address of a name two hosts give', () => {
     const r = new Registry();
     r.setNetwork(lab(), STATE_SOURCE);

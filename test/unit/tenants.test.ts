@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import ipaddr from 'ipaddr.js';
-import { parseDocumentText } from '../../src/registry/document.js';
+import { parseDocumentText, remoteEndpoint } from '../../src/registry/document.js';
 import { Registry } from '../../src/registry/registry.js';
 import { clientViews, Tenants } from '../../src/registry/tenants.js';
 
@@ -39,6 +39,16 @@ describe('tenants', () => {
     const r = registry();
     r.setNetwork(parseDocumentText('name: claim\nendpoints:\n  - {name: spy, ipv4: 10.161.0.2}\n', 'claim.yaml'), 'test');
     assert.deepEqual(new Tenants(r.current().networks).of('10.161.0.2'), ['a']);
+  });
+
+  it('an endpoint another host adds to a network without subnets does not take its address', () => {
+    const r = registry();
+    const bare = r.current().networks.get('bare')!.network;
+    r.setContribution('bare', 'etcd:etcd://127.0.0.1:16100/nsdns', [remoteEndpoint({ name: 'far', ipv4: '198.51.100.7' }, bare, '/nsdns/endpoints/bare/node-b/far')]);
+    assert.deepEqual(r.current().view().lookup('far.bare').kind, 'found');
+    const t = new Tenants(r.current().networks);
+    assert.equal(t.of('198.51.100.7'), null);
+    assert.deepEqual(t.of('192.0.2.9'), ['bare']);
   });
 
   it('matches subnets of any prefix length as ipaddr.js does, IPv4 and IPv6', () => {
