@@ -17,6 +17,7 @@ import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../regis
 import type { Registry } from '../registry/registry.js';
 import type { Network } from '../registry/types.js';
 import { connectEtcd, type EtcdAccess } from './etcd-client.js';
+import { definitionDifference } from './network-definition.js';
 import { etcdKeys, type EtcdLocation } from './etcd-url.js';
 
 export interface AnnouncerOptions {
@@ -242,10 +243,7 @@ function differs(network: Network, text: string, key: string): string | undefine
   } catch (err) {
     return `the value there is not a network (${err instanceof SyntaxError ? 'not JSON' : errorMessage(err)})`;
   }
-  const subnets = (n: Network) => n.subnets.map((s) => s.subnet).sort().join(', ');
-  if (subnets(theirs) !== subnets(network)) return `subnets ${subnets(theirs) || 'none'} there, ${subnets(network) || 'none'} here`;
-  if (theirs.internal !== network.internal) return `internal ${theirs.internal} there, ${network.internal} here`;
-  return undefined;
+  return definitionDifference(theirs, network);
 }
 
 function withTimeout(work: Promise<void>): Promise<void> {

@@ -16,10 +16,10 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
-import type { Network } from '../registry/types.js';
 import { connectEtcd, etcdOptions, type EtcdAccess } from './etcd-client.js';
 import { EtcdContents, type KeyValue } from './etcd-contents.js';
 import { HeldDeletes } from './held-deletes.js';
+import { definitionDifference } from './network-definition.js';
 import type { EtcdLocation } from './etcd-url.js';
 
 export interface EtcdSourceOptions {
@@ -90,6 +90,7 @@ export class EtcdSource {
   private publishing = false;
   private readonly sharedNames = new Map<string, string[]>();
   private refused = 0;
+  private readonly refusals = new RefusalLines();
 
   constructor(private readonly registry: Registry, private readonly log: Logger, private readonly options: EtcdSourceOptions) {
     this.name = `etcd:${options.location.url}`;
@@ -106,6 +107,7 @@ export class EtcdSource {
       ownNode: options.ownNode,
       onProblem: (key, problem) => {
         this.refused++;
+        if (!this.refusals.fresh(key, problem)) return;
         this.log.error({ key, err: { code: 'ERR_REGISTRY_FILE', message: problem } }, 'etcd value refused; the rest of its network is served');
       },
     });
@@ -175,10 +177,10 @@ export class EtcdSource {
 
   /** One connection: list, then watch until it breaks; says why it broke. */
   private async session(client: Etcd3, connected: () => void): Promise<Break> {
-    const { revision, kvs } = await this.list(client);
+    const { revision, listed } = await this.list(client);
     const wasStale = this.staleSince;
     if (wasStale !== undefined) this.held.outageEnded();
-    this.resynchronise(kvs);
+    this.removeUnlisted(listed);
     this.revision = revision;
     this.flush();
     const broken = new Promise<Break>((resolve) => { this.onBreak = resolve; });
@@ -205,10 +207,16 @@ export class EtcdSource {
   }
 
   /** Every key under the prefix at one revision, a page at a time. */
-  private async list(client: Etcd3): Promise<{ revision: bigint; kvs: KeyValue[] }> {
+  /**
+   * Lists the prefix at one revision, a page at a time, each page applied as it comes: a prefix
+   * flooded with keys never sits whole in memory (what is held is bounded by etcd-contents.ts).
+   * Returns the revision and the held keys the list named; deletes wait for removeUnlisted, so a
+   * list in progress only ever adds to what is served.
+   */
+  private async list(client: Etcd3): Promise<{ revision: bigint; listed: Set<string> }> {
     const start = `${this.options.location.prefix}/`;
     const end = `${this.options.location.prefix}0`; // '0' follows '/': the end of the prefix's range
-    const kvs: KeyValue[] = [];
+    const listed = new Set<string>();
     let from = start;
     let revision: bigint | undefined;
     for (;;) {
@@ -216,19 +224,18 @@ export class EtcdSource {
       if (revision !== undefined) range.revision(String(revision));
       const res = await range.exec();
       revision ??= BigInt(res.header.revision);
-      for (const kv of res.kvs) kvs.push(keyValue(kv));
-      if (!res.more || res.kvs.length === 0) return { revision, kvs };
+      for (const raw of res.kvs) {
+        const kv = keyValue(raw);
+        this.put(kv);
+        if (this.contents.keys.has(kv.key)) listed.add(kv.key);
+      }
+      if (!res.more || res.kvs.length === 0) return { revision, listed };
       from = `${res.kvs[res.kvs.length - 1].key.toString('utf8')}\0`;
     }
   }
 
-  /** Makes what is held what etcd listed: puts for every key, deletes for keys it no longer has. */
-  private resynchronise(kvs: readonly KeyValue[]): void {
-    const listed = new Set<string>();
-    for (const kv of kvs) {
-      listed.add(kv.key);
-      this.put(kv);
-    }
+  /** Deletes what is held but was not listed: etcd lost it while this source was not watching. */
+  private removeUnlisted(listed: ReadonlySet<string>): void {
     for (const key of [...this.contents.keys.keys()]) if (!listed.has(key)) this.remove(key);
   }
 
@@ -375,12 +382,28 @@ export class EtcdSource {
   }
 }
 
-/** Why etcd's definition of a network is not the same network as `local`'s (subnets, internal), or undefined. */
-function definitionDifference(shared: Network, local: Network): string | undefined {
-  const subnets = (n: Network) => n.subnets.map((s) => s.subnet).sort().join(', ') || 'none';
-  if (subnets(shared) !== subnets(local)) return `subnets ${subnets(shared)} in etcd, ${subnets(local)} here`;
-  if (shared.internal !== local.internal) return `internal ${shared.internal} in etcd, ${local.internal} here`;
-  return undefined;
+/**
+ * Which refusals get a log line: a key refused again for the same problem (a writer putting a bad
+ * value in a loop) gets none, and at most LINES_PER_SECOND lines are written (a flood of bad keys).
+ */
+class RefusalLines {
+  private static readonly LINES_PER_SECOND = 20;
+  private static readonly REMEMBERED = 4096;
+  private readonly last = new Map<string, string>();
+  private second = 0;
+  private lines = 0;
+
+  fresh(key: string, problem: string): boolean {
+    if (this.last.get(key) === problem) return false;
+    if (this.last.size >= RefusalLines.REMEMBERED) this.last.clear();
+    this.last.set(key, problem);
+    const now = Math.floor(Date.now() / 1000);
+    if (now !== this.second) {
+      this.second = now;
+      this.lines = 0;
+    }
+    return ++this.lines <= RefusalLines.LINES_PER_SECOND;
+  }
 }
 
 function keyValue(kv: IKeyValue): KeyValue {

@@ -73,7 +73,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
     await lab.ok('network', 'connect', 'other', x, '--name', 'x');
     await lab.ok('network', 'connect', 'same', y, '--name', 'y');
     const refused = await lab.daemon!.waitForLog((l) => l.msg === 'not announcing network: etcd holds another definition of it' && l.network === 'other');
-    assert.match(String(refused.problem), /subnets 10\.124\.9\.0\/24 there, 10\.124\.8\.0\/24 here/);
+    assert.match(String(refused.problem), /subnets 10\.124\.9\.0\/24 in etcd, 10\.124\.8\.0\/24 here/);
     await until('y in etcd', () => names('same', 'node-a'), (n) => n === 'y');
     assert.equal(await names('other', 'node-a'), '');
     assert.match((await etcd.list(`${prefix}/networks/other`)).get(`${prefix}/networks/other`)!, /10\.124\.9\.0/);
