@@ -174,11 +174,12 @@ export class Planner {
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
     for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
-    // Auxiliary addresses are refused to --ip as the gateway is, and never allocated.
-    const gateways = new Set([...network.subnets.map((s) => s.gateway).filter((g): g is string => g !== undefined), ...Object.values(auxAddresses(network))].map(canonical));
-    for (const g of gateways) used.add(g);
-    const ipv4 = this.address(network, used, 'ipv4', req.ip, gateways);
-    const ipv6 = this.address(network, used, 'ipv6', req.ip6, gateways);
+    // Gateways and auxiliary addresses are never allocated, and refused to --ip with what they are.
+    const notForEndpoints = new Map<string, string>(network.subnets.filter((s) => s.gateway !== undefined).map((s) => [canonical(s.gateway!), 'the gateway']));
+    for (const [auxName, ip] of Object.entries(auxAddresses(network))) notForEndpoints.set(canonical(ip), `the auxiliary address "${auxName}"`);
+    for (const r of notForEndpoints.keys()) used.add(r);
+    const ipv4 = this.address(network, used, 'ipv4', req.ip, notForEndpoints);
+    const ipv6 = this.address(network, used, 'ipv6', req.ip6, notForEndpoints);
 
     const ifnamesInUse = new Set(inNamespace.map((e) => e.ifname));
     let ifname = req.ifname;
@@ -214,7 +215,7 @@ export class Planner {
     };
   }
 
-  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined, gateways: ReadonlySet<string>): string | undefined {
+  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined, reserved: ReadonlyMap<string, string>): string | undefined {
     const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === kind);
     const flag = kind === 'ipv4' ? '--ip' : '--ip6';
     if (!subnet) {
@@ -225,7 +226,7 @@ export class Planner {
     if (requested !== undefined) {
       const address = canonical(requested);
       if (!contains(cidr, address)) throw bad(`${flag} ${address} is outside the subnet ${cidr.text} of network "${network.name}"`);
-      if (gateways.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is the gateway or an auxiliary address of network "${network.name}"; give another address`);
+      if (reserved.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is ${reserved.get(address)} of network "${network.name}"; give another address`);
       if (used.has(address)) throw new NsdnsError('ERR_CONFLICT', `${address} is already in use on network "${network.name}"`);
       return address;
     }
