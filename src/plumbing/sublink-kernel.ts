@@ -129,7 +129,7 @@ async function unavailable(driver: SubLinkDriver, parent: string): Promise<strin
   } catch (err) {
     if (err instanceof NsdnsError) return undefined; // the parent's problem, told by the caller
     const code = netlinkCode(err);
-    if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOENT') return `${driver} is not available in this kernel (creating a ${driver} link failed: ${netlinkReason(err)}; modprobe ${driver} failed or the module is missing)`;
+    if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOENT') return `${driver} is not available in this kernel (creating ${driver === 'ipvlan' ? 'an' : 'a'} ${driver} link failed: ${netlinkReason(err)}; modprobe ${driver} failed or the module is missing)`;
     return undefined;
   }
   const socket = openRtNetlink();

@@ -53,7 +53,7 @@ export function subLinkOptions(driver: SubLinkDriver, options: Readonly<Record<s
   if (options[MODE_KEY[other]] !== undefined) throw new NsdnsError('ERR_BAD_REQUEST', `-o ${MODE_KEY[other]} is an option of the ${other} driver, not of ${driver}`);
   const mode = options[MODE_KEY[driver]] ?? MODES[driver][0];
   if (!MODES[driver].includes(mode)) {
-    throw new NsdnsError('ERR_BAD_REQUEST', `-o ${MODE_KEY[driver]}="${printable(mode, 20)}" is not a ${driver} mode (${MODES[driver].join(', ')})`);
+    throw new NsdnsError('ERR_BAD_REQUEST', `-o ${MODE_KEY[driver]}="${printable(mode, 20)}" is not ${driver === 'ipvlan' ? 'an' : 'a'} ${driver} mode (${MODES[driver].join(', ')})`);
   }
   return { ...options, parent, [MODE_KEY[driver]]: mode };
 }
