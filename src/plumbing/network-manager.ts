@@ -277,11 +277,13 @@ export class NetworkManager {
           apply: () => this.ports.hold(endpoint.id, endpoint.ports!),
           undo: () => this.ports.release(endpoint.id),
         }] : []),
-        // A note names the host link to remove; a macvlan/ipvlan endpoint has none on the host.
-        ...(endpoint.hostIf !== undefined ? [{
+        {
           name: 'note the connect in progress', stage: 'connect note',
-          apply: () => this.deps.intents.write({ endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf!, netns: target.path }),
-        }] : []),
+          // A veth is named by its host end; a macvlan/ipvlan link has nothing on the host.
+          apply: () => this.deps.intents.write(endpoint.hostIf !== undefined
+            ? { endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf, netns: target.path }
+            : { endpointId: endpoint.id, network: network.name, ifname: endpoint.ifname!, netns: target.path }),
+        },
         this.endpointLinkStep(plan, target.path, target.shown, clock),
         {
           name: 'register the endpoint',
@@ -308,7 +310,7 @@ export class NetworkManager {
         { name: 'serve DNS in the namespace', stage: 'bind 127.0.0.11', apply: () => this.deps.namespaceReady(target.path) },
         // Last, and a step: a note left behind rolls the connect back at the next start, so the
         // client is told success only once it is gone.
-        ...(endpoint.hostIf !== undefined ? [{ name: 'remove the connect note', stage: 'connect note removed', apply: () => this.deps.intents.remove(endpoint.id) }] : []),
+        { name: 'remove the connect note', stage: 'connect note removed', apply: () => this.deps.intents.remove(endpoint.id) },
       ], clock);
     } catch (err) {
       failure = err;
@@ -573,12 +575,25 @@ export class NetworkManager {
     const record = this.ownRecords().find((r) => r.network.name === intent.network);
     const endpoint = record?.endpoints.find((e) => e.id === intent.endpointId);
     if (!record || !endpoint) {
-      await this.links.deleteLink(intent.hostIf);
-      return `removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`;
+      if (intent.hostIf !== undefined) await this.links.deleteLink(intent.hostIf);
+      else if (!await this.removeLeftSubLink(intent.netns, intent.ifname)) return `nothing to remove for a connect to "${intent.network}" that did not finish`;
+      return `removed ${intent.hostIf ?? `${intent.ifname} in ${intent.netns}`}, left by a connect to "${intent.network}" that did not finish`;
     }
     const failures = await runAll(this.endpointTeardown(record, [endpoint], false));
     if (failures.length > 0) throw teardownError(`rolling back the connect of "${endpoint.name}"`, failures);
     return `rolled back the connect of "${endpoint.name}" to network "${intent.network}": the daemon stopped before it finished; connect it again`;
+  }
+
+  /**
+   * The link a connect that did not finish may have left inside the namespace: removed only when
+   * it is a macvlan/ipvlan link (the name may be the user's own interface, whose creation failed).
+   */
+  private async removeLeftSubLink(netns: string, ifname: string): Promise<boolean> {
+    if (!this.host.namespaceExists(netns)) return false;
+    const link = await this.subLinks.read(netns, ifname);
+    if (link?.kind !== 'macvlan' && link?.kind !== 'ipvlan') return false;
+    await this.subLinks.remove(netns, ifname);
+    return true;
   }
 
   /** Every endpoint of the networks nsdns provisioned. */

@@ -5,6 +5,7 @@
 // parent deleted under a running network is reported, not repaired in a loop. Subnets
 // 192.168.126.0/24 and 10.126.7.0/24, this Lab's links.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
@@ -161,6 +162,23 @@ describe('macvlan networks', { skip: needsRoot }, () => {
     assert.deepEqual(Object.values(inspect.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['db', 'web']);
     assert.equal((await lab.nsdns('status')).exitCode, 0);
     assert.ok(!daemon.logs.some((l) => /removed|gone/.test(l.msg)), 'nothing was dropped or reported gone');
+  });
+
+  it('a connect the daemon was killed in (its note left) is rolled back at the next start: link, state and name go', async () => {
+    const cut = await lab.namespace('cut');
+    await lab.ok('network', 'connect', net, cut, '--name', 'cut');
+    const [inspect] = JSON.parse(await lab.ok('network', 'inspect', net));
+    const id = Object.entries(inspect.Containers as Record<string, { Name: string }>).find(([, e]) => e.Name === 'cut')![0];
+    await lab.daemon!.stop();
+    // As a daemon killed before it answered leaves it: the endpoint saved, its note still there.
+    writeFileSync(`${lab.state}/pending/${id}.json`, JSON.stringify({ endpointId: id, network: net, ifname: 'eth0', netns: `/run/netns/${cut}` }));
+    const daemon = await lab.start();
+    await daemon.waitForLog((l) => /rolled back the connect of "cut" to network "mv\w+": the daemon stopped before it finished/.test(l.msg));
+    assert.equal(await linkIn(cut, 'eth0'), undefined, 'its macvlan link is gone');
+    assert.deepEqual(await lab.dig(`ns${lab.tag}-a`, 'cut'), []);
+    await lab.ok('network', 'connect', net, cut, '--name', 'cut');
+    assert.equal((await linkIn(cut, 'eth0'))?.linkinfo?.info_kind, 'macvlan', 'the same connect then succeeds');
+    await lab.ok('network', 'disconnect', net, 'cut');
   });
 
   it('disconnect removes the link from the namespace; network rm removes the network', async () => {
