@@ -606,6 +606,9 @@ export class NetworkManager {
     const own = this.ownRecords();
     const bridged = await reconcileLinks(own.filter((r) => r.network.bridge !== undefined), this.host, this.links);
     const sublinked = await reconcileSubLinks(own.filter((r) => subLinkOf(r.network) !== undefined), this.host, this.subLinks);
+    for (const netns of new Set(sublinked.relinked)) {
+      await this.moveDefaultRoute(netns).catch((err) => sublinked.problems.push(`the default route of ${netns} could not be set again: ${errorMessage(err)}`));
+    }
     const repaired = [...bridged.repaired, ...sublinked.repaired];
     const problems = [...bridged.problems, ...sublinked.problems];
     const fresh = problems.filter((p) => !this.linkProblems.includes(p));

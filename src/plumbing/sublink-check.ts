@@ -1,7 +1,8 @@
 // The link check of macvlan/ipvlan networks (link-check.ts does bridges): the parent is the
 // user's interface, so it is only read, never changed: gone or down is reported, not repaired, and
 // the endpoints' links (which the kernel deletes with their parent) are reported gone, not made
-// again in a loop. An endpoint link that is merely down inside its namespace is set up again.
+// again in a loop. An endpoint link that is merely down inside its namespace is set up again, and
+// the caller puts back the default route the kernel removed with it.
 import { errorMessage } from '../errors.js';
 import type { NetworkRecord } from '../registry/types.js';
 import type { HostInspector } from './drivers.js';
@@ -9,8 +10,13 @@ import type { LinkReport } from './link-check.js';
 import type { SubLinkKernel } from './sublink-kernel.js';
 import { subLinkOf } from './sublinks.js';
 
-export async function reconcileSubLinks(records: readonly NetworkRecord[], host: HostInspector, kernel: SubLinkKernel): Promise<LinkReport> {
-  const report: LinkReport = { repaired: [], problems: [] };
+export interface SubLinkReport extends LinkReport {
+  /** Namespaces whose link was set up again: the kernel dropped their routes through it when it went down. */
+  relinked: string[];
+}
+
+export async function reconcileSubLinks(records: readonly NetworkRecord[], host: HostInspector, kernel: SubLinkKernel): Promise<SubLinkReport> {
+  const report: SubLinkReport = { repaired: [], problems: [], relinked: [] };
   if (records.length === 0) return report;
   const states = await host.linkStates();
   for (const { network, endpoints } of records) {
@@ -31,6 +37,7 @@ export async function reconcileSubLinks(records: readonly NetworkRecord[], host:
         else if (!link.up) {
           await kernel.setUp(e.netns, e.ifname);
           report.repaired.push(`${where}: set ${e.ifname} up again`);
+          report.relinked.push(e.netns);
         }
       } catch (err) {
         report.problems.push(`${where}: ${e.ifname} could not be checked: ${errorMessage(err)}`);

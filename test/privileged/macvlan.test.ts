@@ -152,16 +152,22 @@ describe('macvlan networks', { skip: needsRoot }, () => {
     await lab.ok('network', 'rm', '--disconnect', `ipv${lab.tag}`);
   });
 
-  it('a daemon restart keeps the endpoints and their links; names still answer', async () => {
+  it('a daemon restart keeps the endpoints and reconciles their links (one set down meanwhile comes up); names still answer', async () => {
     const a = `ns${lab.tag}-a`;
     await lab.daemon!.stop();
+    await sh('ip', '-n', a, 'link', 'set', 'eth0', 'down');
     const daemon = await lab.start();
+    assert.ok(daemon.logs.some((l) => /endpoint "web" of macvlan network "mv\w+": set eth0 up again/.test(l.msg)), 'the link set down while stopped was reconciled');
     assert.equal((await linkIn(a, 'eth0'))?.linkinfo?.info_kind, 'macvlan');
+    assert.ok((await linkIn(a, 'eth0'))!.flags.includes('UP'));
+    const routes = JSON.parse(await sh('ip', '-n', a, '-j', 'route', 'show', 'default')) as Array<{ gateway: string; dev: string }>;
+    assert.deepEqual(routes.map((r) => [r.gateway, r.dev]), [['192.168.126.1', 'eth0']], 'the default route the kernel dropped with the link is back');
     assert.deepEqual(await lab.dig(a, 'db'), ['192.168.126.66']);
     const [inspect] = JSON.parse(await lab.ok('network', 'inspect', net));
     assert.deepEqual(Object.values(inspect.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['db', 'web']);
     assert.equal((await lab.nsdns('status')).exitCode, 0);
     assert.ok(!daemon.logs.some((l) => /removed|gone/.test(l.msg)), 'nothing was dropped or reported gone');
+    assert.ok(await pings(a, '192.168.126.1'));
   });
 
   it('a connect the daemon was killed in (its note left) is rolled back at the next start: link, state and name go', async () => {
