@@ -23,7 +23,9 @@ export async function reconcileSubLinks(records: readonly NetworkRecord[], host:
     const sub = subLinkOf(network)!;
     const state = states.get(sub.parent);
     if (!state || !state.up) {
-      const lost = endpoints.length > 0 ? `; its ${endpoints.length} endpoint(s) have no ${sub.driver} link while it is ${state ? 'down' : 'gone (the kernel deleted their links with it: disconnect and connect them again once it is back)'}` : '';
+      const lost = endpoints.length === 0 ? '' : state
+        ? `; its ${endpoints.length} endpoint(s) are cut off from the LAN until it is up`
+        : `; its ${endpoints.length} endpoint(s) have no ${sub.driver} link (the kernel deleted them with it): disconnect and connect them again once it is back`;
       report.problems.push(`parent interface ${sub.parent} of ${sub.driver} network "${network.name}" is ${state ? 'down' : 'gone'}${lost}`);
       continue;
     }

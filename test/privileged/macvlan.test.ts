@@ -199,13 +199,16 @@ describe('macvlan networks', { skip: needsRoot }, () => {
     assert.ok(await linkIn(lan, 'eth0'), 'the LAN is left as it was');
   });
 
-  it('a parent deleted under a running network is reported truthfully (status too), and not repaired', async () => {
+  it('a parent set down or deleted under a running network is reported truthfully (status too), and not repaired', async () => {
     const lan2 = `${lab.linkPrefix}ln2`;
     await makeLan('lan2', lan2, '10.126.9.1');
     const daemon = lab.daemon!;
     await lab.ok('network', 'create', '--driver', 'macvlan', '--subnet', '10.126.9.0/24', '-o', `parent=${lan2}`, `gone${lab.tag}`);
     const c = await lab.namespace('c');
     await lab.ok('network', 'connect', `gone${lab.tag}`, c, '--name', 'orphan');
+    await sh('ip', 'link', 'set', lan2, 'down');
+    await daemon.waitForLog((l) => /parent interface t\w+ln2 of macvlan network "gone\w+" is down; its 1 endpoint\(s\) are cut off from the LAN until it is up/.test(l.msg), 30_000);
+    assert.equal((await sh('ip', '-j', 'link', 'show', 'dev', lan2)).includes('"UP"'), false, 'the parent is the user\'s: not set up by nsdns');
     await sh('ip', 'link', 'del', lan2);
     const line = await daemon.waitForLog((l) => /parent interface t\w+ln2 of macvlan network "gone\w+" is gone/.test(l.msg), 30_000);
     assert.match(line.msg, /its 1 endpoint\(s\) have no macvlan link/);
