@@ -1,7 +1,7 @@
 // `nsdns network ...`: clients of the daemon's control socket, with the conventions of
 // `docker network` (create prints the id, ls a table, inspect JSON). Each command turns its flags
 // into one request and prints the answer; the daemon judges the values.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { call } from './control-client.js';
 import { collect, keyValues, socketOption, wholeNumber } from './options.js';
 import { compileFilters, compileTemplate } from './format.js';
@@ -21,7 +21,7 @@ export function networkCommands(program: Command): void {
   network.command('create')
     .description('create a network: a bridge (default), or macvlan/ipvlan on a parent interface (-o parent=IFACE)')
     .argument('<name>')
-    .option('-d, --driver <driver>', 'bridge, macvlan or ipvlan (the last two need -o parent=IFACE; mode with -o macvlan_mode= or -o ipvlan_mode=)')
+    .addOption(new Option('-d, --driver <driver>', 'macvlan and ipvlan need -o parent=IFACE (mode: -o macvlan_mode=, -o ipvlan_mode=)').choices(['bridge', 'macvlan', 'ipvlan']))
     .option('--subnet <cidr>', 'subnet, IPv4 or IPv6 (repeatable; default: a free one from the pools)', collect)
     .option('--gateway <ip>', 'gateway address (default: the first address of the subnet)')
     .option('--ip-range <cidr>', 'allocate endpoint addresses from this part of the subnet')

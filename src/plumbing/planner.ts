@@ -173,7 +173,6 @@ export class Planner {
     const healthCheck = checkHealth(req);
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
-    for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
     // Gateways and auxiliary addresses are never allocated, and refused to --ip with what they are.
     const notForEndpoints = new Map<string, string>(network.subnets.filter((s) => s.gateway !== undefined).map((s) => [canonical(s.gateway!), 'the gateway']));
     for (const [auxName, ip] of Object.entries(auxAddresses(network))) notForEndpoints.set(canonical(ip), `the auxiliary address "${auxName}"`);
@@ -188,10 +187,10 @@ export class Planner {
 
     for (const u of req.dns ?? []) checkNamespaceUpstream('--dns', u);
     const ports = (req.publish ?? []).map(parsePublish);
-    // An internal network has no path to or from the host's addresses: a published port there would never answer.
     const sub = subLinkOf(network);
     // Docker publishes no ports on macvlan/ipvlan: the endpoint is on the LAN with its own address.
     if (ports.length > 0 && sub) throw bad(`--publish: network "${network.name}" is a ${sub.driver} network; its endpoints are reached at their own address on the LAN, so nothing is published (connect to a bridge network to publish ports)`);
+    // An internal network has no path to or from the host's addresses: a published port there would never answer.
     if (ports.length > 0 && network.internal) throw bad(`--publish: network "${network.name}" is internal, so nothing outside it can reach a published port; connect the endpoint to a non-internal network to publish ports`);
     this.checkPorts(ports);
 

@@ -54,6 +54,8 @@ describe('macvlan networks', { skip: needsRoot }, () => {
       '--ip-range', '192.168.126.64/26', '--aux-address', 'printer=192.168.126.64', '-o', `parent=${parent}`, net)).trim();
     assert.match(id, /^[0-9a-f]{64}$/);
     assert.deepEqual(await lab.links(), before, 'no link on the host');
+    const rules = await execa('nft', ['list', 'table', 'inet', lab.nftTable], { reject: false });
+    assert.doesNotMatch(rules.stdout, new RegExp(`${parent}|192\\.168\\.126`), 'no firewall rules for it');
     const [inspect] = JSON.parse(await lab.ok('network', 'inspect', net));
     assert.equal(inspect.Driver, 'macvlan');
     assert.equal(inspect.Options.parent, parent);
