@@ -1,7 +1,7 @@
 // `nsdns network ...`: clients of the daemon's control socket, with the conventions of
 // `docker network` (create prints the id, ls a table, inspect JSON). Each command turns its flags
 // into one request and prints the answer; the daemon judges the values.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { call } from './control-client.js';
 import { collect, keyValues, socketOption, wholeNumber } from './options.js';
 import { compileFilters, compileTemplate } from './format.js';
@@ -19,17 +19,19 @@ export function networkCommands(program: Command): void {
   const network = program.command('network').description('manage networks (docker network style); needs a running daemon');
 
   network.command('create')
-    .description('create a bridge network')
+    .description('create a network: a bridge (default), or macvlan/ipvlan on a parent interface (-o parent=IFACE)')
     .argument('<name>')
+    .addOption(new Option('-d, --driver <driver>', 'macvlan and ipvlan need -o parent=IFACE (mode: -o macvlan_mode=, -o ipvlan_mode=)').choices(['bridge', 'macvlan', 'ipvlan']))
     .option('--subnet <cidr>', 'subnet, IPv4 or IPv6 (repeatable; default: a free one from the pools)', collect)
     .option('--gateway <ip>', 'gateway address (default: the first address of the subnet)')
     .option('--ip-range <cidr>', 'allocate endpoint addresses from this part of the subnet')
+    .option('--aux-address <name=ip>', 'an address of the subnet never given to an endpoint (a router, a printer; repeatable)', collect)
     .option('--internal', 'no route out and no upstream DNS', false)
     .option('--bridge <name>', 'bridge interface name (default derived from the network id)')
     .option('--mtu <n>', 'MTU of the bridge and veths', wholeNumber)
     .option('--dns-upstream <ip>', 'upstream DNS server for this network (repeatable)', collect)
     .option('--domain <name>', 'extra DNS zone for names on this network')
-    .option('--opt <key=value>', 'driver option, kept as given (repeatable)', collect)
+    .option('-o, --opt <key=value>', 'driver option (parent, macvlan_mode, ipvlan_mode; others kept as given; repeatable)', collect)
     .option('--label <key=value>', 'network label, shown by inspect and matched by ls --filter label= (repeatable)', collect)
     .option('--record <name=[type:]value>', 'static record for every namespace on the network: printer=10.77.0.200, docs=CNAME:web (A, AAAA, CNAME; repeatable)', collect)
     .option('--json', 'print the network as JSON', false)
@@ -37,10 +39,11 @@ export function networkCommands(program: Command): void {
     .action(async (name: string, o) => {
       const options = keyValues('--opt', o.opt, 'network create');
       const labels = keyValues('--label', o.label, 'network create');
+      const auxAddresses = keyValues('--aux-address', o.auxAddress, 'network create');
       const result = await call<{ Id: string }>(o.socket, 'network.create', {
-        name, subnets: o.subnet, gateway: o.gateway, ipRange: o.ipRange, internal: o.internal, bridge: o.bridge,
+        name, ...(o.driver !== undefined && { driver: o.driver }), subnets: o.subnet, gateway: o.gateway, ipRange: o.ipRange, internal: o.internal, bridge: o.bridge,
         mtu: o.mtu, dnsUpstreams: o.dnsUpstream, domain: o.domain, options,
-        ...(o.label !== undefined && { labels }), ...(o.record !== undefined && { records: o.record }),
+        ...(o.label !== undefined && { labels }), ...(o.auxAddress !== undefined && { auxAddresses }), ...(o.record !== undefined && { records: o.record }),
       });
       print(o.json ? result : result.Id);
     });

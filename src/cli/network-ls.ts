@@ -15,9 +15,11 @@ export interface LsRow {
   scope?: string;
   ipv6?: boolean;
   labels?: Record<string, string>;
+  /** The parent interface of a macvlan/ipvlan network. */
+  parent?: string | null;
 }
 
-const COLUMNS: Array<[string, string]> = [['id', 'NETWORK ID'], ['name', 'NAME'], ['driver', 'DRIVER'], ['subnets', 'SUBNETS'], ['internal', 'INTERNAL'], ['endpoints', 'ENDPOINTS'], ['bridge', 'BRIDGE'], ['source', 'SOURCE']];
+const COLUMNS: Array<[string, string]> = [['id', 'NETWORK ID'], ['name', 'NAME'], ['driver', 'DRIVER'], ['subnets', 'SUBNETS'], ['internal', 'INTERNAL'], ['endpoints', 'ENDPOINTS'], ['bridge', 'BRIDGE'], ['parent', 'PARENT'], ['source', 'SOURCE']];
 
 export function filterable(r: LsRow): FilterableNetwork {
   return { Name: r.name, ID: r.fullId ?? r.id, Driver: r.driver, Scope: r.scope ?? 'local', Labels: r.labels ?? {}, Type: r.source === 'nsdns' ? 'custom' : 'builtin' };

@@ -7,7 +7,10 @@ import { RESOLVER_ADDRESS } from '../listeners/namespace-sockets.js';
 import type { HealthStates } from '../registry/health-state.js';
 import type { CompiledNetwork } from '../registry/compiled.js';
 import type { Registry } from '../registry/registry.js';
-import type { Endpoint, HealthState, NetworkRecord } from '../registry/types.js';
+import type { Endpoint, HealthState, Network, NetworkRecord } from '../registry/types.js';
+import { contains, parseCidr } from '../plumbing/ipam.js';
+import { auxAddresses } from '../plumbing/aux-addresses.js';
+import { driverOf, subLinkOf } from '../plumbing/sublinks.js';
 
 /** What the handlers use of the HealthProber. */
 export interface HealthProbes {
@@ -62,6 +65,13 @@ function sharedNames(endpoints: readonly Endpoint[]): { SharedNames?: string[] }
   return shared.size > 0 ? { SharedNames: [...shared].sort() } : {};
 }
 
+/** Docker's AuxiliaryAddresses of one subnet: the network's aux addresses inside it. */
+function auxOf(network: Network, subnet: string): { AuxiliaryAddresses?: Record<string, string> } {
+  const cidr = parseCidr(subnet);
+  const inside = Object.entries(auxAddresses(network)).filter(([, ip]) => contains(cidr, ip));
+  return inside.length > 0 ? { AuxiliaryAddresses: Object.fromEntries(inside) } : {};
+}
+
 /** The shape of `docker network inspect`. */
 export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes): object {
   const { network, endpoints } = record;
@@ -70,9 +80,9 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
     Id: network.id,
     Created: network.created ?? null,
     Scope: 'local',
-    Driver: network.bridge ? 'bridge' : 'static',
+    Driver: driverOf(network),
     EnableIPv6: network.subnets.some((s) => s.subnet.includes(':')),
-    IPAM: { Driver: 'default', Options: {}, Config: network.subnets.map((s) => ({ Subnet: s.subnet, ...(s.gateway && { Gateway: s.gateway }), ...(s.ipRange && { IPRange: s.ipRange }) })) },
+    IPAM: { Driver: 'default', Options: {}, Config: network.subnets.map((s) => ({ Subnet: s.subnet, ...(s.gateway && { Gateway: s.gateway }), ...(s.ipRange && { IPRange: s.ipRange }), ...auxOf(network, s.subnet) })) },
     Internal: network.internal,
     Attachable: true,
     Options: {
@@ -123,9 +133,10 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord, health?: { s
  */
 export function networkRow({ network, endpointCount }: CompiledNetwork, source: string | undefined) {
   return {
-    name: network.name, id: network.id.slice(0, 12), driver: network.bridge ? 'bridge' : 'static', internal: network.internal,
+    name: network.name, id: network.id.slice(0, 12), driver: driverOf(network), internal: network.internal,
     subnets: network.subnets.map((s) => s.subnet), endpoints: endpointCount, bridge: network.bridge ?? null,
     source, fullId: network.id, created: network.created ?? null, scope: 'local',
     ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: network.labels ?? {},
+    parent: subLinkOf(network)?.parent ?? null,
   };
 }

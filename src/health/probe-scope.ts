@@ -9,7 +9,8 @@ import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 import type { Endpoint, Network } from '../registry/types.js';
 
-export type ProbeTarget = { readonly address: string } | { readonly refused: string };
+/** `unreachable`: no configuration can make the probe work (probeAllow is no remedy). */
+export type ProbeTarget = { readonly address: string } | { readonly refused: string; readonly unreachable?: true };
 
 const NEVER = new Set(['loopback', 'linkLocal', 'unspecified', 'multicast', 'broadcast']);
 
@@ -17,6 +18,13 @@ const NEVER = new Set(['loopback', 'linkLocal', 'unspecified', 'multicast', 'bro
 export function probeTarget(e: Endpoint, network: Network, allow: readonly string[], hostAddresses: ReadonlySet<string>): ProbeTarget {
   const text = e.ipv4[0] ?? e.ipv6[0];
   if (text === undefined) return { refused: 'it has no address' };
+  // The kernel does not pass frames between a macvlan/ipvlan link and its own parent (docker's
+  // known limit): a probe from the host would only time out.
+  const options = network.options ?? {};
+  if (network.bridge === undefined && options.parent !== undefined && (options.macvlan_mode !== undefined || options.ipvlan_mode !== undefined)) {
+    const driver = options.macvlan_mode !== undefined ? 'macvlan' : 'ipvlan';
+    return { refused: `a ${driver} endpoint cannot be reached from its own host through the parent interface ${options.parent} (as in Docker), so the host cannot probe it`, unreachable: true };
+  }
   const address = ipaddr.process(text);
   if (allow.some((range) => inRange(address, range))) return { address: text };
   if (network.subnets.length === 0) return { refused: 'its network has no subnets (probes go only inside them)' };

@@ -298,7 +298,7 @@ export class HealthProber {
       this.refusedLogged.add(key);
       const source = printable(this.registry.sourceOf(network.name) ?? 'unknown', 200);
       const what = subnetless ? `network "${printable(network.name, 80)}" (${source}): no health probes` : `endpoint "${printable(e.name, 80)}" on network "${printable(network.name, 80)}" (${source}) is not probed`;
-      this.log.warn({ network: network.name, endpoint: subnetless ? undefined : e.name, source }, `${what}: ${target.refused}; registryFiles.probeAllow in the daemon's configuration can allow a range`);
+      this.log.warn({ network: network.name, endpoint: subnetless ? undefined : e.name, source }, `${what}: ${target.refused}${target.unreachable ? '' : "; registryFiles.probeAllow in the daemon's configuration can allow a range"}`);
     }
     return undefined;
   }

@@ -51,7 +51,7 @@ export interface EndpointLinkSpec extends VethSpec {
  * (where a newline would start another command): every one was validated at its boundary, and is
  * checked again here.
  */
-function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[]; mac?: string; netns?: string; mtu?: number }): void {
+export function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[]; mac?: string; netns?: string; mtu?: number }): void {
   const ok = (what.names ?? []).every(isIfname)
     && (what.cidrs ?? []).every((c) => {
       const [ip, len, extra] = c.split('/');
@@ -65,7 +65,7 @@ function checkLinkArgs(what: { names?: string[]; cidrs?: string[]; ips?: string[
 }
 
 /** Runs a program with a time limit; resolves with its status and the start of its output. */
-function run(command: string, args: readonly string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string; error?: Error }> {
+export function run(command: string, args: readonly string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string; error?: Error }> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS });
     let stdout = '';
@@ -80,7 +80,7 @@ function run(command: string, args: readonly string[], input?: string): Promise<
   });
 }
 
-const firstLines = (text: string) => text.trim().split('\n').slice(0, 3).join('; ');
+export const firstLines = (text: string) => text.trim().split('\n').slice(0, 3).join('; ');
 
 /** Runs `ip -batch -` (inside `netns` when given) and explains a failure with the command that failed. */
 async function ipBatch(lines: string[], netns?: string): Promise<void> {
@@ -93,13 +93,13 @@ async function ipBatch(lines: string[], netns?: string): Promise<void> {
 }
 
 /** One change inside a namespace, in the order given. */
-type NamespaceOp =
+export type NamespaceOp =
   | { op: 'up'; ifname: string }
   | { op: 'addr'; ifname: string; cidr: string }
   | { op: 'route'; ifname: string; gateway: string };
 
 /** Applies `ops` inside the namespace: over netlink from the native helper, or with nsenter + ip. */
-async function inNamespace(netns: string, ops: readonly NamespaceOp[]): Promise<void> {
+export async function inNamespace(netns: string, ops: readonly NamespaceOp[]): Promise<void> {
   if (namespaceLinksKind() === 'native') {
     const args = [netns, ...ops.flatMap((o) => (o.op === 'up' ? ['up', o.ifname] : o.op === 'addr' ? ['addr', o.ifname, o.cidr] : ['route', o.ifname, o.gateway]))];
     const result = await run(NATIVE_LINKS, args);

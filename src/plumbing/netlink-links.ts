@@ -19,28 +19,28 @@ export function openRtNetlink(): RtSocket {
 
 const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
-const CREATE = { flags: NLM_F_CREATE | NLM_F_EXCL };
+export const CREATE = { flags: NLM_F_CREATE | NLM_F_EXCL };
 
 // Attribute numbers from linux/if_link.h and linux/veth.h (stable kernel ABI).
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
-const IFLA_INFO_KIND = 1;
-const IFLA_INFO_DATA = 2;
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
 const IFLA_NET_NS_FD = 28;
 const VETH_INFO_PEER = 1;
 const IFINFOMSG_LENGTH = 16;
 
 /** One netlink attribute: u16 length, u16 type, the payload padded to 4 bytes. */
-function attr(type: number, payload: Buffer): Buffer {
+export function attr(type: number, payload: Buffer): Buffer {
   const out = Buffer.alloc(4 + ((payload.length + 3) & ~3));
   out.writeUInt16LE(4 + payload.length, 0);
   out.writeUInt16LE(type, 2);
   payload.copy(out, 4);
   return out;
 }
-const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
-const cstring = (s: string) => Buffer.from(s + '\0', 'latin1');
+export const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+export const cstring = (s: string) => Buffer.from(s + '\0', 'latin1');
 
 /** A MAC in aa:bb:cc:dd:ee:ff form as its 6 bytes. */
 export function macBytes(mac: string): Buffer {

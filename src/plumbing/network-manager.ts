@@ -11,12 +11,15 @@ import { contains, parseCidr, type Pool } from './ipam.js';
 import { kernelHost, kernelLinks, type HostInspector, type LinkDriver } from './drivers.js';
 import { HostPorts, type PortHolder } from './host-ports.js';
 import { bridgeSpec, reconcileLinks } from './link-check.js';
+import { kernelSubLinks, type SubLinkKernel } from './sublink-kernel.js';
+import { reconcileSubLinks } from './sublink-check.js';
+import { subLinkOf } from './sublinks.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
-import { Planner, type OwnedRecord, type Reservation } from './planner.js';
+import { Planner, type EndpointPlan, type OwnedRecord, type Reservation } from './planner.js';
 import type { ConnectRequest, CreateNetworkRequest } from './request-schemas.js';
 import { STATE_SOURCE, type ConnectIntent, type IntentStore, type StateStore } from './state.js';
-import { failureLines, runAll, runSteps, teardownError, type StepFailure, type TeardownStep } from './steps.js';
+import { failureLines, runAll, runSteps, teardownError, type Step, type StepFailure, type TeardownStep } from './steps.js';
 import { namespaceTarget, resolveTarget } from './target.js';
 import { StageClock, TimingLog, stagesObject, type OperationTiming } from './timing.js';
 
@@ -44,6 +47,8 @@ export interface PlumbingDeps {
   bindPath?(): string;
   /** Link work (default: the kernel's, over netlink and the namespace helper). */
   links?: LinkDriver;
+  /** macvlan/ipvlan links inside namespaces (default: the kernel's, sublink-kernel.ts). */
+  subLinks?: SubLinkKernel;
   /** What is read from the host (default: the kernel's links, prefixes and namespace files). */
   host?: HostInspector;
   /** Sockets that hold published host ports (default: real ones, host-ports.ts). */
@@ -75,6 +80,7 @@ export class NetworkManager {
   private readonly resolvFiles: NamespaceResolvConf;
   private readonly planner: Planner;
   private readonly links: LinkDriver;
+  private readonly subLinks: SubLinkKernel;
   private readonly host: HostInspector;
   readonly ports: PortHolder;
   /** Links the last check found broken and could not repair (`status`, readiness). */
@@ -85,6 +91,7 @@ export class NetworkManager {
   constructor(private readonly deps: PlumbingDeps, options: PlumbingOptions) {
     this.resolvFiles = new NamespaceResolvConf(options.resolvConfDir, options.hostResolvConf ?? '/etc/resolv.conf');
     this.links = deps.links ?? kernelLinks;
+    this.subLinks = deps.subLinks ?? kernelSubLinks;
     this.host = deps.host ?? kernelHost;
     this.ports = deps.ports ?? new HostPorts();
     this.planner = new Planner(deps.registry, options, this.reservations, this.host);
@@ -124,7 +131,7 @@ export class NetworkManager {
     this.deps.registry.setNetwork(record, STATE_SOURCE);
   }
 
-  /** Networks nsdns provisioned (state directory, with a bridge): never a registry file's. */
+  /** Networks nsdns provisioned (state directory, with a bridge or a parent): never a registry file's. */
   private ownRecords(): NetworkRecord[] {
     return this.records().filter((r) => this.deps.registry.isProvisioned(r.network.name));
   }
@@ -140,6 +147,15 @@ export class NetworkManager {
     return this.lock.run(async () => {
       const network = await this.planner.network(req);
       const record: NetworkRecord = { network, endpoints: [] };
+      const sub = subLinkOf(network);
+      if (sub) {
+        const missing = await this.subLinks.unavailable(sub.driver, sub.parent);
+        if (missing) throw new NsdnsError('ERR_LINK', missing);
+        // No bridge, rules or forwarding: the endpoints sit on the parent's LAN.
+        await this.commit(record);
+        this.deps.log.info({ network: network.name, driver: sub.driver, parent: sub.parent, mode: sub.mode, subnets: network.subnets.map((s) => s.subnet) }, 'network created');
+        return network;
+      }
       const bridge = network.bridge!;
       await runSteps([
         {
@@ -164,7 +180,7 @@ export class NetworkManager {
   }
 
   private async enableForwarding(): Promise<void> {
-    if (this.ownRecords().some((r) => !r.network.internal)) await this.links.setSysctl('net.ipv4.ip_forward', '1');
+    if (this.ownRecords().some((r) => r.network.bridge !== undefined && !r.network.internal)) await this.links.setSysctl('net.ipv4.ip_forward', '1');
   }
 
   /**
@@ -210,8 +226,8 @@ export class NetworkManager {
   private async removeNetworkNow(record: OwnedRecord): Promise<StepFailure[]> {
     const { network, endpoints } = record;
     const failures = await runAll([
-      ...endpoints.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, run: () => this.links.deleteLink(e.hostIf!) })),
-      { name: `delete bridge ${network.bridge}`, run: () => this.links.deleteLink(network.bridge) },
+      ...this.linkRemovals(network, endpoints),
+      ...(network.bridge !== undefined ? [{ name: `delete bridge ${network.bridge}`, run: () => this.links.deleteLink(network.bridge) }] : []),
       { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
       { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); this.forgetHealth(endpoints); } },
       { name: 'apply firewall rules', run: () => this.applyFirewall() },
@@ -263,16 +279,12 @@ export class NetworkManager {
         }] : []),
         {
           name: 'note the connect in progress', stage: 'connect note',
-          apply: () => this.deps.intents.write({ endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf!, netns: target.path }),
+          // A veth is named by its host end; a macvlan/ipvlan link has nothing on the host.
+          apply: () => this.deps.intents.write(endpoint.hostIf !== undefined
+            ? { endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf, netns: target.path }
+            : { endpointId: endpoint.id, network: network.name, ifname: endpoint.ifname!, netns: target.path }),
         },
-        {
-          name: `create ${endpoint.ifname} in ${target.shown}`,
-          apply: () => this.links.createEndpointLink({
-            hostIf: endpoint.hostIf!, bridge: network.bridge!, netns: target.path, ifname: endpoint.ifname!, mac: endpoint.mac!,
-            mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6,
-          }, (stage) => clock.lap(stage)),
-          undo: () => this.links.deleteLink(endpoint.hostIf!),
-        },
+        this.endpointLinkStep(plan, target.path, target.shown, clock),
         {
           name: 'register the endpoint',
           apply: () => this.lock.run(async () => {
@@ -320,6 +332,39 @@ export class NetworkManager {
     return endpoint;
   }
 
+  /** The endpoint's link: a veth on the network's bridge, or a macvlan/ipvlan link of its parent. */
+  private endpointLinkStep(plan: EndpointPlan, netns: string, shown: string, clock: StageClock): Step {
+    const { endpoint, network } = plan;
+    const common = { netns, ifname: endpoint.ifname!, mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6 };
+    const lap = (stage: string) => clock.lap(stage);
+    const sub = subLinkOf(network);
+    if (sub) {
+      return {
+        name: `create ${sub.driver} link ${endpoint.ifname} of ${sub.parent} in ${shown}`,
+        apply: () => this.subLinks.create({ ...common, ...sub, ...(sub.driver === 'macvlan' && { mac: endpoint.mac! }) }, lap),
+        undo: () => this.subLinks.remove(netns, endpoint.ifname!),
+      };
+    }
+    return {
+      name: `create ${endpoint.ifname} in ${shown}`,
+      apply: () => this.links.createEndpointLink({ ...common, hostIf: endpoint.hostIf!, bridge: network.bridge!, mac: endpoint.mac! }, lap),
+      undo: () => this.links.deleteLink(endpoint.hostIf!),
+    };
+  }
+
+  /** Deleting the endpoints' links: the host end of a veth, or a macvlan/ipvlan link inside its namespace. */
+  private linkRemovals(network: Network, gone: readonly Endpoint[]): TeardownStep[] {
+    const sub = subLinkOf(network);
+    return gone.flatMap((e) => {
+      if (e.hostIf) return [{ name: `delete ${e.hostIf} of endpoint "${e.name}"`, stage: 'delete veth', run: () => this.links.deleteLink(e.hostIf!) }];
+      // A namespace that is gone took the link with it.
+      if (sub && e.netns !== undefined && e.ifname !== undefined && this.host.namespaceExists(e.netns)) {
+        return [{ name: `delete ${sub.driver} link ${e.ifname} of endpoint "${e.name}"`, stage: `delete ${sub.driver}`, run: () => this.subLinks.remove(e.netns!, e.ifname!) }];
+      }
+      return [];
+    });
+  }
+
   private async uncommit(networkName: string, endpointId: string): Promise<void> {
     const current = this.record(networkName);
     const endpoint = current.endpoints.find((e) => e.id === endpointId);
@@ -356,7 +401,7 @@ export class NetworkManager {
     const next = { network: record.network, endpoints: record.endpoints.filter((e) => !gone.includes(e)) };
     const netns = gone.map((e) => e.netns).filter((n): n is string => n !== undefined);
     return [
-      ...gone.filter((e) => e.hostIf).map((e) => ({ name: `delete ${e.hostIf} of endpoint "${e.name}"`, stage: 'delete veth', run: () => this.links.deleteLink(e.hostIf!) })),
+      ...this.linkRemovals(record.network, gone),
       { name: `save network "${record.network.name}"`, stage: 'state file', run: () => this.deps.state.save(next) },
       { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, stage: 'registry', run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', stage: 'firewall', run: () => this.applyFirewall() }] : []),
@@ -530,12 +575,25 @@ export class NetworkManager {
     const record = this.ownRecords().find((r) => r.network.name === intent.network);
     const endpoint = record?.endpoints.find((e) => e.id === intent.endpointId);
     if (!record || !endpoint) {
-      await this.links.deleteLink(intent.hostIf);
-      return `removed ${intent.hostIf}, left by a connect to "${intent.network}" that did not finish`;
+      if (intent.hostIf !== undefined) await this.links.deleteLink(intent.hostIf);
+      else if (!await this.removeLeftSubLink(intent.netns, intent.ifname)) return `nothing to remove for a connect to "${intent.network}" that did not finish`;
+      return `removed ${intent.hostIf ?? `${intent.ifname} in ${intent.netns}`}, left by a connect to "${intent.network}" that did not finish`;
     }
     const failures = await runAll(this.endpointTeardown(record, [endpoint], false));
     if (failures.length > 0) throw teardownError(`rolling back the connect of "${endpoint.name}"`, failures);
     return `rolled back the connect of "${endpoint.name}" to network "${intent.network}": the daemon stopped before it finished; connect it again`;
+  }
+
+  /**
+   * The link a connect that did not finish may have left inside the namespace: removed only when
+   * it is a macvlan/ipvlan link (the name may be the user's own interface, whose creation failed).
+   */
+  private async removeLeftSubLink(netns: string, ifname: string): Promise<boolean> {
+    if (!this.host.namespaceExists(netns)) return false;
+    const link = await this.subLinks.read(netns, ifname);
+    if (link?.kind !== 'macvlan' && link?.kind !== 'ipvlan') return false;
+    await this.subLinks.remove(netns, ifname);
+    return true;
   }
 
   /** Every endpoint of the networks nsdns provisioned. */
@@ -545,7 +603,14 @@ export class NetworkManager {
 
   /** Reads every provisioned link back and repairs what it can; returns what was repaired. */
   private async checkLinks(): Promise<string[]> {
-    const { repaired, problems } = await reconcileLinks(this.ownRecords(), this.host, this.links);
+    const own = this.ownRecords();
+    const bridged = await reconcileLinks(own.filter((r) => r.network.bridge !== undefined), this.host, this.links);
+    const sublinked = await reconcileSubLinks(own.filter((r) => subLinkOf(r.network) !== undefined), this.host, this.subLinks);
+    for (const netns of new Set(sublinked.relinked)) {
+      await this.moveDefaultRoute(netns).catch((err) => sublinked.problems.push(`the default route of ${netns} could not be set again: ${errorMessage(err)}`));
+    }
+    const repaired = [...bridged.repaired, ...sublinked.repaired];
+    const problems = [...bridged.problems, ...sublinked.problems];
     const fresh = problems.filter((p) => !this.linkProblems.includes(p));
     this.linkProblems = problems;
     return [...repaired, ...fresh];

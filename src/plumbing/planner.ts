@@ -15,6 +15,8 @@ import { bad, checkHealth, checkNamespaceUpstream, checkRecords, checkServices, 
 import type { ConnectRequest, CreateNetworkRequest } from './request-schemas.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
+import { parentProblem, subLinkOf, subLinkOptions } from './sublinks.js';
+import { auxAddresses, auxOptions } from './aux-addresses.js';
 
 export interface PlanOptions {
   linkPrefix: string;
@@ -86,7 +88,10 @@ export class Planner {
     for (const [i, a] of requested.entries()) {
       for (const b of requested.slice(i + 1)) if (overlaps(a, b)) throw new NsdnsError('ERR_CONFLICT', `subnets ${a.text} and ${b.text} overlap`);
     }
-    const taken = (await this.takenPrefixes()).filter((t) => shared === undefined || t.owner !== `network ${name}`);
+    // A macvlan/ipvlan network is the LAN of its parent: the host may well have an address in it.
+    const sub = req.driver === 'macvlan' || req.driver === 'ipvlan' ? subLinkOptions(req.driver, req.options ?? {}) : undefined;
+    if (sub && req.bridge !== undefined) throw bad(`--bridge: a ${req.driver} network has no bridge`);
+    const taken = (await this.takenPrefixes()).filter((t) => (shared === undefined || t.owner !== `network ${name}`) && !(sub && t.owner === 'in use on the host'));
     for (const s of requested) {
       const clash = taken.find((t) => overlaps(t.cidr, s));
       if (clash) throw new NsdnsError('ERR_CONFLICT', `subnet ${s.text} overlaps ${clash.cidr.text} (${clash.owner})`);
@@ -97,7 +102,8 @@ export class Planner {
       if (!picked) throw new NsdnsError('ERR_IPAM_EXHAUSTED', 'no free subnet left in the address pools; give one with --subnet');
       requested.unshift(parseCidr(picked));
     }
-    const subnets: Subnet[] = requested.map((cidr) => ({ subnet: cidr.text, gateway: firstHost(cidr) }));
+    // On a LAN the gateway is the LAN's router: none unless given.
+    const subnets: Subnet[] = requested.map((cidr) => (sub ? { subnet: cidr.text } : { subnet: cidr.text, gateway: firstHost(cidr) }));
     if (req.gateway !== undefined) {
       const target = subnets.find((s) => contains(parseCidr(s.subnet), req.gateway!));
       if (!target) throw bad(`gateway ${req.gateway} is outside the subnets ${subnets.map((s) => s.subnet).join(', ')}`);
@@ -113,15 +119,20 @@ export class Planner {
     for (const u of req.dnsUpstreams ?? []) checkNamespaceUpstream('--dns-upstream', u);
     // The shared id when it is one nsdns would make (it names the bridge): `inspect ID` finds one network on every host.
     const id = shared && /^[0-9a-f]{64}$/.test(shared.id) ? shared.id : randomBytes(32).toString('hex');
-    const bridge = req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`;
-    if ((await this.host.linkNames()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
-    if (this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);
+    const options = { ...(sub ?? req.options ?? {}), ...auxOptions(req.auxAddresses ?? {}, subnets) };
+    if (sub) {
+      const problem = parentProblem(subLinkOf({ name, id, subnets, internal: false, upstreams: [], options })!, await this.host.linkStates(), this.records().map((r) => r.network));
+      if (problem) throw new NsdnsError('ERR_CONFLICT', problem);
+    }
+    const bridge = sub ? undefined : req.bridge ?? `${this.options.linkPrefix}br-${id.slice(0, 8)}`;
+    if (bridge !== undefined && (await this.host.linkNames()).has(bridge)) throw new NsdnsError('ERR_CONFLICT', `a link named ${bridge} already exists on the host`);
+    if (bridge !== undefined && this.records().some((r) => r.network.bridge === bridge)) throw new NsdnsError('ERR_CONFLICT', `bridge ${bridge} belongs to another network`);
     return {
       name, id, subnets, internal: req.internal ?? false, upstreams: req.dnsUpstreams ?? [],
-      created: new Date().toISOString(), bridge,
+      created: new Date().toISOString(), ...(bridge !== undefined && { bridge }),
       ...(req.mtu !== undefined && { mtu: req.mtu }),
       ...(req.domain !== undefined && { domain: checkDomain(req.domain) }),
-      options: req.options ?? {},
+      options,
       ...optional('labels', nonEmpty(req.labels)),
       ...optional('records', checkRecords(req.records, { name })),
     };
@@ -162,10 +173,12 @@ export class Planner {
     const healthCheck = checkHealth(req);
 
     const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
-    for (const s of network.subnets) if (s.gateway) used.add(canonical(s.gateway));
-    const gateways = new Set(network.subnets.map((s) => s.gateway).filter((g): g is string => g !== undefined).map(canonical));
-    const ipv4 = this.address(network, used, 'ipv4', req.ip, gateways);
-    const ipv6 = this.address(network, used, 'ipv6', req.ip6, gateways);
+    // Gateways and auxiliary addresses are never allocated, and refused to --ip with what they are.
+    const notForEndpoints = new Map<string, string>(network.subnets.filter((s) => s.gateway !== undefined).map((s) => [canonical(s.gateway!), 'the gateway']));
+    for (const [auxName, ip] of Object.entries(auxAddresses(network))) notForEndpoints.set(canonical(ip), `the auxiliary address "${auxName}"`);
+    for (const r of notForEndpoints.keys()) used.add(r);
+    const ipv4 = this.address(network, used, 'ipv4', req.ip, notForEndpoints);
+    const ipv6 = this.address(network, used, 'ipv6', req.ip6, notForEndpoints);
 
     const ifnamesInUse = new Set(inNamespace.map((e) => e.ifname));
     let ifname = req.ifname;
@@ -174,6 +187,9 @@ export class Planner {
 
     for (const u of req.dns ?? []) checkNamespaceUpstream('--dns', u);
     const ports = (req.publish ?? []).map(parsePublish);
+    const sub = subLinkOf(network);
+    // Docker publishes no ports on macvlan/ipvlan: the endpoint is on the LAN with its own address.
+    if (ports.length > 0 && sub) throw bad(`--publish: network "${network.name}" is a ${sub.driver} network; its endpoints are reached at their own address on the LAN, so nothing is published (connect to a bridge network to publish ports)`);
     // An internal network has no path to or from the host's addresses: a published port there would never answer.
     if (ports.length > 0 && network.internal) throw bad(`--publish: network "${network.name}" is internal, so nothing outside it can reach a published port; connect the endpoint to a non-internal network to publish ports`);
     this.checkPorts(ports);
@@ -183,7 +199,7 @@ export class Planner {
     const v6Subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv6');
     const endpoint: Endpoint = {
       id, network: network.name, name, aliases, ipv4: ipv4 ? [ipv4] : [], ipv6: ipv6 ? [ipv6] : [],
-      upstreams: req.dns ?? [], netns: target.path, ...(target.identity !== undefined && { netnsIdentity: target.identity }), ifname, hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}`,
+      upstreams: req.dns ?? [], netns: target.path, ...(target.identity !== undefined && { netnsIdentity: target.identity }), ifname, ...(!sub && { hostIf: `${this.options.linkPrefix}v${id.slice(0, 8)}` }),
       mac: req.mac ?? macFor(ipv4), ports,
       ...optional('services', services.length > 0 ? services : undefined),
       ...optional('labels', labels),
@@ -198,7 +214,7 @@ export class Planner {
     };
   }
 
-  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined, gateways: ReadonlySet<string>): string | undefined {
+  private address(network: Network, used: Set<string>, kind: 'ipv4' | 'ipv6', requested: string | undefined, reserved: ReadonlyMap<string, string>): string | undefined {
     const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === kind);
     const flag = kind === 'ipv4' ? '--ip' : '--ip6';
     if (!subnet) {
@@ -209,7 +225,7 @@ export class Planner {
     if (requested !== undefined) {
       const address = canonical(requested);
       if (!contains(cidr, address)) throw bad(`${flag} ${address} is outside the subnet ${cidr.text} of network "${network.name}"`);
-      if (gateways.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is the gateway of network "${network.name}"; give another address`);
+      if (reserved.has(address)) throw new NsdnsError('ERR_CONFLICT', `${flag} ${address} is ${reserved.get(address)} of network "${network.name}"; give another address`);
       if (used.has(address)) throw new NsdnsError('ERR_CONFLICT', `${address} is already in use on network "${network.name}"`);
       return address;
     }

@@ -18,9 +18,13 @@ const address = text(64);
 
 export const createNetworkSchema = z.strictObject({
   name: text(),
+  /** bridge (default), macvlan or ipvlan (sublinks.ts): the last two need `options.parent`. */
+  driver: z.enum(['bridge', 'macvlan', 'ipvlan']).optional(),
   subnets: list(address).optional(),
   gateway: ipAddress.optional(),
   ipRange: address.optional(),
+  /** `--aux-address NAME=IP`: never allocated (aux-addresses.ts judges them). */
+  auxAddresses: z.record(text(63), address).refine((o) => Object.keys(o).length <= MAX_ITEMS, `at most ${MAX_ITEMS} aux addresses`).optional(),
   internal: z.boolean().optional(),
   bridge: ifname.optional(),
   mtu: z.int().min(68).max(65535).optional(),

@@ -99,12 +99,16 @@ export class StateStore {
  * endpoint is committed. A daemon killed in between finds the note at start and removes the link,
  * so nothing is orphaned.
  */
-export interface ConnectIntent {
+export type ConnectIntent = {
   endpointId: string;
   network: string;
-  hostIf: string;
   netns: string;
-}
+} & (
+  /** A veth: its host end. */
+  | { hostIf: string; ifname?: undefined }
+  /** A macvlan/ipvlan link: its name inside the namespace (nothing of it is on the host). */
+  | { ifname: string; hostIf?: undefined }
+);
 
 export class IntentStore {
   constructor(private readonly dir: string) {}
@@ -129,8 +133,9 @@ export class IntentStore {
     for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json'))) {
       try {
         const intent = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as ConnectIntent;
-        // Its hostIf goes to `ip link del`: a note that is not exactly what we write is dropped.
-        if (typeof intent?.endpointId === 'string' && typeof intent.network === 'string' && isIfname(intent.hostIf) && isNetnsPath(intent.netns)) out.push(intent);
+        // Its link name goes to `ip link del`: a note that is not exactly what we write is dropped.
+        const oneLink = intent?.hostIf !== undefined ? isIfname(intent.hostIf) && intent.ifname === undefined : isIfname(intent?.ifname);
+        if (typeof intent?.endpointId === 'string' && typeof intent.network === 'string' && oneLink && isNetnsPath(intent.netns)) out.push(intent);
         else await rm(path.join(dir, f), { force: true });
       } catch {
         await rm(path.join(dir, f), { force: true });

@@ -102,12 +102,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * Whether nsdns provisioned `network` itself (a bridge it made, from its state directory): only
+   * Whether nsdns provisioned `network` itself (a bridge or sublinks it made, from its state directory): only
    * such a network may be changed by connects, reach the firewall or get gateway listeners; one
    * from a registry file is its file's.
    */
   isProvisioned(network: string): boolean {
-    return this.sources.get(network) === STATE_SOURCE && Boolean(this.snapshot.networks.get(network)?.network.bridge);
+    const provisioned = this.snapshot.networks.get(network)?.network;
+    // A bridge, or the parent interface of a macvlan/ipvlan network (plumbing/sublinks.ts).
+    return this.sources.get(network) === STATE_SOURCE && Boolean(provisioned?.bridge ?? provisioned?.options?.parent);
   }
 
   /**
