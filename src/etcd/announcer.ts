@@ -37,6 +37,11 @@ export interface AnnouncerOptions {
 const STOP_TIMEOUT_MS = 2000;
 /** Puts and deletes sent at once: a large network republished after a lost lease is not thousands of calls in one go. */
 const CALLS_AT_ONCE = 256;
+/**
+ * How often the endpoints' health states are compared with what was published. A probe's verdict
+ * changes no snapshot (registry/health-state.ts), so it is looked for: one number compared a second.
+ */
+const HEALTH_POLL_MS = 1000;
 
 export class Announcer {
   private lease: Lease | undefined;
@@ -64,10 +69,23 @@ export class Announcer {
   static async start(registry: Registry, options: AnnouncerOptions): Promise<Announcer> {
     const announcer = new Announcer(registry, await connectEtcd(options.location, options.access), options);
     registry.on('change', announcer.onChange);
+    announcer.healthTimer = setInterval(announcer.onHealthPoll, HEALTH_POLL_MS).unref();
     announcer.markAll();
     options.log.info({ node: options.node, url: options.location.url, ttl: options.ttlSeconds }, 'announcing provisioned networks');
     return announcer;
   }
+
+  private healthTimer: NodeJS.Timeout | undefined;
+  private healthVersion = -1;
+
+  /** A health state changed: the provisioned networks are compared again (only changed values are put). */
+  private readonly onHealthPoll = (): void => {
+    const version = this.registry.health.version;
+    if (version === this.healthVersion) return;
+    this.healthVersion = version;
+    for (const name of this.published.keys()) this.dirty.add(name);
+    this.schedule(0);
+  };
 
   private readonly onChange = (_snapshot: unknown, network: string): void => {
     this.dirty.add(network);
@@ -175,7 +193,9 @@ export class Announcer {
     if (!(await this.agree(compiled.network))) return wanted;
     const { prefix } = this.options.location;
     for (const e of (compiled.primary ?? compiled).endpoints) {
-      wanted.set(etcdKeys.endpoint(prefix, name, this.options.node, e.id), JSON.stringify(remoteEndpointValue(e)));
+      // The state answers go by here (a probe's, `endpoint health`'s), not the one a file gave.
+      const health = this.registry.health.get(name, e.id);
+      wanted.set(etcdKeys.endpoint(prefix, name, this.options.node, e.id), JSON.stringify(remoteEndpointValue({ ...e, health })));
     }
     return wanted;
   }
@@ -223,6 +243,7 @@ export class Announcer {
   async stop(revoke = true): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.healthTimer);
     this.registry.off('change', this.onChange);
     const lease = this.lease;
     this.lease = undefined;

@@ -61,6 +61,13 @@ describe('etcd announce', { skip: needsRoot }, () => {
 
     await lab.ok('network', 'disconnect', 'anet', db);
     await until('db gone from etcd', () => names('anet', 'node-a'), (n) => n === 'web');
+
+    // The state answers go by here travels with the endpoint: another host hides it on shared names too.
+    const health = async () => ((await endpoints('anet', 'node-a')).get('web') as { health?: string } | undefined)?.health;
+    await lab.ok('endpoint', 'health', 'anet', 'web', 'unhealthy');
+    await until('web published unhealthy', health, (h) => h === 'unhealthy');
+    await lab.ok('endpoint', 'health', 'anet', 'web', 'healthy');
+    await until('web published healthy again', health, (h) => h === 'healthy');
   });
 
   it('refuses a network whose definition in etcd differs, and joins one that agrees', async () => {
