@@ -157,4 +157,16 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     assert.match(auto.stderr, /not an IPv4 CIDR/);
     assert.equal((await etcd.list(`${prefix}/networks/bad`)).size, 0);
   });
+
+  it('says that overlay endpoints are not there yet, instead of "not provisioned by nsdns"', async () => {
+    const container = `o${tag}-c1`;
+    await sh('ip', 'netns', 'add', container);
+    a.containers.push(container);
+    for (const args of [['network', 'connect', 'app', container], ['network', 'rm', 'app']]) {
+      const r = await a.nsdns(...args);
+      assert.notEqual(r.exitCode, 0, args.join(' '));
+      assert.match(r.stderr, /"app" is an overlay network of the cluster: connect, disconnect and rm are not supported on overlay networks yet/, args.join(' '));
+    }
+    assert.equal((await a.ok('network', 'ls', '--quiet')).split('\n').filter((n) => n === 'app').length, 1, 'app is still there');
+  });
 });
