@@ -220,8 +220,8 @@ describe('etcd: several hosts share one registry', { skip: needsRoot }, () => {
       etcd.resume();
     }
     const resumed = Date.now();
-    // Past the grace period for deletes held after the outage, and a margin.
-    await until('the time after the outage', () => Date.now() - resumed > GRACE_MS + 3000, (v) => v, 30_000);
+    // 30 s after, as the issue asks: well past the grace for deletes held after the outage.
+    await until('the time after the outage', () => Date.now() - resumed > Math.max(30_000, GRACE_MS + 3000), (v) => v, 45_000);
     stopAsking = true;
     await client;
     t.diagnostic(`${asked} rounds of 4 queries during and after the pause`);
