@@ -195,6 +195,20 @@ export async function deleteLink(name: string): Promise<void> {
 }
 
 /**
+ * An endpoint's interface inside its namespace, once the link is there (a veth's end, a macvlan):
+ * loopback and the link up, its addresses, and default routes via the network's gateways.
+ */
+export async function configureInNamespace(spec: { netns: string; ifname: string; addresses: readonly string[]; gateway4?: string; gateway6?: string }): Promise<void> {
+  await inNamespace(spec.netns, [
+    { op: 'up', ifname: 'lo' },
+    ...spec.addresses.map((cidr) => ({ op: 'addr' as const, ifname: spec.ifname, cidr })),
+    { op: 'up', ifname: spec.ifname },
+    ...(spec.gateway4 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway4 }] : []),
+    ...(spec.gateway6 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway6 }] : []),
+  ]);
+}
+
+/**
  * A veth pair: the host end on the bridge, the other end created directly inside the namespace
  * with its final name, MAC, addresses and routes, and `lo` up (127.0.0.11 lives on lo).
  * `lap` is told when each part is done (the connect's per-stage timing).
@@ -212,13 +226,7 @@ export async function createEndpointLink(spec: EndpointLinkSpec, lap?: (stage: s
   }
   lap?.('veth pair');
   try {
-    await inNamespace(spec.netns, [
-      { op: 'up', ifname: 'lo' },
-      ...spec.addresses.map((cidr) => ({ op: 'addr' as const, ifname: spec.ifname, cidr })),
-      { op: 'up', ifname: spec.ifname },
-      ...(spec.gateway4 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway4 }] : []),
-      ...(spec.gateway6 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway6 }] : []),
-    ]);
+    await configureInNamespace(spec);
   } catch (err) {
     await netlinkDeleteLink(spec.hostIf).catch(() => {});
     throw err;

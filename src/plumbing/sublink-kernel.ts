@@ -6,7 +6,7 @@
 import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { NsdnsError } from '../errors.js';
-import { checkLinkArgs, firstLines, inNamespace, run } from './links.js';
+import { checkLinkArgs, configureInNamespace, firstLines, inNamespace, run } from './links.js';
 import { CREATE, IFLA_INFO_DATA, IFLA_INFO_KIND, attr, cstring, linkIndex, macBytes, netlinkCode, netlinkReason, openRtNetlink, u32 } from './netlink-links.js';
 import type { SubLinkDriver } from './sublinks.js';
 
@@ -87,13 +87,7 @@ async function create(spec: SubLinkSpec, lap?: (stage: string) => void): Promise
   }
   lap?.(`${spec.driver} link`);
   try {
-    await inNamespace(spec.netns, [
-      { op: 'up', ifname: 'lo' },
-      ...spec.addresses.map((cidr) => ({ op: 'addr' as const, ifname: spec.ifname, cidr })),
-      { op: 'up', ifname: spec.ifname },
-      ...(spec.gateway4 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway4 }] : []),
-      ...(spec.gateway6 ? [{ op: 'route' as const, ifname: spec.ifname, gateway: spec.gateway6 }] : []),
-    ]);
+    await configureInNamespace(spec);
   } catch (err) {
     await remove(spec.netns, spec.ifname).catch(() => {});
     throw err;
