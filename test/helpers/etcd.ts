@@ -9,8 +9,10 @@ import { tempDir } from './tmp.js';
 import { waitFor } from './wait.js';
 
 export interface EtcdOptions {
-  /** First of the 100 ports this test file may use (client and peer ports are picked in it). */
+  /** First of the ports this test file gives etcd (the client port is picked in the first half, the peer port in the second). */
   portBase: number;
+  /** How many ports from portBase etcd may take (default 100): fewer leaves the rest to the test's own listeners. */
+  portCount?: number;
   /** Extra etcd flags (TLS: --cert-file, --key-file, --client-cert-auth, --trusted-ca-file). */
   args?: string[];
   /** The scheme clients use: https when `args` turn TLS on. */
@@ -40,8 +42,9 @@ export class TestEtcd {
 
   static async start(options: EtcdOptions): Promise<TestEtcd> {
     const { dir, cleanup } = tempDir('nsdns-etcd-');
-    const clientPort = await freePort('127.0.0.1', options.portBase, 50);
-    const peerPort = await freePort('127.0.0.1', options.portBase + 50, 50);
+    const half = Math.floor((options.portCount ?? 100) / 2);
+    const clientPort = await freePort('127.0.0.1', options.portBase, half);
+    const peerPort = await freePort('127.0.0.1', options.portBase + half, half);
     const scheme = options.scheme ?? 'http';
     const endpoint = `${scheme}://127.0.0.1:${clientPort}`;
     const args = [

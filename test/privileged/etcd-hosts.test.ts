@@ -131,7 +131,7 @@ describe('etcd: several hosts share one registry', { skip: needsRoot }, () => {
   const [serverA, serverB] = [`127.0.0.1:${PORT_A}`, `${addrB}:${PORT_B}`];
 
   before(async () => {
-    etcd = await TestEtcd.start({ portBase: 15900 });
+    etcd = await TestEtcd.start({ portBase: 15900, portCount: 80 }); // 15900-15979: the fixed ports above are not etcd's
     await sh('ip', 'netns', 'add', hostB);
     await sh('ip', '-n', hostB, 'link', 'set', 'lo', 'up');
     await sh('ip', 'link', 'add', linkA, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', hostB);

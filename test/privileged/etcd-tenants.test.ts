@@ -33,7 +33,8 @@ describe('a shared registry and the tenants of host listeners', { skip: needsRoo
   let alpha: string;
 
   before(async () => {
-    etcd = await TestEtcd.start({ portBase: 16100 });
+    // 16100-16179: etcd's; PORT is above them.
+    etcd = await TestEtcd.start({ portBase: 16100, portCount: 80 });
     upstream = await FakeUpstream.start({ zone: {} });
     client = await lab.outsideHost('out', HOST_END, CLIENT);
     await lab.start(['--listen', `0.0.0.0:${PORT}=${NET.name}`, '--registry', `etcd://${etcd.hostPort}${prefix}`, '--upstream', upstream.spec]);
