@@ -37,8 +37,7 @@ export function subLinkOf(network: Network): SubLinkNetwork | undefined {
   return undefined;
 }
 
-export function driverOf(network: Network): NetworkDriver | 'overlay' | 'static' {
-  if (network.overlay !== undefined) return 'overlay';
+export function driverOf(network: Network): NetworkDriver | 'static' {
   return network.bridge !== undefined ? 'bridge' : subLinkOf(network)?.driver ?? 'static';
 }
 
