@@ -21,7 +21,7 @@ export function networkCommands(program: Command): void {
   network.command('create')
     .description('create a network: a bridge (default), or macvlan/ipvlan on a parent interface (-o parent=IFACE)')
     .argument('<name>')
-    .addOption(new Option('-d, --driver <driver>', 'macvlan and ipvlan need -o parent=IFACE (mode: -o macvlan_mode=, -o ipvlan_mode=)').choices(['bridge', 'macvlan', 'ipvlan']))
+    .addOption(new Option('-d, --driver <driver>', 'macvlan and ipvlan need -o parent=IFACE (mode: -o macvlan_mode=, -o ipvlan_mode=); overlay needs a --cluster daemon (-o vni=N)').choices(['bridge', 'macvlan', 'ipvlan', 'overlay']))
     .option('--subnet <cidr>', 'subnet, IPv4 or IPv6 (repeatable; default: a free one from the pools)', collect)
     .option('--gateway <ip>', 'gateway address (default: the first address of the subnet)')
     .option('--ip-range <cidr>', 'allocate endpoint addresses from this part of the subnet')

@@ -35,6 +35,8 @@ export function serveCommand(program: Command): void {
     .option('--announce <etcd-url>', 'publish the networks nsdns provisions and their endpoints to etcd (etcd://HOST:PORT[,HOST:PORT…]/PREFIX)')
     .option('--announce-ttl <seconds>', 'lease of announced endpoints: how long a dead host\'s names outlive it (default 10)', int)
     .option('--node-name <name>', 'the node announced endpoints are kept under (default: host name and an id kept in the state directory)')
+    .option('--cluster <etcd-url>', 'be a member of the cluster at etcd://HOST:PORT[,…]/PREFIX: --registry and --announce on that prefix, and overlay networks kept there')
+    .option('--advertise-address <addr>', 'this host\'s underlay address, where other cluster members send its overlay traffic (with --cluster)')
     .action(async (opts) => {
       const flags: ConfigFlags = { ...opts };
       if (opts.resolvConf === true) delete flags.resolvConf;

@@ -159,7 +159,19 @@ export const configSchema = z.object({
   announceTtl: z.number().int().min(2).max(3600).default(10),
   /** The node announced endpoints are kept under; default: host name and an id kept in stateDir. */
   nodeName: z.string().refine(isNodeName, '1-128 letters, digits, ".", "_" and "-"').optional(),
-}).strict();
+  /** etcd://HOST:PORT[,…]/PREFIX: a cluster member reads (registries) and announces (announce) this prefix, and keeps overlay networks there. */
+  cluster: z.string().refine((s) => { try { parseEtcdUrl(s); return true; } catch { return false; } }, 'not an etcd:// URL (etcd://HOST:PORT[,HOST:PORT…]/PREFIX)').optional(),
+  /** This host's underlay address: the source of its VXLAN traffic, where other hosts send its endpoints' frames. */
+  advertiseAddress: z.string().transform((s, ctx) => parseAddress(s)?.host
+    ?? (ctx.addIssue({ code: 'custom', message: 'not an IP address' }), z.NEVER)).optional(),
+}).strict().superRefine((c, ctx) => {
+  if (c.advertiseAddress !== undefined && c.cluster === undefined) ctx.addIssue({ code: 'custom', path: ['advertiseAddress'], message: 'needs cluster (--cluster etcd://…/PREFIX)' });
+  if (c.cluster !== undefined && c.announce !== undefined && c.announce !== c.cluster) ctx.addIssue({ code: 'custom', path: ['announce'], message: 'a cluster member announces to its cluster: give --cluster alone, or the same URL' });
+}).transform((c) => {
+  // --cluster is --registry and --announce on one prefix: the rest of the daemon knows only those two.
+  if (c.cluster === undefined) return c;
+  return { ...c, announce: c.cluster, registries: c.registries.includes(c.cluster) ? c.registries : [...c.registries, c.cluster] };
+});
 
 export type Config = z.output<typeof configSchema>;
 export type ListenConfig = Config['listen'][number];
@@ -193,6 +205,8 @@ export interface ConfigFlags {
   announce?: string;
   announceTtl?: number;
   nodeName?: string;
+  cluster?: string;
+  advertiseAddress?: string;
 }
 
 export function loadConfig(flags: ConfigFlags): Config {
@@ -213,6 +227,8 @@ export function loadConfig(flags: ConfigFlags): Config {
   set('announce', flags.announce);
   set('announceTtl', flags.announceTtl);
   set('nodeName', flags.nodeName);
+  set('cluster', flags.cluster);
+  set('advertiseAddress', flags.advertiseAddress);
   if (flags.metrics !== undefined) merged.metrics = { ...(merged.metrics as object | undefined), listen: flags.metrics };
   const plumbing = { ...(merged.plumbing as object | undefined) } as Record<string, unknown>;
   for (const key of ['linkPrefix', 'nftTable', 'firewall', 'resolvConfDir'] as const) if (flags[key] !== undefined) plumbing[key] = flags[key];

@@ -14,6 +14,7 @@ import { RegistryFiles } from './registry-files.js';
 import { EtcdSource } from '../etcd/etcd-source.js';
 import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 import { nodeName } from '../etcd/node-name.js';
+import { ClusterNetworks } from '../etcd/cluster-networks.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
@@ -88,6 +89,8 @@ export class Daemon {
   private handingOver: Promise<void> | undefined;
   /** `--announce`: publishes provisioned networks to etcd. */
   private announcer: Announcer | undefined;
+  /** `--cluster`: where overlay networks are created. */
+  private readonly cluster: ClusterNetworks | undefined;
   /** Handovers that failed, and why the last one did (`nsdns status`, `nsdns restart`). */
   private handoverFailures = 0;
   /** Loopback and the host's own subnets, read again after every registry change. */
@@ -130,10 +133,11 @@ export class Daemon {
       log: log.child({ module: 'plumbing' }),
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
     this.prober = new HealthProber(this.registry, log.child({ module: 'health' }), { scope: { allow: () => this.config.registryFiles.probeAllow } });
+    this.cluster = config.cluster === undefined ? undefined : new ClusterNetworks(parseEtcdUrl(config.cluster), config.etcd, this.registry);
     const handlers = {
       ...controlHandlers({
         registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaceStatus(),
-        ownAddresses: () => this.ownAddresses(), probes: this.prober,
+        ownAddresses: () => this.ownAddresses(), probes: this.prober, cluster: this.cluster,
       }),
       ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
       restart: async (params: unknown) => {
@@ -514,6 +518,7 @@ export class Daemon {
       await this.manager.ports.close();
       await this.files.close();
       await Promise.all(this.etcdSources.map((source) => source.close()));
+      await this.cluster?.close();
       await this.hostResolvers.close();
       await this.lock?.release();
     })();

@@ -79,7 +79,7 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
     Name: network.name,
     Id: network.id,
     Created: network.created ?? null,
-    Scope: 'local',
+    Scope: scopeOf(network),
     Driver: driverOf(network),
     EnableIPv6: network.subnets.some((s) => s.subnet.includes(':')),
     IPAM: { Driver: 'default', Options: {}, Config: network.subnets.map((s) => ({ Subnet: s.subnet, ...(s.gateway && { Gateway: s.gateway }), ...(s.ipRange && { IPRange: s.ipRange }), ...auxOf(network, s.subnet) })) },
@@ -88,6 +88,7 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
     Options: {
       ...(network.bridge && { 'com.docker.network.bridge.name': network.bridge }),
       ...(network.mtu && { 'com.docker.network.driver.mtu': String(network.mtu) }),
+      ...(network.overlay && { 'com.docker.network.driver.overlay.vxlanid_list': String(network.overlay.vni) }),
       ...network.options,
     },
     DNS: {
@@ -126,6 +127,11 @@ export function endpointSummary(e: Endpoint, record: NetworkRecord, health?: { s
   };
 }
 
+/** Docker's scope words: an overlay network is the cluster's, every other this host's. */
+function scopeOf(network: Network): 'swarm' | 'local' {
+  return network.overlay ? 'swarm' : 'local';
+}
+
 /**
  * A row of `network ls`. Fields after `source` came later (fullId ... labels): older clients
  * ignore them. It counts endpoints without listing them: a file's network is packed, and decoding
@@ -135,7 +141,7 @@ export function networkRow({ network, endpointCount }: CompiledNetwork, source: 
   return {
     name: network.name, id: network.id.slice(0, 12), driver: driverOf(network), internal: network.internal,
     subnets: network.subnets.map((s) => s.subnet), endpoints: endpointCount, bridge: network.bridge ?? null,
-    source, fullId: network.id, created: network.created ?? null, scope: 'local',
+    source, fullId: network.id, created: network.created ?? null, scope: scopeOf(network),
     ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: network.labels ?? {},
     parent: subLinkOf(network)?.parent ?? null,
   };

@@ -4,7 +4,9 @@
 import { NsdnsError } from '../errors.js';
 import type { NetworkManager } from '../plumbing/network-manager.js';
 import type { Registry } from '../registry/registry.js';
-import type { Endpoint, NetworkRecord } from '../registry/types.js';
+import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
+import type { ClusterNetworks } from '../etcd/cluster-networks.js';
+import type { CreateNetworkRequest } from '../plumbing/request-schemas.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { NamespaceStatus } from '../listeners/namespace-spec.js';
 import type { Handler } from './control.js';
@@ -24,6 +26,8 @@ export interface HandlerDeps {
   ownAddresses?: () => ReadonlySet<string>;
   /** The daemon's health checks (HealthProber): last results, and states set from outside. */
   probes?: HealthProbes;
+  /** `serve --cluster`: where overlay networks are created; undefined on a daemon that is no cluster member. */
+  cluster?: ClusterNetworks;
 }
 
 /** A handler whose parameters are checked by the method's schema before `run` sees them. */
@@ -45,7 +49,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('ping', async () => ({ pid: process.pid })),
     method('network.create', async (p) => {
       refuseOwnAddresses('--dns-upstream', p.dnsUpstreams, own());
-      const network = await manager.createNetwork(p);
+      const network = p.driver === 'overlay' ? await createOverlay(deps.cluster, p) : await manager.createNetwork(p);
       return inspectNetwork(recordOf(network.name), shownSource(registry, network.name), registry.health, deps.probes);
     }),
     method('network.ls', async () => [...registry.current().networks.values()]
@@ -95,4 +99,9 @@ function endpointOf(record: NetworkRecord, which: string): Endpoint {
   const found = record.endpoints.find((e) => e.name === lower || e.id === lower) ?? (lower.length >= 12 ? record.endpoints.find((e) => e.id.startsWith(lower)) : undefined);
   if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint ${quote(which)} on network ${quote(record.network.name)} (give its name or id)`);
   return found;
+}
+
+function createOverlay(cluster: ClusterNetworks | undefined, req: CreateNetworkRequest): Promise<Network> {
+  if (cluster === undefined) throw new NsdnsError('ERR_BAD_REQUEST', 'overlay networks need a cluster member: serve --cluster etcd://HOST:PORT/PREFIX');
+  return cluster.create(req);
 }

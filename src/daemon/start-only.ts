@@ -10,7 +10,7 @@ export function startOnlyChanges(before: Config, after: Config): string[] {
   if (before.stateDir !== after.stateDir) changed.push('stateDir');
   if (before.socket !== after.socket) changed.push('socket');
   if (before.socketGroup !== after.socketGroup) changed.push('socketGroup');
-  for (const key of ['announce', 'announceTtl', 'nodeName'] as const) if (before[key] !== after[key]) changed.push(key);
+  for (const key of ['announce', 'announceTtl', 'nodeName', 'cluster', 'advertiseAddress'] as const) if (before[key] !== after[key]) changed.push(key);
   for (const key of Object.keys({ ...before.plumbing, ...after.plumbing }) as Array<keyof Config['plumbing']>) {
     if (differ(before.plumbing[key], after.plumbing[key])) changed.push(`plumbing.${key}`);
   }

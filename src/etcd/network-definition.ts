@@ -7,6 +7,8 @@ import type { Network } from '../registry/types.js';
 export function definitionDifference(shared: Network, local: Network): string | undefined {
   const subnets = (n: Network) => n.subnets.map((s) => s.subnet).sort().join(', ') || 'none';
   if (subnets(shared) !== subnets(local)) return `subnets ${subnets(shared)} in etcd, ${subnets(local)} here`;
+  const vni = (n: Network) => (n.overlay ? `overlay (VXLAN id ${n.overlay.vni})` : 'not overlay');
+  if (vni(shared) !== vni(local)) return `${vni(shared)} in etcd, ${vni(local)} here`;
   if (shared.internal !== local.internal) return `internal ${shared.internal} in etcd, ${local.internal} here`;
   return undefined;
 }

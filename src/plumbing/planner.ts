@@ -62,6 +62,10 @@ export class Planner {
   /** A network this daemon provisioned (not one from a registry file). */
   owned(name: string): OwnedRecord {
     const record = this.record(name);
+    // Said before "not provisioned": an overlay network is the cluster's, and its own plumbing (VXLAN) is still to come.
+    if (record.network.overlay !== undefined) {
+      throw new NsdnsError('ERR_BAD_REQUEST', `network "${printable(record.network.name)}" is an overlay network of the cluster: connect, disconnect and rm are not supported on overlay networks yet (to remove it, delete PREFIX/networks/NAME and PREFIX/vnis/VNI in etcd)`);
+    }
     if (!this.registry.isProvisioned(record.network.name)) {
       throw new NsdnsError('ERR_CONFLICT', `network "${printable(record.network.name)}" comes from ${printable(this.registry.sourceOf(record.network.name), 200)}; it is not provisioned by nsdns (edit its file instead)`);
     }

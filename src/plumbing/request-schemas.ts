@@ -18,8 +18,8 @@ const address = text(64);
 
 export const createNetworkSchema = z.strictObject({
   name: text(),
-  /** bridge (default), macvlan or ipvlan (sublinks.ts): the last two need `options.parent`. */
-  driver: z.enum(['bridge', 'macvlan', 'ipvlan']).optional(),
+  /** bridge (default), macvlan or ipvlan (sublinks.ts): these two need `options.parent`; overlay: a cluster's (etcd/cluster-networks.ts). */
+  driver: z.enum(['bridge', 'macvlan', 'ipvlan', 'overlay']).optional(),
   subnets: list(address).optional(),
   gateway: ipAddress.optional(),
   ipRange: address.optional(),

@@ -37,7 +37,8 @@ export function subLinkOf(network: Network): SubLinkNetwork | undefined {
   return undefined;
 }
 
-export function driverOf(network: Network): NetworkDriver | 'static' {
+export function driverOf(network: Network): NetworkDriver | 'overlay' | 'static' {
+  if (network.overlay !== undefined) return 'overlay';
   return network.bridge !== undefined ? 'bridge' : subLinkOf(network)?.driver ?? 'static';
 }
 

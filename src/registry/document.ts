@@ -80,7 +80,8 @@ export type RegistryDocument = z.input<typeof documentSchema>;
  * are not among them: no remote value makes this daemon enter a namespace, probe an address,
  * touch the firewall or choose where queries go.
  */
-const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true }).strict();
+const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true })
+  .extend({ overlay: z.object({ vni: z.number().int().min(1).max(0xffffff) }).strict().optional() }).strict();
 const remoteEndpointSchema = endpointSchema.pick({ name: true, id: true, aliases: true, ipv4: true, ipv6: true, services: true, labels: true, health: true }).strict();
 const PLUMBING_FIELDS = new Set(['netns', 'ifname', 'hostIf', 'mac', 'ports', 'healthCheck', 'healthHideOwn', 'upstreams', 'bridge', 'mtu', 'options', 'created', 'endpoints']);
 
@@ -96,7 +97,8 @@ export function remoteNetwork(data: unknown, source: string): Network {
   if (plumbing.length > 0) throw fileError(source, plumbing);
   const parsed = remoteNetworkSchema.safeParse(data);
   if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
-  const network = toNetwork({ ...parsed.data, upstreams: [], endpoints: [] });
+  const { overlay, ...fields } = parsed.data;
+  const network: Network = { ...toNetwork({ ...fields, upstreams: [], endpoints: [] }), ...(overlay && { overlay: { vni: overlay.vni } }) };
   const problems = gatewayProblems(network);
   if (problems.length > 0) throw fileError(source, problems);
   return network;
@@ -131,6 +133,7 @@ export function remoteNetworkValue(network: Network): Record<string, unknown> {
     ...(network.domain && { domain: network.domain }),
     ...(network.labels && { labels: network.labels }),
     ...(network.records && { records: network.records }),
+    ...(network.overlay && { overlay: { vni: network.overlay.vni } }),
   };
 }
 

@@ -72,6 +72,8 @@ export interface Network {
   labels?: Record<string, string>;
   /** Static records (`network create --record`, `records:` in files). */
   records?: StaticRecord[];
+  /** An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host. */
+  overlay?: { vni: number };
 }
 
 export interface Endpoint {
