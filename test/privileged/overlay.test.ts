@@ -23,7 +23,7 @@ const prefix = `/nsdns-overlay-${tag}`;
 /** The underlay: a bridge here, one veth per host into it; the relay to etcd listens on the bridge's address. */
 const underlay = { bridge: `u${tag}`, gateway: '10.128.250.254', prefixLength: 24 };
 const RELAY_PORT = 16290;
-const LISTEN_PORT = 16253;
+const LISTEN_PORT = 16283;
 
 /** One simulated host: a namespace on the underlay, and a daemon inside it. */
 class Host {
@@ -85,8 +85,8 @@ class Host {
   }
 }
 
-/** A TCP relay from the underlay to etcd on this namespace's loopback. */
-async function relay(listenHost: string, listenPort: number, target: string): Promise<net.Server> {
+/** A TCP relay from the underlay to etcd on this namespace's loopback. close() ends its open connections too. */
+async function relay(listenHost: string, listenPort: number, target: string): Promise<{ close(): Promise<void> }> {
   const [host, port] = target.split(':');
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
@@ -95,19 +95,21 @@ async function relay(listenHost: string, listenPort: number, target: string): Pr
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  server.on('close', () => { for (const s of sockets) s.destroy(); });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(listenPort, listenHost, resolve); });
-  return server;
+  return {
+    // server.close() waits for every connection to end: the clients' long-lived watches would keep it (and the test file) open.
+    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); for (const s of sockets) s.destroy(); }),
+  };
 }
 
 describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
   let etcd: TestEtcd;
-  let proxy: net.Server;
+  let proxy: { close(): Promise<void> } | undefined;
   const a = new Host('host-a', '10.128.250.1');
   const b = new Host('host-b', '10.128.250.2');
 
   before(async () => {
-    etcd = await TestEtcd.start({ portBase: 16200 });
+    etcd = await TestEtcd.start({ portBase: 16200, portCount: 80 }); // 16200-16279: the relay's fixed port is not etcd's;
     await sh('ip', 'link', 'add', underlay.bridge, 'type', 'bridge');
     await sh('ip', 'addr', 'add', `${underlay.gateway}/${underlay.prefixLength}`, 'dev', underlay.bridge);
     await sh('ip', 'link', 'set', underlay.bridge, 'up');
@@ -119,7 +121,7 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
   });
   after(async () => {
     for (const host of [a, b]) await host.cleanup().catch(() => undefined);
-    proxy?.close();
+    await proxy?.close();
     await execa('ip', ['link', 'del', underlay.bridge], { reject: false });
     await etcd?.stop();
   });
