@@ -6,13 +6,12 @@
 // 100 endpoints on it is killed with SIGKILL. Writes RESULTS_DIR/etcd.tsv and etcd-figures.md (with the ratios).
 // Everything is on loopback: etcd on ETCD_PORT (15970) and ETCD_PORT+1, daemons on port 0.
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import dnsPacket from 'dns-packet';
 import { Etcd3 } from 'etcd3';
+import { askA } from './ask.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -27,24 +26,10 @@ const endpoint = `127.0.0.1:${PORT}`;
 
 const address = (n: number, i: number, bump = 0) => `10.${100 + Math.floor(n / 250)}.${n % 250}.${10 + i + bump}`;
 
-function ask(port: number, name: string): Promise<{ rcode?: string; data?: string } | undefined> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    const timer = setTimeout(() => { s.close(); resolve(undefined); }, 500);
-    s.on('message', (m) => {
-      clearTimeout(timer);
-      s.close();
-      const p = dnsPacket.decode(m) as dnsPacket.Packet & { rcode?: string };
-      resolve({ rcode: p.rcode, data: (p.answers?.[0] as { data?: string } | undefined)?.data });
-    });
-    s.send(dnsPacket.encode({ type: 'query', id: 7, questions: [{ name, type: 'A', class: 'IN' }] }), port, '127.0.0.1');
-  });
-}
-
 /** Asks until `ok` holds; resolves with the time it first did (ms since `from`). */
 async function until(port: number, name: string, ok: (r: { rcode?: string; data?: string } | undefined) => boolean, from: number, limitMs = 60_000): Promise<number> {
   for (;;) {
-    if (ok(await ask(port, name))) return performance.now() - from;
+    if (ok(await askA(port, name))) return performance.now() - from;
     if (performance.now() - from > limitMs) throw new Error(`${name}: no change within ${limitMs} ms`);
   }
 }

@@ -12,12 +12,11 @@
 // SCALE_LOG=DIR keeps each row's daemon log there; SCALE_NODE_ARGS adds node flags to the daemon's. Writes $PB_WORK/scale.tsv. Queries go to
 // 127.0.0.1 only; no upstream is configured. Namespaces are pb-sc* (SCALE_NS_PREFIX), removed at the end of each row.
 import { spawn, execFileSync } from 'node:child_process';
-import dgram from 'node:dgram';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import dnsPacket from 'dns-packet';
+import { askA } from './ask.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
 const WORK = process.env.PB_WORK ?? '/tmp/pb-work';
@@ -39,20 +38,6 @@ function writeRegistry(dir: string, networks: number, per: number, namespaces: s
     writeFileSync(`${file}.tmp`, JSON.stringify({ name: `net${n}`, endpoints }));
     renameSync(`${file}.tmp`, file);
   }
-}
-
-function ask(port: number, name: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    const timer = setTimeout(() => { s.close(); resolve(undefined); }, 500);
-    s.on('message', (m) => {
-      clearTimeout(timer);
-      s.close();
-      const a = dnsPacket.decode(m).answers?.[0] as { data?: string } | undefined;
-      resolve(a?.data);
-    });
-    s.send(dnsPacket.encode({ type: 'query', id: 7, questions: [{ name, type: 'A', class: 'IN' }] }), port, '127.0.0.1');
-  });
 }
 
 function rssKb(pid: number): number {
@@ -117,7 +102,7 @@ async function measure(label: string, networks: number, per: number, withNamespa
       const expect = `10.100.0.${k % 2 === 0 ? 110 : 10}`;
       const t0 = performance.now();
       writeRegistry(dir, 1, per, namespaces, k % 2 === 0 ? 1 : -1);
-      while ((await ask(port, 'n0e0')) !== expect) { /* poll */ }
+      while ((await askA(port, 'n0e0'))?.data !== expect) { /* poll */ }
       changes.push(performance.now() - t0);
       // Changes at least 100 ms apart: each one is an isolated edit, as a person or a tool makes them.
       await new Promise((r) => setTimeout(r, 100));
