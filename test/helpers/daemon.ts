@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -74,10 +75,29 @@ export class RunningDaemon {
 }
 
 /** Starts `nsdns serve ARGS` (a --state-dir and --no-resolv-conf are added unless given). */
+/**
+ * Where a test asks for `--listen 127.0.0.1:0`, a free port below the kernel's ephemeral range
+ * (32768-60999) instead. A host listener is a SO_REUSEPORT group (with the native helper), and dig
+ * sets SO_REUSEPORT on its own client socket: a dig whose random source port happened to be the
+ * daemon's ephemeral port joined the group and read its own query back (";; Warning: query
+ * response not set"), once in a CI run.
+ */
+async function withFixedListenPorts(args: readonly string[]): Promise<string[]> {
+  const out = [...args];
+  for (let i = 0; i < out.length - 1; i++) {
+    const m = out[i] === '--listen' ? /^127\.0\.0\.1:0(=.*)?$/.exec(out[i + 1]) : null;
+    if (!m) continue;
+    let port: number;
+    do port = await freePort('127.0.0.1', 27000, 5000); while (out.includes(`127.0.0.1:${port}`) || out.some((a) => a.startsWith(`127.0.0.1:${port}=`)));
+    out[i + 1] = `127.0.0.1:${port}${m[1] ?? ''}`;
+  }
+  return out;
+}
+
 export async function startDaemon(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; keepState?: boolean } = {}): Promise<RunningDaemon> {
   const given = args.indexOf('--state-dir');
   const stateDir = given >= 0 ? args[given + 1] : mkdtempSync(path.join(tmpdir(), 'nsdns-test-'));
-  const full = ['serve', ...args];
+  const full = ['serve', ...await withFixedListenPorts(args)];
   if (!args.includes('--state-dir')) full.push('--state-dir', stateDir);
   if (!args.includes('--socket')) full.push('--socket', path.join(stateDir, 'nsdns.sock'));
   // Tests never touch the real nsdns table or link names: each daemon gets its own.
