@@ -14,6 +14,7 @@ import { RegistryFiles } from './registry-files.js';
 import { EtcdSource } from '../etcd/etcd-source.js';
 import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 import { nodeName } from '../etcd/node-name.js';
+import { nodeOwner } from '../etcd/node-claim.js';
 import { ClusterNetworks } from '../etcd/cluster-networks.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
@@ -291,6 +292,7 @@ export class Daemon {
       isFailing: (key) => this.resolver.forwarder.health.isDead(key),
       plumbingProblems: this.manager.plumbingProblems(),
       sharedRegistries: this.etcdSources.map((source) => source.status()),
+      announceConflict: this.announcer?.nodeConflict(),
     });
   }
 
@@ -499,7 +501,7 @@ export class Daemon {
     if (this.config.announce === undefined) return;
     const { Announcer } = await import('../etcd/announcer.js');
     this.announcer = await Announcer.start(this.registry, {
-      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: this.node!,
+      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: this.node!, owner: nodeOwner(this.config.stateDir),
       ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
     });
   }

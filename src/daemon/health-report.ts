@@ -34,6 +34,8 @@ export interface HealthInputs {
   /** Links nsdns provisioned that are broken, published ports it cannot hold (plumbing's self-check). */
   plumbingProblems?: readonly string[];
   sharedRegistries?: readonly EtcdSourceStatus[];
+  /** `--announce`: why the node name cannot be had (another daemon holds it). */
+  announceConflict?: string;
 }
 
 /** At most this many names in one report: the body stays short whatever the host holds. */
@@ -85,6 +87,9 @@ export function healthReport(input: HealthInputs): HealthReport {
     if (r.stale) warnings.push(`shared registry ${printable(r.registry)} is stale since ${r.staleSince}: etcd cannot be reached, the last snapshot answers`);
     else if (!r.synchronised) warnings.push(`shared registry ${printable(r.registry)} has not been read yet: etcd does not answer`);
   }
+
+  // Names are still answered; only this daemon's endpoints are missing from the other hosts.
+  if (input.announceConflict !== undefined) warnings.push(input.announceConflict);
 
   const plumbing = input.plumbingProblems ?? [];
   problems.push(...plumbing.slice(0, MAX_LISTED), ...(plumbing.length > MAX_LISTED ? [`... and ${plumbing.length - MAX_LISTED} more plumbing problems`] : []));

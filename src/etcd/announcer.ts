@@ -3,6 +3,7 @@
 //
 //   PREFIX/networks/<network>                   created if absent, no lease: a zone outlives a host
 //   PREFIX/endpoints/<network>/<node>/<id>      on this daemon's lease, kept alive while it runs
+//   PREFIX/nodes/<node>                         on the lease too: one daemon per node name (node-claim.ts)
 //
 // A network whose key holds a different definition (subnets, internal) is not announced: one
 // name must mean one network on every host. Registry changes are put and deleted as differences,
@@ -11,13 +12,14 @@
 // again at once. A clean stop revokes the lease, so the endpoints vanish everywhere at once; a
 // host that dies takes them along within the TTL. Nothing here is on the query path.
 import type { Etcd3, Lease } from 'etcd3';
-import { errorMessage } from '../errors.js';
+import { errorMessage, NsdnsError } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { remoteEndpointValue, remoteNetwork, remoteNetworkValue } from '../registry/document.js';
 import type { Registry } from '../registry/registry.js';
 import type { Network } from '../registry/types.js';
 import { connectEtcd, type EtcdAccess } from './etcd-client.js';
 import { definitionDifference } from './network-definition.js';
+import { claimNode, type NodeOwner } from './node-claim.js';
 import { etcdKeys, type EtcdLocation } from './etcd-url.js';
 
 export interface AnnouncerOptions {
@@ -25,6 +27,8 @@ export interface AnnouncerOptions {
   /** TLS and auth (`--etcd-*`), as for the shared registries. */
   access?: EtcdAccess;
   node: string;
+  /** Who claims the node name (node-claim.ts); another daemon holding it keeps this one from announcing. */
+  owner: NodeOwner;
   ttlSeconds: number;
   log: Logger;
   /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
@@ -60,6 +64,8 @@ export class Announcer {
   /** When the current lease was granted, and the last failure to reach etcd (for `status`). */
   private leaseSince: Date | undefined;
   private lastError: { message: string; at: Date } | undefined;
+  /** Why the node name could not be claimed (another daemon holds it), said once until it changes. */
+  private nodeTaken: string | undefined;
 
   private constructor(private readonly registry: Registry, private readonly client: Etcd3, private readonly options: AnnouncerOptions) {
     this.retryMs = options.retryMs ?? 250;
@@ -110,7 +116,8 @@ export class Announcer {
   }
 
   private async flush(): Promise<void> {
-    while (this.dirty.size > 0 && !this.stopped) {
+    // The first pass claims the node name even when nothing is provisioned yet.
+    while ((this.dirty.size > 0 || this.lease === undefined) && !this.stopped) {
       const networks = [...this.dirty];
       this.dirty.clear();
       try {
@@ -142,9 +149,21 @@ export class Announcer {
     const lease = this.client.lease(this.options.ttlSeconds);
     lease.on('lost', (err) => this.onLost(lease, err));
     await lease.grant();
-    if (this.stopped) {
+    try {
+      await claimNode(this.client, this.options.location.prefix, this.options.node, lease, this.options.owner);
+      if (this.stopped) throw new Error('stopped');
+    } catch (err) {
       await lease.revoke().catch(() => undefined);
-      throw new Error('stopped');
+      lease.release();
+      if (err instanceof NsdnsError && err.code === 'ERR_CONFLICT' && this.nodeTaken !== err.message) {
+        this.nodeTaken = err.message;
+        this.options.log.error({ node: this.options.node }, err.message);
+      }
+      throw err;
+    }
+    if (this.nodeTaken !== undefined) {
+      this.nodeTaken = undefined;
+      this.options.log.info({ node: this.options.node }, 'node name free again; announcing');
     }
     this.lease = lease;
     this.leaseSince = new Date();
@@ -224,6 +243,11 @@ export class Announcer {
     return false;
   }
 
+  /** Why the node name cannot be claimed: another daemon holds it (undefined once it is this daemon's). */
+  nodeConflict(): string | undefined {
+    return this.nodeTaken;
+  }
+
   /** What `nsdns status` shows: the node, whether a lease is held and since when, what is refused. */
   status(): object {
     let endpoints = 0;
@@ -231,7 +255,7 @@ export class Announcer {
     return {
       url: this.options.location.url, node: this.options.node, ttlSeconds: this.options.ttlSeconds,
       leaseSince: this.lease ? this.leaseSince?.toISOString() ?? null : null,
-      endpoints, pending: this.dirty.size, refused: [...this.refused].sort(),
+      endpoints, pending: this.dirty.size, refused: [...this.refused].sort(), nodeTaken: this.nodeTaken ?? null,
       lastError: this.lastError ? { message: this.lastError.message, at: this.lastError.at.toISOString() } : null,
     };
   }

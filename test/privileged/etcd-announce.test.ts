@@ -55,9 +55,9 @@ describe('etcd announce', { skip: needsRoot }, () => {
     assert.equal(network.name, 'anet');
     assert.deepEqual(network.subnets.map((s: { subnet: string }) => s.subnet), ['10.124.1.0/24']);
     assert.equal(network.bridge, undefined);
-    // The endpoints are on a lease, the network is not.
+    // The endpoints and the node's claim are on a lease, the network is not.
     const leases = JSON.parse((await etcd.ctl(['get', '--prefix', prefix, '-w', 'json'])).stdout).kvs.map((kv: { key: string; lease?: number }) => [Buffer.from(kv.key, 'base64').toString(), kv.lease ?? 0]);
-    for (const [key, lease] of leases) assert.equal(lease !== 0, key.includes('/endpoints/'), key);
+    for (const [key, lease] of leases) assert.equal(lease !== 0, key.includes('/endpoints/') || key === `${prefix}/nodes/node-a`, key);
 
     await lab.ok('network', 'disconnect', 'anet', db);
     await until('db gone from etcd', () => names('anet', 'node-a'), (n) => n === 'web');
@@ -86,7 +86,7 @@ describe('etcd announce', { skip: needsRoot }, () => {
     assert.match((await etcd.list(`${prefix}/networks/other`)).get(`${prefix}/networks/other`)!, /10\.124\.9\.0/);
     assert.match(await lab.ok('status'), /^announce: {4}node node-a to etcd:\/\/\S+; lease since \S+, 2 endpoints; not announced \(etcd defines them otherwise\): other$/m);
     const status = JSON.parse(await lab.ok('status', '--json')).announce;
-    assert.deepEqual({ ...status, leaseSince: typeof status.leaseSince }, { url: `etcd://${etcd.hostPort}${prefix}`, node: 'node-a', ttlSeconds: TTL, leaseSince: 'string', endpoints: 2, pending: 0, refused: ['other'], lastError: null });
+    assert.deepEqual({ ...status, leaseSince: typeof status.leaseSince }, { url: `etcd://${etcd.hostPort}${prefix}`, node: 'node-a', ttlSeconds: TTL, leaseSince: 'string', endpoints: 2, pending: 0, refused: ['other'], nodeTaken: null, lastError: null });
     // A network removed here: its endpoints go, its key stays for the hosts still on it.
     await lab.ok('network', 'rm', 'same', '--disconnect');
     await until('y gone from etcd', () => names('same', 'node-a'), (n) => n === '');
