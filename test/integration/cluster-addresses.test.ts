@@ -19,6 +19,12 @@ const addressKey = (network: string, address: string) => `${PREFIX}/addresses/${
 
 type LogLine = Record<string, unknown> & { msg: string };
 
+/** The overlay data plane's view of the allocator (plumbing/address-claims.ts): ClusterAddresses must fit it, checked when this file compiles. */
+interface AddressClaims {
+  claim(network: string, subnet: string, options: { ip?: string; reserved?: readonly string[] }): Promise<string>;
+  release(network: string, ip: string): Promise<void>;
+}
+
 /** An allocator for `node` against `hostPort`, its log lines collected. */
 async function allocator(hostPort: string, node: string): Promise<{ addresses: ClusterAddresses; lines: LogLine[] }> {
   const lines: LogLine[] = [];
@@ -58,6 +64,8 @@ describe('cluster-wide addresses in etcd', () => {
     client = new Etcd3({ hosts: etcd.endpoint });
     a = (await start('a')).addresses;
     b = (await start('b')).addresses;
+    const fits: AddressClaims = a;
+    assert.ok(fits);
   });
   after(async () => {
     etcd?.resume();
