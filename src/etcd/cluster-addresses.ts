@@ -1,23 +1,22 @@
 // Addresses of overlay networks, allocated cluster-wide (`serve --cluster`): every address an
-// endpoint of this node uses is a key in etcd, created only if absent, so two hosts connecting at
-// once never get the same address.
+// endpoint of this node uses is a key in etcd (address-keys.ts), created only if absent, so two
+// hosts connecting at once never get the same address. This allocator picks the address to try,
+// keeps what this node holds, and owns the lease the keys live on.
 //
-//   PREFIX/addresses/<network>/<address>   the holding node's name, on this allocator's lease
-//
-// Any value that is not this node's name is someone else's: a hostile or garbled value is a taken
-// address, never a crash, and is never echoed. The lease is kept alive while the daemon runs; when
-// it is lost (etcd away longer than its TTL), every address this node holds is claimed again under
-// a new one, and an address another node took meanwhile is reported in conflicts(). A clean close
-// does not revoke the lease: the endpoints keep their addresses while the daemon is down, and a
-// restart within the TTL claims them again (a key holding this node's name is put again under the
-// new lease). Nothing here is on the query path.
-import type { ComparatorBuilder, Etcd3, IRangeRequest, IRangeResponse, ITxnResponse, Lease } from 'etcd3';
+// The lease is kept alive while the daemon runs. When it is lost (etcd away longer than its TTL),
+// every address this node holds is claimed again under a new one, and an address another node
+// took meanwhile is reported in conflicts(). A clean close does not revoke the lease: the
+// endpoints keep their addresses while the daemon is down, and a restart within the TTL claims
+// them again (a key holding this node's name is put under the new lease). Nothing here is on the
+// query path.
+import type { Etcd3, Lease } from 'etcd3';
 import { NsdnsError, errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { isServiceLabel } from '../wire/names.js';
+import { AddressKeys, LeaseGone } from './address-keys.js';
 import { addressSpace, canonicalIpv4, firstFree, hostAddress, type AddressSpace } from './address-space.js';
 import { connectEtcd, type EtcdAccess } from './etcd-client.js';
-import { etcdKeys, type EtcdLocation } from './etcd-url.js';
+import type { EtcdLocation } from './etcd-url.js';
 import { isNodeName } from './node-name.js';
 
 export interface ClusterAddressesOptions {
@@ -34,7 +33,7 @@ export interface ClusterAddressesOptions {
   maxRetryMs?: number;
 }
 
-/** An address this node held whose key another node (or garbage) holds now: its endpoint has it, the cluster gives it to someone else. */
+/** An address this node held whose key another node (or garbage) holds now: its endpoint still uses it. */
 export interface AddressConflict {
   network: string;
   address: string;
@@ -45,16 +44,12 @@ export interface AddressConflict {
 
 /**
  * Transactions one claim without `ip` tries before it gives up. Every lost race brings a fresh
- * list of the taken addresses, so each retry only meets claims made since: a claim loses this
- * often only when as many other claims on the network keep winning.
+ * list of the taken addresses, so a retry meets only the claims made since: a claim loses this
+ * often only when as many claims of other nodes keep winning.
  */
 const MAX_TRIES = 32;
 /** Re-claims sent at once after a lost lease: a node with thousands of endpoints is not thousands of calls in one go. */
 const CALLS_AT_ONCE = 64;
-/** A key whose lease is being moved and changes under us each time is retried this often, then reported. */
-const HOLD_TRIES = 3;
-
-type Held = { kind: 'ours' } | { kind: 'taken'; holder: string | undefined };
 
 /** A lease of this allocator with its id (what a put names). */
 interface Granted {
@@ -62,14 +57,8 @@ interface Granted {
   id: string;
 }
 
-/** etcd no longer knows the lease a put named: it expired before the client noticed. */
-class LeaseGone extends NsdnsError {
-  constructor(cause: unknown) {
-    super('ERR_UPSTREAM_UNREACHABLE', 'the etcd lease of this node\'s addresses has expired; they are being claimed again', { cause });
-  }
-}
-
 export class ClusterAddresses {
+  private readonly keys: AddressKeys;
   private granted: Granted | undefined;
   private granting: Promise<Granted> | undefined;
   private leaseSince: Date | undefined;
@@ -82,19 +71,17 @@ export class ClusterAddresses {
   /** One list of the taken addresses per network at a time, shared by the claims that wait for it. */
   private readonly reads = new Map<string, Promise<ReadonlySet<string>>>();
   private readonly lostTo = new Map<string, AddressConflict>();
-  private readonly nodeValue: Buffer;
   private needsReclaim = false;
   private repairTimer: NodeJS.Timeout | undefined;
   private repairing: Promise<void> | undefined;
   private retryMs: number;
   private stopped = false;
-  private transactions = 0;
   private lastError: { message: string; at: Date } | undefined;
   private readonly warnRateLimited = rateLimited(30_000);
 
   constructor(private readonly client: Etcd3, private readonly options: ClusterAddressesOptions) {
     if (!isNodeName(options.node)) throw new NsdnsError('ERR_CONFIG', 'the node name of the address allocator is not a key part');
-    this.nodeValue = Buffer.from(options.node);
+    this.keys = new AddressKeys(client, options.location.prefix, options.node);
     this.retryMs = options.retryMs ?? 250;
   }
 
@@ -132,7 +119,7 @@ export class ClusterAddresses {
     this.held.get(network)?.delete(address);
     this.lostTo.delete(conflictKey(network, address));
     try {
-      await this.deleteIfOurs(network, address);
+      await this.keys.deleteIfOurs(network, address);
     } catch (err) {
       setOf(this.releasing, network).add(address);
       this.failed(err, 'cannot release an address in etcd; trying again');
@@ -147,12 +134,10 @@ export class ClusterAddresses {
 
   /** What `nsdns status` can show: the lease, how many addresses are held, the conflicts, the transactions sent. */
   status(): object {
-    let held = 0;
-    for (const addresses of this.held.values()) held += addresses.size;
     return {
       node: this.options.node, ttlSeconds: this.options.ttlSeconds,
       leaseSince: this.granted ? this.leaseSince?.toISOString() ?? null : null,
-      held, transactions: this.transactions, conflicts: this.conflicts(),
+      held: this.heldCount(), transactions: this.keys.transactions, conflicts: this.conflicts(),
       lastError: this.lastError ? { message: this.lastError.message, at: this.lastError.at.toISOString() } : null,
     };
   }
@@ -176,17 +161,9 @@ export class ClusterAddresses {
     claiming.add(address);
     this.releasing.get(network)?.delete(address);
     try {
-      let granted = await this.currentLease();
-      let outcome: Held;
-      try {
-        outcome = await this.hold(network, address, granted);
-      } catch (err) {
-        if (!(err instanceof LeaseGone)) throw err;
-        granted = await this.currentLease();
-        outcome = await this.hold(network, address, granted);
-      }
-      if (outcome.kind === 'taken') {
-        const by = outcome.holder !== undefined ? `by node "${outcome.holder}"` : '(its key in etcd holds no node name)';
+      const [holding, granted] = await this.underLease((id) => this.keys.hold(network, address, id));
+      if (holding.kind === 'taken') {
+        const by = holding.holder !== undefined ? `by node "${holding.holder}"` : '(its key in etcd holds no node name)';
         throw new NsdnsError('ERR_CONFLICT', `address ${address} is taken in the cluster ${by} on network "${network}"`);
       }
       this.recordHeld(network, address, granted);
@@ -199,26 +176,18 @@ export class ClusterAddresses {
   private async claimFree(network: string, space: AddressSpace, reserved: ReadonlySet<string>): Promise<string> {
     const claiming = setOf(this.claiming, network);
     const held = setOf(this.held, network);
-    const prefix = etcdKeys.networkAddresses(this.options.location.prefix, network);
     let taken = await this.takenAddresses(network);
     for (let tries = 0; tries < MAX_TRIES; tries++) {
       const address = firstFree(space, (a) => taken.has(a) || reserved.has(a) || claiming.has(a) || held.has(a));
       if (address === undefined) throw new NsdnsError('ERR_IPAM_EXHAUSTED', `no free address left in ${space.subnet} on network "${network}" in the cluster`);
       claiming.add(address);
       try {
-        const granted = await this.currentLease();
-        const key = etcdKeys.address(this.options.location.prefix, network, address);
-        // Lost, the same transaction brings the keys taken now: the next try needs no other read.
-        const result = await this.commit(this.client.if(key, 'Create', '==', 0)
-          .then(this.client.put(key).value(this.nodeValue).lease(granted.id))
-          .else({ request_range: prefixRange(prefix) }), granted);
-        if (result.succeeded) {
+        const [result, granted] = await this.underLease((id) => this.keys.create(network, address, id));
+        if (result.created) {
           this.recordHeld(network, address, granted);
           return address;
         }
-        taken = addressesIn(result.responses[0]?.response_range, prefix);
-      } catch (err) {
-        if (!(err instanceof LeaseGone)) throw err;
+        taken = result.taken;
       } finally {
         claiming.delete(address);
       }
@@ -236,56 +205,30 @@ export class ClusterAddresses {
     }
   }
 
-  /**
-   * Makes the key of `address` this node's under `granted`: created if absent; holding this node's
-   * name under another lease (a restart, a lost lease), moved to this one unless it changed meanwhile.
-   */
-  private async hold(network: string, address: string, granted: Granted): Promise<Held> {
-    const key = etcdKeys.address(this.options.location.prefix, network, address);
-    for (let i = 0; i < HOLD_TRIES; i++) {
-      const created = await this.commit(this.client.if(key, 'Create', '==', 0)
-        .then(this.client.put(key).value(this.nodeValue).lease(granted.id))
-        .else(this.client.get(key)), granted);
-      if (created.succeeded) return { kind: 'ours' };
-      const kv = created.responses[0]?.response_range?.kvs[0];
-      if (kv === undefined) continue;
-      if (!Buffer.from(kv.value).equals(this.nodeValue)) return { kind: 'taken', holder: nodeNameIn(kv.value) };
-      if (String(kv.lease) === granted.id) return { kind: 'ours' };
-      const moved = await this.commit(this.client.if(key, 'Mod', '==', String(kv.mod_revision))
-        .then(this.client.put(key).value(this.nodeValue).lease(granted.id)), granted);
-      if (moved.succeeded) return { kind: 'ours' };
-    }
-    throw new NsdnsError('ERR_CONFLICT', `address ${address} on network "${network}" kept changing in etcd while it was claimed; try again`);
-  }
-
-  private async deleteIfOurs(network: string, address: string): Promise<void> {
-    const key = etcdKeys.address(this.options.location.prefix, network, address);
-    await this.commit(this.client.if(key, 'Value', '==', this.nodeValue).then(this.client.delete().key(key)));
-  }
-
-  /** The addresses taken on `network` (keys only, one range read), shared by the claims that ask meanwhile. */
+  /** The addresses taken on `network` (one range read), shared by the claims that ask meanwhile. */
   private takenAddresses(network: string): Promise<ReadonlySet<string>> {
     let read = this.reads.get(network);
     if (read === undefined) {
-      const prefix = etcdKeys.networkAddresses(this.options.location.prefix, network);
-      read = this.client.getAll().prefix(prefix).keys()
-        .then((keys) => new Set(keys.map((key) => key.slice(prefix.length))), (err: unknown) => { throw unreachable(err); })
-        .finally(() => this.reads.delete(network));
+      read = this.keys.taken(network).finally(() => this.reads.delete(network));
       this.reads.set(network, read);
     }
     return read;
   }
 
-  private async commit(txn: ComparatorBuilder, granted?: Granted): Promise<ITxnResponse> {
-    this.transactions++;
-    try {
-      return await txn.commit();
-    } catch (err) {
-      if (granted !== undefined && LEASE_NOT_FOUND.test(errorMessage(err))) {
+  /**
+   * Runs `work` with the current lease's id. etcd saying the lease is gone (it expired before the
+   * client noticed) makes it lost, and `work` runs once more under a new one.
+   */
+  private async underLease<T>(work: (leaseId: string) => Promise<T>): Promise<[T, Granted]> {
+    for (let attempt = 0; ; attempt++) {
+      const granted = await this.currentLease();
+      try {
+        return [await work(granted.id), granted];
+      } catch (err) {
+        if (!(err instanceof LeaseGone)) throw err;
         this.onLost(granted.lease, err);
-        throw new LeaseGone(err);
+        if (attempt > 0) throw err;
       }
-      throw unreachable(err);
     }
   }
 
@@ -303,7 +246,7 @@ export class ClusterAddresses {
       id = await lease.grant();
     } catch (err) {
       lease.release();
-      throw unreachable(err);
+      throw new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot reach etcd for the cluster's addresses: ${errorMessage(err)}`, { cause: err });
     }
     if (this.stopped) {
       lease.release();
@@ -320,9 +263,7 @@ export class ClusterAddresses {
     this.granted = undefined;
     lease.release();
     this.needsReclaim = true;
-    let held = 0;
-    for (const addresses of this.held.values()) held += addresses.size;
-    this.options.log.warn({ err: errorMessage(err), held }, 'etcd lease of the claimed addresses lost; claiming them again under a new one');
+    this.options.log.warn({ err: errorMessage(err), held: this.heldCount() }, 'etcd lease of the claimed addresses lost; claiming them again under a new one');
     this.scheduleRepair(0);
   }
 
@@ -338,11 +279,10 @@ export class ClusterAddresses {
   private async repair(): Promise<void> {
     try {
       while (!this.stopped && (this.needsReclaim || [...this.releasing.values()].some((s) => s.size > 0))) {
-        const granted = await this.currentLease();
         if (this.needsReclaim) {
           this.needsReclaim = false;
           try {
-            await this.reclaimAll(granted);
+            await this.underLease((id) => this.reclaimAll(id));
           } catch (err) {
             this.needsReclaim = true;
             throw err;
@@ -360,22 +300,22 @@ export class ClusterAddresses {
     }
   }
 
-  private async reclaimAll(granted: Granted): Promise<void> {
+  private async reclaimAll(leaseId: string): Promise<void> {
     const all = [...this.held].flatMap(([network, addresses]) => [...addresses].map((address) => ({ network, address })));
     let conflicts = 0;
     for (let i = 0; i < all.length; i += CALLS_AT_ONCE) {
       await Promise.all(all.slice(i, i + CALLS_AT_ONCE).map(async ({ network, address }) => {
-        const outcome = await this.hold(network, address, granted);
+        const holding = await this.keys.hold(network, address, leaseId);
         const stillHeld = this.held.get(network)?.has(address) ?? false;
-        if (outcome.kind === 'ours') {
-          // Released while it was claimed again: the key just put must go too.
-          if (!stillHeld) await this.deleteIfOurs(network, address);
+        if (holding.kind === 'ours') {
+          // Released while it was claimed again: the key just put goes too.
+          if (!stillHeld) await this.keys.deleteIfOurs(network, address);
           return;
         }
         if (!stillHeld) return;
         this.held.get(network)!.delete(address);
         conflicts++;
-        const holder = outcome.holder ?? null;
+        const holder = holding.holder ?? null;
         this.lostTo.set(conflictKey(network, address), { network, address, holder, since: new Date().toISOString() });
         this.options.log.warn({ network, address, holder }, 'an address this node held was taken by another node while its etcd lease was lost');
       }));
@@ -386,10 +326,16 @@ export class ClusterAddresses {
   private async retryReleases(): Promise<void> {
     for (const [network, addresses] of this.releasing) {
       for (const address of [...addresses]) {
-        if (!this.held.get(network)?.has(address)) await this.deleteIfOurs(network, address);
+        if (!this.held.get(network)?.has(address)) await this.keys.deleteIfOurs(network, address);
         addresses.delete(address);
       }
     }
+  }
+
+  private heldCount(): number {
+    let count = 0;
+    for (const addresses of this.held.values()) count += addresses.size;
+    return count;
   }
 
   private failed(err: unknown, message: string): void {
@@ -402,34 +348,8 @@ export class ClusterAddresses {
   }
 }
 
-const LEASE_NOT_FOUND = /requested lease not found|is expired or revoked/;
-
-function unreachable(err: unknown): NsdnsError {
-  if (err instanceof NsdnsError) return err;
-  return new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `cannot reach etcd for the cluster's addresses: ${errorMessage(err)}`, { cause: err });
-}
-
 function checkNetwork(network: string): void {
   if (!isServiceLabel(network)) throw new NsdnsError('ERR_BAD_REQUEST', `network name ${JSON.stringify(String(network).slice(0, 64))} is not a valid name`);
-}
-
-/** The node a key's value names, or undefined when it is not a node name (garbage is never echoed). */
-function nodeNameIn(value: Uint8Array): string | undefined {
-  if (value.length > 128) return undefined;
-  const text = Buffer.from(value).toString('latin1');
-  return isNodeName(text) ? text : undefined;
-}
-
-/** Keys only of everything under `prefix` (which ends in '/': its range ends where '/' + 1 starts). */
-function prefixRange(prefix: string): IRangeRequest {
-  const key = Buffer.from(prefix);
-  const end = Buffer.from(key);
-  end[end.length - 1] += 1;
-  return { key, range_end: end, keys_only: true };
-}
-
-function addressesIn(range: IRangeResponse | null | undefined, prefix: string): ReadonlySet<string> {
-  return new Set((range?.kvs ?? []).map((kv) => Buffer.from(kv.key).toString('latin1').slice(prefix.length)));
 }
 
 function conflictKey(network: string, address: string): string {
