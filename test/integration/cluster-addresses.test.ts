@@ -17,6 +17,8 @@ const PREFIX = '/nsdns-ipam';
 const TTL = 2;
 const addressKey = (network: string, address: string) => `${PREFIX}/addresses/${network}/${address}`;
 
+const hex = (lease: string) => BigInt(lease).toString(16);
+
 type LogLine = Record<string, unknown> & { msg: string };
 
 /** The overlay data plane's view of the allocator (plumbing/address-claims.ts): ClusterAddresses must fit it, checked when this file compiles. */
@@ -26,10 +28,10 @@ interface AddressClaims {
 }
 
 /** An allocator for `node` against `hostPort`, its log lines collected. */
-async function allocator(hostPort: string, node: string): Promise<{ addresses: ClusterAddresses; lines: LogLine[] }> {
+async function allocator(hostPort: string, node: string, ttlSeconds: number): Promise<{ addresses: ClusterAddresses; lines: LogLine[] }> {
   const lines: LogLine[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
-  const addresses = await ClusterAddresses.start({ location: parseEtcdUrl(`etcd://${hostPort}${PREFIX}`), node, ttlSeconds: TTL, log, retryMs: 100, maxRetryMs: 500 });
+  const addresses = await ClusterAddresses.start({ location: parseEtcdUrl(`etcd://${hostPort}${PREFIX}`), node, ttlSeconds, log, retryMs: 100, maxRetryMs: 500 });
   return { addresses, lines };
 }
 
@@ -46,8 +48,8 @@ describe('cluster-wide addresses in etcd', () => {
   let a: ClusterAddresses;
   let b: ClusterAddresses;
 
-  async function start(node: string, hostPort = etcd.hostPort) {
-    const made = await allocator(hostPort, node);
+  async function start(node: string, hostPort = etcd.hostPort, ttlSeconds = TTL) {
+    const made = await allocator(hostPort, node, ttlSeconds);
     open.push(made.addresses);
     return made;
   }
@@ -197,7 +199,7 @@ describe('cluster-wide addresses in etcd', () => {
     assert.ok(!leases.has(oldLease), 'under a new lease');
     assert.ok([...after.values()].every((v) => v.value === 'paused'));
     // The new lease is kept alive.
-    const ttl = await etcd.ctl(['lease', 'timetolive', BigInt([...leases][0]).toString(16)]);
+    const ttl = await etcd.ctl(['lease', 'timetolive', hex([...leases][0])]);
     assert.match(ttl.stdout, /granted with TTL\(2s\), remaining\(\d+s\)/, 'not expired');
     assert.deepEqual(p.conflicts(), []);
   });
@@ -226,6 +228,24 @@ describe('cluster-wide addresses in etcd', () => {
       await c.release('cut', '10.131.6.2');
       assert.deepEqual(c.conflicts(), []);
       assert.equal((await held('cut')).get('10.131.6.2')?.value, 'b');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('releases an address while etcd is unreachable, and the delete reaches etcd when it is back', async () => {
+    const proxy = await CuttableProxy.start(etcd.hostPort, 16300);
+    try {
+      // A long lease: the key can only go by the delete, not by expiring.
+      const { addresses: r } = await start('r', proxy.hostPort, 30);
+      assert.equal(await r.claim('away', '10.131.7.0/24', {}), '10.131.7.1');
+      const lease = (await held('away')).get('10.131.7.1')!.lease;
+      proxy.cut();
+      await r.release('away', '10.131.7.1');
+      assert.equal((await held('away')).size, 1, 'etcd has not seen the release yet');
+      proxy.restore();
+      await waitFor(async () => (await held('away')).size === 0, { what: 'the release reached etcd', timeoutMs: 20_000 });
+      assert.match((await etcd.ctl(['lease', 'timetolive', hex(lease)])).stdout, /granted with TTL\(30s\)/, 'deleted, its lease alive');
     } finally {
       await proxy.close();
     }
