@@ -52,4 +52,7 @@ export const etcdKeys = {
   networkEndpoints: (prefix: string, network: string) => `${prefix}/endpoints/${network}/`,
   nodeEndpoints: (prefix: string, network: string, node: string) => `${prefix}/endpoints/${network}/${node}/`,
   endpoint: (prefix: string, network: string, node: string, endpoint: string) => `${prefix}/endpoints/${network}/${node}/${endpoint}`,
+  /** An overlay network's claimed addresses (cluster-addresses.ts): one key per address, its value the holding node. */
+  networkAddresses: (prefix: string, network: string) => `${prefix}/addresses/${network}/`,
+  address: (prefix: string, network: string, address: string) => `${prefix}/addresses/${network}/${address}`,
 };
