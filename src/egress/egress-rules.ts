@@ -11,8 +11,9 @@
 //   tags) is dropped. This is what makes matching by source address below safe.
 // - inet TABLE: the policy, in the forward and input hooks (input covers the host's own
 //   addresses). Established and related traffic passes; a packet from a governed source jumps to
-//   its namespace's chain: own subnets, then no DNS (53/853) anywhere, then the gateways, the
-//   learned sets and the listed CIDRs; everything else is counted and dropped.
+//   its namespace's chain: neighbour discovery, the gateways (except DNS), the own subnets, then
+//   no DNS (53/853) anywhere else, then the learned sets and the listed CIDRs; everything else is
+//   counted and dropped.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
@@ -76,6 +77,8 @@ function prefix(value: string): { family: 4 | 6; text: string } {
   const base = a.family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(`${a.text}/${n}`) : ipaddr.IPv6.networkAddressFromCIDR(`${a.text}/${n}`);
   return { family: a.family, text: `${base.toString()}/${n}` };
 }
+
+const ND_TYPES = '{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report }';
 
 const set = (items: readonly string[]) => `{ ${items.join(', ')} }`;
 
@@ -142,10 +145,17 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   const rule = (text: string) => `add rule ${inet} ${n.chain} ${text}`;
   const of = (list: Checked['own'], family: 4 | 6) => list.filter((a) => a.family === family).map((a) => a.text);
   const daddr = (family: 4 | 6) => (family === 4 ? 'ip daddr' : 'ip6 daddr');
-  const policy: string[] = [];
+  // Neighbour discovery goes to multicast and link-local addresses, never beyond the link; without
+  // it no IPv6 address is reachable at all, not even the own subnet's.
+  const policy: string[] = [rule(`icmpv6 type ${ND_TYPES} accept`)];
+  // The gateways lie inside the own subnets: their DNS ports are closed before the subnets open.
+  const dns = `meta l4proto { tcp, udp } th dport { 53, 853 } counter name ${n.dropped} drop`;
+  for (const f of [4, 6] as const) {
+    const gateways = of(c.gateways, f);
+    if (gateways.length > 0) policy.push(rule(`${daddr(f)} ${set(gateways)} ${dns}`), rule(`${daddr(f)} ${set(gateways)} accept`));
+  }
   for (const f of [4, 6] as const) if (of(c.own, f).length > 0) policy.push(rule(`${daddr(f)} ${set(of(c.own, f))} accept`));
-  policy.push(rule(`meta l4proto { tcp, udp } th dport { 53, 853 } counter name ${n.dropped} drop`));
-  for (const f of [4, 6] as const) if (of(c.gateways, f).length > 0) policy.push(rule(`${daddr(f)} ${set(of(c.gateways, f))} accept`));
+  policy.push(rule(dns));
   policy.push(rule(`ip daddr @${n.learned4} accept`), rule(`ip6 daddr @${n.learned6} accept`));
   for (const x of c.cidrs) policy.push(rule(`${daddr(x.family)} ${x.text}${cidrTransport(x)} accept`));
   if (options.logDrops) policy.push(rule(`limit rate 5/second burst 10 packets log prefix "nsdns-egress-drop: " level info`));
@@ -155,11 +165,10 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   const spoof = (text: string) => `add rule ${bridge} ${n.spoof} ${text}`;
   const antiSpoof = c.sources.flatMap((s) => {
     const port = `iifname "${s.hostIf}"`;
-    const nd = '{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report }';
     return [
       spoof(s.ipv4.length > 0 ? `${port} arp saddr ip != ${set(['0.0.0.0', ...s.ipv4])} drop` : `${port} ether type arp drop`),
       spoof(s.ipv4.length > 0 ? `${port} ip saddr != ${set(s.ipv4)} drop` : `${port} ether type ip drop`),
-      spoof(`${port} ip6 saddr { ::, fe80::/10 } icmpv6 type ${nd} accept`),
+      spoof(`${port} ip6 saddr { ::, fe80::/10 } icmpv6 type ${ND_TYPES} accept`),
       spoof(s.ipv6.length > 0 ? `${port} ip6 saddr != ${set(s.ipv6)} drop` : `${port} ether type ip6 drop`),
       spoof(`${port} ether type != { ip, ip6, arp } drop`),
     ];
