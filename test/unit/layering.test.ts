@@ -20,9 +20,10 @@ const allowed: Record<string, string[]> = {
   listeners: ['wire', 'registry', 'resolver', 'server', 'native'],
   plumbing: ['wire', 'registry', 'health', 'native'],
   etcd: ['wire', 'registry'],
-  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'native'],
+  egress: ['wire', 'registry', 'plumbing'],
+  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'egress', 'native'],
   podman: ['wire', 'registry', 'resolver', 'server', 'listeners', 'daemon', 'native'],
-  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'etcd', 'native'],
+  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'etcd', 'egress', 'native'],
 };
 
 /** Files directly in src/: shared by all layers, importing no layer; main.ts only the CLI. */

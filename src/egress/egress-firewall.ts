@@ -1,0 +1,194 @@
+// Egress enforcement in the kernel: for each governed namespace, default deny except its own
+// networks, its gateways (no DNS), the CIDRs of its policy and the addresses learned from allowed
+// DNS answers, each for the answer's lifetime. The rules are in egress-rules.ts; this class keeps
+// the set of governed namespaces and sends every change through one nft channel, in order.
+//
+// The tables stay in the kernel when the daemon stops (close() does not remove them): a stopped
+// daemon does not open a namespace. At the next start, adopt() takes over what the kernel holds.
+import { execa } from 'execa';
+import { NsdnsError } from '../errors.js';
+import type { Logger } from '../log.js';
+import {
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands,
+  type EgressRules,
+} from './egress-rules.js';
+import { Mutex } from '../plumbing/mutex.js';
+import { NftChannel } from './nft-channel.js';
+
+export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
+
+/** A learned address stays at most this long without a new answer (a week), whatever the TTL says. */
+const MAX_TTL_SECONDS = 7 * 24 * 3600;
+
+export interface EgressCounters { dropped: number; learned4: number; learned6: number }
+
+export interface EgressFirewallOptions {
+  log?: Logger;
+  /** Also log dropped packets (rate-limited, in the kernel log) besides counting them. */
+  logDrops?: boolean;
+  channel?: NftChannel;
+}
+
+export class EgressFirewall {
+  private readonly governed = new Map<string, EgressRules>();
+  /** Per key: address → when its kernel timeout ends (ms), so an answer never shortens it. */
+  private readonly expiries = new Map<string, { until: Map<string, number>; pruneAt: number }>();
+  /** Policy changes one at a time: each rewrites the maps from the whole governed set. */
+  private readonly lock = new Mutex();
+  private readonly channel: NftChannel;
+  private baseWritten = false;
+
+  /** `table`: the daemon's egress table name (the same name in the inet and bridge families). */
+  constructor(readonly table: string, private readonly options: EgressFirewallOptions = {}) {
+    checkTable(table);
+    this.channel = options.channel ?? new NftChannel({ log: options.log });
+  }
+
+  /** Processes started by the channel: one for its lifetime, unless nft died or could not start. */
+  get processesStarted(): number {
+    return this.channel.processesStarted;
+  }
+
+  /**
+   * Governs `key` with `rules`, replacing its previous rules in one transaction. Resolves when the
+   * kernel has them: a namespace newly governed is default-deny from then on. Learned addresses
+   * are kept across a replace.
+   */
+  setPolicy(key: string, rules: EgressRules): Promise<void> {
+    checkRules(rules);
+    return this.lock.run(async () => {
+      const before = this.governed.get(key);
+      // Governed from here on, so a learn() queued behind this transaction is not skipped.
+      this.governed.set(key, rules);
+      try {
+        await this.send([...this.base(), ...keyCommands(this.table, key, rules, this.options), ...mapCommands(this.table, this.governed)]);
+      } catch (err) {
+        if (before === undefined) this.governed.delete(key);
+        else this.governed.set(key, before);
+        throw err;
+      }
+    });
+  }
+
+  /** Stops governing `key`: its namespace is open again (ungoverned) once this resolves. */
+  remove(key: string): Promise<void> {
+    return this.lock.run(async () => {
+      if (!this.governed.has(key)) return;
+      const next = new Map(this.governed);
+      next.delete(key);
+      await this.send([...mapCommands(this.table, next), ...deleteKeyCommands(this.table, keyNames(key).id)]);
+      this.governed.delete(key);
+      this.expiries.delete(key);
+    });
+  }
+
+  /**
+   * Opens `addresses` for `key` for `ttlSeconds` (at least 1 s). Resolves once the kernel has them.
+   * An address already open for longer keeps its later expiry. A key that is not governed has
+   * nothing to open.
+   */
+  learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> {
+    if (!this.governed.has(key)) return Promise.resolve();
+    if (!Number.isFinite(ttlSeconds)) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: the TTL is not a number'));
+    const ttl = Math.min(Math.max(Math.ceil(ttlSeconds), 1), MAX_TTL_SECONDS);
+    const now = Date.now();
+    const until = now + ttl * 1000;
+    const known = this.expiriesOf(key, now);
+    const v4: string[] = [];
+    const v6: string[] = [];
+    for (const value of addresses) {
+      const a = canonicalAddress(value);
+      if (a === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: a learned address is not a literal IPv4 or IPv6 address'));
+      if ((known.get(a.text) ?? 0) >= until) continue;
+      (a.family === 4 ? v4 : v6).push(a.text);
+    }
+    if (v4.length === 0 && v6.length === 0) return Promise.resolve();
+    return this.channel.submit(learnCommands(this.table, key, v4, v6, ttl).join('; ')).then(() => {
+      for (const a of [...v4, ...v6]) if ((known.get(a) ?? 0) < until) known.set(a, until);
+    });
+  }
+
+  /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
+  async counters(key: string): Promise<EgressCounters | undefined> {
+    if (!this.governed.has(key)) return undefined;
+    const n = keyNames(key);
+    // One listing per object: nft 1.0.6 fails on several `list` commands in one run.
+    const [counter, learned4, learned6] = await Promise.all([
+      this.listed('counter', n.dropped), this.listed('set', n.learned4), this.listed('set', n.learned6),
+    ]);
+    return { dropped: counter?.packets ?? 0, learned4: learned4?.elem?.length ?? 0, learned6: learned6?.elem?.length ?? 0 };
+  }
+
+  private async listed(kind: 'counter' | 'set', name: string): Promise<{ packets?: number; elem?: unknown[] } | undefined> {
+    const r = await execa('nft', ['-j', 'list', kind, 'inet', this.table, name], { reject: false, timeout: 10_000, maxBuffer: 64 * 1024 * 1024 });
+    if (r.exitCode !== 0) throw new NsdnsError('ERR_FIREWALL', `reading the egress ${kind} of a namespace: ${r.stderr.trim().slice(0, 300)}`);
+    const items = (JSON.parse(r.stdout) as { nftables: Array<Record<string, { packets?: number; elem?: unknown[] }>> }).nftables;
+    return items.find((i) => kind in i)?.[kind];
+  }
+
+  /**
+   * At start: governs exactly `policies`. The namespaces among them keep their learned addresses
+   * (their rules are rewritten in place, in one transaction); the kernel's other egress objects
+   * (namespaces no longer known) are removed in that same transaction.
+   */
+  adopt(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
+    for (const rules of policies.values()) checkRules(rules);
+    return this.lock.run(() => this.replaceAll(policies));
+  }
+
+  private async replaceAll(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
+    const present = await this.kernelIds();
+    const wanted = new Set([...policies.keys()].map((k) => keyNames(k).id));
+    const stale = [...present].filter((id) => !wanted.has(id));
+    await this.send([
+      ...this.base(),
+      ...[...policies].flatMap(([key, rules]) => keyCommands(this.table, key, rules, this.options)),
+      ...mapCommands(this.table, policies),
+      ...stale.flatMap((id) => deleteKeyCommands(this.table, id)),
+    ]);
+    this.governed.clear();
+    this.expiries.clear();
+    for (const [key, rules] of policies) this.governed.set(key, rules);
+    return { kept: [...wanted].filter((id) => present.has(id)).length, removed: stale.length };
+  }
+
+  /** Stops the channel. The tables and their rules stay in the kernel: enforcement survives. */
+  close(): Promise<void> {
+    return this.channel.close();
+  }
+
+  /** The key ids whose chains the kernel holds in the inet table (none when the table is absent). */
+  private async kernelIds(): Promise<Set<string>> {
+    const r = await execa('nft', ['-j', 'list', 'table', 'inet', this.table], { reject: false, timeout: 10_000, maxBuffer: 256 * 1024 * 1024 });
+    if (r.exitCode !== 0) return new Set();
+    const items = (JSON.parse(r.stdout) as { nftables: Array<{ chain?: { name?: string } }> }).nftables;
+    return new Set(items.map((i) => idOf(i.chain?.name ?? '')).filter((id): id is string => id !== undefined));
+  }
+
+  /** The base commands, the first time only (each process writes them once). */
+  private base(): string[] {
+    if (this.baseWritten) return [];
+    this.baseWritten = true;
+    return baseCommands(this.table);
+  }
+
+  private async send(commands: string[]): Promise<void> {
+    try {
+      await this.channel.submit(commands.join('; '));
+    } catch (err) {
+      this.baseWritten = false;
+      throw err;
+    }
+  }
+
+  /** The expiries of `key`'s learned addresses; expired entries are dropped as the map doubles. */
+  private expiriesOf(key: string, now: number): Map<string, number> {
+    let known = this.expiries.get(key);
+    if (known === undefined) this.expiries.set(key, (known = { until: new Map(), pruneAt: 1024 }));
+    if (known.until.size >= known.pruneAt) {
+      for (const [a, t] of known.until) if (t <= now) known.until.delete(a);
+      known.pruneAt = Math.max(1024, known.until.size * 2);
+    }
+    return known.until;
+  }
+}

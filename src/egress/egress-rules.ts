@@ -1,0 +1,240 @@
+// Pure: a governed namespace's egress rules → nft command text, for the channel (nft-channel.ts)
+// that speaks nft's text syntax. Every value is checked here first, the last stop before root's
+// firewall: addresses and prefixes are parsed by ipaddr.js and written back in their canonical
+// form (so nft never sees a hostname it would resolve), interface names pass the link-name rule,
+// and names of nft objects are made by us from a hash of the key.
+//
+// Two tables of one name, both owned by nsdns:
+// - bridge TABLE: anti-spoofing. A frame entering from a governed endpoint's bridge port must
+//   carry one of that endpoint's addresses (IPv4, IPv6, ARP), or be IPv6 neighbour discovery from
+//   a link-local or unspecified source; anything else (another source, other ethertypes, VLAN
+//   tags) is dropped. This is what makes matching by source address below safe.
+// - inet TABLE: the policy, in the forward and input hooks (input covers the host's own
+//   addresses). Established and related traffic passes; a packet from a governed source jumps to
+//   its namespace's chain: neighbour discovery, the gateways (except DNS), the own subnets, then
+//   no DNS (53/853) anywhere else, then the learned sets and the listed CIDRs; everything else is
+//   counted and dropped.
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { NsdnsError } from '../errors.js';
+import { isIfname, isIpv4, isIpv6 } from '../registry/fields.js';
+import { isTableName } from '../plumbing/nft-rules.js';
+
+export interface EgressSource { hostIf: string; ipv4: readonly string[]; ipv6: readonly string[] }
+export interface EgressCidr { cidr: string; port?: number; protocol?: 'tcp' | 'udp' }
+export interface EgressRules {
+  /** The namespace's endpoints: the host end of each veth and the addresses it may send from. */
+  sources: readonly EgressSource[];
+  /** Destinations opened by the policy itself (besides the learned addresses). */
+  cidrs: readonly EgressCidr[];
+  /** The endpoint's own networks: always reachable. */
+  ownSubnets: readonly string[];
+  /** Its networks' gateways (host addresses): reachable except for DNS. */
+  gateways: readonly string[];
+}
+
+/** The nft object names of one governed namespace. */
+export interface KeyNames { id: string; chain: string; learned4: string; learned6: string; dropped: string; spoof: string }
+
+/** Names from a hash of the key: any key is safe, and the same key finds its objects after a restart. */
+export function keyNames(key: string): KeyNames {
+  const id = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return { id, chain: `eg_${id}`, learned4: `l4_${id}`, learned6: `l6_${id}`, dropped: `drop_${id}`, spoof: `sp_${id}` };
+}
+
+/** The id inside an nft object name made by keyNames(), or undefined for a name that is not ours. */
+export function idOf(objectName: string): string | undefined {
+  return /^(?:eg|l4|l6|drop|sp)_([0-9a-f]{16})$/.exec(objectName)?.[1];
+}
+
+const bad = (what: string) => new NsdnsError('ERR_FIREWALL', `egress rules: ${what}`);
+
+export function checkTable(table: string): void {
+  if (!isTableName(table)) throw bad('the table name must be letters, digits and "_" (at most 64)');
+}
+
+/** The canonical text of an address, or undefined when `value` is not a literal IPv4/IPv6 address. */
+export function canonicalAddress(value: string): { family: 4 | 6; text: string } | undefined {
+  if (isIpv4(value)) return { family: 4, text: ipaddr.IPv4.parse(value).toString() };
+  if (isIpv6(value)) return { family: 6, text: ipaddr.IPv6.parse(value).toString() };
+  return undefined;
+}
+
+function address(value: string): { family: 4 | 6; text: string } {
+  const a = canonicalAddress(value);
+  if (a === undefined) throw bad('an address is not a literal IPv4 or IPv6 address');
+  return a;
+}
+
+/** A prefix in canonical form (host bits cleared), or an address as a /32 or /128. */
+function prefix(value: string): { family: 4 | 6; text: string } {
+  if (typeof value !== 'string' || value.length > 50) throw bad('a CIDR is not a valid prefix');
+  const [addr, len, extra] = value.split('/');
+  const a = canonicalAddress(addr);
+  const bits = a?.family === 4 ? 32 : 128;
+  const n = len === undefined ? bits : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
+  if (a === undefined || extra !== undefined || !(n >= 0 && n <= bits)) throw bad('a CIDR is not a valid prefix');
+  const base = a.family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(`${a.text}/${n}`) : ipaddr.IPv6.networkAddressFromCIDR(`${a.text}/${n}`);
+  return { family: a.family, text: `${base.toString()}/${n}` };
+}
+
+const ND_TYPES = '{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report }';
+
+const set = (items: readonly string[]) => `{ ${items.join(', ')} }`;
+
+/** The rules after they passed validation, in canonical text. */
+interface Checked {
+  sources: Array<{ hostIf: string; ipv4: string[]; ipv6: string[] }>;
+  cidrs: Array<{ family: 4 | 6; text: string; port?: number; protocol?: 'tcp' | 'udp' }>;
+  own: Array<{ family: 4 | 6; text: string }>;
+  gateways: Array<{ family: 4 | 6; text: string }>;
+}
+
+export function checkRules(rules: EgressRules): Checked {
+  const sources = rules.sources.map((s) => {
+    if (!isIfname(s.hostIf)) throw bad('a source interface name is not a valid link name');
+    const ipv4 = s.ipv4.map((a) => address(a)).map((a) => (a.family === 4 ? a.text : undefined));
+    const ipv6 = s.ipv6.map((a) => address(a)).map((a) => (a.family === 6 ? a.text : undefined));
+    if (ipv4.includes(undefined) || ipv6.includes(undefined)) throw bad('a source address is in the wrong family');
+    return { hostIf: s.hostIf, ipv4: ipv4 as string[], ipv6: ipv6 as string[] };
+  });
+  const cidrs = rules.cidrs.map((c) => {
+    if (c.port !== undefined && !(Number.isInteger(c.port) && c.port >= 1 && c.port <= 65535)) throw bad('a CIDR port is not 1-65535');
+    if (c.protocol !== undefined && c.protocol !== 'tcp' && c.protocol !== 'udp') throw bad('a CIDR protocol is not tcp or udp');
+    return { ...prefix(c.cidr), port: c.port, protocol: c.protocol };
+  });
+  return { sources, cidrs, own: rules.ownSubnets.map(prefix), gateways: rules.gateways.map(address) };
+}
+
+/** The transport part of a listed CIDR: a protocol, a port on TCP and UDP, or both. */
+function cidrTransport(x: { port?: number; protocol?: 'tcp' | 'udp' }): string {
+  if (x.port === undefined) return x.protocol === undefined ? '' : ` meta l4proto ${x.protocol}`;
+  return x.protocol === undefined ? ` meta l4proto { tcp, udp } th dport ${x.port}` : ` ${x.protocol} dport ${x.port}`;
+}
+
+/** Creates both tables with their base chains (idempotent: base chains are flushed and rewritten). */
+export function baseCommands(table: string): string[] {
+  checkTable(table);
+  const inet = `inet ${table}`;
+  const hooks = ['forward', 'input'].flatMap((hook) => [
+    `add chain ${inet} ${hook} { type filter hook ${hook} priority filter - 5; policy accept; }`,
+    `flush chain ${inet} ${hook}`,
+    `add rule ${inet} ${hook} ct state established,related accept`,
+    `add rule ${inet} ${hook} ip saddr vmap @src4`,
+    `add rule ${inet} ${hook} ip6 saddr vmap @src6`,
+  ]);
+  return [
+    `add table ${inet}`,
+    `add map ${inet} src4 { type ipv4_addr : verdict; }`,
+    `add map ${inet} src6 { type ipv6_addr : verdict; }`,
+    ...hooks,
+    `add table bridge ${table}`,
+    `add map bridge ${table} ports { type ifname : verdict; }`,
+    `add chain bridge ${table} prerouting { type filter hook prerouting priority filter - 5; policy accept; }`,
+    `flush chain bridge ${table} prerouting`,
+    `add rule bridge ${table} prerouting iifname vmap @ports`,
+  ];
+}
+
+/** Creates or replaces one namespace's chains; its learned sets and counter are kept when they exist. */
+export function keyCommands(table: string, key: string, rules: EgressRules, options: { logDrops?: boolean } = {}): string[] {
+  checkTable(table);
+  const c = checkRules(rules);
+  const n = keyNames(key);
+  const inet = `inet ${table}`;
+  const rule = (text: string) => `add rule ${inet} ${n.chain} ${text}`;
+  const of = (list: Checked['own'], family: 4 | 6) => list.filter((a) => a.family === family).map((a) => a.text);
+  const daddr = (family: 4 | 6) => (family === 4 ? 'ip daddr' : 'ip6 daddr');
+  // Neighbour discovery goes to multicast and link-local addresses, never beyond the link; without
+  // it no IPv6 address is reachable at all, not even the own subnet's.
+  const policy: string[] = [rule(`icmpv6 type ${ND_TYPES} accept`)];
+  // The gateways lie inside the own subnets: their DNS ports are closed before the subnets open.
+  const dns = `meta l4proto { tcp, udp } th dport { 53, 853 } counter name ${n.dropped} drop`;
+  for (const f of [4, 6] as const) {
+    const gateways = of(c.gateways, f);
+    if (gateways.length > 0) policy.push(rule(`${daddr(f)} ${set(gateways)} ${dns}`), rule(`${daddr(f)} ${set(gateways)} accept`));
+  }
+  for (const f of [4, 6] as const) if (of(c.own, f).length > 0) policy.push(rule(`${daddr(f)} ${set(of(c.own, f))} accept`));
+  policy.push(rule(dns));
+  policy.push(rule(`ip daddr @${n.learned4} accept`), rule(`ip6 daddr @${n.learned6} accept`));
+  for (const x of c.cidrs) policy.push(rule(`${daddr(x.family)} ${x.text}${cidrTransport(x)} accept`));
+  if (options.logDrops) policy.push(rule(`limit rate 5/second burst 10 packets log prefix "nsdns-egress-drop: " level info`));
+  policy.push(rule(`counter name ${n.dropped} drop`));
+
+  const bridge = `bridge ${table}`;
+  const spoof = (text: string) => `add rule ${bridge} ${n.spoof} ${text}`;
+  const antiSpoof = c.sources.flatMap((s) => {
+    const port = `iifname "${s.hostIf}"`;
+    return [
+      spoof(s.ipv4.length > 0 ? `${port} arp saddr ip != ${set(['0.0.0.0', ...s.ipv4])} drop` : `${port} ether type arp drop`),
+      spoof(s.ipv4.length > 0 ? `${port} ip saddr != ${set(s.ipv4)} drop` : `${port} ether type ip drop`),
+      spoof(`${port} ip6 saddr { ::, fe80::/10 } icmpv6 type ${ND_TYPES} accept`),
+      spoof(s.ipv6.length > 0 ? `${port} ip6 saddr != ${set(s.ipv6)} drop` : `${port} ether type ip6 drop`),
+      spoof(`${port} ether type != { ip, ip6, arp } drop`),
+    ];
+  });
+  return [
+    `add set ${inet} ${n.learned4} { type ipv4_addr; flags timeout; }`,
+    `add set ${inet} ${n.learned6} { type ipv6_addr; flags timeout; }`,
+    `add counter ${inet} ${n.dropped}`,
+    `add chain ${inet} ${n.chain}`,
+    `flush chain ${inet} ${n.chain}`,
+    ...policy,
+    `add chain ${bridge} ${n.spoof}`,
+    `flush chain ${bridge} ${n.spoof}`,
+    ...antiSpoof,
+  ];
+}
+
+/** Deletes one namespace's objects (after the maps stopped pointing at its chains). */
+export function deleteKeyCommands(table: string, id: string): string[] {
+  checkTable(table);
+  if (!/^[0-9a-f]{16}$/.test(id)) throw bad('not an egress key id');
+  return [
+    `delete chain inet ${table} eg_${id}`,
+    `delete set inet ${table} l4_${id}`,
+    `delete set inet ${table} l6_${id}`,
+    `delete counter inet ${table} drop_${id}`,
+    `delete chain bridge ${table} sp_${id}`,
+  ];
+}
+
+/**
+ * Rewrites the maps that send governed traffic to its chains, for all governed namespaces at once:
+ * a source address or bridge port maps to the chain of the namespace it belongs to.
+ */
+export function mapCommands(table: string, governed: ReadonlyMap<string, EgressRules>): string[] {
+  checkTable(table);
+  const src4: string[] = [];
+  const src6: string[] = [];
+  const ports: string[] = [];
+  const seen = new Set<string>();
+  const once = (what: string) => {
+    if (seen.has(what)) throw bad('an address or interface belongs to two governed namespaces');
+    seen.add(what);
+  };
+  for (const [key, rules] of governed) {
+    const n = keyNames(key);
+    for (const s of checkRules(rules).sources) {
+      once(s.hostIf);
+      ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
+      for (const a of s.ipv4) (once(a), src4.push(`${a} : jump ${n.chain}`));
+      for (const a of s.ipv6) (once(a), src6.push(`${a} : jump ${n.chain}`));
+    }
+  }
+  const fill = (family: string, map: string, items: string[]) => (items.length > 0 ? [`add element ${family} ${table} ${map} ${set(items)}`] : []);
+  return [
+    `flush map inet ${table} src4`, `flush map inet ${table} src6`, `flush map bridge ${table} ports`,
+    ...fill('inet', 'src4', src4), ...fill('inet', 'src6', src6), ...fill('bridge', 'ports', ports),
+  ];
+}
+
+/** Adds (or refreshes the timeout of) learned addresses. `addresses` must be canonical already. */
+export function learnCommands(table: string, key: string, v4: readonly string[], v6: readonly string[], ttlSeconds: number): string[] {
+  const n = keyNames(key);
+  const el = (a: string) => `${a} timeout ${ttlSeconds}s`;
+  return [
+    ...(v4.length > 0 ? [`add element inet ${table} ${n.learned4} { ${v4.map(el).join(', ')} }`] : []),
+    ...(v6.length > 0 ? [`add element inet ${table} ${n.learned6} { ${v6.map(el).join(', ')} }`] : []),
+  ];
+}

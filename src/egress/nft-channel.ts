@@ -1,0 +1,192 @@
+// One long-lived `nft -i` that takes nftables commands over a pipe, so an update costs a line on a
+// pipe instead of a process (~6 ms each). Commands submitted in the same event-loop turn go out
+// as one line, and nft runs one line as one transaction: all of it reaches the kernel or none.
+//
+// How a caller learns that its line is done: `nft -i` prints nothing on success and writes errors
+// to stderr, unbuffered, in input order. After each line the channel sends a marker line that is a
+// syntax error by construction; its error block on stderr means nft finished the line before it,
+// and any stderr text ahead of the marker is that line's error. A failed batch of several callers
+// is sent again one caller per line, so one bad part fails only its own caller.
+//
+// If nft dies or stops answering, the callers in flight are rejected (fail closed: their addresses
+// are not opened) and the next batch starts a new process. If `nft -i` cannot start at all, each
+// batch runs as its own `nft -f FILE` instead.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { NsdnsError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { withFile } from '../plumbing/firewall.js';
+
+/** How long one line may take before the process is taken as wedged and replaced. */
+const LINE_TIMEOUT_MS = 10_000;
+/** How long a new process has to answer its first marker. */
+const START_TIMEOUT_MS = 5_000;
+const MARKER = 'nsdns-egress-done';
+// nft's error block for the marker: "Error: …\n<marker line>\n<spaces and carets>\n".
+const MARKER_BLOCK = new RegExp(`Error: [^\\n]*\\n${MARKER}-(\\d+)\\n[ \\t]*\\^+\\n`);
+
+interface Part { commands: string; resolve: () => void; reject: (err: Error) => void }
+interface InFlight { seq: number; resolve: (stderr: string) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+
+export interface NftChannelOptions {
+  log?: Logger;
+  /** The program and its arguments; tests use it to run a channel that cannot start. */
+  command?: readonly string[];
+}
+
+export class NftChannel {
+  private proc: ChildProcessWithoutNullStreams | undefined;
+  private stderr = '';
+  private seq = 0;
+  private inFlight: InFlight | undefined;
+  private queue: Part[] = [];
+  private flushing = false;
+  private scheduled = false;
+  private fallback = false;
+  private closed = false;
+  private started = 0;
+  private readonly log: Logger;
+  private readonly command: readonly string[];
+
+  constructor(options: NftChannelOptions = {}) {
+    this.log = options.log ?? silentLogger;
+    this.command = options.command ?? ['nft', '-i'];
+  }
+
+  /** Processes started so far (`nft -i` restarts and fallback runs alike). */
+  get processesStarted(): number {
+    return this.started;
+  }
+
+  /** 'channel' while one `nft -i` carries the updates, 'per-batch' after it could not start. */
+  get mode(): 'channel' | 'per-batch' {
+    return this.fallback ? 'per-batch' : 'channel';
+  }
+
+  /**
+   * Queues `commands` (one or more nft commands joined with "; ", no newline) for the next
+   * transaction. Resolves once the kernel has applied them; rejects with nft's reason otherwise.
+   */
+  submit(commands: string): Promise<void> {
+    if (this.closed) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nft channel is closed'));
+    if (/[\r\n]/.test(commands)) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'refusing an nft command with a line break'));
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ commands, resolve, reject });
+      if (!this.scheduled && !this.flushing) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  /** Stops the process; queued callers are rejected. What nft applied stays in the kernel. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const p of this.queue.splice(0)) p.reject(new NsdnsError('ERR_FIREWALL', 'the nft channel is closed'));
+    const proc = this.proc;
+    if (proc === undefined) return;
+    const gone = new Promise<void>((resolve) => proc.once('close', () => resolve()));
+    proc.stdin.end();
+    await gone;
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0);
+        const error = await this.runLine(batch.map((p) => p.commands).join('; ')).then(() => undefined, (err: Error) => err);
+        if (error === undefined) batch.forEach((p) => p.resolve());
+        else if (batch.length === 1 || !(error instanceof NftRefused)) batch.forEach((p) => p.reject(error));
+        else for (const p of batch) await this.runLine(p.commands).then(p.resolve, p.reject);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async runLine(line: string): Promise<void> {
+    if (this.closed) throw new NsdnsError('ERR_FIREWALL', 'the nft channel is closed');
+    if (!this.fallback && this.proc === undefined) await this.start();
+    if (this.fallback) return this.runOnce(line);
+    const stderr = await this.exchange(`${line}\n`);
+    if (stderr.trim() !== '') throw new NftRefused(stderr);
+  }
+
+  /** Starts `nft -i` and waits for its first marker; on failure, switches to one process per batch. */
+  private async start(): Promise<void> {
+    this.started++;
+    const proc = spawn(this.command[0], this.command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc = proc;
+    this.stderr = '';
+    proc.stdout.resume();
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk: string) => this.onStderr(chunk));
+    proc.stdin.on('error', () => {}); // a dead process shows up as 'close' below
+    proc.once('error', (err) => this.onGone(proc, err.message));
+    proc.once('close', (code, signal) => this.onGone(proc, `nft exited (${signal ?? code})`));
+    try {
+      const stderr = await this.exchange('', START_TIMEOUT_MS);
+      if (stderr.trim() !== '') throw new Error(stderr.trim());
+    } catch (err) {
+      this.fallback = true;
+      proc.kill();
+      this.log.warn({ err }, 'nft -i did not start; egress updates run one nft process per batch');
+    }
+  }
+
+  /** Writes `text` and a marker, and returns what nft wrote to stderr before the marker's error. */
+  private exchange(text: string, timeoutMs = LINE_TIMEOUT_MS): Promise<string> {
+    const proc = this.proc;
+    if (proc === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'nft is not running'));
+    const seq = ++this.seq;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ timeoutMs }, 'nft -i did not answer; restarting it');
+        proc.kill('SIGKILL');
+      }, timeoutMs);
+      this.inFlight = { seq, resolve, reject, timer };
+      proc.stdin.write(`${text}${MARKER}-${seq}\n`);
+    });
+  }
+
+  private onStderr(chunk: string): void {
+    this.stderr += chunk;
+    const m = MARKER_BLOCK.exec(this.stderr);
+    if (m === null) return;
+    const before = this.stderr.slice(0, m.index);
+    this.stderr = this.stderr.slice(m.index + m[0].length);
+    const waiting = this.inFlight;
+    if (waiting === undefined || Number(m[1]) !== waiting.seq) return;
+    this.inFlight = undefined;
+    clearTimeout(waiting.timer);
+    waiting.resolve(before);
+  }
+
+  private onGone(proc: ChildProcessWithoutNullStreams, reason: string): void {
+    if (this.proc !== proc) return;
+    this.proc = undefined;
+    const waiting = this.inFlight;
+    this.inFlight = undefined;
+    if (waiting !== undefined) {
+      clearTimeout(waiting.timer);
+      waiting.reject(new NsdnsError('ERR_FIREWALL', `nft stopped before applying the update: ${reason}`));
+    }
+    if (!this.closed) this.log.warn({ reason }, 'nft -i is gone; the next update starts a new one');
+  }
+
+  /** The fallback: one `nft -f FILE` for this batch. */
+  private async runOnce(line: string): Promise<void> {
+    this.started++;
+    const { execa } = await import('execa');
+    const r = await withFile(`${line}\n`, (file) => execa('nft', ['-f', file], { reject: false, timeout: LINE_TIMEOUT_MS }));
+    if (r.exitCode !== 0) throw new NftRefused(r.stderr);
+  }
+}
+
+/** nft refused a line (as opposed to nft being gone): retrying the parts alone may succeed. */
+class NftRefused extends NsdnsError {
+  constructor(stderr: string) {
+    super('ERR_FIREWALL', `nft refused the update: ${stderr.trim().split('\n').slice(0, 3).join('; ').slice(0, 400)}`);
+  }
+}

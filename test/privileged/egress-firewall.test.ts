@@ -1,0 +1,243 @@
+// Egress enforcement in real namespaces, through the module itself (the DNS side and the CLI that
+// call it live elsewhere). One governed namespace "app" on a bridge with a neighbour "peer"; an
+// "outside" namespace routed through the host stands in for the internet, with tiny TCP/UDP
+// servers that answer with the address they see. Every verdict is a real connect, datagram or
+// ping from inside "app", and the kernel's tables are read back with `nft -j`.
+// Addresses: 10.132.1.0/24 + fd00:132:1::/64 on the bridge, 10.133.1.0/24 + fd00:132:2::/64 outside.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa, type ResultPromise } from 'execa';
+import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
+import { keyNames } from '../../src/egress/egress-rules.js';
+import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { waitFor } from '../helpers/wait.js';
+
+// Listens on HOST at the TCP and UDP ports given; answers each with the client's address, then
+// echoes what the client sends (TCP), so a connection can be used again later.
+const SERVER = `const [host, tcp, udp] = process.argv.slice(2); const net = require('net'), dgram = require('dgram');
+const ports = [...tcp.split(',').filter(Boolean).map((p) => ['tcp', +p]), ...udp.split(',').filter(Boolean).map((p) => ['udp', +p])];
+let n = 0; const up = () => { if (++n === ports.length) console.log('up'); };
+const who = (a) => a.replace(/^::ffff:/, '');
+for (const [kind, port] of ports) {
+  if (kind === 'tcp') net.createServer((s) => { s.on('error', () => {}); s.write(who(s.remoteAddress) + '\\n'); s.on('data', (d) => s.write(d)); }).listen(port, host, up);
+  else { const u = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4'); u.on('message', (m, r) => u.send(who(r.address), r.port, r.address)); u.bind(port, host, up); }
+}`;
+// One exchange: prints the server's first line, an error code, or "timeout".
+const CLIENT = `const [proto, host, port, local] = process.argv.slice(2);
+const done = (s) => { console.log(s); process.exit(0); }; setTimeout(() => done('timeout'), 1500);
+if (proto === 'tcp') { const s = require('net').connect({ host, port: +port, localAddress: local || undefined }); s.on('data', (d) => done(String(d).split('\\n')[0])); s.on('error', (e) => done(e.code)); }
+else { const u = require('dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4'); u.on('message', (m) => done(String(m))); u.bind(0, local || undefined, () => u.send('q', +port, host)); }`;
+// A connection kept open: each stdin line is sent, each echoed line printed.
+const HOLDER = `const [host, port] = process.argv.slice(2); const s = require('net').connect(+port, host);
+require('readline').createInterface({ input: process.stdin }).on('line', (l) => s.write(l + '\\n'));
+s.on('data', (d) => process.stdout.write(d)); s.on('error', (e) => console.log('ERR ' + e.code)); s.on('close', () => console.log('CLOSED'));`;
+
+describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  const p = lab.linkPrefix;
+  const table = lab.nftTable;
+  const scripts = mkdtempSync(path.join(tmpdir(), 'nsdns-egress-'));
+  const procs: ResultPromise[] = [];
+  const hostServers: net.Server[] = [];
+  let app = '', peer = '', outside = '';
+  let fw: EgressFirewall;
+  const rules: EgressRules = {
+    sources: [{ hostIf: `${p}a`, ipv4: ['10.132.1.2'], ipv6: ['fd00:132:1::2'] }],
+    cidrs: [{ cidr: '10.133.1.3/32', port: 16402, protocol: 'tcp' }],
+    ownSubnets: ['10.132.1.0/24', 'fd00:132:1::/64'],
+    gateways: ['10.132.1.1', 'fd00:132:1::1'],
+  };
+
+  const script = (name: string, text: string) => {
+    const file = path.join(scripts, `${name}.cjs`);
+    writeFileSync(file, text);
+    return file;
+  };
+  const inNs = (ns: string, ...args: string[]) => ['ip', ['netns', 'exec', ns, ...args]] as const;
+
+  async function serve(ns: string | undefined, host: string, tcp: number[], udp: number[] = []): Promise<void> {
+    const argv = [process.execPath, script('server', SERVER), host, tcp.join(','), udp.join(',')];
+    const proc = ns === undefined ? execa(argv[0], argv.slice(1)) : execa(...inNs(ns, ...argv));
+    procs.push(proc);
+    proc.catch(() => {});
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout!.once('data', () => resolve());
+      proc.once('exit', () => reject(new Error(`a server at ${host} did not start`)));
+    });
+  }
+
+  /** What the server said from inside "app" (the address it saw), an error code, or "timeout". */
+  async function from(proto: 'tcp' | 'udp', host: string, port: number, local = ''): Promise<string> {
+    return (await execa(...inNs(app, process.execPath, script('client', CLIENT), proto, host, String(port), local), { timeout: 8000 })).stdout.trim();
+  }
+  const ping = async (host: string) => (await execa(...inNs(app, 'ping', '-c1', '-W1', '-n', host), { reject: false })).exitCode === 0;
+
+  async function endpoint(ns: string, hostIf: string, v4: string, v6: string): Promise<void> {
+    await sh('ip', 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await sh('ip', 'link', 'set', hostIf, 'master', `${p}br`, 'up');
+    await sh('ip', '-n', ns, 'addr', 'add', `${v4}/24`, 'dev', 'eth0');
+    await sh('ip', '-n', ns, 'addr', 'add', `${v6}/64`, 'dev', 'eth0', 'nodad');
+    await sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
+    await sh('ip', '-n', ns, 'route', 'add', 'default', 'via', '10.132.1.1');
+    await sh('ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', 'fd00:132:1::1');
+  }
+
+  before(async () => {
+    app = await lab.namespace('app');
+    peer = await lab.namespace('peer');
+    outside = await lab.namespace('out');
+    await sh('ip', 'link', 'add', `${p}br`, 'type', 'bridge');
+    await sh('ip', 'addr', 'add', '10.132.1.1/24', 'dev', `${p}br`);
+    await sh('ip', 'addr', 'add', 'fd00:132:1::1/64', 'dev', `${p}br`, 'nodad');
+    await sh('ip', 'link', 'set', `${p}br`, 'up');
+    await endpoint(app, `${p}a`, '10.132.1.2', 'fd00:132:1::2');
+    await endpoint(peer, `${p}p`, '10.132.1.3', 'fd00:132:1::3');
+    await sh('ip', 'link', 'add', `${p}o`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside);
+    await sh('ip', 'addr', 'add', '10.133.1.1/24', 'dev', `${p}o`);
+    await sh('ip', 'addr', 'add', 'fd00:132:2::1/64', 'dev', `${p}o`, 'nodad');
+    await sh('ip', 'link', 'set', `${p}o`, 'up');
+    for (const a of ['10.133.1.2/24', '10.133.1.3/24']) await sh('ip', '-n', outside, 'addr', 'add', a, 'dev', 'eth0');
+    await sh('ip', '-n', outside, 'addr', 'add', 'fd00:132:2::2/64', 'dev', 'eth0', 'nodad');
+    await sh('ip', '-n', outside, 'link', 'set', 'eth0', 'up');
+    await sh('ip', '-n', outside, 'route', 'add', 'default', 'via', '10.133.1.1');
+    await sh('ip', '-n', outside, '-6', 'route', 'add', 'default', 'via', 'fd00:132:2::1');
+    // IPv6 forwarding for this test's two links only (the host-wide switch stays as it is).
+    for (const link of [`${p}br`, `${p}o`]) writeFileSync(`/proc/sys/net/ipv6/conf/${link}/force_forwarding`, '1');
+
+    await serve(outside, '::', [16401, 16402, 53, 853], [53, 16402, 16403]);
+    await serve(peer, '::', [16405]);
+    await serve(app, '127.0.0.11', [], [53]);
+    for (const [host, port] of [['10.133.1.1', 16404], ['fd00:132:2::1', 16404], ['10.132.1.1', 16404], ['10.132.1.1', 853]] as const) {
+      const server = net.createServer((s) => s.end(`${s.remoteAddress}\n`));
+      await new Promise<void>((resolve) => server.listen(port, host, resolve));
+      hostServers.push(server);
+    }
+    // Before any policy: everything is reachable (so every "timeout" below is the firewall).
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'fd00:132:1::2');
+
+    fw = new EgressFirewall(table);
+    await fw.setPolicy('app', rules);
+  });
+
+  after(async () => {
+    await fw?.close().catch(() => {});
+    for (const proc of procs) proc.kill();
+    for (const s of hostServers) s.close();
+    await lab.cleanup();
+    await execa('nft', ['delete', 'table', 'bridge', table], { reject: false });
+    rmSync(scripts, { recursive: true, force: true });
+  });
+
+  it('denies by default: TCP, UDP and ping to an outside address', async () => {
+    assert.equal(await from('tcp', '10.133.1.2', 16401), 'timeout');
+    assert.equal(await from('udp', '10.133.1.2', 16403), 'timeout');
+    assert.equal(await ping('10.133.1.2'), false);
+    assert.ok((await fw.counters('app'))!.dropped > 0);
+  });
+
+  it('keeps the own subnet, the gateway (without DNS) and 127.0.0.11 reachable; the host elsewhere is not', async () => {
+    assert.equal(await from('tcp', '10.132.1.3', 16405), '10.132.1.2');
+    assert.equal(await from('tcp', 'fd00:132:1::3', 16405), 'fd00:132:1::2');
+    assert.equal(await from('tcp', '10.132.1.1', 16404), '10.132.1.2');
+    assert.equal(await ping('10.132.1.1'), true);
+    assert.equal(await from('tcp', '10.132.1.1', 853), 'timeout');
+    assert.equal(await from('tcp', '10.133.1.1', 16404), 'timeout');
+    assert.equal(await from('tcp', 'fd00:132:2::1', 16404), 'timeout');
+    assert.match(await from('udp', '127.0.0.11', 53), /^127\./);
+  });
+
+  it('opens a listed CIDR on its port and protocol only', async () => {
+    assert.equal(await from('tcp', '10.133.1.3', 16402), '10.132.1.2');
+    assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+    assert.equal(await from('udp', '10.133.1.3', 16402), 'timeout');
+  });
+
+  it('opens a learned address until its timeout; a connection opened before lives on', async () => {
+    await fw.learn('app', ['10.133.1.2'], 3);
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    assert.equal(await from('udp', '10.133.1.2', 16403), '10.132.1.2');
+    const holder = execa(...inNs(app, process.execPath, script('holder', HOLDER), '10.133.1.2', '16401'), { stdin: 'pipe' });
+    procs.push(holder);
+    holder.catch(() => {});
+    let seen = '';
+    holder.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+    await waitFor(() => seen.includes('10.132.1.2'), { what: 'the held connection opened' });
+    await waitFor(async () => (await from('tcp', '10.133.1.2', 16401)) === 'timeout', { what: 'a new connection blocked after the timeout', timeoutMs: 20_000 });
+    holder.stdin!.write('still-here\n');
+    await waitFor(() => seen.includes('still-here'), { what: 'the established connection still echoes' });
+    assert.doesNotMatch(seen, /CLOSED|ERR/);
+  });
+
+  it('drops DNS (53, 853) to an outside server even when its address is learned', async () => {
+    await fw.learn('app', ['10.133.1.2'], 60);
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    assert.equal(await from('udp', '10.133.1.2', 53), 'timeout');
+    assert.equal(await from('tcp', '10.133.1.2', 53), 'timeout');
+    assert.equal(await from('tcp', '10.133.1.2', 853), 'timeout');
+  });
+
+  it('drops a spoofed source address, even to a learned address', async () => {
+    await sh('ip', '-n', app, 'addr', 'add', '10.132.1.50/24', 'dev', 'eth0');
+    try {
+      assert.equal(await from('tcp', '10.133.1.2', 16401, '10.132.1.50'), 'timeout');
+      assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    } finally {
+      await sh('ip', '-n', app, 'addr', 'del', '10.132.1.50/24', 'dev', 'eth0');
+    }
+  });
+
+  it('applies the same to IPv6: blocked until learned', async () => {
+    assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'timeout');
+    await fw.learn('app', ['fd00:132:2::2'], 60);
+    assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'fd00:132:1::2');
+    assert.equal(await from('tcp', 'fd00:132:2::2', 853), 'timeout');
+  });
+
+  it('shows the kernel what it was told (nft -j read back)', async () => {
+    const n = keyNames('app');
+    const set4 = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, n.learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string } }> } }> };
+    assert.deepEqual(set4.nftables.find((i) => i.set)?.set?.elem?.map((e) => e.elem.val), ['10.133.1.2']);
+    const src4 = await sh('nft', '-j', 'list', 'map', 'inet', table, 'src4');
+    assert.match(src4, /"10\.132\.1\.2"/);
+    assert.match(src4, new RegExp(`"${n.chain}"`));
+  });
+
+  it('takes a burst of 1000 learn() calls in one channel process', async () => {
+    const started = fw.processesStarted;
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
+    assert.equal(fw.processesStarted, started);
+    assert.equal(started, 1);
+    assert.equal((await fw.counters('app'))!.learned4, 1001);
+  });
+
+  it('keeps enforcing after close(); a new instance adopts the known namespace and keeps its learned addresses', async () => {
+    await fw.close();
+    assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    fw = new EgressFirewall(table);
+    assert.deepEqual(await fw.adopt(new Map([['app', rules]])), { kept: 1, removed: 0 });
+    assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+  });
+
+  it('remove() opens the namespace again', async () => {
+    await fw.remove('app');
+    assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+    assert.equal(await from('tcp', 'fd00:132:2::2', 853), 'fd00:132:1::2');
+    assert.equal(await ping('10.133.1.2'), true);
+  });
+
+  it('adopt() removes a namespace whose policy is no longer known', async () => {
+    await fw.setPolicy('app', rules);
+    assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+    await fw.close();
+    fw = new EgressFirewall(table);
+    assert.deepEqual(await fw.adopt(new Map()), { kept: 0, removed: 1 });
+    assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+  });
+});
