@@ -15,14 +15,15 @@ const allowed: Record<string, string[]> = {
   wire: [],
   registry: ['wire'],
   health: ['wire', 'registry', 'native'],
-  resolver: ['wire', 'registry'],
+  resolver: ['wire', 'registry', 'egress'],
+  egress: ['wire', 'registry'],
   server: ['wire', 'registry', 'resolver', 'native'],
-  listeners: ['wire', 'registry', 'resolver', 'server', 'native'],
+  listeners: ['wire', 'registry', 'resolver', 'server', 'native', 'egress'],
   plumbing: ['wire', 'registry', 'health', 'native'],
   etcd: ['wire', 'registry'],
-  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'native'],
+  daemon: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'etcd', 'native', 'egress'],
   podman: ['wire', 'registry', 'resolver', 'server', 'listeners', 'daemon', 'native'],
-  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'etcd', 'native'],
+  cli: ['wire', 'registry', 'health', 'resolver', 'server', 'listeners', 'plumbing', 'daemon', 'etcd', 'native', 'egress'],
 };
 
 /** Files directly in src/: shared by all layers, importing no layer; main.ts only the CLI. */
