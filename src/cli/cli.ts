@@ -10,6 +10,7 @@ import { debugCommand } from './debug-command.js';
 import { endpointCommands } from './endpoint-commands.js';
 import { opsCommands } from './ops-commands.js';
 import { hostDnsCommand } from './host-dns-command.js';
+import { egressCommands } from './egress-command.js';
 
 /** The version in package.json (dist/src/cli/cli.js → the package root). */
 function version(): string {
@@ -58,6 +59,7 @@ export async function run(argv: string[]): Promise<void> {
   endpointCommands(program);
   opsCommands(program);
   hostDnsCommand(program);
+  egressCommands(program);
   conventions(program);
   try {
     await program.parseAsync(argv);

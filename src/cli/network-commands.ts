@@ -9,6 +9,7 @@ import { dockerLsJson, filterable, lsTable, type LsRow } from './network-ls.js';
 import { confirm, print } from './print.js';
 import { connectCommands } from './network-connect.js';
 import { graphCommand } from './graph.js';
+import { readPolicyFile } from './egress-command.js';
 
 interface RemoveResult {
   removed: string[];
@@ -34,9 +35,11 @@ export function networkCommands(program: Command): void {
     .option('-o, --opt <key=value>', 'driver option (parent, macvlan_mode, ipvlan_mode; others kept as given; repeatable)', collect)
     .option('--label <key=value>', 'network label, shown by inspect and matched by ls --filter label= (repeatable)', collect)
     .option('--record <name=[type:]value>', 'static record for every namespace on the network: printer=10.77.0.200, docs=CNAME:web (A, AAAA, CNAME; repeatable)', collect)
+    .option('--egress-policy <file>', 'egress by name: the default policy of the network\'s endpoints, a YAML or JSON list of names, *.zones and CIDRs (docs/egress.md)')
     .option('--json', 'print the network as JSON', false)
     .addOption(socketOption())
     .action(async (name: string, o) => {
+      const egress = o.egressPolicy !== undefined ? await readPolicyFile(o.egressPolicy) : undefined;
       const options = keyValues('--opt', o.opt, 'network create');
       const labels = keyValues('--label', o.label, 'network create');
       const auxAddresses = keyValues('--aux-address', o.auxAddress, 'network create');
@@ -44,6 +47,7 @@ export function networkCommands(program: Command): void {
         name, ...(o.driver !== undefined && { driver: o.driver }), subnets: o.subnet, gateway: o.gateway, ipRange: o.ipRange, internal: o.internal, bridge: o.bridge,
         mtu: o.mtu, dnsUpstreams: o.dnsUpstream, domain: o.domain, options,
         ...(o.label !== undefined && { labels }), ...(o.auxAddress !== undefined && { auxAddresses }), ...(o.record !== undefined && { records: o.record }),
+        ...(egress !== undefined && { egress }),
       });
       print(o.json ? result : result.Id);
     });

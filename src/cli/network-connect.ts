@@ -42,6 +42,7 @@ export function connectCommands(network: Command): void {
     .option('--health-retries <n>', 'failures in a row that make it unhealthy (default 3)', wholeNumber)
     .option('--health-start-period <duration>', 'failures in this time after the start do not count; it is "starting" until the first success (default 0s)', duration('--health-start-period'))
     .option('--health-hide-own', 'also leave its own name out of answers while it is not healthy', false)
+    .option('--egress-allow <entry>', 'egress by name: the endpoint\'s namespace resolves only these names (NAME, *.ZONE) besides its networks\' own, and reaches these ranges (CIDR[:PORT[/tcp|udp]], [IPv6-CIDR]:PORT); repeatable; see docs/egress.md', collect)
     .option('--resolv-conf <file>', 'also write a resolv.conf pointing at nsdns here (such as a container\'s root/etc/resolv.conf); for PID and path targets, which get no /etc/netns file')
     .option('--json', 'print JSON', false)
     .addOption(socketOption())
@@ -89,6 +90,7 @@ interface ConnectFlags {
   healthRetries?: number;
   healthStartPeriod?: number;
   healthHideOwn: boolean;
+  egressAllow?: string[];
 }
 
 /** The network.connect parameters from the flags, as typed: the daemon's schema and planner judge them. */
@@ -98,6 +100,7 @@ function connectRequest(network: string, target: string, o: ConnectFlags): Recor
     ...(o.service !== undefined && { services: o.service }), ...(o.label !== undefined && { labels: keyValues('--label', o.label, 'network connect') }),
     health: o.health, healthIntervalMs: o.healthInterval, healthTimeoutMs: o.healthTimeout, healthRetries: o.healthRetries,
     healthStartPeriodMs: o.healthStartPeriod, ...(o.healthHideOwn && { healthHideOwn: true }),
+    ...(o.egressAllow !== undefined && { egress: o.egressAllow }),
   };
 }
 

@@ -152,6 +152,13 @@ export const configSchema = z.object({
     /** The name a namespace reaches the host by: its first non-internal network's gateway. */
     hostName: z.string().refine(isValidName, 'not a valid DNS name').default('host.nsdns.internal'),
   }).strict().prefault({}),
+  /** Egress by name (docs/egress.md). */
+  egress: z.object({
+    /** Seconds a learned address stays open past its answer's TTL. */
+    grace: z.number().int().min(0).max(86400).default(30),
+    /** One JSON line per decision (namespace, name, allowed) in the daemon's log. */
+    logDecisions: z.boolean().default(false),
+  }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** etcd://HOST:PORT[,…]/PREFIX: publish the networks nsdns provisions (and their endpoints) there. */
   announce: z.string().refine((s) => { try { parseEtcdUrl(s); return true; } catch { return false; } }, 'not an etcd:// URL (etcd://HOST:PORT[,HOST:PORT…]/PREFIX)').optional(),

@@ -44,6 +44,8 @@ export const paramSchemas = {
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),
   /** `nsdns endpoint health NETWORK ENDPOINT STATE`: a state set from outside. */
   'endpoint.health': z.strictObject({ network: text(), endpoint: text(), state: healthStateSchema }),
+  /** `nsdns egress log [TARGET]`: an endpoint (NETWORK/NAME, name, id) or a namespace (name, path); all when absent. */
+  'egress.log': z.strictObject({ target: text(4096).optional() }),
   'debug.namespace': z.strictObject({
     target: text(4096),
     resolve: text().refine(isQueryName, 'not a DNS name').optional(),

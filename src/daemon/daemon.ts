@@ -445,6 +445,7 @@ export class Daemon {
       hostUpstreams: hostResolvers,
       ownAddresses: this.hosts === undefined ? new Set() : this.ownAddresses(),
       hostName: this.config.dns.hostName,
+      egress: { graceSeconds: this.config.egress.grace, logDecisions: this.config.egress.logDecisions },
     };
   }
 

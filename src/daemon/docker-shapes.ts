@@ -11,6 +11,8 @@ import type { Endpoint, HealthState, Network, NetworkRecord } from '../registry/
 import { contains, parseCidr } from '../plumbing/ipam.js';
 import { auxAddresses } from '../plumbing/aux-addresses.js';
 import { driverOf, subLinkOf } from '../plumbing/sublinks.js';
+import { egressRuleText } from '../registry/egress-rules.js';
+import { endpointRules } from '../egress/policy.js';
 
 /** What the handlers use of the HealthProber. */
 export interface HealthProbes {
@@ -96,6 +98,7 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(network.records && network.records.length > 0 && { Records: network.records }),
       ...sharedNames(endpoints),
     },
+    ...(network.egress && { Egress: network.egress.map(egressRuleText) }),
     Source: source,
     Containers: Object.fromEntries(endpoints.map((e) => [e.id, {
       Name: e.name,
@@ -111,6 +114,8 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(e.labels && { Labels: e.labels }),
       ...(health && { Health: healthOf(e, health, probes) }),
       ...(e.healthHideOwn && { HealthHideOwn: true }),
+      // The policy the endpoint is under: its own, else the network's default.
+      ...egressOf(e, network),
     }])),
     Labels: network.labels ?? {},
   };
@@ -145,4 +150,10 @@ export function networkRow({ network, endpointCount }: CompiledNetwork, source: 
     ipv6: network.subnets.some((s) => s.subnet.includes(':')), labels: network.labels ?? {},
     parent: subLinkOf(network)?.parent ?? null,
   };
+}
+
+/** `Egress`: the short forms of the rules an endpoint is under, when it is under any. */
+function egressOf(e: Endpoint, network: Network): { Egress?: string[] } {
+  const rules = endpointRules(e, network);
+  return rules === undefined ? {} : { Egress: rules.map(egressRuleText) };
 }

@@ -12,6 +12,7 @@ import type { NamespaceStatus } from '../listeners/namespace-spec.js';
 import type { Handler } from './control.js';
 import { parseParams, quote, type Method, type ParamsOf } from './control-schemas.js';
 import { debugNamespace } from './debug-namespace.js';
+import { egressLog } from './egress-log.js';
 import { endpointSummary, inspectNetwork, networkRow, shownSource, type HealthProbes } from './docker-shapes.js';
 import { refuseOwnAddresses } from './loop-protection.js';
 
@@ -86,6 +87,7 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       else registry.health.set(record.network.name, endpoint.id, p.state);
       return { network: record.network.name, name: endpoint.name, id: endpoint.id, state: p.state, previous, probed: endpoint.healthCheck !== undefined };
     }),
+    method('egress.log', async (p) => egressLog(registry, deps.resolver, p.target)),
     method('debug.namespace', async (p) => debugNamespace(deps, p)),
   ]);
 }

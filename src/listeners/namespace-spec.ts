@@ -12,6 +12,9 @@ import { ANSWER_ALL } from '../server/client-policy.js';
 import { DnsServer, type ListenerSockets, type ServerShared } from '../server/dns-server.js';
 import type { CloseReason, Listener, ListenerSpec } from './listener-set.js';
 import { NamespaceSocketSource } from './namespace-sockets.js';
+import { endpointRules, namespacePolicy } from '../egress/policy.js';
+import type { NamespaceEgress } from '../egress/egress-dns.js';
+import type { Snapshot } from '../registry/snapshot.js';
 
 export interface NamespaceWant {
   /** The namespace's path (/run/netns/NAME, /proc/PID/ns/net). */
@@ -118,11 +121,22 @@ function wantedNamespaces(namespaces: ReadonlyMap<string, readonly Endpoint[]>):
   return wanted;
 }
 
-/** What a namespace sees: the networks its endpoints are on; its endpoints pick the upstreams. */
+/**
+ * What a namespace sees: the networks its endpoints are on; its endpoints pick the upstreams and
+ * its egress policy (compiled once per registry change, undefined when none has one).
+ */
 function namespaceContext(netns: string, registry: Registry): ListenerContext {
   const current = registry.derived((snapshot) => {
     const endpoints = snapshot.namespaces().get(netns) ?? [];
-    return { endpoints, view: snapshot.view([...new Set(endpoints.map((e) => e.network))]) };
+    return { endpoints, view: snapshot.view([...new Set(endpoints.map((e) => e.network))]), egress: namespaceEgress(netns, endpoints, snapshot) };
   });
-  return { name: `netns:${netns}`, inflight: 0, view: () => current().view, endpoints: () => current().endpoints };
+  return { name: `netns:${netns}`, inflight: 0, view: () => current().view, endpoints: () => current().endpoints, egress: () => current().egress };
+}
+
+function namespaceEgress(key: string, endpoints: readonly Endpoint[], snapshot: Snapshot): NamespaceEgress | undefined {
+  const networkOf = (name: string) => snapshot.networks.get(name)?.network;
+  const policy = namespacePolicy(endpoints, networkOf);
+  if (policy === undefined) return undefined;
+  const networks = [...new Set(endpoints.filter((e) => endpointRules(e, networkOf(e.network)) !== undefined).map((e) => e.network))];
+  return { key, policy, networks };
 }

@@ -139,6 +139,7 @@ export class Planner {
       options,
       ...optional('labels', nonEmpty(req.labels)),
       ...optional('records', checkRecords(req.records, { name })),
+      ...optional('egress', req.egress),
     };
   }
 
@@ -209,6 +210,7 @@ export class Planner {
       ...optional('labels', labels),
       ...optional('healthCheck', healthCheck),
       ...optional('healthHideOwn', req.healthHideOwn === true ? true : undefined),
+      ...optional('egress', req.egress),
     };
     this.reservations.set(id, { network: network.name, endpoint });
     return {

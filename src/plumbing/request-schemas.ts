@@ -5,6 +5,7 @@
 // files (registry/fields.ts); what needs the registry or the host (names taken, subnets free,
 // addresses, ports) and the NAME:PORT-like specs are judged once, by the planner.
 import { z } from 'zod';
+import { egressRulesSchema } from '../registry/egress-rules.js';
 import { HEALTH_LIMITS, ifname, ipAddress, ipv4Address, ipv6Address, labelsSchema, networkOptions, RECORDS_MAX, SERVICES_MAX, unicastMac } from '../registry/fields.js';
 
 const MAX_ITEMS = 64;
@@ -37,6 +38,8 @@ export const createNetworkSchema = z.strictObject({
   labels: labelsSchema.optional(),
   /** `--record NAME=[TYPE:]VALUE` (A, AAAA, CNAME), judged by the planner. */
   records: z.array(text(300)).max(RECORDS_MAX).optional(),
+  /** `--egress-policy FILE`, read by the CLI: the default egress policy of the network's endpoints. */
+  egress: egressRulesSchema.optional(),
 });
 
 /** A health timing, bounded here; the planner holds it to the limits of registry files, in words naming the flag. */
@@ -66,6 +69,8 @@ export const connectSchema = z.strictObject({
   healthStartPeriodMs: timing('startPeriodMs'),
   /** `--health-hide-own`: the endpoint's own name too answers only while it is healthy. */
   healthHideOwn: z.boolean().optional(),
+  /** `--egress-allow X` (repeatable), short forms or objects: the endpoint's egress policy. */
+  egress: egressRulesSchema.optional(),
 });
 
 export type CreateNetworkRequest = z.infer<typeof createNetworkSchema>;

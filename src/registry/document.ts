@@ -10,6 +10,7 @@ import { parseHostPort } from '../host-port.js';
 import { derivedId } from './ids.js';
 import { nameProblems } from './name-rules.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
+import { egressRulesSchema } from './egress-rules.js';
 import {
   healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
   servicesSchema, staticRecordsSchema,
@@ -54,6 +55,8 @@ const endpointSchema = z.object({
   health: healthStateSchema.optional(),
   healthHideOwn: z.boolean().optional(),
   healthCheck: healthCheckSchema.optional(),
+  /** The endpoint's egress policy (registry/egress-rules.ts); it replaces the network's. */
+  egress: egressRulesSchema.optional(),
 }).strict();
 
 export const documentSchema = z.object({
@@ -69,6 +72,8 @@ export const documentSchema = z.object({
   options: networkOptions.optional(),
   labels: labelsSchema.optional(),
   records: staticRecordsSchema.optional(),
+  /** The default egress policy of the network's endpoints. */
+  egress: egressRulesSchema.optional(),
   endpoints: z.array(endpointSchema).default([]),
 }).strict();
 
@@ -78,12 +83,13 @@ export type RegistryDocument = z.input<typeof documentSchema>;
  * A shared registry's values (etcd): a network's and an endpoint's DNS fields, named as in a
  * registry file. Plumbing fields (netns, bridge, interfaces, ports, health checks) and upstreams
  * are not among them: no remote value makes this daemon enter a namespace, probe an address,
- * touch the firewall or choose where queries go.
+ * touch the firewall or choose where queries go. Nor egress policies: who may reach what is this
+ * host's decision, never a remote value's (one would open a sandbox, or shut one).
  */
 const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true })
   .extend({ overlay: z.object({ vni: z.number().int().min(1).max(0xffffff) }).strict().optional() }).strict();
 const remoteEndpointSchema = endpointSchema.pick({ name: true, id: true, aliases: true, ipv4: true, ipv6: true, services: true, labels: true, health: true }).strict();
-const PLUMBING_FIELDS = new Set(['netns', 'ifname', 'hostIf', 'mac', 'ports', 'healthCheck', 'healthHideOwn', 'upstreams', 'bridge', 'mtu', 'options', 'created', 'endpoints']);
+const PLUMBING_FIELDS = new Set(['netns', 'ifname', 'hostIf', 'mac', 'ports', 'healthCheck', 'healthHideOwn', 'upstreams', 'bridge', 'mtu', 'options', 'created', 'endpoints', 'egress']);
 
 /** The problems of a remote value's keys that are fields of a registry file but not remote ones. */
 function plumbingProblems(data: unknown): string[] {
@@ -316,6 +322,7 @@ function toNetwork(doc: z.output<typeof documentSchema>): Network {
     ...(doc.options !== undefined && { options: doc.options }),
     ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
     ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
+    ...(doc.egress !== undefined && { egress: doc.egress }),
   };
 }
 
@@ -340,6 +347,7 @@ function toEndpoint(e: EndpointInput, network: string): Endpoint {
     ...(e.health !== undefined && { health: e.health }),
     ...(e.healthHideOwn === true && { healthHideOwn: true }),
     ...(e.healthCheck !== undefined && { healthCheck: e.healthCheck }),
+    ...(e.egress !== undefined && { egress: e.egress }),
   };
 }
 

@@ -1,5 +1,8 @@
 // The registry's data model: networks and the endpoints attached to them. Plain data, shared by
 // the registry files, the daemon's state directory, the plumbing (writer) and the resolver (reader).
+import type { EgressRule } from './egress-rules.js';
+
+export type { EgressRule } from './egress-rules.js';
 
 export interface Subnet {
   /** CIDR, IPv4 or IPv6. */
@@ -74,6 +77,8 @@ export interface Network {
   records?: StaticRecord[];
   /** An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host. */
   overlay?: { vni: number };
+  /** The default egress policy of the network's endpoints (`network create --egress-policy`, `egress:`); see egress/policy.ts. */
+  egress?: EgressRule[];
 }
 
 export interface Endpoint {
@@ -106,6 +111,8 @@ export interface Endpoint {
   healthHideOwn?: boolean;
   /** Probed by the daemon (`connect --health`, `healthCheck:` in files). */
   healthCheck?: HealthCheck;
+  /** The endpoint's egress policy (`connect --egress-allow`, `egress:`): it replaces the network's; see egress/policy.ts. */
+  egress?: EgressRule[];
 }
 
 /** One network with its endpoints: the unit the registry replaces on every change. */

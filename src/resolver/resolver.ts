@@ -16,6 +16,7 @@ import { CACHE, ERROR, LOCAL, QueryStats, sourceIndex } from './query-stats.js';
 import { Forwarder, type Forwarded, type InflightCounter, type Origin } from './forwarder.js';
 import { parseUpstream, type UpstreamServer } from './upstream-address.js';
 import type { Transport } from './upstream.js';
+import { DEFAULT_EGRESS_SETTINGS, EgressGate, type EgressSettings, type NamespaceEgress } from '../egress/egress-dns.js';
 
 /** The default name namespaces reach the host by (config dns.hostName). */
 export const DEFAULT_HOST_NAME = 'host.nsdns.internal';
@@ -41,6 +42,8 @@ export interface ResolverSettings {
   notForwarded?: { internal: NotForwarded; noUpstream: NotForwarded };
   /** RA in every reply, as aardvark-dns sets it, not only where a query could be forwarded. */
   recursionAlwaysAvailable?: boolean;
+  /** Egress by name: the grace added to learned addresses' TTL, and the decision log lines. */
+  egress?: EgressSettings;
 }
 
 /** The reply to a query that is not forwarded: an error rcode, or none at all. */
@@ -62,6 +65,11 @@ export interface ListenerContext extends InflightCounter {
   clientEndpoints?(address: string, view: View): readonly Endpoint[];
   /** The endpoints this listener serves (a namespace's); undefined: identify the client by address. */
   endpoints(): readonly Endpoint[] | undefined;
+  /**
+   * A namespace's listener: the namespace's egress policy, undefined when it has none (then the
+   * query path is as if there were no such feature). Absent on host listeners.
+   */
+  egress?(): NamespaceEgress | undefined;
 }
 
 export interface Client {
@@ -86,6 +94,7 @@ interface QueryContext {
 }
 
 const REGISTRY_ORIGIN = { source: 'registry' } as const;
+const EGRESS_DENIED = { source: 'error', reason: 'egress policy: name not allowed' } as const;
 
 export { ANSWER_SOURCES, LISTENER_KINDS, QTYPE_LABELS, QueryStats } from './query-stats.js';
 
@@ -108,6 +117,8 @@ export class Resolver {
   private raValue = false;
   readonly stats = new QueryStats();
   private local: LocalOptions;
+  /** Egress by name: decisions, the learner (set by whoever enforces), counters. */
+  readonly egress: EgressGate;
 
   constructor(
     private settings: ResolverSettings,
@@ -115,10 +126,12 @@ export class Resolver {
     private readonly log: Logger,
   ) {
     this.local = localOptions(settings);
+    this.egress = new EgressGate(settings.egress ?? DEFAULT_EGRESS_SETTINGS, log.child({ module: 'egress' }));
   }
 
   configure(settings: ResolverSettings): void {
     this.settings = settings;
+    this.egress.configure(settings.egress ?? DEFAULT_EGRESS_SETTINGS);
     this.local = localOptions(settings);
     this.raView = undefined;
     this.upstreamMemo = new WeakMap();
@@ -164,7 +177,12 @@ export class Resolver {
     const limit = ctx.explain || client.transport !== 'udp' ? TCP_MAX_MESSAGE : udpLimit(parsed, this.settings.maxUdpSize);
     const local = localAnswer(parsed, view, this.local, limit, this.canForward(view), listener.endpoints() !== undefined);
     if (local !== undefined) {
-      if (isChase(local)) return this.chase(ctx, parsed, view, local);
+      if (isChase(local)) {
+        // The network's own CNAME: answered as today; under a policy its target's addresses are opened too.
+        const chased = this.chase(ctx, parsed, view, local);
+        const ns = listener.egress?.();
+        return ns === undefined ? chased : chased.then((reply) => this.egress.release(ns, parsed, reply, this.settings.maxUdpSize));
+      }
       ctx.origin = REGISTRY_ORIGIN;
       if (stats) {
         stats.count(listener, LOCAL, parsed.qtype, local, ctx.started);
@@ -172,6 +190,15 @@ export class Resolver {
         stats.countLocal(found.kind !== 'unknown' ? found.network : parsed.qtype === QTYPE.PTR ? 'reverse' : 'other');
       }
       return local;
+    }
+    // Egress by name: a namespace without a policy pays this one test. The network's own names
+    // were answered above; any other name must be allowed, or is NXDOMAIN without asking upstream.
+    const ns = listener.egress?.();
+    if (ns !== undefined && !this.egress.allows(ns, parsed)) {
+      const reply = this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
+      ctx.origin = EGRESS_DENIED;
+      stats?.count(listener, ERROR, parsed.qtype, reply, ctx.started);
+      return reply;
     }
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) {
@@ -193,7 +220,7 @@ export class Resolver {
       }
       ctx.origin = { source: 'cache' };
       stats?.count(listener, CACHE, parsed.qtype, reply, ctx.started);
-      return reply;
+      return ns === undefined ? reply : this.egress.release(ns, parsed, reply, this.settings.maxUdpSize);
     }
     if (!ctx.explain && !this.forwarder.admits(key, client.transport, clientKey(client, listener))) {
       const refused = this.forwarder.turnAway(parsed, client.transport, clientKey(client, listener));
@@ -204,7 +231,7 @@ export class Resolver {
     return forwarded.then((r) => {
       ctx.origin = r.origin;
       if (r.reply !== null) stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
-      return r.reply;
+      return ns === undefined ? r.reply : this.egress.release(ns, parsed, r.reply, this.settings.maxUdpSize);
     });
   }
 

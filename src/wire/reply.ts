@@ -18,16 +18,42 @@ export function udpLimit(query: Query, maxUdpSize: number): number {
 
 const OPT_SIZE = 11;
 
-/** RFC 6891 §6.1.2: our OPT record, with the upper bits of an extended RCODE and the DO bit echoed. */
-function writeOpt(out: Buffer, off: number, query: Query, maxUdpSize: number, rcode: number): number {
+/** RFC 8914 §2: the EDNS option code of an Extended DNS Error. */
+const EDE_OPTION = 15;
+
+/** RFC 8914 §5.2: the INFO-CODEs we send. */
+export const EDE_CODE = { BLOCKED: 15 } as const;
+
+/**
+ * An Extended DNS Error as the EDNS option our OPT record carries (RFC 8914 §2): option code,
+ * length, INFO-CODE, then EXTRA-TEXT (UTF-8, for people). Built once per reason, not per reply.
+ */
+export function extendedError(infoCode: number, extraText: string): Buffer {
+  const text = Buffer.from(extraText, 'utf8');
+  const out = Buffer.alloc(6 + text.length);
+  out.writeUInt16BE(EDE_OPTION, 0);
+  out.writeUInt16BE(2 + text.length, 2);
+  out.writeUInt16BE(infoCode, 4);
+  text.copy(out, 6);
+  return out;
+}
+
+/** Bytes of our OPT record (none when the client sent no EDNS: RFC 6891 §7, no OPT in the reply). */
+function optLength(query: Query, option: Buffer | undefined): number {
+  return query.edns ? OPT_SIZE + (option?.length ?? 0) : 0;
+}
+
+/** RFC 6891 §6.1.2: our OPT record, with the upper bits of an extended RCODE, the DO bit echoed, and `option` when given. */
+function writeOpt(out: Buffer, off: number, query: Query, maxUdpSize: number, rcode: number, option?: Buffer): number {
   out[off] = 0;
   out.writeUInt16BE(QTYPE.OPT, off + 1);
   out.writeUInt16BE(maxUdpSize, off + 3);
   out[off + 5] = rcode >> 4;
   out[off + 6] = 0;
   out.writeUInt16BE(query.edns?.dnssecOk ? 0x8000 : 0, off + 7);
-  out.writeUInt16BE(0, off + 9);
-  return off + OPT_SIZE;
+  out.writeUInt16BE(option?.length ?? 0, off + 9);
+  if (option) option.copy(out, off + OPT_SIZE);
+  return off + OPT_SIZE + (option?.length ?? 0);
 }
 
 export interface ReplyOptions {
@@ -37,6 +63,8 @@ export interface ReplyOptions {
   /** Largest message allowed: udpLimit() over UDP, 65535 over TCP. */
   limit: number;
   maxUdpSize: number;
+  /** An EDNS option for the OPT record (extendedError()); sent only to a client that sent EDNS. */
+  option?: Buffer;
 }
 
 /** An authoritative A/AAAA answer; `start` rotates which address comes first. */
@@ -84,7 +112,7 @@ export function encodeRecords(records: readonly dnsPacket.Answer[]): Buffer[] {
  * authority and additional records are dropped first (without TC: RFC 2181 §9).
  */
 export function recordsReply(query: Query, answers: readonly Buffer[], authority: readonly Buffer[], opts: ReplyOptions, additional: readonly Buffer[] = NONE): Buffer {
-  const fixed = query.questionEnd + (query.edns ? OPT_SIZE : 0);
+  const fixed = query.questionEnd + optLength(query, opts.option);
   let size = fixed;
   let answerCount = 0;
   for (const a of answers) {
@@ -114,15 +142,15 @@ export function recordsReply(query: Query, answers: readonly Buffer[], authority
   for (let i = 0; i < answerCount; i++) off += answers[i].copy(out, off);
   for (let i = 0; i < authorityCount; i++) off += authority[i].copy(out, off);
   for (let i = 0; i < additionalCount; i++) off += additional[i].copy(out, off);
-  if (query.edns) writeOpt(out, off, query, opts.maxUdpSize, opts.rcode);
+  if (query.edns) writeOpt(out, off, query, opts.maxUdpSize, opts.rcode, opts.option);
   return out;
 }
 
 const NONE: readonly Buffer[] = [];
 
-/** An error reply that echoes the question (SERVFAIL, REFUSED after a good parse). */
-export function errorReply(query: Query, rcode: number, recursionAvailable: boolean, maxUdpSize: number): Buffer {
-  return recordsReply(query, [], [], { rcode, authoritative: false, recursionAvailable, limit: Number.MAX_SAFE_INTEGER, maxUdpSize });
+/** An error reply that echoes the question (SERVFAIL, REFUSED after a good parse), with an Extended DNS Error when given. */
+export function errorReply(query: Query, rcode: number, recursionAvailable: boolean, maxUdpSize: number, ede?: Buffer): Buffer {
+  return recordsReply(query, [], [], { rcode, authoritative: false, recursionAvailable, limit: Number.MAX_SAFE_INTEGER, maxUdpSize, ...(ede && { option: ede }) });
 }
 
 /**

@@ -1,0 +1,111 @@
+// The addresses an answer gives for the name that was asked: A and AAAA records owned by that
+// name or by a name its CNAME chain in the same answer leads to (an allowed name commonly aliases
+// a CDN's name). Read from the bytes, without decoding the message; used by egress by name to
+// open exactly what the client was told.
+import { HEADER_SIZE, QTYPE } from './constants.js';
+import { skipName } from './records.js';
+
+/** Most CNAME hops followed (RFC 1034 §3.6.2 chains are short; a loop stops here). */
+const MAX_CHAIN = 16;
+
+export interface AnswerAddresses {
+  /** IPv4 and IPv6 addresses in text form, in answer order. */
+  addresses: string[];
+  /** Smallest TTL of the records used (the chain and the addresses), seconds. */
+  ttl: number;
+}
+
+interface RecordAt {
+  owner: string;
+  type: number;
+  ttl: number;
+  rdata: number;
+  rdLength: number;
+}
+
+/**
+ * The addresses in `reply`'s answer section for `name` (lower-case, as Query.name), following
+ * CNAMEs; undefined when the message is malformed or has none.
+ */
+export function answerAddresses(reply: Buffer, questionEnd: number, name: string): AnswerAddresses | undefined {
+  if (reply.length < HEADER_SIZE) return undefined;
+  const records = answerRecords(reply, questionEnd);
+  if (records === undefined) return undefined;
+  const chain = new Set([name]);
+  let ttl = Number.MAX_SAFE_INTEGER;
+  for (let current = name, hop = 0; hop < MAX_CHAIN; hop++) {
+    const cname = records.find((r) => r.type === QTYPE.CNAME && r.owner === current);
+    if (cname === undefined) break;
+    const target = readName(reply, cname.rdata);
+    if (target === undefined || chain.has(target)) break;
+    ttl = Math.min(ttl, cname.ttl);
+    chain.add(target);
+    current = target;
+  }
+  const addresses: string[] = [];
+  for (const r of records) {
+    if (!chain.has(r.owner)) continue;
+    if (r.type === QTYPE.A && r.rdLength === 4) addresses.push(`${reply[r.rdata]}.${reply[r.rdata + 1]}.${reply[r.rdata + 2]}.${reply[r.rdata + 3]}`);
+    else if (r.type === QTYPE.AAAA && r.rdLength === 16) addresses.push(ipv6Text(reply, r.rdata));
+    else continue;
+    ttl = Math.min(ttl, r.ttl);
+  }
+  return addresses.length === 0 ? undefined : { addresses, ttl };
+}
+
+function answerRecords(buf: Buffer, off: number): RecordAt[] | undefined {
+  const count = buf.readUInt16BE(6);
+  const out: RecordAt[] = [];
+  for (let i = 0; i < count; i++) {
+    const owner = readName(buf, off);
+    off = skipName(buf, off);
+    if (owner === undefined || off < 0 || off + 10 > buf.length) return undefined;
+    const rdLength = buf.readUInt16BE(off + 8);
+    if (off + 10 + rdLength > buf.length) return undefined;
+    // IN only: another class's address is nothing the client will connect to.
+    if (buf.readUInt16BE(off + 2) === 1) out.push({ owner, type: buf.readUInt16BE(off), ttl: buf.readUInt32BE(off + 4), rdata: off + 10, rdLength });
+    off += 10 + rdLength;
+  }
+  return out;
+}
+
+/**
+ * A (possibly compressed) name in lower case, labels joined by '.', without the root's dot;
+ * undefined when malformed. A label with bytes outside printable ASCII or a '.' never matches a
+ * name we compare with, so it is kept as it is (it only has to differ).
+ */
+function readName(buf: Buffer, off: number): string | undefined {
+  let name = '';
+  for (let jumps = 0, labels = 0; labels < 128; labels++) {
+    if (off >= buf.length) return undefined;
+    const len = buf[off];
+    if (len === 0) return name.toLowerCase();
+    if ((len & 0xc0) === 0xc0) {
+      if (off + 2 > buf.length || ++jumps > 32) return undefined;
+      off = ((len & 0x3f) << 8) | buf[off + 1];
+      continue;
+    }
+    if ((len & 0xc0) !== 0 || off + 1 + len > buf.length) return undefined;
+    const label = buf.toString('latin1', off + 1, off + 1 + len);
+    name = name === '' ? label : `${name}.${label}`;
+    off += len + 1;
+  }
+  return undefined;
+}
+
+function ipv6Text(buf: Buffer, off: number): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i++) groups.push(buf.readUInt16BE(off + 2 * i).toString(16));
+  // The shortest form (RFC 5952): the longest run of two or more zero groups becomes '::'.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== '0') { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
