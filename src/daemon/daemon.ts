@@ -20,6 +20,8 @@ import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
 import { NftFirewall, NoFirewall } from '../plumbing/firewall.js';
+import { EgressFirewall } from '../egress/egress-firewall.js';
+import { EgressEnforcement } from '../egress/enforcement.js';
 import { DEFAULT_POOLS } from '../plumbing/ipam.js';
 import { NsdnsError } from '../errors.js';
 import { ControlServer } from './control.js';
@@ -88,6 +90,8 @@ export class Daemon {
   private metricsServer: MetricsServer | undefined;
   private metricsAddress: string | undefined;
   private handingOver: Promise<void> | undefined;
+  /** Egress policies enforced in the kernel (root and nftables only). */
+  private egress: EgressEnforcement | undefined;
   /** `--announce`: publishes provisioned networks to etcd. */
   private announcer: Announcer | undefined;
   /** `--cluster`: where overlay networks are created. */
@@ -155,6 +159,8 @@ export class Daemon {
 
   /** Resolves once 127.0.0.11:53 is served in `netns`; a connect returns only then. */
   private async namespaceReady(netns: string): Promise<void> {
+    // A namespace under a policy is handed back governed (the connect fails when it cannot be).
+    await this.egress?.settled();
     if (!(await this.namespaces.ready(netns))) {
       throw new NsdnsError('ERR_NETNS_BIND', this.namespaces.failure(netns) ?? `${netns} is not served`);
     }
@@ -192,6 +198,7 @@ export class Daemon {
       await Promise.all(daemon.etcdSources.map((source) => source.start()));
       if (process.getuid?.() === 0) {
         for (const line of await daemon.manager.recover({ holdPorts: !inherited })) log.warn(line);
+        await daemon.startEgress();
       }
       // Listeners handed over are served on the very sockets their clients send to: no bind.
       for (const set of daemon.listenerSets) set.adopt(inherited?.listeners.get(set.kind) ?? new Map());
@@ -497,6 +504,18 @@ export class Daemon {
     }));
   }
 
+  /**
+   * Egress by name enforced by nftables (root, firewall driver nftables): taken over from the
+   * kernel before any namespace is served, so no allowed answer is released unlearned.
+   */
+  private async startEgress(): Promise<void> {
+    if (!(this.firewall instanceof NftFirewall)) return;
+    const firewall = new EgressFirewall(`${this.firewall.table}_egress`, { log: this.log.child({ module: 'egress' }) });
+    this.egress = new EgressEnforcement(this.registry, firewall, this.log.child({ module: 'egress' }));
+    await this.egress.start();
+    this.resolver.egress.learner = firewall;
+  }
+
   /** etcd3 (gRPC) is loaded only when announcing. */
   private async startAnnouncer(): Promise<void> {
     if (this.config.announce === undefined) return;
@@ -518,6 +537,8 @@ export class Daemon {
       await this.control.close();
       await this.metricsServer?.close();
       await Promise.all(this.listenerSets.map((set) => set.close()));
+      // The rules stay in the kernel: a stopped daemon opens no namespace.
+      await this.egress?.close();
       await this.manager.ports.close();
       await this.files.close();
       await Promise.all(this.etcdSources.map((source) => source.close()));

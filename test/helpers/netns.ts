@@ -111,6 +111,8 @@ export class Lab {
       if (existsSync(`/etc/netns/${ns}`)) await execa('rm', ['-rf', `/etc/netns/${ns}`], { reject: false });
     }
     await execa('nft', ['delete', 'table', 'inet', this.nftTable], { reject: false });
+    // Egress rules outlive the daemon by design (a stopped daemon opens nothing): the lab removes them.
+    for (const family of ['inet', 'bridge']) await execa('nft', ['delete', 'table', family, `${this.nftTable}_egress`], { reject: false });
     if (this.stateDir) await execa('rm', ['-rf', this.stateDir], { reject: false });
   }
 }
