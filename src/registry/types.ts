@@ -72,8 +72,11 @@ export interface Network {
   labels?: Record<string, string>;
   /** Static records (`network create --record`, `records:` in files). */
   records?: StaticRecord[];
-  /** An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host. */
-  overlay?: { vni: number };
+  /**
+   * An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host;
+   * `vxlan`, the device on this host's bridge, only in the local presence nsdns provisions.
+   */
+  overlay?: { vni: number; vxlan?: string };
 }
 
 export interface Endpoint {
@@ -106,6 +109,8 @@ export interface Endpoint {
   healthHideOwn?: boolean;
   /** Probed by the daemon (`connect --health`, `healthCheck:` in files). */
   healthCheck?: HealthCheck;
+  /** Another host's endpoint on an overlay network (a shared registry's value): its MAC, and that host's underlay address. */
+  overlay?: { mac: string; host: string };
 }
 
 /** One network with its endpoints: the unit the registry replaces on every change. */
