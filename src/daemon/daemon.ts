@@ -49,6 +49,7 @@ import { z } from 'zod';
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { Announcer } from '../etcd/announcer.js';
+import { OverlayPeers } from '../plumbing/overlay-peers.js';
 
 export class Daemon {
   readonly registry = new Registry({ identify: namespaceIdentity });
@@ -94,6 +95,8 @@ export class Daemon {
   private egress: EgressEnforcement | undefined;
   /** `--announce`: publishes provisioned networks to etcd. */
   private announcer: Announcer | undefined;
+  /** Other hosts' overlay endpoints in this host's VXLAN devices (`--cluster` with `--advertise-address`). */
+  private readonly overlayPeers: OverlayPeers | undefined;
   /** `--cluster`: where overlay networks are created. */
   private readonly cluster: ClusterNetworks | undefined;
   /** Handovers that failed, and why the last one did (`nsdns status`, `nsdns restart`). */
@@ -136,7 +139,9 @@ export class Daemon {
       namespaceComing: (netns) => { if (!this.namespaces.get(netns) && !this.namespaces.isStarting(netns)) this.namespaceSpec.sockets.prepare(netns); },
       namespaceNotComing: (netns) => this.namespaceSpec.sockets.cancel(netns),
       log: log.child({ module: 'plumbing' }),
-    }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf });
+    }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf, advertiseAddress: config.advertiseAddress });
+    this.overlayPeers = config.cluster !== undefined && config.advertiseAddress !== undefined
+      ? new OverlayPeers(this.registry, config.advertiseAddress, log.child({ module: 'overlay' })) : undefined;
     this.prober = new HealthProber(this.registry, log.child({ module: 'health' }), { scope: { allow: () => this.config.registryFiles.probeAllow } });
     this.cluster = config.cluster === undefined ? undefined : new ClusterNetworks(parseEtcdUrl(config.cluster), config.etcd, this.registry);
     const handlers = {
@@ -219,6 +224,7 @@ export class Daemon {
       daemon.prober.start();
       await daemon.startMetrics(inherited?.metrics);
       await daemon.startAnnouncer();
+      daemon.overlayPeers?.start();
     } catch (err) {
       await daemon.stop();
       throw err;
@@ -380,6 +386,9 @@ export class Daemon {
       ).then(() => this.manager.heal()).then(
         (lines) => lines.forEach((line) => this.log.warn(line)),
         (err) => this.log.error({ err }, 'checking links and published ports failed'),
+      ).then(() => this.overlayPeers?.reconcile()).then(
+        (lines) => lines?.forEach((line) => this.log.warn(line)),
+        (err) => this.log.error({ err }, 'checking overlay forwarding entries failed'),
       // Then the listeners whose namespace was replaced but whose endpoints stay (registry files').
       ).then(() => this.namespaces.recheck((netns) => this.namespaceSpec.exists(netns))).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'))
         .finally(() => { running = false; });
@@ -521,7 +530,7 @@ export class Daemon {
     if (this.config.announce === undefined) return;
     const { Announcer } = await import('../etcd/announcer.js');
     this.announcer = await Announcer.start(this.registry, {
-      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: this.node!, owner: nodeOwner(this.config.stateDir),
+      location: parseEtcdUrl(this.config.announce), access: this.config.etcd, node: this.node!, owner: nodeOwner(this.config.stateDir), advertiseAddress: this.config.advertiseAddress,
       ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'announce' }),
     });
   }
@@ -531,6 +540,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       // A handover's successor announces the same endpoints: the lease is left to expire, not revoked.
       await this.announcer?.stop(this.handingOver === undefined);
+      await this.overlayPeers?.stop();
       await this.prober.stop();
       clearInterval(this.reaper);
       clearInterval(this.firewallGuard);

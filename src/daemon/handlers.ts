@@ -61,7 +61,12 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       return inspectNetwork(record, shownSource(registry, record.network.name), registry.health, deps.probes);
     })),
     method('network.rm', async (p) => {
-      const { removed, failed } = await manager.removeNetworks(p.names, { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
+      // A cluster's overlay network is removed from etcd, on whichever host asks.
+      const isOverlay = (n: string) => deps.cluster !== undefined && registry.current().find(n)?.network.overlay !== undefined;
+      const overlays = await removeOverlays(deps.cluster, registry, p.names.filter(isOverlay));
+      const local = await manager.removeNetworks(p.names.filter((n) => !isOverlay(n)), { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
+      const removed = [...overlays.removed, ...local.removed];
+      const failed = [...overlays.failed, ...local.failed];
       if (p.report) return { removed, failed: failed.map((f) => ({ name: f.name, code: f.error.code, message: f.error.message })) };
       // Older clients expect a list or one error.
       if (failed.length === 1 && removed.length === 0) throw failed[0].error;
@@ -101,6 +106,21 @@ function endpointOf(record: NetworkRecord, which: string): Endpoint {
   const found = record.endpoints.find((e) => e.name === lower || e.id === lower) ?? (lower.length >= 12 ? record.endpoints.find((e) => e.id.startsWith(lower)) : undefined);
   if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint ${quote(which)} on network ${quote(record.network.name)} (give its name or id)`);
   return found;
+}
+
+/** `network rm` of overlay networks: each deleted from the cluster, or reported with why not. */
+async function removeOverlays(cluster: ClusterNetworks | undefined, registry: Registry, names: readonly string[]): Promise<{ removed: string[]; failed: Array<{ name: string; error: NsdnsError }> }> {
+  const report = { removed: [] as string[], failed: [] as Array<{ name: string; error: NsdnsError }> };
+  for (const name of names) {
+    const network = registry.current().find(name)!.network.name;
+    try {
+      await cluster!.remove(network);
+      report.removed.push(network);
+    } catch (err) {
+      report.failed.push({ name, error: err instanceof NsdnsError ? err : new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `etcd: ${err instanceof Error ? err.message : String(err)}`) });
+    }
+  }
+  return report;
 }
 
 function createOverlay(cluster: ClusterNetworks | undefined, req: CreateNetworkRequest): Promise<Network> {

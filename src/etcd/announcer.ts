@@ -29,6 +29,8 @@ export interface AnnouncerOptions {
   node: string;
   /** Who claims the node name (node-claim.ts); another daemon holding it keeps this one from announcing. */
   owner: NodeOwner;
+  /** This host's underlay address (`--advertise-address`): published with each overlay endpoint, where other hosts send its frames. */
+  advertiseAddress?: string;
   ttlSeconds: number;
   log: Logger;
   /** First wait before etcd is tried again after a failure, ms; it doubles up to maxRetryMs. */
@@ -211,10 +213,13 @@ export class Announcer {
     }
     if (!(await this.agree(compiled.network))) return wanted;
     const { prefix } = this.options.location;
+    const host = compiled.network.overlay !== undefined ? this.options.advertiseAddress : undefined;
     for (const e of (compiled.primary ?? compiled).endpoints) {
       // The state answers go by here (a probe's, `endpoint health`'s), not the one a file gave.
       const health = this.registry.health.get(name, e.id);
-      wanted.set(etcdKeys.endpoint(prefix, name, this.options.node, e.id), JSON.stringify(remoteEndpointValue({ ...e, health })));
+      // An overlay endpoint says where its frames go: other hosts program it into their VXLAN device (overlay-peers.ts).
+      const overlay = host !== undefined && e.mac !== undefined ? { mac: e.mac, host } : undefined;
+      wanted.set(etcdKeys.endpoint(prefix, name, this.options.node, e.id), JSON.stringify(remoteEndpointValue({ ...e, health, overlay })));
     }
     return wanted;
   }

@@ -4,6 +4,9 @@
 //   PREFIX/networks/<network>   the definition with its VXLAN id, created if absent (no lease)
 //   PREFIX/vnis/<vni>           the network holding that VXLAN id, created if absent
 //
+// `network rm` deletes both in one transaction, refused while any host has endpoints on the
+// network (an endpoint key under PREFIX/endpoints/<network>/, or one on this host not yet announced).
+//
 // Both are created in one transaction only if both are absent: two members creating one network
 // (or two networks with one id) at once agree on the first. The network reaches this daemon's
 // registry the way it reaches every other member's: through the shared registry's watch.
@@ -74,6 +77,11 @@ export function requestedVni(options: Readonly<Record<string, string>> | undefin
   return vni;
 }
 
+/** The node names in endpoint keys under `under` (PREFIX/endpoints/<network>/<node>/<id>). */
+function nodesOf(keys: readonly string[], under: string): string[] {
+  return [...new Set(keys.map((k) => k.slice(under.length).split('/')[0]).filter((n) => n !== ''))].sort();
+}
+
 export class ClusterNetworks {
   private client: Promise<Etcd3> | undefined;
 
@@ -100,6 +108,33 @@ export class ClusterNetworks {
       if (wanted !== undefined) throw new NsdnsError('ERR_CONFLICT', `VXLAN id ${vni} is taken by another network of the cluster`);
     }
     throw new NsdnsError('ERR_CONFLICT', `no free VXLAN id among ${FIRST_AUTO_VNI}-${FIRST_AUTO_VNI + AUTO_VNI_TRIES - 1}; give one with -o vni=N`);
+  }
+
+  /**
+   * Deletes the overlay network from the cluster: refused while any host has endpoints on it;
+   * both keys go in one transaction that succeeds only if the network's key is what was read.
+   */
+  async remove(name: string): Promise<void> {
+    if (this.registry.isProvisioned(name)) throw new NsdnsError('ERR_CONFLICT', `overlay network ${JSON.stringify(name)} has endpoints on this host; disconnect them first`);
+    const client = await (this.client ??= connectEtcd(this.location, this.access));
+    const { prefix } = this.location;
+    const key = etcdKeys.network(prefix, name);
+    const current = (await client.get(key).exec()).kvs[0];
+    if (current === undefined) throw new NsdnsError('ERR_NOT_FOUND', `network ${JSON.stringify(name)} is not in the cluster`);
+    const hosts = nodesOf(await client.getAll().prefix(etcdKeys.networkEndpoints(prefix, name)).limit(1000).keys(), etcdKeys.networkEndpoints(prefix, name));
+    if (hosts.length > 0) {
+      throw new NsdnsError('ERR_CONFLICT', `overlay network ${JSON.stringify(name)} has endpoints on ${hosts.length} host(s) (${hosts.slice(0, 5).join(', ')}${hosts.length > 5 ? ', ...' : ''}); disconnect them first`);
+    }
+    let vni: number | undefined;
+    try {
+      vni = remoteNetwork(JSON.parse(current.value.toString()), key).overlay?.vni;
+    } catch { /* not a network value: its key goes alone */ }
+    const txn = client.if(key, 'Mod', '==', current.mod_revision);
+    const deletes = [client.delete().key(key), ...(vni !== undefined ? [client.delete().key(vniKey(prefix, vni))] : [])];
+    const result = vni !== undefined
+      ? await txn.and(vniKey(prefix, vni), 'Value', '==', name).then(...deletes).commit()
+      : await txn.then(...deletes).commit();
+    if (!result.succeeded) throw new NsdnsError('ERR_CONFLICT', `overlay network ${JSON.stringify(name)} changed in etcd meanwhile; try again`);
   }
 
   /** The network in this daemon's registry (it comes back through the shared registry's watch). */

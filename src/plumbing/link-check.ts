@@ -9,6 +9,7 @@ import type { Network, NetworkRecord } from '../registry/types.js';
 import type { HostInspector, LinkDriver } from './drivers.js';
 import { parseCidr } from './ipam.js';
 import type { BridgeSpec, LinkState } from './links.js';
+import { gatewayMac } from './overlay-gateway.js';
 
 export interface LinkReport {
   /** What was found broken and put right, one line each (logged as warnings). */
@@ -17,10 +18,10 @@ export interface LinkReport {
   problems: string[];
 }
 
-/** The bridge of a network as nsdns creates it: its gateways' addresses and its MTU. */
+/** The bridge of a network as nsdns creates it: its gateways' addresses, its MTU, and an overlay's gateway MAC. */
 export function bridgeSpec(network: Network): BridgeSpec {
   const addresses = network.subnets.filter((s) => s.gateway).map((s) => `${s.gateway}/${parseCidr(s.subnet).prefix}`);
-  return { name: network.bridge!, addresses, mtu: network.mtu };
+  return { name: network.bridge!, addresses, mtu: network.mtu, ...(network.overlay && { mac: gatewayMac(network.overlay.vni) }) };
 }
 
 /** Checks and repairs the links of `records` (networks nsdns provisioned, each with a bridge). */

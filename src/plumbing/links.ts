@@ -29,6 +29,8 @@ export interface BridgeSpec {
   /** Gateway addresses in CIDR form (10.0.0.1/24). */
   addresses: string[];
   mtu?: number;
+  /** Set when every host's bridge of the network must answer as one gateway (overlay networks). */
+  mac?: string;
 }
 
 /** A host link as the link check reads it. */
@@ -174,9 +176,9 @@ function bufferToAddress(b: Buffer): string {
 }
 
 export async function createBridge(spec: BridgeSpec): Promise<void> {
-  checkLinkArgs({ names: [spec.name], cidrs: spec.addresses, mtu: spec.mtu });
+  checkLinkArgs({ names: [spec.name], cidrs: spec.addresses, mtu: spec.mtu, mac: spec.mac });
   try {
-    await netlinkCreateBridge(spec.name, spec.addresses, spec.mtu);
+    await netlinkCreateBridge(spec.name, spec.addresses, spec.mtu, spec.mac);
   } catch (err) {
     throw new NsdnsError('ERR_LINK', `creating bridge ${spec.name}: ${netlinkReason(err)}`, { cause: err });
   }

@@ -97,12 +97,12 @@ export async function addAddresses(socket: RtSocket, index: number, cidrs: reado
   }
 }
 
-/** A bridge, up, with its MTU and addresses; removed again when a later part fails. */
-export async function netlinkCreateBridge(name: string, addresses: readonly string[], mtu?: number): Promise<void> {
+/** A bridge, up, with its MTU, addresses and (given) MAC; removed again when a later part fails. */
+export async function netlinkCreateBridge(name: string, addresses: readonly string[], mtu?: number, mac?: string): Promise<void> {
   const socket = openRtNetlink();
   try {
     await socket.newLink({ flags: { up: true }, change: { up: true } },
-      { ifname: name, ...(mtu ? { mtu } : {}), linkinfo: attr(IFLA_INFO_KIND, cstring('bridge')) }, CREATE);
+      { ifname: name, ...(mtu ? { mtu } : {}), ...(mac ? { address: macBytes(mac) } : {}), linkinfo: attr(IFLA_INFO_KIND, cstring('bridge')) }, CREATE);
     try {
       const index = await linkIndex(socket, name);
       if (index === undefined) throw new Error(`bridge ${name} vanished right after it was created`);

@@ -7,7 +7,9 @@ import { printable } from '../registry/fields.js';
 import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
-import { contains, parseCidr, type Pool } from './ipam.js';
+import { contains, macFor, parseCidr, type Pool } from './ipam.js';
+import type { AddressClaims } from './address-claims.js';
+import { isPresence, OverlayPresences, presenceOf, type VxlanMaker } from './overlay-presence.js';
 import { kernelHost, kernelLinks, type HostInspector, type LinkDriver } from './drivers.js';
 import { HostPorts, type PortHolder } from './host-ports.js';
 import { bridgeSpec, reconcileLinks } from './link-check.js';
@@ -30,6 +32,8 @@ export interface PlumbingOptions {
   resolvConfDir: string;
   /** The host's resolv.conf (config resolvConf): namespaces keep its search domains and options; false: none. */
   hostResolvConf?: string | false;
+  /** This host's underlay address (`--advertise-address`): the source of its overlay networks' VXLAN traffic. */
+  advertiseAddress?: string;
 }
 
 export interface PlumbingDeps {
@@ -53,6 +57,10 @@ export interface PlumbingDeps {
   host?: HostInspector;
   /** Sockets that hold published host ports (default: real ones, host-ports.ts). */
   ports?: PortHolder;
+  /** The cluster's address allocator for overlay networks' IPv4 addresses; absent: the local allocator. */
+  addressClaims?: AddressClaims;
+  /** Makes VXLAN devices (default: the kernel's, overlay-kernel.ts). */
+  vxlans?: VxlanMaker;
   log: Logger;
 }
 
@@ -82,6 +90,8 @@ export class NetworkManager {
   private readonly links: LinkDriver;
   private readonly subLinks: SubLinkKernel;
   private readonly host: HostInspector;
+  private readonly overlays: OverlayPresences;
+  private readonly linkPrefix: string;
   readonly ports: PortHolder;
   /** Links the last check found broken and could not repair (`status`, readiness). */
   private linkProblems: string[] = [];
@@ -94,6 +104,8 @@ export class NetworkManager {
     this.subLinks = deps.subLinks ?? kernelSubLinks;
     this.host = deps.host ?? kernelHost;
     this.ports = deps.ports ?? new HostPorts();
+    this.overlays = new OverlayPresences(this.links, options.advertiseAddress, deps.vxlans);
+    this.linkPrefix = options.linkPrefix;
     this.planner = new Planner(deps.registry, options, this.reservations, this.host);
   }
 
@@ -163,20 +175,52 @@ export class NetworkManager {
           apply: () => this.links.createBridge(bridgeSpec(network)),
           undo: () => this.links.deleteLink(bridge),
         },
-        {
-          name: 'save the network',
-          apply: () => this.commit(record),
-          undo: async () => {
-            await this.deps.state.remove(network.name);
-            this.deps.registry.removeNetwork(network.name, STATE_SOURCE);
-          },
-        },
-        { name: 'apply firewall rules', apply: () => this.applyFirewall() },
-        { name: 'enable forwarding', apply: () => this.enableForwarding() },
+        ...this.saveSteps(record),
       ]);
       this.deps.log.info({ network: network.name, bridge, subnets: network.subnets.map((s) => s.subnet) }, 'network created');
       return network;
     });
+  }
+
+  /** A new bridged network's last steps: its record saved and registered, rules, forwarding. */
+  private saveSteps(record: NetworkRecord): Step[] {
+    const { name } = record.network;
+    return [
+      {
+        name: 'save the network',
+        apply: () => this.commit(record),
+        undo: async () => {
+          await this.deps.state.remove(name);
+          this.deps.registry.removeNetwork(name, STATE_SOURCE);
+        },
+      },
+      { name: 'apply firewall rules', apply: () => this.applyFirewall() },
+      { name: 'enable forwarding', apply: () => this.enableForwarding() },
+    ];
+  }
+
+  /**
+   * A connect to a cluster's overlay network that has no endpoint on this host yet: the host's
+   * presence of it (bridge, VXLAN device, record) is made first (overlay-presence.ts). Under the lock.
+   */
+  private async ensurePresence(name: string): Promise<void> {
+    const compiled = this.deps.registry.current().find(name);
+    if (!compiled?.network.overlay || this.deps.registry.isProvisioned(compiled.network.name)) return;
+    const network = presenceOf(compiled.network, this.linkPrefix);
+    await runSteps([...this.overlays.createSteps(network), ...this.saveSteps({ network, endpoints: [] })]);
+    this.deps.log.info({ network: network.name, bridge: network.bridge, vxlan: network.overlay!.vxlan, vni: network.overlay!.vni }, 'overlay network present on this host');
+  }
+
+  /** Presences whose last endpoint went (and to which no connect is on its way): removed; the network stays in the cluster. */
+  private async retireEmptyOverlays(): Promise<StepFailure[]> {
+    const pending = new Set([...this.reservations.values()].map((r) => r.network));
+    const failures: StepFailure[] = [];
+    for (const r of this.ownRecords()) {
+      if (isPresence(r.network) && r.endpoints.length === 0 && !pending.has(r.network.name)) {
+        failures.push(...await this.removeNetworkNow(r as OwnedRecord, 'overlay network left this host'));
+      }
+    }
+    return failures;
   }
 
   private async enableForwarding(): Promise<void> {
@@ -223,10 +267,11 @@ export class NetworkManager {
     if (failures.length > 0) throw teardownError(what, failures);
   }
 
-  private async removeNetworkNow(record: OwnedRecord): Promise<StepFailure[]> {
+  private async removeNetworkNow(record: OwnedRecord, done = 'network removed'): Promise<StepFailure[]> {
     const { network, endpoints } = record;
     const failures = await runAll([
       ...this.linkRemovals(network, endpoints),
+      ...this.overlays.removeSteps(network),
       ...(network.bridge !== undefined ? [{ name: `delete bridge ${network.bridge}`, run: () => this.links.deleteLink(network.bridge) }] : []),
       { name: `remove the state file of "${network.name}"`, run: () => this.deps.state.remove(network.name) },
       { name: `unregister "${network.name}"`, run: () => { this.deps.registry.removeNetwork(network.name, STATE_SOURCE); this.forgetHealth(endpoints); } },
@@ -234,7 +279,7 @@ export class NetworkManager {
       ...this.releasePorts(endpoints),
       { name: 'update resolv.conf files', run: () => this.refreshResolvFiles(endpoints.map((e) => e.netns).filter((n): n is string => n !== undefined)) },
     ]);
-    this.logTeardown({ network: network.name }, 'network removed', failures);
+    this.logTeardown({ network: network.name }, done, failures);
     return failures;
   }
 
@@ -262,6 +307,7 @@ export class NetworkManager {
     const plan = await this.lock.run(async () => {
       // A namespace deleted and added again under this name: the old one's endpoints go first.
       for (const line of await this.reapGone(target.path)) this.deps.log.warn(line);
+      await this.ensurePresence(req.network);
       return this.planner.endpoint(req, target);
     });
     clock.lap('plan');
@@ -284,6 +330,7 @@ export class NetworkManager {
             ? { endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf, netns: target.path }
             : { endpointId: endpoint.id, network: network.name, ifname: endpoint.ifname!, netns: target.path }),
         },
+        ...this.claimSteps(plan, req),
         this.endpointLinkStep(plan, target.path, target.shown, clock),
         {
           name: 'register the endpoint',
@@ -315,6 +362,7 @@ export class NetworkManager {
     } catch (err) {
       failure = err;
       if (!committed) this.reservations.delete(endpoint.id);
+      for (const line of failureLines(await this.lock.run(() => this.retireEmptyOverlays()))) this.deps.log.warn({ network: network.name }, `after a failed connect: ${line}`);
       this.deps.namespaceNotComing?.(target.path);
       await this.refreshResolvFiles([target.path]).catch((e) => this.deps.log.warn({ err: e, netns: target.path }, 'after a failed connect, resolv.conf could not be updated'));
       clock.lap('rollback');
@@ -332,22 +380,52 @@ export class NetworkManager {
     return endpoint;
   }
 
+  /**
+   * An overlay endpoint's IPv4 address claimed in the cluster (address-claims.ts), when the daemon
+   * has the cluster's allocator: the planned address is replaced by the claimed one before the link is made.
+   */
+  private claimSteps(plan: EndpointPlan, req: ConnectRequest): Step[] {
+    const claims = this.deps.addressClaims;
+    const { endpoint, network } = plan;
+    const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv4');
+    if (claims === undefined || network.overlay === undefined || subnet === undefined) return [];
+    let claimed: string | undefined;
+    return [{
+      name: `claim an address of ${subnet.subnet} in the cluster`, stage: 'address claim',
+      apply: async () => {
+        claimed = await claims.claim(network.name, subnet.subnet, { ...(req.ip !== undefined && { ip: endpoint.ipv4[0] }), reserved: subnet.gateway !== undefined ? [subnet.gateway] : [] });
+        if (claimed === endpoint.ipv4[0]) return;
+        endpoint.ipv4 = [claimed];
+        if (req.mac === undefined) endpoint.mac = macFor(claimed);
+      },
+      undo: () => (claimed === undefined ? Promise.resolve() : claims.release(network.name, claimed)),
+    }];
+  }
+
+  /** Giving back gone overlay endpoints' addresses to the cluster. */
+  private releaseClaims(network: Network, gone: readonly Endpoint[]): TeardownStep[] {
+    const claims = this.deps.addressClaims;
+    if (claims === undefined || network.overlay === undefined) return [];
+    return gone.flatMap((e) => e.ipv4.map((ip) => ({ name: `release ${ip} in the cluster`, stage: 'address claim', run: () => claims.release(network.name, ip) })));
+  }
+
   /** The endpoint's link: a veth on the network's bridge, or a macvlan/ipvlan link of its parent. */
   private endpointLinkStep(plan: EndpointPlan, netns: string, shown: string, clock: StageClock): Step {
     const { endpoint, network } = plan;
-    const common = { netns, ifname: endpoint.ifname!, mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6 };
+    // Read when the step runs: a cluster's claim (claimSteps) may have changed the address.
+    const common = () => ({ netns, ifname: endpoint.ifname!, mtu: network.mtu, addresses: endpointAddresses(endpoint, network), gateway4: plan.gateway4, gateway6: plan.gateway6 });
     const lap = (stage: string) => clock.lap(stage);
     const sub = subLinkOf(network);
     if (sub) {
       return {
         name: `create ${sub.driver} link ${endpoint.ifname} of ${sub.parent} in ${shown}`,
-        apply: () => this.subLinks.create({ ...common, ...sub, ...(sub.driver === 'macvlan' && { mac: endpoint.mac! }) }, lap),
+        apply: () => this.subLinks.create({ ...common(), ...sub, ...(sub.driver === 'macvlan' && { mac: endpoint.mac! }) }, lap),
         undo: () => this.subLinks.remove(netns, endpoint.ifname!),
       };
     }
     return {
       name: `create ${endpoint.ifname} in ${shown}`,
-      apply: () => this.links.createEndpointLink({ ...common, hostIf: endpoint.hostIf!, bridge: network.bridge!, mac: endpoint.mac! }, lap),
+      apply: () => this.links.createEndpointLink({ ...common(), hostIf: endpoint.hostIf!, bridge: network.bridge!, mac: endpoint.mac! }, lap),
       undo: () => this.links.deleteLink(endpoint.hostIf!),
     };
   }
@@ -383,6 +461,7 @@ export class NetworkManager {
         ...this.endpointTeardown(record, [endpoint]),
         ...(!record.network.internal && endpoint.netns ? [{ name: 'move the default route', stage: 'default route', run: () => this.moveDefaultRoute(endpoint.netns!) }] : []),
       ], clock);
+      failures.push(...await this.retireEmptyOverlays());
       this.noteTiming(clock, {
         operation: 'disconnect', network: name, endpoint: endpoint.name, ...(endpoint.netns !== undefined && { netns: endpoint.netns }), ok: failures.length === 0,
         ...(failures.length > 0 && { code: teardownError('disconnect', failures).code }),
@@ -406,6 +485,7 @@ export class NetworkManager {
       { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, stage: 'registry', run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', stage: 'firewall', run: () => this.applyFirewall() }] : []),
       ...this.releasePorts(gone),
+      ...this.releaseClaims(record.network, gone),
       ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', stage: 'resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
   }
@@ -505,6 +585,7 @@ export class NetworkManager {
       const failures = await runAll(this.endpointTeardown(record, gone));
       report.push(...failureLines(failures).map((l) => `network "${record.network.name}": ${l}`));
     }
+    report.push(...failureLines(await this.retireEmptyOverlays()));
     return report;
   }
 
@@ -552,6 +633,7 @@ export class NetworkManager {
         // Firewall and resolv.conf follow below, once for all networks.
         failures.push(...await runAll(this.endpointTeardown(record, gone, false)));
       }
+      failures.push(...await this.retireEmptyOverlays());
       report.push(...await this.checkLinks());
       // Only namespaces nsdns attached itself: a registry file's endpoints get no resolv.conf.
       const netns = [...this.ownRecords().flatMap((r) => r.endpoints.map((e) => e.netns)).filter((n): n is string => n !== undefined), ...vanished];
@@ -606,11 +688,12 @@ export class NetworkManager {
     const own = this.ownRecords();
     const bridged = await reconcileLinks(own.filter((r) => r.network.bridge !== undefined), this.host, this.links);
     const sublinked = await reconcileSubLinks(own.filter((r) => subLinkOf(r.network) !== undefined), this.host, this.subLinks);
+    const tunneled = await this.overlays.reconcile(own, this.host);
     for (const netns of new Set(sublinked.relinked)) {
       await this.moveDefaultRoute(netns).catch((err) => sublinked.problems.push(`the default route of ${netns} could not be set again: ${errorMessage(err)}`));
     }
-    const repaired = [...bridged.repaired, ...sublinked.repaired];
-    const problems = [...bridged.problems, ...sublinked.problems];
+    const repaired = [...bridged.repaired, ...sublinked.repaired, ...tunneled.repaired];
+    const problems = [...bridged.problems, ...sublinked.problems, ...tunneled.problems];
     const fresh = problems.filter((p) => !this.linkProblems.includes(p));
     this.linkProblems = problems;
     return [...repaired, ...fresh];

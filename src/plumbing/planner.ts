@@ -62,9 +62,9 @@ export class Planner {
   /** A network this daemon provisioned (not one from a registry file). */
   owned(name: string): OwnedRecord {
     const record = this.record(name);
-    // Said before "not provisioned": an overlay network is the cluster's, and its own plumbing (VXLAN) is still to come.
-    if (record.network.overlay !== undefined) {
-      throw new NsdnsError('ERR_BAD_REQUEST', `network "${printable(record.network.name)}" is an overlay network of the cluster: connect, disconnect and rm are not supported on overlay networks yet (to remove it, delete PREFIX/networks/NAME and PREFIX/vnis/VNI in etcd)`);
+    // Said before "not provisioned": an overlay network is the cluster's; this host provisions it while it has endpoints on it (overlay-presence.ts).
+    if (record.network.overlay !== undefined && !this.registry.isProvisioned(record.network.name)) {
+      throw new NsdnsError('ERR_NOT_FOUND', `overlay network "${printable(record.network.name)}" has no endpoints on this host`);
     }
     if (!this.registry.isProvisioned(record.network.name)) {
       throw new NsdnsError('ERR_CONFLICT', `network "${printable(record.network.name)}" comes from ${printable(this.registry.sourceOf(record.network.name), 200)}; it is not provisioned by nsdns (edit its file instead)`);
@@ -177,7 +177,9 @@ export class Planner {
     const labels = nonEmpty(req.labels);
     const healthCheck = checkHealth(req);
 
-    const used = new Set(onNetwork.flatMap((e) => [...e.ipv4, ...e.ipv6]));
+    // On an overlay network, other hosts' endpoints hold addresses too (as far as this host knows them).
+    const elsewhere = network.overlay !== undefined ? this.registry.current().networks.get(network.name)?.endpoints ?? [] : [];
+    const used = new Set([...onNetwork, ...elsewhere].flatMap((e) => [...e.ipv4, ...e.ipv6]));
     // Gateways and auxiliary addresses are never allocated, and refused to --ip with what they are.
     const notForEndpoints = new Map<string, string>(network.subnets.filter((s) => s.gateway !== undefined).map((s) => [canonical(s.gateway!), 'the gateway']));
     for (const [auxName, ip] of Object.entries(auxAddresses(network))) notForEndpoints.set(canonical(ip), `the auxiliary address "${auxName}"`);

@@ -12,7 +12,7 @@ import { nameProblems } from './name-rules.js';
 import type { Endpoint, Network, NetworkRecord, Service, StaticRecord, Subnet } from './types.js';
 import { egressRulesSchema } from './egress-rules.js';
 import {
-  healthCheckSchema, healthStateSchema, ifname, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
+  healthCheckSchema, healthStateSchema, ifname, isUnicastMac, NETNS_RUN_DIR, ipAddress, ipv4Address, ipv6Address, labelsSchema, macAddress, netnsPath, networkOptions, port, printable,
   servicesSchema, staticRecordsSchema,
 } from './fields.js';
 
@@ -74,6 +74,8 @@ export const documentSchema = z.object({
   records: staticRecordsSchema.optional(),
   /** The default egress policy of the network's endpoints. */
   egress: egressRulesSchema.optional(),
+  /** An overlay network's local presence (the state directory): its VXLAN id, and the VXLAN device on its bridge. */
+  overlay: z.object({ vni: z.number().int().min(1).max(0xffffff), vxlan: ifname.optional() }).strict().optional(),
   endpoints: z.array(endpointSchema).default([]),
 }).strict();
 
@@ -88,7 +90,14 @@ export type RegistryDocument = z.input<typeof documentSchema>;
  */
 const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true })
   .extend({ overlay: z.object({ vni: z.number().int().min(1).max(0xffffff) }).strict().optional() }).strict();
-const remoteEndpointSchema = endpointSchema.pick({ name: true, id: true, aliases: true, ipv4: true, ipv6: true, services: true, labels: true, health: true }).strict();
+/**
+ * An overlay endpoint's value also says where its frames go: its MAC and its host's underlay
+ * (advertise) address, which become forwarding entries on this host's VXLAN device. Both are
+ * plain data: nothing here makes the daemon enter a namespace or probe an address.
+ */
+const overlayPeerSchema = z.object({ mac: macAddress.refine(isUnicastMac, 'not a unicast MAC address'), host: ipAddress }).strict();
+const remoteEndpointSchema = endpointSchema.pick({ name: true, id: true, aliases: true, ipv4: true, ipv6: true, services: true, labels: true, health: true })
+  .extend({ overlay: overlayPeerSchema.optional() }).strict();
 const PLUMBING_FIELDS = new Set(['netns', 'ifname', 'hostIf', 'mac', 'ports', 'healthCheck', 'healthHideOwn', 'upstreams', 'bridge', 'mtu', 'options', 'created', 'endpoints', 'egress']);
 
 /** The problems of a remote value's keys that are fields of a registry file but not remote ones. */
@@ -116,7 +125,9 @@ export function remoteEndpoint(data: unknown, network: Network, source: string):
   if (plumbing.length > 0) throw fileError(source, plumbing);
   const parsed = remoteEndpointSchema.safeParse(data);
   if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
-  const endpoint = toEndpoint({ ...parsed.data, upstreams: [] }, network.name);
+  const { overlay, ...fields } = parsed.data;
+  if (overlay !== undefined && network.overlay === undefined) throw fileError(source, ['overlay: only endpoints of an overlay network carry it']);
+  const endpoint: Endpoint = { ...toEndpoint({ ...fields, upstreams: [] }, network.name), ...(overlay && { overlay: { mac: overlay.mac.toLowerCase(), host: ipaddr.parse(overlay.host).toString() } }) };
   const outside = subnetCheck(network)(endpoint);
   if (outside) throw fileError(source, [outside]);
   return endpoint;
@@ -129,6 +140,7 @@ export function remoteEndpointValue(endpoint: Endpoint): Record<string, unknown>
     ...(endpoint.services && { services: endpoint.services }),
     ...(endpoint.labels && { labels: endpoint.labels }),
     ...(endpoint.health && { health: endpoint.health }),
+    ...(endpoint.overlay && { overlay: { mac: endpoint.overlay.mac, host: endpoint.overlay.host } }),
   };
 }
 
@@ -323,6 +335,7 @@ function toNetwork(doc: z.output<typeof documentSchema>): Network {
     ...(doc.labels !== undefined && Object.keys(doc.labels).length > 0 && { labels: { ...doc.labels } as Record<string, string> }),
     ...(doc.records !== undefined && doc.records.length > 0 && { records: doc.records.map(normalRecord) }),
     ...(doc.egress !== undefined && { egress: doc.egress }),
+    ...(doc.overlay !== undefined && { overlay: { ...doc.overlay } }),
   };
 }
 

@@ -75,10 +75,13 @@ export interface Network {
   labels?: Record<string, string>;
   /** Static records (`network create --record`, `records:` in files). */
   records?: StaticRecord[];
-  /** An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host. */
-  overlay?: { vni: number };
   /** The default egress policy of the network's endpoints (`network create --egress-policy`, `egress:`); see egress/policy.ts. */
   egress?: EgressRule[];
+  /**
+   * An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host;
+   * `vxlan`, the device on this host's bridge, only in the local presence nsdns provisions.
+   */
+  overlay?: { vni: number; vxlan?: string };
 }
 
 export interface Endpoint {
@@ -113,6 +116,8 @@ export interface Endpoint {
   healthCheck?: HealthCheck;
   /** The endpoint's egress policy (`connect --egress-allow`, `egress:`): it replaces the network's; see egress/policy.ts. */
   egress?: EgressRule[];
+  /** Another host's endpoint on an overlay network (a shared registry's value): its MAC, and that host's underlay address. */
+  overlay?: { mac: string; host: string };
 }
 
 /** One network with its endpoints: the unit the registry replaces on every change. */

@@ -24,10 +24,13 @@ const prefix = `/nsdns-overlay-${tag}`;
 const underlay = { bridge: `u${tag}`, gateway: '10.128.250.254', prefixLength: 24 };
 const RELAY_PORT = 16290;
 const LISTEN_PORT = 16283;
+/** The TCP echo server's port inside a container. */
+const ECHO_PORT = 16284;
 
 /** One simulated host: a namespace on the underlay, and a daemon inside it. */
 class Host {
   daemon: RunningDaemon | undefined;
+  url: string | undefined;
   readonly netns: string;
   readonly state = mkdtempSync(path.join(tmpdir(), 'nsdns-overlay-'));
   readonly containers: string[] = [];
@@ -48,6 +51,7 @@ class Host {
   }
 
   async start(etcdUrl: string): Promise<RunningDaemon> {
+    this.url = etcdUrl;
     const args = [MAIN, 'serve', '--no-resolv-conf', '--state-dir', this.state, '--socket', `${this.state}/nsdns.sock`,
       '--firewall', 'none', '--link-prefix', `o${this.node.slice(-1)}`, '--listen', `127.0.0.1:${LISTEN_PORT}`,
       '--cluster', etcdUrl, '--advertise-address', this.address, '--node-name', this.node, '--announce-ttl', String(TTL)];
@@ -59,6 +63,46 @@ class Host {
       this.daemon.waitForExit(61_000).then((code) => { throw new Error(`${this.node} exited with ${code} before ready`); }),
     ]);
     return this.daemon;
+  }
+
+  /** A "container": a namespace this host's daemon will connect, deleted at cleanup. */
+  async container(name: string): Promise<string> {
+    const ns = `o${tag}-${name}`;
+    await sh('ip', 'netns', 'add', ns);
+    this.containers.push(ns);
+    return ns;
+  }
+
+  /** A link of this host, read back from the kernel: MTU, MAC, master, IPv4 addresses. */
+  async readLink(name: string): Promise<{ mtu: number; address: string; master?: string; addresses: string[] }> {
+    const [link] = await inNs(this.netns, 'ip', '-j', 'addr', 'show', 'dev', name);
+    return { mtu: link.mtu, address: link.address, master: link.master, addresses: (link.addr_info ?? []).filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`) };
+  }
+
+  /** The VXLAN device of `network` here (its id in inspect's options), read back from the kernel. */
+  async vxlan(network: string): Promise<{ name: string; id: number; port: number; local: string; learning: boolean; proxy: boolean; mtu: number; master: string }> {
+    const [inspected] = JSON.parse(await this.ok('network', 'inspect', network));
+    const id = Number(inspected.Options['com.docker.network.driver.overlay.vxlanid_list']);
+    const links = await inNs(this.netns, 'ip', '-d', '-j', 'link', 'show', 'type', 'vxlan');
+    const link = links.find((l: any) => l.linkinfo.info_data.id === id);
+    assert.ok(link, `${this.node}: a VXLAN device with id ${id}`);
+    const data = link.linkinfo.info_data;
+    return { name: link.ifname, id: data.id, port: data.port, local: data.local, learning: data.learning, proxy: data.proxy, mtu: link.mtu, master: link.master };
+  }
+
+  /** The forwarding entries of `network`'s VXLAN device here with a destination (none when it has no device). */
+  async fdb(network: string): Promise<FdbEntry[]> {
+    const links = await inNs(this.netns, 'ip', '-d', '-j', 'link', 'show', 'type', 'vxlan');
+    const [inspected] = JSON.parse(await this.ok('network', 'inspect', network));
+    const id = Number(inspected.Options['com.docker.network.driver.overlay.vxlanid_list']);
+    const link = links.find((l: any) => l.linkinfo.info_data.id === id);
+    if (!link) return [];
+    return (await inNs(this.netns, 'bridge', '-j', 'fdb', 'show', 'dev', link.ifname) as FdbEntry[]).filter((e) => e.dst !== undefined);
+  }
+
+  async neighbours(network: string): Promise<Array<{ dst: string; lladdr: string; state: string[] }>> {
+    const { name } = await this.vxlan(network);
+    return inNs(this.netns, 'ip', '-j', 'neigh', 'show', 'dev', name);
   }
 
   /** `nsdns ARGS` against this host's daemon: exit code, stdout, stderr. */
@@ -160,15 +204,119 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     assert.equal((await etcd.list(`${prefix}/networks/bad`)).size, 0);
   });
 
-  it('says that overlay endpoints are not there yet, instead of "not provisioned by nsdns"', async () => {
-    const container = `o${tag}-c1`;
-    await sh('ip', 'netns', 'add', container);
-    a.containers.push(container);
-    for (const args of [['network', 'connect', 'app', container], ['network', 'rm', 'app']]) {
-      const r = await a.nsdns(...args);
-      assert.notEqual(r.exitCode, 0, args.join(' '));
-      assert.match(r.stderr, /"app" is an overlay network of the cluster: connect, disconnect and rm are not supported on overlay networks yet/, args.join(' '));
+  it('connect on both hosts: a bridge and a VXLAN device on each, the other host\'s endpoint in the forwarding table; ping, TCP, names and PTR across hosts', async () => {
+    const c1 = await a.container('c1');
+    const c2 = await b.container('c2');
+    await a.ok('network', 'connect', '--ip', '10.128.0.10', '--name', 'web1', 'app', c1);
+    await b.ok('network', 'connect', '--ip', '10.128.0.20', '--name', 'web2', 'app', c2);
+    for (const host of [a, b]) {
+      const vx = await host.vxlan('app');
+      assert.deepEqual([vx.id, vx.port, vx.local, vx.learning, vx.proxy, vx.mtu], [4096, 4789, host.address, false, true, 1450], host.node);
+      const bridge = await host.readLink(vx.master);
+      assert.deepEqual([bridge.mtu, bridge.address, bridge.addresses], [1450, '02:6f:76:00:10:00', ['10.128.0.1/16']], `${host.node}: one gateway address and MAC on every host`);
     }
-    assert.equal((await a.ok('network', 'ls', '--quiet')).split('\n').filter((n) => n === 'app').length, 1, 'app is still there');
+    assert.equal((await inNs(c1, 'ip', '-j', 'link', 'show', 'eth0'))[0].mtu, 1450);
+    const mac2 = await macOf(c2);
+    const fdb = await until('web2 in host A\'s forwarding table', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2));
+    assert.deepEqual(fdb.filter((e) => e.mac === mac2).map((e) => [e.dst, e.state]), [['10.128.250.2', 'permanent']]);
+    assert.deepEqual((await a.neighbours('app')).filter((n) => n.dst === '10.128.0.20').map((n) => n.lladdr), [mac2]);
+    await until('host B has web1', () => b.fdb('app'), (entries) => entries.length === 1);
+    await ping(c1, '10.128.0.20');
+    await ping(c2, '10.128.0.10');
+    assert.equal(await tcpEcho(c2, c1, '10.128.0.20', 'across hosts'), 'across hosts');
+    const name = await until('web2.app on host A', () => dig(c1, 'web2.app'), (r) => r.status === 'NOERROR');
+    assert.deepEqual(name.addresses, ['10.128.0.20']);
+    assert.deepEqual((await dig(c2, 'web1.app')).addresses, ['10.128.0.10']);
+    assert.deepEqual((await dig(c1, '-x', '10.128.0.20')).ptr, ['web2.app.']);
+  });
+
+  it('disconnect on host B: its entries leave host A and its own bridge and VXLAN device go; rm is refused while a host has endpoints', async () => {
+    const c2 = `o${tag}-c2`;
+    const mac2 = await macOf(c2);
+    await b.ok('network', 'disconnect', 'app', c2);
+    await until('web2 gone from host A\'s forwarding table', () => a.fdb('app'), (entries) => !entries.some((e) => e.mac === mac2));
+    assert.deepEqual((await a.neighbours('app')).filter((n) => n.dst === '10.128.0.20'), []);
+    assert.deepEqual(await inNs(b.netns, 'ip', '-j', 'link', 'show', 'type', 'vxlan'), [], 'no VXLAN device left on host B');
+    await until('web2.app gone on host A', () => dig(`o${tag}-c1`, 'web2.app'), (r) => r.status === 'NXDOMAIN');
+    const refused = await b.nsdns('network', 'rm', 'app');
+    assert.notEqual(refused.exitCode, 0);
+    assert.match(refused.stderr, /overlay network "app" has endpoints on 1 host\(s\) \(host-a\)/);
+    await a.ok('network', 'rm', 'other');
+    const stored = await etcd.list(`${prefix}/`);
+    assert.deepEqual([stored.has(`${prefix}/networks/other`), stored.has(`${prefix}/vnis/5000`), stored.has(`${prefix}/networks/app`)], [false, false, true]);
+    await b.ok('network', 'connect', '--ip', '10.128.0.20', '--name', 'web2', 'app', c2);
+    await until('web2 back in host A\'s forwarding table', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2));
+    await ping(`o${tag}-c1`, '10.128.0.20');
+  });
+
+  it('an internal overlay: the other host\'s container is reached, nothing outside is', async () => {
+    await a.ok('network', 'create', '--driver', 'overlay', '--internal', '--subnet', '10.130.0.0/16', 'priv');
+    await until('priv on host B', async () => (await b.ok('network', 'ls', '--quiet')).split('\n'), (names) => names.includes('priv'));
+    const c3 = await a.container('c3');
+    const c4 = await b.container('c4');
+    await a.ok('network', 'connect', '--ip', '10.130.0.10', 'priv', c3);
+    await b.ok('network', 'connect', '--ip', '10.130.0.20', 'priv', c4);
+    assert.deepEqual(await inNs(c3, 'ip', '-j', 'route', 'show', 'default'), [], 'no default route');
+    await ping(c3, '10.130.0.20');
+    const out = await execa('ip', ['netns', 'exec', c3, 'ping', '-c', '1', '-W', '1', b.address], { reject: false });
+    assert.notEqual(out.exitCode, 0, 'the underlay is not reachable from an internal overlay');
+  });
+
+  it('host B stopped cleanly: its endpoints leave host A\'s names and forwarding table at once, and come back with it', async () => {
+    const mac2 = await macOf(`o${tag}-c2`);
+    await b.daemon!.stop();
+    await until('web2 gone from host A\'s forwarding table', () => a.fdb('app'), (entries) => !entries.some((e) => e.mac === mac2));
+    assert.equal((await dig(`o${tag}-c1`, 'web2.app')).status, 'NXDOMAIN');
+    await b.start(b.url!);
+    await until('web2 back in host A\'s forwarding table', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2), 20_000);
+    await until('web2.app back on host A', () => dig(`o${tag}-c1`, 'web2.app'), (r) => r.status === 'NOERROR');
+    await ping(`o${tag}-c1`, '10.128.0.20');
+  });
+
+  it(`host B killed (SIGKILL): its endpoints leave host A within the lease TTL (${TTL} s) + 1 s`, async () => {
+    const macs = [await macOf(`o${tag}-c2`), await macOf(`o${tag}-c4`)];
+    b.daemon!.signal('SIGKILL');
+    await b.daemon!.waitForExit();
+    const killed = Date.now();
+    await until('host B\'s endpoints gone from host A', async () => [...await a.fdb('app'), ...await a.fdb('priv')], (entries) => !entries.some((e) => macs.includes(e.mac)), (TTL + 1) * 1000);
+    await until('web2.app gone on host A', () => dig(`o${tag}-c1`, 'web2.app'), (r) => r.status === 'NXDOMAIN', Math.max(1, (TTL + 1) * 1000 - (Date.now() - killed)));
   });
 });
+
+type FdbEntry = { mac: string; dst?: string; state?: string; flags?: string[] };
+
+/** `ip -j ARGS` (or `bridge -j`) inside a namespace, parsed. */
+async function inNs(netns: string, ...args: string[]): Promise<any[]> {
+  const out = await sh('ip', 'netns', 'exec', netns, ...args);
+  return out.trim() === '' ? [] : JSON.parse(out);
+}
+
+async function macOf(netns: string): Promise<string> {
+  return (await inNs(netns, 'ip', '-j', 'link', 'show', 'eth0'))[0].address;
+}
+
+async function ping(netns: string, address: string): Promise<void> {
+  await until(`ping ${address} from ${netns}`, async () => (await execa('ip', ['netns', 'exec', netns, 'ping', '-c', '1', '-W', '1', address], { reject: false })).exitCode, (code) => code === 0);
+}
+
+/** dig @127.0.0.11 inside a container: its status, A addresses and PTR names. */
+async function dig(netns: string, ...args: string[]): Promise<{ status: string; addresses: string[]; ptr: string[] }> {
+  const r = await execa('ip', ['netns', 'exec', netns, 'dig', '@127.0.0.11', '+tries=1', '+time=2', ...args], { reject: false });
+  const answers = (r.stdout.match(/;; ANSWER SECTION:\n([\s\S]*?)(?:\n\n|$)/)?.[1] ?? '').split('\n').filter(Boolean).map((l) => l.split(/\s+/));
+  return {
+    status: /status: (\w+)/.exec(r.stdout)?.[1] ?? 'NONE',
+    addresses: answers.filter((f) => f[3] === 'A').map((f) => f[4]),
+    ptr: answers.filter((f) => f[3] === 'PTR').map((f) => f[4]),
+  };
+}
+
+/** A TCP echo server in `server` (socat, ended by its PID); what a client in `client` gets back. */
+async function tcpEcho(server: string, client: string, address: string, text: string): Promise<string> {
+  const listener = spawn('ip', ['netns', 'exec', server, 'socat', `TCP-LISTEN:${ECHO_PORT},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
+  try {
+    const reply = await until(`TCP to ${address}:${ECHO_PORT}`, async () => (await execa('ip', ['netns', 'exec', client, 'socat', '-T', '2', '-', `TCP:${address}:${ECHO_PORT}`], { input: text, reject: false })).stdout, (out) => out === text);
+    return reply;
+  } finally {
+    listener.kill('SIGTERM');
+  }
+}
