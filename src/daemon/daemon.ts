@@ -16,6 +16,8 @@ import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 import { nodeName } from '../etcd/node-name.js';
 import { nodeOwner } from '../etcd/node-claim.js';
 import { ClusterNetworks } from '../etcd/cluster-networks.js';
+import { ClusterAddresses } from '../etcd/cluster-addresses.js';
+import type { AddressClaims } from '../plumbing/address-claims.js';
 import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
@@ -91,6 +93,10 @@ export class Daemon {
   private metricsServer: MetricsServer | undefined;
   private metricsAddress: string | undefined;
   private handingOver: Promise<void> | undefined;
+  /** `--cluster`: the overlay addresses this node holds in etcd, once started. */
+  private readonly claims: AddressClaims | undefined;
+  private addressAllocator: ClusterAddresses | undefined;
+  private addressAllocatorStart: Promise<ClusterAddresses> | undefined;
   /** Egress policies enforced in the kernel (root and nftables only). */
   private egress: EgressEnforcement | undefined;
   /** `--announce`: publishes provisioned networks to etcd. */
@@ -129,6 +135,7 @@ export class Daemon {
     });
     const plumbing = config.plumbing;
     this.firewall = plumbing.firewall === 'nftables' ? new NftFirewall(plumbing.nftTable) : new NoFirewall();
+    this.claims = this.addressClaims();
     this.manager = new NetworkManager({
       registry: this.registry,
       state: this.state,
@@ -139,6 +146,7 @@ export class Daemon {
       namespaceComing: (netns) => { if (!this.namespaces.get(netns) && !this.namespaces.isStarting(netns)) this.namespaceSpec.sockets.prepare(netns); },
       namespaceNotComing: (netns) => this.namespaceSpec.sockets.cancel(netns),
       log: log.child({ module: 'plumbing' }),
+      addressClaims: this.claims,
     }, { linkPrefix: plumbing.linkPrefix, pools: plumbing.pools ?? DEFAULT_POOLS, resolvConfDir: plumbing.resolvConfDir, hostResolvConf: config.resolvConf, advertiseAddress: config.advertiseAddress });
     this.overlayPeers = config.cluster !== undefined && config.advertiseAddress !== undefined
       ? new OverlayPeers(this.registry, config.advertiseAddress, log.child({ module: 'overlay' })) : undefined;
@@ -225,6 +233,7 @@ export class Daemon {
       await daemon.startMetrics(inherited?.metrics);
       await daemon.startAnnouncer();
       daemon.overlayPeers?.start();
+      daemon.reclaimOverlayAddresses();
     } catch (err) {
       await daemon.stop();
       throw err;
@@ -335,7 +344,44 @@ export class Daemon {
       helpers: { bind: bindHelperKind(), links: namespaceLinksKind(), probe: this.prober.kind },
       handover: { running: this.handingOver !== undefined, failures: this.handoverFailures, lastFailure: this.lastHandoverFailure },
       announce: this.announcer?.status() ?? null,
+      clusterAddresses: this.addressAllocator?.status() ?? null,
     };
+  }
+
+  /**
+   * `--cluster`: overlay addresses claimed in etcd (cluster-addresses.ts), so two hosts never hand
+   * out one address. Started at the first claim, or at start when overlay endpoints are here.
+   */
+  private addressClaims(): AddressClaims | undefined {
+    const cluster = this.config.cluster;
+    if (cluster === undefined) return undefined;
+    const allocator = () => (this.addressAllocatorStart ??= ClusterAddresses.start({
+      location: parseEtcdUrl(cluster), access: this.config.etcd, node: this.node!, ttlSeconds: this.config.announceTtl, log: this.log.child({ module: 'addresses' }),
+    }).then((started) => (this.addressAllocator = started), (err: unknown) => {
+      this.addressAllocatorStart = undefined;
+      throw err;
+    }));
+    return {
+      claim: async (network, subnet, options) => (await allocator()).claim(network, subnet, options),
+      release: async (network, ip) => (await allocator()).release(network, ip),
+    };
+  }
+
+  /**
+   * After a restart: the overlay endpoints kept in the state claim their addresses again under this
+   * run's lease (their keys outlive a stop for the lease's TTL, then would be free for others).
+   */
+  private reclaimOverlayAddresses(): void {
+    const claims = this.claims;
+    if (claims === undefined) return;
+    const snapshot = this.registry.current();
+    const held = [...snapshot.networks.values()].filter((c) => c.network.overlay !== undefined && this.registry.isProvisioned(c.network.name))
+      .flatMap((c) => (c.primary ?? c).endpoints.flatMap((e) => e.ipv4.map((ip) => ({ network: c.network, ip }))));
+    for (const { network, ip } of held) {
+      const subnet = network.subnets.find((s) => s.subnet.includes('.'));
+      if (subnet === undefined) continue;
+      claims.claim(network.name, subnet.subnet, { ip }).catch((err: unknown) => this.log.warn({ network: network.name, address: ip, err: errorMessage(err) }, 'an overlay endpoint\'s address could not be claimed again in the cluster'));
+    }
   }
 
   /**
@@ -553,6 +599,8 @@ export class Daemon {
       await this.files.close();
       await Promise.all(this.etcdSources.map((source) => source.close()));
       await this.cluster?.close();
+      // Not revoked: the endpoints keep their addresses while the daemon is down (for the lease's TTL).
+      await this.addressAllocatorStart?.then((a) => a.close(), () => undefined);
       await this.hostResolvers.close();
       await this.lock?.release();
     })();
