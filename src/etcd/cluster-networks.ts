@@ -135,15 +135,18 @@ export class ClusterNetworks {
       ? await txn.and(vniKey(prefix, vni), 'Value', '==', name).then(...deletes).commit()
       : await txn.then(...deletes).commit();
     if (!result.succeeded) throw new NsdnsError('ERR_CONFLICT', `overlay network ${JSON.stringify(name)} changed in etcd meanwhile; try again`);
+    await this.seen(name, false);
   }
 
-  /** The network in this daemon's registry (it comes back through the shared registry's watch). */
-  private seen(name: string): Promise<void> {
-    if (this.registry.current().networks.has(name)) return Promise.resolve();
+  /** The network in this daemon's registry, or (`present` false) out of it: changes come back through the shared registry's watch. */
+  private seen(name: string, present = true): Promise<void> {
+    const done = (): boolean => this.registry.current().networks.has(name) === present;
+    if (done()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const done = (): void => { clearTimeout(timer); this.registry.off('change', onChange); };
-      const onChange = (): void => { if (this.registry.current().networks.has(name)) { done(); resolve(); } };
-      const timer = setTimeout(() => { done(); reject(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `network ${JSON.stringify(name)} was stored in etcd but has not reached this daemon's registry yet`)); }, SEEN_TIMEOUT_MS);
+      const stop = (): void => { clearTimeout(timer); this.registry.off('change', onChange); };
+      const onChange = (): void => { if (done()) { stop(); resolve(); } };
+      const why = present ? 'was stored in etcd but has not reached' : 'was deleted from etcd but has not left';
+      const timer = setTimeout(() => { stop(); reject(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `network ${JSON.stringify(name)} ${why} this daemon's registry yet`)); }, SEEN_TIMEOUT_MS);
       this.registry.on('change', onChange);
     });
   }
