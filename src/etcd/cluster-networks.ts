@@ -35,6 +35,8 @@ export interface OverlayRequest {
   domain?: string;
   labels?: Record<string, string>;
   options?: Record<string, string>;
+  /** The MTU of every host's bridge, VXLAN device and veths (default: overlay-presence.ts's 1450). */
+  mtu?: number;
   /** Bridge plumbing an overlay network does not take (yet): given, the request is refused. */
   gateway?: unknown; ipRange?: unknown; auxAddresses?: unknown; bridge?: unknown; dnsUpstreams?: unknown; records?: unknown;
 }
@@ -58,7 +60,7 @@ export function overlayDefinition(req: OverlayRequest, vni: number): Network {
   return remoteNetwork({
     name: req.name, id: derivedId('network', req.name), subnets: [{ subnet }], internal: req.internal ?? false,
     ...(req.domain !== undefined && { domain: req.domain }), ...(req.labels !== undefined && { labels: req.labels }),
-    overlay: { vni },
+    overlay: { vni, ...(req.mtu !== undefined && { mtu: req.mtu }) },
   }, `network ${req.name}`);
 }
 

@@ -267,13 +267,14 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
   });
 
   it('an internal overlay: the other host\'s container is reached, nothing outside is', async () => {
-    await a.ok('network', 'create', '--driver', 'overlay', '--internal', '--subnet', '10.130.0.0/16', 'priv');
+    await a.ok('network', 'create', '--driver', 'overlay', '--internal', '--mtu', '1400', '--subnet', '10.130.0.0/16', 'priv');
     await until('priv on host B', async () => (await b.ok('network', 'ls', '--quiet')).split('\n'), (names) => names.includes('priv'));
     const c3 = await a.container('c3');
     const c4 = await b.container('c4');
     await a.ok('network', 'connect', '--ip', '10.130.0.10', 'priv', c3);
     await b.ok('network', 'connect', '--ip', '10.130.0.20', 'priv', c4);
     assert.deepEqual(await inNs(c3, 'ip', '-j', 'route', 'show', 'default'), [], 'no default route');
+    assert.deepEqual([(await a.vxlan('priv')).mtu, (await b.vxlan('priv')).mtu, (await inNs(c4, 'ip', '-j', 'link', 'show', 'eth0'))[0].mtu], [1400, 1400, 1400], '--mtu on every host');
     await ping(c3, '10.130.0.20');
     const out = await execa('ip', ['netns', 'exec', c3, 'ping', '-c', '1', '-W', '1', b.address], { reject: false });
     assert.notEqual(out.exitCode, 0, 'the underlay is not reachable from an internal overlay');
