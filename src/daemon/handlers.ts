@@ -62,9 +62,11 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     })),
     method('network.rm', async (p) => {
       // A cluster's overlay network is removed from etcd, on whichever host asks.
+      // Sorted once, before anything is removed: a removed overlay network leaves the registry meanwhile.
       const isOverlay = (n: string) => deps.cluster !== undefined && registry.current().find(n)?.network.overlay !== undefined;
-      const overlays = await removeOverlays(deps.cluster, registry, p.names.filter(isOverlay));
-      const local = await manager.removeNetworks(p.names.filter((n) => !isOverlay(n)), { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
+      const [overlayNames, localNames] = [p.names.filter(isOverlay), p.names.filter((n) => !isOverlay(n))];
+      const overlays = await removeOverlays(deps.cluster, registry, overlayNames);
+      const local = await manager.removeNetworks(localNames, { disconnect: p.disconnect ?? p.force ?? false, ignoreMissing: p.ignoreMissing ?? false });
       const removed = [...overlays.removed, ...local.removed];
       const failed = [...overlays.failed, ...local.failed];
       if (p.report) return { removed, failed: failed.map((f) => ({ name: f.name, code: f.error.code, message: f.error.message })) };

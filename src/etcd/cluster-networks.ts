@@ -35,6 +35,8 @@ export interface OverlayRequest {
   domain?: string;
   labels?: Record<string, string>;
   options?: Record<string, string>;
+  /** The MTU of every host's bridge, VXLAN device and veths (default: overlay-presence.ts's 1450). */
+  mtu?: number;
   /** Bridge plumbing an overlay network does not take (yet): given, the request is refused. */
   gateway?: unknown; ipRange?: unknown; auxAddresses?: unknown; bridge?: unknown; dnsUpstreams?: unknown; records?: unknown;
 }
@@ -58,7 +60,7 @@ export function overlayDefinition(req: OverlayRequest, vni: number): Network {
   return remoteNetwork({
     name: req.name, id: derivedId('network', req.name), subnets: [{ subnet }], internal: req.internal ?? false,
     ...(req.domain !== undefined && { domain: req.domain }), ...(req.labels !== undefined && { labels: req.labels }),
-    overlay: { vni },
+    overlay: { vni, ...(req.mtu !== undefined && { mtu: req.mtu }) },
   }, `network ${req.name}`);
 }
 
@@ -135,15 +137,18 @@ export class ClusterNetworks {
       ? await txn.and(vniKey(prefix, vni), 'Value', '==', name).then(...deletes).commit()
       : await txn.then(...deletes).commit();
     if (!result.succeeded) throw new NsdnsError('ERR_CONFLICT', `overlay network ${JSON.stringify(name)} changed in etcd meanwhile; try again`);
+    await this.seen(name, false);
   }
 
-  /** The network in this daemon's registry (it comes back through the shared registry's watch). */
-  private seen(name: string): Promise<void> {
-    if (this.registry.current().networks.has(name)) return Promise.resolve();
+  /** The network in this daemon's registry, or (`present` false) out of it: changes come back through the shared registry's watch. */
+  private seen(name: string, present = true): Promise<void> {
+    const done = (): boolean => this.registry.current().networks.has(name) === present;
+    if (done()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const done = (): void => { clearTimeout(timer); this.registry.off('change', onChange); };
-      const onChange = (): void => { if (this.registry.current().networks.has(name)) { done(); resolve(); } };
-      const timer = setTimeout(() => { done(); reject(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `network ${JSON.stringify(name)} was stored in etcd but has not reached this daemon's registry yet`)); }, SEEN_TIMEOUT_MS);
+      const stop = (): void => { clearTimeout(timer); this.registry.off('change', onChange); };
+      const onChange = (): void => { if (done()) { stop(); resolve(); } };
+      const why = present ? 'was stored in etcd but has not reached' : 'was deleted from etcd but has not left';
+      const timer = setTimeout(() => { stop(); reject(new NsdnsError('ERR_UPSTREAM_UNREACHABLE', `network ${JSON.stringify(name)} ${why} this daemon's registry yet`)); }, SEEN_TIMEOUT_MS);
       this.registry.on('change', onChange);
     });
   }

@@ -308,7 +308,13 @@ export class NetworkManager {
       // A namespace deleted and added again under this name: the old one's endpoints go first.
       for (const line of await this.reapGone(target.path)) this.deps.log.warn(line);
       await this.ensurePresence(req.network);
-      return this.planner.endpoint(req, target);
+      try {
+        return this.planner.endpoint(req, target);
+      } catch (err) {
+        // A refused request leaves no presence behind (made above for it).
+        for (const line of failureLines(await this.retireEmptyOverlays())) this.deps.log.warn(`after a refused connect: ${line}`);
+        throw err;
+      }
     });
     clock.lap('plan');
     const { endpoint, network } = plan;

@@ -38,7 +38,7 @@ export function presenceOf(cluster: Network, linkPrefix: string): Network {
     subnets: cluster.subnets.map((s) => ({ subnet: s.subnet, gateway: s.gateway ?? firstHost(parseCidr(s.subnet)) })),
     created: new Date().toISOString(),
     bridge: `${linkPrefix}br-${short}`,
-    mtu: OVERLAY_MTU,
+    mtu: cluster.overlay.mtu ?? OVERLAY_MTU,
     options: {},
     overlay: { vni: cluster.overlay.vni, vxlan: `${linkPrefix}vx-${short}` },
     ...(cluster.domain !== undefined && { domain: cluster.domain }),

@@ -89,7 +89,7 @@ export type RegistryDocument = z.input<typeof documentSchema>;
  * host's decision, never a remote value's (one would open a sandbox, or shut one).
  */
 const remoteNetworkSchema = documentSchema.pick({ name: true, id: true, subnets: true, internal: true, domain: true, labels: true, records: true })
-  .extend({ overlay: z.object({ vni: z.number().int().min(1).max(0xffffff) }).strict().optional() }).strict();
+  .extend({ overlay: z.object({ vni: z.number().int().min(1).max(0xffffff), mtu: z.number().int().min(68).max(65535).optional() }).strict().optional() }).strict();
 /**
  * An overlay endpoint's value also says where its frames go: its MAC and its host's underlay
  * (advertise) address, which become forwarding entries on this host's VXLAN device. Both are
@@ -113,7 +113,7 @@ export function remoteNetwork(data: unknown, source: string): Network {
   const parsed = remoteNetworkSchema.safeParse(data);
   if (!parsed.success) throw fileError(source, parsed.error.issues.map(issueText));
   const { overlay, ...fields } = parsed.data;
-  const network: Network = { ...toNetwork({ ...fields, upstreams: [], endpoints: [] }), ...(overlay && { overlay: { vni: overlay.vni } }) };
+  const network: Network = { ...toNetwork({ ...fields, upstreams: [], endpoints: [] }), ...(overlay && { overlay: { vni: overlay.vni, ...(overlay.mtu !== undefined && { mtu: overlay.mtu }) } }) };
   const problems = gatewayProblems(network);
   if (problems.length > 0) throw fileError(source, problems);
   return network;
@@ -151,7 +151,7 @@ export function remoteNetworkValue(network: Network): Record<string, unknown> {
     ...(network.domain && { domain: network.domain }),
     ...(network.labels && { labels: network.labels }),
     ...(network.records && { records: network.records }),
-    ...(network.overlay && { overlay: { vni: network.overlay.vni } }),
+    ...(network.overlay && { overlay: { vni: network.overlay.vni, ...(network.overlay.mtu !== undefined && { mtu: network.overlay.mtu }) } }),
   };
 }
 

@@ -78,10 +78,11 @@ export interface Network {
   /** The default egress policy of the network's endpoints (`network create --egress-policy`, `egress:`); see egress/policy.ts. */
   egress?: EgressRule[];
   /**
-   * An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host;
-   * `vxlan`, the device on this host's bridge, only in the local presence nsdns provisions.
+   * An overlay network of the cluster (`--driver overlay`): its VXLAN id, the same on every host,
+   * and its MTU when `--mtu` gave one; `vxlan`, the device on this host's bridge, only in the
+   * local presence nsdns provisions (whose MTU is the network's `mtu`).
    */
-  overlay?: { vni: number; vxlan?: string };
+  overlay?: { vni: number; mtu?: number; vxlan?: string };
 }
 
 export interface Endpoint {

@@ -1,12 +1,14 @@
 // Overlay networks across simulated hosts. hostA and hostB are network namespaces joined by an
-// underlay bridge the test creates (10.128.250.0/24); each runs its own daemon (own state dir,
-// socket, node name, `--cluster` and `--advertise-address`) that reaches one real etcd through a
-// relay on the underlay (etcd itself listens on this namespace's loopback). "Containers" are
-// namespaces the daemon of their host connects.
+// underlay bridge the test creates (10.129.250.0/24, outside every overlay subnet of the test);
+// each runs its own daemon (own state dir, socket, node name, nftables table, `--cluster` and
+// `--advertise-address`) that reaches one real etcd through a relay on the underlay (etcd itself
+// listens on this namespace's loopback). "Containers" are namespaces the daemon of their host
+// connects; each gets its address with --ip, so the two hosts never pick the same one.
+// OVL_DEBUG=1: the daemons log at debug level, and their logs are left in /tmp/ovl-debug-NODE.log.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,7 +23,7 @@ const TTL = 3;
 const tag = randomBytes(3).toString('hex');
 const prefix = `/nsdns-overlay-${tag}`;
 /** The underlay: a bridge here, one veth per host into it; the relay to etcd listens on the bridge's address. */
-const underlay = { bridge: `u${tag}`, gateway: '10.128.250.254', prefixLength: 24 };
+const underlay = { bridge: `u${tag}`, gateway: '10.129.250.254', prefixLength: 24 };
 const RELAY_PORT = 16290;
 const LISTEN_PORT = 16283;
 /** The TCP echo server's port inside a container. */
@@ -52,9 +54,12 @@ class Host {
 
   async start(etcdUrl: string): Promise<RunningDaemon> {
     this.url = etcdUrl;
-    const args = [MAIN, 'serve', '--no-resolv-conf', '--state-dir', this.state, '--socket', `${this.state}/nsdns.sock`,
-      '--firewall', 'none', '--link-prefix', `o${this.node.slice(-1)}`, '--listen', `127.0.0.1:${LISTEN_PORT}`,
-      '--cluster', etcdUrl, '--advertise-address', this.address, '--node-name', this.node, '--announce-ttl', String(TTL)];
+    // Quick to notice etcd away and back; deletes held after an outage (docs/etcd.md) only briefly.
+    const config = path.join(this.state, 'config.json');
+    writeFileSync(config, JSON.stringify({ etcd: { deleteGraceMs: 3000, checkIntervalMs: 500, maxBackoffMs: 500 } }));
+    const args = [MAIN, 'serve', '--config', config, '--no-resolv-conf', '--state-dir', this.state, '--socket', `${this.state}/nsdns.sock`,
+      '--firewall', 'nftables', '--nft-table', `nsdns_ovl_${tag}${this.node.slice(-1)}`, '--link-prefix', `o${this.node.slice(-1)}`, '--listen', `127.0.0.1:${LISTEN_PORT}`,
+      '--cluster', etcdUrl, '--advertise-address', this.address, '--node-name', this.node, '--announce-ttl', String(TTL), ...(process.env.OVL_DEBUG ? ['--log-level', 'debug'] : [])];
     const proc = spawn('ip', ['netns', 'exec', this.netns, process.execPath, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stderr!.resume();
     this.daemon = new RunningDaemon(proc, this.state, true);
@@ -118,6 +123,7 @@ class Host {
 
   async cleanup(): Promise<void> {
     await this.daemon?.stop();
+    if (process.env.OVL_DEBUG || process.env.OVL_LOGS) writeFileSync(`/tmp/ovl-debug-${this.node}.log`, this.daemon!.logs.map((l) => JSON.stringify(l)).join('\n'));
     for (const ns of this.containers) {
       await execa('ip', ['netns', 'del', ns], { reject: false });
       if (existsSync(`/etc/netns/${ns}`)) await execa('rm', ['-rf', `/etc/netns/${ns}`], { reject: false });
@@ -149,8 +155,8 @@ async function relay(listenHost: string, listenPort: number, target: string): Pr
 describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
   let etcd: TestEtcd;
   let proxy: { close(): Promise<void> } | undefined;
-  const a = new Host('host-a', '10.128.250.1');
-  const b = new Host('host-b', '10.128.250.2');
+  const a = new Host('host-a', '10.129.250.1');
+  const b = new Host('host-b', '10.129.250.2');
 
   before(async () => {
     etcd = await TestEtcd.start({ portBase: 16200, portCount: 80 }); // 16200-16279: the relay's fixed port is not etcd's;
@@ -192,7 +198,7 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     const taken = await b.nsdns('network', 'create', '--driver', 'overlay', '--subnet', '10.129.0.0/16', '-o', 'vni=4096', 'other');
     assert.notEqual(taken.exitCode, 0);
     assert.match(taken.stderr, /VXLAN id 4096 is taken/);
-    await b.ok('network', 'create', '--driver', 'overlay', '--subnet', '10.129.0.0/16', '-o', 'vni=5000', 'other');
+    await b.ok('network', 'create', '--driver', 'overlay', '--subnet', '10.129.0.0/17', '-o', 'vni=5000', 'other');
     const [inspected] = await until('other on host A', async () => {
       const r = await a.nsdns('network', 'inspect', 'other');
       return r.exitCode === 0 ? JSON.parse(r.stdout) : [];
@@ -218,7 +224,7 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     assert.equal((await inNs(c1, 'ip', '-j', 'link', 'show', 'eth0'))[0].mtu, 1450);
     const mac2 = await macOf(c2);
     const fdb = await until('web2 in host A\'s forwarding table', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2));
-    assert.deepEqual(fdb.filter((e) => e.mac === mac2).map((e) => [e.dst, e.state]), [['10.128.250.2', 'permanent']]);
+    assert.deepEqual(fdb.filter((e) => e.mac === mac2).map((e) => [e.dst, e.state]), [[b.address, 'permanent']]);
     assert.deepEqual((await a.neighbours('app')).filter((n) => n.dst === '10.128.0.20').map((n) => n.lladdr), [mac2]);
     await until('host B has web1', () => b.fdb('app'), (entries) => entries.length === 1);
     await ping(c1, '10.128.0.20');
@@ -228,6 +234,16 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     assert.deepEqual(name.addresses, ['10.128.0.20']);
     assert.deepEqual((await dig(c2, 'web1.app')).addresses, ['10.128.0.10']);
     assert.deepEqual((await dig(c1, '-x', '10.128.0.20')).ptr, ['web2.app.']);
+  });
+
+  it('leaving the network: out of the host through its own gateway (masquerade); a packet larger than the overlay MTU is refused, not lost', async () => {
+    const c1 = `o${tag}-c1`;
+    await ping(c1, underlay.gateway);
+    // 1400 bytes of payload + 28 of headers fit 1450 without fragments; 1472 (a 1500-byte packet) do not, and the sender is told.
+    await ping(c1, '10.128.0.20', '-s', '1400', '-M', 'do');
+    const big = await execa('ip', ['netns', 'exec', c1, 'ping', '-c', '1', '-W', '1', '-s', '1472', '-M', 'do', '10.128.0.20'], { reject: false });
+    assert.notEqual(big.exitCode, 0);
+    assert.match(big.stdout + big.stderr, /message too long|mtu = 1450/i);
   });
 
   it('disconnect on host B: its entries leave host A and its own bridge and VXLAN device go; rm is refused while a host has endpoints', async () => {
@@ -241,7 +257,8 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     const refused = await b.nsdns('network', 'rm', 'app');
     assert.notEqual(refused.exitCode, 0);
     assert.match(refused.stderr, /overlay network "app" has endpoints on 1 host\(s\) \(host-a\)/);
-    await a.ok('network', 'rm', 'other');
+    assert.equal((await a.ok('network', 'rm', 'other')).trim(), 'other');
+    assert.ok(!(await a.ok('network', 'ls', '--quiet')).split('\n').includes('other'), 'gone from this host\'s list when rm answers');
     const stored = await etcd.list(`${prefix}/`);
     assert.deepEqual([stored.has(`${prefix}/networks/other`), stored.has(`${prefix}/vnis/5000`), stored.has(`${prefix}/networks/app`)], [false, false, true]);
     await b.ok('network', 'connect', '--ip', '10.128.0.20', '--name', 'web2', 'app', c2);
@@ -250,13 +267,14 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
   });
 
   it('an internal overlay: the other host\'s container is reached, nothing outside is', async () => {
-    await a.ok('network', 'create', '--driver', 'overlay', '--internal', '--subnet', '10.130.0.0/16', 'priv');
+    await a.ok('network', 'create', '--driver', 'overlay', '--internal', '--mtu', '1400', '--subnet', '10.130.0.0/16', 'priv');
     await until('priv on host B', async () => (await b.ok('network', 'ls', '--quiet')).split('\n'), (names) => names.includes('priv'));
     const c3 = await a.container('c3');
     const c4 = await b.container('c4');
     await a.ok('network', 'connect', '--ip', '10.130.0.10', 'priv', c3);
     await b.ok('network', 'connect', '--ip', '10.130.0.20', 'priv', c4);
     assert.deepEqual(await inNs(c3, 'ip', '-j', 'route', 'show', 'default'), [], 'no default route');
+    assert.deepEqual([(await a.vxlan('priv')).mtu, (await b.vxlan('priv')).mtu, (await inNs(c4, 'ip', '-j', 'link', 'show', 'eth0'))[0].mtu], [1400, 1400, 1400], '--mtu on every host');
     await ping(c3, '10.130.0.20');
     const out = await execa('ip', ['netns', 'exec', c3, 'ping', '-c', '1', '-W', '1', b.address], { reject: false });
     assert.notEqual(out.exitCode, 0, 'the underlay is not reachable from an internal overlay');
@@ -281,6 +299,26 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     await until('host B\'s endpoints gone from host A', async () => [...await a.fdb('app'), ...await a.fdb('priv')], (entries) => !entries.some((e) => macs.includes(e.mac)), (TTL + 1) * 1000);
     await until('web2.app gone on host A', () => dig(`o${tag}-c1`, 'web2.app'), (r) => r.status === 'NXDOMAIN', Math.max(1, (TTL + 1) * 1000 - (Date.now() - killed)));
   });
+
+  it('host B started again after the kill: its endpoints come back; then etcd paused: traffic and names across hosts keep working', async () => {
+    const [c1, c2] = [`o${tag}-c1`, `o${tag}-c2`];
+    const mac2 = await macOf(c2);
+    await b.start(b.url!);
+    await until('web2 back in host A\'s forwarding table', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2), 20_000);
+    await ping(c1, '10.128.0.20');
+    etcd.pause();
+    try {
+      const end = Date.now() + (TTL + 2) * 1000; // past the lease: what the hosts hold must not depend on etcd answering
+      while (Date.now() < end) {
+        assert.equal((await execa('ip', ['netns', 'exec', c1, 'ping', '-c', '1', '-W', '2', '10.128.0.20'], { reject: false })).exitCode, 0, 'ping while etcd is paused');
+        assert.deepEqual((await dig(c1, 'web2.app')).addresses, ['10.128.0.20'], 'name while etcd is paused');
+      }
+    } finally {
+      etcd.resume();
+    }
+    // Back: the leases may have lapsed meanwhile; the entries come back with the announcements.
+    await until('web2 in host A\'s forwarding table after etcd is back', () => a.fdb('app'), (entries) => entries.some((e) => e.mac === mac2), 20_000);
+  });
 });
 
 type FdbEntry = { mac: string; dst?: string; state?: string; flags?: string[] };
@@ -295,8 +333,8 @@ async function macOf(netns: string): Promise<string> {
   return (await inNs(netns, 'ip', '-j', 'link', 'show', 'eth0'))[0].address;
 }
 
-async function ping(netns: string, address: string): Promise<void> {
-  await until(`ping ${address} from ${netns}`, async () => (await execa('ip', ['netns', 'exec', netns, 'ping', '-c', '1', '-W', '1', address], { reject: false })).exitCode, (code) => code === 0);
+async function ping(netns: string, address: string, ...options: string[]): Promise<void> {
+  await until(`ping ${options.join(' ')} ${address} from ${netns}`, async () => (await execa('ip', ['netns', 'exec', netns, 'ping', '-c', '1', '-W', '1', ...options, address], { reject: false })).exitCode, (code) => code === 0);
 }
 
 /** dig @127.0.0.11 inside a container: its status, A addresses and PTR names. */

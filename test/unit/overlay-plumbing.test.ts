@@ -101,6 +101,13 @@ describe('overlay presence', () => {
     assert.equal(registry.sourceOf('app'), ETCD);
   });
 
+  it('a connect refused while planning (an --ip outside the subnet) leaves no presence behind either', async () => {
+    host.addNamespace('c1');
+    await assert.rejects(manager.connect({ network: 'app', target: 'c1', ip: '10.99.0.1' }), /outside the subnet/);
+    assert.deepEqual([...links.links], []);
+    assert.equal(registry.sourceOf('app'), ETCD);
+  });
+
   it('without --advertise-address a connect is refused, and nothing is made', async () => {
     rmSync(dir, { recursive: true, force: true });
     build(null);

@@ -12,10 +12,13 @@ describe('overlay network values', () => {
     const network = remoteNetwork(value, '/p/networks/app');
     assert.deepEqual(network.overlay, { vni: 4096 });
     assert.deepEqual(remoteNetwork(remoteNetworkValue(network), 'again'), network);
+    const withMtu = remoteNetwork({ ...value, overlay: { vni: 4096, mtu: 1400 } }, 'k');
+    assert.deepEqual(remoteNetwork(remoteNetworkValue(withMtu), 'again').overlay, { vni: 4096, mtu: 1400 });
+    assert.deepEqual(overlayDefinition({ name: 'app', subnets: ['10.128.0.0/16'], mtu: 1400 }, 9).overlay, { vni: 9, mtu: 1400 });
   });
 
   it('refuses a VXLAN id that is not 1-16777215, and anything else under overlay', () => {
-    for (const overlay of [{ vni: 0 }, { vni: 0x1000000 }, { vni: '4096' }, { vni: 1.5 }, { vni: 7, dev: 'eth0' }, {}, 'x']) {
+    for (const overlay of [{ vni: 0 }, { vni: 0x1000000 }, { vni: '4096' }, { vni: 1.5 }, { vni: 7, dev: 'eth0' }, { vni: 7, vxlan: 'x' }, { vni: 7, mtu: 67 }, {}, 'x']) {
       assert.throws(() => remoteNetwork({ ...value, overlay }, '/p/networks/app'), /\/p\/networks\/app/, JSON.stringify(overlay));
     }
   });
