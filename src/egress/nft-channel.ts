@@ -8,6 +8,10 @@
 // and any stderr text ahead of the marker is that line's error. A failed batch of several callers
 // is sent again one caller per line, so one bad part fails only its own caller.
 //
+// `nft -i` reads its input one byte per read() (libedit without a terminal), so a long line costs
+// more than a new process: a batch longer than ONE_SHOT_BYTES (a burst of answers, a policy with
+// many rules) runs as one `nft -f FILE`, in its turn, like any other line.
+//
 // If nft dies or stops answering, the callers in flight are rejected (fail closed: their addresses
 // are not opened) and the next batch starts a new process. If `nft -i` cannot start at all, each
 // batch runs as its own `nft -f FILE` instead.
@@ -20,6 +24,8 @@ import { withFile } from '../plumbing/firewall.js';
 const LINE_TIMEOUT_MS = 10_000;
 /** How long a new process has to answer its first marker. */
 const START_TIMEOUT_MS = 5_000;
+/** Above this, a line costs nft -i more than starting `nft -f` (measured by bench/egress-nft.ts). */
+const ONE_SHOT_BYTES = 4096;
 const MARKER = 'nsdns-egress-done';
 // nft's error block for the marker: "Error: …\n<marker line>\n<spaces and carets>\n".
 const MARKER_BLOCK = new RegExp(`Error: [^\\n]*\\n${MARKER}-(\\d+)\\n[ \\t]*\\^+\\n`);
@@ -52,7 +58,7 @@ export class NftChannel {
     this.command = options.command ?? ['nft', '-i'];
   }
 
-  /** Processes started so far (`nft -i` restarts and fallback runs alike). */
+  /** Processes started so far: `nft -i` (and its restarts) and every one-shot `nft -f`. */
   get processesStarted(): number {
     return this.started;
   }
@@ -107,7 +113,8 @@ export class NftChannel {
 
   private async runLine(line: string): Promise<void> {
     if (this.closed) throw new NsdnsError('ERR_FIREWALL', 'the nft channel is closed');
-    if (!this.fallback && this.proc === undefined) await this.start();
+    if (this.fallback || line.length > ONE_SHOT_BYTES) return this.runOnce(line);
+    if (this.proc === undefined) await this.start();
     if (this.fallback) return this.runOnce(line);
     const stderr = await this.exchange(`${line}\n`);
     if (stderr.trim() !== '') throw new NftRefused(stderr);
@@ -175,7 +182,7 @@ export class NftChannel {
     if (!this.closed) this.log.warn({ reason }, 'nft -i is gone; the next update starts a new one');
   }
 
-  /** The fallback: one `nft -f FILE` for this batch. */
+  /** One `nft -f FILE` for this batch: a long one, or every one when nft -i cannot start. */
   private async runOnce(line: string): Promise<void> {
     this.started++;
     const { execa } = await import('execa');

@@ -207,11 +207,12 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.match(src4, new RegExp(`"${n.chain}"`));
   });
 
-  it('takes a burst of 1000 learn() calls in one channel process', async () => {
+  it('takes a burst of 1000 learn() calls in a transaction or two, not a process each', async () => {
     const started = fw.processesStarted;
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
-    assert.equal(fw.processesStarted, started);
     assert.equal(started, 1);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
+    // One batch, too long for nft -i's byte-by-byte reader: at most a one-shot nft -f or two.
+    assert.ok(fw.processesStarted - started <= 2, `${fw.processesStarted - started} processes for the burst`);
     assert.equal((await fw.counters('app'))!.learned4, 1001);
   });
 
