@@ -20,7 +20,7 @@ import { NsdnsError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { withFile } from '../plumbing/firewall.js';
 
-/** How long one line may take before the process is taken as wedged and replaced. */
+/** By default, how long one line may take before the process is taken as wedged and replaced. */
 const LINE_TIMEOUT_MS = 10_000;
 /** How long a new process has to answer its first marker. */
 const START_TIMEOUT_MS = 5_000;
@@ -37,6 +37,8 @@ export interface NftChannelOptions {
   log?: Logger;
   /** The program and its arguments; tests use it to run a channel that cannot start. */
   command?: readonly string[];
+  /** How long one line may take before nft is taken as wedged, killed and its callers rejected. */
+  lineTimeoutMs?: number;
 }
 
 export class NftChannel {
@@ -52,10 +54,17 @@ export class NftChannel {
   private started = 0;
   private readonly log: Logger;
   private readonly command: readonly string[];
+  private readonly lineTimeoutMs: number;
 
   constructor(options: NftChannelOptions = {}) {
     this.log = options.log ?? silentLogger;
     this.command = options.command ?? ['nft', '-i'];
+    this.lineTimeoutMs = options.lineTimeoutMs ?? LINE_TIMEOUT_MS;
+  }
+
+  /** The running `nft -i`'s process id, if one runs. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
   }
 
   /** Processes started so far: `nft -i` (and its restarts) and every one-shot `nft -f`. */
@@ -143,7 +152,7 @@ export class NftChannel {
   }
 
   /** Writes `text` and a marker, and returns what nft wrote to stderr before the marker's error. */
-  private exchange(text: string, timeoutMs = LINE_TIMEOUT_MS): Promise<string> {
+  private exchange(text: string, timeoutMs = this.lineTimeoutMs): Promise<string> {
     const proc = this.proc;
     if (proc === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'nft is not running'));
     const seq = ++this.seq;
@@ -186,7 +195,7 @@ export class NftChannel {
   private async runOnce(line: string): Promise<void> {
     this.started++;
     const { execa } = await import('execa');
-    const r = await withFile(`${line}\n`, (file) => execa('nft', ['-f', file], { reject: false, timeout: LINE_TIMEOUT_MS }));
+    const r = await withFile(`${line}\n`, (file) => execa('nft', ['-f', file], { reject: false, timeout: this.lineTimeoutMs }));
     if (r.exitCode !== 0) throw new NftRefused(r.stderr);
   }
 }

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
 import { keyNames } from '../../src/egress/egress-rules.js';
+import { NftChannel } from '../../src/egress/nft-channel.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -240,5 +241,65 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     fw = new EgressFirewall(table);
     assert.deepEqual(await fw.adopt(new Map()), { kept: 0, removed: 1 });
     assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+  });
+});
+
+describe('the nft channel', { skip: needsRoot }, () => {
+  const table = `nsdns_test_ch_${process.pid}`;
+  const add = (a: string, set = 's') => `add element inet ${table} ${set} { ${a} timeout 60s }`;
+  const elements = async () => {
+    const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, 's')) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string } }> } }> };
+    return (listing.nftables.find((i) => i.set)?.set?.elem ?? []).map((e) => e.elem.val).sort();
+  };
+  const channels: NftChannel[] = [];
+  const open = (options: ConstructorParameters<typeof NftChannel>[0] = {}) => {
+    const c = new NftChannel(options);
+    channels.push(c);
+    return c;
+  };
+
+  before(async () => {
+    await sh('nft', `add table inet ${table}; add set inet ${table} s { type ipv4_addr; flags timeout; }`);
+  });
+  after(async () => {
+    for (const c of channels) await c.close().catch(() => {});
+    await execa('nft', ['delete', 'table', 'inet', table], { reject: false });
+  });
+
+  it('fails only the caller whose part nft refused, in a batch of three', async () => {
+    const c = open();
+    const results = await Promise.allSettled([c.submit(add('10.133.0.1')), c.submit(add('10.133.0.2', 'nosuchset')), c.submit(add('10.133.0.3'))]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /nft refused the update/);
+    assert.deepEqual(await elements(), ['10.133.0.1', '10.133.0.3']);
+    assert.equal(c.processesStarted, 1);
+  });
+
+  it('refuses a line break (one line is one transaction)', async () => {
+    await assert.rejects(open().submit(`${add('10.133.0.9')}\nflush ruleset`), { code: 'ERR_FIREWALL' });
+  });
+
+  it('rejects the caller in flight when nft hangs or dies, and starts a new nft for the next one', async () => {
+    const c = open({ lineTimeoutMs: 1000 });
+    await c.submit(add('10.133.0.4'));
+    const first = c.pid!;
+    process.kill(first, 'SIGSTOP'); // wedged: the line times out, nft is killed, the caller told
+    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before applying/);
+    await c.submit(add('10.133.0.6'));
+    const second = c.pid!;
+    assert.notEqual(second, first);
+    process.kill(second, 'SIGKILL'); // gone between lines: the next caller simply gets a new one
+    await waitFor(() => c.pid === undefined, { what: 'the channel saw nft exit' });
+    await c.submit(add('10.133.0.7'));
+    assert.equal(c.processesStarted, 3);
+    const now = await elements();
+    assert.ok(now.includes('10.133.0.6') && now.includes('10.133.0.7'), now.join(' '));
+  });
+
+  it('falls back to one nft -f per batch when nft -i cannot start', async () => {
+    const c = open({ command: ['/nonexistent/nft-for-egress-test', '-i'] });
+    await c.submit(add('10.133.0.8'));
+    assert.equal(c.mode, 'per-batch');
+    assert.ok((await elements()).includes('10.133.0.8'));
   });
 });
