@@ -208,13 +208,26 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.match(src4, new RegExp(`"${n.chain}"`));
   });
 
+  it('refreshes the timeout of an address answered again, and never shortens it', async () => {
+    const timeout = async () => {
+      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> };
+      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === '10.133.9.9')?.elem.timeout;
+    };
+    await fw.learn('app', ['10.133.9.9'], 5);
+    assert.equal(await timeout(), 5);
+    await fw.learn('app', ['10.133.9.9'], 120);
+    assert.equal(await timeout(), 120);
+    await fw.learn('app', ['10.133.9.9'], 10);
+    assert.equal(await timeout(), 120);
+  });
+
   it('takes a burst of 1000 learn() calls in a transaction or two, not a process each', async () => {
     const started = fw.processesStarted;
     assert.equal(started, 1);
     await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
     // One batch, too long for nft -i's byte-by-byte reader: at most a one-shot nft -f or two.
     assert.ok(fw.processesStarted - started <= 2, `${fw.processesStarted - started} processes for the burst`);
-    assert.equal((await fw.counters('app'))!.learned4, 1001);
+    assert.equal((await fw.counters('app'))!.learned4, 1002);
   });
 
   it('keeps enforcing after close(); a new instance adopts the known namespace and keeps its learned addresses', async () => {
