@@ -209,9 +209,9 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
   });
 
   it('refreshes the timeout of an address answered again, and never shortens it', async () => {
-    const timeout = async () => {
+    const timeout = async (address = '10.133.9.9') => {
       const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> };
-      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === '10.133.9.9')?.elem.timeout;
+      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.timeout;
     };
     await fw.learn('app', ['10.133.9.9'], 5);
     assert.equal(await timeout(), 5);
@@ -219,6 +219,9 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.equal(await timeout(), 120);
     await fw.learn('app', ['10.133.9.9'], 10);
     assert.equal(await timeout(), 120);
+    // Asked twice in one turn: one element, the longer timeout.
+    await Promise.all([fw.learn('app', ['10.133.9.10'], 200), fw.learn('app', ['10.133.9.10'], 20)]);
+    assert.equal(await timeout('10.133.9.10'), 200);
   });
 
   it('takes a burst of 1000 learn() calls in a transaction or two, not a process each', async () => {
@@ -227,7 +230,7 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
     // One batch, too long for nft -i's byte-by-byte reader: at most a one-shot nft -f or two.
     assert.ok(fw.processesStarted - started <= 2, `${fw.processesStarted - started} processes for the burst`);
-    assert.equal((await fw.counters('app'))!.learned4, 1002);
+    assert.equal((await fw.counters('app'))!.learned4, 1003);
   });
 
   it('keeps enforcing after close(); a new instance adopts the known namespace and keeps its learned addresses', async () => {

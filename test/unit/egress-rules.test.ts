@@ -49,8 +49,8 @@ describe('egress rules', () => {
     assert.deepEqual(canonicalAddress('2001:0DB8::0001'), { family: 6, text: '2001:db8::1' });
     assert.equal(canonicalAddress('example.com'), undefined);
     assert.equal(canonicalAddress('127.1'), undefined);
-    assert.deepEqual(learnCommands('t', 'k', ['10.133.0.1'], ['2001:db8::1'], 33), [
-      `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s }`,
+    assert.deepEqual(learnCommands('t', 'k', [{ address: '10.133.0.1', ttl: 33 }, { address: '10.133.0.2', ttl: 5 }], [{ address: '2001:db8::1', ttl: 33 }]), [
+      `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s, 10.133.0.2 timeout 5s }`,
       `add element inet t l6_${keyNames('k').id} { 2001:db8::1 timeout 33s }`,
     ]);
   });
