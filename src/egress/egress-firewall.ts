@@ -9,10 +9,11 @@ import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands,
-  type EgressRules,
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, idOf, keyCommands, keyNames, mapCommands,
+  type EgressRules, type LearnedElement,
 } from './egress-rules.js';
 import { Mutex } from '../plumbing/mutex.js';
+import { LearnBatch } from './learn-batch.js';
 import { NftChannel } from './nft-channel.js';
 
 export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
@@ -36,12 +37,14 @@ export class EgressFirewall {
   /** Policy changes one at a time: each rewrites the maps from the whole governed set. */
   private readonly lock = new Mutex();
   private readonly channel: NftChannel;
+  private readonly learned: LearnBatch;
   private baseWritten = false;
 
   /** `table`: the daemon's egress table name (the same name in the inet and bridge families). */
   constructor(readonly table: string, private readonly options: EgressFirewallOptions = {}) {
     checkTable(table);
     this.channel = options.channel ?? new NftChannel({ log: options.log });
+    this.learned = new LearnBatch(table, (commands) => this.channel.submit(commands));
   }
 
   /** Processes started by the channel: one for its lifetime, unless nft died or could not start. */
@@ -94,17 +97,17 @@ export class EgressFirewall {
     const now = Date.now();
     const until = now + ttl * 1000;
     const known = this.expiriesOf(key, now);
-    const v4: string[] = [];
-    const v6: string[] = [];
+    const v4: LearnedElement[] = [];
+    const v6: LearnedElement[] = [];
     for (const value of addresses) {
       const a = canonicalAddress(value);
       if (a === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: a learned address is not a literal IPv4 or IPv6 address'));
       if ((known.get(a.text) ?? 0) >= until) continue;
-      (a.family === 4 ? v4 : v6).push(a.text);
+      (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
     }
     if (v4.length === 0 && v6.length === 0) return Promise.resolve();
-    return this.channel.submit(learnCommands(this.table, key, v4, v6, ttl).join('; ')).then(() => {
-      for (const a of [...v4, ...v6]) if ((known.get(a) ?? 0) < until) known.set(a, until);
+    return this.learned.add(key, v4, v6).then(() => {
+      for (const { address } of [...v4, ...v6]) if ((known.get(address) ?? 0) < until) known.set(address, until);
     });
   }
 

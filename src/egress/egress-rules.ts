@@ -229,10 +229,16 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   ];
 }
 
-/** Adds (or refreshes the timeout of) learned addresses. `addresses` must be canonical already. */
-export function learnCommands(table: string, key: string, v4: readonly string[], v6: readonly string[], ttlSeconds: number): string[] {
+/** A learned address (canonical text) and its timeout in whole seconds. */
+export interface LearnedElement { address: string; ttl: number }
+
+/**
+ * Adds learned addresses with their timeouts; an address already in the set gets the new timeout
+ * (kernel 6.18 refreshes it on `add element`). The addresses must be canonical already.
+ */
+export function learnCommands(table: string, key: string, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): string[] {
   const n = keyNames(key);
-  const el = (a: string) => `${a} timeout ${ttlSeconds}s`;
+  const el = (e: LearnedElement) => `${e.address} timeout ${e.ttl}s`;
   return [
     ...(v4.length > 0 ? [`add element inet ${table} ${n.learned4} { ${v4.map(el).join(', ')} }`] : []),
     ...(v6.length > 0 ? [`add element inet ${table} ${n.learned6} { ${v6.map(el).join(', ')} }`] : []),

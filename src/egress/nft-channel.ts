@@ -8,6 +8,10 @@
 // and any stderr text ahead of the marker is that line's error. A failed batch of several callers
 // is sent again one caller per line, so one bad part fails only its own caller.
 //
+// `nft -i` reads its input one byte per read() (libedit without a terminal), so a long line costs
+// more than a new process: a batch longer than ONE_SHOT_BYTES (a burst of answers, a policy with
+// many rules) runs as one `nft -f FILE`, in its turn, like any other line.
+//
 // If nft dies or stops answering, the callers in flight are rejected (fail closed: their addresses
 // are not opened) and the next batch starts a new process. If `nft -i` cannot start at all, each
 // batch runs as its own `nft -f FILE` instead.
@@ -16,10 +20,12 @@ import { NsdnsError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { withFile } from '../plumbing/firewall.js';
 
-/** How long one line may take before the process is taken as wedged and replaced. */
+/** By default, how long one line may take before the process is taken as wedged and replaced. */
 const LINE_TIMEOUT_MS = 10_000;
 /** How long a new process has to answer its first marker. */
 const START_TIMEOUT_MS = 5_000;
+/** Above this, a line costs nft -i more than starting `nft -f` (measured by bench/egress-nft.ts). */
+const ONE_SHOT_BYTES = 4096;
 const MARKER = 'nsdns-egress-done';
 // nft's error block for the marker: "Error: …\n<marker line>\n<spaces and carets>\n".
 const MARKER_BLOCK = new RegExp(`Error: [^\\n]*\\n${MARKER}-(\\d+)\\n[ \\t]*\\^+\\n`);
@@ -31,6 +37,8 @@ export interface NftChannelOptions {
   log?: Logger;
   /** The program and its arguments; tests use it to run a channel that cannot start. */
   command?: readonly string[];
+  /** How long one line may take before nft is taken as wedged, killed and its callers rejected. */
+  lineTimeoutMs?: number;
 }
 
 export class NftChannel {
@@ -46,13 +54,20 @@ export class NftChannel {
   private started = 0;
   private readonly log: Logger;
   private readonly command: readonly string[];
+  private readonly lineTimeoutMs: number;
 
   constructor(options: NftChannelOptions = {}) {
     this.log = options.log ?? silentLogger;
     this.command = options.command ?? ['nft', '-i'];
+    this.lineTimeoutMs = options.lineTimeoutMs ?? LINE_TIMEOUT_MS;
   }
 
-  /** Processes started so far (`nft -i` restarts and fallback runs alike). */
+  /** The running `nft -i`'s process id, if one runs. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Processes started so far: `nft -i` (and its restarts) and every one-shot `nft -f`. */
   get processesStarted(): number {
     return this.started;
   }
@@ -107,7 +122,8 @@ export class NftChannel {
 
   private async runLine(line: string): Promise<void> {
     if (this.closed) throw new NsdnsError('ERR_FIREWALL', 'the nft channel is closed');
-    if (!this.fallback && this.proc === undefined) await this.start();
+    if (this.fallback || line.length > ONE_SHOT_BYTES) return this.runOnce(line);
+    if (this.proc === undefined) await this.start();
     if (this.fallback) return this.runOnce(line);
     const stderr = await this.exchange(`${line}\n`);
     if (stderr.trim() !== '') throw new NftRefused(stderr);
@@ -136,7 +152,7 @@ export class NftChannel {
   }
 
   /** Writes `text` and a marker, and returns what nft wrote to stderr before the marker's error. */
-  private exchange(text: string, timeoutMs = LINE_TIMEOUT_MS): Promise<string> {
+  private exchange(text: string, timeoutMs = this.lineTimeoutMs): Promise<string> {
     const proc = this.proc;
     if (proc === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'nft is not running'));
     const seq = ++this.seq;
@@ -175,11 +191,11 @@ export class NftChannel {
     if (!this.closed) this.log.warn({ reason }, 'nft -i is gone; the next update starts a new one');
   }
 
-  /** The fallback: one `nft -f FILE` for this batch. */
+  /** One `nft -f FILE` for this batch: a long one, or every one when nft -i cannot start. */
   private async runOnce(line: string): Promise<void> {
     this.started++;
     const { execa } = await import('execa');
-    const r = await withFile(`${line}\n`, (file) => execa('nft', ['-f', file], { reject: false, timeout: LINE_TIMEOUT_MS }));
+    const r = await withFile(`${line}\n`, (file) => execa('nft', ['-f', file], { reject: false, timeout: this.lineTimeoutMs }));
     if (r.exitCode !== 0) throw new NftRefused(r.stderr);
   }
 }

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
 import { keyNames } from '../../src/egress/egress-rules.js';
+import { NftChannel } from '../../src/egress/nft-channel.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -207,12 +208,29 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.match(src4, new RegExp(`"${n.chain}"`));
   });
 
-  it('takes a burst of 1000 learn() calls in one channel process', async () => {
+  it('refreshes the timeout of an address answered again, and never shortens it', async () => {
+    const timeout = async (address = '10.133.9.9') => {
+      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> };
+      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.timeout;
+    };
+    await fw.learn('app', ['10.133.9.9'], 5);
+    assert.equal(await timeout(), 5);
+    await fw.learn('app', ['10.133.9.9'], 120);
+    assert.equal(await timeout(), 120);
+    await fw.learn('app', ['10.133.9.9'], 10);
+    assert.equal(await timeout(), 120);
+    // Asked twice in one turn: one element, the longer timeout.
+    await Promise.all([fw.learn('app', ['10.133.9.10'], 200), fw.learn('app', ['10.133.9.10'], 20)]);
+    assert.equal(await timeout('10.133.9.10'), 200);
+  });
+
+  it('takes a burst of 1000 learn() calls in a transaction or two, not a process each', async () => {
     const started = fw.processesStarted;
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
-    assert.equal(fw.processesStarted, started);
     assert.equal(started, 1);
-    assert.equal((await fw.counters('app'))!.learned4, 1001);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('app', [`10.133.${100 + (i >> 8)}.${i & 255}`], 60)));
+    // One batch, too long for nft -i's byte-by-byte reader: at most a one-shot nft -f or two.
+    assert.ok(fw.processesStarted - started <= 2, `${fw.processesStarted - started} processes for the burst`);
+    assert.equal((await fw.counters('app'))!.learned4, 1003);
   });
 
   it('keeps enforcing after close(); a new instance adopts the known namespace and keeps its learned addresses', async () => {
@@ -239,5 +257,65 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     fw = new EgressFirewall(table);
     assert.deepEqual(await fw.adopt(new Map()), { kept: 0, removed: 1 });
     assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+  });
+});
+
+describe('the nft channel', { skip: needsRoot }, () => {
+  const table = `nsdns_test_ch_${process.pid}`;
+  const add = (a: string, set = 's') => `add element inet ${table} ${set} { ${a} timeout 60s }`;
+  const elements = async () => {
+    const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, 's')) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string } }> } }> };
+    return (listing.nftables.find((i) => i.set)?.set?.elem ?? []).map((e) => e.elem.val).sort();
+  };
+  const channels: NftChannel[] = [];
+  const open = (options: ConstructorParameters<typeof NftChannel>[0] = {}) => {
+    const c = new NftChannel(options);
+    channels.push(c);
+    return c;
+  };
+
+  before(async () => {
+    await sh('nft', `add table inet ${table}; add set inet ${table} s { type ipv4_addr; flags timeout; }`);
+  });
+  after(async () => {
+    for (const c of channels) await c.close().catch(() => {});
+    await execa('nft', ['delete', 'table', 'inet', table], { reject: false });
+  });
+
+  it('fails only the caller whose part nft refused, in a batch of three', async () => {
+    const c = open();
+    const results = await Promise.allSettled([c.submit(add('10.133.0.1')), c.submit(add('10.133.0.2', 'nosuchset')), c.submit(add('10.133.0.3'))]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /nft refused the update/);
+    assert.deepEqual(await elements(), ['10.133.0.1', '10.133.0.3']);
+    assert.equal(c.processesStarted, 1);
+  });
+
+  it('refuses a line break (one line is one transaction)', async () => {
+    await assert.rejects(open().submit(`${add('10.133.0.9')}\nflush ruleset`), { code: 'ERR_FIREWALL' });
+  });
+
+  it('rejects the caller in flight when nft hangs or dies, and starts a new nft for the next one', async () => {
+    const c = open({ lineTimeoutMs: 1000 });
+    await c.submit(add('10.133.0.4'));
+    const first = c.pid!;
+    process.kill(first, 'SIGSTOP'); // wedged: the line times out, nft is killed, the caller told
+    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before applying/);
+    await c.submit(add('10.133.0.6'));
+    const second = c.pid!;
+    assert.notEqual(second, first);
+    process.kill(second, 'SIGKILL'); // gone between lines: the next caller simply gets a new one
+    await waitFor(() => c.pid === undefined, { what: 'the channel saw nft exit' });
+    await c.submit(add('10.133.0.7'));
+    assert.equal(c.processesStarted, 3);
+    const now = await elements();
+    assert.ok(now.includes('10.133.0.6') && now.includes('10.133.0.7'), now.join(' '));
+  });
+
+  it('falls back to one nft -f per batch when nft -i cannot start', async () => {
+    const c = open({ command: ['/nonexistent/nft-for-egress-test', '-i'] });
+    await c.submit(add('10.133.0.8'));
+    assert.equal(c.mode, 'per-batch');
+    assert.ok((await elements()).includes('10.133.0.8'));
   });
 });

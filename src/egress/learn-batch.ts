@@ -1,0 +1,44 @@
+// The learned addresses of one event-loop turn, merged per namespace: one `add element` per set
+// with every address of the turn, instead of one command per answer. A burst of answers then costs
+// nft a fraction of the bytes (nft -i reads them one byte at a time), and the channel still sends
+// one part per namespace, so a namespace removed meanwhile fails only its own callers. An address
+// asked twice in one turn goes out once, with the longer timeout.
+import { learnCommands, type LearnedElement } from './egress-rules.js';
+
+/** Per family: address → the longest timeout asked for it in this turn. */
+interface Pending { v4: Map<string, number>; v6: Map<string, number>; waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> }
+
+export class LearnBatch {
+  private pending = new Map<string, Pending>();
+  private scheduled = false;
+
+  constructor(private readonly table: string, private readonly submit: (commands: string) => Promise<void>) {}
+
+  /** Queues canonical addresses for `key`; resolves when the kernel has this turn's batch. */
+  add(key: string, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): Promise<void> {
+    let p = this.pending.get(key);
+    if (p === undefined) this.pending.set(key, (p = { v4: new Map(), v6: new Map(), waiters: [] }));
+    for (const [into, from] of [[p.v4, v4], [p.v6, v6]] as const) {
+      for (const e of from) into.set(e.address, Math.max(e.ttl, into.get(e.address) ?? 0));
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+    const waiters = p.waiters;
+    return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = new Map();
+    for (const [key, p] of batch) {
+      const elements = (m: Map<string, number>) => [...m].map(([address, ttl]) => ({ address, ttl }));
+      this.submit(learnCommands(this.table, key, elements(p.v4), elements(p.v6)).join('; ')).then(
+        () => p.waiters.forEach((w) => w.resolve()),
+        (err: unknown) => p.waiters.forEach((w) => w.reject(err)),
+      );
+    }
+  }
+}
