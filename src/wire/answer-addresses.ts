@@ -16,7 +16,8 @@ export interface AnswerAddresses {
 }
 
 interface RecordAt {
-  owner: string;
+  /** Offset of the owner name. */
+  owner: number;
   type: number;
   ttl: number;
   rdata: number;
@@ -31,20 +32,25 @@ export function answerAddresses(reply: Buffer, questionEnd: number, name: string
   if (reply.length < HEADER_SIZE) return undefined;
   const records = answerRecords(reply, questionEnd);
   if (records === undefined) return undefined;
-  const chain = new Set([name]);
+  let chain: Set<string> | undefined;
   let ttl = Number.MAX_SAFE_INTEGER;
-  for (let current = name, hop = 0; hop < MAX_CHAIN; hop++) {
-    const cname = records.find((r) => r.type === QTYPE.CNAME && r.owner === current);
-    if (cname === undefined) break;
-    const target = readName(reply, cname.rdata);
-    if (target === undefined || chain.has(target)) break;
-    ttl = Math.min(ttl, cname.ttl);
-    chain.add(target);
-    current = target;
+  if (records.some((r) => r.type === QTYPE.CNAME)) {
+    chain = new Set([name]);
+    for (let current = name, hop = 0; hop < MAX_CHAIN; hop++) {
+      const cname = records.find((r) => r.type === QTYPE.CNAME && ownerName(reply, r, name) === current);
+      if (cname === undefined) break;
+      const target = readName(reply, cname.rdata);
+      if (target === undefined || chain.has(target)) break;
+      ttl = Math.min(ttl, cname.ttl);
+      chain.add(target);
+      current = target;
+    }
   }
   const addresses: string[] = [];
   for (const r of records) {
-    if (!chain.has(r.owner)) continue;
+    if (r.type !== QTYPE.A && r.type !== QTYPE.AAAA) continue;
+    const owner = ownerName(reply, r, name);
+    if (chain ? !chain.has(owner) : owner !== name) continue;
     if (r.type === QTYPE.A && r.rdLength === 4) addresses.push(`${reply[r.rdata]}.${reply[r.rdata + 1]}.${reply[r.rdata + 2]}.${reply[r.rdata + 3]}`);
     else if (r.type === QTYPE.AAAA && r.rdLength === 16) addresses.push(ipv6Text(reply, r.rdata));
     else continue;
@@ -53,13 +59,23 @@ export function answerAddresses(reply: Buffer, questionEnd: number, name: string
   return addresses.length === 0 ? undefined : { addresses, ttl };
 }
 
+/**
+ * The owner of `r`. One that points at the question's name (what servers write, and what the
+ * cache keeps) is the asked name, without reading it: the reply was matched to the query's
+ * question before it got here.
+ */
+function ownerName(buf: Buffer, r: RecordAt, asked: string): string {
+  if (buf[r.owner] === 0xc0 && buf[r.owner + 1] === HEADER_SIZE) return asked;
+  return readName(buf, r.owner) ?? '';
+}
+
 function answerRecords(buf: Buffer, off: number): RecordAt[] | undefined {
   const count = buf.readUInt16BE(6);
   const out: RecordAt[] = [];
   for (let i = 0; i < count; i++) {
-    const owner = readName(buf, off);
+    const owner = off;
     off = skipName(buf, off);
-    if (owner === undefined || off < 0 || off + 10 > buf.length) return undefined;
+    if (off < 0 || off + 10 > buf.length) return undefined;
     const rdLength = buf.readUInt16BE(off + 8);
     if (off + 10 + rdLength > buf.length) return undefined;
     // IN only: another class's address is nothing the client will connect to.

@@ -26,7 +26,7 @@ describe('egress by name: what DNS answers', { skip: needsRoot }, () => {
     [sandbox, free, filed] = [await lab.namespace('sandbox'), await lab.namespace('free'), await lab.namespace('filed')];
     dir.write('filed.yaml', [`name: filed${lab.tag}`, 'subnets: [{subnet: 10.134.2.0/24}]', 'endpoints:',
       `  - {name: f1, ipv4: 10.134.2.5, netns: /run/netns/${filed}, egress: [github.com, {cidr: 10.134.9.0/24, port: 443, protocol: tcp}]}`, ''].join('\n'));
-    await lab.start(['--upstream', upstream.spec, '--no-resolv-conf', '--registry', dir.dir]);
+    await lab.start(['--upstream', upstream.spec, '--no-resolv-conf', '--registry', dir.dir, '--metrics', '127.0.0.1:0']);
     await lab.ok('network', 'create', net, '--subnet', '10.134.1.0/24');
     await lab.ok('network', 'connect', net, sandbox, '--name', 'job', '--egress-allow', 'pypi.org', '--egress-allow', '*.pythonhosted.org', '--egress-allow', '10.0.5.0/24:443/tcp');
     await lab.ok('network', 'connect', net, free, '--name', 'free');
@@ -91,6 +91,11 @@ describe('egress by name: what DNS answers', { skip: needsRoot }, () => {
     assert.deepEqual(log.decisions.filter((d) => d.name === 'www.pypi.org').map((d) => d.allowed), [false]);
     const all = JSON.parse(await lab.ok('egress', 'log', '--json')) as Array<{ netns: string }>;
     assert.deepEqual(all.map((l) => l.netns).sort(), [`/run/netns/${filed}`, `/run/netns/${sandbox}`].sort(), 'only namespaces under a policy');
+    const ready = lab.daemon!.logs.find((l) => l.msg === 'ready')!;
+    const metrics = await (await fetch(`http://${String(ready.metrics)}/metrics`)).text();
+    const count = (decision: string) => Number(new RegExp(`^nsdns_egress_decisions_total\\{network="${net}",decision="${decision}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
+    assert.ok(count('allowed') >= 2 && count('denied') >= 4, metrics);
+    assert.doesNotMatch(metrics, /evil\.test/, 'never a name in the metrics');
     const none = await lab.nsdns('egress', 'log', 'free');
     assert.equal(none.exitCode, 1);
     assert.match(none.stderr, /no namespace under an egress policy is "free"/);

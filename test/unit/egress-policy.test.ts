@@ -5,6 +5,12 @@ import { describe, it } from 'node:test';
 import { egressRulesSchema, egressRuleText, parseEgressRule } from '../../src/registry/egress-rules.js';
 import { checkRules, compilePolicy, namespacePolicy, parsePolicyText } from '../../src/egress/policy.js';
 import type { Endpoint, Network } from '../../src/registry/types.js';
+import { remoteEndpoint, remoteNetwork } from '../../src/registry/document.js';
+import { DecisionLog, DECISIONS_PER_NAMESPACE } from '../../src/egress/decision-log.js';
+import { EgressGate } from '../../src/egress/egress-dns.js';
+import { parseQuery, type Query } from '../../src/wire/query.js';
+import { pino } from 'pino';
+import { queryPacket } from '../helpers/packets.js';
 
 describe('short forms', () => {
   const table: Array<[string, unknown]> = [
@@ -89,5 +95,43 @@ describe('the name matcher', () => {
     const own = namespacePolicy([ep('x', 'a', [{ name: 'own.org' }]), ep('y', 'b', [{ name: '*.other.org' }])], of)!;
     assert.ok(own.allows('own.org') && own.allows('x.other.org'));
     assert.ok(!own.allows('from-network.org'), 'an endpoint\'s own policy replaces its network\'s');
+  });
+});
+
+describe('shared registries', () => {
+  it('refuse egress on a remote endpoint or network: a policy is this host\'s decision', () => {
+    const network = remoteNetwork({ name: 'shared', subnets: [{ subnet: '10.134.5.0/24' }] }, 'etcd:/n/shared');
+    assert.throws(() => remoteEndpoint({ name: 'x', ipv4: '10.134.5.2', egress: ['pypi.org'] }, network, 'etcd:/e/x'), /egress: not accepted from a shared registry/);
+    assert.throws(() => remoteNetwork({ name: 'n', egress: [] }, 'etcd:/n/n'), /egress: not accepted from a shared registry/);
+  });
+});
+
+describe('the decision log', () => {
+  it('keeps the last decisions of each namespace, oldest first', () => {
+    const log = new DecisionLog();
+    for (let i = 0; i < DECISIONS_PER_NAMESPACE + 10; i++) log.record('/run/netns/a', `n${i}.org`, i % 2 === 0);
+    log.record('/run/netns/b', 'b.org', false);
+    const a = log.of('/run/netns/a');
+    assert.equal(a.length, DECISIONS_PER_NAMESPACE);
+    assert.deepEqual([a[0].name, a.at(-1)!.name, a.at(-1)!.allowed], ['n10.org', `n${DECISIONS_PER_NAMESPACE + 9}.org`, false]);
+    assert.deepEqual(log.of('/run/netns/b').map((d) => d.name), ['b.org']);
+    log.retain((netns) => netns === '/run/netns/b');
+    assert.deepEqual(log.of('/run/netns/a'), []);
+  });
+
+  it('writes one log line per decision only when asked, the name as a JSON string', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s)); } });
+    const gate = new EgressGate({ graceSeconds: 30, logDecisions: false }, logger);
+    const ns = { key: '/run/netns/a', policy: compilePolicy([{ name: 'ok.org' }]), networks: ['n'] };
+    const query = (name: string) => parseQuery(queryPacket(name)) as Query;
+    gate.allows(ns, query('ok.org'));
+    assert.equal(lines.length, 0);
+    gate.configure({ graceSeconds: 30, logDecisions: true });
+    // A label with a newline byte: kept escaped as the wire reads it (wire/query.ts), then JSON-quoted by pino.
+    gate.allows(ns, query('evil\n.org'));
+    assert.deepEqual(lines.map((l) => [l.msg, l.netns, l.allowed]), [['egress decision', '/run/netns/a', false]]);
+    assert.match(String(lines[0].name), /^evil\\010/, 'the newline byte is escaped');
+    assert.deepEqual(gate.counts.get('n'), { allowed: 1, denied: 1 });
   });
 });
