@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { Lab, needsRoot } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
+import { until } from '../helpers/wait.js';
 
 describe('egress by name: what DNS answers', { skip: needsRoot }, () => {
   const lab = new Lab();
@@ -75,6 +76,16 @@ describe('egress by name: what DNS answers', { skip: needsRoot }, () => {
     assert.deepEqual(await lab.dig(filed, 'f1'), ['10.134.2.5']);
     const [inspect] = JSON.parse(await lab.ok('network', 'inspect', `filed${lab.tag}`));
     assert.deepEqual((Object.values(inspect.Containers) as Array<{ Egress?: string[] }>)[0].Egress, ['github.com', '10.134.9.0/24:443/tcp']);
+  });
+
+  it('a registry file edit changes the policy at once', async () => {
+    dir.write('filed.yaml', [`name: filed${lab.tag}`, 'subnets: [{subnet: 10.134.2.0/24}]', 'endpoints:',
+      `  - {name: f1, ipv4: 10.134.2.5, netns: /run/netns/${filed}, egress: [pypi.org]}`, ''].join('\n'));
+    await until('pypi.org allowed in the filed namespace', () => lab.digStatus(filed, 'pypi.org'), (s) => s === 'NOERROR');
+    assert.equal(await lab.digStatus(filed, 'github.com'), 'NXDOMAIN');
+    dir.write('filed.yaml', [`name: filed${lab.tag}`, 'subnets: [{subnet: 10.134.2.0/24}]', 'endpoints:',
+      `  - {name: f1, ipv4: 10.134.2.5, netns: /run/netns/${filed}, egress: [github.com, {cidr: 10.134.9.0/24, port: 443, protocol: tcp}]}`, ''].join('\n'));
+    await until('github.com allowed again', () => lab.digStatus(filed, 'github.com'), (s) => s === 'NOERROR');
   });
 
   it('network inspect shows the policy; egress log shows the decisions, by endpoint or namespace', async () => {
