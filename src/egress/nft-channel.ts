@@ -101,7 +101,10 @@ export class NftChannel {
     if (proc === undefined) return;
     const gone = new Promise<void>((resolve) => proc.once('close', () => resolve()));
     proc.stdin.end();
+    // nft exits at the end of its input; one that is wedged is killed rather than waited for.
+    const wedged = setTimeout(() => proc.kill('SIGKILL'), START_TIMEOUT_MS);
     await gone;
+    clearTimeout(wedged);
   }
 
   private async flush(): Promise<void> {
