@@ -189,7 +189,7 @@ export class NftChannel {
     this.inFlight = undefined;
     if (waiting !== undefined) {
       clearTimeout(waiting.timer);
-      waiting.reject(new NsdnsError('ERR_FIREWALL', `nft stopped before applying the update: ${reason}`));
+      waiting.reject(new NsdnsError('ERR_FIREWALL', `nft stopped before confirming the update (it may or may not be in the kernel): ${reason}`));
     }
     if (!this.closed) this.log.warn({ reason }, 'nft -i is gone; the next update starts a new one');
   }

@@ -304,7 +304,7 @@ describe('the nft channel', { skip: needsRoot }, () => {
     await c.submit(add('10.133.0.4'));
     const first = c.pid!;
     process.kill(first, 'SIGSTOP'); // wedged: the line times out, nft is killed, the caller told
-    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before applying/);
+    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before confirming/);
     await c.submit(add('10.133.0.6'));
     const second = c.pid!;
     assert.notEqual(second, first);
