@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     console.log(`fallback (nft -f FILE) ${percentiles(await timed(Math.min(N, 200), (i) => once.submit(`add element inet ${TABLE} s { ${address(i)} timeout 60s }`)))}`);
     await once.close();
 
-    const fw = new EgressFirewall(TABLE);
+    const { firewall: fw } = await EgressFirewall.open(TABLE, new Map());
     await fw.setPolicy('bench', { sources: [{ hostIf: 'nsdnsbench0', ipv4: ['10.132.255.2'], ipv6: [] }], cidrs: [], ownSubnets: [], gateways: [] });
     const start = process.hrtime.bigint();
     await Promise.all(Array.from({ length: 1000 }, (_, i) => fw.learn('bench', [address(1000 + i)], 60)));

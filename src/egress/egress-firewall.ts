@@ -4,12 +4,12 @@
 // the set of governed namespaces and sends every change through one nft channel, in order.
 //
 // The tables stay in the kernel when the daemon stops (close() does not remove them): a stopped
-// daemon does not open a namespace. At the next start, adopt() takes over what the kernel holds.
+// daemon does not open a namespace. At the next start, open() takes over what the kernel holds.
 import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, idOf, keyCommands, keyNames, mapCommands,
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, deleteTablesCommands, idOf, keyCommands, keyNames, mapCommands,
   type EgressRules, type LearnedElement,
 } from './egress-rules.js';
 import { Mutex } from '../plumbing/mutex.js';
@@ -30,6 +30,11 @@ export interface EgressFirewallOptions {
   channel?: NftChannel;
 }
 
+/**
+ * The daemon's egress enforcement. Made by open(), which first takes over what the kernel holds:
+ * every change rewrites the source maps from the namespaces this instance knows, so one that
+ * started before the kernel's state was adopted would leave earlier namespaces ungoverned.
+ */
 export class EgressFirewall {
   private readonly governed = new Map<string, EgressRules>();
   /** Per key: address → when its kernel timeout ends (ms), so an answer never shortens it. */
@@ -40,8 +45,23 @@ export class EgressFirewall {
   private readonly learned: LearnBatch;
   private baseWritten = false;
 
-  /** `table`: the daemon's egress table name (the same name in the inet and bridge families). */
-  constructor(readonly table: string, private readonly options: EgressFirewallOptions = {}) {
+  /**
+   * `table`: the daemon's egress table name (the same name in the inet and bridge families).
+   * `known`: every namespace whose policy the daemon knows at start. These keep their rules and
+   * learned addresses (the rules rewritten in place); the kernel's other egress objects (namespaces
+   * no longer known) are removed, in the same transaction.
+   */
+  static async open(table: string, known: ReadonlyMap<string, EgressRules>, options: EgressFirewallOptions = {}): Promise<{ firewall: EgressFirewall; kept: number; removed: number }> {
+    const firewall = new EgressFirewall(table, options);
+    try {
+      return { firewall, ...await firewall.adopt(known) };
+    } catch (err) {
+      await firewall.close();
+      throw err;
+    }
+  }
+
+  private constructor(readonly table: string, private readonly options: EgressFirewallOptions = {}) {
     checkTable(table);
     this.channel = options.channel ?? new NftChannel({ log: options.log });
     this.learned = new LearnBatch(table, (commands) => this.channel.submit(commands));
@@ -129,30 +149,31 @@ export class EgressFirewall {
     return items.find((i) => kind in i)?.[kind];
   }
 
-  /**
-   * At start: governs exactly `policies`. The namespaces among them keep their learned addresses
-   * (their rules are rewritten in place, in one transaction); the kernel's other egress objects
-   * (namespaces no longer known) are removed in that same transaction.
-   */
-  adopt(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
+  private adopt(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
     for (const rules of policies.values()) checkRules(rules);
     return this.lock.run(() => this.replaceAll(policies));
   }
 
   private async replaceAll(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
-    const present = await this.kernelIds();
+    const kernel = await this.kernelState();
     const wanted = new Set([...policies.keys()].map((k) => keyNames(k).id));
-    const stale = [...present].filter((id) => !wanted.has(id));
+    const stale = [...kernel.ids].filter((id) => !wanted.has(id));
+    this.governed.clear();
+    this.expiries.clear();
+    if (policies.size === 0) {
+      // Nothing to govern: no tables at all, so ungoverned traffic pays no lookup either.
+      if (kernel.present) await this.send(deleteTablesCommands(this.table));
+      this.baseWritten = false;
+      return { kept: 0, removed: stale.length };
+    }
     await this.send([
       ...this.base(),
       ...[...policies].flatMap(([key, rules]) => keyCommands(this.table, key, rules, this.options)),
       ...mapCommands(this.table, policies),
       ...stale.flatMap((id) => deleteKeyCommands(this.table, id)),
     ]);
-    this.governed.clear();
-    this.expiries.clear();
     for (const [key, rules] of policies) this.governed.set(key, rules);
-    return { kept: [...wanted].filter((id) => present.has(id)).length, removed: stale.length };
+    return { kept: [...wanted].filter((id) => kernel.ids.has(id)).length, removed: stale.length };
   }
 
   /** Stops the channel. The tables and their rules stay in the kernel: enforcement survives. */
@@ -160,12 +181,13 @@ export class EgressFirewall {
     return this.channel.close();
   }
 
-  /** The key ids whose chains the kernel holds in the inet table (none when the table is absent). */
-  private async kernelIds(): Promise<Set<string>> {
-    const r = await execa('nft', ['-j', 'list', 'table', 'inet', this.table], { reject: false, timeout: 10_000, maxBuffer: 256 * 1024 * 1024 });
-    if (r.exitCode !== 0) return new Set();
-    const items = (JSON.parse(r.stdout) as { nftables: Array<{ chain?: { name?: string } }> }).nftables;
-    return new Set(items.map((i) => idOf(i.chain?.name ?? '')).filter((id): id is string => id !== undefined));
+  /** Whether the inet table exists, and the key ids whose chains it holds (chains only: no set elements). */
+  private async kernelState(): Promise<{ present: boolean; ids: Set<string> }> {
+    const r = await execa('nft', ['-j', 'list', 'chains', 'inet'], { reject: false, timeout: 10_000, maxBuffer: 64 * 1024 * 1024 });
+    if (r.exitCode !== 0) throw new NsdnsError('ERR_FIREWALL', `reading the kernel's egress chains: ${r.stderr.trim().slice(0, 300)}`);
+    const items = (JSON.parse(r.stdout) as { nftables: Array<{ chain?: { table?: string; name?: string } }> }).nftables;
+    const ours = items.flatMap((i) => (i.chain?.table === this.table ? [i.chain.name ?? ''] : []));
+    return { present: ours.length > 0, ids: new Set(ours.map(idOf).filter((id): id is string => id !== undefined)) };
   }
 
   /** The base commands, the first time only (each process writes them once). */

@@ -199,6 +199,12 @@ export function deleteKeyCommands(table: string, id: string): string[] {
   ];
 }
 
+/** Removes both tables, whether they exist or not. */
+export function deleteTablesCommands(table: string): string[] {
+  checkTable(table);
+  return ['inet', 'bridge'].flatMap((family) => [`add table ${family} ${table}`, `delete table ${family} ${table}`]);
+}
+
 /**
  * Rewrites the maps that send governed traffic to its chains, for all governed namespaces at once:
  * a source address or bridge port maps to the chain of the namespace it belongs to.

@@ -13,8 +13,8 @@
 // many rules) runs as one `nft -f FILE`, in its turn, like any other line.
 //
 // If nft dies or stops answering, the callers in flight are rejected (fail closed: their addresses
-// are not opened) and the next batch starts a new process. If `nft -i` cannot start at all, each
-// batch runs as its own `nft -f FILE` instead.
+// are not opened) and the next batch starts a new process. If `nft -i` cannot start, each batch
+// runs as its own `nft -f FILE` instead, and `nft -i` is tried again a minute later.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { NsdnsError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -24,6 +24,8 @@ import { withFile } from '../plumbing/firewall.js';
 const LINE_TIMEOUT_MS = 10_000;
 /** How long a new process has to answer its first marker. */
 const START_TIMEOUT_MS = 5_000;
+/** After `nft -i` failed to start, how long batches run as one-shot processes before it is tried again. */
+const RETRY_START_MS = 60_000;
 /** Above this, a line costs nft -i more than starting `nft -f` (measured by bench/egress-nft.ts). */
 const ONE_SHOT_BYTES = 4096;
 const MARKER = 'nsdns-egress-done';
@@ -49,7 +51,8 @@ export class NftChannel {
   private queue: Part[] = [];
   private flushing = false;
   private scheduled = false;
-  private fallback = false;
+  /** Until when batches run as one-shot processes because `nft -i` did not start (ms; 0: not). */
+  private fallbackUntil = 0;
   private closed = false;
   private started = 0;
   private readonly log: Logger;
@@ -74,7 +77,7 @@ export class NftChannel {
 
   /** 'channel' while one `nft -i` carries the updates, 'per-batch' after it could not start. */
   get mode(): 'channel' | 'per-batch' {
-    return this.fallback ? 'per-batch' : 'channel';
+    return this.inFallback() ? 'per-batch' : 'channel';
   }
 
   /**
@@ -101,7 +104,10 @@ export class NftChannel {
     if (proc === undefined) return;
     const gone = new Promise<void>((resolve) => proc.once('close', () => resolve()));
     proc.stdin.end();
+    // nft exits at the end of its input; one that is wedged is killed rather than waited for.
+    const wedged = setTimeout(() => proc.kill('SIGKILL'), START_TIMEOUT_MS);
     await gone;
+    clearTimeout(wedged);
   }
 
   private async flush(): Promise<void> {
@@ -122,9 +128,9 @@ export class NftChannel {
 
   private async runLine(line: string): Promise<void> {
     if (this.closed) throw new NsdnsError('ERR_FIREWALL', 'the nft channel is closed');
-    if (this.fallback || line.length > ONE_SHOT_BYTES) return this.runOnce(line);
+    if (this.inFallback() || line.length > ONE_SHOT_BYTES) return this.runOnce(line);
     if (this.proc === undefined) await this.start();
-    if (this.fallback) return this.runOnce(line);
+    if (this.inFallback()) return this.runOnce(line);
     const stderr = await this.exchange(`${line}\n`);
     if (stderr.trim() !== '') throw new NftRefused(stderr);
   }
@@ -145,9 +151,9 @@ export class NftChannel {
       const stderr = await this.exchange('', START_TIMEOUT_MS);
       if (stderr.trim() !== '') throw new Error(stderr.trim());
     } catch (err) {
-      this.fallback = true;
+      this.fallbackUntil = Date.now() + RETRY_START_MS;
       proc.kill();
-      this.log.warn({ err }, 'nft -i did not start; egress updates run one nft process per batch');
+      this.log.warn({ err }, 'nft -i did not start; egress updates run one nft process per batch for a minute');
     }
   }
 
@@ -164,6 +170,10 @@ export class NftChannel {
       this.inFlight = { seq, resolve, reject, timer };
       proc.stdin.write(`${text}${MARKER}-${seq}\n`);
     });
+  }
+
+  private inFallback(): boolean {
+    return this.fallbackUntil > Date.now();
   }
 
   private onStderr(chunk: string): void {
@@ -186,7 +196,7 @@ export class NftChannel {
     this.inFlight = undefined;
     if (waiting !== undefined) {
       clearTimeout(waiting.timer);
-      waiting.reject(new NsdnsError('ERR_FIREWALL', `nft stopped before applying the update: ${reason}`));
+      waiting.reject(new NsdnsError('ERR_FIREWALL', `nft stopped before confirming the update (it may or may not be in the kernel): ${reason}`));
     }
     if (!this.closed) this.log.warn({ reason }, 'nft -i is gone; the next update starts a new one');
   }

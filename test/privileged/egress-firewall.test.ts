@@ -121,7 +121,7 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
     assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'fd00:132:1::2');
 
-    fw = new EgressFirewall(table);
+    ({ firewall: fw } = await EgressFirewall.open(table, new Map()));
     await fw.setPolicy('app', rules);
   });
 
@@ -233,12 +233,13 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.equal((await fw.counters('app'))!.learned4, 1003);
   });
 
-  it('keeps enforcing after close(); a new instance adopts the known namespace and keeps its learned addresses', async () => {
+  it('keeps enforcing after close(); a new instance opened with the known namespace adopts it and keeps its learned addresses', async () => {
     await fw.close();
     assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
     assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
-    fw = new EgressFirewall(table);
-    assert.deepEqual(await fw.adopt(new Map([['app', rules]])), { kept: 1, removed: 0 });
+    const reopened = await EgressFirewall.open(table, new Map([['app', rules]]));
+    fw = reopened.firewall;
+    assert.deepEqual([reopened.kept, reopened.removed], [1, 0]);
     assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
     assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
   });
@@ -250,13 +251,16 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.equal(await ping('10.133.1.2'), true);
   });
 
-  it('adopt() removes a namespace whose policy is no longer known', async () => {
+  it('open() removes a namespace whose policy is no longer known', async () => {
     await fw.setPolicy('app', rules);
     assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
     await fw.close();
-    fw = new EgressFirewall(table);
-    assert.deepEqual(await fw.adopt(new Map()), { kept: 0, removed: 1 });
+    const reopened = await EgressFirewall.open(table, new Map());
+    fw = reopened.firewall;
+    assert.deepEqual([reopened.kept, reopened.removed], [0, 1]);
     assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+    // Nothing governed: no tables left behind.
+    for (const family of ['inet', 'bridge']) assert.notEqual((await execa('nft', ['list', 'table', family, table], { reject: false })).exitCode, 0);
   });
 });
 
@@ -300,7 +304,7 @@ describe('the nft channel', { skip: needsRoot }, () => {
     await c.submit(add('10.133.0.4'));
     const first = c.pid!;
     process.kill(first, 'SIGSTOP'); // wedged: the line times out, nft is killed, the caller told
-    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before applying/);
+    await assert.rejects(c.submit(add('10.133.0.5')), /nft stopped before confirming/);
     await c.submit(add('10.133.0.6'));
     const second = c.pid!;
     assert.notEqual(second, first);

@@ -41,6 +41,13 @@ describe('egress rules', () => {
     assert.ok(gatewayDns >= 0 && gatewayDns < ownSubnets, `${gatewayDns} < ${ownSubnets}`);
   });
 
+  it('log dropped packets only when asked, rate-limited, just before the counted drop', () => {
+    assert.ok(!keyCommands('t', 'app', rules).some((l) => l.includes(' log ')));
+    const lines = keyCommands('t', 'app', rules, { logDrops: true });
+    const log = lines.findIndex((l) => l.includes('limit rate 5/second burst 10 packets log prefix "nsdns-egress-drop: "'));
+    assert.ok(log >= 0 && lines[log + 1].endsWith(`counter name ${keyNames('app').dropped} drop`));
+  });
+
   it('write values in canonical form', () => {
     const lines = keyCommands('t', 'k', { ...rules, cidrs: [{ cidr: '10.1.2.3/8' }, { cidr: '2001:DB8:0:0::1/32' }], gateways: ['2001:0db8::0001'] });
     assert.ok(lines.some((l) => l.includes('ip daddr 10.0.0.0/8 accept')));
