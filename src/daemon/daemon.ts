@@ -22,7 +22,6 @@ import { HostResolvers } from './resolv-conf.js';
 import { IntentStore, STATE_SOURCE, StateStore } from '../plumbing/state.js';
 import { NetworkManager } from '../plumbing/network-manager.js';
 import { NftFirewall, NoFirewall } from '../plumbing/firewall.js';
-import { EgressFirewall } from '../egress/egress-firewall.js';
 import { EgressEnforcement } from '../egress/enforcement.js';
 import { DEFAULT_POOLS } from '../plumbing/ipam.js';
 import { NsdnsError } from '../errors.js';
@@ -565,10 +564,8 @@ export class Daemon {
    */
   private async startEgress(): Promise<void> {
     if (!(this.firewall instanceof NftFirewall)) return;
-    const firewall = new EgressFirewall(`${this.firewall.table}_egress`, { log: this.log.child({ module: 'egress' }) });
-    this.egress = new EgressEnforcement(this.registry, firewall, this.log.child({ module: 'egress' }));
-    await this.egress.start();
-    this.resolver.egress.learner = firewall;
+    this.egress = await EgressEnforcement.open(this.registry, `${this.firewall.table}_egress`, this.log.child({ module: 'egress' }));
+    this.resolver.egress.learner = this.egress.firewall;
   }
 
   /** etcd3 (gRPC) is loaded only when announcing. */

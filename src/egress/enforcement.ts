@@ -5,13 +5,12 @@
 //
 // Enforced where nsdns made the link: a veth whose host end it knows. A namespace a registry file
 // names, or one on macvlan only, has its names filtered but nothing enforced (said once in the log).
-import { execa } from 'execa';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import type { Snapshot } from '../registry/snapshot.js';
 import type { Endpoint } from '../registry/types.js';
-import type { EgressFirewall, EgressRules } from './egress-firewall.js';
+import { EgressFirewall, type EgressRules } from './egress-firewall.js';
 import { namespacePolicy } from './policy.js';
 
 export class EgressEnforcement {
@@ -23,19 +22,22 @@ export class EgressEnforcement {
   private queued: Promise<void> | undefined;
   private closed = false;
 
-  constructor(private readonly registry: Registry, readonly firewall: EgressFirewall, private readonly log: Logger) {}
+  private constructor(private readonly registry: Registry, readonly firewall: EgressFirewall, private readonly log: Logger) {}
 
-  /** Governs what the registry holds now, taking over what an earlier daemon left in the kernel; then follows changes. */
-  async start(): Promise<void> {
-    const wanted = this.wanted(this.registry.current());
-    // No policy, and no table an earlier daemon left (whose rules could match a new endpoint's
-    // reused address): nothing to write until a policy comes.
-    if (wanted.size > 0 || await tablePresent(this.firewall.table)) {
-      const { kept, removed } = await this.firewall.adopt(wanted);
-      for (const [key, rules] of wanted) this.applied.set(key, JSON.stringify(rules));
-      this.log.info({ governed: wanted.size, kept, removed }, 'egress enforcement taken over');
-    }
-    this.registry.on('change', this.onChange);
+  /**
+   * Governs what the registry holds now, taking over what an earlier daemon left in the kernel
+   * (its learned addresses kept; namespaces no longer known let go), then follows changes.
+   */
+  static async open(registry: Registry, table: string, log: Logger): Promise<EgressEnforcement> {
+    const unenforced = new Set<string>();
+    const wanted = governed(registry.current(), unenforced, log);
+    const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log });
+    const enforcement = new EgressEnforcement(registry, firewall, log);
+    for (const key of unenforced) enforcement.unenforced.add(key);
+    for (const [key, rules] of wanted) enforcement.applied.set(key, JSON.stringify(rules));
+    if (wanted.size > 0 || removed > 0) log.info({ governed: wanted.size, kept, removed }, 'egress enforcement taken over');
+    registry.on('change', enforcement.onChange);
+    return enforcement;
   }
 
   /**
@@ -58,7 +60,7 @@ export class EgressEnforcement {
 
   private async sync(): Promise<void> {
     if (this.closed) return;
-    const wanted = this.wanted(this.registry.current());
+    const wanted = governed(this.registry.current(), this.unenforced, this.log);
     for (const [key, rules] of wanted) {
       const text = JSON.stringify(rules);
       if (this.applied.get(key) === text) continue;
@@ -72,32 +74,6 @@ export class EgressEnforcement {
     }
   }
 
-  /** The rules of every namespace under a policy whose endpoints nsdns linked. */
-  private wanted(snapshot: Snapshot): Map<string, EgressRules> {
-    const wanted = new Map<string, EgressRules>();
-    const networkOf = (name: string) => snapshot.networks.get(name)?.network;
-    for (const [key, endpoints] of snapshot.namespaces()) {
-      const policy = namespacePolicy(endpoints, networkOf);
-      if (policy === undefined) continue;
-      const linked = endpoints.filter((e): e is Endpoint & { hostIf: string } => e.hostIf !== undefined);
-      if (linked.length === 0) {
-        if (!this.unenforced.has(key)) {
-          this.unenforced.add(key);
-          this.log.warn({ netns: key }, 'egress policy of a namespace nsdns did not link (registry file or macvlan): its names are filtered, its traffic is not');
-        }
-        continue;
-      }
-      const networks = [...new Set(endpoints.map((e) => e.network))].map(networkOf).filter((n) => n !== undefined);
-      wanted.set(key, {
-        sources: linked.map((e) => ({ hostIf: e.hostIf, ipv4: e.ipv4, ipv6: e.ipv6 })),
-        cidrs: policy.rules.flatMap((r) => ('cidr' in r ? [{ cidr: r.cidr, ...(r.port !== undefined && { port: r.port }), ...(r.protocol !== undefined && { protocol: r.protocol }) }] : [])),
-        ownSubnets: networks.flatMap((n) => n.subnets.map((s) => s.subnet)),
-        gateways: networks.flatMap((n) => n.subnets.flatMap((s) => (s.gateway !== undefined ? [s.gateway] : []))),
-      });
-    }
-    return wanted;
-  }
-
   /** Stops following the registry. The rules stay in the kernel: a stopped daemon opens nothing. */
   async close(): Promise<void> {
     this.closed = true;
@@ -107,6 +83,31 @@ export class EgressEnforcement {
   }
 }
 
-async function tablePresent(table: string): Promise<boolean> {
-  return (await execa('nft', ['list', 'table', 'inet', table], { reject: false, timeout: 10_000 })).exitCode === 0;
+/**
+ * The rules of every namespace under a policy whose endpoints nsdns linked. One it did not link is
+ * added to `unenforced` and said once.
+ */
+function governed(snapshot: Snapshot, unenforced: Set<string>, log: Logger): Map<string, EgressRules> {
+  const wanted = new Map<string, EgressRules>();
+  const networkOf = (name: string) => snapshot.networks.get(name)?.network;
+  for (const [key, endpoints] of snapshot.namespaces()) {
+    const policy = namespacePolicy(endpoints, networkOf);
+    if (policy === undefined) continue;
+    const linked = endpoints.filter((e): e is Endpoint & { hostIf: string } => e.hostIf !== undefined);
+    if (linked.length === 0) {
+      if (!unenforced.has(key)) {
+        unenforced.add(key);
+        log.warn({ netns: key }, 'egress policy of a namespace nsdns did not link (registry file or macvlan): its names are filtered, its traffic is not');
+      }
+      continue;
+    }
+    const networks = [...new Set(endpoints.map((e) => e.network))].map(networkOf).filter((n) => n !== undefined);
+    wanted.set(key, {
+      sources: linked.map((e) => ({ hostIf: e.hostIf, ipv4: e.ipv4, ipv6: e.ipv6 })),
+      cidrs: policy.rules.flatMap((r) => ('cidr' in r ? [{ cidr: r.cidr, ...(r.port !== undefined && { port: r.port }), ...(r.protocol !== undefined && { protocol: r.protocol }) }] : [])),
+      ownSubnets: networks.flatMap((n) => n.subnets.map((s) => s.subnet)),
+      gateways: networks.flatMap((n) => n.subnets.flatMap((s) => (s.gateway !== undefined ? [s.gateway] : []))),
+    });
+  }
+  return wanted;
 }
