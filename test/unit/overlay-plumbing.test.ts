@@ -165,6 +165,16 @@ describe('overlay forwarding entries (OverlayPeers)', () => {
     await waitUntil(() => applied.length > 0);
     const last = () => applied[applied.length - 1];
     assert.deepEqual(last().peers, [{ mac: '02:42:0a:80:00:14', host: '10.128.250.2', ips: ['10.128.0.20'] }], 'an entry pointing at this host would loop');
+    const squatter = other('squat', '10.128.0.2', '02:42:0a:80:00:99');
+    const gateway = other('gw', '10.128.0.1', '02:42:0a:80:00:98');
+    const gatewayMac = other('gwmac', '10.128.0.40', '02:6f:76:00:10:00');
+    const v6 = other('v6', '10.128.0.41', '02:42:0a:80:00:29', 'fd00::2');
+    registry.setNetwork({ network: cluster, endpoints: [mine, squatter, gateway, gatewayMac, v6] }, ETCD);
+    await waitUntil(() => last().peers.length === 2);
+    assert.deepEqual(last().peers, [
+      { mac: '02:42:0a:80:00:99', host: '10.128.250.2', ips: [] },
+      { mac: '02:42:0a:80:00:98', host: '10.128.250.2', ips: [] },
+    ], 'not this host\'s endpoint\'s address (10.128.0.2), its gateway (address or MAC), or an IPv6 underlay address');
     registry.setNetwork({ network: cluster, endpoints: [mine] }, ETCD);
     await waitUntil(() => last().peers.length === 0);
     await peers.stop();
