@@ -7,8 +7,9 @@ import { printable } from '../registry/fields.js';
 import type { Registry } from '../registry/registry.js';
 import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
-import { contains, macFor, parseCidr, type Pool } from './ipam.js';
+import { contains, parseCidr, type Pool } from './ipam.js';
 import type { AddressClaims } from './address-claims.js';
+import { claimSteps, releaseSteps } from './overlay-addresses.js';
 import { isPresence, OverlayPresences, presenceOf, type VxlanMaker } from './overlay-presence.js';
 import { kernelHost, kernelLinks, type HostInspector, type LinkDriver } from './drivers.js';
 import { HostPorts, type PortHolder } from './host-ports.js';
@@ -336,7 +337,7 @@ export class NetworkManager {
             ? { endpointId: endpoint.id, network: network.name, hostIf: endpoint.hostIf, netns: target.path }
             : { endpointId: endpoint.id, network: network.name, ifname: endpoint.ifname!, netns: target.path }),
         },
-        ...this.claimSteps(plan, req),
+        ...claimSteps(this.deps.addressClaims, plan, req),
         this.endpointLinkStep(plan, target.path, target.shown, clock),
         {
           name: 'register the endpoint',
@@ -384,35 +385,6 @@ export class NetworkManager {
     }
     this.deps.log.info({ network: network.name, endpoint: endpoint.name, netns: target.path, ipv4: endpoint.ipv4, ipv6: endpoint.ipv6, ms: clock.total() }, 'endpoint connected');
     return endpoint;
-  }
-
-  /**
-   * An overlay endpoint's IPv4 address claimed in the cluster (address-claims.ts), when the daemon
-   * has the cluster's allocator: the planned address is replaced by the claimed one before the link is made.
-   */
-  private claimSteps(plan: EndpointPlan, req: ConnectRequest): Step[] {
-    const claims = this.deps.addressClaims;
-    const { endpoint, network } = plan;
-    const subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv4');
-    if (claims === undefined || network.overlay === undefined || subnet === undefined) return [];
-    let claimed: string | undefined;
-    return [{
-      name: `claim an address of ${subnet.subnet} in the cluster`, stage: 'address claim',
-      apply: async () => {
-        claimed = await claims.claim(network.name, subnet.subnet, { ...(req.ip !== undefined && { ip: endpoint.ipv4[0] }), reserved: subnet.gateway !== undefined ? [subnet.gateway] : [] });
-        if (claimed === endpoint.ipv4[0]) return;
-        endpoint.ipv4 = [claimed];
-        if (req.mac === undefined) endpoint.mac = macFor(claimed);
-      },
-      undo: () => (claimed === undefined ? Promise.resolve() : claims.release(network.name, claimed)),
-    }];
-  }
-
-  /** Giving back gone overlay endpoints' addresses to the cluster. */
-  private releaseClaims(network: Network, gone: readonly Endpoint[]): TeardownStep[] {
-    const claims = this.deps.addressClaims;
-    if (claims === undefined || network.overlay === undefined) return [];
-    return gone.flatMap((e) => e.ipv4.map((ip) => ({ name: `release ${ip} in the cluster`, stage: 'address claim', run: () => claims.release(network.name, ip) })));
   }
 
   /** The endpoint's link: a veth on the network's bridge, or a macvlan/ipvlan link of its parent. */
@@ -491,7 +463,7 @@ export class NetworkManager {
       { name: `unregister ${gone.map((e) => `"${e.name}"`).join(', ')}`, stage: 'registry', run: () => { this.deps.registry.setNetwork(next, STATE_SOURCE); this.forgetHealth(gone); } },
       ...(rulesAndFiles && gone.some((e) => (e.ports ?? []).length > 0) ? [{ name: 'apply firewall rules', stage: 'firewall', run: () => this.applyFirewall() }] : []),
       ...this.releasePorts(gone),
-      ...this.releaseClaims(record.network, gone),
+      ...releaseSteps(this.deps.addressClaims, record.network, gone),
       ...(rulesAndFiles && netns.length > 0 ? [{ name: 'update resolv.conf', stage: 'resolv.conf', run: () => this.refreshResolvFiles(netns) }] : []),
     ];
   }

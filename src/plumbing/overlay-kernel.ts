@@ -104,6 +104,8 @@ function ipv6Text(b: Buffer): string {
  * Makes the device's entries exactly `peers`: what is missing is added, what is there and no
  * longer wanted removed (the kernel is read first, so a change by hand is put right too). Returns
  * how many entries were added and removed; a device that is gone is no error (nothing to hold).
+ * An entry the kernel refuses does not stop the others: the error, thrown at the end, names how
+ * many failed and the first reason.
  */
 export async function applyPeers(vxlan: string, peers: readonly PeerEntry[]): Promise<{ added: number; removed: number }> {
   checkLinkArgs({ names: [vxlan], ips: peers.flatMap((p) => [p.host, ...p.ips]) });
@@ -117,31 +119,38 @@ export async function applyPeers(vxlan: string, peers: readonly PeerEntry[]): Pr
     const wantNeigh = new Map(peers.flatMap((p) => p.ips.filter((ip) => !ip.includes(':')).map((ip) => [neighKey(ip, p.mac), { ip, mac: p.mac }] as const)));
     let added = 0;
     let removed = 0;
+    const refused: unknown[] = [];
+    const attempt = async (work: () => Promise<unknown>): Promise<boolean> => {
+      try {
+        await work();
+        return true;
+      } catch (err) {
+        refused.push(err);
+        return false;
+      }
+    };
     const fdbOf = (mac: string, host: string) => [{ family: AF_BRIDGE, ifindex: index, state: { permanent: true as const }, flags: { self: true as const } }, { lladdr: macBytes(mac), dst: ipBytes(host) }] as const;
     const neighOf = (ip: string, mac: string) => [{ family: AF_INET, ifindex: index, state: { permanent: true as const } }, { dst: ipBytes(ip), lladdr: macBytes(mac) }] as const;
     for (const key of have.fdb) {
       if (wantFdb.has(key)) continue;
       const [mac, host] = key.split(' ');
-      await ignoreGone(socket.delNeighbor(...fdbOf(mac, host)));
-      removed++;
+      if (await attempt(() => ignoreGone(socket.delNeighbor(...fdbOf(mac, host))))) removed++;
     }
     for (const key of have.neigh) {
       if (wantNeigh.has(key)) continue;
       const [ip, mac] = key.split(' ');
-      await ignoreGone(socket.delNeighbor(...neighOf(ip, mac)));
-      removed++;
+      if (await attempt(() => ignoreGone(socket.delNeighbor(...neighOf(ip, mac))))) removed++;
     }
     for (const [key, p] of wantFdb) {
       if (have.fdb.has(key)) continue;
       // Replace: a MAC that moved to another host has one destination, the new one.
-      await socket.newNeighbor(...fdbOf(p.mac, p.host), REPLACE);
-      added++;
+      if (await attempt(() => socket.newNeighbor(...fdbOf(p.mac, p.host), REPLACE))) added++;
     }
     for (const [key, n] of wantNeigh) {
       if (have.neigh.has(key)) continue;
-      await socket.newNeighbor(...neighOf(n.ip, n.mac), REPLACE);
-      added++;
+      if (await attempt(() => socket.newNeighbor(...neighOf(n.ip, n.mac), REPLACE))) added++;
     }
+    if (refused.length > 0) throw new Error(`${refused.length} entr${refused.length === 1 ? 'y' : 'ies'} refused (added ${added}, removed ${removed}); the first: ${netlinkReason(refused[0])}`);
     return { added, removed };
   } catch (err) {
     throw new NsdnsError('ERR_LINK', `forwarding entries of ${vxlan}: ${netlinkReason(err)}`, { cause: err });

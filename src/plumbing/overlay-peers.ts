@@ -9,6 +9,7 @@ import { errorMessage } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import { applyPeers, type PeerEntry } from './overlay-kernel.js';
+import { gatewayMac } from './overlay-gateway.js';
 import { isPresence } from './overlay-presence.js';
 
 export type PeerApplier = (vxlan: string, peers: readonly PeerEntry[]) => Promise<{ added: number; removed: number }>;
@@ -65,16 +66,26 @@ export class OverlayPeers {
     }
   }
 
-  /** The entries `name` should have here: its other hosts' endpoints; none when the network has no presence here. */
+  /**
+   * The entries `name` should have here: its other hosts' endpoints; none when the network has no
+   * presence here. Another host's value never takes this host's gateway (address or MAC) or an
+   * address a local endpoint holds: the VXLAN device would answer ARP for it with that MAC.
+   */
   private wanted(name: string): { vxlan: string; peers: PeerEntry[] } | undefined {
     const compiled = this.registry.current().networks.get(name);
     if (!compiled || !isPresence(compiled.network) || !this.registry.isProvisioned(name)) return undefined;
+    const { network } = compiled;
+    const local = new Set([...network.subnets.map((s) => s.gateway), ...(compiled.primary ?? compiled).endpoints.flatMap((e) => e.ipv4)]);
+    const gateway = gatewayMac(network.overlay.vni);
+    const v4 = !this.advertiseAddress.includes(':');
     const peers: PeerEntry[] = [];
     for (const e of compiled.endpoints) {
-      if (e.overlay === undefined || e.overlay.host === this.advertiseAddress) continue;
-      peers.push({ mac: e.overlay.mac, host: e.overlay.host, ips: e.ipv4 });
+      const peer = e.overlay;
+      // An underlay address of the other family than this host's cannot be a VXLAN destination here.
+      if (peer === undefined || peer.host === this.advertiseAddress || peer.mac === gateway || peer.host.includes(':') === v4) continue;
+      peers.push({ mac: peer.mac, host: peer.host, ips: e.ipv4.filter((ip) => !local.has(ip)) });
     }
-    return { vxlan: compiled.network.overlay.vxlan, peers };
+    return { vxlan: network.overlay.vxlan, peers };
   }
 
   private async sync(name: string): Promise<void> {

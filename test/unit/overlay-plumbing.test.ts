@@ -18,6 +18,7 @@ import { IntentStore, StateStore } from '../../src/plumbing/state.js';
 import { remoteEndpoint, remoteEndpointValue, remoteNetwork } from '../../src/registry/document.js';
 import { Registry, STATE_SOURCE } from '../../src/registry/registry.js';
 import { FakeFirewall, FakeHost, FakeLinks, type Journal } from '../helpers/fake-plumbing.js';
+import { waitFor } from '../helpers/wait.js';
 
 const ETCD = 'etcd:test';
 const clusterValue = { name: 'app', subnets: [{ subnet: '10.128.0.0/16' }], internal: false, overlay: { vni: 4096 } };
@@ -162,11 +163,21 @@ describe('overlay forwarding entries (OverlayPeers)', () => {
     assert.equal(applied.length, 0, 'no presence here: nothing to program');
     host.addNamespace('c1');
     await manager.connect({ network: 'app', target: 'c1' });
-    await waitUntil(() => applied.length > 0);
+    await waitFor(() => applied.length > 0, { what: 'entries applied' });
     const last = () => applied[applied.length - 1];
     assert.deepEqual(last().peers, [{ mac: '02:42:0a:80:00:14', host: '10.128.250.2', ips: ['10.128.0.20'] }], 'an entry pointing at this host would loop');
+    const squatter = other('squat', '10.128.0.2', '02:42:0a:80:00:99');
+    const gateway = other('gw', '10.128.0.1', '02:42:0a:80:00:98');
+    const gatewayMac = other('gwmac', '10.128.0.40', '02:6f:76:00:10:00');
+    const v6 = other('v6', '10.128.0.41', '02:42:0a:80:00:29', 'fd00::2');
+    registry.setNetwork({ network: cluster, endpoints: [mine, squatter, gateway, gatewayMac, v6] }, ETCD);
+    await waitFor(() => last().peers.length === 2, { what: 'two peers' });
+    assert.deepEqual(last().peers, [
+      { mac: '02:42:0a:80:00:99', host: '10.128.250.2', ips: [] },
+      { mac: '02:42:0a:80:00:98', host: '10.128.250.2', ips: [] },
+    ], 'not this host\'s endpoint\'s address (10.128.0.2), its gateway (address or MAC), or an IPv6 underlay address');
     registry.setNetwork({ network: cluster, endpoints: [mine] }, ETCD);
-    await waitUntil(() => last().peers.length === 0);
+    await waitFor(() => last().peers.length === 0, { what: 'no peers' });
     await peers.stop();
   });
 });
@@ -184,8 +195,3 @@ describe('overlay endpoint values', () => {
     assert.throws(() => remoteEndpoint({ name: 'x', mac: '02:00:00:00:00:01' }, cluster, 'k/x'), /mac: not accepted from a shared registry/);
   });
 });
-
-async function waitUntil(ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(ok());
-}
