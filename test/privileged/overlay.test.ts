@@ -242,6 +242,33 @@ describe('overlay networks across simulated hosts', { skip: needsRoot }, () => {
     assert.deepEqual((await dig(c1, '-x', '10.128.0.20')).ptr, ['web2.app.']);
   });
 
+  it('addresses are the cluster\'s: 50 connects at once on each host get 100 distinct addresses, held in etcd by their node; --ip of another host\'s address is refused; disconnects give them back', async () => {
+    await a.ok('network', 'create', '--driver', 'overlay', '--subnet', '10.130.0.0/24', 'many');
+    await until('many on host B', async () => (await b.ok('network', 'ls', '--quiet')).split('\n'), (names) => names.includes('many'));
+    const made = await Promise.all([a, b].flatMap((host) => Array.from({ length: Number(process.env.OVL_MANY ?? 50) }, (_, i) => host.container(`m${host.node.slice(-1)}${i}`).then((ns) => ({ host, ns, name: `m${host.node.slice(-1)}${i}` })))));
+    const connected = await Promise.all(made.map(async ({ host, ns, name }) => {
+      const r = await host.nsdns('network', 'connect', '--name', name, 'many', ns);
+      assert.equal(r.exitCode, 0, `${host.node} ${name}: ${r.stderr}`);
+      const [addr] = (await inNs(ns, 'ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0'))[0].addr_info.map((x: any) => x.local);
+      return { host, addr };
+    }));
+    const addresses = connected.map((c) => c.addr);
+    assert.equal(new Set(addresses).size, made.length, 'no address given twice');
+    assert.ok(addresses.every((x) => /^10\.130\.0\.\d+$/.test(x) && x !== '10.130.0.1'), 'in the subnet, never the gateway');
+    const held = await etcd.list(`${prefix}/addresses/many/`);
+    for (const { host, addr } of connected) assert.equal(held.get(`${prefix}/addresses/many/${addr}`), host.node, `${addr} held by ${host.node}`);
+    const taken = connected.find((c) => c.host === b)!.addr;
+    const extra = await a.container('mtaken');
+    const refused = await a.nsdns('network', 'connect', '--ip', taken, '--name', 'mtaken', 'many', extra);
+    assert.notEqual(refused.exitCode, 0);
+    // Refused by the planner (host B announced it) or by etcd (held by host B): either way named.
+    const shown = taken.replace(/\./g, '\\.');
+    assert.match(refused.stderr, new RegExp(`${shown} is already in use on network "many"|address ${shown} is taken in the cluster by node "host-b"`));
+    await Promise.all(made.map(({ host, name }) => host.ok('network', 'disconnect', 'many', name)));
+    assert.equal((await etcd.list(`${prefix}/addresses/many/`)).size, 0, 'every address given back');
+    await a.ok('network', 'rm', 'many');
+  });
+
   it('leaving the network: out of the host through its own gateway (masquerade); a published port of a host\'s endpoint answers at that host; a packet larger than the overlay MTU is refused, not lost', async () => {
     const c1 = `o${tag}-c1`;
     await ping(c1, underlay.gateway);
