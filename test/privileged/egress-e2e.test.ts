@@ -1,0 +1,210 @@
+// Egress by name (issue 22) end to end, as a sandbox sees it: answers that rotate every second
+// open exactly what was answered (10 000 lookups, each followed by a connect: zero blocked); the
+// bypasses (a literal address, another DNS server over UDP, TCP and 853, HTTPS to an address never
+// answered, the host's own addresses, IPv6) are dropped, a CNAME chain from an allowed name opens
+// its final address; an address expires after TTL + grace while a connection opened before lives
+// on; a registry file edit governs new connections at once, and a handover never opens the
+// namespace. The outside is a namespace routed through the host (tests/helpers/egress-outside.ts);
+// the upstream is a fake on loopback answering with a 1 s TTL; egress.grace is 1 s.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa, type ResultPromise } from 'execa';
+import { ROOT } from '../helpers/daemon.js';
+import { FakeUpstream } from '../helpers/fake-upstream.js';
+import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { stopPid, waitForSuccessor } from '../helpers/successor.js';
+import { tempDir } from '../helpers/tmp.js';
+import { until, waitFor } from '../helpers/wait.js';
+
+const CLIENTS = path.join(ROOT, 'dist/test/helpers/egress-clients.js');
+const OUTSIDE = path.join(ROOT, 'dist/test/helpers/egress-outside.js');
+/** The outside's ports: HELLO greets and closes, ECHO echoes and stays open; 443 and 853 greet too. */
+const HELLO = 16901;
+const ECHO = 16904;
+/** A server on the host itself (every address, IPv4 and IPv6). */
+const HOST_PORT = 16905;
+/** Names whose address changes every second, and the pool their addresses come from (10.138.100.0/24). */
+const ROTATING = Array.from({ length: 20 }, (_, i) => `r${i}.rotate.test`);
+const pool = (n: number) => `10.138.100.${1 + (n % 250)}`;
+
+describe('egress by name, end to end', { skip: needsRoot }, () => {
+  const lab = new Lab();
+  const files = tempDir('nsdns-egress-e2e-');
+  const registry = tempDir('nsdns-egress-e2e-reg-');
+  const net4 = `ee${lab.tag}`;
+  const zone: Record<string, string[]> = { 'alias-target.cdn.test': ['10.138.102.7'], 'expiring.test': ['10.138.101.20'], 'edited.test': ['10.138.101.30'], 'late.test': ['10.138.101.40'] };
+  const zone6: Record<string, string[]> = { 'v6.rotate.test': ['fd00:138:9::3'] };
+  let upstream: FakeUpstream;
+  let app = '', probe = '', filed = '', outside = '';
+  let outsideServers: ResultPromise | undefined;
+  let hostServer: net.Server | undefined;
+  let rotation: NodeJS.Timeout | undefined;
+  let successor: number | undefined;
+  let turn = 0;
+
+  const inNs = (ns: string, ...args: string[]) => execa('ip', ['netns', 'exec', ns, ...args], { reject: false, timeout: 60_000 });
+  /** One TCP connect from `ns`: "hello", an error code, or "timeout" (a dropped SYN). */
+  const connect = async (ns: string, host: string, port: number) => {
+    const p = execa('ip', ['netns', 'exec', ns, process.execPath, CLIENTS, 'probe', host, String(port)], { reject: false });
+    const line = await new Promise<string>((resolve) => { p.stdout!.once('data', (d: Buffer) => resolve(String(d).split('\n')[0].trim())); p.once('exit', () => resolve('no output')); });
+    p.kill();
+    await p;
+    return line;
+  };
+  const dig = async (ns: string, ...args: string[]) => (await inNs(ns, 'dig', '+tries=1', '+time=2', ...args)).stdout;
+  const learned = async () => (await execa('nft', ['list', 'table', 'inet', `${lab.nftTable}_egress`], { reject: false })).stdout;
+
+  before(async () => {
+    for (const name of ROTATING) zone[name] = [pool(0)];
+    upstream = await FakeUpstream.start({ ttl: 1, zone, zone6, cnames: { 'alias.rotate.test': 'alias-target.cdn.test' } });
+    [app, probe, filed] = [await lab.namespace('app'), await lab.namespace('probe'), await lab.namespace('filed')];
+    outside = await lab.outsideHost('out', '10.138.9.1', '10.138.9.2');
+    // Host end: fd00:138:9::1 is never answered, ::3 is the answer of v6.rotate.test.
+    const hostEnd = `${lab.linkPrefix}out`;
+    for (const a of ['fd00:138:9::1/64', 'fd00:138:9::3/64']) await sh('ip', 'addr', 'add', a, 'dev', hostEnd, 'nodad');
+    await sh('ip', '-n', outside, 'addr', 'add', 'fd00:138:9::2/64', 'dev', 'eth0', 'nodad');
+    await sh('ip', '-n', outside, 'route', 'add', 'default', 'via', '10.138.9.1');
+    // Every address of 10.138.96.0/19 is the outside's own (a local route): the servers answer on all.
+    await sh('ip', '-n', outside, 'route', 'add', 'local', '10.138.96.0/19', 'dev', 'lo');
+    await sh('ip', 'route', 'add', '10.138.96.0/19', 'via', '10.138.9.2');
+    outsideServers = execa('ip', ['netns', 'exec', outside, process.execPath, OUTSIDE, String(ECHO), String(HELLO), '443', '853']);
+    outsideServers.catch(() => {});
+    await new Promise<void>((resolve, reject) => { outsideServers!.stdout!.once('data', () => resolve()); outsideServers!.once('exit', () => reject(new Error('the outside servers did not start'))); });
+    hostServer = net.createServer((s) => s.end('hello\n'));
+    await new Promise<void>((resolve) => hostServer!.listen(HOST_PORT, '::', () => resolve()));
+
+    const config = files.write('nsdns.yaml', 'egress:\n  grace: 1\n');
+    registry.write('filed.yaml', filedRegistry(['late.test']));
+    await lab.start(['--config', config, '--no-resolv-conf', '--upstream', upstream.spec, '--registry', registry.dir]);
+    await lab.ok('network', 'create', net4, '--subnet', '10.138.1.0/24', '--subnet', 'fd00:138:1::/64');
+    await lab.ok('network', 'connect', net4, probe, '--name', 'probe');
+    await lab.ok('network', 'connect', net4, app, '--name', 'job', '--egress-allow', '*.rotate.test', '--egress-allow', 'expiring.test', '--egress-allow', 'late.test');
+
+    // Every second each rotating name gets the next address of the pool.
+    rotation = setInterval(() => { turn++; for (const [i, name] of ROTATING.entries()) zone[name] = [pool(turn + i * 7)]; }, 1000);
+  });
+  after(async () => {
+    clearInterval(rotation);
+    await stopPid(successor);
+    outsideServers?.kill();
+    hostServer?.close();
+    await lab.cleanup();
+    await execa('ip', ['route', 'del', '10.138.96.0/19'], { reject: false });
+    await upstream?.stop();
+    files.cleanup();
+    registry.cleanup();
+  });
+
+  function filedRegistry(egress: string[]): string {
+    return [`name: filed${lab.tag}`, 'subnets: [{subnet: 10.138.2.0/24}]', 'endpoints:',
+      `  - name: f1`, '    ipv4: 10.138.2.5', `    netns: /run/netns/${filed}`, '    egress:', ...egress.map((e) => `      - ${e}`), ''].join('\n');
+  }
+
+  it('the outside is reachable from a namespace without a policy (so each block below is the egress rules)', async () => {
+    assert.equal(await connect(probe, pool(3), HELLO), 'hello');
+    assert.equal(await connect(probe, '10.138.101.9', 443), 'hello');
+    assert.equal(await connect(probe, '10.138.101.9', 853), 'hello');
+    assert.equal(await connect(probe, '10.138.9.1', HOST_PORT), 'hello', 'the host\'s own address');
+    assert.equal(await connect(probe, 'fd00:138:9::1', HOST_PORT), 'hello', 'the host\'s own IPv6 address');
+    assert.match(await dig(probe, '@10.138.9.2', '+short', 'outside.test'), /^10\.138\.99\.53$/m, 'another DNS server over UDP');
+    assert.match(await dig(probe, '@10.138.9.2', '+tcp', '+short', 'outside.test'), /^10\.138\.99\.53$/m, 'and over TCP');
+  });
+
+  it('rotating answers: 10 000 lookups, each followed by a connect to the answered address, none blocked', async () => {
+    const r = await inNs(app, process.execPath, CLIENTS, 'rotate', String(HELLO), '10000', '64', ...ROTATING);
+    const seen = JSON.parse(r.stdout) as { lookups: number; connected: number; blocked: unknown[]; dnsErrors: string[]; addresses: number; maxSinceAnswerMs: number; ms: number };
+    console.log(`rotating answers: ${JSON.stringify({ ...seen, blocked: seen.blocked.length })}`);
+    assert.deepEqual(seen.blocked, [], 'connections blocked after their address was answered');
+    assert.deepEqual(seen.dnsErrors, []);
+    assert.equal(seen.lookups, 10_000);
+    assert.equal(seen.connected, 10_000);
+    assert.ok(seen.addresses > 40, `the answers rotated (${seen.addresses} addresses)`);
+  });
+
+  it('bypasses are dropped: a literal address, other DNS servers (UDP, TCP, 853), HTTPS never answered, the host\'s own addresses', async () => {
+    assert.equal(await connect(app, '10.138.101.9', HELLO), 'timeout', 'a literal address never answered');
+    assert.equal(await connect(app, '10.138.101.9', 443), 'timeout', 'HTTPS to an address never answered');
+    assert.equal(await connect(app, '10.138.101.9', 853), 'timeout', 'DNS over TLS to another server');
+    assert.match(await dig(app, '@10.138.9.2', 'outside.test'), /timed out/, 'another DNS server over UDP');
+    assert.match(await dig(app, '@10.138.9.2', '+tcp', 'outside.test'), /timed out|connection refused|failed/i, 'and over TCP');
+    assert.equal(await connect(app, '10.138.9.1', HOST_PORT), 'timeout', 'the host\'s own (non-gateway) address');
+    assert.equal(await connect(app, '10.138.1.1', HOST_PORT), 'hello', 'the network\'s gateway is reachable');
+    // An answered address opens its ports, but never DNS: 53 and 853 stay closed there too.
+    const [answered] = (await dig(app, '@127.0.0.11', '+short', 'r1.rotate.test')).trim().split('\n');
+    assert.equal(await connect(app, answered, 443), 'hello', 'HTTPS to an answered address');
+    assert.equal(await connect(app, answered, 853), 'timeout', '853 to an answered address');
+  });
+
+  it('IPv6: no bypass to the host\'s own IPv6 address; an AAAA answer opens its address', async () => {
+    assert.equal(await connect(app, 'fd00:138:9::1', HOST_PORT), 'timeout', 'the host\'s IPv6 address, never answered');
+    assert.equal(await connect(app, 'fd00:138:9::3', HOST_PORT), 'timeout', 'not yet answered');
+    assert.match(await dig(app, '@127.0.0.11', '+short', 'AAAA', 'v6.rotate.test'), /^fd00:138:9::3$/m);
+    assert.equal(await connect(app, 'fd00:138:9::3', HOST_PORT), 'hello', 'answered');
+  });
+
+  it('a CNAME chain from an allowed name opens its final address; the target name itself is not allowed', async () => {
+    assert.equal(await connect(app, '10.138.102.7', HELLO), 'timeout', 'before the answer');
+    const answer = await dig(app, '@127.0.0.11', '+short', 'alias.rotate.test');
+    assert.deepEqual(answer.trim().split('\n'), ['alias-target.cdn.test.', '10.138.102.7']);
+    assert.equal(await connect(app, '10.138.102.7', HELLO), 'hello');
+    assert.match(await dig(app, '@127.0.0.11', 'alias-target.cdn.test'), /status: NXDOMAIN/);
+  });
+
+  it('expiry: after TTL + grace a new connection is dropped; one opened before lives on', async () => {
+    assert.match(await dig(app, '@127.0.0.11', '+short', 'expiring.test'), /^10\.138\.101\.20$/m);
+    const held = execa('ip', ['netns', 'exec', app, process.execPath, CLIENTS, 'hold', '10.138.101.20', String(ECHO)], { reject: false, stdin: 'pipe' });
+    let said = '';
+    held.stdout!.on('data', (d: Buffer) => { said += String(d); });
+    try {
+      await waitFor(() => said.includes('connected'), { what: 'the connection opened' });
+      held.stdin!.write('before\n');
+      await waitFor(() => said.includes('before'), { what: 'the echo before the expiry' });
+      zone['expiring.test'] = ['10.138.101.21'];
+      // TTL 1 s + grace 1 s: the kernel lets the address go by itself.
+      await until('10.138.101.20 leaves the learned set', learned, (text) => !text.includes('10.138.101.20'), 15_000);
+      assert.equal(await connect(app, '10.138.101.20', HELLO), 'timeout', 'a new connection after the expiry');
+      held.stdin!.write('after\n');
+      await waitFor(() => said.includes('after'), { what: 'the echo over the connection opened before the expiry' });
+    } finally {
+      held.kill();
+      await held;
+    }
+  });
+
+  // A namespace a registry file names is not linked by nsdns (a namespace belongs to one source),
+  // so its names are filtered and its traffic is not: the edit shows in its answers.
+  it('a registry file edit governs the namespace\'s next lookups within a second', async () => {
+    assert.match(await dig(filed, '@127.0.0.11', '+short', 'late.test'), /^10\.138\.101\.40$/m);
+    assert.match(await dig(filed, '@127.0.0.11', 'edited.test'), /status: NXDOMAIN/);
+    registry.write('filed.yaml', filedRegistry(['edited.test']));
+    const edited = Date.now();
+    await until('the edited policy allows edited.test', () => dig(filed, '@127.0.0.11', '+short', 'edited.test'), (out) => out.trim() === '10.138.101.30', 5000);
+    console.log(`registry edit → edited.test answered in the namespace after ${Date.now() - edited} ms`);
+    assert.match(await dig(filed, '@127.0.0.11', 'late.test'), /status: NXDOMAIN/, 'the name taken out of the file');
+  });
+
+  it('a handover keeps enforcement: a never-answered address stays closed throughout, an allowed name opens after it', async () => {
+    const oldPid = lab.daemon!.proc.pid!;
+    const prober = execa('ip', ['netns', 'exec', app, process.execPath, CLIENTS, 'probe', '10.138.101.41', String(HELLO)], { reject: false });
+    let lines = '';
+    prober.stdout!.on('data', (d: Buffer) => { lines += String(d); });
+    try {
+      await waitFor(() => lines.includes('\n'), { what: 'the first probe', timeoutMs: 15_000 });
+      await lab.ok('restart');
+      successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
+      // A few more probes after the successor took over.
+      const before = lines.split('\n').length;
+      await waitFor(() => lines.split('\n').length >= before + 2, { what: 'probes after the handover', timeoutMs: 15_000 });
+    } finally {
+      prober.kill();
+      await prober;
+    }
+    const results = lines.trim().split('\n');
+    assert.deepEqual([...new Set(results)], ['timeout'], `every probe of the never-answered address was dropped (${results.length} probes)`);
+    assert.match(await dig(app, '@127.0.0.11', '+short', 'late.test'), /^10\.138\.101\.40$/m);
+    assert.equal(await connect(app, '10.138.101.40', HELLO), 'hello', 'an allowed name opens its address after the handover');
+    assert.equal(await connect(app, '10.138.101.41', HELLO), 'timeout');
+  });
+});
