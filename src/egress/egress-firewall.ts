@@ -20,6 +20,9 @@ export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 /** A learned address stays at most this long without a new answer (a week), whatever the TTL says. */
 const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
+/** When a learned address's kernel timeout ends (ms), and the transaction writing it while it is under way. */
+interface Learned { until: number; applied: Promise<void> | undefined }
+
 export interface EgressCounters { dropped: number; learned4: number; learned6: number }
 
 export interface EgressFirewallOptions {
@@ -31,8 +34,8 @@ export interface EgressFirewallOptions {
 
 export class EgressFirewall {
   private readonly governed = new Map<string, EgressRules>();
-  /** Per key: address → when its kernel timeout ends (ms), so an answer never shortens it. */
-  private readonly expiries = new Map<string, { until: Map<string, number>; pruneAt: number }>();
+  /** Per key: address → when its kernel timeout ends, so an answer never shortens it. */
+  private readonly expiries = new Map<string, { until: Map<string, Learned>; pruneAt: number }>();
   /** Policy changes one at a time: each rewrites the maps from the whole governed set. */
   private readonly lock = new Mutex();
   private readonly channel: NftChannel;
@@ -84,7 +87,10 @@ export class EgressFirewall {
 
   /**
    * Opens `addresses` for `key` for `ttlSeconds` (at least 1 s). Resolves once the kernel has them.
-   * An address already open for longer keeps its later expiry. A key that is not governed has
+   * An address already open for longer keeps its later expiry, also while that expiry is still on
+   * its way to the kernel: the kernel keeps the last timeout written, so a shorter answer sent
+   * after a longer one (two names of one CDN address, answered at once) would cut the longer short.
+   * Such an answer waits for the longer one's transaction instead. A key that is not governed has
    * nothing to open.
    */
   learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> {
@@ -96,16 +102,28 @@ export class EgressFirewall {
     const known = this.expiriesOf(key, now);
     const v4: string[] = [];
     const v6: string[] = [];
+    let pending: Array<Promise<void>> | undefined;
     for (const value of addresses) {
       const a = canonicalAddress(value);
       if (a === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: a learned address is not a literal IPv4 or IPv6 address'));
-      if ((known.get(a.text) ?? 0) >= until) continue;
+      const seen = known.get(a.text);
+      if (seen !== undefined && seen.until >= until) {
+        if (seen.applied !== undefined) (pending ??= []).push(seen.applied);
+        continue;
+      }
       (a.family === 4 ? v4 : v6).push(a.text);
     }
-    if (v4.length === 0 && v6.length === 0) return Promise.resolve();
-    return this.channel.submit(learnCommands(this.table, key, v4, v6, ttl).join('; ')).then(() => {
-      for (const a of [...v4, ...v6]) if ((known.get(a) ?? 0) < until) known.set(a, until);
+    if (v4.length === 0 && v6.length === 0) return pending === undefined ? Promise.resolve() : Promise.all(pending).then(() => undefined);
+    const sent = [...v4, ...v6];
+    const entry: Learned = { until, applied: undefined };
+    for (const a of sent) known.set(a, entry);
+    entry.applied = this.channel.submit(learnCommands(this.table, key, v4, v6, ttl).join('; ')).then(() => {
+      entry.applied = undefined;
+    }, (err: unknown) => {
+      for (const a of sent) if (known.get(a) === entry) known.delete(a);
+      throw err;
     });
+    return pending === undefined ? entry.applied : Promise.all([entry.applied, ...pending]).then(() => undefined);
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
@@ -182,11 +200,11 @@ export class EgressFirewall {
   }
 
   /** The expiries of `key`'s learned addresses; expired entries are dropped as the map doubles. */
-  private expiriesOf(key: string, now: number): Map<string, number> {
+  private expiriesOf(key: string, now: number): Map<string, Learned> {
     let known = this.expiries.get(key);
     if (known === undefined) this.expiries.set(key, (known = { until: new Map(), pruneAt: 1024 }));
     if (known.until.size >= known.pruneAt) {
-      for (const [a, t] of known.until) if (t <= now) known.until.delete(a);
+      for (const [a, t] of known.until) if (t.until <= now) known.until.delete(a);
       known.pruneAt = Math.max(1024, known.until.size * 2);
     }
     return known.until;

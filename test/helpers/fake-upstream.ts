@@ -42,6 +42,8 @@ export interface FakeUpstreamOptions {
   /** name (lower case) → CNAME target, followed before `zone` is looked up. */
   cnames?: Record<string, string>;
   ttl?: number;
+  /** name asked (lower case) → the TTL of its answer's records, instead of `ttl`. */
+  ttls?: Record<string, number>;
   negativeTtl?: number;
   delayMs?: number;
   address?: string;
@@ -158,7 +160,7 @@ export class FakeUpstream {
       default:
         break;
     }
-    const ttl = this.options.ttl ?? 60;
+    const ttl = this.options.ttls?.[q.name.toLowerCase()] ?? this.options.ttl ?? 60;
     const answers: dnsPacket.Answer[] = [];
     let name = q.name.toLowerCase();
     let owner = QNAME;
