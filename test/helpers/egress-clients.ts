@@ -3,8 +3,10 @@
 //   rotate PORT TOTAL CONCURRENCY NAME...  TOTAL lookups of the NAMEs (A, at 127.0.0.11), each followed at
 //                                         once by a TCP connect to the answered address that must say
 //                                         "hello"; prints {lookups, connected, blocked, ...} as JSON
-//   probe HOST PORT                       connects again and again (each given 1 s) until killed; prints
-//                                         one line per attempt: "hello", an error code or "timeout"
+//   probe HOST PORT [EVERY_MS]            connects again and again (each given 1 s) until killed; prints
+//                                         one line per attempt: "hello", an error code or "timeout"; with
+//                                         EVERY_MS a new attempt starts that often, not waiting for the last
+//                                         (so a moment the address is open cannot fall between two SYNs)
 //   hold HOST PORT                        one connection kept open: prints "connected", then sends each
 //                                         stdin line and prints what comes back
 import { Resolver } from 'node:dns/promises';
@@ -59,8 +61,9 @@ async function rotate(port: number, total: number, concurrency: number, names: s
   console.log(JSON.stringify(result));
 }
 
-async function probe(host: string, port: number): Promise<void> {
-  for (;;) console.log(await greet(host, port, 1000));
+async function probe(host: string, port: number, everyMs: number): Promise<void> {
+  if (everyMs > 0) setInterval(() => void greet(host, port, 1000).then((what) => console.log(what)), everyMs);
+  else for (;;) console.log(await greet(host, port, 1000));
 }
 
 function hold(host: string, port: number): void {
@@ -71,6 +74,6 @@ function hold(host: string, port: number): void {
 }
 
 if (mode === 'rotate') await rotate(Number(args[0]), Number(args[1]), Number(args[2]), args.slice(3));
-else if (mode === 'probe') await probe(args[0], Number(args[1]));
+else if (mode === 'probe') await probe(args[0], Number(args[1]), Number(args[2] ?? 0));
 else if (mode === 'hold') hold(args[0], Number(args[1]));
 else throw new Error(`unknown mode ${mode}`);
