@@ -43,7 +43,7 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
   const registry = tempDir('nsdns-egress-e2e-reg-');
   const net4 = `ee${lab.tag}`;
   const zone: Record<string, string[]> = { 'alias-target.cdn.test': ['10.138.102.7'], 'expiring.test': ['10.138.101.20'], 'edited.test': ['10.138.101.30'], 'late.test': ['10.138.101.40'] };
-  const zone6: Record<string, string[]> = { 'v6.rotate.test': ['fd00:138:9::3'] };
+  const zone6: Record<string, string[]> = { 'v6.rotate.test': ['fd00:138:9::3'], 'v6out.rotate.test': ['fd00:138:100::7'] };
   let upstream: FakeUpstream;
   let app = '', probe = '', filed = '', outside = '';
   let outsideServers: ResultPromise | undefined;
@@ -80,6 +80,9 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     // Every address of 10.138.96.0/19 is the outside's own (a local route): the servers answer on all.
     await sh('ip', '-n', outside, 'route', 'add', 'local', '10.138.96.0/19', 'dev', 'lo');
     await sh('ip', 'route', 'add', '10.138.96.0/19', 'via', '10.138.9.2');
+    await sh('ip', '-n', outside, '-6', 'route', 'add', 'default', 'via', 'fd00:138:9::1');
+    await sh('ip', '-n', outside, '-6', 'route', 'add', 'local', 'fd00:138:100::/64', 'dev', 'lo');
+    await sh('ip', '-6', 'route', 'add', 'fd00:138:100::/64', 'via', 'fd00:138:9::2');
     outsideServers = execa('ip', ['netns', 'exec', outside, process.execPath, OUTSIDE, String(ECHO), String(HELLO), '443', '853']);
     outsideServers.catch(() => {});
     await new Promise<void>((resolve, reject) => { outsideServers!.stdout!.once('data', () => resolve()); outsideServers!.once('exit', () => reject(new Error('the outside servers did not start'))); });
@@ -90,6 +93,10 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     registry.write('filed.yaml', filedRegistry(['late.test']));
     await lab.start(['--config', config, '--no-resolv-conf', '--upstream', upstream.spec, '--registry', registry.dir]);
     await lab.ok('network', 'create', net4, '--subnet', '10.138.1.0/24', '--subnet', 'fd00:138:1::/64');
+    // nsdns leaves IPv6 forwarding off (net.ipv6.conf.all.forwarding): it is turned on for this
+    // lab's two links only (force_forwarding, Linux 6.17+), so IPv6 to the outside is routed.
+    const bridge = (await lab.links()).find((l) => l.includes('br'));
+    for (const link of [bridge, hostEnd]) await execa('sysctl', ['-qw', `net.ipv6.conf.${link}.force_forwarding=1`], { reject: false });
     await lab.ok('network', 'connect', net4, probe, '--name', 'probe');
     await lab.ok('network', 'connect', net4, app, '--name', 'job', '--egress-allow', '*.rotate.test', '--egress-allow', 'expiring.test', '--egress-allow', 'late.test');
 
@@ -103,6 +110,7 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     hostServer?.close();
     await lab.cleanup();
     await execa('ip', ['route', 'del', '10.138.96.0/19'], { reject: false });
+    await execa('ip', ['-6', 'route', 'del', 'fd00:138:100::/64'], { reject: false });
     await upstream?.stop();
     files.cleanup();
     registry.cleanup();
@@ -154,6 +162,16 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     assert.equal(await connect(app, 'fd00:138:9::3', HOST_PORT), 'timeout', 'not yet answered');
     assert.match(await dig(app, '@127.0.0.11', '+short', 'AAAA', 'v6.rotate.test'), /^fd00:138:9::3$/m);
     assert.equal(await connect(app, 'fd00:138:9::3', HOST_PORT), 'hello', 'answered');
+  });
+
+  it('IPv6 to the outside: reachable without a policy; under one, dropped until answered', async (t) => {
+    if (await connect(probe, 'fd00:138:100::5', HELLO) !== 'hello') return t.skip('IPv6 is not routed to the outside here (force_forwarding needs Linux 6.17)');
+    assert.equal(await connect(app, 'fd00:138:100::5', HELLO), 'timeout', 'an outside IPv6 address never answered');
+    assert.equal(await connect(app, 'fd00:138:100::5', 443), 'timeout', 'HTTPS to it');
+    assert.equal(await connect(app, 'fd00:138:100::7', HELLO), 'timeout', 'before its answer');
+    assert.match(await dig(app, '@127.0.0.11', '+short', 'AAAA', 'v6out.rotate.test'), /^fd00:138:100::7$/m);
+    assert.equal(await connect(app, 'fd00:138:100::7', HELLO), 'hello', 'answered');
+    assert.match(await dig(app, '@fd00:138:9::2', 'outside.test'), /timed out/, 'another DNS server over IPv6');
   });
 
   it('a CNAME chain from an allowed name opens its final address; the target name itself is not allowed', async () => {
