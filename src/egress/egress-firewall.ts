@@ -155,7 +155,8 @@ export class EgressFirewall {
   }
 
   private async replaceAll(policies: ReadonlyMap<string, EgressRules>): Promise<{ kept: number; removed: number }> {
-    const present = await this.kernelIds();
+    const kernel = await this.kernelState();
+    const present = kernel.ids;
     const wanted = new Set([...policies.keys()].map((k) => keyNames(k).id));
     const stale = [...present].filter((id) => !wanted.has(id));
     await this.send([
@@ -166,7 +167,13 @@ export class EgressFirewall {
     ]);
     this.governed.clear();
     this.expiries.clear();
-    for (const [key, rules] of policies) this.governed.set(key, rules);
+    const now = Date.now();
+    for (const [key, rules] of policies) {
+      this.governed.set(key, rules);
+      // The expiries an earlier daemon left: a shorter answer after the takeover must not cut them short.
+      const learned = kernel.learned.get(keyNames(key).id);
+      if (learned !== undefined) this.expiries.set(key, { until: new Map([...learned].map(([a, s]) => [a, { until: now + s * 1000, applied: undefined }])), pruneAt: Math.max(1024, learned.size * 2) });
+    }
     return { kept: [...wanted].filter((id) => present.has(id)).length, removed: stale.length };
   }
 
@@ -175,12 +182,27 @@ export class EgressFirewall {
     return this.channel.close();
   }
 
-  /** The key ids whose chains the kernel holds in the inet table (none when the table is absent). */
-  private async kernelIds(): Promise<Set<string>> {
+  /**
+   * The key ids whose chains the kernel holds in the inet table (none when the table is absent),
+   * and per id the learned addresses with the seconds until each expires.
+   */
+  private async kernelState(): Promise<{ ids: Set<string>; learned: Map<string, Map<string, number>> }> {
     const r = await execa('nft', ['-j', 'list', 'table', 'inet', this.table], { reject: false, timeout: 10_000, maxBuffer: 256 * 1024 * 1024 });
-    if (r.exitCode !== 0) return new Set();
-    const items = (JSON.parse(r.stdout) as { nftables: Array<{ chain?: { name?: string } }> }).nftables;
-    return new Set(items.map((i) => idOf(i.chain?.name ?? '')).filter((id): id is string => id !== undefined));
+    const learned = new Map<string, Map<string, number>>();
+    if (r.exitCode !== 0) return { ids: new Set(), learned };
+    type Elem = { elem?: { val?: unknown; expires?: unknown } };
+    const items = (JSON.parse(r.stdout) as { nftables: Array<{ chain?: { name?: string }; set?: { name?: string; elem?: unknown[] } }> }).nftables;
+    for (const { set } of items) {
+      const id = /^l[46]_/.test(set?.name ?? '') ? idOf(set!.name!) : undefined;
+      if (id === undefined || !Array.isArray(set!.elem)) continue;
+      let of = learned.get(id);
+      if (of === undefined) learned.set(id, (of = new Map()));
+      for (const e of set!.elem as Elem[]) {
+        const a = typeof e?.elem?.val === 'string' ? canonicalAddress(e.elem.val) : undefined;
+        if (a !== undefined && typeof e.elem!.expires === 'number') of.set(a.text, e.elem!.expires);
+      }
+    }
+    return { ids: new Set(items.map((i) => idOf(i.chain?.name ?? '')).filter((id): id is string => id !== undefined)), learned };
   }
 
   /** The base commands, the first time only (each process writes them once). */

@@ -252,5 +252,11 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     assert.equal(await connect(app, '10.138.101.40', HELLO), 'hello', 'an allowed name opens its address after the handover');
     assert.equal(await connect(app, '10.138.101.41', HELLO), 'timeout');
     assert.equal(await connect(app, SHARED[0].address, HELLO), 'hello', 'an address learned before the handover (300 s) is still open');
+    // A 1 s answer of that address after the handover does not cut the earlier 300 s short.
+    assert.match(await dig(app, '@127.0.0.11', '+short', SHARED[0].short), new RegExp(`^${SHARED[0].address.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(await learned(), new RegExp(`${SHARED[0].address.replace(/\./g, '\\.')} timeout 5m1s`), 'the kernel keeps the 300 s timeout');
+    assert.match(await dig(app, '@127.0.0.11', '+short', 'shortonly.rotate.test'), /^10\.138\.103\.100$/m);
+    await until('a 1 s answer asked after it leaves the learned set', learned, (t) => !t.includes('10.138.103.100 '), 15_000);
+    assert.equal(await connect(app, SHARED[0].address, HELLO), 'hello', 'still open');
   });
 });
