@@ -21,6 +21,9 @@ export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 /** A learned address stays at most this long without a new answer (a week), whatever the TTL says. */
 const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
+/** When a learned address's kernel timeout ends (ms), and the transaction writing it while it is under way. */
+interface Learned { until: number; applied: Promise<void> | undefined }
+
 export interface EgressCounters { dropped: number; learned4: number; learned6: number }
 
 export interface EgressFirewallOptions {
@@ -38,7 +41,7 @@ export interface EgressFirewallOptions {
 export class EgressFirewall {
   private readonly governed = new Map<string, EgressRules>();
   /** Per key: address → when its kernel timeout ends (ms), so an answer never shortens it. */
-  private readonly expiries = new Map<string, { until: Map<string, number>; pruneAt: number }>();
+  private readonly expiries = new Map<string, { until: Map<string, Learned>; pruneAt: number }>();
   /** Policy changes one at a time: each rewrites the maps from the whole governed set. */
   private readonly lock = new Mutex();
   private readonly channel: NftChannel;
@@ -107,7 +110,10 @@ export class EgressFirewall {
 
   /**
    * Opens `addresses` for `key` for `ttlSeconds` (at least 1 s). Resolves once the kernel has them.
-   * An address already open for longer keeps its later expiry. A key that is not governed has
+   * An address already open for longer keeps its later expiry, also while that expiry is still on
+   * its way to the kernel: the kernel keeps the last timeout written, so a shorter answer sent
+   * after a longer one (two names of one CDN address, answered at once) would cut the longer short.
+   * Such an answer waits for the longer one's transaction instead. A key that is not governed has
    * nothing to open.
    */
   learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> {
@@ -119,16 +125,28 @@ export class EgressFirewall {
     const known = this.expiriesOf(key, now);
     const v4: LearnedElement[] = [];
     const v6: LearnedElement[] = [];
+    let pending: Array<Promise<void>> | undefined;
     for (const value of addresses) {
       const a = canonicalAddress(value);
       if (a === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: a learned address is not a literal IPv4 or IPv6 address'));
-      if ((known.get(a.text) ?? 0) >= until) continue;
+      const seen = known.get(a.text);
+      if (seen !== undefined && seen.until >= until) {
+        if (seen.applied !== undefined) (pending ??= []).push(seen.applied);
+        continue;
+      }
       (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
     }
-    if (v4.length === 0 && v6.length === 0) return Promise.resolve();
-    return this.learned.add(key, v4, v6).then(() => {
-      for (const { address } of [...v4, ...v6]) if ((known.get(address) ?? 0) < until) known.set(address, until);
+    if (v4.length === 0 && v6.length === 0) return pending === undefined ? Promise.resolve() : Promise.all(pending).then(() => undefined);
+    const sent = [...v4, ...v6].map((e) => e.address);
+    const entry: Learned = { until, applied: undefined };
+    for (const a of sent) known.set(a, entry);
+    entry.applied = this.learned.add(key, v4, v6).then(() => {
+      entry.applied = undefined;
+    }, (err: unknown) => {
+      for (const a of sent) if (known.get(a) === entry) known.delete(a);
+      throw err;
     });
+    return pending === undefined ? entry.applied : Promise.all([entry.applied, ...pending]).then(() => undefined);
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
@@ -172,7 +190,14 @@ export class EgressFirewall {
       ...mapCommands(this.table, policies),
       ...stale.flatMap((id) => deleteKeyCommands(this.table, id)),
     ]);
-    for (const [key, rules] of policies) this.governed.set(key, rules);
+    const learned = kernel.present ? await this.learnedInKernel() : new Map<string, Map<string, number>>();
+    const now = Date.now();
+    for (const [key, rules] of policies) {
+      this.governed.set(key, rules);
+      // The expiries an earlier daemon left: a shorter answer after the takeover must not cut them short.
+      const left = learned.get(keyNames(key).id);
+      if (left !== undefined) this.expiries.set(key, { until: new Map([...left].map(([a, seconds]) => [a, { until: now + seconds * 1000, applied: undefined }])), pruneAt: Math.max(1024, left.size * 2) });
+    }
     return { kept: [...wanted].filter((id) => kernel.ids.has(id)).length, removed: stale.length };
   }
 
@@ -182,6 +207,26 @@ export class EgressFirewall {
   }
 
   /** Whether the inet table exists, and the key ids whose chains it holds (chains only: no set elements). */
+  /** Per key id, the learned addresses the kernel holds with the seconds until each expires (rounded down by nft). */
+  private async learnedInKernel(): Promise<Map<string, Map<string, number>>> {
+    const learned = new Map<string, Map<string, number>>();
+    const r = await execa('nft', ['-j', 'list', 'table', 'inet', this.table], { reject: false, timeout: 10_000, maxBuffer: 256 * 1024 * 1024 });
+    if (r.exitCode !== 0) return learned;
+    type Elem = { elem?: { val?: unknown; expires?: unknown } };
+    const items = (JSON.parse(r.stdout) as { nftables: Array<{ set?: { name?: string; elem?: unknown[] } }> }).nftables;
+    for (const { set } of items) {
+      const id = /^l[46]_/.test(set?.name ?? '') ? idOf(set!.name!) : undefined;
+      if (id === undefined || !Array.isArray(set!.elem)) continue;
+      let of = learned.get(id);
+      if (of === undefined) learned.set(id, (of = new Map()));
+      for (const e of set!.elem as Elem[]) {
+        const a = typeof e?.elem?.val === 'string' ? canonicalAddress(e.elem.val) : undefined;
+        if (a !== undefined && typeof e.elem!.expires === 'number') of.set(a.text, e.elem!.expires);
+      }
+    }
+    return learned;
+  }
+
   private async kernelState(): Promise<{ present: boolean; ids: Set<string> }> {
     const r = await execa('nft', ['-j', 'list', 'chains', 'inet'], { reject: false, timeout: 10_000, maxBuffer: 64 * 1024 * 1024 });
     if (r.exitCode !== 0) throw new NsdnsError('ERR_FIREWALL', `reading the kernel's egress chains: ${r.stderr.trim().slice(0, 300)}`);
@@ -207,11 +252,11 @@ export class EgressFirewall {
   }
 
   /** The expiries of `key`'s learned addresses; expired entries are dropped as the map doubles. */
-  private expiriesOf(key: string, now: number): Map<string, number> {
+  private expiriesOf(key: string, now: number): Map<string, Learned> {
     let known = this.expiries.get(key);
     if (known === undefined) this.expiries.set(key, (known = { until: new Map(), pruneAt: 1024 }));
     if (known.until.size >= known.pruneAt) {
-      for (const [a, t] of known.until) if (t <= now) known.until.delete(a);
+      for (const [a, t] of known.until) if (t.until <= now && t.applied === undefined) known.until.delete(a);
       known.pruneAt = Math.max(1024, known.until.size * 2);
     }
     return known.until;

@@ -37,9 +37,13 @@ export interface FakeUpstreamOptions {
   behaviour?: Behaviour;
   /** name (lower case) → A addresses; anything else is NXDOMAIN with an SOA. */
   zone?: Record<string, string[]>;
+  /** name (lower case) → AAAA addresses, answered to AAAA questions (a name in either zone exists). */
+  zone6?: Record<string, string[]>;
   /** name (lower case) → CNAME target, followed before `zone` is looked up. */
   cnames?: Record<string, string>;
   ttl?: number;
+  /** name asked (lower case) → the TTL of its answer's records, instead of `ttl`. */
+  ttls?: Record<string, number>;
   negativeTtl?: number;
   delayMs?: number;
   address?: string;
@@ -156,7 +160,7 @@ export class FakeUpstream {
       default:
         break;
     }
-    const ttl = this.options.ttl ?? 60;
+    const ttl = this.options.ttls?.[q.name.toLowerCase()] ?? this.options.ttl ?? 60;
     const answers: dnsPacket.Answer[] = [];
     let name = q.name.toLowerCase();
     let owner = QNAME;
@@ -166,6 +170,8 @@ export class FakeUpstream {
     }
     const addresses = this.options.zone?.[name];
     if (addresses && (q.type === 'A' || (q.type as string) === 'ANY')) answers.push(...addresses.map((data) => ({ type: 'A' as const, name: owner, ttl, data })));
+    const addresses6 = this.options.zone6?.[name];
+    if (addresses6 && q.type === 'AAAA') answers.push(...addresses6.map((data) => ({ type: 'AAAA' as const, name: owner, ttl, data })));
     if (this.behaviour === 'add-junk') {
       const junk = { type: 'A' as const, name: 'evil.test', ttl, data: '198.51.100.99' };
       answers.push(junk);
@@ -173,7 +179,8 @@ export class FakeUpstream {
     }
     const soa = { type: 'SOA' as const, name: 'test', ttl: 3600, data: { mname: 'ns.test', rname: 'admin.test', serial: 1, refresh: 60, retry: 60, expire: 60, minimum: this.options.negativeTtl ?? 30 } };
     // dns-packet takes the RCODE from the low bits of `flags` only.
-    return encode({ ...base, flags: base.flags | (addresses ? 0 : 3), answers, authorities: addresses ? [] : [soa] });
+    const known = addresses ?? addresses6;
+    return encode({ ...base, flags: base.flags | (known ? 0 : 3), answers, authorities: known ? [] : [soa] });
   }
 
   async stop(): Promise<void> {
