@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { NsdnsError } from '../errors.js';
 import { healthStateSchema } from '../registry/fields.js';
+import { egressRulesSchema } from '../registry/egress-rules.js';
 import { connectSchema, createNetworkSchema, list, text } from '../plumbing/request-schemas.js';
 import { isQueryName, recordTypeName } from '../wire/names.js';
 
@@ -44,6 +45,8 @@ export const paramSchemas = {
   'network.disconnect': z.strictObject({ network: text(), target: text(4096) }),
   /** `nsdns endpoint health NETWORK ENDPOINT STATE`: a state set from outside. */
   'endpoint.health': z.strictObject({ network: text(), endpoint: text(), state: healthStateSchema }),
+  /** `nsdns endpoint egress NETWORK ENDPOINT --allow X | --clear`: the endpoint's own policy, or null to remove it. */
+  'endpoint.egress': z.strictObject({ network: text(), endpoint: text(), egress: egressRulesSchema.nullable() }),
   /** `nsdns egress log [TARGET]`: an endpoint (NETWORK/NAME, name, id) or a namespace (name, path); all when absent. */
   'egress.log': z.strictObject({ target: text(4096).optional() }),
   'debug.namespace': z.strictObject({

@@ -154,7 +154,7 @@ export class Daemon {
     const handlers = {
       ...controlHandlers({
         registry: this.registry, manager: this.manager, resolver: this.resolver, namespaces: this.namespaceStatus(),
-        ownAddresses: () => this.ownAddresses(), probes: this.prober, cluster: this.cluster,
+        ownAddresses: () => this.ownAddresses(), probes: this.prober, cluster: this.cluster, egress: () => this.egress,
       }),
       ...opsHandlers({ status: () => this.status(), reloadFirewall: () => this.reloadFirewall() }),
       restart: async (params: unknown) => {

@@ -13,6 +13,7 @@ import { auxAddresses } from '../plumbing/aux-addresses.js';
 import { driverOf, subLinkOf } from '../plumbing/sublinks.js';
 import { egressRuleText } from '../registry/egress-rules.js';
 import { endpointRules } from '../egress/policy.js';
+import type { EgressCounters } from '../egress/egress-firewall.js';
 
 /** What the handlers use of the HealthProber. */
 export interface HealthProbes {
@@ -74,8 +75,11 @@ function auxOf(network: Network, subnet: string): { AuxiliaryAddresses?: Record<
   return inside.length > 0 ? { AuxiliaryAddresses: Object.fromEntries(inside) } : {};
 }
 
-/** The shape of `docker network inspect`. */
-export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes): object {
+/**
+ * The shape of `docker network inspect`. `egress`: the live figures of endpoints under a policy
+ * whose namespace is enforced, by endpoint id.
+ */
+export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes, egress?: ReadonlyMap<string, EgressCounters>): object {
   const { network, endpoints } = record;
   return {
     Name: network.name,
@@ -116,6 +120,7 @@ export function inspectNetwork(record: NetworkRecord, source: string | undefined
       ...(e.healthHideOwn && { HealthHideOwn: true }),
       // The policy the endpoint is under: its own, else the network's default.
       ...egressOf(e, network),
+      ...liveEgressOf(egress?.get(e.id)),
     }])),
     Labels: network.labels ?? {},
   };
@@ -156,4 +161,9 @@ export function networkRow({ network, endpointCount }: CompiledNetwork, source: 
 function egressOf(e: Endpoint, network: Network): { Egress?: string[] } {
   const rules = endpointRules(e, network);
   return rules === undefined ? {} : { Egress: rules.map(egressRuleText) };
+}
+
+/** `EgressEnforced`: what the kernel holds for the endpoint's namespace now (learned set sizes, drops). */
+function liveEgressOf(counters: EgressCounters | undefined): { EgressEnforced?: { Learned4: number; Learned6: number; Dropped: number } } {
+  return counters === undefined ? {} : { EgressEnforced: { Learned4: counters.learned4, Learned6: counters.learned6, Dropped: counters.dropped } };
 }

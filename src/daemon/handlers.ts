@@ -13,8 +13,12 @@ import type { Handler } from './control.js';
 import { parseParams, quote, type Method, type ParamsOf } from './control-schemas.js';
 import { debugNamespace } from './debug-namespace.js';
 import { egressLog } from './egress-log.js';
+import type { EgressEnforcement } from '../egress/enforcement.js';
+import type { EgressCounters } from '../egress/egress-firewall.js';
+import { endpointRules } from '../egress/policy.js';
 import { endpointSummary, inspectNetwork, networkRow, shownSource, type HealthProbes } from './docker-shapes.js';
 import { refuseOwnAddresses } from './loop-protection.js';
+import { egressRuleText } from '../registry/egress-rules.js';
 
 export type { HealthProbes } from './docker-shapes.js';
 
@@ -27,6 +31,8 @@ export interface HandlerDeps {
   ownAddresses?: () => ReadonlySet<string>;
   /** The daemon's health checks (HealthProber): last results, and states set from outside. */
   probes?: HealthProbes;
+  /** The egress enforcement, once started: a policy change is answered after its rules are set; inspect reads its figures. */
+  egress?: () => EgressEnforcement | undefined;
   /** `serve --cluster`: where overlay networks are created; undefined on a daemon that is no cluster member. */
   cluster?: ClusterNetworks;
 }
@@ -56,10 +62,11 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
     method('network.ls', async () => [...registry.current().networks.values()]
       .map((n) => networkRow(n, shownSource(registry, n.network.name)))
       .sort((a, b) => a.name.localeCompare(b.name))),
-    method('network.inspect', async (p) => p.names.map((n) => {
+    method('network.inspect', async (p) => Promise.all(p.names.map(async (n) => {
       const record = recordOf(n);
-      return inspectNetwork(record, shownSource(registry, record.network.name), registry.health, deps.probes);
-    })),
+      const live = await egressFigures(record, deps.egress?.());
+      return inspectNetwork(record, shownSource(registry, record.network.name), registry.health, deps.probes, live);
+    }))),
     method('network.rm', async (p) => {
       // A cluster's overlay network is removed from etcd, on whichever host asks.
       // Sorted once, before anything is removed: a removed overlay network leaves the registry meanwhile.
@@ -94,6 +101,14 @@ export function controlHandlers(deps: HandlerDeps): Record<string, Handler> {
       else registry.health.set(record.network.name, endpoint.id, p.state);
       return { network: record.network.name, name: endpoint.name, id: endpoint.id, state: p.state, previous, probed: endpoint.healthCheck !== undefined };
     }),
+    method('endpoint.egress', async (p) => {
+      const endpoint = await manager.setEgress(p.network, p.endpoint, p.egress ?? undefined);
+      // Answered once the kernel has the new rules: "changed" means new connections follow them.
+      await deps.egress?.()?.settled();
+      const record = recordOf(endpoint.network);
+      const rules = endpointRules(endpoint, record.network);
+      return { network: endpoint.network, name: endpoint.name, id: endpoint.id, own: endpoint.egress !== undefined, egress: rules === undefined ? null : rules.map(egressRuleText) };
+    }),
     method('egress.log', async (p) => egressLog(registry, deps.resolver, p.target)),
     method('debug.namespace', async (p) => debugNamespace(deps, p)),
   ]);
@@ -108,6 +123,21 @@ function endpointOf(record: NetworkRecord, which: string): Endpoint {
   const found = record.endpoints.find((e) => e.name === lower || e.id === lower) ?? (lower.length >= 12 ? record.endpoints.find((e) => e.id.startsWith(lower)) : undefined);
   if (!found) throw new NsdnsError('ERR_NOT_FOUND', `no endpoint ${quote(which)} on network ${quote(record.network.name)} (give its name or id)`);
   return found;
+}
+
+/**
+ * The live egress figures of the endpoints under a policy, by endpoint id: only those (counters
+ * runs nft per object), and only while the enforcement governs their namespace.
+ */
+async function egressFigures(record: NetworkRecord, egress: EgressEnforcement | undefined): Promise<Map<string, EgressCounters>> {
+  const figures = new Map<string, EgressCounters>();
+  if (egress === undefined) return figures;
+  for (const e of record.endpoints) {
+    if (e.netns === undefined || endpointRules(e, record.network) === undefined) continue;
+    const counters = await egress.firewall.counters(e.netns);
+    if (counters !== undefined) figures.set(e.id, counters);
+  }
+  return figures;
 }
 
 /** `network rm` of overlay networks: each deleted from the cluster, or reported with why not. */

@@ -5,7 +5,7 @@ import { NsdnsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printable } from '../registry/fields.js';
 import type { Registry } from '../registry/registry.js';
-import type { Endpoint, Network, NetworkRecord } from '../registry/types.js';
+import type { EgressRule, Endpoint, Network, NetworkRecord } from '../registry/types.js';
 import type { Firewall } from './firewall.js';
 import { contains, parseCidr, type Pool } from './ipam.js';
 import type { AddressClaims } from './address-claims.js';
@@ -447,6 +447,21 @@ export class NetworkManager {
       this.logTeardown({ network: name, endpoint: endpoint.name }, 'endpoint disconnected', failures);
       if (failures.length > 0) throw teardownError(`disconnect of "${endpoint.name}" from "${name}"`, failures);
       return endpoint;
+    });
+  }
+
+  /**
+   * Replaces an endpoint's own egress policy (`rules` undefined: removes it, its network's default
+   * applies again). Saved, then registered: the enforcement follows the registry change.
+   */
+  setEgress(networkName: string, which: string, rules: EgressRule[] | undefined): Promise<Endpoint> {
+    return this.lock.run(async () => {
+      const record = this.owned(networkName);
+      const endpoint = this.findEndpoint(record, which);
+      const { egress: _old, ...rest } = endpoint;
+      const changed: Endpoint = rules === undefined ? rest : { ...rest, egress: rules };
+      await this.commit({ network: record.network, endpoints: record.endpoints.map((e) => (e === endpoint ? changed : e)) });
+      return changed;
     });
   }
 
