@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, deleteTablesCommands, idOf, keyCommands, keyNames, mapCommands,
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, mapCommands,
   type EgressRules, type LearnedElement,
 } from './egress-rules.js';
 import { Mutex } from '../plumbing/mutex.js';
@@ -93,6 +93,18 @@ export class EgressFirewall {
         else this.governed.set(key, before);
         throw err;
       }
+    });
+  }
+
+  /**
+   * Closes every address learned for `key` (its policy lost names: what they answered must not stay
+   * open until it expires). Connections already open live on; new ones need a new answer.
+   */
+  forgetLearned(key: string): Promise<void> {
+    return this.lock.run(async () => {
+      if (!this.governed.has(key)) return;
+      await this.send(forgetLearnedCommands(this.table, key));
+      this.expiries.delete(key);
     });
   }
 

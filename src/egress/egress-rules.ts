@@ -186,6 +186,12 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   ];
 }
 
+/** Forgets every address learned for `key` (its policy lost names): they are learned again from new answers only. */
+export function forgetLearnedCommands(table: string, key: string): string[] {
+  const n = keyNames(key);
+  return [`flush set inet ${table} ${n.learned4}`, `flush set inet ${table} ${n.learned6}`];
+}
+
 /** Deletes one namespace's objects (after the maps stopped pointing at its chains). */
 export function deleteKeyCommands(table: string, id: string): string[] {
   checkTable(table);

@@ -16,6 +16,8 @@ import { namespacePolicy } from './policy.js';
 export class EgressEnforcement {
   /** What the kernel has, per namespace: the rules as JSON, to send only what changed. */
   private readonly applied = new Map<string, string>();
+  /** The names each governed namespace may resolve, as last applied. */
+  private readonly names = new Map<string, Set<string>>();
   /** Namespaces under a policy that cannot be enforced (no veth of nsdns's), said once each. */
   private readonly unenforced = new Set<string>();
   private pass: Promise<void> = Promise.resolve();
@@ -34,7 +36,10 @@ export class EgressEnforcement {
     const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log });
     const enforcement = new EgressEnforcement(registry, firewall, log);
     for (const key of unenforced) enforcement.unenforced.add(key);
-    for (const [key, rules] of wanted) enforcement.applied.set(key, JSON.stringify(rules));
+    for (const [key, rules] of wanted) {
+      enforcement.applied.set(key, JSON.stringify(rules));
+      enforcement.names.set(key, policyNames(registry.current(), key));
+    }
     if (wanted.size > 0 || removed > 0) log.info({ governed: wanted.size, kept, removed }, 'egress enforcement taken over');
     registry.on('change', enforcement.onChange);
     return enforcement;
@@ -60,17 +65,25 @@ export class EgressEnforcement {
 
   private async sync(): Promise<void> {
     if (this.closed) return;
-    const wanted = governed(this.registry.current(), this.unenforced, this.log);
+    const snapshot = this.registry.current();
+    const wanted = governed(snapshot, this.unenforced, this.log);
     for (const [key, rules] of wanted) {
       const text = JSON.stringify(rules);
-      if (this.applied.get(key) === text) continue;
-      await this.firewall.setPolicy(key, rules);
-      this.applied.set(key, text);
+      if (this.applied.get(key) !== text) {
+        await this.firewall.setPolicy(key, rules);
+        this.applied.set(key, text);
+      }
+      // A policy that lost names closes what they answered at once, not when it expires.
+      const names = policyNames(snapshot, key);
+      const before = this.names.get(key);
+      if (before !== undefined && [...before].some((n) => !names.has(n))) await this.firewall.forgetLearned(key);
+      this.names.set(key, names);
     }
     for (const key of [...this.applied.keys()]) {
       if (wanted.has(key)) continue;
       await this.firewall.remove(key);
       this.applied.delete(key);
+      this.names.delete(key);
     }
   }
 
@@ -110,4 +123,11 @@ function governed(snapshot: Snapshot, unenforced: Set<string>, log: Logger): Map
     });
   }
   return wanted;
+}
+
+/** The name entries (`pypi.org`, `*.zone`) of the policy `key`'s namespace is under. */
+function policyNames(snapshot: Snapshot, key: string): Set<string> {
+  const networkOf = (name: string) => snapshot.networks.get(name)?.network;
+  const policy = namespacePolicy(snapshot.namespaces().get(key) ?? [], networkOf);
+  return new Set((policy?.rules ?? []).flatMap((r) => ('name' in r ? [r.name] : [])));
 }

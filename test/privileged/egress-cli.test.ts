@@ -38,7 +38,7 @@ describe('endpoint egress: a policy changed at runtime', { skip: needsRoot }, ()
     server.catch(() => {});
     await new Promise<void>((resolve, reject) => { server!.stdout!.once('data', () => resolve()); server!.once('exit', () => reject(new Error('the outside server did not start'))); });
 
-    upstream = await FakeUpstream.start({ ttl: 30, zone: { 'pypi.test': ['10.140.200.10'], 'other.test': ['10.140.200.20'] } });
+    upstream = await FakeUpstream.start({ ttl: 30, zone: { 'pypi.test': ['10.140.200.10'], 'other.test': ['10.140.200.20'], 'reach.test': ['10.140.10.3'] } });
     [sandbox, free, filed] = [await lab.namespace('sandbox'), await lab.namespace('free'), await lab.namespace('filed')];
     dir.write('filed.yaml', [`name: ${filedNet}`, 'subnets: [{subnet: 10.140.2.0/24}]', 'endpoints:',
       `  - {name: f1, ipv4: 10.140.2.5, netns: /run/netns/${filed}, egress: [pypi.test]}`, ''].join('\n'));
@@ -85,6 +85,20 @@ describe('endpoint egress: a policy changed at runtime', { skip: needsRoot }, ()
     await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test', '--allow', '10.140.10.4/32:17101/tcp');
     assert.equal(await connect('10.140.10.4'), 'hello', 'now listed');
     assert.equal(await connect('10.140.10.3'), 'timeout', 'no longer listed');
+    await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test');
+  });
+
+  it('a name taken out of the policy closes what it answered at once, not when the answer expires', async () => {
+    const connect = async (host: string) => (await execa('ip', ['netns', 'exec', sandbox, process.execPath, '-e', CLIENT, host], { timeout: 10_000 })).stdout.trim();
+    await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test', '--allow', 'reach.test');
+    assert.deepEqual(await lab.dig(sandbox, 'reach.test'), ['10.140.10.3']);
+    assert.equal(await connect('10.140.10.3'), 'hello', 'learned from the answer (TTL 30 s + 30 s grace)');
+    await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test');
+    assert.equal(await connect('10.140.10.3'), 'timeout', 'closed with its name');
+    await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test', '--allow', 'reach.test');
+    assert.equal(await connect('10.140.10.3'), 'timeout', 'a name allowed again opens only with a new answer');
+    assert.deepEqual(await lab.dig(sandbox, 'reach.test'), ['10.140.10.3']);
+    assert.equal(await connect('10.140.10.3'), 'hello');
     await lab.ok('endpoint', 'egress', net, 'job', '--allow', 'pypi.test');
   });
 
