@@ -3,8 +3,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
+import type { ByNamespaces, Percentiles, UpdateCost } from './egress-updates.js';
 
-interface Percentiles { p50: number; p99: number }
 export interface Figures {
   date: string;
   load: number[];
@@ -17,7 +17,8 @@ export interface Figures {
   cpuUs: { policy: number; open: number; nft: number | undefined; rounds: { policy: number[]; open: number[] } };
   held: { elements: number; allowedAnswers: number; ttl: number };
   busy: { rate: number; secs: number; ttl: number; samples: number[]; failed: number; predicted: number };
-  update: { channel: Percentiles & { n: number }; process: Percentiles & { n: number } };
+  update: UpdateCost;
+  byNamespaces: ByNamespaces[];
   nftProcesses: string;
 }
 
@@ -88,6 +89,17 @@ ${b.failed > 0 ? `${b.failed} of the busy run's queries failed (no answer in 2 s
 
 One \`add element\` with a timeout into a set of a table of its own, awaited one at a time.
 
+## One learned address as the number of governed namespaces grows
+
+\`EgressFirewall.learn\` (the daemon's path: one address, awaited) into a fresh egress table with
+N namespaces under a policy (their links need not exist), in this process. \`nft -i\` reads the
+table's objects back from the kernel before each command, so its CPU per update follows the
+table's size.
+
+| governed namespaces | learn p50 | learn p99 | \`nft -i\` CPU per update | caller's CPU per update | nft CPU / first row |
+| --- | --- | --- | --- | --- | --- |
+${f.byNamespaces.map((r) => `| ${r.governed} | ${ms(r.p50)} | ${ms(r.p99)} | ${us(r.nftUs)} | ${us(r.daemonUs)} | ${ratio(r.nftUs, f.byNamespaces[0].nftUs)} |`).join('\n')}
+
 ## Run it
 
 \`\`\`sh
@@ -99,7 +111,7 @@ Needs root, nft and a built tree (\`npm run build\`). Everything it makes is nam
 (namespaces), \`pbeg*\` (links), \`pb_eg*\` (nft tables), in 10.137.0.0/16, and is removed at the
 end or on INT/TERM. Settings: \`EG_ROUNDS\` (4), \`EG_QUERIES\` (1000), \`EG_CPU_QUERIES\` (2000),
 \`EG_GRACE\` (5), \`EG_RATE\` (200), \`EG_BUSY_SECS\` (15), \`EG_BUSY_TTL\` (2), \`EG_UPDATES\` (500),
-\`EG_PROCESS_UPDATES\` (100), \`EG_UPSTREAM_PORT\` (16850).
+\`EG_PROCESS_UPDATES\` (100), \`EG_GOVERNED\` ("1 10 40"), \`EG_UPSTREAM_PORT\` (16850).
 `;
   writeFileSync(path.join(dir, 'egress.md'), md);
   process.stdout.write(md);

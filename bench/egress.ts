@@ -5,21 +5,22 @@
 // 2. the daemon's CPU per such query, with and without the policy (and nft -i's CPU beside it);
 // 3. the set elements a busy sandbox holds: after the runs above (long TTL), and in a steady
 //    state (EG_RATE q/s of new names with a short TTL T and the grace G: about RATE × (T + G));
-//    and what one update costs through the nft channel against one nft process per update.
+//    what one update costs through the nft channel against one nft process per update, and
+//    through the egress firewall as the number of governed namespaces grows (egress-updates.ts).
 // Every answer is a new address (the upstream counts them out of 10.137.128.0/17), so every
 // allowed lookup really adds to the set. The upstream is in this process on loopback; nothing is
 // sent to the addresses learned. Writes RESULTS_DIR/egress.tsv and egress.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
 import { execa } from 'execa';
 import { keyNames } from '../src/egress/egress-rules.js';
-import { NftChannel } from '../src/egress/nft-channel.js';
 import { writeEgressReport, type Figures } from './egress-report.js';
+import { cpuNs, learnCostByNamespaces, median, nftChild, pct, updateCost } from './egress-updates.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -35,6 +36,7 @@ const RATE = env('EG_RATE', 200);
 const BUSY_SECS = env('EG_BUSY_SECS', 15);
 const CHANNEL_UPDATES = env('EG_UPDATES', 500);
 const PROCESS_UPDATES = env('EG_PROCESS_UPDATES', 100);
+const GOVERNED = (process.env.EG_GOVERNED ?? '1 10 40').split(' ').map(Number);
 const UPSTREAM_PORT = env('EG_UPSTREAM_PORT', 16850);
 /** TTL of the answers in runs 1 and 2: long enough that every address learned there is still in the set at the count. */
 const LONG_TTL = 600;
@@ -45,8 +47,6 @@ const NETWORK = 'pbegnet';
 const NS = { policy: `${PREFIX}-pol`, open: `${PREFIX}-open`, busy: `${PREFIX}-busy` } as const;
 type Variant = 'policy' | 'open';
 
-const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
-const median = (xs: number[]) => pct(xs, 50);
 
 /** The upstream: every A question gets one new address, with the TTL the name carries (-t<TTL>.). */
 function startUpstream(): Promise<{ socket: dgram.Socket; answered: () => number }> {
@@ -65,25 +65,6 @@ function startUpstream(): Promise<{ socket: dgram.Socket; answered: () => number
     socket.once('error', reject);
     socket.bind(UPSTREAM_PORT, '127.0.0.1', () => resolve({ socket, answered: () => next }));
   });
-}
-
-/** Nanoseconds on CPU of every thread of `pid` (schedstat: finer than /proc/PID/stat's ticks). */
-function cpuNs(pid: number): number {
-  let total = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try { total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]); } catch { /* a thread that ended */ }
-  }
-  return total;
-}
-
-/** The daemon's `nft -i` (its child), if running. */
-function nftChild(pid: number): number | undefined {
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
-      if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'nft') return Number(child);
-    }
-  }
-  return undefined;
 }
 
 async function startDaemon(state: string): Promise<ChildProcess> {
@@ -120,33 +101,6 @@ async function setSize(ns: string): Promise<number> {
   return set?.elem?.length ?? 0;
 }
 
-/** p50/p99 of one update through a channel, against one `nft -f -` process per update, on a table of its own. */
-async function updateCost(): Promise<Figures['update']> {
-  const table = `${TABLE}_chan`;
-  await execa('nft', ['-f', '-'], { input: `add table inet ${table}\nadd set inet ${table} s { type ipv4_addr; flags timeout; }\n` });
-  const addr = (i: number) => `10.137.${64 + ((i >> 8) & 63)}.${i & 255}`;
-  const channel = new NftChannel();
-  try {
-    const viaChannel: number[] = [];
-    const viaProcess: number[] = [];
-    await channel.submit(`add element inet ${table} s { 10.137.127.255 timeout 60s }`);
-    for (let i = 0; i < CHANNEL_UPDATES; i++) {
-      const t = performance.now();
-      await channel.submit(`add element inet ${table} s { ${addr(i)} timeout 60s }`);
-      viaChannel.push(performance.now() - t);
-    }
-    for (let i = 0; i < PROCESS_UPDATES; i++) {
-      const t = performance.now();
-      await execa('nft', ['-f', '-'], { input: `add element inet ${table} s { ${addr(CHANNEL_UPDATES + i)} timeout 60s }\n` });
-      viaProcess.push(performance.now() - t);
-    }
-    return { channel: { p50: median(viaChannel), p99: pct(viaChannel, 99), n: viaChannel.length }, process: { p50: median(viaProcess), p99: pct(viaProcess, 99), n: viaProcess.length } };
-  } finally {
-    await channel.close();
-    await execa('nft', ['delete', 'table', 'inet', table], { reject: false });
-  }
-}
-
 async function main(): Promise<void> {
   const state = process.env.EG_STATE ?? mkdtempSync(path.join(tmpdir(), 'pb-eg-'));
   const upstream = await startUpstream();
@@ -160,7 +114,7 @@ async function main(): Promise<void> {
       await exited;
     }
     // The egress tables outlive the daemon by design (a stopped daemon opens nothing): ours go here.
-    for (const [family, table] of [['inet', TABLE], ['inet', `${TABLE}_egress`], ['bridge', `${TABLE}_egress`], ['inet', `${TABLE}_chan`]]) {
+    for (const [family, table] of [['inet', TABLE], ['inet', `${TABLE}_egress`], ['bridge', `${TABLE}_egress`], ['inet', `${TABLE}_chan`], ['inet', `${TABLE}_scale`], ['bridge', `${TABLE}_scale`]]) {
       await execa('nft', ['delete', 'table', family, table], { reject: false });
     }
     for (const ns of Object.values(NS)) await execa('ip', ['netns', 'del', ns], { reject: false });
@@ -214,14 +168,15 @@ async function main(): Promise<void> {
     }
     const busyResult = await busy;
 
-    const update = await updateCost();
+    const update = await updateCost(`${TABLE}_chan`, CHANNEL_UPDATES, PROCESS_UPDATES);
+    const byNamespaces = await learnCostByNamespaces(`${TABLE}_scale`, GOVERNED, CHANNEL_UPDATES);
     const figures: Figures = {
       date: new Date().toISOString(), load: loadavg(), rounds: ROUNDS, latQueries: LAT_QUERIES, cpuQueries: CPU_QUERIES, grace: GRACE,
       latency: { policy: { p50: median(latency.policy), p99: pct(latency.policy, 99) }, open: { p50: median(latency.open), p99: pct(latency.open, 99) } },
       cpuUs: { policy: median(cpu.policy), open: median(cpu.open), nft: nftCpu.length ? median(nftCpu) : undefined, rounds: cpu },
       held: { elements: held, allowedAnswers: sent, ttl: LONG_TTL },
       busy: { rate: RATE, secs: BUSY_SECS, ttl: BUSY_TTL, samples, failed: busyResult.failed, predicted: RATE * (BUSY_TTL + GRACE) },
-      update, nftProcesses: nft === undefined ? 'none' : 'one nft -i for the whole run',
+      update, byNamespaces, nftProcesses: nft === undefined ? 'none' : 'one nft -i for the whole run',
     };
     writeEgressReport(RESULTS, figures);
   } finally {
