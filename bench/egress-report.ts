@@ -12,6 +12,8 @@ export interface Figures {
   latQueries: number;
   cpuQueries: number;
   grace: number;
+  /** Queries not answered within 2 s (or not with an address), per namespace, in runs 1 and 2. */
+  failed: { policy: number; open: number };
   latency: { policy: Percentiles; open: Percentiles };
   /** Daemon CPU per query, µs (median over rounds); nft: the daemon's `nft -i` per allowed query. */
   cpuUs: { policy: number; open: number; nft: number | undefined; rounds: { policy: number[]; open: number[] } };
@@ -64,6 +66,8 @@ side by side in one run, are the figures to read.
 | **added by learning**, p50 / p99 | ${ms(added.p50)} / ${ms(added.p99)} | | | p99 added < 2 ms |
 | daemon CPU per query (median of ${f.rounds} rounds × ${f.cpuQueries}) | ${us(c.policy)} | ${us(c.open)} | ${ratio(c.policy, c.open)} | ≤ 1.3× |
 | daemon + its \`nft -i\` CPU per query | ${withNft === undefined ? '—' : us(withNft)} | ${us(c.open)} | ${withNft === undefined ? '—' : ratio(withNft, c.open)} | |
+
+Queries lost (no address within 2 s; left out of the percentiles): with policy ${f.failed.policy}, without ${f.failed.open}.
 
 CPU is every thread's on-CPU time (\`/proc/PID/task/*/schedstat\`) over the queries, daemon only
 in the first CPU row; the second adds the daemon's long-lived \`nft -i\`, which does the kernel

@@ -131,10 +131,13 @@ async function main(): Promise<void> {
     const ns = (v: Variant) => NS[v];
     const order = (round: number): Variant[] => (round % 2 === 0 ? ['policy', 'open'] : ['open', 'policy']);
     let sent = 0;
+    const failed: Record<Variant, number> = { policy: 0, open: 0 };
     const run = async (v: Variant, tag: string, count: number) => {
       const r = await client(ns(v), tag, count, LONG_TTL);
       sent += v === 'policy' ? count : 0;
-      if (r.failed > 0) throw new Error(`${r.failed} of ${count} queries from ${v} failed`);
+      // A lost query (no answer in 2 s) on a loaded machine is counted, not fatal; many are a broken run.
+      failed[v] += r.failed;
+      if (r.failed > count / 100) throw new Error(`${r.failed} of ${count} queries from ${v} failed`);
       return r.latenciesMs;
     };
     // Warm-up: the miss path and the learner compiled, the channel started.
@@ -173,6 +176,7 @@ async function main(): Promise<void> {
     const figures: Figures = {
       date: new Date().toISOString(), load: loadavg(), rounds: ROUNDS, latQueries: LAT_QUERIES, cpuQueries: CPU_QUERIES, grace: GRACE,
       latency: { policy: { p50: median(latency.policy), p99: pct(latency.policy, 99) }, open: { p50: median(latency.open), p99: pct(latency.open, 99) } },
+      failed,
       cpuUs: { policy: median(cpu.policy), open: median(cpu.open), nft: nftCpu.length ? median(nftCpu) : undefined, rounds: cpu },
       held: { elements: held, allowedAnswers: sent, ttl: LONG_TTL },
       busy: { rate: RATE, secs: BUSY_SECS, ttl: BUSY_TTL, samples, failed: busyResult.failed, predicted: RATE * (BUSY_TTL + GRACE) },
