@@ -21,6 +21,10 @@ const LINE_TIMEOUT_MS = 10_000;
 /** How long a new process has to answer its first marker. */
 const START_TIMEOUT_MS = 5_000;
 const MARKER = 'nsdns-egress-done';
+// Interactive nft reads $HOME/.nft.history at start, adds every line to it (libedit, at a cost that
+// grows with the history) and writes it all back at exit: every learned address would land in
+// root's home, in a file all root `nft -i` share. A HOME that is not a directory keeps none.
+const NO_HOME = '/dev/null';
 // nft's error block for the marker: "Error: …\n<marker line>\n<spaces and carets>\n".
 const MARKER_BLOCK = new RegExp(`Error: [^\\n]*\\n${MARKER}-(\\d+)\\n[ \\t]*\\^+\\n`);
 
@@ -116,7 +120,7 @@ export class NftChannel {
   /** Starts `nft -i` and waits for its first marker; on failure, switches to one process per batch. */
   private async start(): Promise<void> {
     this.started++;
-    const proc = spawn(this.command[0], this.command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(this.command[0], this.command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: NO_HOME } });
     this.proc = proc;
     this.stderr = '';
     proc.stdout.resume();
