@@ -22,6 +22,7 @@ export interface Figures {
   update: UpdateCost;
   byNamespaces: ByNamespaces[];
   nftProcesses: string;
+  nftVersion: string;
 }
 
 const ms = (x: number) => `${x.toFixed(3)} ms`;
@@ -96,9 +97,24 @@ One \`add element\` with a timeout into a set of a table of its own, awaited one
 ## One learned address as the number of governed namespaces grows
 
 \`EgressFirewall.learn\` (the daemon's path: one address, awaited) into a fresh egress table with
-N namespaces under a policy (their links need not exist), in this process. \`nft -i\` reads the
-table's objects back from the kernel before each command, so its CPU per update follows the
-table's size.
+N namespaces under a policy (their links need not exist), in this process.
+
+Why it grows: before each command, nft (${f.nftVersion}) refreshes its cache, and for \`add element\`
+that cache includes the elements of **every interval set in the host's ruleset**, in any table
+and family, anonymous ones included (strace: one \`NFT_MSG_GETSETELEM\` dump per such set; 40
+anonymous interval sets in an unrelated inet table add 40 dumps to every update; the learned sets
+themselves, timeout sets, are not read). Each governed namespace brings one: its bridge
+anti-spoof chain's \`ip6 saddr { ::, fe80::/10 }\`. So the cost of one learned address follows the
+number of governed namespaces, and the interval sets of other nftables users on the host. An
+update that does not go through nft's cache (\`NFT_MSG_NEWSETELEM\` over netlink, e.g. in the
+native helper) would not.
+
+Interactive nft also keeps a history (libedit): it reads \`$HOME/.nft.history\` at start, adds
+each line, and writes it all back at exit. The channel runs it with a HOME that is not a
+directory, so it reads and writes none; before that, root's history file here had grown to 8.4 MB
+(every root \`nft -i\` on the host shares it) and 85 % of \`nft -i\`'s CPU was libedit's \`history()\`
+(\`perf record\`): 2-6 ms per update instead of ~0.4-0.5 ms. The running process still keeps every
+line in memory (its RSS grew ~250 bytes per line over 4 000 lines): unbounded over a daemon's life.
 
 | governed namespaces | learn p50 | learn p99 | \`nft -i\` CPU per update | caller's CPU per update | nft CPU / first row |
 | --- | --- | --- | --- | --- | --- |

@@ -1,7 +1,8 @@
 // What one learned-address update costs in the kernel's nftables, for bench/egress.ts: through
 // the nft channel against one `nft -f -` process per update (a bare set in a table of its own),
-// and through the egress firewall itself as the number of governed namespaces grows (`nft -i`
-// reads the table's objects back before each command, so its cost follows the table's size).
+// and through the egress firewall itself as the number of governed namespaces grows (before each
+// `add element`, nft reads back the elements of every interval set on the host, and each governed
+// namespace brings one).
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { EgressFirewall } from '../src/egress/egress-firewall.js';

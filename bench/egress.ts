@@ -180,6 +180,7 @@ async function main(): Promise<void> {
       cpuUs: { policy: median(cpu.policy), open: median(cpu.open), nft: nftCpu.length ? median(nftCpu) : undefined, rounds: cpu },
       held: { elements: held, allowedAnswers: sent, ttl: LONG_TTL },
       busy: { rate: RATE, secs: BUSY_SECS, ttl: BUSY_TTL, samples, failed: busyResult.failed, predicted: RATE * (BUSY_TTL + GRACE) },
+      nftVersion: (await execa('nft', ['--version'])).stdout.trim(),
       update, byNamespaces, nftProcesses: nft === undefined ? 'none' : 'one nft -i for the whole run',
     };
     writeEgressReport(RESULTS, figures);
