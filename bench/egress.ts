@@ -20,7 +20,7 @@ import dnsPacket from 'dns-packet';
 import { execa } from 'execa';
 import { keyNames } from '../src/egress/egress-rules.js';
 import { writeEgressReport, type Figures } from './egress-report.js';
-import { cpuNs, learnCostByNamespaces, median, nftChild, pct, updateCost } from './egress-updates.js';
+import { cpuNs, learnCostByNamespaces, median, nftChildrenCpuNs, pct, updateCost } from './egress-updates.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -148,14 +148,13 @@ async function main(): Promise<void> {
 
     const cpu: Record<Variant, number[]> = { policy: [], open: [] };
     const nftCpu: number[] = [];
-    const nft = nftChild(daemon.pid!);
     for (let round = 0; round < ROUNDS; round++) {
       for (const v of order(round)) {
         const before = cpuNs(daemon.pid!);
-        const nftBefore = nft === undefined ? 0 : cpuNs(nft);
+        const nftBefore = nftChildrenCpuNs(daemon.pid!);
         await run(v, `c${round}x`, CPU_QUERIES);
         cpu[v].push((cpuNs(daemon.pid!) - before) / 1000 / CPU_QUERIES);
-        if (v === 'policy' && nft !== undefined) nftCpu.push((cpuNs(nft) - nftBefore) / 1000 / CPU_QUERIES);
+        if (v === 'policy') nftCpu.push((nftChildrenCpuNs(daemon.pid!) - nftBefore) / 1000 / CPU_QUERIES);
       }
     }
     const held = await setSize(NS.policy);
@@ -181,7 +180,7 @@ async function main(): Promise<void> {
       held: { elements: held, allowedAnswers: sent, ttl: LONG_TTL },
       busy: { rate: RATE, secs: BUSY_SECS, ttl: BUSY_TTL, samples, failed: busyResult.failed, predicted: RATE * (BUSY_TTL + GRACE) },
       nftVersion: (await execa('nft', ['--version'])).stdout.trim(),
-      update, byNamespaces, nftProcesses: nft === undefined ? 'none' : 'one nft -i for the whole run',
+      update, byNamespaces,
     };
     writeEgressReport(RESULTS, figures);
   } finally {
