@@ -29,6 +29,15 @@ const RETRY_START_MS = 60_000;
 /** Above this, a line costs nft -i more than starting `nft -f` (measured by bench/egress-nft.ts). */
 const ONE_SHOT_BYTES = 4096;
 const MARKER = 'nsdns-egress-done';
+// Interactive nft reads $HOME/.nft.history at start, adds every line to it (libedit, at a cost that
+// grows with the history) and writes it all back at exit: every learned address would land in
+// root's home, in a file all root `nft -i` share. A HOME that is not a directory keeps none.
+const NO_HOME = '/dev/null';
+/**
+ * Lines one `nft -i` takes before it is replaced: libedit also keeps every line in memory, and
+ * adding one costs more the longer that history is (bench/egress.sh); a new process starts empty.
+ */
+export const LINES_PER_PROCESS = 1000;
 // nft's error block for the marker: "Error: …\n<marker line>\n<spaces and carets>\n".
 const MARKER_BLOCK = new RegExp(`Error: [^\\n]*\\n${MARKER}-(\\d+)\\n[ \\t]*\\^+\\n`);
 
@@ -55,6 +64,7 @@ export class NftChannel {
   private fallbackUntil = 0;
   private closed = false;
   private started = 0;
+  private lines = 0;
   private readonly log: Logger;
   private readonly command: readonly string[];
   private readonly lineTimeoutMs: number;
@@ -132,18 +142,20 @@ export class NftChannel {
     if (this.proc === undefined) await this.start();
     if (this.inFallback()) return this.runOnce(line);
     const stderr = await this.exchange(`${line}\n`);
+    if (++this.lines >= LINES_PER_PROCESS) this.retire();
     if (stderr.trim() !== '') throw new NftRefused(stderr);
   }
 
   /** Starts `nft -i` and waits for its first marker; on failure, switches to one process per batch. */
   private async start(): Promise<void> {
     this.started++;
-    const proc = spawn(this.command[0], this.command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(this.command[0], this.command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: NO_HOME } });
     this.proc = proc;
     this.stderr = '';
+    this.lines = 0;
     proc.stdout.resume();
     proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (chunk: string) => this.onStderr(chunk));
+    proc.stderr.on('data', (chunk: string) => { if (this.proc === proc) this.onStderr(chunk); });
     proc.stdin.on('error', () => {}); // a dead process shows up as 'close' below
     proc.once('error', (err) => this.onGone(proc, err.message));
     proc.once('close', (code, signal) => this.onGone(proc, `nft exited (${signal ?? code})`));
@@ -155,6 +167,13 @@ export class NftChannel {
       proc.kill();
       this.log.warn({ err }, 'nft -i did not start; egress updates run one nft process per batch for a minute');
     }
+  }
+
+  /** Lets the current process end (at EOF, after the line it has answered); the next line starts a new one. */
+  private retire(): void {
+    const proc = this.proc;
+    this.proc = undefined;
+    proc?.stdin.end();
   }
 
   /** Writes `text` and a marker, and returns what nft wrote to stderr before the marker's error. */

@@ -1,0 +1,140 @@
+// Writes the figures of bench/egress.ts: RESULTS_DIR/egress.tsv (one row per figure) and
+// egress.md (the figures as ratios side by side, with the machine's load).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import path from 'node:path';
+import type { ByNamespaces, Percentiles, UpdateCost } from './egress-updates.js';
+
+export interface Figures {
+  date: string;
+  load: number[];
+  rounds: number;
+  latQueries: number;
+  cpuQueries: number;
+  grace: number;
+  /** Queries not answered within 2 s (or not with an address), per namespace, in runs 1 and 2. */
+  failed: { policy: number; open: number };
+  latency: { policy: Percentiles; open: Percentiles };
+  /** Daemon CPU per query, µs (median over rounds); nft: the daemon's `nft -i` per allowed query. */
+  cpuUs: { policy: number; open: number; nft: number | undefined; rounds: { policy: number[]; open: number[] } };
+  held: { elements: number; allowedAnswers: number; ttl: number };
+  busy: { rate: number; secs: number; ttl: number; samples: number[]; failed: number; predicted: number };
+  update: UpdateCost;
+  byNamespaces: ByNamespaces[];
+  nftVersion: string;
+}
+
+const ms = (x: number) => `${x.toFixed(3)} ms`;
+const us = (x: number) => `${x.toFixed(1)} µs`;
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
+export function writeEgressReport(dir: string, f: Figures): void {
+  mkdirSync(dir, { recursive: true });
+  const { latency: l, cpuUs: c, update: u, busy: b } = f;
+  const added = { p50: l.policy.p50 - l.open.p50, p99: l.policy.p99 - l.open.p99 };
+  const withNft = c.nft === undefined ? undefined : c.policy + c.nft;
+  const steady = b.samples.slice(Math.min(b.samples.length - 1, b.ttl + f.grace + 1));
+  const tsv = [
+    ['figure', 'policy', 'no_policy', 'ratio'],
+    ['latency_p50_ms', l.policy.p50, l.open.p50, l.policy.p50 / l.open.p50],
+    ['latency_p99_ms', l.policy.p99, l.open.p99, l.policy.p99 / l.open.p99],
+    ['daemon_cpu_us_per_query', c.policy, c.open, c.policy / c.open],
+    ['daemon_and_nft_cpu_us_per_query', withNft ?? '', c.open, withNft === undefined ? '' : withNft / c.open],
+    ['update_p50_ms_channel_vs_process', u.channel.p50, u.process.p50, u.channel.p50 / u.process.p50],
+    ['update_p99_ms_channel_vs_process', u.channel.p99, u.process.p99, u.channel.p99 / u.process.p99],
+    ['set_elements_after_runs', f.held.elements, f.held.allowedAnswers, f.held.elements / f.held.allowedAnswers],
+    ['set_elements_steady_median', steady.length ? steady.sort((x, y) => x - y)[steady.length >> 1] : '', b.predicted, ''],
+  ].map((r) => r.map((x) => (typeof x === 'number' ? Number(x.toFixed(4)) : x)).join('\t')).join('\n');
+  writeFileSync(path.join(dir, 'egress.tsv'), `${tsv}\n`);
+
+  const md = `# Egress by name (bench/egress.sh)
+
+One daemon, one fake upstream on loopback (every answer a new address in 10.137.128.0/17, so every
+allowed lookup adds to the set), three namespaces on one network: \`pb-eg-pol\` and \`pb-eg-busy\`
+connected with \`--egress-allow '*.allow.test'\`, \`pb-eg-open\` without a policy. Each namespace asks
+127.0.0.11 for distinct names (no cache hit), one at a time; rounds alternate which namespace goes
+first. Grace ${f.grace} s (config \`egress.grace\`). Run ${f.date}.
+
+**The machine was busy**: ${cpus().length} cores, load average ${f.load.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min)
+at the end of the run, from other work. Absolute times are high and noisy; the ratios, measured
+side by side in one run, are the figures to read.
+
+| figure | with policy | without policy | policy / none | target (issue 22) |
+| --- | --- | --- | --- | --- |
+| lookup latency p50 (${f.rounds} × ${f.latQueries} queries each) | ${ms(l.policy.p50)} | ${ms(l.open.p50)} | ${ratio(l.policy.p50, l.open.p50)} | |
+| lookup latency p99 | ${ms(l.policy.p99)} | ${ms(l.open.p99)} | ${ratio(l.policy.p99, l.open.p99)} | |
+| **added by learning**, p50 / p99 | ${ms(added.p50)} / ${ms(added.p99)} | | | p99 added < 2 ms |
+| daemon CPU per query (median of ${f.rounds} rounds × ${f.cpuQueries}) | ${us(c.policy)} | ${us(c.open)} | ${ratio(c.policy, c.open)} | ≤ 1.3× |
+| daemon + its \`nft -i\` CPU per query | ${withNft === undefined ? '—' : us(withNft)} | ${us(c.open)} | ${withNft === undefined ? '—' : ratio(withNft, c.open)} | |
+
+Queries lost (no address within 2 s; left out of the percentiles): with policy ${f.failed.policy}, without ${f.failed.open}.
+
+CPU is every thread's on-CPU time (\`/proc/PID/task/*/schedstat\`) over the queries, daemon only
+in the first CPU row; the second adds the daemon's long-lived \`nft -i\`, which does the kernel
+update (its processes, replaced every 1 000 lines, counted whole: the reaped ones' cutime
+and the live one's time). Per round, µs per query: policy ${c.rounds.policy.map((x) => x.toFixed(1)).join(', ')};
+none ${c.rounds.open.map((x) => x.toFixed(1)).join(', ')}.
+
+## Set elements a busy sandbox holds
+
+| what | elements in the IPv4 learned set | expected |
+| --- | --- | --- |
+| \`pb-eg-pol\` after the runs above (${f.held.allowedAnswers} allowed answers, TTL ${f.held.ttl} s + grace) | ${f.held.elements} | ${f.held.allowedAnswers} (one per answer) |
+| \`pb-eg-busy\`: ${b.rate} new names a second for ${b.secs} s, TTL ${b.ttl} s, grace ${f.grace} s; read each second | ${b.samples.join(', ')} | rate × (TTL + grace) = ${b.predicted} |
+
+Read with \`nft -j list set inet pb_eg_egress l4_<id>\`. A sandbox holds one element per distinct
+address answered within the last TTL + grace: its rate of new addresses times (TTL + grace).
+${b.failed > 0 ? `${b.failed} of the busy run's queries failed (no answer in 2 s, or not an address).\n` : ''}
+## One update: the nft channel against a process per update
+
+| | through the channel (one \`nft -i\`) | one \`nft -f -\` per update | channel / process |
+| --- | --- | --- | --- |
+| p50 | ${ms(u.channel.p50)} (${u.channel.n} updates) | ${ms(u.process.p50)} (${u.process.n}) | ${ratio(u.channel.p50, u.process.p50)} |
+| p99 | ${ms(u.channel.p99)} | ${ms(u.process.p99)} | ${ratio(u.channel.p99, u.process.p99)} |
+
+One \`add element\` with a timeout into a set of a table of its own, awaited one at a time.
+
+## One learned address as the number of governed namespaces grows
+
+\`EgressFirewall.learn\` (the daemon's path: one address, awaited) into a fresh egress table with
+N namespaces under a policy (their links need not exist), in this process.
+
+Why it grows: before each command, nft (${f.nftVersion}) refreshes its cache, and for \`add element\`
+that cache includes the elements of **every interval set in the host's ruleset**, in any table
+and family, anonymous ones included (strace: one \`NFT_MSG_GETSETELEM\` dump per such set; 40
+anonymous interval sets in an unrelated inet table add 40 dumps to every update; the learned sets
+themselves, timeout sets, are not read). Each governed namespace brings one: its bridge
+anti-spoof chain's \`ip6 saddr { ::, fe80::/10 }\`. So the cost of one learned address follows the
+number of governed namespaces, and the interval sets of other nftables users on the host. An
+update that does not go through nft's cache (\`NFT_MSG_NEWSETELEM\` over netlink, e.g. in the
+native helper) would not.
+
+Interactive nft also keeps a history (libedit): it reads \`$HOME/.nft.history\` at start, adds
+each line, and writes it all back at exit. The channel runs it with a HOME that is not a
+directory, so it reads and writes none; before that, root's history file here had grown to 8.4 MB
+(every root \`nft -i\` on the host shares it) and 85 % of \`nft -i\`'s CPU was libedit's \`history()\`
+(\`perf record\`): 2-6 ms per update instead of ~0.4-0.5 ms. Without the file, the history in
+memory still makes each line dearer than the last (~0.43 ms of nft CPU per update fresh, ~1.5-2 ms
+after 6 000-10 000 lines, 74 % in \`history()\`), so the channel replaces its process every 1 000
+lines (\`LINES_PER_PROCESS\`).
+
+| governed namespaces | learn p50 | learn p99 | \`nft -i\` CPU per update | caller's CPU per update | nft CPU / first row |
+| --- | --- | --- | --- | --- | --- |
+${f.byNamespaces.map((r) => `| ${r.governed} | ${ms(r.p50)} | ${ms(r.p99)} | ${us(r.nftUs)} | ${us(r.daemonUs)} | ${ratio(r.nftUs, f.byNamespaces[0].nftUs)} |`).join('\n')}
+
+## Run it
+
+\`\`\`sh
+sudo bash bench/egress.sh          # ~1-2 minutes; writes bench/results/egress.md and egress.tsv
+sudo EG_ROUNDS=2 EG_QUERIES=500 RESULTS_DIR=/tmp/eg bash bench/egress.sh   # a quick trial
+\`\`\`
+
+Needs root, nft and a built tree (\`npm run build\`). Everything it makes is named \`pb-eg*\`
+(namespaces), \`pbeg*\` (links), \`pb_eg*\` (nft tables), in 10.137.0.0/16, and is removed at the
+end or on INT/TERM. Settings: \`EG_ROUNDS\` (4), \`EG_QUERIES\` (1000), \`EG_CPU_QUERIES\` (2000),
+\`EG_GRACE\` (5), \`EG_RATE\` (200), \`EG_BUSY_SECS\` (15), \`EG_BUSY_TTL\` (2), \`EG_UPDATES\` (500),
+\`EG_PROCESS_UPDATES\` (100), \`EG_GOVERNED\` ("1 10 40"), \`EG_UPSTREAM_PORT\` (16850).
+`;
+  writeFileSync(path.join(dir, 'egress.md'), md);
+  process.stdout.write(md);
+}
