@@ -38,6 +38,18 @@ export interface KeyNames { id: string; chain: string; learned4: string; learned
 
 /** Names from a hash of the key: any key is safe, and the same key finds its objects after a restart. */
 export function keyNames(key: string): KeyNames {
+  const known = namesOf.get(key);
+  if (known !== undefined) return known;
+  // Every learned answer asks: the digest is made once per key (bounded: keys are namespaces).
+  if (namesOf.size >= 4096) namesOf.clear();
+  const names = keyNamesOf(key);
+  namesOf.set(key, names);
+  return names;
+}
+
+const namesOf = new Map<string, KeyNames>();
+
+function keyNamesOf(key: string): KeyNames {
   const id = createHash('sha256').update(key).digest('hex').slice(0, 16);
   return { id, chain: `eg_${id}`, learned4: `l4_${id}`, learned6: `l6_${id}`, dropped: `drop_${id}`, spoof: `sp_${id}` };
 }
@@ -154,7 +166,9 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
     const gateways = of(c.gateways, f);
     if (gateways.length > 0) policy.push(rule(`${daddr(f)} ${set(gateways)} ${dns}`), rule(`${daddr(f)} ${set(gateways)} accept`));
   }
-  for (const f of [4, 6] as const) if (of(c.own, f).length > 0) policy.push(rule(`${daddr(f)} ${set(of(c.own, f))} accept`));
+  // One rule per subnet, not a set of prefixes: nft refreshes every interval set on the host before
+  // each learned address is added, so each such set would cost every learn a kernel dump.
+  for (const f of [4, 6] as const) for (const own of of(c.own, f)) policy.push(rule(`${daddr(f)} ${own} accept`));
   policy.push(rule(dns));
   policy.push(rule(`ip daddr @${n.learned4} accept`), rule(`ip6 daddr @${n.learned6} accept`));
   for (const x of c.cidrs) policy.push(rule(`${daddr(x.family)} ${x.text}${cidrTransport(x)} accept`));
@@ -168,7 +182,9 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
     return [
       spoof(s.ipv4.length > 0 ? `${port} arp saddr ip != ${set(['0.0.0.0', ...s.ipv4])} drop` : `${port} ether type arp drop`),
       spoof(s.ipv4.length > 0 ? `${port} ip saddr != ${set(s.ipv4)} drop` : `${port} ether type ip drop`),
-      spoof(`${port} ip6 saddr { ::, fe80::/10 } icmpv6 type ${ND_TYPES} accept`),
+      // Two rules, not an interval set (see the own subnets above).
+      spoof(`${port} ip6 saddr :: icmpv6 type ${ND_TYPES} accept`),
+      spoof(`${port} ip6 saddr fe80::/10 icmpv6 type ${ND_TYPES} accept`),
       spoof(s.ipv6.length > 0 ? `${port} ip6 saddr != ${set(s.ipv6)} drop` : `${port} ether type ip6 drop`),
       spoof(`${port} ether type != { ip, ip6, arp } drop`),
     ];
