@@ -1,16 +1,18 @@
-// What one learned-address update costs in the kernel's nftables, for bench/egress.ts: through
-// the nft channel against one `nft -f -` process per update (a bare set in a table of its own),
-// and through the egress firewall itself as the number of governed namespaces grows (before each
-// `add element`, nft reads back the elements of every interval set on the host, and each governed
-// namespace brings one).
+// What one learned-address update costs in the kernel's nftables, for bench/egress.ts: over
+// netlink, through the nft channel and as one `nft -f -` process per update (a bare set in a table
+// of its own), and through the egress firewall itself, both ways, as the number of governed
+// namespaces grows (before each `add element`, nft reads back the elements of every interval set
+// on the host, and each governed namespace brings one; netlink reads nothing back).
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { EgressFirewall } from '../src/egress/egress-firewall.js';
 import { NftChannel } from '../src/egress/nft-channel.js';
+import { NftNetlink } from '../src/egress/nft-netlink.js';
+import { ipBytes } from '../src/plumbing/netlink-links.js';
 
 export interface Percentiles { p50: number; p99: number }
-export interface UpdateCost { channel: Percentiles & { n: number }; process: Percentiles & { n: number } }
-export interface ByNamespaces { governed: number; p50: number; p99: number; nftUs: number; daemonUs: number }
+export interface UpdateCost { netlink: Percentiles & { n: number }; channel: Percentiles & { n: number }; process: Percentiles & { n: number } }
+export interface ByNamespaces { via: 'netlink' | 'nft'; governed: number; p50: number; p99: number; nftUs: number; daemonUs: number }
 
 export const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
 export const median = (xs: number[]) => pct(xs, 50);
@@ -48,11 +50,19 @@ export function nftChildrenCpuNs(pid: number | 'self'): number {
 
 const address = (i: number) => `10.137.${64 + ((i >> 8) & 63)}.${i & 255}`;
 
-/** p50/p99 (ms) of one `add element` through a channel, against one `nft -f -` process per update. */
+/** p50/p99 (ms) of one `add element` over netlink, through a channel, and as one `nft -f -` process each. */
 export async function updateCost(table: string, channelUpdates: number, processUpdates: number): Promise<UpdateCost> {
   await execa('nft', ['-f', '-'], { input: `add table inet ${table}\nadd set inet ${table} s { type ipv4_addr; flags timeout; }\n` });
   const channel = new NftChannel();
+  const opened = NftNetlink.open();
+  if (!('writer' in opened)) throw new Error(`no netlink socket: ${opened.reason}`);
   try {
+    const viaNetlink: number[] = [];
+    for (let i = 0; i < channelUpdates; i++) {
+      const t = performance.now();
+      await opened.writer.addElements(table, [{ set: 's', elements: [{ key: ipBytes(address(channelUpdates + processUpdates + i)), timeoutSeconds: 60 }] }]);
+      viaNetlink.push(performance.now() - t);
+    }
     const viaChannel: number[] = [];
     const viaProcess: number[] = [];
     await channel.submit(`add element inet ${table} s { 10.137.127.255 timeout 60s }`);
@@ -66,8 +76,10 @@ export async function updateCost(table: string, channelUpdates: number, processU
       await execa('nft', ['-f', '-'], { input: `add element inet ${table} s { ${address(channelUpdates + i)} timeout 60s }\n` });
       viaProcess.push(performance.now() - t);
     }
-    return { channel: { p50: median(viaChannel), p99: pct(viaChannel, 99), n: viaChannel.length }, process: { p50: median(viaProcess), p99: pct(viaProcess, 99), n: viaProcess.length } };
+    const of = (xs: number[]) => ({ p50: median(xs), p99: pct(xs, 99), n: xs.length });
+    return { netlink: of(viaNetlink), channel: of(viaChannel), process: of(viaProcess) };
   } finally {
+    opened.writer.close();
     await channel.close();
     await execa('nft', ['delete', 'table', 'inet', table], { reject: false });
   }
@@ -80,8 +92,8 @@ export async function updateCost(table: string, channelUpdates: number, processU
  */
 export async function learnCostByNamespaces(table: string, counts: readonly number[], updates: number): Promise<ByNamespaces[]> {
   const out: ByNamespaces[] = [];
-  for (const governed of counts) {
-    const { firewall } = await EgressFirewall.open(table, new Map());
+  for (const governed of counts) for (const via of ['netlink', 'nft'] as const) {
+    const { firewall } = await EgressFirewall.open(table, new Map(), { learnVia: via });
     try {
       for (let k = 0; k < governed; k++) {
         await firewall.setPolicy(`/run/netns/pb-eg-s${k}`, {
@@ -96,7 +108,7 @@ export async function learnCostByNamespaces(table: string, counts: readonly numb
         await firewall.learn('/run/netns/pb-eg-s0', [address(i)], 600);
         lat.push(performance.now() - t);
       }
-      out.push({ governed, p50: median(lat), p99: pct(lat, 99), nftUs: (nftChildrenCpuNs('self') - nft0) / 1000 / updates, daemonUs: (cpuNs('self') - self0) / 1000 / updates });
+      out.push({ via, governed, p50: median(lat), p99: pct(lat, 99), nftUs: (nftChildrenCpuNs('self') - nft0) / 1000 / updates, daemonUs: (cpuNs('self') - self0) / 1000 / updates });
     } finally {
       await firewall.close();
       for (const family of ['inet', 'bridge']) await execa('nft', ['delete', 'table', family, table], { reject: false });

@@ -1,7 +1,9 @@
 // Egress enforcement in the kernel: for each governed namespace, default deny except its own
 // networks, its gateways (no DNS), the CIDRs of its policy and the addresses learned from allowed
 // DNS answers, each for the answer's lifetime. The rules are in egress-rules.ts; this class keeps
-// the set of governed namespaces and sends every change through one nft channel, in order.
+// the set of governed namespaces and sends every policy change through one nft channel, in order.
+// Learned addresses, the frequent writes, go straight to the kernel's sets over netlink
+// (nft-netlink.ts); where that socket cannot be had, through the channel like the rest.
 //
 // The tables stay in the kernel when the daemon stops (close() does not remove them): a stopped
 // daemon does not open a namespace. At the next start, open() takes over what the kernel holds.
@@ -9,12 +11,14 @@ import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, mapCommands,
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands,
   type EgressRules, type LearnedElement,
 } from './egress-rules.js';
+import { ipBytes } from '../plumbing/netlink-links.js';
 import { Mutex } from '../plumbing/mutex.js';
 import { LearnBatch } from './learn-batch.js';
 import { NftChannel } from './nft-channel.js';
+import { NftNetlink } from './nft-netlink.js';
 
 export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 
@@ -31,6 +35,8 @@ export interface EgressFirewallOptions {
   /** Also log dropped packets (rate-limited, in the kernel log) besides counting them. */
   logDrops?: boolean;
   channel?: NftChannel;
+  /** How learned addresses reach the kernel: over netlink (the default) or through the nft channel. */
+  learnVia?: 'netlink' | 'nft';
 }
 
 /**
@@ -46,6 +52,10 @@ export class EgressFirewall {
   private readonly lock = new Mutex();
   private readonly channel: NftChannel;
   private readonly learned: LearnBatch;
+  /** Undefined: learned addresses go through the channel (asked for, or netlink could not be had). */
+  private netlink: NftNetlink | undefined;
+  /** Per key, its policy transaction under way: learned addresses wait for it (their sets may be new). */
+  private readonly changing = new Map<string, Promise<void>>();
   private baseWritten = false;
 
   /**
@@ -67,7 +77,17 @@ export class EgressFirewall {
   private constructor(readonly table: string, private readonly options: EgressFirewallOptions = {}) {
     checkTable(table);
     this.channel = options.channel ?? new NftChannel({ log: options.log });
-    this.learned = new LearnBatch(table, (commands) => this.channel.submit(commands));
+    this.learned = new LearnBatch((key, v4, v6) => this.writeLearned(key, v4, v6));
+    if (options.learnVia !== 'nft') {
+      const opened = NftNetlink.open();
+      if ('writer' in opened) this.netlink = opened.writer;
+      else options.log?.warn({ reason: opened.reason }, 'egress: no netlink socket for learned addresses; they go through nft');
+    }
+  }
+
+  /** How learned addresses reach the kernel now. */
+  get learnedVia(): 'netlink' | 'nft' {
+    return this.netlink !== undefined ? 'netlink' : 'nft';
   }
 
   /** Processes started by the channel: one for its lifetime, unless nft died or could not start. */
@@ -82,7 +102,7 @@ export class EgressFirewall {
    */
   setPolicy(key: string, rules: EgressRules): Promise<void> {
     checkRules(rules);
-    return this.lock.run(async () => {
+    return this.change(key, async () => {
       const before = this.governed.get(key);
       // Governed from here on, so a learn() queued behind this transaction is not skipped.
       this.governed.set(key, rules);
@@ -101,7 +121,7 @@ export class EgressFirewall {
    * open until it expires). Connections already open live on; new ones need a new answer.
    */
   forgetLearned(key: string): Promise<void> {
-    return this.lock.run(async () => {
+    return this.change(key, async () => {
       if (!this.governed.has(key)) return;
       await this.send(forgetLearnedCommands(this.table, key));
       this.expiries.delete(key);
@@ -110,7 +130,7 @@ export class EgressFirewall {
 
   /** Stops governing `key`: its namespace is open again (ungoverned) once this resolves. */
   remove(key: string): Promise<void> {
-    return this.lock.run(async () => {
+    return this.change(key, async () => {
       if (!this.governed.has(key)) return;
       const next = new Map(this.governed);
       next.delete(key);
@@ -126,10 +146,11 @@ export class EgressFirewall {
    * its way to the kernel: the kernel keeps the last timeout written, so a shorter answer sent
    * after a longer one (two names of one CDN address, answered at once) would cut the longer short.
    * Such an answer waits for the longer one's transaction instead. A key that is not governed has
-   * nothing to open.
+   * nothing to open; one whose policy is on its way gets its addresses once the policy is in.
    */
   learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> {
-    if (!this.governed.has(key)) return Promise.resolve();
+    // A key whose first policy is on its way counts: an answer given meanwhile must be opened too.
+    if (!this.governed.has(key) && !this.changing.has(key)) return Promise.resolve();
     if (!Number.isFinite(ttlSeconds)) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: the TTL is not a number'));
     const ttl = Math.min(Math.max(Math.ceil(ttlSeconds), 1), MAX_TTL_SECONDS);
     const now = Date.now();
@@ -159,6 +180,44 @@ export class EgressFirewall {
       throw err;
     });
     return pending === undefined ? entry.applied : Promise.all([entry.applied, ...pending]).then(() => undefined);
+  }
+
+  /**
+   * Runs a policy transaction of `key` in turn. Learned addresses asked from now on wait for it:
+   * over netlink they do not queue behind it in the channel, and a set it creates must exist first
+   * (one it flushes must not take them with it).
+   */
+  private change(key: string, transaction: () => Promise<void>): Promise<void> {
+    const done = this.lock.run(transaction);
+    const settled = done.then(() => undefined, () => undefined);
+    this.changing.set(key, settled);
+    void settled.then(() => {
+      if (this.changing.get(key) === settled) this.changing.delete(key);
+    });
+    return done;
+  }
+
+  private async writeLearned(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
+    const before = this.changing.get(key);
+    if (before !== undefined) {
+      await before;
+      // Its policy failed, or it was let go: nothing to open.
+      if (!this.governed.has(key)) return;
+    }
+    const netlink = this.netlink;
+    if (netlink === undefined) return this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
+    const n = keyNames(key);
+    const elements = (list: LearnedElement[]) => list.map((e) => ({ key: ipBytes(e.address), timeoutSeconds: e.ttl }));
+    try {
+      await netlink.addElements(this.table, [
+        ...(v4.length > 0 ? [{ set: n.learned4, elements: elements(v4) }] : []),
+        ...(v6.length > 0 ? [{ set: n.learned6, elements: elements(v6) }] : []),
+      ]);
+    } catch (err) {
+      // Let go meanwhile: its sets are gone, and there is nothing to open.
+      if (!this.governed.has(key)) return;
+      throw err;
+    }
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
@@ -215,6 +274,8 @@ export class EgressFirewall {
 
   /** Stops the channel. The tables and their rules stay in the kernel: enforcement survives. */
   close(): Promise<void> {
+    this.netlink?.close();
+    this.netlink = undefined;
     return this.channel.close();
   }
 

@@ -1,9 +1,11 @@
-// The learned addresses of one event-loop turn, merged per namespace: one `add element` per set
-// with every address of the turn, instead of one command per answer. A burst of answers then costs
-// nft a fraction of the bytes (nft -i reads them one byte at a time), and the channel still sends
-// one part per namespace, so a namespace removed meanwhile fails only its own callers. An address
-// asked twice in one turn goes out once, with the longer timeout.
-import { learnCommands, type LearnedElement } from './egress-rules.js';
+// The learned addresses of one event-loop turn, merged per namespace: one write per namespace with
+// every address of the turn, instead of one per answer, so a burst of answers costs one kernel
+// transaction per namespace, and a namespace removed meanwhile fails only its own callers. An
+// address asked twice in one turn goes out once, with the longer timeout.
+import type { LearnedElement } from './egress-rules.js';
+
+/** Writes one namespace's learned addresses; resolves when the kernel has them. */
+export type LearnedWriter = (key: string, v4: LearnedElement[], v6: LearnedElement[]) => Promise<void>;
 
 /** Per family: address → the longest timeout asked for it in this turn. */
 interface Pending { v4: Map<string, number>; v6: Map<string, number>; waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> }
@@ -12,7 +14,7 @@ export class LearnBatch {
   private pending = new Map<string, Pending>();
   private scheduled = false;
 
-  constructor(private readonly table: string, private readonly submit: (commands: string) => Promise<void>) {}
+  constructor(private readonly write: LearnedWriter) {}
 
   /** Queues canonical addresses for `key`; resolves when the kernel has this turn's batch. */
   add(key: string, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): Promise<void> {
@@ -35,7 +37,7 @@ export class LearnBatch {
     this.pending = new Map();
     for (const [key, p] of batch) {
       const elements = (m: Map<string, number>) => [...m].map(([address, ttl]) => ({ address, ttl }));
-      this.submit(learnCommands(this.table, key, elements(p.v4), elements(p.v6)).join('; ')).then(
+      this.write(key, elements(p.v4), elements(p.v6)).then(
         () => p.waiters.forEach((w) => w.resolve()),
         (err: unknown) => p.waiters.forEach((w) => w.reject(err)),
       );

@@ -72,8 +72,8 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
   }
 
   /** What the server said from inside "app" (the address it saw), an error code, or "timeout". */
-  async function from(proto: 'tcp' | 'udp', host: string, port: number, local = ''): Promise<string> {
-    return (await execa(...inNs(app, process.execPath, script('client', CLIENT), proto, host, String(port), local), { timeout: 8000 })).stdout.trim();
+  async function from(proto: 'tcp' | 'udp', host: string, port: number, local = '', ns = app): Promise<string> {
+    return (await execa(...inNs(ns, process.execPath, script('client', CLIENT), proto, host, String(port), local), { timeout: 8000 })).stdout.trim();
   }
   const ping = async (host: string) => (await execa(...inNs(app, 'ping', '-c1', '-W1', '-n', host), { reject: false })).exitCode === 0;
 
@@ -233,6 +233,41 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     // One batch, too long for nft -i's byte-by-byte reader: at most a one-shot nft -f or two.
     assert.ok(fw.processesStarted - started <= 2, `${fw.processesStarted - started} processes for the burst`);
     assert.equal((await fw.counters('app'))!.learned4, 1003);
+  });
+
+  it('writes learned addresses over netlink, without a process; one asked right behind a new policy waits for its sets', async () => {
+    assert.equal(fw.learnedVia, 'netlink');
+    const started = fw.processesStarted;
+    await fw.learn('app', ['10.133.1.2'], 60);
+    assert.equal(fw.processesStarted, started);
+    // "peer" is not governed yet: its sets are made by the policy transaction, which is queued.
+    const peerRules: EgressRules = { ...rules, sources: [{ hostIf: `${p}p`, ipv4: ['10.132.1.3'], ipv6: ['fd00:132:1::3'] }], cidrs: [] };
+    await Promise.all([fw.setPolicy('peer', peerRules), fw.learn('peer', ['10.133.1.3'], 60)]);
+    try {
+      assert.equal(await from('tcp', '10.133.1.3', 16401, '', peer), '10.132.1.3');
+      assert.equal(await from('tcp', '10.133.1.2', 16401, '', peer), 'timeout');
+    } finally {
+      await fw.remove('peer');
+    }
+    // Let go while its addresses are on their way: nothing to open, and no error.
+    await fw.setPolicy('peer', peerRules);
+    await Promise.all([fw.learn('peer', ['10.133.1.4'], 60), fw.remove('peer')]);
+  });
+
+  it('learns through the nft channel when asked to (the fallback without netlink)', async () => {
+    const channel = await EgressFirewall.open(table, new Map([['app', rules]]), { learnVia: 'nft' });
+    try {
+      assert.equal(channel.firewall.learnedVia, 'nft');
+      assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+      await channel.firewall.learn('app', ['10.133.1.3'], 60);
+      assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+      assert.ok(channel.firewall.processesStarted >= 1);
+    } finally {
+      await channel.firewall.close();
+      // Back to what the next tests expect: only 10.133.1.2 learned.
+      await fw.forgetLearned('app');
+      await fw.learn('app', ['10.133.1.2'], 60);
+    }
   });
 
   it('keeps enforcing after close(); a new instance opened with the known namespace adopts it and keeps its learned addresses', async () => {

@@ -1,0 +1,208 @@
+// Learned addresses straight into the kernel's nftables sets over nfnetlink: one batch
+// (BATCH_BEGIN, one NFT_MSG_NEWSETELEM per set, BATCH_END) per write, sent on one socket the daemon
+// keeps. The nft program cannot do this cheaply: before every command it refreshes its cache of
+// the host's whole ruleset (one dump per interval set, in any table), so an update through nft
+// costs more the more rules the host has. A batch is one transaction: all of its elements reach
+// the kernel or none do.
+//
+// Only element additions go this way; tables, chains, sets and rules are written by nft, which
+// parses and checks them. An element already in the set gets the new timeout (the kernel refreshes
+// it on an add without NLM_F_EXCL, as nft's `add element` does).
+import { createRequire } from 'node:module';
+import { getSystemErrorName } from 'node:util';
+import { NsdnsError } from '../errors.js';
+import { attr } from '../plumbing/netlink-links.js';
+
+// Stable kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h.
+const NETLINK_NETFILTER = 12;
+const NLMSG_ERROR = 2;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_CREATE = 0x400;
+const NLA_F_NESTED = 0x8000;
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFT_MSG_NEWSETELEM = 12;
+const NFPROTO_INET = 1;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_LIST_ELEM = 1;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_TIMEOUT = 4;
+const NFTA_DATA_VALUE = 1;
+const NLMSGHDR = 16;
+const NFGENMSG = 4;
+
+/** How long the kernel may take to answer a batch before its callers are rejected. */
+const REPLY_TIMEOUT_MS = 10_000;
+/** Elements per batch: a netlink message must stay well under the socket's send buffer. */
+export const ELEMENTS_PER_BATCH = 512;
+
+/** Addresses for one set: each its 4 or 16 bytes in network order, with its timeout in seconds. */
+export interface SetWrite { set: string; elements: ReadonlyArray<{ key: Uint8Array; timeoutSeconds: number }> }
+
+/** A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those). */
+interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+
+type RawSocket = import('netlink').RawNetlinkSocket;
+
+export class NftNetlink {
+  private seq = 1;
+  /** Per message sequence number, the batch waiting for its acknowledgement. */
+  private readonly waiting = new Map<number, Waiting>();
+  private closed = false;
+
+  private constructor(private readonly socket: RawSocket) {
+    socket.on('message', (msg: Buffer) => this.receive(msg));
+    socket.on('error', (err: Error) => this.failAll(new NsdnsError('ERR_FIREWALL', `the nftables netlink socket failed: ${err.message}`)));
+  }
+
+  /** Opens the socket; undefined when this process cannot (no netlink binding, no permission). */
+  static open(): { writer: NftNetlink } | { reason: string } {
+    try {
+      const netlink = createRequire(import.meta.url)('netlink') as typeof import('netlink');
+      const socket = new netlink.RawNetlinkSocket(NETLINK_NETFILTER);
+      socket.unref();
+      return { writer: new NftNetlink(socket) };
+    } catch (err) {
+      return { reason: err instanceof Error ? err.message.slice(0, 200) : 'unknown error' };
+    }
+  }
+
+  /**
+   * Adds elements with timeouts to sets of the inet table `table`, in transactions of at most
+   * ELEMENTS_PER_BATCH elements. Resolves when the kernel has acknowledged every one; rejects with
+   * the kernel's reason (ENOENT: no such table or set) if one was refused.
+   */
+  addElements(table: string, writes: readonly SetWrite[]): Promise<void> {
+    const batches: Buffer[][] = [];
+    let current: Buffer[] = [];
+    let count = 0;
+    for (const { set, elements } of writes) {
+      for (let i = 0; i < elements.length; i += ELEMENTS_PER_BATCH) {
+        const part = elements.slice(i, i + ELEMENTS_PER_BATCH);
+        if (count + part.length > ELEMENTS_PER_BATCH && current.length > 0) {
+          batches.push(current);
+          current = [];
+          count = 0;
+        }
+        current.push(setElementsPayload(table, set, part));
+        count += part.length;
+      }
+    }
+    if (current.length > 0) batches.push(current);
+    return Promise.all(batches.map((payloads) => this.sendBatch(payloads))).then(() => undefined);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+    this.socket.close();
+  }
+
+  private sendBatch(payloads: readonly Buffer[]): Promise<void> {
+    if (this.closed) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+    const seqs = [this.nextSeq()];
+    const messages = [message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seqs[0]!, batchHeader())];
+    for (const payload of payloads) {
+      const seq = this.nextSeq();
+      seqs.push(seq);
+      messages.push(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, payload));
+    }
+    seqs.push(this.nextSeq());
+    messages.push(message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seqs[seqs.length - 1]!, batchHeader()));
+    return new Promise<void>((resolve, reject) => {
+      const entry: Waiting = {
+        seqs, acksDue: payloads.length, resolve, reject,
+        timer: setTimeout(() => this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time')), REPLY_TIMEOUT_MS),
+      };
+      for (const seq of seqs) this.waiting.set(seq, entry);
+      this.socket.send(Buffer.concat(messages), {}, (err) => {
+        if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
+      });
+    });
+  }
+
+  /** Acknowledgements and errors; anything else on this socket is not ours and is ignored. */
+  private receive(msg: Buffer): void {
+    for (let at = 0; at + NLMSGHDR <= msg.length;) {
+      const length = msg.readUInt32LE(at);
+      if (length < NLMSGHDR || at + length > msg.length) return;
+      if (msg.readUInt16LE(at + 4) === NLMSG_ERROR && length >= NLMSGHDR + 4) {
+        const seq = msg.readUInt32LE(at + 8);
+        const entry = this.waiting.get(seq);
+        if (entry !== undefined) {
+          const errno = msg.readInt32LE(at + NLMSGHDR);
+          this.waiting.delete(seq);
+          if (errno !== 0) this.settle(entry, new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`));
+          else if (--entry.acksDue === 0) this.settle(entry, undefined);
+        }
+      }
+      at += (length + 3) & ~3;
+    }
+  }
+
+  private settle(entry: Waiting, err: Error | undefined): void {
+    clearTimeout(entry.timer);
+    for (const seq of entry.seqs) if (this.waiting.get(seq) === entry) this.waiting.delete(seq);
+    if (err === undefined) entry.resolve();
+    else entry.reject(err);
+  }
+
+  private failAll(err: Error): void {
+    for (const entry of new Set(this.waiting.values())) this.settle(entry, err);
+  }
+
+  private nextSeq(): number {
+    this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
+    return this.seq;
+  }
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    return `errno ${-errno}`;
+  }
+}
+
+/** nfgenmsg of a batch delimiter: AF_UNSPEC, version 0, the subsystem in res_id (big-endian). */
+function batchHeader(): Buffer {
+  const b = Buffer.alloc(NFGENMSG);
+  b.writeUInt16BE(NFNL_SUBSYS_NFTABLES, 2);
+  return b;
+}
+
+/** nfgenmsg and attributes of one NEWSETELEM into inet `table` `set`. */
+function setElementsPayload(table: string, set: string, elements: SetWrite['elements']): Buffer {
+  const header = Buffer.alloc(NFGENMSG);
+  header.writeUInt8(NFPROTO_INET, 0);
+  const list = elements.map(({ key, timeoutSeconds }) => {
+    const timeout = Buffer.alloc(8);
+    timeout.writeBigUInt64BE(BigInt(timeoutSeconds) * 1000n);
+    return attr(NFTA_LIST_ELEM | NLA_F_NESTED, Buffer.concat([
+      attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, Buffer.from(key))),
+      attr(NFTA_SET_ELEM_TIMEOUT, timeout),
+    ]));
+  });
+  return Buffer.concat([
+    header,
+    attr(NFTA_SET_ELEM_LIST_TABLE, Buffer.from(`${table}\0`, 'latin1')),
+    attr(NFTA_SET_ELEM_LIST_SET, Buffer.from(`${set}\0`, 'latin1')),
+    attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, Buffer.concat(list)),
+  ]);
+}
+
+function message(type: number, flags: number, seq: number, payload: Buffer): Buffer {
+  const out = Buffer.alloc(NLMSGHDR + ((payload.length + 3) & ~3));
+  out.writeUInt32LE(NLMSGHDR + payload.length, 0);
+  out.writeUInt16LE(type, 4);
+  out.writeUInt16LE(flags, 6);
+  out.writeUInt32LE(seq, 8);
+  payload.copy(out, NLMSGHDR);
+  return out;
+}
