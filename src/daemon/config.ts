@@ -158,6 +158,8 @@ export const configSchema = z.object({
     grace: z.number().int().min(0).max(86400).default(30),
     /** One JSON line per decision (namespace, name, allowed) in the daemon's log. */
     logDecisions: z.boolean().default(false),
+    /** Log the firewall's drops in the kernel log (rate-limited, prefix "nsdns-egress-drop: "). */
+    logDrops: z.boolean().default(false),
   }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** etcd://HOST:PORT[,…]/PREFIX: publish the networks nsdns provisions (and their endpoints) there. */

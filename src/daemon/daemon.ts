@@ -564,7 +564,7 @@ export class Daemon {
    */
   private async startEgress(): Promise<void> {
     if (!(this.firewall instanceof NftFirewall)) return;
-    this.egress = await EgressEnforcement.open(this.registry, `${this.firewall.table}_egress`, this.log.child({ module: 'egress' }));
+    this.egress = await EgressEnforcement.open(this.registry, `${this.firewall.table}_egress`, this.log.child({ module: 'egress' }), { logDrops: this.config.egress.logDrops });
     this.resolver.egress.learner = this.egress.firewall;
   }
 

@@ -30,10 +30,10 @@ export class EgressEnforcement {
    * Governs what the registry holds now, taking over what an earlier daemon left in the kernel
    * (its learned addresses kept; namespaces no longer known let go), then follows changes.
    */
-  static async open(registry: Registry, table: string, log: Logger): Promise<EgressEnforcement> {
+  static async open(registry: Registry, table: string, log: Logger, options: { logDrops?: boolean } = {}): Promise<EgressEnforcement> {
     const unenforced = new Set<string>();
     const wanted = governed(registry.current(), unenforced, log);
-    const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log });
+    const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log, logDrops: options.logDrops });
     const enforcement = new EgressEnforcement(registry, firewall, log);
     for (const key of unenforced) enforcement.unenforced.add(key);
     for (const [key, rules] of wanted) {

@@ -5,10 +5,13 @@
 // namespace routed through the host with TCP servers on several addresses; the upstream is a fake
 // on loopback.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
+import { waitFor } from '../helpers/wait.js';
 
 // TCP servers on every address of the namespace: each connection is told "hello".
 const SERVER = `const net = require('net'); let n = 0; for (const p of process.argv.slice(1)) net.createServer((s) => s.end('hello\\n')).listen(+p, '0.0.0.0', () => { if (++n === process.argv.length - 1) console.log('up'); });`;
@@ -76,6 +79,19 @@ describe('egress by name, enforced', { skip: needsRoot }, () => {
     assert.equal(await connect('10.136.10.4', 16701), 'timeout', 'closed after the restart');
     assert.equal(await getent('allowed.test'), '10.136.10.3');
     assert.equal(await connect('10.136.10.3', 16701), 'hello');
+  });
+
+  it('logs drops in the kernel log only with egress.logDrops', async () => {
+    const logRules = async () => ((await execa('nft', ['list', 'table', 'inet', `${lab.nftTable}_egress`], { reject: false })).stdout.match(/log prefix "nsdns-egress-drop: "/g) ?? []).length;
+    assert.equal(await logRules(), 0, 'no log rule by default');
+    await lab.daemon!.stop();
+    const config = path.join(lab.state, 'log-drops.yaml');
+    writeFileSync(config, 'egress:\n  logDrops: true\n');
+    await lab.start(['--config', config, '--no-resolv-conf', '--upstream', upstream.spec]);
+    assert.equal(await logRules(), 1);
+    // The denied name's address on a port no other test here asks it for: the line found is this connect's.
+    assert.equal(await connect('10.136.10.4', 16702), 'timeout');
+    await waitFor(async () => /nsdns-egress-drop: .*DST=10\.136\.10\.4 .*DPT=16702/.test((await execa('dmesg')).stdout), { what: 'the drop in the kernel log' });
   });
 
   it('a disconnect lets the namespace go: its rules leave the kernel', async () => {
