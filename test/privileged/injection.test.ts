@@ -72,9 +72,9 @@ describe('registry files cannot reach the firewall or arbitrary namespaces', { s
     // b: the file "good" serves it, and a namespace belongs to one source).
     await lab.ok('network', 'connect', 'own', c, '--publish', '18992:80');
     const rules = await sh('nft', 'list', 'table', 'inet', lab.nftTable);
-    assert.match(rules, /dport 18992 dnat ip to 10\.60\.0\.3:80/);
-    assert.match(rules, /dport 18990 dnat ip to 10\.60\.0\.2:80/);
-    assert.doesNotMatch(rules, /18991|snk|sneaky|10\.62\./);
+    assert.match(rules, /dport 18992 dnat ip to 10\.68\.0\.3:80/);
+    assert.match(rules, /dport 18990 dnat ip to 10\.68\.0\.2:80/);
+    assert.doesNotMatch(rules, /18991|snk|sneaky|10\.70\./);
     assert.deepEqual(await lab.dig(b, 'peer'), ['10.69.0.5']);
   });
 });
