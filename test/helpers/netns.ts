@@ -2,7 +2,9 @@
 // its own socket, nft table and link prefix. Everything is removed by `cleanup()`, also after a
 // failure. These tests need root; without it they are skipped.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { execa } from 'execa';
 import { MAIN, ROOT, startDaemon, type RunningDaemon } from './daemon.js';
 
@@ -14,8 +16,43 @@ export async function sh(cmd: string, ...args: string[]): Promise<string> {
   return (await execa(cmd, args)).stdout;
 }
 
+/**
+ * Test files run side by side, and a lab's link prefix has only 3 random hex digits: a tag is
+ * claimed with an exclusive mkdir under the temporary directory, so no two live labs (of any test
+ * process on this host) share a prefix, and one lab's cleanup never removes another's links. A
+ * claim whose process is gone is taken over.
+ */
+const CLAIMS = path.join(tmpdir(), 'nsdns-test-lab-tags');
+
+function claimTag(): string {
+  mkdirSync(CLAIMS, { recursive: true });
+  for (;;) {
+    const tag = randomBytes(3).toString('hex');
+    const claim = path.join(CLAIMS, tag.slice(0, 3));
+    try {
+      mkdirSync(claim);
+      writeFileSync(path.join(claim, 'pid'), String(process.pid));
+      return tag;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let owner = NaN;
+      try { owner = Number(readFileSync(path.join(claim, 'pid'), 'utf8')); } catch { /* being written: taken */ }
+      if (Number.isInteger(owner) && owner > 0 && !alive(owner)) rmSync(claim, { recursive: true, force: true });
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class Lab {
-  readonly tag = randomBytes(3).toString('hex');
+  readonly tag = isRoot ? claimTag() : randomBytes(3).toString('hex');
   /** Short unique prefix for this lab's links (≤ 4 chars, as the config wants). */
   readonly linkPrefix = `t${this.tag.slice(0, 3)}`;
   readonly nftTable = `nsdns_test_${this.tag}`;
@@ -114,5 +151,6 @@ export class Lab {
     // Egress rules outlive the daemon by design (a stopped daemon opens nothing): the lab removes them.
     for (const family of ['inet', 'bridge']) await execa('nft', ['delete', 'table', family, `${this.nftTable}_egress`], { reject: false });
     if (this.stateDir) await execa('rm', ['-rf', this.stateDir], { reject: false });
+    if (isRoot) rmSync(path.join(CLAIMS, this.tag.slice(0, 3)), { recursive: true, force: true });
   }
 }

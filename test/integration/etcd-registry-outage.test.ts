@@ -44,9 +44,9 @@ describe('etcd registry: a daemon cut off, a watch behind a compaction', { concu
   let stoppedDaemon: RunningDaemon;
 
   before(async () => {
-    etcd = await TestEtcd.start({ portBase: 15600 });
+    etcd = await TestEtcd.start({ portBase: 17200 });
     client = new Etcd3({ hosts: etcd.endpoint });
-    proxy = await CuttableProxy.start(etcd.hostPort, 15600);
+    proxy = await CuttableProxy.start(etcd.hostPort, 17200);
     for (const name of ['cut', 'compact']) await client.put(net(name)).value(JSON.stringify({ name }));
     cutDaemon = await serve(`etcd://${proxy.hostPort}${PREFIX}`, dir, 'cut');
     stoppedDaemon = await serve(`etcd://${etcd.hostPort}${PREFIX}`, dir, 'compact');
@@ -143,7 +143,7 @@ describe('etcd registry: etcd itself stopped', () => {
   let daemon: RunningDaemon;
 
   before(async () => {
-    etcd = await TestEtcd.start({ portBase: 15600 });
+    etcd = await TestEtcd.start({ portBase: 17200 });
     await etcd.put(net('paused'), JSON.stringify({ name: 'paused' }));
     await etcd.put(ep('paused', 'a', 'one'), JSON.stringify({ name: 'one', ipv4: '10.123.30.1' }));
     daemon = await serve(`etcd://${etcd.hostPort}${PREFIX}`, dir, 'paused', ['--metrics', '127.0.0.1:0']);

@@ -33,7 +33,7 @@ describe('etcd registry over TLS, and with a user', () => {
   before(async () => {
     certs = await makeCertificates(dir.dir);
     etcd = await TestEtcd.start({
-      portBase: 15600,
+      portBase: 17300,
       scheme: 'https',
       args: ['--cert-file', certs.serverCert, '--key-file', certs.serverKey, '--trusted-ca-file', certs.ca, '--client-cert-auth'],
       ctlArgs: ['--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey],

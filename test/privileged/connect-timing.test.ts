@@ -17,7 +17,7 @@ describe('connect timing in nsdns debug', { skip: needsRoot }, () => {
   after(() => lab.cleanup());
 
   it('a connect and a disconnect show up with every stage in ms, and the paths in use', async () => {
-    await lab.ok('network', 'create', 'timed', '--subnet', '10.236.0.0/24');
+    await lab.ok('network', 'create', 'timed', '--subnet', '10.65.0.0/24');
     const ns = await lab.namespace('timed');
     await lab.ok('network', 'connect', 'timed', ns, '--name', 'clock');
     const status = JSON.parse(await lab.ok('status', '--json')) as { helpers: { bind: string; links: string } };

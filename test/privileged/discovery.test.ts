@@ -26,14 +26,14 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
   });
 
   it('a shared alias answers every holder to glibc, and its service as SRV with the targets', async () => {
-    await lab.ok('network', 'create', net, '--subnet', '10.236.0.0/24', '--label', 'purpose=test',
-      '--record', 'printer=10.236.0.200', '--record', 'docs=CNAME:web1', '--record', 'out=CNAME:www.example.test');
+    await lab.ok('network', 'create', net, '--subnet', '10.66.0.0/24', '--label', 'purpose=test',
+      '--record', 'printer=10.66.0.200', '--record', 'docs=CNAME:web1', '--record', 'out=CNAME:www.example.test');
     const [a, b] = [await lab.namespace('web1'), await lab.namespace('web2')];
     await lab.ok('network', 'connect', net, a, '--name', 'web1', '--alias', 'pool', '--service', 'http:8080', '--label', 'tier=front');
     await lab.ok('network', 'connect', net, b, '--name', 'web2', '--alias', 'pool', '--service', 'http:8081/tcp');
     const getent = await execa('ip', ['netns', 'exec', a, 'getent', 'ahosts', 'pool'], { reject: false });
     const addresses = new Set(getent.stdout.split('\n').map((l) => l.split(/\s+/)[0]).filter(Boolean));
-    assert.deepEqual([...addresses].sort(), ['10.236.0.2', '10.236.0.3']);
+    assert.deepEqual([...addresses].sort(), ['10.66.0.2', '10.66.0.3']);
     assert.deepEqual((await lab.dig(a, 'SRV', '_http._tcp.pool')).sort(), [`0 0 8080 web1.${net}.`, `0 0 8081 web2.${net}.`]);
     assert.deepEqual(await lab.dig(b, 'SRV', `_http._tcp.web1.${net}`), [`0 0 8080 web1.${net}.`]);
     assert.equal(await lab.digStatus(a, 'SRV', '_nope._tcp.web1'), 'NXDOMAIN');
@@ -66,37 +66,37 @@ describe('service discovery in namespaces', { skip: needsRoot }, () => {
       assert.equal(r.exitCode, 1, args.join(' '));
       assert.match(r.stderr, message, args.join(' '));
     }
-    assert.deepEqual(await lab.dig(`ns${lab.tag}-web1`, shortId), ['10.236.0.2'], 'the short id still answers web1 alone');
+    assert.deepEqual(await lab.dig(`ns${lab.tag}-web1`, shortId), ['10.66.0.2'], 'the short id still answers web1 alone');
     const bad = await lab.nsdns('network', 'create', `bad${lab.tag}`, '--record', 'x=MX:foo');
     assert.match(bad.stderr, /--record "x=MX:foo": the value is not an address/);
   });
 
   it('answers static records (with PTR and CNAMEs, local and outside) and host.nsdns.internal', async () => {
     const a = `ns${lab.tag}-web1`;
-    assert.deepEqual(await lab.dig(a, 'printer'), ['10.236.0.200']);
-    assert.deepEqual(await lab.dig(a, '-x', '10.236.0.200'), [`printer.${net}.`]);
-    assert.deepEqual(await lab.dig(a, 'docs'), [`web1.${net}.`, '10.236.0.2']);
+    assert.deepEqual(await lab.dig(a, 'printer'), ['10.66.0.200']);
+    assert.deepEqual(await lab.dig(a, '-x', '10.66.0.200'), [`printer.${net}.`]);
+    assert.deepEqual(await lab.dig(a, 'docs'), [`web1.${net}.`, '10.66.0.2']);
     assert.deepEqual(await lab.dig(a, 'out'), ['www.example.test.', '192.0.2.80']);
     const getent = await execa('ip', ['netns', 'exec', a, 'getent', 'ahosts', 'out'], { reject: false });
     assert.match(getent.stdout, /^192\.0\.2\.80\s/m, 'glibc gets the outside target through the CNAME');
-    assert.deepEqual(await lab.dig(a, 'host.nsdns.internal'), ['10.236.0.1']);
+    assert.deepEqual(await lab.dig(a, 'host.nsdns.internal'), ['10.66.0.1']);
   });
 
   it('a namespace only on an internal network gets NXDOMAIN for host.nsdns.internal, and uses a DNS server inside that network', async () => {
     const inner = `in${lab.tag}`;
-    await lab.ok('network', 'create', inner, '--internal', '--subnet', '10.237.0.0/24');
+    await lab.ok('network', 'create', inner, '--internal', '--subnet', '10.67.0.0/24');
     const server = await lab.namespace('dnssrv');
     const client = await lab.namespace('inner');
     const outsider = await lab.namespace('outsider');
-    await lab.ok('network', 'connect', inner, server, '--ip', '10.237.0.50');
-    await lab.ok('network', 'connect', inner, client, '--dns', '10.237.0.50');
+    await lab.ok('network', 'connect', inner, server, '--ip', '10.67.0.50');
+    await lab.ok('network', 'connect', inner, client, '--dns', '10.67.0.50');
     // An outside server (on the gateway of the network of the first test, reachable from the host).
-    const outside = await FakeUpstream.start({ address: '10.236.0.1', zone: { 'www.example.test': ['192.0.2.80'] } });
+    const outside = await FakeUpstream.start({ address: '10.66.0.1', zone: { 'www.example.test': ['192.0.2.80'] } });
     cleanupsOutside.push(() => outside.stop());
     await lab.ok('network', 'connect', inner, outsider, '--dns', outside.spec);
     // A DNS server in the server namespace, on the internal network's address.
     const script = `import { FakeUpstream } from '${process.cwd()}/dist/test/helpers/fake-upstream.js';
-const u = await FakeUpstream.start({ address: '10.237.0.50', port: 53, zone: { 'svc.inner.test': ['10.237.0.77'] } });
+const u = await FakeUpstream.start({ address: '10.67.0.50', port: 53, zone: { 'svc.inner.test': ['10.67.0.77'] } });
 console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => u.stop().then(() => process.exit(0)));`;
     const proc = execa('ip', ['netns', 'exec', server, process.execPath, '--input-type=module', '-e', script], { reject: false, stdin: 'pipe' });
     try {
@@ -104,7 +104,7 @@ console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => u.st
         proc.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
         setTimeout(() => reject(new Error('the DNS server in the namespace did not start')), 10_000);
       });
-      assert.deepEqual(await lab.dig(client, 'svc.inner.test'), ['10.237.0.77']);
+      assert.deepEqual(await lab.dig(client, 'svc.inner.test'), ['10.67.0.77']);
       const before = upstream.received.length;
       assert.equal(await lab.digStatus(outsider, 'www.example.test'), 'REFUSED', 'an outside server is never asked');
       assert.equal(upstream.received.length, before);
@@ -126,7 +126,7 @@ console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => u.st
     assert.match(text, /^options ndots:0 timeout:1 attempts:2$/m);
     writeFileSync(`/etc/netns/${ns}/resolv.conf`, text);
     const local = await execa('ip', ['netns', 'exec', ns, 'getent', 'ahosts', 'web'], { reject: false });
-    assert.match(local.stdout, /^10\.236\.0\.\d+\s/m);
+    assert.match(local.stdout, /^10\.66\.0\.\d+\s/m);
     assert.doesNotMatch(local.stdout, /192\.0\.2\.99/);
     const viaSearch = await execa('ip', ['netns', 'exec', ns, 'getent', 'ahosts', 'web.corp.test'], { reject: false });
     assert.match(viaSearch.stdout, /^192\.0\.2\.99\s/m, 'the host search domain name itself still resolves upstream');

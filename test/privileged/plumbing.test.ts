@@ -58,7 +58,7 @@ describe('networks in the kernel', { skip: needsRoot }, () => {
       [['network', 'create', 'clash', '--subnet', '10.211.0.128/25'], /overlaps 10\.211\.0\.0\/24 \(network good\)/],
       [['network', 'create', 'hostclash', '--subnet', '192.0.2.0/25'], /overlaps 192\.0\.2\.0\/24 \(in use on the host\)/],
       [['network', 'create', 'malformed', '--subnet', '10.300.0.0/24'], /is not a CIDR/],
-      [['network', 'create', 'hostbits', '--subnet', '10.240.3.5/24'], /--subnet 10\.240\.3\.5\/24 has host bits set: it should be 10\.240\.3\.0\/24/],
+      [['network', 'create', 'hostbits', '--subnet', '10.73.3.5/24'], /--subnet 10\.73\.3\.5\/24 has host bits set: it should be 10\.73\.3\.0\/24/],
       [['network', 'create', 'gw', '--subnet', '10.213.0.0/24', '--gateway', '10.99.0.1'], /gateway 10\.99\.0\.1 is outside/],
       [['network', 'create', '_bad'], /network name "_bad" is not a valid name/],
       [['network', 'create', 'bad.name'], /network name "bad\.name" is not a valid name/],

@@ -46,7 +46,7 @@ describe('state and safety', { skip: needsRoot }, () => {
   });
 
   it('a daemon killed with SIGKILL during a connect comes back without orphaned links or allocations', async () => {
-    await lab.ok('network', 'create', 'crash', '--subnet', '10.231.0.0/24');
+    await lab.ok('network', 'create', 'crash', '--subnet', '10.62.0.0/24');
     const victims = await Promise.all([0, 1, 2, 3].map((i) => lab.namespace(`k${i}`)));
     const pending = victims.map((ns) => lab.nsdns('network', 'connect', 'crash', ns));
     // Kill as soon as a connect is under way (its write-ahead note is on disk).
@@ -71,12 +71,12 @@ describe('state and safety', { skip: needsRoot }, () => {
   });
 
   it('notices a namespace deleted while it runs: its endpoint, link and name go, and the namespace is freed', async () => {
-    await lab.ok('network', 'create', 'reap', '--subnet', '10.232.0.0/24');
+    await lab.ok('network', 'create', 'reap', '--subnet', '10.63.0.0/24');
     const [doomed, witness] = await Promise.all([lab.namespace('doomed'), lab.namespace('witness')]);
     await lab.ok('network', 'connect', 'reap', doomed);
     await lab.ok('network', 'connect', 'reap', witness);
     const hostIf = JSON.parse(readFileSync(`${lab.state}/networks/reap.json`, 'utf8')).endpoints[0].hostIf as string;
-    assert.deepEqual(await lab.dig(witness, doomed), ['10.232.0.2']);
+    assert.deepEqual(await lab.dig(witness, doomed), ['10.63.0.2']);
     await sh('ip', 'netns', 'del', doomed);
     await lab.daemon!.waitForLog((l) => String(l.msg).includes(`endpoint "${doomed}" of network "reap" removed`));
     assert.deepEqual(await lab.dig(witness, doomed), []);
@@ -108,14 +108,14 @@ describe('teardown keeps going past a failed step and reports every error', { sk
 
   it('disconnect: a state file that cannot be written fails its step; the link, name, rule and resolv.conf still go', async () => {
     await lab.start();
-    await lab.ok('network', 'create', 'td', '--subnet', '10.233.0.0/24', '--bridge', `${lab.linkPrefix}td`);
+    await lab.ok('network', 'create', 'td', '--subnet', '10.64.0.0/24', '--bridge', `${lab.linkPrefix}td`);
     const [x, y] = await Promise.all([lab.namespace('x'), lab.namespace('y')]);
     survivor = y;
     await lab.ok('network', 'connect', 'td', x, '--publish', '18995:80');
     await lab.ok('network', 'connect', 'td', y);
     const stateFile = `${lab.state}/networks/td.json`;
     const hostIf = (JSON.parse(readFileSync(stateFile, 'utf8')).endpoints as Array<{ name: string; hostIf: string }>).find((e) => e.name === x)!.hostIf;
-    assert.deepEqual(await lab.dig(y, x), ['10.233.0.2']);
+    assert.deepEqual(await lab.dig(y, x), ['10.64.0.2']);
     await freeze(stateFile);
 
     const r = await lab.nsdns('network', 'disconnect', 'td', x);

@@ -27,7 +27,7 @@ describe('tenant isolation', { skip: needsRoot }, () => {
     upstream = await FakeUpstream.start({ zone: { 'fat.test': FAT } });
     await lab.start(['--upstream', upstream.spec]);
     [attacker, victim, peer] = await Promise.all(['attacker', 'victim', 'peer'].map((n) => lab.namespace(n)));
-    await lab.ok('network', 'create', 'iso', '--subnet', '10.203.0.0/24');
+    await lab.ok('network', 'create', 'iso', '--subnet', '10.61.0.0/24');
     for (const ns of [attacker, victim, peer]) await lab.ok('network', 'connect', 'iso', ns, '--name', ns.split('-').pop()!);
   });
   after(async () => {

@@ -2,7 +2,7 @@
 // gets. Published host ports are held (a port a host service uses is refused, and nothing takes a
 // published one), --publish on an internal network is refused, links lost while the daemon was
 // down (or while it runs) are put back, and a connect the daemon was killed in is rolled back.
-// Everything lives in this file's namespaces, links, nft tables, ports 25600-25699 and 10.176-10.180.
+// Everything lives in this file's namespaces, links, nft tables, ports 25600-25699, 10.176, 10.178-10.180 and 10.60 (10.177 is podman-netavark's).
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
@@ -169,7 +169,7 @@ describe('links are read back and repaired: at start and while running', { skip:
     await lab.start();
     a = await lab.namespace('a');
     b = await lab.namespace('b');
-    await lab.ok('network', 'create', 'mend', '--subnet', '10.177.0.0/24', '--bridge', bridge);
+    await lab.ok('network', 'create', 'mend', '--subnet', '10.60.0.0/24', '--bridge', bridge);
     await lab.ok('network', 'connect', 'mend', a);
     await lab.ok('network', 'connect', 'mend', b, '--publish', '127.0.0.1:25610:8080');
     servers.push(await echoServer(b, 8080));
@@ -179,14 +179,14 @@ describe('links are read back and repaired: at start and while running', { skip:
     await lab.cleanup();
   });
 
-  const working = async () => await pings(a, '10.177.0.3') && await fetchFrom('127.0.0.1', 25610) === `from ${b}`;
+  const working = async () => await pings(a, '10.60.0.3') && await fetchFrom('127.0.0.1', 25610) === `from ${b}`;
 
   it('a bridge deleted while the daemon was down is recreated at start with its ports attached: pings and the published port work, status is ready', async () => {
     assert.ok(await working(), 'works before');
     await lab.daemon!.stop();
     await sh('ip', 'link', 'del', bridge);
     const daemon = await lab.start();
-    assert.ok(await pings(a, '10.177.0.3'), 'a pings b');
+    assert.ok(await pings(a, '10.60.0.3'), 'a pings b');
     assert.equal(await fetchFrom('127.0.0.1', 25610), `from ${b}`);
     assert.ok(daemon.logs.some((l) => /attached \w+ to bridge .* again/.test(l.msg)), 'the repair is logged');
     const s = await status(lab);
