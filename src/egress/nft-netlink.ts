@@ -11,7 +11,6 @@
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 import { NsdnsError } from '../errors.js';
-import { attr } from '../plumbing/netlink-links.js';
 
 // Stable kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h.
 const NETLINK_NETFILTER = 12;
@@ -77,23 +76,24 @@ export class NftNetlink {
    * the kernel's reason (ENOENT: no such table or set) if one was refused.
    */
   addElements(table: string, writes: readonly SetWrite[]): Promise<void> {
-    const batches: Buffer[][] = [];
-    let current: Buffer[] = [];
+    const batches: SetWrite[][] = [];
+    let current: SetWrite[] = [];
     let count = 0;
     for (const { set, elements } of writes) {
       for (let i = 0; i < elements.length; i += ELEMENTS_PER_BATCH) {
-        const part = elements.slice(i, i + ELEMENTS_PER_BATCH);
+        const part = i === 0 && elements.length <= ELEMENTS_PER_BATCH ? elements : elements.slice(i, i + ELEMENTS_PER_BATCH);
         if (count + part.length > ELEMENTS_PER_BATCH && current.length > 0) {
           batches.push(current);
           current = [];
           count = 0;
         }
-        current.push(setElementsPayload(table, set, part));
+        current.push({ set, elements: part });
         count += part.length;
       }
     }
     if (current.length > 0) batches.push(current);
-    return Promise.all(batches.map((payloads) => this.sendBatch(payloads))).then(() => undefined);
+    if (batches.length === 1) return this.sendBatch(table, batches[0]!);
+    return Promise.all(batches.map((parts) => this.sendBatch(table, parts))).then(() => undefined);
   }
 
   close(): void {
@@ -103,24 +103,18 @@ export class NftNetlink {
     this.socket.close();
   }
 
-  private sendBatch(payloads: readonly Buffer[]): Promise<void> {
+  private sendBatch(table: string, parts: readonly SetWrite[]): Promise<void> {
     if (this.closed) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
-    const seqs = [this.nextSeq()];
-    const messages = [message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seqs[0]!, batchHeader())];
-    for (const payload of payloads) {
-      const seq = this.nextSeq();
-      seqs.push(seq);
-      messages.push(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, payload));
-    }
-    seqs.push(this.nextSeq());
-    messages.push(message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seqs[seqs.length - 1]!, batchHeader()));
+    const seqs: number[] = [];
+    for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
+    const batch = encodeBatch(table, parts, seqs);
     return new Promise<void>((resolve, reject) => {
       const entry: Waiting = {
-        seqs, acksDue: payloads.length, resolve, reject,
+        seqs, acksDue: parts.length, resolve, reject,
         timer: setTimeout(() => this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time')), REPLY_TIMEOUT_MS),
       };
       for (const seq of seqs) this.waiting.set(seq, entry);
-      this.socket.send(Buffer.concat(messages), {}, (err) => {
+      this.socket.send(batch, {}, (err) => {
         if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
       });
     });
@@ -170,39 +164,81 @@ function errnoName(errno: number): string {
   }
 }
 
-/** nfgenmsg of a batch delimiter: AF_UNSPEC, version 0, the subsystem in res_id (big-endian). */
-function batchHeader(): Buffer {
-  const b = Buffer.alloc(NFGENMSG);
-  b.writeUInt16BE(NFNL_SUBSYS_NFTABLES, 2);
-  return b;
-}
-
-/** nfgenmsg and attributes of one NEWSETELEM into inet `table` `set`. */
-function setElementsPayload(table: string, set: string, elements: SetWrite['elements']): Buffer {
-  const header = Buffer.alloc(NFGENMSG);
-  header.writeUInt8(NFPROTO_INET, 0);
-  const list = elements.map(({ key, timeoutSeconds }) => {
-    const timeout = Buffer.alloc(8);
-    timeout.writeBigUInt64BE(BigInt(timeoutSeconds) * 1000n);
-    return attr(NFTA_LIST_ELEM | NLA_F_NESTED, Buffer.concat([
-      attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, Buffer.from(key))),
-      attr(NFTA_SET_ELEM_TIMEOUT, timeout),
-    ]));
+/**
+ * One batch in one buffer: BATCH_BEGIN, a NEWSETELEM (into inet `table`) per part, BATCH_END, with
+ * `seqs` in that order. Written in place: this runs for every allowed answer.
+ */
+function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly number[]): Buffer {
+  const tableAttr = attrLength(table.length + 1);
+  let size = 2 * DELIMITER;
+  for (const { set, elements } of parts) {
+    size += NLMSGHDR + NFGENMSG + tableAttr + attrLength(set.length + 1) + 4;
+    for (const e of elements) size += ELEMENT + e.key.length;
+  }
+  const out = Buffer.alloc(size);
+  let at = delimiter(out, 0, NFNL_MSG_BATCH_BEGIN, seqs[0]!);
+  parts.forEach(({ set, elements }, i) => {
+    const start = at;
+    at = header(out, at, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seqs[i + 1]!);
+    out.writeUInt8(NFPROTO_INET, at);
+    at += NFGENMSG;
+    at = stringAttr(out, at, NFTA_SET_ELEM_LIST_TABLE, table);
+    at = stringAttr(out, at, NFTA_SET_ELEM_LIST_SET, set);
+    const list = at;
+    at += 4;
+    for (const { key, timeoutSeconds } of elements) {
+      const elem = at;
+      at += 4;
+      at = nestHeader(out, at, NFTA_SET_ELEM_KEY, 8 + key.length);
+      out.writeUInt16LE(4 + key.length, at);
+      out.writeUInt16LE(NFTA_DATA_VALUE, at + 2);
+      out.set(key, at + 4);
+      at += 4 + key.length;
+      out.writeUInt16LE(12, at);
+      out.writeUInt16LE(NFTA_SET_ELEM_TIMEOUT, at + 2);
+      out.writeBigUInt64BE(BigInt(timeoutSeconds) * 1000n, at + 4);
+      at += 12;
+      nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
+    }
+    nestHeader(out, list, NFTA_SET_ELEM_LIST_ELEMENTS, at - list);
+    out.writeUInt32LE(at - start, start);
   });
-  return Buffer.concat([
-    header,
-    attr(NFTA_SET_ELEM_LIST_TABLE, Buffer.from(`${table}\0`, 'latin1')),
-    attr(NFTA_SET_ELEM_LIST_SET, Buffer.from(`${set}\0`, 'latin1')),
-    attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, Buffer.concat(list)),
-  ]);
+  delimiter(out, at, NFNL_MSG_BATCH_END, seqs[seqs.length - 1]!);
+  return out;
 }
 
-function message(type: number, flags: number, seq: number, payload: Buffer): Buffer {
-  const out = Buffer.alloc(NLMSGHDR + ((payload.length + 3) & ~3));
-  out.writeUInt32LE(NLMSGHDR + payload.length, 0);
-  out.writeUInt16LE(type, 4);
-  out.writeUInt16LE(flags, 6);
-  out.writeUInt32LE(seq, 8);
-  payload.copy(out, NLMSGHDR);
-  return out;
+/** A batch delimiter: AF_UNSPEC, version 0, the subsystem in res_id (big-endian). */
+const DELIMITER = NLMSGHDR + NFGENMSG;
+/** An element's bytes besides its key: list entry, key nest, value and timeout attributes. */
+const ELEMENT = 4 + 4 + 4 + 12;
+
+const attrLength = (payload: number) => 4 + ((payload + 3) & ~3);
+
+function delimiter(out: Buffer, at: number, type: number, seq: number): number {
+  header(out, at, type, NLM_F_REQUEST, seq);
+  out.writeUInt32LE(DELIMITER, at);
+  out.writeUInt16BE(NFNL_SUBSYS_NFTABLES, at + NLMSGHDR + 2);
+  return at + DELIMITER;
+}
+
+/** A netlink header at `at` (its length written by the caller once known). */
+function header(out: Buffer, at: number, type: number, flags: number, seq: number): number {
+  out.writeUInt16LE(type, at + 4);
+  out.writeUInt16LE(flags, at + 6);
+  out.writeUInt32LE(seq, at + 8);
+  return at + NLMSGHDR;
+}
+
+function nestHeader(out: Buffer, at: number, type: number, length: number): number {
+  out.writeUInt16LE(length, at);
+  out.writeUInt16LE(type | NLA_F_NESTED, at + 2);
+  return at + 4;
+}
+
+/** A NUL-terminated name (validated before: letters, digits and "_"). */
+function stringAttr(out: Buffer, at: number, type: number, text: string): number {
+  out.writeUInt16LE(4 + text.length + 1, at);
+  out.writeUInt16LE(type, at + 2);
+  out.write(text, at + 4, 'latin1');
+  return at + attrLength(text.length + 1);
 }
