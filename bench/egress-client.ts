@@ -1,12 +1,14 @@
 // The client of bench/egress.ts, run inside a namespace (ip netns exec): asks 127.0.0.11 for
 // COUNT distinct names TAG<i>-t<TTL>.allow.test (distinct, so no answer comes from the cache and
 // every allowed one brings new addresses), either one at a time (RATE 0: each query's latency) or
-// at RATE queries a second without waiting (the set-size run). Prints one JSON line:
+// at RATE queries a second without waiting (the set-size run). SAME 1 asks one name TAG-t<TTL>
+// COUNT times instead (answered from the cache after the first). Prints one JSON line:
 // { latenciesMs, failed } (failed: no answer within 2 s, or not NOERROR with an address).
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
 
-const [tag, countText, ttlText, rateText] = process.argv.slice(2);
+const [tag, countText, ttlText, rateText, sameText] = process.argv.slice(2);
+const same = sameText === '1';
 const count = Number(countText);
 const ttl = Number(ttlText);
 const rate = Number(rateText ?? 0);
@@ -29,7 +31,7 @@ let failed = 0;
 /** One query; resolves when it is answered or timed out, its latency recorded when it succeeded. */
 function ask(i: number): Promise<void> {
   const id = i % 65536;
-  const name = `${tag}${i}-t${ttl}.allow.test`;
+  const name = same ? `${tag}-t${ttl}.allow.test` : `${tag}${i}-t${ttl}.allow.test`;
   return new Promise((resolve) => {
     const timer = setTimeout(() => { pending.delete(id); failed++; resolve(); }, TIMEOUT_MS);
     const start = process.hrtime.bigint();

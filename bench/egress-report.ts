@@ -17,6 +17,8 @@ export interface Figures {
   latency: { policy: Percentiles; open: Percentiles };
   /** Daemon CPU per query, µs (median over rounds); nft: the daemon's `nft -i` per allowed query. */
   cpuUs: { policy: number; open: number; nft: number | undefined; rounds: { policy: number[]; open: number[] } };
+  /** The same, with one name asked again and again (cache hits; its address already open). */
+  cachedCpuUs: { policy: number; open: number; rounds: { policy: number[]; open: number[] } };
   held: { elements: number; allowedAnswers: number; ttl: number };
   busy: { rate: number; secs: number; ttl: number; samples: number[]; failed: number; predicted: number };
   update: UpdateCost;
@@ -49,6 +51,8 @@ export function writeEgressReport(dir: string, f: Figures): void {
   const added = { p50: l.policy.p50 - l.open.p50, p99: l.policy.p99 - l.open.p99 };
   const withNft = c.nft === undefined ? undefined : c.policy + c.nft;
   const balanced = balancedCpuRatio(c.rounds);
+  const cached = f.cachedCpuUs;
+  const cachedBalanced = balancedCpuRatio(cached.rounds);
   const firstChannel = f.byNamespaces.find((r) => r.via === 'nft') ?? f.byNamespaces[0];
   const steady = b.samples.slice(Math.min(b.samples.length - 1, b.ttl + f.grace + 1));
   const tsv = [
@@ -57,6 +61,8 @@ export function writeEgressReport(dir: string, f: Figures): void {
     ['latency_p99_ms', l.policy.p99, l.open.p99, l.policy.p99 / l.open.p99],
     ['daemon_cpu_us_per_query', c.policy, c.open, c.policy / c.open],
     ['daemon_cpu_ratio_by_place_in_round', '', '', balanced ?? ''],
+    ['daemon_cpu_us_per_cached_query', cached.policy, cached.open, cached.policy / cached.open],
+    ['daemon_cpu_ratio_cached_by_place_in_round', '', '', cachedBalanced ?? ''],
     ['daemon_and_nft_cpu_us_per_query', withNft ?? '', c.open, withNft === undefined ? '' : withNft / c.open],
     ['update_p50_ms_netlink_vs_channel', u.netlink.p50, u.channel.p50, u.netlink.p50 / u.channel.p50],
     ['update_p99_ms_netlink_vs_channel', u.netlink.p99, u.channel.p99, u.netlink.p99 / u.channel.p99],
@@ -86,6 +92,8 @@ side by side in one run, are the figures to read.
 | **added by learning**, p50 / p99 | ${ms(added.p50)} / ${ms(added.p99)} | | | p99 added < 2 ms |
 | daemon CPU per query (median of ${f.rounds} rounds × ${f.cpuQueries}) | ${us(c.policy)} | ${us(c.open)} | ${ratio(c.policy, c.open)} | |
 | **daemon CPU, policy / none, by place in round** (see below) | | | ${balanced === undefined ? '—' : `${balanced.toFixed(2)}×`} | ≤ 1.3× |
+| daemon CPU per query, one name asked again (cache hits, address already open; median) | ${us(cached.policy)} | ${us(cached.open)} | ${ratio(cached.policy, cached.open)} | |
+| **the same, by place in round** | | | ${cachedBalanced === undefined ? '—' : `${cachedBalanced.toFixed(2)}×`} | ≤ 1.3× |
 | daemon + its \`nft -i\` CPU per query (policies only: learned addresses go over netlink) | ${withNft === undefined ? '—' : us(withNft)} | ${us(c.open)} | ${withNft === undefined ? '—' : ratio(withNft, c.open)} | |
 
 Queries lost (no address within 2 s; left out of the percentiles): with policy ${f.failed.policy}, without ${f.failed.open}.
@@ -98,6 +106,10 @@ none ${c.rounds.open.map((x) => x.toFixed(1)).join(', ')} (even rounds: policy f
 comes first in a round has cost more per query in every run of this bench, whichever namespace it
 was (cause not found), so the medians mix two levels; the ratio by place compares first runs with
 first runs and second with second, and averages the two (geometric mean): the figure to read.
+Every query of the first pair of rows brings a new address (the worst case: a kernel write per
+answer); in the last pair, one name is asked ${f.cpuQueries} times per round and answered from the
+cache, its address already open until past the cached TTL, so nothing is written (per round:
+policy ${cached.rounds.policy.map((x) => x.toFixed(1)).join(', ')}; none ${cached.rounds.open.map((x) => x.toFixed(1)).join(', ')}).
 
 ## Set elements a busy sandbox holds
 

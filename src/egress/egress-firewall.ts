@@ -207,7 +207,7 @@ export class EgressFirewall {
     const netlink = this.netlink;
     if (netlink === undefined) return this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
     const n = keyNames(key);
-    const elements = (list: LearnedElement[]) => list.map((e) => ({ key: ipBytes(e.address), timeoutSeconds: e.ttl }));
+    const elements = (list: LearnedElement[]) => list.map((e) => ({ key: addressBytes(e.address), timeoutSeconds: e.ttl }));
     try {
       await netlink.addElements(this.table, [
         ...(v4.length > 0 ? [{ set: n.learned4, elements: elements(v4) }] : []),
@@ -334,4 +334,13 @@ export class EgressFirewall {
     }
     return known.until;
   }
+}
+
+/** A canonical address's bytes; IPv4 without a parser (this runs for every learned address). */
+function addressBytes(text: string): Uint8Array {
+  if (!text.includes(':')) {
+    const [a, b, c, d] = text.split('.');
+    return Uint8Array.of(Number(a), Number(b), Number(c), Number(d));
+  }
+  return ipBytes(text);
 }

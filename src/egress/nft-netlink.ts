@@ -196,7 +196,9 @@ function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly n
       at += 4 + key.length;
       out.writeUInt16LE(12, at);
       out.writeUInt16LE(NFTA_SET_ELEM_TIMEOUT, at + 2);
-      out.writeBigUInt64BE(BigInt(timeoutSeconds) * 1000n, at + 4);
+      // Milliseconds as a big-endian u64; timeouts are at most a week, so the high half is 0.
+      out.writeUInt32BE(Math.floor((timeoutSeconds * 1000) / 0x1_0000_0000), at + 4);
+      out.writeUInt32BE((timeoutSeconds * 1000) % 0x1_0000_0000, at + 8);
       at += 12;
       nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
     }

@@ -56,6 +56,10 @@ describe('egress rules', () => {
     assert.deepEqual(canonicalAddress('2001:0DB8::0001'), { family: 6, text: '2001:db8::1' });
     assert.equal(canonicalAddress('example.com'), undefined);
     assert.equal(canonicalAddress('127.1'), undefined);
+    assert.deepEqual(canonicalAddress('10.0.0.1'), { family: 4, text: '10.0.0.1' });
+    assert.equal(canonicalAddress('010.0.0.1'), undefined, 'leading zeros (octal to some parsers) stay refused');
+    assert.equal(canonicalAddress('256.0.0.1'), undefined);
+    assert.equal(canonicalAddress('10.0.0.1 '), undefined);
     assert.deepEqual(learnCommands('t', 'k', [{ address: '10.133.0.1', ttl: 33 }, { address: '10.133.0.2', ttl: 5 }], [{ address: '2001:db8::1', ttl: 33 }]), [
       `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s, 10.133.0.2 timeout 5s }`,
       `add element inet t l6_${keyNames('k').id} { 2001:db8::1 timeout 33s }`,
