@@ -22,11 +22,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,6 +90,24 @@ static void fail(const char *stage, int err) {
 
 static int group_main(const char *count, const char *address, const char *port);
 
+/*
+ * The resolver's address lives on lo. In a namespace whose lo was never up there is no local route
+ * table yet, and the kernel takes a bind to 127.0.0.11 there as one to a broadcast address: the
+ * socket answers from 127.0.0.1 even once lo is up, and clients (dig, glibc) drop replies from an
+ * address they did not ask. So lo comes up first, as the plumbing does for its own endpoints.
+ */
+static void loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr = {0};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) fail("loopback", errno);
+  if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) fail("loopback", errno);
+  }
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   const char *env = getenv("NODE_CHANNEL_FD");
   if (env) channel = atoi(env);
@@ -105,6 +125,7 @@ int main(int argc, char **argv) {
   if (ns < 0) fail("open namespace", errno);
   if (setns(ns, CLONE_NEWNET) < 0) fail("setns", errno);
   close(ns);
+  loopback_up();
 
   int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (udp < 0 || bind(udp, (struct sockaddr *)&addr, sizeof addr) < 0) fail("udp", errno);

@@ -71,6 +71,18 @@ describe('a namespace replaced under the same name', { skip: needsRoot }, () => 
       assert.equal((await lab.dig(peer, 'x.rep')).length, 1);
     });
 
+    it('answers in a new namespace whose lo was still down when the daemon bound there', async () => {
+      assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
+      const served = lab.daemon!.logs.length;
+      await sh('ip', 'netns', 'del', filed);
+      await sh('ip', 'netns', 'add', filed);
+      // The reaper binds in the new namespace before anyone brings its lo up: a socket bound to
+      // 127.0.0.11 then would answer from 127.0.0.1, and dig drops replies from another address.
+      await lab.daemon!.waitForLog((l) => l.msg === 'serving DNS at 127.0.0.11:53 in namespace' && l.netns === `/run/netns/${filed}` && lab.daemon!.logs.indexOf(l) >= served, 15_000);
+      await sh('ip', '-n', filed, 'link', 'set', 'lo', 'up');
+      assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
+    });
+
     it('serves a registry file\'s namespace again in the new namespace', async () => {
       assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
       await replace(filed);
