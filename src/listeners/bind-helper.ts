@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { namespaceIdentity } from '../namespace-identity.js';
 
 const [address = '127.0.0.11', portText = '53'] = process.argv.slice(2);
 const port = Number(portText);
@@ -29,7 +30,7 @@ function bindAndHandOver(): void {
     const tcp = net.createServer();
     tcp.once('error', (err) => fail('tcp', err));
     tcp.listen({ host: address, port, backlog: 511 }, () => {
-      process.send!({ kind: 'udp' }, udp as unknown as net.Socket, () => {
+      process.send!({ kind: 'udp', netns: namespaceIdentity('/proc/self/ns/net') }, udp as unknown as net.Socket, () => {
         process.send!({ kind: 'tcp' }, tcp, () => {
           // Our copies go; the daemon's stay. Leaving by disconnecting lets the messages drain first.
           udp.close();

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
@@ -123,6 +124,10 @@ int main(int argc, char **argv) {
 
   int ns = open(argv[1], O_RDONLY | O_CLOEXEC);
   if (ns < 0) fail("open namespace", errno);
+  /* Which namespace the path named when we opened it (DEV:INO, as namespace-identity.ts reads it):
+     the daemon's own look at the path came a moment earlier and may have seen none or another. */
+  struct stat st;
+  if (fstat(ns, &st) < 0) fail("open namespace", errno);
   if (setns(ns, CLONE_NEWNET) < 0) fail("setns", errno);
   close(ns);
   loopback_up();
@@ -138,7 +143,10 @@ int main(int argc, char **argv) {
       setsockopt(tcp, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0) fail("tcp", errno);
   if (bind(tcp, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(tcp, 511) < 0) fail("tcp", errno);
 
-  if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\"},\"dgramType\":\"udp4\"}\n", udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
+  char line[200];
+  snprintf(line, sizeof line, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\",\"netns\":\"%llu:%llu\"},\"dgramType\":\"udp4\"}\n",
+           (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+  if (send_line(line, udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
   if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Server\",\"msg\":{\"kind\":\"tcp\"}}\n", tcp) < 0 || wait_ack() < 0) fail("hand over tcp", errno ? errno : EPIPE);
   return 0;
 }
