@@ -8,12 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { z } from 'zod';
+import { NAMESPACE_IDENTITY } from '../namespace-identity.js';
 import type { ListenerSockets } from '../server/dns-server.js';
 
 /** What a helper sends: ready (the Node helper, waiting for "bind"), a socket with its handle, or why it failed. */
 const helperMessage = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('ready') }),
-  z.object({ kind: z.literal('udp') }),
+  // netns: the namespace a namespace helper bound in (DEV:INO), as it saw it.
+  z.object({ kind: z.literal('udp'), netns: z.string().regex(NAMESPACE_IDENTITY).optional() }),
   z.object({ kind: z.literal('tcp') }),
   z.object({ kind: z.literal('error'), stage: z.string().max(64), message: z.string().max(256) }),
 ]);
@@ -34,10 +36,13 @@ export interface HelperOptions {
   failure(reason: string): Error;
 }
 
+/** What a helper hands over: its sockets, and the namespace they were bound in when it says. */
+export type HelperSockets = ListenerSockets & { boundIn?: string };
+
 /** One helper process: started at once, its sockets collected from the start, the clock running from bind(). */
 export class HelperProcess {
   private readonly child: ChildProcess;
-  private readonly result: Promise<ListenerSockets>;
+  private readonly result: Promise<HelperSockets>;
   private startClock: (() => void) | undefined;
 
   constructor(command: string, args: readonly string[], private readonly options: HelperOptions) {
@@ -47,7 +52,7 @@ export class HelperProcess {
     this.result.catch(() => {});
   }
 
-  bind(): Promise<ListenerSockets> {
+  bind(): Promise<HelperSockets> {
     this.startClock?.();
     if (this.options.waitsForBind && this.child.connected) this.child.send({ kind: 'bind' }, () => {});
     return this.result;
@@ -57,11 +62,12 @@ export class HelperProcess {
     if (this.child.exitCode === null) this.child.kill('SIGKILL');
   }
 
-  private collect(): Promise<ListenerSockets> {
+  private collect(): Promise<HelperSockets> {
     const { child, options } = this;
     return new Promise((resolve, reject) => {
       const udps: dgram.Socket[] = [];
       let tcp: net.Server | undefined;
+      let boundIn: string | undefined;
       let stderr = '';
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -70,7 +76,7 @@ export class HelperProcess {
         settled = true;
         clearTimeout(timer);
         if (reason === undefined && udps.length === options.udps && tcp) {
-          resolve({ udps, tcp });
+          resolve({ udps, tcp, boundIn });
           return;
         }
         for (const udp of udps) udp.close();
@@ -91,7 +97,10 @@ export class HelperProcess {
         const msg = parsed.data;
         if (msg.kind === 'ready') return;
         if (msg.kind === 'error') finish(`${msg.stage} ${options.where}: ${msg.message}`);
-        else if (msg.kind === 'udp' && handle instanceof dgram.Socket) udps.push(handle);
+        else if (msg.kind === 'udp' && handle instanceof dgram.Socket) {
+          udps.push(handle);
+          boundIn ??= msg.netns;
+        }
         else if (msg.kind === 'tcp' && handle instanceof net.Server) tcp = handle;
         else {
           closeHandle(handle);

@@ -5,8 +5,7 @@ import { formatHostPort } from '../host-port.js';
 import { fileURLToPath } from 'node:url';
 import { NsdnsError } from '../errors.js';
 import { nativeHelperPath, nativeHelperUsable } from '../native/helpers.js';
-import type { ListenerSockets } from '../server/dns-server.js';
-import { HelperProcess } from './helper-process.js';
+import { HelperProcess, type HelperSockets } from './helper-process.js';
 
 const NODE_HELPER = fileURLToPath(new URL('./bind-helper.js', import.meta.url));
 /** Built by src/native/build.mjs when a C compiler was there at install time. */
@@ -54,7 +53,8 @@ export class NamespaceSocketSource {
     entry.helper.abandon();
   }
 
-  bind(netnsPath: string): Promise<ListenerSockets> {
+  /** The sockets, and the namespace the helper bound them in (the one `netnsPath` named when it opened it). */
+  bind(netnsPath: string): Promise<HelperSockets> {
     const entry = this.prepared.get(netnsPath);
     this.prepared.delete(netnsPath);
     if (entry) clearTimeout(entry.timer);

@@ -46,10 +46,10 @@ export class NamespaceSpec implements ListenerSpec<NamespaceWant> {
     return wantedNamespaces(this.registry.current().namespaces());
   }
 
-  async bind(want: NamespaceWant): Promise<ListenerSockets & { boundIn?: string }> {
-    // Read before the bind: a namespace replaced in between is caught by the next check.
-    const boundIn = namespaceIdentity(want.key);
-    return { ...(await this.sockets.bind(want.key)), boundIn };
+  bind(want: NamespaceWant): Promise<ListenerSockets & { boundIn?: string }> {
+    // The helper says where it bound: a look at the path from here, before or after, can see the
+    // namespace deleted or its successor not yet mounted, and the next replacement would go unseen.
+    return this.sockets.bind(want.key);
   }
 
   boundInNow(want: NamespaceWant): string | undefined {

@@ -22,12 +22,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef SO_ATTACH_REUSEPORT_CBPF
@@ -88,6 +91,24 @@ static void fail(const char *stage, int err) {
 
 static int group_main(const char *count, const char *address, const char *port);
 
+/*
+ * The resolver's address lives on lo. In a namespace whose lo was never up there is no local route
+ * table yet, and the kernel takes a bind to 127.0.0.11 there as one to a broadcast address: the
+ * socket answers from 127.0.0.1 even once lo is up, and clients (dig, glibc) drop replies from an
+ * address they did not ask. So lo comes up first, as the plumbing does for its own endpoints.
+ */
+static void loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr = {0};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) fail("loopback", errno);
+  if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) fail("loopback", errno);
+  }
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   const char *env = getenv("NODE_CHANNEL_FD");
   if (env) channel = atoi(env);
@@ -103,8 +124,13 @@ int main(int argc, char **argv) {
 
   int ns = open(argv[1], O_RDONLY | O_CLOEXEC);
   if (ns < 0) fail("open namespace", errno);
+  /* Which namespace the path named when we opened it (DEV:INO, as namespace-identity.ts reads it):
+     the daemon's own look at the path came a moment earlier and may have seen none or another. */
+  struct stat st;
+  if (fstat(ns, &st) < 0) fail("open namespace", errno);
   if (setns(ns, CLONE_NEWNET) < 0) fail("setns", errno);
   close(ns);
+  loopback_up();
 
   int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (udp < 0 || bind(udp, (struct sockaddr *)&addr, sizeof addr) < 0) fail("udp", errno);
@@ -117,7 +143,10 @@ int main(int argc, char **argv) {
       setsockopt(tcp, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0) fail("tcp", errno);
   if (bind(tcp, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(tcp, 511) < 0) fail("tcp", errno);
 
-  if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\"},\"dgramType\":\"udp4\"}\n", udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
+  char line[200];
+  snprintf(line, sizeof line, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"msg\":{\"kind\":\"udp\",\"netns\":\"%llu:%llu\"},\"dgramType\":\"udp4\"}\n",
+           (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+  if (send_line(line, udp) < 0 || wait_ack() < 0) fail("hand over udp", errno ? errno : EPIPE);
   if (send_line("{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Server\",\"msg\":{\"kind\":\"tcp\"}}\n", tcp) < 0 || wait_ack() < 0) fail("hand over tcp", errno ? errno : EPIPE);
   return 0;
 }

@@ -71,6 +71,18 @@ describe('a namespace replaced under the same name', { skip: needsRoot }, () => 
       assert.equal((await lab.dig(peer, 'x.rep')).length, 1);
     });
 
+    it('answers in a new namespace whose lo was still down when the daemon bound there', async () => {
+      assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
+      const served = lab.daemon!.logs.length;
+      await sh('ip', 'netns', 'del', filed);
+      await sh('ip', 'netns', 'add', filed);
+      // The reaper binds in the new namespace before anyone brings its lo up: a socket bound to
+      // 127.0.0.11 then would answer from 127.0.0.1, and dig drops replies from another address.
+      await lab.daemon!.waitForLog((l) => l.msg === 'serving DNS at 127.0.0.11:53 in namespace' && l.netns === `/run/netns/${filed}` && lab.daemon!.logs.indexOf(l) >= served, 15_000);
+      await sh('ip', '-n', filed, 'link', 'set', 'lo', 'up');
+      assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
+    });
+
     it('serves a registry file\'s namespace again in the new namespace', async () => {
       assert.deepEqual(await lab.dig(filed, 'f1.filed'), ['10.170.1.5']);
       await replace(filed);
@@ -83,6 +95,44 @@ describe('a namespace replaced under the same name', { skip: needsRoot }, () => 
         throw new Error(`${err.message}\ndaemon:\n${said.join('\n')}\ndig (exit ${dig.exitCode}):\n${dig.stdout}\n${dig.stderr}`);
       });
       assert.deepEqual(answers, ['10.170.1.5']);
+    });
+  });
+
+  describe('replaced again and again while the reaper looks', () => {
+    const lab = new Lab();
+    const dir = tempDir('nsdns-replaced-');
+    const registry = tempDir('nsdns-replaced-reg-');
+    let churn: string;
+
+    before(async () => {
+      churn = await lab.namespace('churn');
+      // A short period, so passes often fall between a del and an add, or between an add's file and its mount.
+      const config = dir.write('nsdns.yaml', 'plumbing:\n  reapIntervalMs: 50\n');
+      registry.write('churn.yaml', `name: churn\nsubnets: [{subnet: 10.170.3.0/24}]\nendpoints:\n  - {name: c1, ipv4: 10.170.3.5, netns: /run/netns/${churn}}\n`);
+      await lab.start(['--config', config, '--registry', registry.dir]);
+    });
+    after(async () => {
+      await lab.cleanup();
+      dir.cleanup();
+      registry.cleanup();
+    });
+
+    it('answers in every new namespace', async () => {
+      // A bind that read the path while no namespace was there, and whose helper then opened the
+      // next one, once left the listener unable to notice the replacement after that (answered
+      // by nobody: connection refused). Not certain to hit in one run; about every 25th replacement did.
+      for (let round = 0; round < 40; round++) {
+        await sh('ip', 'netns', 'del', churn);
+        await sleep(Math.random() * 60);
+        await sh('ip', 'netns', 'add', churn);
+        await sleep(Math.random() * 60);
+        await sh('ip', '-n', churn, 'link', 'set', 'lo', 'up');
+        await until(`round ${round}: c1 answers in the new namespace`, () => lab.dig(churn, '+time=1', 'c1.churn'), (a) => a.length > 0, 5_000).catch(async (err: Error) => {
+          const said = lab.daemon!.logs.filter((l) => JSON.stringify(l).includes(churn)).slice(-6).map((l) => JSON.stringify(l));
+          const bound = await execa('ip', ['netns', 'exec', churn, 'ss', '-uanp'], { reject: false });
+          throw new Error(`${err.message}\ndaemon:\n${said.join('\n')}\nUDP sockets in the namespace:\n${bound.stdout}`);
+        });
+      }
     });
   });
 
