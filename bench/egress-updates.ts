@@ -94,6 +94,7 @@ export async function learnCostByNamespaces(table: string, counts: readonly numb
   const out: ByNamespaces[] = [];
   for (const governed of counts) for (const via of ['netlink', 'nft'] as const) {
     const { firewall } = await EgressFirewall.open(table, new Map(), { learnVia: via });
+    if (firewall.learnedVia !== via) throw new Error(`learned addresses were to go ${via === 'netlink' ? 'over netlink' : 'through nft'}, they go ${firewall.learnedVia === 'netlink' ? 'over netlink' : 'through nft'}`);
     try {
       for (let k = 0; k < governed; k++) {
         await firewall.setPolicy(`/run/netns/pb-eg-s${k}`, {

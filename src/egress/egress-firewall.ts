@@ -56,6 +56,8 @@ export class EgressFirewall {
   private netlink: NftNetlink | undefined;
   /** Per key, its policy transaction under way: learned addresses wait for it (their sets may be new). */
   private readonly changing = new Map<string, Promise<void>>();
+  /** Per key, its learned addresses on their way to the kernel (settled either way): a change waits for them. */
+  private readonly writing = new Map<string, Promise<void>>();
   private baseWritten = false;
 
   /**
@@ -121,10 +123,12 @@ export class EgressFirewall {
    * open until it expires). Connections already open live on; new ones need a new answer.
    */
   forgetLearned(key: string): Promise<void> {
+    // Forgotten at once: an answer given from now on is written again (after the flush), not
+    // skipped as already open.
+    this.expiries.delete(key);
     return this.change(key, async () => {
       if (!this.governed.has(key)) return;
       await this.send(forgetLearnedCommands(this.table, key));
-      this.expiries.delete(key);
     });
   }
 
@@ -163,7 +167,9 @@ export class EgressFirewall {
       const a = canonicalAddress(value);
       if (a === undefined) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: a learned address is not a literal IPv4 or IPv6 address'));
       const seen = known.get(a.text);
-      if (seen !== undefined && seen.until >= until) {
+      // Within a second counts as open: a cached answer's TTL is counted down in whole seconds, and
+      // the grace covers the difference; rewriting it would cost a kernel write per cache hit.
+      if (seen !== undefined && seen.until + 1000 >= until) {
         if (seen.applied !== undefined) (pending ??= []).push(seen.applied);
         continue;
       }
@@ -183,12 +189,32 @@ export class EgressFirewall {
   }
 
   /**
+   * `key` is about to be governed (its policy is known, the transaction not queued yet): addresses
+   * answered for it meanwhile wait for `until` instead of being skipped as ungoverned.
+   */
+  expect(key: string, until: Promise<unknown>): void {
+    if (this.governed.has(key) || this.changing.has(key)) return;
+    const settled = until.then(() => undefined, () => undefined);
+    this.changing.set(key, settled);
+    void settled.then(() => {
+      if (this.changing.get(key) === settled) this.changing.delete(key);
+    });
+  }
+
+  /**
    * Runs a policy transaction of `key` in turn. Learned addresses asked from now on wait for it:
    * over netlink they do not queue behind it in the channel, and a set it creates must exist first
    * (one it flushes must not take them with it).
    */
   private change(key: string, transaction: () => Promise<void>): Promise<void> {
-    const done = this.lock.run(transaction);
+    // Addresses answered before this change go first, as they were answered: flushed now, and the
+    // transaction waits until the kernel has them (they must not land in sets the change replaced).
+    this.learned.flushKey(key);
+    const before = this.writing.get(key);
+    const done = this.lock.run(async () => {
+      if (before !== undefined) await before;
+      await transaction();
+    });
     const settled = done.then(() => undefined, () => undefined);
     this.changing.set(key, settled);
     void settled.then(() => {
@@ -197,7 +223,17 @@ export class EgressFirewall {
     return done;
   }
 
-  private async writeLearned(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
+  private writeLearned(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
+    const written = this.writeLearnedInTurn(key, v4, v6);
+    const settled = written.then(() => undefined, () => undefined);
+    this.writing.set(key, settled);
+    void settled.then(() => {
+      if (this.writing.get(key) === settled) this.writing.delete(key);
+    });
+    return written;
+  }
+
+  private async writeLearnedInTurn(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
     const before = this.changing.get(key);
     if (before !== undefined) {
       await before;
@@ -216,7 +252,13 @@ export class EgressFirewall {
     } catch (err) {
       // Let go meanwhile: its sets are gone, and there is nothing to open.
       if (!this.governed.has(key)) return;
-      throw err;
+      if (!netlink.broken) throw err;
+      // The socket is gone: this write and the next go through nft.
+      if (this.netlink === netlink) {
+        this.netlink = undefined;
+        this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: the netlink socket for learned addresses failed; they go through nft from now on');
+      }
+      await this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
     }
   }
 

@@ -60,7 +60,13 @@ export class EgressEnforcement {
 
   private readonly onChange = (): void => {
     if (this.closed) return;
-    this.settled().catch((err) => this.log.error({ err: errorMessage(err) }, 'egress rules could not be set; the namespaces stay as they were'));
+    const pass = this.settled();
+    pass.catch((err) => this.log.error({ err: errorMessage(err) }, 'egress rules could not be set; the namespaces stay as they were'));
+    // The resolver follows the new policy at once; a namespace it makes governed must not have
+    // its answers skipped until this pass reaches it.
+    for (const key of governed(this.registry.current(), this.unenforced, this.log).keys()) {
+      if (!this.applied.has(key)) this.firewall.expect(key, pass);
+    }
   };
 
   private async sync(): Promise<void> {

@@ -31,16 +31,26 @@ export class LearnBatch {
     return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
   }
 
+  /** Writes `key`'s addresses of this turn now (a policy change of `key` is about to be queued). */
+  flushKey(key: string): void {
+    const p = this.pending.get(key);
+    if (p === undefined) return;
+    this.pending.delete(key);
+    this.writeOne(key, p);
+  }
+
   private flush(): void {
     this.scheduled = false;
     const batch = this.pending;
     this.pending = new Map();
-    for (const [key, p] of batch) {
-      const elements = (m: Map<string, number>) => [...m].map(([address, ttl]) => ({ address, ttl }));
-      this.write(key, elements(p.v4), elements(p.v6)).then(
-        () => p.waiters.forEach((w) => w.resolve()),
-        (err: unknown) => p.waiters.forEach((w) => w.reject(err)),
-      );
-    }
+    for (const [key, p] of batch) this.writeOne(key, p);
+  }
+
+  private writeOne(key: string, p: Pending): void {
+    const elements = (m: Map<string, number>) => [...m].map(([address, ttl]) => ({ address, ttl }));
+    this.write(key, elements(p.v4), elements(p.v6)).then(
+      () => p.waiters.forEach((w) => w.resolve()),
+      (err: unknown) => p.waiters.forEach((w) => w.reject(err)),
+    );
   }
 }

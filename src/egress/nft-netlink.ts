@@ -34,6 +34,8 @@ const NFTA_DATA_VALUE = 1;
 const NLMSGHDR = 16;
 const NFGENMSG = 4;
 
+/** The socket's receive buffer: acknowledgements of a busy turn must not overflow it (ENOBUFS). */
+const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 /** How long the kernel may take to answer a batch before its callers are rejected. */
 const REPLY_TIMEOUT_MS = 10_000;
 /** Elements per batch: a netlink message must stay well under the socket's send buffer. */
@@ -52,10 +54,14 @@ export class NftNetlink {
   /** Per message sequence number, the batch waiting for its acknowledgement. */
   private readonly waiting = new Map<number, Waiting>();
   private closed = false;
+  /** The socket failed (closed by the binding on a poll error, or a send threw): nothing more goes through it. */
+  broken = false;
 
   private constructor(private readonly socket: RawSocket) {
-    socket.on('message', (msg: Buffer) => this.receive(msg));
-    socket.on('error', (err: Error) => this.failAll(new NsdnsError('ERR_FIREWALL', `the nftables netlink socket failed: ${err.message}`)));
+    socket.on('message', (msg: Buffer, rinfo: { port: number }) => {
+      if (rinfo.port === 0) this.receive(msg);
+    });
+    socket.on('error', (err: Error) => this.fail(err));
   }
 
   /** Opens the socket; undefined when this process cannot (no netlink binding, no permission). */
@@ -64,6 +70,10 @@ export class NftNetlink {
       const netlink = createRequire(import.meta.url)('netlink') as typeof import('netlink');
       const socket = new netlink.RawNetlinkSocket(NETLINK_NETFILTER);
       socket.unref();
+      // Room for the acknowledgements of many namespaces' batches in one turn (capped by rmem_max).
+      try {
+        socket.setRecvBufferSize(RECEIVE_BUFFER_BYTES);
+      } catch { /* the default then */ }
       return { writer: new NftNetlink(socket) };
     } catch (err) {
       return { reason: err instanceof Error ? err.message.slice(0, 200) : 'unknown error' };
@@ -104,7 +114,7 @@ export class NftNetlink {
   }
 
   private sendBatch(table: string, parts: readonly SetWrite[]): Promise<void> {
-    if (this.closed) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+    if (this.closed || this.broken) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
     const seqs: number[] = [];
     for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
     const batch = encodeBatch(table, parts, seqs);
@@ -114,9 +124,14 @@ export class NftNetlink {
         timer: setTimeout(() => this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time')), REPLY_TIMEOUT_MS),
       };
       for (const seq of seqs) this.waiting.set(seq, entry);
-      this.socket.send(batch, {}, (err) => {
-        if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
-      });
+      try {
+        this.socket.send(batch, {}, (err) => {
+          if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
+        });
+      } catch (err) {
+        // The binding closed the socket after an error: every later send throws.
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
 
@@ -144,6 +159,11 @@ export class NftNetlink {
     for (const seq of entry.seqs) if (this.waiting.get(seq) === entry) this.waiting.delete(seq);
     if (err === undefined) entry.resolve();
     else entry.reject(err);
+  }
+
+  private fail(err: Error): void {
+    this.broken = true;
+    this.failAll(new NsdnsError('ERR_FIREWALL', `the nftables netlink socket failed: ${err.message.slice(0, 200)}`));
   }
 
   private failAll(err: Error): void {

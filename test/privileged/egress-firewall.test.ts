@@ -14,6 +14,7 @@ import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
 import { keyNames } from '../../src/egress/egress-rules.js';
 import { NftChannel } from '../../src/egress/nft-channel.js';
+import { ELEMENTS_PER_BATCH, NftNetlink } from '../../src/egress/nft-netlink.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -254,6 +255,34 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     await Promise.all([fw.learn('peer', ['10.133.1.4'], 60), fw.remove('peer')]);
   });
 
+  it('closes an address answered just before its policy lost names (the flush comes after it)', async () => {
+    const inSet = async (address: string) => (await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)).includes(`"${address}"`);
+    const learned = fw.learn('app', ['10.133.7.7'], 60);
+    await Promise.all([learned, fw.forgetLearned('app')]);
+    assert.equal(await inSet('10.133.7.7'), false);
+    // Answered after the change: open.
+    await fw.learn('app', ['10.133.7.7'], 60);
+    assert.equal(await inSet('10.133.7.7'), true);
+    await fw.forgetLearned('app');
+    await fw.learn('app', ['10.133.1.2'], 60);
+  });
+
+  it('goes on through nft when its netlink socket fails', async () => {
+    const other = await EgressFirewall.open(table, new Map([['app', rules]]));
+    try {
+      assert.equal(other.firewall.learnedVia, 'netlink');
+      // What the binding does after a socket error: it closes the socket, and every send throws.
+      (other.firewall as unknown as { netlink: { socket: { close(): void } } }).netlink.socket.close();
+      await other.firewall.learn('app', ['10.133.1.3'], 60);
+      assert.equal(other.firewall.learnedVia, 'nft');
+      assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
+    } finally {
+      await other.firewall.close();
+      await fw.forgetLearned('app');
+      await fw.learn('app', ['10.133.1.2'], 60);
+    }
+  });
+
   it('learns through the nft channel when asked to (the fallback without netlink)', async () => {
     const channel = await EgressFirewall.open(table, new Map([['app', rules]]), { learnVia: 'nft' });
     try {
@@ -298,6 +327,48 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
     // Nothing governed: no tables left behind.
     for (const family of ['inet', 'bridge']) assert.notEqual((await execa('nft', ['list', 'table', family, table], { reject: false })).exitCode, 0);
+  });
+});
+
+describe('set elements over netlink', { skip: needsRoot }, () => {
+  const table = `nsdns_nl_${process.pid}`;
+  const elements = async (set: string) => (JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, set)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> })
+    .nftables.find((i) => i.set)?.set?.elem?.map((e) => `${e.elem.val}/${e.elem.timeout}`) ?? [];
+  let writer: NftNetlink;
+  before(async () => {
+    await execa('nft', ['-f', '-'], { input: `add table inet ${table}\nadd set inet ${table} a { type ipv4_addr; flags timeout; }\nadd set inet ${table} b { type ipv6_addr; flags timeout; }\n` });
+    const opened = NftNetlink.open();
+    assert.ok('writer' in opened);
+    writer = opened.writer;
+  });
+  after(async () => {
+    writer?.close();
+    await execa('nft', ['delete', 'table', 'inet', table], { reject: false });
+  });
+
+  it('adds IPv4 and IPv6 elements with their timeouts in one transaction', async () => {
+    await writer.addElements(table, [
+      { set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 1), timeoutSeconds: 90 }, { key: Uint8Array.of(10, 133, 8, 2), timeoutSeconds: 604800 }] },
+      { set: 'b', elements: [{ key: Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 1]), timeoutSeconds: 30 }] },
+    ]);
+    assert.deepEqual((await elements('a')).sort(), ['10.133.8.1/90', '10.133.8.2/604800']);
+    assert.deepEqual(await elements('b'), ['2001:db8::1/30']);
+  });
+
+  it('is refused with the kernel\'s reason, and a refused batch applies nothing', async () => {
+    await assert.rejects(writer.addElements(table, [{ set: 'nosuchset', elements: [{ key: Uint8Array.of(10, 133, 8, 3), timeoutSeconds: 60 }] }]), /ENOENT/);
+    await assert.rejects(writer.addElements(table, [
+      { set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 4), timeoutSeconds: 60 }] },
+      { set: 'nosuchset', elements: [{ key: Uint8Array.of(10, 133, 8, 5), timeoutSeconds: 60 }] },
+    ]), /ENOENT/);
+    assert.ok(!(await elements('a')).some((e) => e.startsWith('10.133.8.4/')), 'the other set of the refused batch got nothing');
+    await assert.rejects(writer.addElements(`${table}_missing`, [{ set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 6), timeoutSeconds: 60 }] }]), /ENOENT/);
+  });
+
+  it('takes more elements than one batch holds', async () => {
+    const many = Array.from({ length: ELEMENTS_PER_BATCH + 10 }, (_, i) => ({ key: Uint8Array.of(10, 134, i >> 8, i & 255), timeoutSeconds: 60 }));
+    await writer.addElements(table, [{ set: 'a', elements: many }]);
+    assert.equal((await elements('a')).filter((e) => e.startsWith('10.134.')).length, ELEMENTS_PER_BATCH + 10);
   });
 });
 
