@@ -36,8 +36,9 @@ export class StageClock {
     this.last = now;
   }
 
+  /** Up to the last lap: what the stages add up to (work after it belongs in a stage of its own). */
   total(): number {
-    return round(performance.now() - this.started);
+    return round(this.last - this.started);
   }
 }
 
