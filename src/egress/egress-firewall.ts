@@ -194,11 +194,7 @@ export class EgressFirewall {
    */
   expect(key: string, until: Promise<unknown>): void {
     if (this.governed.has(key) || this.changing.has(key)) return;
-    const settled = until.then(() => undefined, () => undefined);
-    this.changing.set(key, settled);
-    void settled.then(() => {
-      if (this.changing.get(key) === settled) this.changing.delete(key);
-    });
+    latestPerKey(this.changing, key, until);
   }
 
   /**
@@ -215,21 +211,13 @@ export class EgressFirewall {
       if (before !== undefined) await before;
       await transaction();
     });
-    const settled = done.then(() => undefined, () => undefined);
-    this.changing.set(key, settled);
-    void settled.then(() => {
-      if (this.changing.get(key) === settled) this.changing.delete(key);
-    });
+    latestPerKey(this.changing, key, done);
     return done;
   }
 
   private writeLearned(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
     const written = this.writeLearnedInTurn(key, v4, v6);
-    const settled = written.then(() => undefined, () => undefined);
-    this.writing.set(key, settled);
-    void settled.then(() => {
-      if (this.writing.get(key) === settled) this.writing.delete(key);
-    });
+    latestPerKey(this.writing, key, written);
     return written;
   }
 
@@ -241,7 +229,7 @@ export class EgressFirewall {
       if (!this.governed.has(key)) return;
     }
     const netlink = this.netlink;
-    if (netlink === undefined) return this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
+    if (netlink === undefined) return this.writeThroughNft(key, v4, v6);
     const n = keyNames(key);
     const elements = (list: LearnedElement[]) => list.map((e) => ({ key: addressBytes(e.address), timeoutSeconds: e.ttl }));
     try {
@@ -258,8 +246,12 @@ export class EgressFirewall {
         this.netlink = undefined;
         this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: the netlink socket for learned addresses failed; they go through nft from now on');
       }
-      await this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
+      await this.writeThroughNft(key, v4, v6);
     }
+  }
+
+  private writeThroughNft(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
+    return this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
@@ -385,4 +377,13 @@ function addressBytes(text: string): Uint8Array {
     return Uint8Array.of(Number(a), Number(b), Number(c), Number(d));
   }
   return ipBytes(text);
+}
+
+/** Keeps `work`, settled either way, as `key`'s latest in `map` until it settles (or a later one replaces it). */
+function latestPerKey(map: Map<string, Promise<void>>, key: string, work: Promise<unknown>): void {
+  const settled = work.then(() => undefined, () => undefined);
+  map.set(key, settled);
+  void settled.then(() => {
+    if (map.get(key) === settled) map.delete(key);
+  });
 }
