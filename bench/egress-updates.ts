@@ -8,7 +8,6 @@ import { execa } from 'execa';
 import { EgressFirewall } from '../src/egress/egress-firewall.js';
 import { NftChannel } from '../src/egress/nft-channel.js';
 import { NftNetlink } from '../src/egress/nft-netlink.js';
-import { ipBytes } from '../src/plumbing/netlink-links.js';
 
 export interface Percentiles { p50: number; p99: number }
 export interface UpdateCost { netlink: Percentiles & { n: number }; channel: Percentiles & { n: number }; process: Percentiles & { n: number } }
@@ -60,7 +59,7 @@ export async function updateCost(table: string, channelUpdates: number, processU
     const viaNetlink: number[] = [];
     for (let i = 0; i < channelUpdates; i++) {
       const t = performance.now();
-      await opened.writer.addElements(table, [{ set: 's', elements: [{ key: ipBytes(address(channelUpdates + processUpdates + i)), timeoutSeconds: 60 }] }]);
+      await opened.writer.addElements(table, [{ set: 's', elements: [{ address: address(channelUpdates + processUpdates + i), ttl: 60 }] }]);
       viaNetlink.push(performance.now() - t);
     }
     const viaChannel: number[] = [];

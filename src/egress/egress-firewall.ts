@@ -14,7 +14,6 @@ import {
   baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands,
   type EgressRules, type LearnedElement,
 } from './egress-rules.js';
-import { ipBytes } from '../plumbing/netlink-links.js';
 import { Mutex } from '../plumbing/mutex.js';
 import { LearnBatch } from './learn-batch.js';
 import { NftChannel } from './nft-channel.js';
@@ -162,6 +161,7 @@ export class EgressFirewall {
     const known = this.expiriesOf(key, now);
     const v4: LearnedElement[] = [];
     const v6: LearnedElement[] = [];
+    const sent: string[] = [];
     let pending: Array<Promise<void>> | undefined;
     for (const value of addresses) {
       const a = canonicalAddress(value);
@@ -174,9 +174,9 @@ export class EgressFirewall {
         continue;
       }
       (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
+      sent.push(a.text);
     }
-    if (v4.length === 0 && v6.length === 0) return pending === undefined ? Promise.resolve() : Promise.all(pending).then(() => undefined);
-    const sent = [...v4, ...v6].map((e) => e.address);
+    if (sent.length === 0) return pending === undefined ? Promise.resolve() : Promise.all(pending).then(() => undefined);
     const entry: Learned = { until, applied: undefined };
     for (const a of sent) known.set(a, entry);
     entry.applied = this.learned.add(key, v4, v6).then(() => {
@@ -231,12 +231,11 @@ export class EgressFirewall {
     const netlink = this.netlink;
     if (netlink === undefined) return this.writeThroughNft(key, v4, v6);
     const n = keyNames(key);
-    const elements = (list: LearnedElement[]) => list.map((e) => ({ key: addressBytes(e.address), timeoutSeconds: e.ttl }));
+    const writes = v6.length === 0 ? [{ set: n.learned4, elements: v4 }]
+      : v4.length === 0 ? [{ set: n.learned6, elements: v6 }]
+        : [{ set: n.learned4, elements: v4 }, { set: n.learned6, elements: v6 }];
     try {
-      await netlink.addElements(this.table, [
-        ...(v4.length > 0 ? [{ set: n.learned4, elements: elements(v4) }] : []),
-        ...(v6.length > 0 ? [{ set: n.learned6, elements: elements(v6) }] : []),
-      ]);
+      await netlink.addElements(this.table, writes);
     } catch (err) {
       // Let go meanwhile: its sets are gone, and there is nothing to open.
       if (!this.governed.has(key)) return;
@@ -368,15 +367,6 @@ export class EgressFirewall {
     }
     return known.until;
   }
-}
-
-/** A canonical address's bytes; IPv4 without a parser (this runs for every learned address). */
-function addressBytes(text: string): Uint8Array {
-  if (!text.includes(':')) {
-    const [a, b, c, d] = text.split('.');
-    return Uint8Array.of(Number(a), Number(b), Number(c), Number(d));
-  }
-  return ipBytes(text);
 }
 
 /** Keeps `work`, settled either way, as `key`'s latest in `map` until it settles (or a later one replaces it). */

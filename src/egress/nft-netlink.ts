@@ -10,6 +10,7 @@
 // it on an add without NLM_F_EXCL, as nft's `add element` does).
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
+import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
 
 // Stable kernel ABI: linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h.
@@ -38,14 +39,25 @@ const NFGENMSG = 4;
 const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 /** How long the kernel may take to answer a batch before its callers are rejected. */
 const REPLY_TIMEOUT_MS = 10_000;
+/** How often batches are checked against that limit (one timer for all, not one per batch). */
+const REPLY_SWEEP_MS = 1_000;
+/**
+ * Bytes read per message. An acknowledgement is 36 bytes; a refusal echoes the refused message,
+ * which may be longer and is then cut: its header, sequence number and errno come first.
+ * Reading into a buffer this size spares a peek (one more system call) per message.
+ */
+const MESSAGE_BUFFER_BYTES = 4096;
 /** Elements per batch: a netlink message must stay well under the socket's send buffer. */
 export const ELEMENTS_PER_BATCH = 512;
 
-/** Addresses for one set: each its 4 or 16 bytes in network order, with its timeout in seconds. */
-export interface SetWrite { set: string; elements: ReadonlyArray<{ key: Uint8Array; timeoutSeconds: number }> }
+/**
+ * Addresses for one set, each in canonical text (as egress-rules' canonicalAddress gives it: one
+ * family per set), with its timeout (`ttl`) in seconds: the shape of a learned element.
+ */
+export interface SetWrite { set: string; elements: ReadonlyArray<{ address: string; ttl: number }> }
 
 /** A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those). */
-interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; due: number }
 
 type RawSocket = import('netlink').RawNetlinkSocket;
 
@@ -54,13 +66,17 @@ export class NftNetlink {
   /** Per message sequence number, the batch waiting for its acknowledgement. */
   private readonly waiting = new Map<number, Waiting>();
   private closed = false;
+  /** Checks the batches in flight against REPLY_TIMEOUT_MS while there are any. */
+  private sweeper: NodeJS.Timeout | undefined;
   /** The socket failed (closed by the binding on a poll error, or a send threw): nothing more goes through it. */
   broken = false;
 
   private constructor(private readonly socket: RawSocket) {
-    socket.on('message', (msg: Buffer, rinfo: { port: number }) => {
+    const fromKernel = (msg: Buffer, rinfo: { port: number }) => {
       if (rinfo.port === 0) this.receive(msg);
-    });
+    };
+    socket.on('message', fromKernel);
+    socket.on('truncatedMessage', fromKernel);
     socket.on('error', (err: Error) => this.fail(err));
   }
 
@@ -68,7 +84,7 @@ export class NftNetlink {
   static open(): { writer: NftNetlink } | { reason: string } {
     try {
       const netlink = createRequire(import.meta.url)('netlink') as typeof import('netlink');
-      const socket = new netlink.RawNetlinkSocket(NETLINK_NETFILTER);
+      const socket = new netlink.RawNetlinkSocket(NETLINK_NETFILTER, { messagePeeking: false, msgBufferSize: MESSAGE_BUFFER_BYTES } as import('netlink').RawNetlinkSocketOptions);
       socket.unref();
       // Room for the acknowledgements of many namespaces' batches in one turn (capped by rmem_max).
       try {
@@ -110,6 +126,8 @@ export class NftNetlink {
     if (this.closed) return;
     this.closed = true;
     this.failAll(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     this.socket.close();
   }
 
@@ -119,11 +137,9 @@ export class NftNetlink {
     for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
     const batch = encodeBatch(table, parts, seqs);
     return new Promise<void>((resolve, reject) => {
-      const entry: Waiting = {
-        seqs, acksDue: parts.length, resolve, reject,
-        timer: setTimeout(() => this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time')), REPLY_TIMEOUT_MS),
-      };
+      const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: Date.now() + REPLY_TIMEOUT_MS };
       for (const seq of seqs) this.waiting.set(seq, entry);
+      this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
       try {
         this.socket.send(batch, {}, (err) => {
           if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
@@ -135,12 +151,16 @@ export class NftNetlink {
     });
   }
 
-  /** Acknowledgements and errors; anything else on this socket is not ours and is ignored. */
+  /**
+   * Acknowledgements and errors; anything else on this socket is not ours and is ignored. A
+   * message cut at MESSAGE_BUFFER_BYTES (a refusal echoing a long batch) still has its header and
+   * errno: it is read, and nothing after it.
+   */
   private receive(msg: Buffer): void {
     for (let at = 0; at + NLMSGHDR <= msg.length;) {
       const length = msg.readUInt32LE(at);
-      if (length < NLMSGHDR || at + length > msg.length) return;
-      if (msg.readUInt16LE(at + 4) === NLMSG_ERROR && length >= NLMSGHDR + 4) {
+      if (length < NLMSGHDR) return;
+      if (msg.readUInt16LE(at + 4) === NLMSG_ERROR && length >= NLMSGHDR + 4 && at + NLMSGHDR + 4 <= msg.length) {
         const seq = msg.readUInt32LE(at + 8);
         const entry = this.waiting.get(seq);
         if (entry !== undefined) {
@@ -155,10 +175,24 @@ export class NftNetlink {
   }
 
   private settle(entry: Waiting, err: Error | undefined): void {
-    clearTimeout(entry.timer);
     for (const seq of entry.seqs) if (this.waiting.get(seq) === entry) this.waiting.delete(seq);
     if (err === undefined) entry.resolve();
     else entry.reject(err);
+  }
+
+  /** Rejects the batches the kernel has not answered within REPLY_TIMEOUT_MS (oldest first: sent in order). */
+  private sweep(): void {
+    // Stopped once nothing waits (not at every settle: most batches settle within a turn).
+    if (this.waiting.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const entry of this.waiting.values()) {
+      if (entry.due > now) return;
+      this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time'));
+    }
   }
 
   private fail(err: Error): void {
@@ -193,9 +227,10 @@ function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly n
   let size = 2 * DELIMITER;
   for (const { set, elements } of parts) {
     size += NLMSGHDR + NFGENMSG + tableAttr + attrLength(set.length + 1) + 4;
-    for (const e of elements) size += ELEMENT + e.key.length;
+    for (const e of elements) size += ELEMENT + keyLength(e.address);
   }
-  const out = Buffer.alloc(size);
+  // From the shared pool (most batches are small), zeroed: padding and reserved fields are 0.
+  const out = Buffer.allocUnsafe(size).fill(0);
   let at = delimiter(out, 0, NFNL_MSG_BATCH_BEGIN, seqs[0]!);
   parts.forEach(({ set, elements }, i) => {
     const start = at;
@@ -206,19 +241,20 @@ function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly n
     at = stringAttr(out, at, NFTA_SET_ELEM_LIST_SET, set);
     const list = at;
     at += 4;
-    for (const { key, timeoutSeconds } of elements) {
+    for (const { address, ttl } of elements) {
       const elem = at;
+      const bytes = keyLength(address);
       at += 4;
-      at = nestHeader(out, at, NFTA_SET_ELEM_KEY, 8 + key.length);
-      out.writeUInt16LE(4 + key.length, at);
+      at = nestHeader(out, at, NFTA_SET_ELEM_KEY, 8 + bytes);
+      out.writeUInt16LE(4 + bytes, at);
       out.writeUInt16LE(NFTA_DATA_VALUE, at + 2);
-      out.set(key, at + 4);
-      at += 4 + key.length;
+      writeAddress(out, at + 4, address);
+      at += 4 + bytes;
       out.writeUInt16LE(12, at);
       out.writeUInt16LE(NFTA_SET_ELEM_TIMEOUT, at + 2);
       // Milliseconds as a big-endian u64; timeouts are at most a week, so the high half is 0.
-      out.writeUInt32BE(Math.floor((timeoutSeconds * 1000) / 0x1_0000_0000), at + 4);
-      out.writeUInt32BE((timeoutSeconds * 1000) % 0x1_0000_0000, at + 8);
+      out.writeUInt32BE(Math.floor((ttl * 1000) / 0x1_0000_0000), at + 4);
+      out.writeUInt32BE((ttl * 1000) % 0x1_0000_0000, at + 8);
       at += 12;
       nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
     }
@@ -235,6 +271,25 @@ const DELIMITER = NLMSGHDR + NFGENMSG;
 const ELEMENT = 4 + 4 + 4 + 12;
 
 const attrLength = (payload: number) => 4 + ((payload + 3) & ~3);
+
+const keyLength = (address: string) => (address.includes(':') ? 16 : 4);
+
+/** A canonical address's bytes in network order at `at`; a dotted quad without a parser (one per answer). */
+function writeAddress(out: Buffer, at: number, address: string): void {
+  if (address.includes(':')) {
+    out.set(ipaddr.IPv6.parse(address).toByteArray(), at);
+    return;
+  }
+  let octet = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 46) {
+      out[at++] = octet;
+      octet = 0;
+    } else octet = octet * 10 + c - 48;
+  }
+  out[at] = octet;
+}
 
 function delimiter(out: Buffer, at: number, type: number, seq: number): number {
   header(out, at, type, NLM_F_REQUEST, seq);

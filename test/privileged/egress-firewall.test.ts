@@ -348,25 +348,30 @@ describe('set elements over netlink', { skip: needsRoot }, () => {
 
   it('adds IPv4 and IPv6 elements with their timeouts in one transaction', async () => {
     await writer.addElements(table, [
-      { set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 1), timeoutSeconds: 90 }, { key: Uint8Array.of(10, 133, 8, 2), timeoutSeconds: 604800 }] },
-      { set: 'b', elements: [{ key: Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 1]), timeoutSeconds: 30 }] },
+      { set: 'a', elements: [{ address: '10.133.8.1', ttl: 90 }, { address: '10.133.8.2', ttl: 604800 }] },
+      { set: 'b', elements: [{ address: '2001:db8::1', ttl: 30 }] },
     ]);
     assert.deepEqual((await elements('a')).sort(), ['10.133.8.1/90', '10.133.8.2/604800']);
     assert.deepEqual(await elements('b'), ['2001:db8::1/30']);
   });
 
   it('is refused with the kernel\'s reason, and a refused batch applies nothing', async () => {
-    await assert.rejects(writer.addElements(table, [{ set: 'nosuchset', elements: [{ key: Uint8Array.of(10, 133, 8, 3), timeoutSeconds: 60 }] }]), /ENOENT/);
+    await assert.rejects(writer.addElements(table, [{ set: 'nosuchset', elements: [{ address: '10.133.8.3', ttl: 60 }] }]), /ENOENT/);
     await assert.rejects(writer.addElements(table, [
-      { set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 4), timeoutSeconds: 60 }] },
-      { set: 'nosuchset', elements: [{ key: Uint8Array.of(10, 133, 8, 5), timeoutSeconds: 60 }] },
+      { set: 'a', elements: [{ address: '10.133.8.4', ttl: 60 }] },
+      { set: 'nosuchset', elements: [{ address: '10.133.8.5', ttl: 60 }] },
     ]), /ENOENT/);
     assert.ok(!(await elements('a')).some((e) => e.startsWith('10.133.8.4/')), 'the other set of the refused batch got nothing');
-    await assert.rejects(writer.addElements(`${table}_missing`, [{ set: 'a', elements: [{ key: Uint8Array.of(10, 133, 8, 6), timeoutSeconds: 60 }] }]), /ENOENT/);
+    await assert.rejects(writer.addElements(`${table}_missing`, [{ set: 'a', elements: [{ address: '10.133.8.6', ttl: 60 }] }]), /ENOENT/);
+    // A refusal echoes the refused message: a full batch's is longer than one read, and is cut.
+    const full = Array.from({ length: ELEMENTS_PER_BATCH }, (_, i) => ({ address: `fd00:133::${i.toString(16)}`, ttl: 60 }));
+    await assert.rejects(writer.addElements(table, [{ set: 'nosuchset', elements: full }]), /ENOENT/);
+    await writer.addElements(table, [{ set: 'a', elements: [{ address: '10.133.8.7', ttl: 60 }] }]);
+    assert.ok((await elements('a')).some((e) => e.startsWith('10.133.8.7/')), 'the writer goes on after a long refusal');
   });
 
   it('takes more elements than one batch holds', async () => {
-    const many = Array.from({ length: ELEMENTS_PER_BATCH + 10 }, (_, i) => ({ key: Uint8Array.of(10, 134, i >> 8, i & 255), timeoutSeconds: 60 }));
+    const many = Array.from({ length: ELEMENTS_PER_BATCH + 10 }, (_, i) => ({ address: `10.134.${i >> 8}.${i & 255}`, ttl: 60 }));
     await writer.addElements(table, [{ set: 'a', elements: many }]);
     assert.equal((await elements('a')).filter((e) => e.startsWith('10.134.')).length, ELEMENTS_PER_BATCH + 10);
   });
