@@ -83,7 +83,9 @@ export class EgressGate {
     if (learner === undefined || reply === null) return reply;
     const found = answerAddresses(reply, query.questionEnd, query.name);
     if (found === undefined) return reply;
-    return learner.learn(ns.key, found.addresses, found.ttl + this.settings.graceSeconds).then(() => reply, (err: unknown) => {
+    const learning = learner.learn(ns.key, found.addresses, found.ttl + this.settings.graceSeconds);
+    if (learning === undefined) return reply;
+    return learning.then(() => reply, (err: unknown) => {
       this.learnFailures++;
       this.warnLearn((suppressed) => this.log.warn({ err, netns: ns.key, suppressed }, 'egress: could not open the addresses of an allowed answer; answered SERVFAIL'));
       return errorReply(query, RCODE.SERVFAIL, true, maxUdpSize);

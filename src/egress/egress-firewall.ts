@@ -150,10 +150,11 @@ export class EgressFirewall {
    * after a longer one (two names of one CDN address, answered at once) would cut the longer short.
    * Such an answer waits for the longer one's transaction instead. A key that is not governed has
    * nothing to open; one whose policy is on its way gets its addresses once the policy is in.
+   * Undefined when there is nothing to wait for (see EgressLearner): most cache hits.
    */
-  learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> {
+  learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> | undefined {
     // A key whose first policy is on its way counts: an answer given meanwhile must be opened too.
-    if (!this.governed.has(key) && !this.changing.has(key)) return Promise.resolve();
+    if (!this.governed.has(key) && !this.changing.has(key)) return undefined;
     if (!Number.isFinite(ttlSeconds)) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'egress: the TTL is not a number'));
     const ttl = Math.min(Math.max(Math.ceil(ttlSeconds), 1), MAX_TTL_SECONDS);
     const now = Date.now();
@@ -176,7 +177,7 @@ export class EgressFirewall {
       (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
       sent.push(a.text);
     }
-    if (sent.length === 0) return pending === undefined ? Promise.resolve() : Promise.all(pending).then(() => undefined);
+    if (sent.length === 0) return pending === undefined ? undefined : Promise.all(pending).then(() => undefined);
     const entry: Learned = { until, applied: undefined };
     for (const a of sent) known.set(a, entry);
     entry.applied = this.learned.add(key, v4, v6).then(() => {
