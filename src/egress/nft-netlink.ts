@@ -5,9 +5,18 @@
 // costs more the more rules the host has. A batch is one transaction: all of its elements reach
 // the kernel or none do.
 //
+// The kernel handles a batch within the send: its acknowledgement is queued before the send
+// returns. So a write is sent and acknowledged synchronously, on the socket's own file descriptor
+// (write, then read): two system calls, and the answer waits for nothing else. Through the netlink
+// package's send it took five or so (a poll change, a timer, a wake-up, a read), and on a loaded
+// virtual machine system calls are most of what a learned address costs. The package gives no
+// descriptor: it is found by the socket's port in /proc/net/netlink. Without it (or should a read
+// find nothing), acknowledgements arrive through the package's poll as before.
+//
 // Only element additions go this way; tables, chains, sets and rules are written by nft, which
 // parses and checks them. An element already in the set gets the new timeout (the kernel refreshes
 // it on an add without NLM_F_EXCL, as nft's `add element` does).
+import { readdirSync, readFileSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 import ipaddr from 'ipaddr.js';
@@ -70,14 +79,26 @@ export class NftNetlink {
   private sweeper: NodeJS.Timeout | undefined;
   /** The socket failed (closed by the binding on a poll error, or a send threw): nothing more goes through it. */
   broken = false;
+  /** Where synchronous reads of acknowledgements land (one message each). */
+  private readonly ack = Buffer.alloc(MESSAGE_BUFFER_BYTES);
 
-  private constructor(private readonly socket: RawSocket) {
+  private constructor(private readonly socket: RawSocket, private fd: number | undefined) {
     const fromKernel = (msg: Buffer, rinfo: { port: number }) => {
       if (rinfo.port === 0) this.receive(msg);
     };
     socket.on('message', fromKernel);
     socket.on('truncatedMessage', fromKernel);
     socket.on('error', (err: Error) => this.fail(err));
+    // Closed under us: the descriptor is no longer ours (its number may be given to another file).
+    socket.on('close', () => {
+      this.fd = undefined;
+      if (!this.closed) this.fail(new Error('closed'));
+    });
+  }
+
+  /** Whether writes are sent and acknowledged synchronously (the socket's descriptor was found). */
+  get synchronous(): boolean {
+    return this.fd !== undefined;
   }
 
   /** Opens the socket; undefined when this process cannot (no netlink binding, no permission). */
@@ -90,7 +111,7 @@ export class NftNetlink {
       try {
         socket.setRecvBufferSize(RECEIVE_BUFFER_BYTES);
       } catch { /* the default then */ }
-      return { writer: new NftNetlink(socket) };
+      return { writer: new NftNetlink(socket, descriptorOf(socket.address().port)) };
     } catch (err) {
       return { reason: err instanceof Error ? err.message.slice(0, 200) : 'unknown error' };
     }
@@ -139,7 +160,10 @@ export class NftNetlink {
     return new Promise<void>((resolve, reject) => {
       const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: Date.now() + REPLY_TIMEOUT_MS };
       for (const seq of seqs) this.waiting.set(seq, entry);
+      const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
+      if (sent === 'settled') return;
       this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
+      if (sent === 'pending') return;
       try {
         this.socket.send(batch, {}, (err) => {
           if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
@@ -149,6 +173,38 @@ export class NftNetlink {
         this.fail(err instanceof Error ? err : new Error(String(err)));
       }
     });
+  }
+
+  /**
+   * Sends `batch` on the descriptor and reads its acknowledgements at once: 'settled' when that
+   * settled `entry` (or failed the socket), 'pending' when a read found nothing (not seen: the
+   * kernel answers within the send; the rest then arrives through the package's poll), 'unsent'
+   * when the send buffer was full (the package's queue waits for room). A read gives no sender,
+   * unlike the package's receive: only a process with CAP_NET_ADMIN can send to a
+   * NETLINK_NETFILTER socket, and such a process can change the rules themselves. The descriptor
+   * stays ours while the socket is not broken or closed: the package closes it only after an
+   * error it reports (which marks the socket broken first) or in close(), which says so.
+   */
+  private writeNow(fd: number, batch: Buffer, entry: Waiting): 'settled' | 'pending' | 'unsent' {
+    try {
+      writeSync(fd, batch);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'ENOBUFS') return 'unsent';
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return 'settled';
+    }
+    // The delimiter's sequence number is never acknowledged: it is waited for until the batch settles.
+    while (this.waiting.get(entry.seqs[0]!) === entry) {
+      let length: number;
+      try {
+        length = readSync(fd, this.ack, 0, this.ack.length, null);
+      } catch {
+        return 'pending';
+      }
+      this.receive(this.ack.subarray(0, length));
+    }
+    return 'settled';
   }
 
   /**
@@ -208,6 +264,27 @@ export class NftNetlink {
     this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
     return this.seq;
   }
+}
+
+/**
+ * The file descriptor of this process's NETLINK_NETFILTER socket bound to `port`: its inode from
+ * /proc/net/netlink, then the descriptor that links to it. Undefined when either is not found.
+ */
+function descriptorOf(port: number): number | undefined {
+  try {
+    let inode: string | undefined;
+    for (const line of readFileSync('/proc/net/netlink', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1] === String(NETLINK_NETFILTER) && f[2] === String(port)) inode = f[9];
+    }
+    if (inode === undefined) return undefined;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`) === `socket:[${inode}]`) return Number(fd);
+      } catch { /* closed meanwhile */ }
+    }
+  } catch { /* no /proc: the package's path */ }
+  return undefined;
 }
 
 function errnoName(errno: number): string {

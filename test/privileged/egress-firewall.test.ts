@@ -347,6 +347,7 @@ describe('set elements over netlink', { skip: needsRoot }, () => {
   });
 
   it('adds IPv4 and IPv6 elements with their timeouts in one transaction', async () => {
+    assert.ok(writer.synchronous, 'writes go on the socket\'s descriptor, acknowledged within the write');
     await writer.addElements(table, [
       { set: 'a', elements: [{ address: '10.133.8.1', ttl: 90 }, { address: '10.133.8.2', ttl: 604800 }] },
       { set: 'b', elements: [{ address: '2001:db8::1', ttl: 30 }] },
