@@ -17,7 +17,7 @@ import {
 import { Mutex } from '../plumbing/mutex.js';
 import { LearnBatch } from './learn-batch.js';
 import { NftChannel } from './nft-channel.js';
-import { NftNetlink } from './nft-netlink.js';
+import { NftNetlink, type SetWrite } from './nft-netlink.js';
 
 export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 
@@ -58,6 +58,8 @@ export class EgressFirewall {
   /** Per key, its learned addresses on their way to the kernel (settled either way): a change waits for them. */
   private readonly writing = new Map<string, Promise<void>>();
   private baseWritten = false;
+  /** A learned address was written at once in this turn: the turn's others are merged (write()). */
+  private turnWritten = false;
 
   /**
    * `table`: the daemon's egress table name (the same name in the inet and bridge families).
@@ -177,16 +179,56 @@ export class EgressFirewall {
       (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
       sent.push(a.text);
     }
-    if (sent.length === 0) return pending === undefined ? undefined : Promise.all(pending).then(() => undefined);
-    const entry: Learned = { until, applied: undefined };
-    for (const a of sent) known.set(a, entry);
-    entry.applied = this.learned.add(key, v4, v6).then(() => {
-      entry.applied = undefined;
-    }, (err: unknown) => {
-      for (const a of sent) if (known.get(a) === entry) known.delete(a);
-      throw err;
-    });
-    return pending === undefined ? entry.applied : Promise.all([entry.applied, ...pending]).then(() => undefined);
+    if (sent.length > 0) {
+      const entry: Learned = { until, applied: undefined };
+      for (const a of sent) known.set(a, entry);
+      const written = this.write(key, v4, v6);
+      if (written !== undefined) {
+        entry.applied = written.then(() => {
+          entry.applied = undefined;
+        }, (err: unknown) => {
+          for (const a of sent) if (known.get(a) === entry) known.delete(a);
+          throw err;
+        });
+        (pending ??= []).push(entry.applied);
+      }
+    }
+    if (pending === undefined) return undefined;
+    return pending.length === 1 ? pending[0] : Promise.all(pending).then(() => undefined);
+  }
+
+  /**
+   * Writes `key`'s new addresses: at once where the writer can (undefined: the kernel has them),
+   * else merged with the rest of the turn's (a promise). At once only with nothing of `key` on
+   * its way, so a key's writes reach the kernel in the order they were asked (a later one must not
+   * cut an expiry short, and a policy transaction goes first), and once per turn: the rest of a
+   * busy turn goes in one transaction per namespace.
+   */
+  private write(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> | undefined {
+    const netlink = this.netlink;
+    if (netlink === undefined || !netlink.synchronous || this.turnWritten || this.changing.has(key) || this.writing.has(key) || this.learned.has(key)) {
+      return this.learned.add(key, v4, v6);
+    }
+    this.turnWritten = true;
+    setImmediate(this.endTurn);
+    const outcome = netlink.addElementsNow(this.table, this.setWrites(key, v4, v6));
+    if (outcome === undefined) return undefined;
+    const written = outcome instanceof Error
+      ? this.afterNetlinkError(netlink, key, v4, v6, outcome)
+      : outcome.catch((err: unknown) => this.afterNetlinkError(netlink, key, v4, v6, err));
+    latestPerKey(this.writing, key, written);
+    return written;
+  }
+
+  private readonly endTurn = (): void => {
+    this.turnWritten = false;
+  };
+
+  private setWrites(key: string, v4: LearnedElement[], v6: LearnedElement[]): SetWrite[] {
+    const n = keyNames(key);
+    if (v6.length === 0) return [{ set: n.learned4, elements: v4 }];
+    if (v4.length === 0) return [{ set: n.learned6, elements: v6 }];
+    return [{ set: n.learned4, elements: v4 }, { set: n.learned6, elements: v6 }];
   }
 
   /**
@@ -231,23 +273,23 @@ export class EgressFirewall {
     }
     const netlink = this.netlink;
     if (netlink === undefined) return this.writeThroughNft(key, v4, v6);
-    const n = keyNames(key);
-    const writes = v6.length === 0 ? [{ set: n.learned4, elements: v4 }]
-      : v4.length === 0 ? [{ set: n.learned6, elements: v6 }]
-        : [{ set: n.learned4, elements: v4 }, { set: n.learned6, elements: v6 }];
     try {
-      await netlink.addElements(this.table, writes);
+      await netlink.addElements(this.table, this.setWrites(key, v4, v6));
     } catch (err) {
-      // Let go meanwhile: its sets are gone, and there is nothing to open.
-      if (!this.governed.has(key)) return;
-      if (!netlink.broken) throw err;
-      // The socket is gone: this write and the next go through nft.
-      if (this.netlink === netlink) {
-        this.netlink = undefined;
-        this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: the netlink socket for learned addresses failed; they go through nft from now on');
-      }
-      await this.writeThroughNft(key, v4, v6);
+      await this.afterNetlinkError(netlink, key, v4, v6, err);
     }
+  }
+
+  private async afterNetlinkError(netlink: NftNetlink, key: string, v4: LearnedElement[], v6: LearnedElement[], err: unknown): Promise<void> {
+    // Let go meanwhile: its sets are gone, and there is nothing to open.
+    if (!this.governed.has(key)) return;
+    if (!netlink.broken) throw err;
+    // The socket is gone: this write and the next go through nft.
+    if (this.netlink === netlink) {
+      this.netlink = undefined;
+      this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: the netlink socket for learned addresses failed; they go through nft from now on');
+    }
+    await this.writeThroughNft(key, v4, v6);
   }
 
   private writeThroughNft(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {

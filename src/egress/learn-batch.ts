@@ -31,6 +31,11 @@ export class LearnBatch {
     return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
   }
 
+  /** Whether `key` has addresses waiting for the end of this turn. */
+  has(key: string): boolean {
+    return this.pending.has(key);
+  }
+
   /** Writes `key`'s addresses of this turn now (a policy change of `key` is about to be queued). */
   flushKey(key: string): void {
     const p = this.pending.get(key);

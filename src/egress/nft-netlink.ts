@@ -139,8 +139,29 @@ export class NftNetlink {
       }
     }
     if (current.length > 0) batches.push(current);
-    if (batches.length === 1) return this.sendBatch(table, batches[0]!);
-    return Promise.all(batches.map((parts) => this.sendBatch(table, parts))).then(() => undefined);
+    const sent = (parts: readonly SetWrite[]) => new Promise<void>((resolve, reject) => this.sendBatch(table, parts, resolve, reject));
+    if (batches.length === 1) return sent(batches[0]!);
+    return Promise.all(batches.map(sent)).then(() => undefined);
+  }
+
+  /**
+   * addElements, finished within the call where it can be (one batch, the descriptor known):
+   * undefined when the kernel has them, its refusal (or the socket's failure) as an Error. A
+   * promise otherwise, as addElements gives.
+   */
+  addElementsNow(table: string, writes: readonly SetWrite[]): Error | undefined | Promise<void> {
+    let count = 0;
+    for (const w of writes) count += w.elements.length;
+    if (this.fd === undefined || count > ELEMENTS_PER_BATCH) return this.addElements(table, writes);
+    let outcome: { err: Error | undefined } | undefined;
+    let later: { resolve: () => void; reject: (err: Error) => void } | undefined;
+    this.sendBatch(table, writes,
+      () => (later === undefined ? (outcome = { err: undefined }) : later.resolve()),
+      (err) => (later === undefined ? (outcome = { err }) : later.reject(err)));
+    if (outcome !== undefined) return outcome.err;
+    return new Promise<void>((resolve, reject) => {
+      later = { resolve, reject };
+    });
   }
 
   close(): void {
@@ -152,27 +173,29 @@ export class NftNetlink {
     this.socket.close();
   }
 
-  private sendBatch(table: string, parts: readonly SetWrite[]): Promise<void> {
-    if (this.closed || this.broken) return Promise.reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+  /** Sends one batch; `resolve` or `reject` is called once, within this call when it can be. */
+  private sendBatch(table: string, parts: readonly SetWrite[], resolve: () => void, reject: (err: Error) => void): void {
+    if (this.closed || this.broken) {
+      reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
+      return;
+    }
     const seqs: number[] = [];
     for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
     const batch = encodeBatch(table, parts, seqs);
-    return new Promise<void>((resolve, reject) => {
-      const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: Date.now() + REPLY_TIMEOUT_MS };
-      for (const seq of seqs) this.waiting.set(seq, entry);
-      const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
-      if (sent === 'settled') return;
-      this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
-      if (sent === 'pending') return;
-      try {
-        this.socket.send(batch, {}, (err) => {
-          if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
-        });
-      } catch (err) {
-        // The binding closed the socket after an error: every later send throws.
-        this.fail(err instanceof Error ? err : new Error(String(err)));
-      }
-    });
+    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: Date.now() + REPLY_TIMEOUT_MS };
+    for (const seq of seqs) this.waiting.set(seq, entry);
+    const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
+    if (sent === 'settled') return;
+    this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
+    if (sent === 'pending') return;
+    try {
+      this.socket.send(batch, {}, (err) => {
+        if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
+      });
+    } catch (err) {
+      // The binding closed the socket after an error: every later send throws.
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /**

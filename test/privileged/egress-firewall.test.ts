@@ -211,11 +211,13 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     assert.match(src4, new RegExp(`"${n.chain}"`));
   });
 
+  /** The timeout (s) the kernel keeps for a learned address of "app". */
+  const timeout = async (address = '10.133.9.9') => {
+    const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> };
+    return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.timeout;
+  };
+
   it('refreshes the timeout of an address answered again, and never shortens it', async () => {
-    const timeout = async (address = '10.133.9.9') => {
-      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; timeout: number } }> } }> };
-      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.timeout;
-    };
     await fw.learn('app', ['10.133.9.9'], 5);
     assert.equal(await timeout(), 5);
     await fw.learn('app', ['10.133.9.9'], 120);
@@ -253,6 +255,20 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     // Let go while its addresses are on their way: nothing to open, and no error.
     await fw.setPolicy('peer', peerRules);
     await Promise.all([fw.learn('peer', ['10.133.1.4'], 60), fw.remove('peer')]);
+  });
+
+  it('writes the first learned address of a turn at once: it connects as soon as learn() returns', async () => {
+    await fw.forgetLearned('app');
+    assert.equal(await from('tcp', '10.133.1.2', 16401), 'timeout');
+    // Nothing of "app" is on its way: written within the call, no promise (the reply goes at once).
+    assert.equal(fw.learn('app', ['10.133.1.2'], 90), undefined);
+    // In the same turn: open already, nothing to write; a longer timeout is merged with the turn's others.
+    assert.equal(fw.learn('app', ['10.133.1.2'], 90), undefined);
+    const longer = fw.learn('app', ['10.133.1.2'], 300);
+    assert.ok(longer instanceof Promise, 'the second write of a turn waits for the turn\'s end');
+    assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    await longer;
+    assert.equal(await timeout('10.133.1.2'), 300);
   });
 
   it('closes an address answered just before its policy lost names (the flush comes after it)', async () => {
