@@ -1,7 +1,8 @@
 // Egress by name for a registry file's namespaces (issue 22): the user made the veths, nsdns finds
 // their host ends and enforces the policy as for its own links. One namespace on a test bridge,
 // one routed (no bridge: a host route to its subnet), one whose veth's peer is in another namespace
-// (no host end: not enforced, and `network inspect` says why). The "outside" is a namespace routed
+// (no host end: not enforced, and `network inspect` says why). A policy on macvlan through the CLI
+// is refused: its traffic bypasses the host's firewall. The "outside" is a namespace routed
 // through the host with a TCP server; the upstream is a fake on loopback answering with its addresses.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -21,6 +22,7 @@ const PORT = '16731';
 describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, () => {
   const lab = new Lab();
   const dir = tempDir('nsdns-egress-registry-');
+  const policies = tempDir('nsdns-egress-registry-policy-');
   const link = (what: string) => {
     const name = `rg${lab.tag.slice(0, 3)}${what}`;
     lab.extraLinks.push(name);
@@ -94,6 +96,7 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     await execa('ip', ['route', 'del', '10.74.10.0/24'], { reject: false });
     await upstream?.stop();
     dir.cleanup();
+    policies.cleanup();
   });
 
   it('on a bridge: the allowed name\'s address connects after the lookup, a literal address does not, a denied name is NXDOMAIN', async () => {
@@ -139,5 +142,38 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     file(lostNet, '10.76.1', '10.76.1.3', lost);
     await until('the endpoint enforced', () => endpointOf(lostNet), (e) => e.EgressEnforced !== undefined);
     assert.equal((await endpointOf(lostNet)).EgressNotEnforced, undefined);
+  });
+
+  it('macvlan via the CLI: a policy is refused with a clear error, whichever comes first, and nothing is stored', async () => {
+    // The parent: a veth whose other end stands for the LAN.
+    const parent = link('p');
+    const lan = await lab.namespace('lan');
+    await sh('ip', 'link', 'add', parent, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', lan);
+    await sh('ip', 'link', 'set', parent, 'up');
+    const policy = policies.write('policy.yaml', '- allowed.test\n');
+    const [mv, plain] = [`rgm${lab.tag}`, `rgp${lab.tag}`];
+    const ns = await lab.namespace('mv');
+    const refused = async (args: string[], message: RegExp) => {
+      const r = await lab.nsdns(...args);
+      assert.notEqual(r.exitCode, 0, args.join(' '));
+      assert.match(r.stderr, message, args.join(' '));
+    };
+    const cannot = /is a macvlan network: .*cannot be enforced there/;
+    await refused(['network', 'create', '--driver', 'macvlan', '--subnet', '10.77.1.0/24', '-o', `parent=${parent}`, '--egress-policy', policy, mv], cannot);
+    assert.doesNotMatch(await lab.ok('network', 'ls'), new RegExp(mv), 'not created');
+
+    await lab.ok('network', 'create', '--driver', 'macvlan', '--subnet', '10.77.1.0/24', '-o', `parent=${parent}`, mv);
+    await lab.ok('network', 'create', '--subnet', '10.77.2.0/24', '--egress-policy', policy, plain);
+    await refused(['network', 'connect', mv, ns, '--name', 'job', '--egress-allow', 'allowed.test'], cannot);
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', mv))[0].Containers, {}, 'not connected');
+    await lab.ok('network', 'connect', mv, ns, '--name', 'job');
+    await refused(['endpoint', 'egress', mv, 'job', '--allow', 'allowed.test'], cannot);
+    // A namespace with a macvlan link gets no policy from a second network, and the reverse.
+    await refused(['network', 'connect', plain, ns, '--name', 'job2'], cannot);
+    assert.deepEqual(JSON.parse(await lab.ok('network', 'inspect', plain))[0].Containers, {});
+    await lab.ok('network', 'disconnect', mv, 'job');
+    await lab.ok('network', 'connect', plain, ns, '--name', 'job2');
+    await refused(['network', 'connect', mv, ns, '--name', 'job'], /is under an egress policy, and network .* is a macvlan network/);
+    assert.equal(await lab.digStatus(ns, 'denied.test'), 'NXDOMAIN', 'the namespace stays under its policy');
   });
 });
