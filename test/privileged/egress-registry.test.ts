@@ -123,6 +123,28 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.ok((await endpointOf(routedNet)).EgressEnforced, 'inspect shows the live figures');
   });
 
+  it('routed, its namespace made again with a new veth: the new host end is found without a registry change', async () => {
+    const ifsMap = async () => (await execa('nft', ['list', 'map', 'inet', `${lab.nftTable}_egress`, 'ifs'], { reject: false })).stdout;
+    const newEnd = link('s');
+    await sh('ip', 'netns', 'del', routed);
+    await sh('ip', 'netns', 'add', routed);
+    await sh('ip', '-n', routed, 'link', 'set', 'lo', 'up');
+    await sh('ip', 'link', 'add', newEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
+    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newEnd);
+    await sh('ip', 'link', 'set', newEnd, 'up');
+    // The old host end lives on while nsdns still holds a socket in the old namespace.
+    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newEnd);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
+    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
+    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newEnd}"`));
+    assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered');
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
+    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+  });
+
   it('a namespace whose veth\'s peer is not on the host is shown as not enforced, with why, and said once in the log', async () => {
     const endpoint = await endpointOf(lostNet);
     assert.equal(endpoint.EgressEnforced, undefined);
