@@ -68,17 +68,27 @@ export type Run = (file: string, args: readonly string[]) => Promise<string>;
 
 const run: Run = async (file, args) => (await execa(file, args, { timeout: 5_000, maxBuffer: 64 * 1024 * 1024 })).stdout;
 
+/** The host's side, the same for every namespace looked up at one time: its veths, and its ids for namespaces. */
+export interface HostView { veths: unknown; ids: unknown }
+
+export async function readHostView(exec: Run = run): Promise<HostView> {
+  // Listed before the ids: listing a veth whose peer is elsewhere gives the peer's namespace an id.
+  const veths = JSON.parse(await exec('ip', ['-j', '-d', 'link', 'show', 'type', 'veth']) || '[]');
+  const ids = JSON.parse(await exec('ip', ['-j', 'netns', 'list']) || '[]');
+  return { veths, ids };
+}
+
+export type FindHostEnds = (netns: string, endpoints: readonly EndpointAddresses[], host: () => Promise<HostView>) => Promise<HostEnd[]>;
+
 /** Each endpoint's host end in the namespace at `netns` (a path the registry schema accepted). */
-export async function findHostEnds(netns: string, endpoints: readonly EndpointAddresses[], exec: Run = run): Promise<HostEnd[]> {
+export async function findHostEnds(netns: string, endpoints: readonly EndpointAddresses[], host: () => Promise<HostView> = () => readHostView(), exec: Run = run): Promise<HostEnd[]> {
   const all = (reason: string) => endpoints.map(() => ({ reason }));
   // The host's id for a namespace is asked by name: only /run/netns/NAME has one here.
   if (path.dirname(netns) !== NETNS_DIR) return all(`only namespaces under ${NETNS_DIR} are looked up`);
   try {
     const inside = JSON.parse(await exec('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show']));
-    // Listed before the ids: listing a veth whose peer is elsewhere gives the peer's namespace an id.
-    const hostVeths = JSON.parse(await exec('ip', ['-j', '-d', 'link', 'show', 'type', 'veth']) || '[]');
-    const ids = JSON.parse(await exec('ip', ['-j', 'netns', 'list']) || '[]');
-    return hostEndsOf(inside, hostVeths, nsidOf(ids, path.basename(netns)), endpoints);
+    const { veths, ids } = await host();
+    return hostEndsOf(inside, veths, nsidOf(ids, path.basename(netns)), endpoints);
   } catch {
     // The reason is ours: the command's output may carry anything.
     return all('its links could not be read');
@@ -90,7 +100,7 @@ export class HostEnds {
   /** Per namespace path: which namespace it was, and each endpoint's host end by its addresses. */
   private readonly known = new Map<string, { identity: string | undefined; ends: Map<string, HostEnd> }>();
 
-  constructor(private readonly find: (netns: string, endpoints: readonly EndpointAddresses[]) => Promise<HostEnd[]> = findHostEnds) {}
+  constructor(private readonly find: FindHostEnds = findHostEnds) {}
 
   /**
    * Looks up the namespaces of `wanted` (path → its endpoints without a known host end) that are
@@ -99,6 +109,9 @@ export class HostEnds {
    */
   async refresh(wanted: ReadonlyMap<string, readonly EndpointAddresses[]>): Promise<void> {
     for (const netns of [...this.known.keys()]) if (!wanted.has(netns)) this.known.delete(netns);
+    // Read once for all the namespaces looked up now, and only if one is.
+    let view: Promise<HostView> | undefined;
+    const host = () => (view ??= readHostView());
     for (const [netns, endpoints] of wanted) {
       const identity = namespaceIdentity(netns);
       const had = this.known.get(netns);
@@ -106,7 +119,7 @@ export class HostEnds {
         const end = had.ends.get(keyOf(e));
         return end !== undefined && 'hostIf' in end;
       })) continue;
-      const found = identity === undefined ? endpoints.map(() => ({ reason: 'the namespace does not exist' })) : await this.find(netns, endpoints);
+      const found = identity === undefined ? endpoints.map(() => ({ reason: 'the namespace does not exist' })) : await this.find(netns, endpoints, host);
       this.known.set(netns, { identity, ends: new Map(endpoints.map((e, i) => [keyOf(e), found[i] ?? { reason: 'not looked up' }])) });
     }
   }

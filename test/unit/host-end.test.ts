@@ -3,7 +3,7 @@
 // host's id for the namespace and both indexes; every other case gives a reason instead.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { findHostEnds, hostEndsOf, HostEnds, nsidOf, type EndpointAddresses } from '../../src/egress/host-end.js';
+import { findHostEnds, hostEndsOf, HostEnds, nsidOf, readHostView, type EndpointAddresses } from '../../src/egress/host-end.js';
 
 // As `nsenter --net=... ip -j -d addr show` prints them (fields not read left out).
 const lo = { ifindex: 1, ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1' }] };
@@ -56,9 +56,10 @@ describe('host ends', () => {
       ran.push(file);
       throw new Error('secret output');
     };
-    assert.deepEqual(await findHostEnds('/proc/1/ns/net', [v4('10.74.1.2')], exec), [{ reason: 'only namespaces under /run/netns are looked up' }]);
+    const host = () => readHostView(exec);
+    assert.deepEqual(await findHostEnds('/proc/1/ns/net', [v4('10.74.1.2')], host, exec), [{ reason: 'only namespaces under /run/netns are looked up' }]);
     assert.deepEqual(ran, []);
-    assert.deepEqual(await findHostEnds('/run/netns/x', [v4('10.74.1.2')], exec), [{ reason: 'its links could not be read' }]);
+    assert.deepEqual(await findHostEnds('/run/netns/x', [v4('10.74.1.2')], host, exec), [{ reason: 'its links could not be read' }]);
   });
 
   it('look a namespace up again only when its endpoints change, its path names another namespace, or nothing was found', async () => {
