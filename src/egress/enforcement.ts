@@ -14,6 +14,7 @@ import type { Snapshot } from '../registry/snapshot.js';
 import { EgressFirewall, type EgressRules, type EgressSource } from './egress-firewall.js';
 import { HostEnds, type EndpointAddresses } from './host-end.js';
 import { namespacePolicy } from './policy.js';
+import { hostLinks } from '../plumbing/links.js';
 
 export class EgressEnforcement {
   /** What the kernel has, per namespace: the rules as JSON, to send only what changed. */
@@ -78,10 +79,13 @@ export class EgressEnforcement {
 
   /**
    * Looks again when a namespace whose host ends were looked up is another one now (made,
-   * deleted, or deleted and made again under its path): the reaper calls this.
+   * deleted, or deleted and made again under its path), or a host end found is gone from the host
+   * (its veth made again): the reaper calls this. The host's links are read in process (netlink).
    */
-  recheck(): void {
-    if (!this.closed && this.hostEnds.replaced()) this.onChange();
+  async recheck(): Promise<void> {
+    if (this.closed) return;
+    const gone = this.hostEnds.anyFound() && this.hostEnds.forgetGone(await hostLinks());
+    if (!this.closed && (gone || this.hostEnds.replaced())) this.onChange();
   }
 
   /** Why the endpoint `id`, under a policy, is not enforced; undefined when it is (or has no policy). */

@@ -129,6 +129,25 @@ export class HostEnds {
     return this.known.get(netns)?.ends.get(keyOf(endpoint));
   }
 
+  /** Whether any host end was found (only then is there one that can vanish). */
+  anyFound(): boolean {
+    return [...this.known.values()].some(({ ends }) => [...ends.values()].some((e) => 'hostIf' in e));
+  }
+
+  /**
+   * Forgets each namespace with a host end found that is not among the host's `links` now (its
+   * veth was made again): it is looked up at the next refresh. Whether there was one.
+   */
+  forgetGone(links: { has(name: string): boolean }): boolean {
+    let gone = false;
+    for (const [netns, { ends }] of this.known) {
+      if (![...ends.values()].some((e) => 'hostIf' in e && !links.has(e.hostIf))) continue;
+      this.known.delete(netns);
+      gone = true;
+    }
+    return gone;
+  }
+
   /** Whether a namespace looked up is another one now (made, deleted, or deleted and made again). */
   replaced(): boolean {
     for (const [netns, { identity }] of this.known) if (namespaceIdentity(netns) !== identity) return true;

@@ -35,6 +35,7 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
 
   const connect = async (ns: string, host: string, source?: string) =>
     (await execa('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, host, PORT, ...(source ? [source] : [])], { timeout: 10_000 })).stdout.trim();
+  const ifsMap = async () => (await execa('nft', ['list', 'map', 'inet', `${lab.nftTable}_egress`, 'ifs'], { reject: false })).stdout;
   const endpointOf = async (network: string) => {
     const [inspect] = JSON.parse(await lab.ok('network', 'inspect', network));
     return (Object.values(inspect.Containers) as Array<{ EgressEnforced?: object; EgressNotEnforced?: string }>)[0];
@@ -124,7 +125,6 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
   });
 
   it('routed, its namespace made again with a new veth: the new host end is found without a registry change', async () => {
-    const ifsMap = async () => (await execa('nft', ['list', 'map', 'inet', `${lab.nftTable}_egress`, 'ifs'], { reject: false })).stdout;
     const newEnd = link('s');
     await sh('ip', 'netns', 'del', routed);
     await sh('ip', 'netns', 'add', routed);
@@ -142,6 +142,23 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered');
     assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
     assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
+    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+  });
+
+  it('routed, its veth made again in the same namespace: the new host end is found without a registry change', async () => {
+    const newerEnd = link('t');
+    await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}s`);
+    await sh('ip', 'link', 'add', newerEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
+    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newerEnd);
+    await sh('ip', 'link', 'set', newerEnd, 'up');
+    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newerEnd);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
+    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
+    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newerEnd}"`));
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
     assert.equal(await connect(routed, '10.74.10.3'), 'hello');
   });
 

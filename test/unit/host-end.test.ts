@@ -62,7 +62,7 @@ describe('host ends', () => {
     assert.deepEqual(await findHostEnds('/run/netns/x', [v4('10.74.1.2')], host, exec), [{ reason: 'its links could not be read' }]);
   });
 
-  it('look a namespace up again only when its endpoints change, its path names another namespace, or nothing was found', async () => {
+  it('look a namespace up again only when its endpoints change, its path names another namespace, its host end is gone, or nothing was found', async () => {
     const looked: string[] = [];
     let answer: { hostIf: string } | { reason: string } = { reason: 'not yet' };
     const ends = new HostEnds(async (netns, endpoints) => {
@@ -81,9 +81,13 @@ describe('host ends', () => {
     await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
     assert.equal(looked.length, 3, 'another address: looked up again');
     assert.equal(ends.replaced(), false);
+    assert.equal(ends.forgetGone(new Set(['regveth0'])), false, 'its host end is still there');
+    assert.equal(ends.forgetGone(new Set()), true, 'its host end is gone');
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
+    assert.equal(looked.length, 4, 'a host end gone: looked up again');
     await ends.refresh(new Map([['/run/netns/nsdns-test-no-such-namespace', [v4('10.74.1.2')]]]));
     assert.deepEqual(ends.of('/run/netns/nsdns-test-no-such-namespace', v4('10.74.1.2')), { reason: 'the namespace does not exist' });
-    assert.equal(looked.length, 3, 'no namespace: nothing to run');
+    assert.equal(looked.length, 4, 'no namespace: nothing to run');
     assert.equal(ends.of(self, v4('10.74.1.3')), undefined, 'a namespace no longer wanted is forgotten');
   });
 });
