@@ -436,6 +436,8 @@ export class Daemon {
         (err) => this.log.error({ err }, 'checking overlay forwarding entries failed'),
       // Then the listeners whose namespace was replaced but whose endpoints stay (registry files').
       ).then(() => this.namespaces.recheck((netns) => this.namespaceSpec.exists(netns))).catch((err) => this.log.error({ err }, 'closing the listeners of replaced namespaces failed'))
+        // A registry file's namespace or veth made again: its new host end is looked up.
+        .then(() => this.egress?.recheck()).catch((err) => this.log.error({ err }, 'looking for new egress host ends failed'))
         .finally(() => { running = false; });
     }, every);
     this.reaper.unref();

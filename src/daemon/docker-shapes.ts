@@ -79,7 +79,7 @@ function auxOf(network: Network, subnet: string): { AuxiliaryAddresses?: Record<
  * The shape of `docker network inspect`. `egress`: the live figures of endpoints under a policy
  * whose namespace is enforced, by endpoint id.
  */
-export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes, egress?: ReadonlyMap<string, EgressCounters>): object {
+export function inspectNetwork(record: NetworkRecord, source: string | undefined, health?: HealthStates, probes?: HealthProbes, egress?: ReadonlyMap<string, EgressLive>): object {
   const { network, endpoints } = record;
   return {
     Name: network.name,
@@ -163,7 +163,16 @@ function egressOf(e: Endpoint, network: Network): { Egress?: string[] } {
   return rules === undefined ? {} : { Egress: rules.map(egressRuleText) };
 }
 
-/** `EgressEnforced`: what the kernel holds for the endpoint's namespace now (learned set sizes, drops). */
-function liveEgressOf(counters: EgressCounters | undefined): { EgressEnforced?: { Learned4: number; Learned6: number; Dropped: number } } {
-  return counters === undefined ? {} : { EgressEnforced: { Learned4: counters.learned4, Learned6: counters.learned6, Dropped: counters.dropped } };
+/** An endpoint under a policy: what the kernel holds for its namespace, or why its traffic is not enforced. */
+export type EgressLive = { counters: EgressCounters } | { notEnforced: string };
+
+/**
+ * `EgressEnforced`: what the kernel holds for the endpoint's namespace now (learned set sizes,
+ * drops); `EgressNotEnforced`: why its traffic is not (its names are filtered all the same).
+ */
+function liveEgressOf(live: EgressLive | undefined): { EgressEnforced?: { Learned4: number; Learned6: number; Dropped: number }; EgressNotEnforced?: string } {
+  if (live === undefined) return {};
+  if ('notEnforced' in live) return { EgressNotEnforced: live.notEnforced };
+  const { counters } = live;
+  return { EgressEnforced: { Learned4: counters.learned4, Learned6: counters.learned6, Dropped: counters.dropped } };
 }

@@ -14,9 +14,8 @@ import { parseParams, quote, type Method, type ParamsOf } from './control-schema
 import { debugNamespace } from './debug-namespace.js';
 import { egressLog } from './egress-log.js';
 import type { EgressEnforcement } from '../egress/enforcement.js';
-import type { EgressCounters } from '../egress/egress-firewall.js';
 import { endpointRules } from '../egress/policy.js';
-import { endpointSummary, inspectNetwork, networkRow, shownSource, type HealthProbes } from './docker-shapes.js';
+import { endpointSummary, inspectNetwork, networkRow, shownSource, type EgressLive, type HealthProbes } from './docker-shapes.js';
 import { refuseOwnAddresses } from './loop-protection.js';
 import { egressRuleText } from '../registry/egress-rules.js';
 
@@ -129,13 +128,18 @@ function endpointOf(record: NetworkRecord, which: string): Endpoint {
  * The live egress figures of the endpoints under a policy, by endpoint id: only those (counters
  * runs nft per object), and only while the enforcement governs their namespace.
  */
-async function egressFigures(record: NetworkRecord, egress: EgressEnforcement | undefined): Promise<Map<string, EgressCounters>> {
-  const figures = new Map<string, EgressCounters>();
+async function egressFigures(record: NetworkRecord, egress: EgressEnforcement | undefined): Promise<Map<string, EgressLive>> {
+  const figures = new Map<string, EgressLive>();
   if (egress === undefined) return figures;
   for (const e of record.endpoints) {
     if (e.netns === undefined || endpointRules(e, record.network) === undefined) continue;
+    const notEnforced = egress.unenforcedReason(e.id);
+    if (notEnforced !== undefined) {
+      figures.set(e.id, { notEnforced });
+      continue;
+    }
     const counters = await egress.firewall.counters(e.netns);
-    if (counters !== undefined) figures.set(e.id, counters);
+    if (counters !== undefined) figures.set(e.id, { counters });
   }
   return figures;
 }

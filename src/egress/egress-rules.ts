@@ -9,6 +9,14 @@
 //   carry one of that endpoint's addresses (IPv4, IPv6, ARP), or be IPv6 neighbour discovery from
 //   a link-local or unspecified source; anything else (another source, other ethertypes, VLAN
 //   tags) is dropped. This is what makes matching by source address below safe.
+// - inet TABLE, first: the same check for a host end that is routed, not a bridge port (a registry
+//   file's veth). Its packets never pass the bridge family, and the policy below is chosen by
+//   source address: from an address that is not its own a namespace would escape it. So a packet
+//   arriving on a governed host end must carry one of its endpoint's addresses (or be neighbour
+//   discovery from a link-local or unspecified source), checked before conntrack's accept, as the
+//   bridge check is before routing. Every host end is listed, bridge port or not: on a bridge the
+//   inet hooks see the bridge as the input interface, so the check never matches there, and a veth
+//   moved between the two ways is covered either way.
 // - inet TABLE: the policy, in the forward and input hooks (input covers the host's own
 //   addresses). Established and related traffic passes; a packet from a governed source jumps to
 //   its namespace's chain: neighbour discovery, the gateways (except DNS), the own subnets, then
@@ -136,6 +144,7 @@ export function baseCommands(table: string): string[] {
   const hooks = ['forward', 'input'].flatMap((hook) => [
     `add chain ${inet} ${hook} { type filter hook ${hook} priority filter - 5; policy accept; }`,
     `flush chain ${inet} ${hook}`,
+    `add rule ${inet} ${hook} iifname vmap @ifs`,
     `add rule ${inet} ${hook} ct state established,related accept`,
     `add rule ${inet} ${hook} ip saddr vmap @src4`,
     `add rule ${inet} ${hook} ip6 saddr vmap @src6`,
@@ -144,6 +153,7 @@ export function baseCommands(table: string): string[] {
     `add table ${inet}`,
     `add map ${inet} src4 { type ipv4_addr : verdict; }`,
     `add map ${inet} src6 { type ipv6_addr : verdict; }`,
+    `add map ${inet} ifs { type ifname : verdict; }`,
     ...hooks,
     `add table bridge ${table}`,
     `add map bridge ${table} ports { type ifname : verdict; }`,
@@ -194,6 +204,17 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
       spoof(`${port} ether type != { ip, ip6, arp } drop`),
     ];
   });
+  // The routed host ends' twin of the above, in the inet family (it sees IP only).
+  const routedSpoof = (text: string) => `add rule ${inet} ${n.spoof} ${text}`;
+  const routedAntiSpoof = c.sources.flatMap((s) => {
+    const end = `iifname "${s.hostIf}"`;
+    return [
+      routedSpoof(s.ipv4.length > 0 ? `${end} ip saddr != ${set(s.ipv4)} drop` : `${end} meta nfproto ipv4 drop`),
+      routedSpoof(`${end} ip6 saddr :: icmpv6 type ${ND_TYPES} accept`),
+      routedSpoof(`${end} ip6 saddr fe80::/10 icmpv6 type ${ND_TYPES} accept`),
+      routedSpoof(s.ipv6.length > 0 ? `${end} ip6 saddr != ${set(s.ipv6)} drop` : `${end} meta nfproto ipv6 drop`),
+    ];
+  });
   return [
     `add set ${inet} ${n.learned4} { type ipv4_addr; flags timeout; }`,
     `add set ${inet} ${n.learned6} { type ipv6_addr; flags timeout; }`,
@@ -201,6 +222,9 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
     `add chain ${inet} ${n.chain}`,
     `flush chain ${inet} ${n.chain}`,
     ...policy,
+    `add chain ${inet} ${n.spoof}`,
+    `flush chain ${inet} ${n.spoof}`,
+    ...routedAntiSpoof,
     `add chain ${bridge} ${n.spoof}`,
     `flush chain ${bridge} ${n.spoof}`,
     ...antiSpoof,
@@ -222,6 +246,9 @@ export function deleteKeyCommands(table: string, id: string): string[] {
     `delete set inet ${table} l4_${id}`,
     `delete set inet ${table} l6_${id}`,
     `delete counter inet ${table} drop_${id}`,
+    // Made first: a table an earlier nsdns wrote may not have it, and a failed delete fails all.
+    `add chain inet ${table} sp_${id}`,
+    `delete chain inet ${table} sp_${id}`,
     `delete chain bridge ${table} sp_${id}`,
   ];
 }
@@ -241,6 +268,7 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   const src4: string[] = [];
   const src6: string[] = [];
   const ports: string[] = [];
+  const ifs: string[] = [];
   const seen = new Set<string>();
   const once = (what: string) => {
     if (seen.has(what)) throw bad('an address or interface belongs to two governed namespaces');
@@ -251,14 +279,15 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
     for (const s of checkRules(rules).sources) {
       once(s.hostIf);
       ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
+      ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
       for (const a of s.ipv4) (once(a), src4.push(`${a} : jump ${n.chain}`));
       for (const a of s.ipv6) (once(a), src6.push(`${a} : jump ${n.chain}`));
     }
   }
   const fill = (family: string, map: string, items: string[]) => (items.length > 0 ? [`add element ${family} ${table} ${map} ${set(items)}`] : []);
   return [
-    `flush map inet ${table} src4`, `flush map inet ${table} src6`, `flush map bridge ${table} ports`,
-    ...fill('inet', 'src4', src4), ...fill('inet', 'src6', src6), ...fill('bridge', 'ports', ports),
+    `flush map inet ${table} src4`, `flush map inet ${table} src6`, `flush map inet ${table} ifs`, `flush map bridge ${table} ports`,
+    ...fill('inet', 'src4', src4), ...fill('inet', 'src6', src6), ...fill('inet', 'ifs', ifs), ...fill('bridge', 'ports', ports),
   ];
 }
 

@@ -3,42 +3,49 @@
 // address ranges of its policy; a namespace that loses its policy (or its last endpoint) is let
 // go. Answers' addresses reach the same firewall through the resolver's gate (the learner).
 //
-// Enforced where nsdns made the link: a veth whose host end it knows. A namespace a registry file
-// names, or one on macvlan only, has its names filtered but nothing enforced (said once in the log).
+// Enforced where the namespace's traffic passes the host on a veth whose host end is known: the
+// one nsdns made, one a registry file gives (`hostIf`), or one found (host-end.ts) for a registry
+// file's endpoint. An endpoint without one (macvlan, a peer in another namespace) has its names
+// filtered but nothing enforced: said once per namespace in the log, and by `network inspect`.
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import type { Snapshot } from '../registry/snapshot.js';
-import type { Endpoint } from '../registry/types.js';
-import { EgressFirewall, type EgressRules } from './egress-firewall.js';
+import { EgressFirewall, type EgressRules, type EgressSource } from './egress-firewall.js';
+import { HostEnds, type EndpointAddresses } from './host-end.js';
 import { namespacePolicy } from './policy.js';
+import { hostLinks } from '../plumbing/links.js';
 
 export class EgressEnforcement {
   /** What the kernel has, per namespace: the rules as JSON, to send only what changed. */
   private readonly applied = new Map<string, string>();
   /** The names each governed namespace may resolve, as last applied. */
   private readonly names = new Map<string, Set<string>>();
-  /** Namespaces under a policy that cannot be enforced (no veth of nsdns's), said once each. */
-  private readonly unenforced = new Set<string>();
+  /** Endpoints under a policy that are not enforced, by id: why not. */
+  private unenforced: ReadonlyMap<string, string> = new Map();
+  /** Namespaces with such an endpoint, said once each (again after they were enforced meanwhile). */
+  private readonly warned = new Set<string>();
   private pass: Promise<void> = Promise.resolve();
   private queued: Promise<void> | undefined;
   private closed = false;
 
-  private constructor(private readonly registry: Registry, readonly firewall: EgressFirewall, private readonly log: Logger) {}
+  private constructor(private readonly registry: Registry, readonly firewall: EgressFirewall, private readonly hostEnds: HostEnds, private readonly log: Logger) {}
 
   /**
    * Governs what the registry holds now, taking over what an earlier daemon left in the kernel
    * (its learned addresses kept; namespaces no longer known let go), then follows changes.
    */
-  static async open(registry: Registry, table: string, log: Logger, options: { logDrops?: boolean } = {}): Promise<EgressEnforcement> {
-    const unenforced = new Set<string>();
-    const wanted = governed(registry.current(), unenforced, log);
+  static async open(registry: Registry, table: string, log: Logger, options: { logDrops?: boolean; hostEnds?: HostEnds } = {}): Promise<EgressEnforcement> {
+    const hostEnds = options.hostEnds ?? new HostEnds();
+    const snapshot = registry.current();
+    await hostEnds.refresh(lookups(snapshot));
+    const { wanted, unenforced } = governed(snapshot, hostEnds);
     const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log, logDrops: options.logDrops });
-    const enforcement = new EgressEnforcement(registry, firewall, log);
-    for (const key of unenforced) enforcement.unenforced.add(key);
+    const enforcement = new EgressEnforcement(registry, firewall, hostEnds, log);
+    enforcement.noteUnenforced(snapshot, unenforced);
     for (const [key, rules] of wanted) {
       enforcement.applied.set(key, JSON.stringify(rules));
-      enforcement.names.set(key, policyNames(registry.current(), key));
+      enforcement.names.set(key, policyNames(snapshot, key));
     }
     if (wanted.size > 0 || removed > 0) log.info({ governed: wanted.size, kept, removed }, 'egress enforcement taken over');
     registry.on('change', enforcement.onChange);
@@ -63,16 +70,35 @@ export class EgressEnforcement {
     const pass = this.settled();
     pass.catch((err) => this.log.error({ err: errorMessage(err) }, 'egress rules could not be set; the namespaces stay as they were'));
     // The resolver follows the new policy at once; a namespace it makes governed must not have
-    // its answers skipped until this pass reaches it.
-    for (const key of governed(this.registry.current(), this.unenforced, this.log).keys()) {
+    // its answers skipped until this pass reaches it (one that turns out unenforced waits for
+    // nothing longer than the pass).
+    for (const key of underPolicy(this.registry.current())) {
       if (!this.applied.has(key)) this.firewall.expect(key, pass);
     }
   };
 
+  /**
+   * Looks again when a namespace whose host ends were looked up is another one now (made,
+   * deleted, or deleted and made again under its path), or a host end found is gone from the host
+   * (its veth made again): the reaper calls this. The host's links are read in process (netlink).
+   */
+  async recheck(): Promise<void> {
+    if (this.closed) return;
+    const gone = this.hostEnds.anyFound() && this.hostEnds.forgetGone(await hostLinks());
+    if (!this.closed && (gone || this.hostEnds.replaced())) this.onChange();
+  }
+
+  /** Why the endpoint `id`, under a policy, is not enforced; undefined when it is (or has no policy). */
+  unenforcedReason(id: string): string | undefined {
+    return this.unenforced.get(id);
+  }
+
   private async sync(): Promise<void> {
     if (this.closed) return;
     const snapshot = this.registry.current();
-    const wanted = governed(snapshot, this.unenforced, this.log);
+    await this.hostEnds.refresh(lookups(snapshot));
+    const { wanted, unenforced } = governed(snapshot, this.hostEnds);
+    this.noteUnenforced(snapshot, unenforced);
     for (const [key, rules] of wanted) {
       const text = JSON.stringify(rules);
       if (this.applied.get(key) !== text) {
@@ -93,6 +119,21 @@ export class EgressEnforcement {
     }
   }
 
+  /** Keeps why endpoints are not enforced, and says it once per namespace in the log. */
+  private noteUnenforced(snapshot: Snapshot, unenforced: ReadonlyMap<string, string>): void {
+    this.unenforced = unenforced;
+    const now = new Set<string>();
+    for (const [netns, endpoints] of snapshot.namespaces()) {
+      const reason = endpoints.map((e) => unenforced.get(e.id)).find((r) => r !== undefined);
+      if (reason === undefined) continue;
+      now.add(netns);
+      if (this.warned.has(netns)) continue;
+      this.warned.add(netns);
+      this.log.warn({ netns, reason }, 'egress policy not enforced for an endpoint of this namespace: its names are filtered, its traffic is not');
+    }
+    for (const netns of this.warned) if (!now.has(netns)) this.warned.delete(netns);
+  }
+
   /** Stops following the registry. The rules stay in the kernel: a stopped daemon opens nothing. */
   async close(): Promise<void> {
     this.closed = true;
@@ -102,33 +143,55 @@ export class EgressEnforcement {
   }
 }
 
+/** The namespaces under a policy. */
+function* underPolicy(snapshot: Snapshot): Iterable<string> {
+  const networkOf = (name: string) => snapshot.networks.get(name)?.network;
+  for (const [key, endpoints] of snapshot.namespaces()) if (namespacePolicy(endpoints, networkOf) !== undefined) yield key;
+}
+
+/** Per namespace under a policy, its endpoints whose host end must be looked up (no `hostIf`). */
+function lookups(snapshot: Snapshot): Map<string, EndpointAddresses[]> {
+  const wanted = new Map<string, EndpointAddresses[]>();
+  for (const key of underPolicy(snapshot)) {
+    const unknown = snapshot.namespaces().get(key)!.filter((e) => e.hostIf === undefined).map((e) => ({ ipv4: e.ipv4, ipv6: e.ipv6 }));
+    if (unknown.length > 0) wanted.set(key, unknown);
+  }
+  return wanted;
+}
+
 /**
- * The rules of every namespace under a policy whose endpoints nsdns linked. One it did not link is
- * added to `unenforced` and said once.
+ * The rules of every namespace under a policy with at least one endpoint whose host end is known
+ * (its own `hostIf`, or found); each endpoint without one is in `unenforced` with why.
  */
-function governed(snapshot: Snapshot, unenforced: Set<string>, log: Logger): Map<string, EgressRules> {
+function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string, EgressRules>; unenforced: Map<string, string> } {
   const wanted = new Map<string, EgressRules>();
+  const unenforced = new Map<string, string>();
   const networkOf = (name: string) => snapshot.networks.get(name)?.network;
   for (const [key, endpoints] of snapshot.namespaces()) {
     const policy = namespacePolicy(endpoints, networkOf);
     if (policy === undefined) continue;
-    const linked = endpoints.filter((e): e is Endpoint & { hostIf: string } => e.hostIf !== undefined);
-    if (linked.length === 0) {
-      if (!unenforced.has(key)) {
-        unenforced.add(key);
-        log.warn({ netns: key }, 'egress policy of a namespace nsdns did not link (registry file or macvlan): its names are filtered, its traffic is not');
+    const sources: EgressSource[] = [];
+    for (const e of endpoints) {
+      const end = e.hostIf !== undefined ? { hostIf: e.hostIf } : hostEnds.of(key, e) ?? { reason: 'its link was not looked up yet' };
+      if (!('hostIf' in end)) {
+        unenforced.set(e.id, end.reason);
+        continue;
       }
-      continue;
+      // Two endpoints on one link (two networks' addresses on one veth): one source, both addresses.
+      const same = sources.findIndex((s) => s.hostIf === end.hostIf);
+      if (same < 0) sources.push({ hostIf: end.hostIf, ipv4: e.ipv4, ipv6: e.ipv6 });
+      else sources[same] = { hostIf: end.hostIf, ipv4: [...sources[same].ipv4, ...e.ipv4], ipv6: [...sources[same].ipv6, ...e.ipv6] };
     }
+    if (sources.length === 0) continue;
     const networks = [...new Set(endpoints.map((e) => e.network))].map(networkOf).filter((n) => n !== undefined);
     wanted.set(key, {
-      sources: linked.map((e) => ({ hostIf: e.hostIf, ipv4: e.ipv4, ipv6: e.ipv6 })),
+      sources,
       cidrs: policy.rules.flatMap((r) => ('cidr' in r ? [{ cidr: r.cidr, ...(r.port !== undefined && { port: r.port }), ...(r.protocol !== undefined && { protocol: r.protocol }) }] : [])),
       ownSubnets: networks.flatMap((n) => n.subnets.map((s) => s.subnet)),
       gateways: networks.flatMap((n) => n.subnets.flatMap((s) => (s.gateway !== undefined ? [s.gateway] : []))),
     });
   }
-  return wanted;
+  return { wanted, unenforced };
 }
 
 /** The name entries (`pypi.org`, `*.zone`) of the policy `key`'s namespace is under. */

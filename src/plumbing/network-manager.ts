@@ -16,7 +16,8 @@ import { HostPorts, type PortHolder } from './host-ports.js';
 import { bridgeSpec, reconcileLinks } from './link-check.js';
 import { kernelSubLinks, type SubLinkKernel } from './sublink-kernel.js';
 import { reconcileSubLinks } from './sublink-check.js';
-import { subLinkOf } from './sublinks.js';
+import { egressBypass, subLinkOf } from './sublinks.js';
+import { bad } from './requests.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type EndpointPlan, type OwnedRecord, type Reservation } from './planner.js';
@@ -458,6 +459,8 @@ export class NetworkManager {
     return this.lock.run(async () => {
       const record = this.owned(networkName);
       const endpoint = this.findEndpoint(record, which);
+      const bypass = rules !== undefined ? egressBypass(record.network.name, subLinkOf(record.network)?.driver) : undefined;
+      if (bypass !== undefined) throw bad(bypass);
       const { egress: _old, ...rest } = endpoint;
       const changed: Endpoint = rules === undefined ? rest : { ...rest, egress: rules };
       await this.commit({ network: record.network, endpoints: record.endpoints.map((e) => (e === endpoint ? changed : e)) });

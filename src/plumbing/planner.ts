@@ -15,7 +15,7 @@ import { bad, checkHealth, checkNamespaceUpstream, checkRecords, checkServices, 
 import type { ConnectRequest, CreateNetworkRequest } from './request-schemas.js';
 import { STATE_SOURCE } from './state.js';
 import type { NamespaceTarget } from './target.js';
-import { parentProblem, subLinkOf, subLinkOptions } from './sublinks.js';
+import { egressBypass, parentProblem, subLinkOf, subLinkOptions } from './sublinks.js';
 import { auxAddresses, auxOptions } from './aux-addresses.js';
 
 export interface PlanOptions {
@@ -95,6 +95,8 @@ export class Planner {
     // A macvlan/ipvlan network is the LAN of its parent: the host may well have an address in it.
     const sub = req.driver === 'macvlan' || req.driver === 'ipvlan' ? subLinkOptions(req.driver, req.options ?? {}) : undefined;
     if (sub && req.bridge !== undefined) throw bad(`--bridge: a ${req.driver} network has no bridge`);
+    const bypass = req.egress !== undefined ? egressBypass(name, req.driver) : undefined;
+    if (bypass !== undefined) throw bad(`--egress-policy: ${bypass}`);
     const taken = (await this.takenPrefixes()).filter((t) => (shared === undefined || t.owner !== `network ${name}`) && !(sub && t.owner === 'in use on the host'));
     for (const s of requested) {
       const clash = taken.find((t) => overlaps(t.cidr, s));
@@ -141,6 +143,22 @@ export class Planner {
       ...optional('records', checkRecords(req.records, { name })),
       ...optional('egress', req.egress),
     };
+  }
+
+  /**
+   * A namespace under an egress policy has no macvlan/ipvlan endpoint (egressBypass): refused
+   * whichever comes second, the policy or the link.
+   */
+  private checkEgress(req: ConnectRequest, network: Network, inNamespace: readonly Endpoint[], target: NamespaceTarget): void {
+    const networkOf = (name: string) => (name === network.name ? network : this.registry.current().networks.get(name)?.network);
+    const bypassOf = (n: Network | undefined) => (n === undefined ? undefined : egressBypass(n.name, subLinkOf(n)?.driver));
+    const own = bypassOf(network);
+    if (own !== undefined && req.egress !== undefined) throw bad(`--egress-allow: ${own}`);
+    const policed = inNamespace.some((e) => (e.egress ?? networkOf(e.network)?.egress) !== undefined);
+    if (own !== undefined && (network.egress !== undefined || policed)) throw bad(`${target.shown} is under an egress policy, and ${own}`);
+    if ((req.egress ?? network.egress) === undefined) return;
+    const other = inNamespace.map((e) => bypassOf(networkOf(e.network))).find((b) => b !== undefined);
+    if (other !== undefined) throw bad(`${req.egress !== undefined ? '--egress-allow: ' : ''}${target.shown} is also on another network, and ${other}`);
   }
 
   /** Prefixes a new subnet must not overlap: every network's, and the host's addresses and routes. */
@@ -200,6 +218,7 @@ export class Planner {
     // An internal network has no path to or from the host's addresses: a published port there would never answer.
     if (ports.length > 0 && network.internal) throw bad(`--publish: network "${network.name}" is internal, so nothing outside it can reach a published port; connect the endpoint to a non-internal network to publish ports`);
     this.checkPorts(ports);
+    this.checkEgress(req, network, inNamespace, target);
 
     const routed = inNamespace.some((e) => !this.registry.current().networks.get(e.network)?.network.internal);
     const v4Subnet = network.subnets.find((s) => parseCidr(s.subnet).kind === 'ipv4');

@@ -37,6 +37,16 @@ export function subLinkOf(network: Network): SubLinkNetwork | undefined {
   return undefined;
 }
 
+/**
+ * Why an egress policy cannot be enforced on a `driver` network, or undefined when it can: a
+ * macvlan or ipvlan link sends through its parent without passing the host's netfilter, so a
+ * policy there would filter names only, and a namespace under one would be open through it.
+ */
+export function egressBypass(name: string, driver: string | undefined): string | undefined {
+  if (driver !== 'macvlan' && driver !== 'ipvlan') return undefined;
+  return `network "${name}" is a ${driver} network: its endpoints' traffic leaves through the parent interface without passing the host's firewall, so an egress policy cannot be enforced there (use a bridge network)`;
+}
+
 export function driverOf(network: Network): NetworkDriver | 'overlay' | 'static' {
   if (network.overlay !== undefined) return 'overlay';
   return network.bridge !== undefined ? 'bridge' : subLinkOf(network)?.driver ?? 'static';

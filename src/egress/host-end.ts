@@ -1,0 +1,158 @@
+// Where a namespace's traffic enters the host, for endpoints whose link nsdns did not make (a
+// registry file's): the host end of the veth that holds the endpoint's address. Enforcement needs
+// that interface to tell the namespace's packets from others' (egress-rules.ts). Found by reading
+// the namespace's links (`nsenter ip -j -d addr`), the host's veths, and the host's id for the
+// namespace: the host veth whose peer is, by that id, in the namespace at the right index. The
+// ifindex pair alone is not enough: indexes are per namespace, and small ones repeat.
+//
+// Lookups cost processes, so they run when a namespace's endpoints change or the path names
+// another namespace (deleted and made again), never per query; one not found is tried again at
+// the next registry change.
+import path from 'node:path';
+import { execa } from 'execa';
+import { namespaceIdentity } from '../namespace-identity.js';
+import { isIfname } from '../registry/fields.js';
+import { canonicalAddress } from './egress-rules.js';
+
+/** An endpoint's host end, or why it has none nsdns can enforce on. */
+export type HostEnd = { hostIf: string } | { reason: string };
+
+export interface EndpointAddresses { ipv4: readonly string[]; ipv6: readonly string[] }
+
+/** The fields of `ip -j -d link|addr` read here; anything else is ignored. */
+interface IpLink {
+  ifindex?: unknown; ifname?: unknown; link_index?: unknown; link_netnsid?: unknown;
+  linkinfo?: { info_kind?: unknown }; addr_info?: Array<{ local?: unknown }>;
+}
+
+const NETNS_DIR = '/run/netns';
+
+/**
+ * Pure: each endpoint's host end, from the links inside the namespace (`ip -j -d addr`), the
+ * host's veths (`ip -j -d link show type veth`) and the host's id for the namespace (undefined when
+ * it has none: no link of the host has its peer there).
+ */
+export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | undefined, endpoints: readonly EndpointAddresses[]): HostEnd[] {
+  const links = Array.isArray(inside) ? (inside as IpLink[]) : [];
+  const veths = Array.isArray(hostVeths) ? (hostVeths as IpLink[]) : [];
+  return endpoints.map((e) => {
+    const wanted = new Set([...e.ipv4, ...e.ipv6].flatMap((a) => canonicalAddress(a)?.text ?? []));
+    if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
+    const link = links.find((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
+    if (link === undefined) return { reason: 'no interface in the namespace holds its address' };
+    const kind = kindOf(link);
+    if (kind !== 'veth') return { reason: `its address is on a ${kind} link, not a veth: its traffic need not pass the host's firewall` };
+    if (typeof link.link_netnsid !== 'number') return { reason: "its veth's peer is in the namespace itself" };
+    const peer = nsid === undefined ? undefined : veths.find((h) => h?.link_netnsid === nsid && h.link_index === link.ifindex && h.ifindex === link.link_index && kindOf(h) === 'veth');
+    if (peer === undefined) return { reason: "its veth's peer is not in the host's namespace" };
+    if (typeof peer.ifname !== 'string' || !isIfname(peer.ifname)) return { reason: "its veth's host end has a name nsdns does not accept" };
+    return { hostIf: peer.ifname };
+  });
+}
+
+/** The link's kind as the kernel says it, or a word for an unusual one (it ends up in messages). */
+function kindOf(link: IpLink): string {
+  const kind = link.linkinfo?.info_kind;
+  if (kind === undefined) return 'plain';
+  return typeof kind === 'string' && /^[a-z0-9_-]{1,16}$/.test(kind) ? kind : 'unknown';
+}
+
+/** The host's id for the namespace named `name` in `ip -j netns list`. */
+export function nsidOf(list: unknown, name: string): number | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const id = (list as Array<{ name?: unknown; id?: unknown }>).find((n) => n?.name === name)?.id;
+  return typeof id === 'number' && Number.isInteger(id) && id >= 0 ? id : undefined;
+}
+
+export type Run = (file: string, args: readonly string[]) => Promise<string>;
+
+const run: Run = async (file, args) => (await execa(file, args, { timeout: 5_000, maxBuffer: 64 * 1024 * 1024 })).stdout;
+
+/** The host's side, the same for every namespace looked up at one time: its veths, and its ids for namespaces. */
+export interface HostView { veths: unknown; ids: unknown }
+
+export async function readHostView(exec: Run = run): Promise<HostView> {
+  // Listed before the ids: listing a veth whose peer is elsewhere gives the peer's namespace an id.
+  const veths = JSON.parse(await exec('ip', ['-j', '-d', 'link', 'show', 'type', 'veth']) || '[]');
+  const ids = JSON.parse(await exec('ip', ['-j', 'netns', 'list']) || '[]');
+  return { veths, ids };
+}
+
+export type FindHostEnds = (netns: string, endpoints: readonly EndpointAddresses[], host: () => Promise<HostView>) => Promise<HostEnd[]>;
+
+/** Each endpoint's host end in the namespace at `netns` (a path the registry schema accepted). */
+export async function findHostEnds(netns: string, endpoints: readonly EndpointAddresses[], host: () => Promise<HostView> = () => readHostView(), exec: Run = run): Promise<HostEnd[]> {
+  const all = (reason: string) => endpoints.map(() => ({ reason }));
+  // The host's id for a namespace is asked by name: only /run/netns/NAME has one here.
+  if (path.dirname(netns) !== NETNS_DIR) return all(`only namespaces under ${NETNS_DIR} are looked up`);
+  try {
+    const inside = JSON.parse(await exec('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show']));
+    const { veths, ids } = await host();
+    return hostEndsOf(inside, veths, nsidOf(ids, path.basename(netns)), endpoints);
+  } catch {
+    // The reason is ours: the command's output may carry anything.
+    return all('its links could not be read');
+  }
+}
+
+/** The host ends of governed namespaces, looked up once per namespace and its endpoints. */
+export class HostEnds {
+  /** Per namespace path: which namespace it was, and each endpoint's host end by its addresses. */
+  private readonly known = new Map<string, { identity: string | undefined; ends: Map<string, HostEnd> }>();
+
+  constructor(private readonly find: FindHostEnds = findHostEnds) {}
+
+  /**
+   * Looks up the namespaces of `wanted` (path → its endpoints without a known host end) that are
+   * new, whose endpoints changed, whose path names another namespace now, or whose last look found
+   * nothing for one of them; forgets the others.
+   */
+  async refresh(wanted: ReadonlyMap<string, readonly EndpointAddresses[]>): Promise<void> {
+    for (const netns of [...this.known.keys()]) if (!wanted.has(netns)) this.known.delete(netns);
+    // Read once for all the namespaces looked up now, and only if one is.
+    let view: Promise<HostView> | undefined;
+    const host = () => (view ??= readHostView());
+    for (const [netns, endpoints] of wanted) {
+      const identity = namespaceIdentity(netns);
+      const had = this.known.get(netns);
+      if (had !== undefined && had.identity === identity && endpoints.every((e) => {
+        const end = had.ends.get(keyOf(e));
+        return end !== undefined && 'hostIf' in end;
+      })) continue;
+      const found = identity === undefined ? endpoints.map(() => ({ reason: 'the namespace does not exist' })) : await this.find(netns, endpoints, host);
+      this.known.set(netns, { identity, ends: new Map(endpoints.map((e, i) => [keyOf(e), found[i] ?? { reason: 'not looked up' }])) });
+    }
+  }
+
+  /** The host end of an endpoint of `netns` as last looked up; undefined when it was not. */
+  of(netns: string, endpoint: EndpointAddresses): HostEnd | undefined {
+    return this.known.get(netns)?.ends.get(keyOf(endpoint));
+  }
+
+  /** Whether any host end was found (only then is there one that can vanish). */
+  anyFound(): boolean {
+    return [...this.known.values()].some(({ ends }) => [...ends.values()].some((e) => 'hostIf' in e));
+  }
+
+  /**
+   * Forgets each namespace with a host end found that is not among the host's `links` now (its
+   * veth was made again): it is looked up at the next refresh. Whether there was one.
+   */
+  forgetGone(links: { has(name: string): boolean }): boolean {
+    let gone = false;
+    for (const [netns, { ends }] of this.known) {
+      if (![...ends.values()].some((e) => 'hostIf' in e && !links.has(e.hostIf))) continue;
+      this.known.delete(netns);
+      gone = true;
+    }
+    return gone;
+  }
+
+  /** Whether a namespace looked up is another one now (made, deleted, or deleted and made again). */
+  replaced(): boolean {
+    for (const [netns, { identity }] of this.known) if (namespaceIdentity(netns) !== identity) return true;
+    return false;
+  }
+}
+
+const keyOf = (e: EndpointAddresses) => JSON.stringify([e.ipv4, e.ipv6]);

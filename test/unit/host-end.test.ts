@@ -1,0 +1,93 @@
+// Finding a registry file's endpoint's host end (src/egress/host-end.ts) from what `ip -j -d`
+// prints: the veth that holds the endpoint's address, and its peer among the host's veths by the
+// host's id for the namespace and both indexes; every other case gives a reason instead.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { findHostEnds, hostEndsOf, HostEnds, nsidOf, readHostView, type EndpointAddresses } from '../../src/egress/host-end.js';
+
+// As `nsenter --net=... ip -j -d addr show` prints them (fields not read left out).
+const lo = { ifindex: 1, ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1' }] };
+const eth0 = { ifindex: 2, link_index: 40, ifname: 'eth0', link_netnsid: 0, linkinfo: { info_kind: 'veth' }, addr_info: [{ family: 'inet', local: '10.74.1.2' }, { family: 'inet6', local: 'fd00:74:1::2' }] };
+const mv0 = { ifindex: 3, link_index: 7, ifname: 'mv0', link_netnsid: 0, linkinfo: { info_kind: 'macvlan' }, addr_info: [{ family: 'inet', local: '10.74.2.2' }] };
+// The host's veths: the right peer, one with the same indexes whose peer is in another namespace (id 5).
+const hostEnd = { ifindex: 40, link_index: 2, ifname: 'regveth0', link_netnsid: 3, linkinfo: { info_kind: 'veth' } };
+const lookalike = { ifindex: 40, link_index: 2, ifname: 'other0', link_netnsid: 5, linkinfo: { info_kind: 'veth' } };
+
+const v4 = (a: string): EndpointAddresses => ({ ipv4: [a], ipv6: [] });
+
+describe('host ends', () => {
+  it('find the host veth whose peer holds the address, by the namespace id and both indexes', () => {
+    assert.deepEqual(hostEndsOf([lo, eth0], [lookalike, hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0' }]);
+    // By an IPv6 address written another way, too.
+    assert.deepEqual(hostEndsOf([lo, eth0], [hostEnd], 3, [{ ipv4: [], ipv6: ['fd00:74:1:0:0:0:0:2'] }]), [{ hostIf: 'regveth0' }]);
+    // Another namespace's veth with the same index pair is not it.
+    assert.deepEqual(hostEndsOf([lo, eth0], [lookalike], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is not in the host's namespace" }]);
+  });
+
+  it('give a reason when there is no host end to enforce on', () => {
+    const [macvlan, missing, noId, sameNs, noAddress] = [
+      hostEndsOf([mv0], [hostEnd], 3, [v4('10.74.2.2')]),
+      hostEndsOf([lo, eth0], [hostEnd], 3, [v4('10.74.9.9')]),
+      hostEndsOf([lo, eth0], [hostEnd], undefined, [v4('10.74.1.2')]),
+      hostEndsOf([{ ...eth0, link_netnsid: undefined }], [hostEnd], 3, [v4('10.74.1.2')]),
+      hostEndsOf([lo, eth0], [hostEnd], 3, [{ ipv4: [], ipv6: [] }]),
+    ];
+    assert.match((macvlan[0] as { reason: string }).reason, /macvlan link, not a veth/);
+    assert.deepEqual(missing, [{ reason: 'no interface in the namespace holds its address' }]);
+    assert.deepEqual(noId, [{ reason: "its veth's peer is not in the host's namespace" }]);
+    assert.deepEqual(sameNs, [{ reason: "its veth's peer is in the namespace itself" }]);
+    assert.deepEqual(noAddress, [{ reason: 'the endpoint has no address to find its link by' }]);
+  });
+
+  it('trust nothing in the output: odd kinds, bad names and garbage give reasons, not values', () => {
+    const oddKind = hostEndsOf([{ ...mv0, linkinfo: { info_kind: 'x"; drop' } }], [], 3, [v4('10.74.2.2')]);
+    assert.match((oddKind[0] as { reason: string }).reason, /unknown link/);
+    const badName = hostEndsOf([eth0], [{ ...hostEnd, ifname: 'a"b; flush ruleset' }], 3, [v4('10.74.1.2')]);
+    assert.deepEqual(badName, [{ reason: "its veth's host end has a name nsdns does not accept" }]);
+    assert.deepEqual(hostEndsOf({ not: 'a list' }, null, 3, [v4('10.74.1.2')]), [{ reason: 'no interface in the namespace holds its address' }]);
+    assert.equal(nsidOf([{ name: 'a', id: 1 }, { name: 'b' }], 'a'), 1);
+    assert.equal(nsidOf([{ name: 'b' }], 'b'), undefined);
+    assert.equal(nsidOf('garbage', 'b'), undefined);
+  });
+
+  it('run no command for a path outside /run/netns, and say so; a failing command is a reason too', async () => {
+    const ran: string[] = [];
+    const exec = async (file: string) => {
+      ran.push(file);
+      throw new Error('secret output');
+    };
+    const host = () => readHostView(exec);
+    assert.deepEqual(await findHostEnds('/proc/1/ns/net', [v4('10.74.1.2')], host, exec), [{ reason: 'only namespaces under /run/netns are looked up' }]);
+    assert.deepEqual(ran, []);
+    assert.deepEqual(await findHostEnds('/run/netns/x', [v4('10.74.1.2')], host, exec), [{ reason: 'its links could not be read' }]);
+  });
+
+  it('look a namespace up again only when its endpoints change, its path names another namespace, its host end is gone, or nothing was found', async () => {
+    const looked: string[] = [];
+    let answer: { hostIf: string } | { reason: string } = { reason: 'not yet' };
+    const ends = new HostEnds(async (netns, endpoints) => {
+      looked.push(netns);
+      return endpoints.map(() => answer);
+    });
+    // The current namespace: /proc/self/ns/net always exists and keeps its identity.
+    const self = '/proc/self/ns/net';
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.deepEqual(ends.of(self, v4('10.74.1.2')), { reason: 'not yet' });
+    answer = { hostIf: 'regveth0' };
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.deepEqual(ends.of(self, v4('10.74.1.2')), { hostIf: 'regveth0' }, 'not found before: looked up again');
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.equal(looked.length, 2, 'found and unchanged: not looked up again');
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
+    assert.equal(looked.length, 3, 'another address: looked up again');
+    assert.equal(ends.replaced(), false);
+    assert.equal(ends.forgetGone(new Set(['regveth0'])), false, 'its host end is still there');
+    assert.equal(ends.forgetGone(new Set()), true, 'its host end is gone');
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
+    assert.equal(looked.length, 4, 'a host end gone: looked up again');
+    await ends.refresh(new Map([['/run/netns/nsdns-test-no-such-namespace', [v4('10.74.1.2')]]]));
+    assert.deepEqual(ends.of('/run/netns/nsdns-test-no-such-namespace', v4('10.74.1.2')), { reason: 'the namespace does not exist' });
+    assert.equal(looked.length, 4, 'no namespace: nothing to run');
+    assert.equal(ends.of(self, v4('10.74.1.3')), undefined, 'a namespace no longer wanted is forgotten');
+  });
+});
