@@ -14,9 +14,8 @@
 //   source address: from an address that is not its own a namespace would escape it. So a packet
 //   arriving on a governed host end must carry one of its endpoint's addresses (or be neighbour
 //   discovery from a link-local or unspecified source), checked before conntrack's accept, as the
-//   bridge check is before routing. Every host end is listed, bridge port or not: on a bridge the
-//   inet hooks see the bridge as the input interface, so the check never matches there, and a veth
-//   moved between the two ways is covered either way.
+//   bridge check is before routing. Only host ends seen routed are listed (host-end.ts): a name
+//   that is a bridge or the uplink would match every tenant's packets in the inet hooks.
 // - inet TABLE: the policy, in the forward and input hooks (input covers the host's own
 //   addresses). Established and related traffic passes; a packet from a governed source jumps to
 //   its namespace's chain: neighbour discovery, the gateways (except DNS), the own subnets, then
@@ -28,7 +27,11 @@ import { NsdnsError } from '../errors.js';
 import { isIfname, isIpv4, isIpv6 } from '../registry/fields.js';
 import { isTableName } from '../plumbing/nft-rules.js';
 
-export interface EgressSource { hostIf: string; ipv4: readonly string[]; ipv6: readonly string[] }
+export interface EgressSource {
+  hostIf: string; ipv4: readonly string[]; ipv6: readonly string[];
+  /** The host end is routed (not a bridge port): checked in the inet family too. Only a host end found and seen without a master is. */
+  routed?: boolean;
+}
 export interface EgressCidr { cidr: string; port?: number; protocol?: 'tcp' | 'udp' }
 export interface EgressRules {
   /** The namespace's endpoints: the host end of each veth and the addresses it may send from. */
@@ -109,7 +112,7 @@ const set = (items: readonly string[]) => `{ ${items.join(', ')} }`;
 
 /** The rules after they passed validation, in canonical text. */
 interface Checked {
-  sources: Array<{ hostIf: string; ipv4: string[]; ipv6: string[] }>;
+  sources: Array<{ hostIf: string; ipv4: string[]; ipv6: string[]; routed: boolean }>;
   cidrs: Array<{ family: 4 | 6; text: string; port?: number; protocol?: 'tcp' | 'udp' }>;
   own: Array<{ family: 4 | 6; text: string }>;
   gateways: Array<{ family: 4 | 6; text: string }>;
@@ -121,7 +124,7 @@ export function checkRules(rules: EgressRules): Checked {
     const ipv4 = s.ipv4.map((a) => address(a)).map((a) => (a.family === 4 ? a.text : undefined));
     const ipv6 = s.ipv6.map((a) => address(a)).map((a) => (a.family === 6 ? a.text : undefined));
     if (ipv4.includes(undefined) || ipv6.includes(undefined)) throw bad('a source address is in the wrong family');
-    return { hostIf: s.hostIf, ipv4: ipv4 as string[], ipv6: ipv6 as string[] };
+    return { hostIf: s.hostIf, ipv4: ipv4 as string[], ipv6: ipv6 as string[], routed: s.routed === true };
   });
   const cidrs = rules.cidrs.map((c) => {
     if (c.port !== undefined && !(Number.isInteger(c.port) && c.port >= 1 && c.port <= 65535)) throw bad('a CIDR port is not 1-65535');
@@ -206,7 +209,7 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   });
   // The routed host ends' twin of the above, in the inet family (it sees IP only).
   const routedSpoof = (text: string) => `add rule ${inet} ${n.spoof} ${text}`;
-  const routedAntiSpoof = c.sources.flatMap((s) => {
+  const routedAntiSpoof = c.sources.filter((s) => s.routed).flatMap((s) => {
     const end = `iifname "${s.hostIf}"`;
     return [
       routedSpoof(s.ipv4.length > 0 ? `${end} ip saddr != ${set(s.ipv4)} drop` : `${end} meta nfproto ipv4 drop`),
@@ -279,7 +282,9 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
     for (const s of checkRules(rules).sources) {
       once(s.hostIf);
       ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
-      ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
+      // Routed host ends only: in the inet hooks a bridged packet's input interface is the bridge, so
+      // a name given here that is a bridge (or the uplink) would catch every tenant's packets.
+      if (s.routed) ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
       for (const a of s.ipv4) (once(a), src4.push(`${a} : jump ${n.chain}`));
       for (const a of s.ipv6) (once(a), src6.push(`${a} : jump ${n.chain}`));
     }

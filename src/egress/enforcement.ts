@@ -85,7 +85,7 @@ export class EgressEnforcement {
   async recheck(): Promise<void> {
     if (this.closed) return;
     const gone = this.hostEnds.anyFound() && this.hostEnds.forgetGone(await hostLinks());
-    if (!this.closed && (gone || this.hostEnds.replaced())) this.onChange();
+    if (!this.closed && (gone || this.hostEnds.replaced() || this.hostEnds.due())) this.onChange();
   }
 
   /** Why the endpoint `id`, under a policy, is not enforced; undefined when it is (or has no policy). */
@@ -96,7 +96,9 @@ export class EgressEnforcement {
   private async sync(): Promise<void> {
     if (this.closed) return;
     const snapshot = this.registry.current();
-    await this.hostEnds.refresh(lookups(snapshot));
+    for (const { netns, reason } of await this.hostEnds.refresh(lookups(snapshot))) {
+      this.log.warn({ netns, reason }, 'egress: the host end of a governed namespace was not found again; it stays governed, and is looked up again');
+    }
     const { wanted, unenforced } = governed(snapshot, this.hostEnds);
     this.noteUnenforced(snapshot, unenforced);
     for (const [key, rules] of wanted) {
@@ -172,15 +174,16 @@ function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string,
     if (policy === undefined) continue;
     const sources: EgressSource[] = [];
     for (const e of endpoints) {
-      const end = e.hostIf !== undefined ? { hostIf: e.hostIf } : hostEnds.of(key, e) ?? { reason: 'its link was not looked up yet' };
+      // A `hostIf` the file gives is taken as a bridge port (as nsdns's own veths are); a routed one is found.
+      const end = e.hostIf !== undefined ? { hostIf: e.hostIf, routed: false } : hostEnds.of(key, e) ?? { reason: 'its link was not looked up yet' };
       if (!('hostIf' in end)) {
         unenforced.set(e.id, end.reason);
         continue;
       }
       // Two endpoints on one link (two networks' addresses on one veth): one source, both addresses.
       const same = sources.findIndex((s) => s.hostIf === end.hostIf);
-      if (same < 0) sources.push({ hostIf: end.hostIf, ipv4: e.ipv4, ipv6: e.ipv6 });
-      else sources[same] = { hostIf: end.hostIf, ipv4: [...sources[same].ipv4, ...e.ipv4], ipv6: [...sources[same].ipv6, ...e.ipv6] };
+      if (same < 0) sources.push({ hostIf: end.hostIf, ipv4: e.ipv4, ipv6: e.ipv6, ...(end.routed && { routed: true }) });
+      else sources[same] = { ...sources[same], ipv4: [...sources[same].ipv4, ...e.ipv4], ipv6: [...sources[same].ipv6, ...e.ipv6] };
     }
     if (sources.length === 0) continue;
     const networks = [...new Set(endpoints.map((e) => e.network))].map(networkOf).filter((n) => n !== undefined);

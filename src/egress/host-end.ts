@@ -6,23 +6,23 @@
 // ifindex pair alone is not enough: indexes are per namespace, and small ones repeat.
 //
 // Lookups cost processes, so they run when a namespace's endpoints change or the path names
-// another namespace (deleted and made again), never per query; one not found is tried again at
-// the next registry change.
+// another namespace (deleted and made again), never per query; one not found is tried again from
+// the reaper, at a growing interval (not at every registry change: other tenants' changes wait).
 import path from 'node:path';
 import { execa } from 'execa';
 import { namespaceIdentity } from '../namespace-identity.js';
 import { isIfname } from '../registry/fields.js';
 import { canonicalAddress } from './egress-rules.js';
 
-/** An endpoint's host end, or why it has none nsdns can enforce on. */
-export type HostEnd = { hostIf: string } | { reason: string };
+/** An endpoint's host end (routed: not a bridge port), or why it has none nsdns can enforce on. */
+export type HostEnd = { hostIf: string; routed: boolean } | { reason: string };
 
 export interface EndpointAddresses { ipv4: readonly string[]; ipv6: readonly string[] }
 
 /** The fields of `ip -j -d link|addr` read here; anything else is ignored. */
 interface IpLink {
-  ifindex?: unknown; ifname?: unknown; link_index?: unknown; link_netnsid?: unknown;
-  linkinfo?: { info_kind?: unknown }; addr_info?: Array<{ local?: unknown }>;
+  ifindex?: unknown; ifname?: unknown; link_index?: unknown; link_netnsid?: unknown; master?: unknown;
+  linkinfo?: { info_kind?: unknown; info_slave_kind?: unknown }; addr_info?: Array<{ local?: unknown }>;
 }
 
 const NETNS_DIR = '/run/netns';
@@ -46,7 +46,9 @@ export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | u
     const peer = nsid === undefined ? undefined : veths.find((h) => h?.link_netnsid === nsid && h.link_index === link.ifindex && h.ifindex === link.link_index && kindOf(h) === 'veth');
     if (peer === undefined) return { reason: "its veth's peer is not in the host's namespace" };
     if (typeof peer.ifname !== 'string' || !isIfname(peer.ifname)) return { reason: "its veth's host end has a name nsdns does not accept" };
-    return { hostIf: peer.ifname };
+    // A port of anything but a Linux bridge (Open vSwitch, a bond) may be switched past netfilter.
+    if (peer.master !== undefined && peer.linkinfo?.info_slave_kind !== 'bridge') return { reason: "its veth's host end is a port of a device other than a Linux bridge: its traffic need not pass the host's firewall" };
+    return { hostIf: peer.ifname, routed: peer.master === undefined };
   });
 }
 
@@ -95,19 +97,43 @@ export async function findHostEnds(netns: string, endpoints: readonly EndpointAd
   }
 }
 
-/** The host ends of governed namespaces, looked up once per namespace and its endpoints. */
+/** The first wait before a namespace with an endpoint not found is looked up again; it doubles up to RETRY_MAX_MS. */
+const RETRY_FIRST_MS = 5_000;
+const RETRY_MAX_MS = 60_000;
+
+interface Looked {
+  /** Which namespace the path named at the lookup. */
+  identity: string | undefined;
+  /** Each endpoint's host end by its addresses. */
+  ends: Map<string, HostEnd>;
+  /** An endpoint was not found at the last lookup: looked up again from retryAt. */
+  unresolved: boolean;
+  retryAt: number;
+  backoffMs: number;
+  /** A host end found is gone from the host: looked up again at the next refresh. */
+  stale: boolean;
+}
+
+/**
+ * The host ends of governed namespaces, looked up once per namespace and its endpoints. A host end
+ * once found is kept while a later lookup finds none (the namespace made again and its veth not
+ * yet, a read that failed, the path deleted while the namespace lives on): a governed namespace
+ * is never let go because a lookup came too early or failed. Its source addresses keep it
+ * governed meanwhile, and it is looked up again, with a growing wait, until it is found.
+ */
 export class HostEnds {
-  /** Per namespace path: which namespace it was, and each endpoint's host end by its addresses. */
-  private readonly known = new Map<string, { identity: string | undefined; ends: Map<string, HostEnd> }>();
+  private readonly known = new Map<string, Looked>();
 
   constructor(private readonly find: FindHostEnds = findHostEnds) {}
 
   /**
    * Looks up the namespaces of `wanted` (path → its endpoints without a known host end) that are
-   * new, whose endpoints changed, whose path names another namespace now, or whose last look found
-   * nothing for one of them; forgets the others.
+   * new, whose endpoints changed, whose path names another namespace now, whose host end is gone,
+   * or whose last look missed one and whose wait is over; forgets the others. Says which
+   * namespaces keep a host end found before because this lookup found none.
    */
-  async refresh(wanted: ReadonlyMap<string, readonly EndpointAddresses[]>): Promise<void> {
+  async refresh(wanted: ReadonlyMap<string, readonly EndpointAddresses[]>, now = Date.now()): Promise<Array<{ netns: string; reason: string }>> {
+    const kept: Array<{ netns: string; reason: string }> = [];
     for (const netns of [...this.known.keys()]) if (!wanted.has(netns)) this.known.delete(netns);
     // Read once for all the namespaces looked up now, and only if one is.
     let view: Promise<HostView> | undefined;
@@ -115,13 +141,23 @@ export class HostEnds {
     for (const [netns, endpoints] of wanted) {
       const identity = namespaceIdentity(netns);
       const had = this.known.get(netns);
-      if (had !== undefined && had.identity === identity && endpoints.every((e) => {
-        const end = had.ends.get(keyOf(e));
-        return end !== undefined && 'hostIf' in end;
-      })) continue;
+      const same = had !== undefined && had.identity === identity && !had.stale && endpoints.every((e) => had.ends.has(keyOf(e)));
+      if (same && (!had.unresolved || now < had.retryAt)) continue;
       const found = identity === undefined ? endpoints.map(() => ({ reason: 'the namespace does not exist' })) : await this.find(netns, endpoints, host);
-      this.known.set(netns, { identity, ends: new Map(endpoints.map((e, i) => [keyOf(e), found[i] ?? { reason: 'not looked up' }])) });
+      const ends = new Map<string, HostEnd>();
+      let unresolved = false;
+      endpoints.forEach((e, i) => {
+        const end = found[i] ?? { reason: 'not looked up' };
+        const before = had?.ends.get(keyOf(e));
+        if (!('hostIf' in end)) unresolved = true;
+        const keep = !('hostIf' in end) && before !== undefined && 'hostIf' in before;
+        if (keep) kept.push({ netns, reason: end.reason });
+        ends.set(keyOf(e), keep ? before : end);
+      });
+      const backoffMs = unresolved && had?.unresolved ? Math.min(had.backoffMs * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
+      this.known.set(netns, { identity, ends, unresolved, retryAt: now + backoffMs, backoffMs, stale: false });
     }
+    return kept;
   }
 
   /** The host end of an endpoint of `netns` as last looked up; undefined when it was not. */
@@ -135,14 +171,15 @@ export class HostEnds {
   }
 
   /**
-   * Forgets each namespace with a host end found that is not among the host's `links` now (its
-   * veth was made again): it is looked up at the next refresh. Whether there was one.
+   * Marks each namespace with a host end found that is not among the host's `links` now (its veth
+   * was made again): it is looked up at the next refresh, its host end kept until then. Whether
+   * there was one.
    */
   forgetGone(links: { has(name: string): boolean }): boolean {
     let gone = false;
-    for (const [netns, { ends }] of this.known) {
-      if (![...ends.values()].some((e) => 'hostIf' in e && !links.has(e.hostIf))) continue;
-      this.known.delete(netns);
+    for (const looked of this.known.values()) {
+      if (looked.stale || ![...looked.ends.values()].some((e) => 'hostIf' in e && !links.has(e.hostIf))) continue;
+      looked.stale = true;
       gone = true;
     }
     return gone;
@@ -151,6 +188,12 @@ export class HostEnds {
   /** Whether a namespace looked up is another one now (made, deleted, or deleted and made again). */
   replaced(): boolean {
     for (const [netns, { identity }] of this.known) if (namespaceIdentity(netns) !== identity) return true;
+    return false;
+  }
+
+  /** Whether a namespace with an endpoint not found is due to be looked up again. */
+  due(now = Date.now()): boolean {
+    for (const looked of this.known.values()) if (looked.unresolved && looked.retryAt <= now) return true;
     return false;
   }
 }

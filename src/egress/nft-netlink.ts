@@ -181,8 +181,14 @@ export class NftNetlink {
     }
     const seqs: number[] = [];
     for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
-    const batch = encodeBatch(table, parts, seqs);
-    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: Date.now() + REPLY_TIMEOUT_MS };
+    let batch: Buffer;
+    try {
+      batch = encodeBatch(table, parts, seqs);
+    } catch (err) {
+      reject(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS };
     for (const seq of seqs) this.waiting.set(seq, entry);
     const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
     if (sent === 'settled') return;
@@ -222,9 +228,14 @@ export class NftNetlink {
       let length: number;
       try {
         length = readSync(fd, this.ack, 0, this.ack.length, null);
-      } catch {
-        return 'pending';
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 'pending';
+        // ENOBUFS (acknowledgements were lost) or worse: as the package's poll would, the socket fails.
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+        return 'settled';
       }
+      if (length === 0) return 'pending';
       this.receive(this.ack.subarray(0, length));
     }
     return 'settled';
@@ -267,7 +278,7 @@ export class NftNetlink {
       this.sweeper = undefined;
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     for (const entry of this.waiting.values()) {
       if (entry.due > now) return;
       this.settle(entry, new NsdnsError('ERR_FIREWALL', 'the kernel did not acknowledge learned addresses in time'));

@@ -162,6 +162,28 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.equal(await connect(routed, '10.74.10.3'), 'hello');
   });
 
+  it('routed, its veth gone and made again without an address: it stays governed meanwhile, and the new host end is found without a registry change', async () => {
+    const src4 = async () => sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4');
+    const newestEnd = link('u');
+    await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}t`);
+    await sh('ip', 'link', 'add', newestEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
+    await sh('ip', 'link', 'set', newestEnd, 'up');
+    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
+    // The reaper sees the old host end gone and looks: no interface holds the address yet.
+    await lab.daemon!.waitForLog((l) => l.msg.startsWith('egress: the host end of a governed namespace was not found again') && l.netns === `/run/netns/${routed}`, 30_000);
+    assert.match(await src4(), /10\.75\.1\.2 : jump eg_/, 'still governed by its address');
+    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newestEnd);
+    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newestEnd);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
+    assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered, before the new host end is found');
+    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newestEnd}"`));
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
+    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+  });
+
   it('a namespace whose veth\'s peer is not on the host is shown as not enforced, with why, and said once in the log', async () => {
     const endpoint = await endpointOf(lostNet);
     assert.equal(endpoint.EgressEnforced, undefined);

@@ -12,7 +12,8 @@ import {
 import { ROOT } from '../helpers/daemon.js';
 
 const rules: EgressRules = {
-  sources: [{ hostIf: 'veth-app0', ipv4: ['10.132.1.2'], ipv6: ['fd00:132:1::2'] }, { hostIf: 'veth-app1', ipv4: ['10.132.2.2'], ipv6: [] }],
+  // A bridge port, and a routed host end (a registry file's veth, found: host-end.ts).
+  sources: [{ hostIf: 'veth-app0', ipv4: ['10.132.1.2'], ipv6: ['fd00:132:1::2'] }, { hostIf: 'veth-app1', ipv4: ['10.132.2.2'], ipv6: [], routed: true }],
   cidrs: [
     { cidr: '10.0.5.0/24', port: 443, protocol: 'tcp' },
     { cidr: '2001:db8::/32', port: 443 },

@@ -3,7 +3,7 @@
 // host's id for the namespace and both indexes; every other case gives a reason instead.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { findHostEnds, hostEndsOf, HostEnds, nsidOf, readHostView, type EndpointAddresses } from '../../src/egress/host-end.js';
+import { findHostEnds, hostEndsOf, HostEnds, nsidOf, readHostView, type EndpointAddresses, type HostEnd } from '../../src/egress/host-end.js';
 
 // As `nsenter --net=... ip -j -d addr show` prints them (fields not read left out).
 const lo = { ifindex: 1, ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1' }] };
@@ -17,9 +17,14 @@ const v4 = (a: string): EndpointAddresses => ({ ipv4: [a], ipv6: [] });
 
 describe('host ends', () => {
   it('find the host veth whose peer holds the address, by the namespace id and both indexes', () => {
-    assert.deepEqual(hostEndsOf([lo, eth0], [lookalike, hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0' }]);
+    assert.deepEqual(hostEndsOf([lo, eth0], [lookalike, hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
     // By an IPv6 address written another way, too.
-    assert.deepEqual(hostEndsOf([lo, eth0], [hostEnd], 3, [{ ipv4: [], ipv6: ['fd00:74:1:0:0:0:0:2'] }]), [{ hostIf: 'regveth0' }]);
+    assert.deepEqual(hostEndsOf([lo, eth0], [hostEnd], 3, [{ ipv4: [], ipv6: ['fd00:74:1:0:0:0:0:2'] }]), [{ hostIf: 'regveth0', routed: true }]);
+    // A port of a Linux bridge is not routed; a port of anything else is no host end to enforce on.
+    const port = { ...hostEnd, master: 'br-lab', linkinfo: { info_kind: 'veth', info_slave_kind: 'bridge' } };
+    assert.deepEqual(hostEndsOf([lo, eth0], [port], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: false }]);
+    const ovs = { ...hostEnd, master: 'ovs-system', linkinfo: { info_kind: 'veth', info_slave_kind: 'openvswitch' } };
+    assert.match((hostEndsOf([lo, eth0], [ovs], 3, [v4('10.74.1.2')])[0] as { reason: string }).reason, /other than a Linux bridge/);
     // Another namespace's veth with the same index pair is not it.
     assert.deepEqual(hostEndsOf([lo, eth0], [lookalike], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is not in the host's namespace" }]);
   });
@@ -62,32 +67,46 @@ describe('host ends', () => {
     assert.deepEqual(await findHostEnds('/run/netns/x', [v4('10.74.1.2')], host, exec), [{ reason: 'its links could not be read' }]);
   });
 
-  it('look a namespace up again only when its endpoints change, its path names another namespace, its host end is gone, or nothing was found', async () => {
+  it('look a namespace up again only when its endpoints change, its path names another namespace, its host end is gone, or nothing was found and its wait is over', async () => {
     const looked: string[] = [];
-    let answer: { hostIf: string } | { reason: string } = { reason: 'not yet' };
+    let answer: HostEnd = { reason: 'not yet' };
     const ends = new HostEnds(async (netns, endpoints) => {
       looked.push(netns);
       return endpoints.map(() => answer);
     });
     // The current namespace: /proc/self/ns/net always exists and keeps its identity.
     const self = '/proc/self/ns/net';
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    const t0 = 1_000_000;
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0);
     assert.deepEqual(ends.of(self, v4('10.74.1.2')), { reason: 'not yet' });
-    answer = { hostIf: 'regveth0' };
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
-    assert.deepEqual(ends.of(self, v4('10.74.1.2')), { hostIf: 'regveth0' }, 'not found before: looked up again');
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    answer = { hostIf: 'regveth0', routed: true };
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 1000);
+    assert.equal(looked.length, 1, 'not found, and its wait not over: not looked up at every change');
+    assert.equal(ends.due(t0 + 1000), false);
+    assert.equal(ends.due(t0 + 5000), true);
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 5000);
+    assert.deepEqual(ends.of(self, v4('10.74.1.2')), { hostIf: 'regveth0', routed: true }, 'its wait over: looked up again');
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 6000);
     assert.equal(looked.length, 2, 'found and unchanged: not looked up again');
-    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]), t0 + 7000);
     assert.equal(looked.length, 3, 'another address: looked up again');
     assert.equal(ends.replaced(), false);
     assert.equal(ends.forgetGone(new Set(['regveth0'])), false, 'its host end is still there');
     assert.equal(ends.forgetGone(new Set()), true, 'its host end is gone');
-    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]));
+    // Made again, but its veth not yet (or the read failed): the host end found before is kept.
+    answer = { reason: 'no interface in the namespace holds its address' };
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]), t0 + 8000);
     assert.equal(looked.length, 4, 'a host end gone: looked up again');
-    await ends.refresh(new Map([['/run/netns/nsdns-test-no-such-namespace', [v4('10.74.1.2')]]]));
+    assert.deepEqual(ends.of(self, v4('10.74.1.3')), { hostIf: 'regveth0', routed: true }, 'a governed namespace is not let go by a lookup that found nothing');
+    assert.equal(ends.due(t0 + 12_000), false);
+    assert.equal(ends.due(t0 + 13_000), true, 'and it is looked up again');
+    await ends.refresh(new Map([[self, [v4('10.74.1.3')]]]), t0 + 13_000);
+    assert.equal(looked.length, 5);
+    assert.equal(ends.due(t0 + 22_000), false, 'the wait doubles while nothing is found');
+    assert.equal(ends.due(t0 + 23_000), true);
+    await ends.refresh(new Map([['/run/netns/nsdns-test-no-such-namespace', [v4('10.74.1.2')]]]), t0 + 24_000);
     assert.deepEqual(ends.of('/run/netns/nsdns-test-no-such-namespace', v4('10.74.1.2')), { reason: 'the namespace does not exist' });
-    assert.equal(looked.length, 4, 'no namespace: nothing to run');
+    assert.equal(looked.length, 5, 'no namespace: nothing to run');
     assert.equal(ends.of(self, v4('10.74.1.3')), undefined, 'a namespace no longer wanted is forgotten');
   });
 });
