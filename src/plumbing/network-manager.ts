@@ -16,8 +16,7 @@ import { HostPorts, type PortHolder } from './host-ports.js';
 import { bridgeSpec, reconcileLinks } from './link-check.js';
 import { kernelSubLinks, type SubLinkKernel } from './sublink-kernel.js';
 import { reconcileSubLinks } from './sublink-check.js';
-import { egressBypass, subLinkOf } from './sublinks.js';
-import { bad } from './requests.js';
+import { subLinkOf } from './sublinks.js';
 import { Mutex } from './mutex.js';
 import { NamespaceResolvConf } from './netns-resolv.js';
 import { Planner, type EndpointPlan, type OwnedRecord, type Reservation } from './planner.js';
@@ -459,8 +458,7 @@ export class NetworkManager {
     return this.lock.run(async () => {
       const record = this.owned(networkName);
       const endpoint = this.findEndpoint(record, which);
-      const bypass = rules !== undefined ? egressBypass(record.network.name, subLinkOf(record.network)?.driver) : undefined;
-      if (bypass !== undefined) throw bad(bypass);
+      if (rules !== undefined) this.planner.checkEndpointEgress(endpoint, record.network);
       const { egress: _old, ...rest } = endpoint;
       const changed: Endpoint = rules === undefined ? rest : { ...rest, egress: rules };
       await this.commit({ network: record.network, endpoints: record.endpoints.map((e) => (e === endpoint ? changed : e)) });

@@ -161,6 +161,22 @@ export class Planner {
     if (other !== undefined) throw bad(`${req.egress !== undefined ? '--egress-allow: ' : ''}${target.shown} is also on another network, and ${other}`);
   }
 
+  /**
+   * `endpoint` of `network` may take an egress policy of its own (`nsdns endpoint egress`): neither
+   * its network nor another of its namespace's is macvlan/ipvlan (egressBypass).
+   */
+  checkEndpointEgress(endpoint: Endpoint, network: Network): void {
+    const own = egressBypass(network.name, subLinkOf(network)?.driver);
+    if (own !== undefined) throw bad(own);
+    const snapshot = this.registry.current();
+    const others = endpoint.netns === undefined ? [] : (snapshot.namespaces().get(endpoint.netns) ?? []).filter((e) => e.id !== endpoint.id);
+    for (const e of others) {
+      const n = snapshot.networks.get(e.network)?.network;
+      const other = n === undefined ? undefined : egressBypass(n.name, subLinkOf(n)?.driver);
+      if (other !== undefined) throw bad(`${printable(endpoint.name)} is also on another network, and ${other}`);
+    }
+  }
+
   /** Prefixes a new subnet must not overlap: every network's, and the host's addresses and routes. */
   private async takenPrefixes(): Promise<Array<{ cidr: Cidr; owner: string }>> {
     const fromNetworks = this.records().flatMap((r) => r.network.subnets.map((s) => ({ cidr: parseCidr(s.subnet), owner: `network ${r.network.name}` })));

@@ -236,5 +236,14 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     await lab.ok('network', 'connect', plain, ns, '--name', 'job2');
     await refused(['network', 'connect', mv, ns, '--name', 'job'], /is under an egress policy, and network .* is a macvlan network/);
     assert.equal(await lab.digStatus(ns, 'denied.test'), 'NXDOMAIN', 'the namespace stays under its policy');
+    // A policy of its own for an endpoint whose namespace is also on macvlan: refused the same way.
+    const free = `rgf${lab.tag}`;
+    const both = await lab.namespace('both');
+    await lab.ok('network', 'create', '--subnet', '10.77.3.0/24', free);
+    await lab.ok('network', 'connect', mv, both, '--name', 'job3');
+    await lab.ok('network', 'connect', free, both, '--name', 'job4');
+    await refused(['endpoint', 'egress', free, 'job4', '--allow', 'allowed.test'], /job4 is also on another network, and network .* is a macvlan network/);
+    const containers = JSON.parse(await lab.ok('network', 'inspect', free))[0].Containers as Record<string, { Egress?: string[] }>;
+    assert.deepEqual(Object.values(containers).map((c) => c.Egress), [undefined], 'nothing stored');
   });
 });
