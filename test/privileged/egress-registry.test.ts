@@ -124,64 +124,60 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.ok((await endpointOf(routedNet)).EgressEnforced, 'inspect shows the live figures');
   });
 
+  /** A new veth `end` into the routed namespace, without addresses or routes. */
+  async function routedVeth(end: string): Promise<void> {
+    await sh('ip', 'link', 'add', end, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
+    await sh('ip', 'link', 'set', end, 'up');
+    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
+  }
+
+  /** The routed namespace's addresses (its own and one to spoof) and routes, through the host end `end`. */
+  async function routedAddresses(end: string): Promise<void> {
+    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', end);
+    // The old host end may live on while nsdns still holds a socket in the old namespace.
+    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', end);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
+  }
+
+  /** The new host end `end` is governed: found, spoof-proof, and the policy holds. */
+  async function governedThrough(end: string): Promise<void> {
+    await until('the new host end governed', ifsMap, (text) => text.includes(`"${end}"`));
+    assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered');
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
+    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+  }
+
   it('routed, its namespace made again with a new veth: the new host end is found without a registry change', async () => {
     const newEnd = link('s');
     await sh('ip', 'netns', 'del', routed);
     await sh('ip', 'netns', 'add', routed);
     await sh('ip', '-n', routed, 'link', 'set', 'lo', 'up');
-    await sh('ip', 'link', 'add', newEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
-    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newEnd);
-    await sh('ip', 'link', 'set', newEnd, 'up');
-    // The old host end lives on while nsdns still holds a socket in the old namespace.
-    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newEnd);
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
-    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
-    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newEnd}"`));
-    assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered');
-    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
-    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
-    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+    await routedVeth(newEnd);
+    await routedAddresses(newEnd);
+    await governedThrough(newEnd);
   });
 
   it('routed, its veth made again in the same namespace: the new host end is found without a registry change', async () => {
     const newerEnd = link('t');
     await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}s`);
-    await sh('ip', 'link', 'add', newerEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
-    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newerEnd);
-    await sh('ip', 'link', 'set', newerEnd, 'up');
-    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newerEnd);
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
-    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
-    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newerEnd}"`));
-    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
-    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
-    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+    await routedVeth(newerEnd);
+    await routedAddresses(newerEnd);
+    await governedThrough(newerEnd);
   });
 
   it('routed, its veth gone and made again without an address: it stays governed meanwhile, and the new host end is found without a registry change', async () => {
-    const src4 = async () => sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4');
     const newestEnd = link('u');
     await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}t`);
-    await sh('ip', 'link', 'add', newestEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed);
-    await sh('ip', 'link', 'set', newestEnd, 'up');
-    await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
+    await routedVeth(newestEnd);
     // The reaper sees the old host end gone and looks: no interface holds the address yet.
     await lab.daemon!.waitForLog((l) => l.msg.startsWith('egress: the host end of a governed namespace was not found again') && l.netns === `/run/netns/${routed}`, 30_000);
-    assert.match(await src4(), /10\.75\.1\.2 : jump eg_/, 'still governed by its address');
-    await sh('ip', 'addr', 'add', '10.75.1.1/32', 'dev', newestEnd);
-    await sh('ip', 'route', 'replace', '10.75.1.0/24', 'dev', newestEnd);
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
-    assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered, before the new host end is found');
-    await until('the new host end governed', ifsMap, (text) => text.includes(`"${newestEnd}"`));
-    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
-    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
-    assert.equal(await connect(routed, '10.74.10.3'), 'hello');
+    const src4 = await sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4');
+    assert.match(src4, /10\.75\.1\.2 : jump eg_/, 'still governed by its address');
+    await routedAddresses(newestEnd);
+    await governedThrough(newestEnd);
   });
 
   it('a namespace whose veth\'s peer is not on the host is shown as not enforced, with why, and said once in the log', async () => {
