@@ -143,7 +143,8 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
 
   /** The new host end `end` is governed: found, spoof-proof, and the policy holds. */
   async function governedThrough(end: string): Promise<void> {
-    await until('the new host end governed', ifsMap, (text) => text.includes(`"${end}"`));
+    // Within two reaper rounds and a retry (a round that looked mid-setup waits 5 s to look again).
+    await until('the new host end governed', ifsMap, (text) => text.includes(`"${end}"`), 30_000);
     assert.equal(await connect(routed, '10.74.10.4'), 'timeout', 'a literal address never answered');
     assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
     assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'spoofed source');
