@@ -86,6 +86,12 @@ async function socketDrops(port: number): Promise<number[]> {
 
 const totalDrops = async (port: number) => (await socketDrops(port)).reduce((a, b) => a + b, 0);
 
+/** One socket of the group holds at least 99 % of the drops: the flooder's. */
+function flooderTookTheDrops(drops: readonly number[]): boolean {
+  const total = drops.reduce((a, b) => a + b, 0);
+  return total > 0 && Math.max(...drops) >= 0.99 * total;
+}
+
 describe('host listener: fair queueing by client address', { skip: needsRoot }, () => {
   const lab = new Lab();
   const bridge = `${lab.linkPrefix}fq`;
@@ -186,8 +192,10 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
       // Each query asked up to 3 times, as a stub resolver does: a busy machine may drop a datagram
       // on the way (the veth, the client's own queue), a shared queue would drop most of them.
       assert.equal(seen.lost, 0, `lost ${seen.lost} of ${seen.sent}`);
-      // Only the flooder's queue overflowed.
-      assert.equal(drops.filter((d) => d > 0).length, 1, `only one socket dropped: ${drops.join(' ')}`);
+      // The flooder's queue took the overflow: a CPU-starved daemon may drop a few of another socket's
+      // datagrams too (retried, as asserted above), but a flood spread over the group would not
+      // leave one socket nearly all of them.
+      assert.ok(flooderTookTheDrops(drops), `the flooder's socket dropped nearly all: ${drops.join(' ')}`);
       // Every query it read was answered: however busy, such a client (a NAT of many hosts) is never paused.
       assert.ok(!daemon.logs.some((l) => /not reading/.test(l.msg)), 'answered queries never pause a socket');
       assert.equal(daemon.exitCode, null);
@@ -214,8 +222,8 @@ describe('host listener: fair queueing by client address', { skip: needsRoot }, 
       assert.equal(seen.lost, 0, `lost ${seen.lost} of ${seen.sent}`);
       // What the gate saves (the daemon's share of a core during the flood) is a figure of the
       // machine: shown above as a diagnostic, not asserted. Paused, and only the flooder's socket:
-      // it alone dropped (the kernel, while it was not read).
-      assert.equal(drops.filter((d) => d > 0).length, 1, `only one socket dropped: ${drops.join(' ')}`);
+      // it took the drops (the kernel's, while it was not read).
+      assert.ok(flooderTookTheDrops(drops), `the flooder's socket dropped nearly all: ${drops.join(' ')}`);
       // A line for the flood, rate-limited (at most one per 10 s), naming the listener and the
       // socket; no client's address.
       assert.ok(lines.length >= 1, 'the pause is logged');
