@@ -185,7 +185,7 @@ export class NftNetlink {
     try {
       batch = encodeBatch(table, parts, seqs);
     } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
+      reject(asError(err));
       return;
     }
     const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS };
@@ -200,7 +200,7 @@ export class NftNetlink {
       });
     } catch (err) {
       // The binding closed the socket after an error: every later send throws.
-      this.fail(err instanceof Error ? err : new Error(String(err)));
+      this.fail(asError(err));
     }
   }
 
@@ -220,7 +220,7 @@ export class NftNetlink {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN' || code === 'ENOBUFS') return 'unsent';
-      this.fail(err instanceof Error ? err : new Error(String(err)));
+      this.fail(asError(err));
       return 'settled';
     }
     // The delimiter's sequence number is never acknowledged: it is waited for until the batch settles.
@@ -232,7 +232,7 @@ export class NftNetlink {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 'pending';
         // ENOBUFS (acknowledgements were lost) or worse: as the package's poll would, the socket fails.
-        this.fail(err instanceof Error ? err : new Error(String(err)));
+        this.fail(asError(err));
         return 'settled';
       }
       if (length === 0) return 'pending';
@@ -320,6 +320,8 @@ function descriptorOf(port: number): number | undefined {
   } catch { /* no /proc: the package's path */ }
   return undefined;
 }
+
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 function errnoName(errno: number): string {
   try {
