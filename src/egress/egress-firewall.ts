@@ -58,8 +58,6 @@ export class EgressFirewall {
   /** Per key, its learned addresses on their way to the kernel (settled either way): a change waits for them. */
   private readonly writing = new Map<string, Promise<void>>();
   private baseWritten = false;
-  /** A learned address was written at once in this turn: the turn's others are merged (write()). */
-  private turnWritten = false;
 
   /**
    * `table`: the daemon's egress table name (the same name in the inet and bridge families).
@@ -201,16 +199,15 @@ export class EgressFirewall {
    * Writes `key`'s new addresses: at once where the writer can (undefined: the kernel has them),
    * else merged with the rest of the turn's (a promise). At once only with nothing of `key` on
    * its way, so a key's writes reach the kernel in the order they were asked (a later one must not
-   * cut an expiry short, and a policy transaction goes first), and once per turn: the rest of a
-   * busy turn goes in one transaction per namespace.
+   * cut an expiry short, and a policy transaction goes first). Not once per turn: a client that
+   * asks again as soon as it is answered is often read within the same turn, and merging its
+   * answer would cost it a promise, a turn and a batch of one (and every answer a turn marker).
    */
   private write(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> | undefined {
     const netlink = this.netlink;
-    if (netlink === undefined || !netlink.synchronous || this.turnWritten || this.changing.has(key) || this.writing.has(key) || this.learned.has(key)) {
+    if (netlink === undefined || !netlink.synchronous || this.changing.has(key) || this.writing.has(key) || this.learned.has(key)) {
       return this.learned.add(key, v4, v6);
     }
-    this.turnWritten = true;
-    setImmediate(this.endTurn);
     const outcome = netlink.addElementsNow(this.table, this.setWrites(key, v4, v6));
     if (outcome === undefined) return undefined;
     const written = outcome instanceof Error
@@ -219,10 +216,6 @@ export class EgressFirewall {
     latestPerKey(this.writing, key, written);
     return written;
   }
-
-  private readonly endTurn = (): void => {
-    this.turnWritten = false;
-  };
 
   private setWrites(key: string, v4: LearnedElement[], v6: LearnedElement[]): SetWrite[] {
     const n = keyNames(key);

@@ -66,7 +66,8 @@ export const ELEMENTS_PER_BATCH = 512;
 export interface SetWrite { set: string; elements: ReadonlyArray<{ address: string; ttl: number }> }
 
 /** A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those). */
-interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; due: number }
+/** A batch awaiting acknowledgements. A sequence number answered is set to 0 (nextSeq never gives 0). */
+interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; due: number; settled: boolean }
 
 type RawSocket = import('netlink').RawNetlinkSocket;
 
@@ -74,6 +75,12 @@ export class NftNetlink {
   private seq = 1;
   /** Per message sequence number, the batch waiting for its acknowledgement. */
   private readonly waiting = new Map<number, Waiting>();
+  /**
+   * The batch being written and read within one call (writeNow), matched before `waiting` and
+   * kept out of it unless its acknowledgements come later: a map filled and emptied per learned
+   * address would be rehashed at every one.
+   */
+  private inHand: Waiting | undefined;
   private closed = false;
   /** Checks the batches in flight against REPLY_TIMEOUT_MS while there are any. */
   private sweeper: NodeJS.Timeout | undefined;
@@ -188,10 +195,10 @@ export class NftNetlink {
       reject(asError(err));
       return;
     }
-    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS };
-    for (const seq of seqs) this.waiting.set(seq, entry);
+    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS, settled: false };
     const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
     if (sent === 'settled') return;
+    for (const seq of seqs) if (seq !== 0) this.waiting.set(seq, entry);
     this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
     if (sent === 'pending') return;
     try {
@@ -220,25 +227,29 @@ export class NftNetlink {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN' || code === 'ENOBUFS') return 'unsent';
-      this.fail(asError(err));
+      this.fail(asError(err), entry);
       return 'settled';
     }
-    // The delimiter's sequence number is never acknowledged: it is waited for until the batch settles.
-    while (this.waiting.get(entry.seqs[0]!) === entry) {
-      let length: number;
-      try {
-        length = readSync(fd, this.ack, 0, this.ack.length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 'pending';
-        // ENOBUFS (acknowledgements were lost) or worse: as the package's poll would, the socket fails.
-        this.fail(asError(err));
-        return 'settled';
+    this.inHand = entry;
+    try {
+      while (!entry.settled) {
+        let length: number;
+        try {
+          length = readSync(fd, this.ack, 0, this.ack.length, null);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 'pending';
+          // ENOBUFS (acknowledgements were lost) or worse: as the package's poll would, the socket fails.
+          this.fail(asError(err), entry);
+          return 'settled';
+        }
+        if (length === 0) return 'pending';
+        this.receive(this.ack.subarray(0, length));
       }
-      if (length === 0) return 'pending';
-      this.receive(this.ack.subarray(0, length));
+      return 'settled';
+    } finally {
+      this.inHand = undefined;
     }
-    return 'settled';
   }
 
   /**
@@ -252,9 +263,12 @@ export class NftNetlink {
       if (length < NLMSGHDR) return;
       if (msg.readUInt16LE(at + 4) === NLMSG_ERROR && length >= NLMSGHDR + 4 && at + NLMSGHDR + 4 <= msg.length) {
         const seq = msg.readUInt32LE(at + 8);
-        const entry = this.waiting.get(seq);
+        const inHand = this.inHand;
+        const entry = inHand !== undefined && inHand.seqs.includes(seq) ? inHand : this.waiting.get(seq);
         if (entry !== undefined) {
           const errno = msg.readInt32LE(at + NLMSGHDR);
+          // One answer per sequence number: another with the same number is not this batch's.
+          entry.seqs[entry.seqs.indexOf(seq)] = 0;
           this.waiting.delete(seq);
           if (errno !== 0) this.settle(entry, new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`));
           else if (--entry.acksDue === 0) this.settle(entry, undefined);
@@ -265,6 +279,8 @@ export class NftNetlink {
   }
 
   private settle(entry: Waiting, err: Error | undefined): void {
+    if (entry.settled) return;
+    entry.settled = true;
     for (const seq of entry.seqs) if (this.waiting.get(seq) === entry) this.waiting.delete(seq);
     if (err === undefined) entry.resolve();
     else entry.reject(err);
@@ -285,12 +301,14 @@ export class NftNetlink {
     }
   }
 
-  private fail(err: Error): void {
+  /** The socket is no use any more: every batch waiting fails, and `inHand` (not in `waiting`) too. */
+  private fail(err: Error, inHand?: Waiting): void {
     this.broken = true;
-    this.failAll(new NsdnsError('ERR_FIREWALL', `the nftables netlink socket failed: ${err.message.slice(0, 200)}`));
+    this.failAll(new NsdnsError('ERR_FIREWALL', `the nftables netlink socket failed: ${err.message.slice(0, 200)}`), inHand);
   }
 
-  private failAll(err: Error): void {
+  private failAll(err: Error, inHand?: Waiting): void {
+    if (inHand !== undefined) this.settle(inHand, err);
     for (const entry of new Set(this.waiting.values())) this.settle(entry, err);
   }
 

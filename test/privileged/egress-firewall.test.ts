@@ -257,17 +257,16 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     await Promise.all([fw.learn('peer', ['10.133.1.4'], 60), fw.remove('peer')]);
   });
 
-  it('writes the first learned address of a turn at once: it connects as soon as learn() returns', async () => {
+  it('writes a learned address at once while nothing of its namespace is on its way: it connects as soon as learn() returns', async () => {
     await fw.forgetLearned('app');
     assert.equal(await from('tcp', '10.133.1.2', 16401), 'timeout');
     // Nothing of "app" is on its way: written within the call, no promise (the reply goes at once).
     assert.equal(fw.learn('app', ['10.133.1.2'], 90), undefined);
-    // In the same turn: open already, nothing to write; a longer timeout is merged with the turn's others.
-    assert.equal(fw.learn('app', ['10.133.1.2'], 90), undefined);
-    const longer = fw.learn('app', ['10.133.1.2'], 300);
-    assert.ok(longer instanceof Promise, 'the second write of a turn waits for the turn\'s end');
     assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
-    await longer;
+    // In the same turn: open already, nothing to write; a longer timeout is written at once too
+    // (a client asking again as soon as it is answered is often read in the same turn).
+    assert.equal(fw.learn('app', ['10.133.1.2'], 90), undefined);
+    assert.equal(fw.learn('app', ['10.133.1.2'], 300), undefined);
     assert.equal(await timeout('10.133.1.2'), 300);
   });
 
