@@ -30,6 +30,8 @@ interface RecordAt {
  */
 export function answerAddresses(reply: Buffer, questionEnd: number, name: string): AnswerAddresses | undefined {
   if (reply.length < HEADER_SIZE) return undefined;
+  const direct = directAddresses(reply, questionEnd, name);
+  if (direct !== CHAINED) return direct;
   const records = answerRecords(reply, questionEnd);
   if (records === undefined) return undefined;
   let chain: Set<string> | undefined;
@@ -57,6 +59,38 @@ export function answerAddresses(reply: Buffer, questionEnd: number, name: string
     ttl = Math.min(ttl, r.ttl);
   }
   return addresses.length === 0 ? undefined : { addresses, ttl };
+}
+
+/** directAddresses met a CNAME: the chain is followed by answerAddresses' general path. */
+const CHAINED = Symbol('chained');
+
+/**
+ * answerAddresses for an answer without CNAMEs (most answers), in one pass over the bytes and
+ * nothing kept but the addresses: CHAINED when it has a CNAME.
+ */
+function directAddresses(buf: Buffer, off: number, name: string): AnswerAddresses | undefined | typeof CHAINED {
+  const count = buf.readUInt16BE(6);
+  let addresses: string[] | undefined;
+  let ttl = Number.MAX_SAFE_INTEGER;
+  for (let i = 0; i < count; i++) {
+    const owner = off;
+    off = skipName(buf, off);
+    if (off < 0 || off + 10 > buf.length) return undefined;
+    const type = buf.readUInt16BE(off);
+    const rdLength = buf.readUInt16BE(off + 8);
+    const rdata = off + 10;
+    if (rdata + rdLength > buf.length) return undefined;
+    off = rdata + rdLength;
+    // IN only: another class's address is nothing the client will connect to.
+    if (buf.readUInt16BE(rdata - 8) !== 1) continue;
+    if (type === QTYPE.CNAME) return CHAINED;
+    if (type === QTYPE.A ? rdLength !== 4 : type !== QTYPE.AAAA || rdLength !== 16) continue;
+    const pointsAtQuestion = buf[owner] === 0xc0 && buf[owner + 1] === HEADER_SIZE;
+    if (!pointsAtQuestion && readName(buf, owner) !== name) continue;
+    (addresses ??= []).push(type === QTYPE.A ? `${buf[rdata]}.${buf[rdata + 1]}.${buf[rdata + 2]}.${buf[rdata + 3]}` : ipv6Text(buf, rdata));
+    ttl = Math.min(ttl, buf.readUInt32BE(rdata - 6));
+  }
+  return addresses === undefined ? undefined : { addresses, ttl };
 }
 
 /**

@@ -157,6 +157,21 @@ describe('answerAddresses', () => {
       { type: 'AAAA', name: 'A.EXAMPLE', ttl: 70, data: '2001:db8:0:0:1::' }]);
     assert.deepEqual(answerAddresses(buf, q.questionEnd, q.name), { addresses: ['192.0.2.1', '2001:db8:0:0:1::'], ttl: 9 });
   });
+  it('without a CNAME: the asked name\'s IN addresses, its owner named or pointed at, with the smallest TTL', () => {
+    const [buf, q] = reply([{ type: 'A', name: 'A.example', ttl: 50, data: '192.0.2.1' }, { type: 'A', name: 'c.example', ttl: 1, data: '192.0.2.2' },
+      { type: 'A', name: 'a.example', class: 'CH', ttl: 1, data: '192.0.2.3' }, { type: 'TXT', name: 'a.example', ttl: 1, data: 'x' },
+      { type: 'AAAA', name: 'a.example', ttl: 30, data: '2001:db8::7' }]);
+    assert.deepEqual(answerAddresses(buf, q.questionEnd, q.name), { addresses: ['192.0.2.1', '2001:db8::7'], ttl: 30 });
+    // What servers and the cache write: the owner a pointer to the question's name (0xc00c).
+    const rr = (type: number, ttl: number, rdata: number[]) => Buffer.from([0xc0, 12, 0, type, 0, 1, 0, 0, 0, ttl, 0, rdata.length, ...rdata]);
+    const header = Buffer.from(buf.subarray(0, q.questionEnd));
+    header.writeUInt16BE(2, 6);
+    const pointed = Buffer.concat([header, rr(1, 40, [198, 51, 100, 9]), rr(1, 20, [198, 51, 100, 10])]);
+    assert.deepEqual(answerAddresses(pointed, q.questionEnd, q.name), { addresses: ['198.51.100.9', '198.51.100.10'], ttl: 20 });
+    // A record cut short after the addresses: the whole message is malformed.
+    header.writeUInt16BE(3, 6);
+    assert.equal(answerAddresses(Buffer.concat([header, rr(1, 40, [198, 51, 100, 9]), rr(1, 20, [198, 51, 100, 10]), rr(1, 20, [1, 2, 3, 4]).subarray(0, 8)]), q.questionEnd, q.name), undefined);
+  });
   it('none, or a malformed message: undefined', () => {
     const [buf, q] = reply([{ type: 'A', name: 'other.example', ttl: 5, data: '192.0.2.1' }]);
     assert.equal(answerAddresses(buf, q.questionEnd, q.name), undefined);
