@@ -28,9 +28,11 @@ export interface Figures {
   nftVersion: string;
 }
 
-const ms = (x: number) => `${x.toFixed(3)} ms`;
-const us = (x: number) => `${x.toFixed(1)} µs`;
-const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+// A figure left out of the run (EG_ONLY) is shown as a dash.
+const shown = (x: number | undefined, text: (x: number) => string) => (x === undefined || Number.isNaN(x) ? '–' : text(x));
+const ms = (x: number | undefined) => shown(x, (v) => `${v.toFixed(3)} ms`);
+const us = (x: number | undefined) => shown(x, (v) => `${v.toFixed(1)} µs`);
+const ratio = (a: number | undefined, b: number | undefined) => shown(a === undefined || b === undefined ? undefined : a / b, (v) => `${v.toFixed(2)}×`);
 
 export function writeEgressReport(dir: string, f: Figures): void {
   mkdirSync(dir, { recursive: true });
@@ -62,8 +64,8 @@ export function writeEgressReport(dir: string, f: Figures): void {
   const md = `# Egress by name (bench/egress.sh)
 
 One daemon, one fake upstream on loopback (every answer a new address in 10.137.128.0/17, so every
-allowed lookup adds to the set), three namespaces on one network: \`pb-eg-pol\` and \`pb-eg-busy\`
-connected with \`--egress-allow '*.allow.test'\`, \`pb-eg-open\` without a policy. Each namespace asks
+allowed lookup adds to the set), four namespaces on one network: \`pb-eg-pol\`, \`pb-eg-first\` and
+\`pb-eg-busy\` connected with \`--egress-allow '*.allow.test'\`, \`pb-eg-open\` without a policy. Each namespace asks
 127.0.0.11 for names of its own, one at a time; rounds alternate which namespace goes first.
 Grace ${f.grace} s (config \`egress.grace\`). Run ${f.date}.
 
@@ -93,7 +95,7 @@ of the same upstreams, so one namespace's names would be cache hits for the othe
   Per round, µs per query: ${perRound(c.rounds)} (even rounds: policy first).
 - **Cache hits, address open**: one name asked ${f.cpuQueries} times per round, its address open
   until past the cached TTL, so nothing is written. Per round: ${perRound(cached.rounds)}.
-- **Cache hits, address new**: \`pb-eg-busy\` asked the names first (not counted); the measured
+- **Cache hits, address new**: \`pb-eg-first\` asked the names first (not counted); the measured
   namespace gets each from the cache, and under a policy its address is written to that
   namespace's set: the dearest case, a kernel write on the cheapest answer. Per round: ${perRound(shared.rounds)}.
 
@@ -142,7 +144,7 @@ lines (\`LINES_PER_PROCESS\`).
 
 | governed namespaces | written | learn p50 | learn p99 | \`nft -i\` CPU per update | caller's CPU per update | caller + nft CPU / channel's first row |
 | --- | --- | --- | --- | --- | --- | --- |
-${f.byNamespaces.map((r) => `| ${r.governed} | ${r.via === 'netlink' ? 'over netlink' : 'through nft -i'} | ${ms(r.p50)} | ${ms(r.p99)} | ${us(r.nftUs)} | ${us(r.daemonUs)} | ${ratio(r.nftUs + r.daemonUs, firstChannel.nftUs + firstChannel.daemonUs)} |`).join('\n')}
+${f.byNamespaces.map((r) => `| ${r.governed} | ${r.via === 'netlink' ? 'over netlink' : 'through nft -i'} | ${ms(r.p50)} | ${ms(r.p99)} | ${us(r.nftUs)} | ${us(r.daemonUs)} | ${ratio(r.nftUs + r.daemonUs, firstChannel === undefined ? undefined : firstChannel.nftUs + firstChannel.daemonUs)} |`).join('\n')}
 
 ## Run it
 
@@ -155,7 +157,10 @@ Needs root, nft and a built tree (\`npm run build\`). Everything it makes is nam
 (namespaces), \`pbeg*\` (links), \`pb_eg*\` (nft tables), in 10.137.0.0/16, and is removed at the
 end or on INT/TERM. Settings: \`EG_ROUNDS\` (4), \`EG_QUERIES\` (1000), \`EG_CPU_QUERIES\` (2000),
 \`EG_GRACE\` (5), \`EG_RATE\` (200), \`EG_BUSY_SECS\` (15), \`EG_BUSY_TTL\` (2), \`EG_UPDATES\` (500),
-\`EG_PROCESS_UPDATES\` (100), \`EG_GOVERNED\` ("1 10 40"), \`EG_UPSTREAM_PORT\` (16850).
+\`EG_PROCESS_UPDATES\` (100), \`EG_GOVERNED\` ("1 10 40"), \`EG_UPSTREAM_PORT\` (16850); \`EG_ONLY\`
+(e.g. \`shared,cpu\`: only those figures, of latency, cpu, hit, shared, busy and update), \`EG_PROFILE=DIR\`
+(a V8 CPU profile of the daemon), \`EG_NODE_FLAGS\` (more node flags for the daemon). Each CPU run waits
+first until the daemon is idle, so that garbage and compiling left by the run before are not counted.
 `;
   writeFileSync(path.join(dir, 'egress.md'), md);
   process.stdout.write(md);

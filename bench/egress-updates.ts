@@ -25,6 +25,18 @@ export function cpuNs(pid: number | 'self'): number {
   return total;
 }
 
+/**
+ * Waits until `pid` is idle (under 2 % of a CPU over 100 ms; at most 5 s): the garbage and the
+ * compiler work of what came before are not counted in the next measured run.
+ */
+export async function quiesce(pid: number): Promise<void> {
+  for (const stop = Date.now() + 5000; Date.now() < stop;) {
+    const before = cpuNs(pid);
+    await new Promise((r) => setTimeout(r, 100));
+    if (cpuNs(pid) - before < 2_000_000) return;
+  }
+}
+
 const TICKS_PER_SECOND = 100; // USER_HZ: the unit of /proc/PID/stat's times on Linux
 
 /**

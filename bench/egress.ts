@@ -20,7 +20,7 @@ import dnsPacket from 'dns-packet';
 import { execa } from 'execa';
 import { keyNames } from '../src/egress/egress-rules.js';
 import { writeEgressReport, type Figures } from './egress-report.js';
-import { cpuNs, learnCostByNamespaces, median, nftChildrenCpuNs, pct, updateCost } from './egress-updates.js';
+import { cpuNs, learnCostByNamespaces, median, nftChildrenCpuNs, pct, quiesce, updateCost } from './egress-updates.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -44,7 +44,12 @@ const LONG_TTL = 600;
 const PREFIX = 'pb-eg';
 const TABLE = 'pb_eg';
 const NETWORK = 'pbegnet';
-const NS = { policy: `${PREFIX}-pol`, open: `${PREFIX}-open`, busy: `${PREFIX}-busy` } as const;
+// `first` asks names before the measured namespace does (cache hits whose address is new to it);
+// `busy` is the steady-state sandbox, kept apart so that its set holds only what that run learned.
+const NS = { policy: `${PREFIX}-pol`, open: `${PREFIX}-open`, first: `${PREFIX}-first`, busy: `${PREFIX}-busy` } as const;
+/** EG_ONLY=cpu,shared (a quick trial of some figures): latency, cpu, hit, shared, busy, update. */
+const ONLY = process.env.EG_ONLY?.split(',');
+const wanted = (phase: string) => ONLY === undefined || ONLY.includes(phase);
 type Variant = 'policy' | 'open';
 
 
@@ -72,7 +77,9 @@ async function startDaemon(state: string): Promise<ChildProcess> {
   writeFileSync(config, `egress:\n  grace: ${GRACE}\n`);
   // EG_PROFILE=DIR: the daemon writes a V8 CPU profile there when it exits (where its time goes).
   const profile = process.env.EG_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EG_PROFILE}`] : [];
-  const proc = spawn(process.execPath, [...profile, MAIN, 'serve', '--config', config, '--state-dir', state, '--socket', `${state}/nsdns.sock`, '--no-resolv-conf',
+  // EG_NODE_FLAGS: more of node's flags for the daemon (e.g. --perf-basic-prof, for perf record -p).
+  const flags = (process.env.EG_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...profile, ...flags, MAIN, 'serve', '--config', config, '--state-dir', state, '--socket', `${state}/nsdns.sock`, '--no-resolv-conf',
     '--nft-table', TABLE, '--link-prefix', 'pbeg', '--upstream', `127.0.0.1:${UPSTREAM_PORT}`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
   writeFileSync(path.join(state, 'daemon.pid'), String(proc.pid));
   let partial = '';
@@ -129,7 +136,7 @@ async function main(): Promise<void> {
     daemon = await startDaemon(state);
     await cli(state, 'network', 'create', NETWORK, '--subnet', '10.137.1.0/24');
     await cli(state, 'network', 'connect', NETWORK, NS.open, '--name', 'egopen');
-    for (const ns of [NS.policy, NS.busy]) await cli(state, 'network', 'connect', NETWORK, ns, '--name', ns.replace(`${PREFIX}-`, 'eg'), '--egress-allow', '*.allow.test');
+    for (const ns of [NS.policy, NS.first, NS.busy]) await cli(state, 'network', 'connect', NETWORK, ns, '--name', ns.replace(`${PREFIX}-`, 'eg'), '--egress-allow', '*.allow.test');
     const ns = (v: Variant) => NS[v];
     const order = (round: number): Variant[] => (round % 2 === 0 ? ['policy', 'open'] : ['open', 'policy']);
     let sent = 0;
@@ -149,12 +156,13 @@ async function main(): Promise<void> {
     for (const v of ['policy', 'open'] as const) await run(v, 'w', 300);
 
     const latency: Record<Variant, number[]> = { policy: [], open: [] };
-    for (let round = 0; round < ROUNDS; round++) for (const v of order(round)) latency[v].push(...await run(v, `l${round}x`, LAT_QUERIES));
+    for (let round = 0; round < ROUNDS && wanted('latency'); round++) for (const v of order(round)) latency[v].push(...await run(v, `l${round}x`, LAT_QUERIES));
 
     const cpu: Record<Variant, number[]> = { policy: [], open: [] };
     const nftCpu: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < ROUNDS && wanted('cpu'); round++) {
       for (const v of order(round)) {
+        await quiesce(daemon.pid!);
         const before = cpuNs(daemon.pid!);
         const nftBefore = nftChildrenCpuNs(daemon.pid!);
         await run(v, `c${round}x`, CPU_QUERIES);
@@ -164,20 +172,22 @@ async function main(): Promise<void> {
     }
     // The same name again and again: answered from the cache, its address already open (no kernel write).
     const cpuHit: Record<Variant, number[]> = { policy: [], open: [] };
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < ROUNDS && wanted('hit'); round++) {
       for (const v of order(round)) {
+        await quiesce(daemon.pid!);
         const before = cpuNs(daemon.pid!);
         await run(v, `h${round}`, CPU_QUERIES, true);
         cpuHit[v].push((cpuNs(daemon.pid!) - before) / 1000 / CPU_QUERIES);
       }
     }
-    // Cache hits whose address is new to the asking namespace: pb-eg-busy (not measured) asked the
+    // Cache hits whose address is new to the asking namespace: pb-eg-first (not measured) asked the
     // names first, so the measured namespace is answered from the cache, and under a policy every
     // answer still brings an address to write (a fleet of sandboxes asking the same names).
     const cpuShared: Record<Variant, number[]> = { policy: [], open: [] };
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < ROUNDS && wanted('shared'); round++) {
       for (const v of order(round)) {
-        await client(NS.busy, `k${round}x${v[0]}`, CPU_QUERIES, LONG_TTL);
+        await client(NS.first, `k${round}x${v[0]}`, CPU_QUERIES, LONG_TTL);
+        await quiesce(daemon.pid!);
         const before = cpuNs(daemon.pid!);
         await run(v, `k${round}x`, CPU_QUERIES);
         cpuShared[v].push((cpuNs(daemon.pid!) - before) / 1000 / CPU_QUERIES);
@@ -187,7 +197,7 @@ async function main(): Promise<void> {
 
     // Steady state: new names at RATE for BUSY_SECS with TTL BUSY_TTL; the set sampled each second.
     const samples: number[] = [];
-    const busy = client(NS.busy, 'b', RATE * BUSY_SECS, BUSY_TTL, RATE);
+    const busy = client(NS.busy, 'b', wanted('busy') ? RATE * BUSY_SECS : 0, BUSY_TTL, RATE);
     let running = true;
     busy.then(() => { running = false; }, () => { running = false; });
     while (running) {
@@ -196,8 +206,8 @@ async function main(): Promise<void> {
     }
     const busyResult = await busy;
 
-    const update = await updateCost(`${TABLE}_chan`, CHANNEL_UPDATES, PROCESS_UPDATES);
-    const byNamespaces = await learnCostByNamespaces(`${TABLE}_scale`, GOVERNED, CHANNEL_UPDATES);
+    const update = await updateCost(`${TABLE}_chan`, wanted('update') ? CHANNEL_UPDATES : 1, wanted('update') ? PROCESS_UPDATES : 1);
+    const byNamespaces = await learnCostByNamespaces(`${TABLE}_scale`, wanted('update') ? GOVERNED : [], CHANNEL_UPDATES);
     const figures: Figures = {
       date: new Date().toISOString(), load: loadavg(), rounds: ROUNDS, latQueries: LAT_QUERIES, cpuQueries: CPU_QUERIES, grace: GRACE,
       latency: { policy: { p50: median(latency.policy), p99: pct(latency.policy, 99) }, open: { p50: median(latency.open), p99: pct(latency.open, 99) } },

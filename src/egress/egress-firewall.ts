@@ -23,6 +23,8 @@ export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 
 /** A learned address stays at most this long without a new answer (a week), whatever the TTL says. */
 const MAX_TTL_SECONDS = 7 * 24 * 3600;
+/** Learned writes done at once (a transaction each) per event-loop turn; a burst's others are merged. */
+const AT_ONCE_PER_TURN = 16;
 
 /** When a learned address's kernel timeout ends (ms), and the transaction writing it while it is under way. */
 interface Learned { until: number; applied: Promise<void> | undefined }
@@ -58,6 +60,8 @@ export class EgressFirewall {
   /** Per key, its learned addresses on their way to the kernel (settled either way): a change waits for them. */
   private readonly writing = new Map<string, Promise<void>>();
   private baseWritten = false;
+  /** Writes done at once since the last end of a turn seen: past AT_ONCE_PER_TURN, a turn's others are merged. */
+  private atOnce = 0;
 
   /**
    * `table`: the daemon's egress table name (the same name in the inet and bridge families).
@@ -163,6 +167,8 @@ export class EgressFirewall {
     const v4: LearnedElement[] = [];
     const v6: LearnedElement[] = [];
     const sent: string[] = [];
+    /** Addresses open already, for less long: the kernel keeps them so if this write fails. */
+    let shorter: Map<string, Learned> | undefined;
     let pending: Array<Promise<void>> | undefined;
     for (const value of addresses) {
       const a = canonicalAddress(value);
@@ -174,6 +180,7 @@ export class EgressFirewall {
         if (seen.applied !== undefined) (pending ??= []).push(seen.applied);
         continue;
       }
+      if (seen !== undefined) (shorter ??= new Map()).set(a.text, seen);
       (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
       sent.push(a.text);
     }
@@ -185,7 +192,12 @@ export class EgressFirewall {
         entry.applied = written.then(() => {
           entry.applied = undefined;
         }, (err: unknown) => {
-          for (const a of sent) if (known.get(a) === entry) known.delete(a);
+          for (const a of sent) {
+            if (known.get(a) !== entry) continue;
+            const before = shorter?.get(a);
+            if (before === undefined) known.delete(a);
+            else known.set(a, before);
+          }
           throw err;
         });
         (pending ??= []).push(entry.applied);
@@ -199,15 +211,19 @@ export class EgressFirewall {
    * Writes `key`'s new addresses: at once where the writer can (undefined: the kernel has them),
    * else merged with the rest of the turn's (a promise). At once only with nothing of `key` on
    * its way, so a key's writes reach the kernel in the order they were asked (a later one must not
-   * cut an expiry short, and a policy transaction goes first). Not once per turn: a client that
-   * asks again as soon as it is answered is often read within the same turn, and merging its
-   * answer would cost it a promise, a turn and a batch of one (and every answer a turn marker).
+   * cut an expiry short, and a policy transaction goes first). Not only the first of a turn: a
+   * client that asks again as soon as it is answered is often read within the same turn, and
+   * merging its answer would cost it a promise, a turn and a batch of one. A burst is bounded: past
+   * AT_ONCE_PER_TURN writes, the rest of the turn goes in one transaction per namespace.
    */
   private write(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> | undefined {
     const netlink = this.netlink;
-    if (netlink === undefined || !netlink.synchronous || this.changing.has(key) || this.writing.has(key) || this.learned.has(key)) {
+    if (netlink === undefined || !netlink.synchronous || this.atOnce >= AT_ONCE_PER_TURN || this.changing.has(key) || this.writing.has(key) || this.learned.has(key)) {
       return this.learned.add(key, v4, v6);
     }
+    // Only the write that reaches the cap asks for the turn's end (a check-phase callback per answer
+    // would cost more than the write): a steady client pays for it once per AT_ONCE_PER_TURN answers.
+    if (++this.atOnce === AT_ONCE_PER_TURN) setImmediate(this.endTurn);
     const outcome = netlink.addElementsNow(this.table, this.setWrites(key, v4, v6));
     if (outcome === undefined) return undefined;
     const written = outcome instanceof Error
@@ -215,6 +231,15 @@ export class EgressFirewall {
       : outcome.catch((err: unknown) => this.afterNetlinkError(netlink, key, v4, v6, err));
     latestPerKey(this.writing, key, written);
     return written;
+  }
+
+  private readonly endTurn = (): void => {
+    this.atOnce = 0;
+  };
+
+  /** Kernel transactions that carried learned addresses over netlink (at once or merged). */
+  get learnTransactions(): number {
+    return this.netlink?.batchesSent ?? 0;
   }
 
   private setWrites(key: string, v4: LearnedElement[], v6: LearnedElement[]): SetWrite[] {

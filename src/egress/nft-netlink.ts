@@ -81,6 +81,10 @@ export class NftNetlink {
    * address would be rehashed at every one.
    */
   private inHand: Waiting | undefined;
+  /** Batches in the package's send queue (the descriptor's buffer was full): later ones queue behind them, in order. */
+  private queued = 0;
+  /** Batches handed to the kernel (or its queue): transactions. */
+  batchesSent = 0;
   private closed = false;
   /** Checks the batches in flight against REPLY_TIMEOUT_MS while there are any. */
   private sweeper: NodeJS.Timeout | undefined;
@@ -196,16 +200,20 @@ export class NftNetlink {
       return;
     }
     const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS, settled: false };
-    const sent = this.fd === undefined ? 'unsent' : this.writeNow(this.fd, batch, entry);
+    this.batchesSent++;
+    const sent = this.fd === undefined || this.queued > 0 ? 'unsent' : this.writeNow(this.fd, batch, entry);
     if (sent === 'settled') return;
     for (const seq of seqs) if (seq !== 0) this.waiting.set(seq, entry);
     this.sweeper ??= setInterval(() => this.sweep(), REPLY_SWEEP_MS); // ref'd: an acknowledgement is awaited (the socket is unref'd)
     if (sent === 'pending') return;
     try {
+      this.queued++;
       this.socket.send(batch, {}, (err) => {
+        this.queued--;
         if (err !== undefined) this.settle(entry, new NsdnsError('ERR_FIREWALL', `sending learned addresses to the kernel: ${err.code ?? err.message}`));
       });
     } catch (err) {
+      this.queued--;
       // The binding closed the socket after an error: every later send throws.
       this.fail(asError(err));
     }
@@ -263,13 +271,15 @@ export class NftNetlink {
       if (length < NLMSGHDR) return;
       if (msg.readUInt16LE(at + 4) === NLMSG_ERROR && length >= NLMSGHDR + 4 && at + NLMSGHDR + 4 <= msg.length) {
         const seq = msg.readUInt32LE(at + 8);
+        // 0 is never ours (nextSeq), and marks a number answered already.
         const inHand = this.inHand;
-        const entry = inHand !== undefined && inHand.seqs.includes(seq) ? inHand : this.waiting.get(seq);
+        const fromMap = seq === 0 || inHand === undefined || !inHand.seqs.includes(seq);
+        const entry = !fromMap ? inHand : seq === 0 ? undefined : this.waiting.get(seq);
         if (entry !== undefined) {
           const errno = msg.readInt32LE(at + NLMSGHDR);
           // One answer per sequence number: another with the same number is not this batch's.
           entry.seqs[entry.seqs.indexOf(seq)] = 0;
-          this.waiting.delete(seq);
+          if (fromMap) this.waiting.delete(seq);
           if (errno !== 0) this.settle(entry, new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`));
           else if (--entry.acksDue === 0) this.settle(entry, undefined);
         }

@@ -52,7 +52,7 @@ export function answerAddresses(reply: Buffer, questionEnd: number, name: string
   for (const r of records) {
     if (r.type !== QTYPE.A && r.type !== QTYPE.AAAA) continue;
     const owner = ownerName(reply, r, name);
-    if (chain ? !chain.has(owner) : owner !== name) continue;
+    if (owner === undefined || (chain ? !chain.has(owner) : owner !== name)) continue;
     if (r.type === QTYPE.A && r.rdLength === 4) addresses.push(`${reply[r.rdata]}.${reply[r.rdata + 1]}.${reply[r.rdata + 2]}.${reply[r.rdata + 3]}`);
     else if (r.type === QTYPE.AAAA && r.rdLength === 16) addresses.push(ipv6Text(reply, r.rdata));
     else continue;
@@ -98,9 +98,10 @@ function directAddresses(buf: Buffer, off: number, name: string): AnswerAddresse
  * cache keeps) is the asked name, without reading it: the reply was matched to the query's
  * question before it got here.
  */
-function ownerName(buf: Buffer, r: RecordAt, asked: string): string {
+function ownerName(buf: Buffer, r: RecordAt, asked: string): string | undefined {
   if (buf[r.owner] === 0xc0 && buf[r.owner + 1] === HEADER_SIZE) return asked;
-  return readName(buf, r.owner) ?? '';
+  // Unreadable: undefined, which matches no name (the root's '' included).
+  return readName(buf, r.owner);
 }
 
 function answerRecords(buf: Buffer, off: number): RecordAt[] | undefined {
