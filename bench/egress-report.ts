@@ -155,7 +155,7 @@ sudo EG_ROUNDS=2 EG_QUERIES=500 RESULTS_DIR=/tmp/eg bash bench/egress.sh   # a q
 
 Needs root, nft and a built tree (\`npm run build\`). Everything it makes is named \`pb-eg*\`
 (namespaces), \`pbeg*\` (links), \`pb_eg*\` (nft tables), in 10.137.0.0/16, and is removed at the
-end or on INT/TERM. Settings: \`EG_ROUNDS\` (4), \`EG_QUERIES\` (1000), \`EG_CPU_QUERIES\` (2000),
+end or on INT/TERM. Settings: \`EG_ROUNDS\` (4), \`EG_QUERIES\` (1000), \`EG_CPU_QUERIES\` (2000), \`EG_WARM\` (3000),
 \`EG_GRACE\` (5), \`EG_RATE\` (200), \`EG_BUSY_SECS\` (15), \`EG_BUSY_TTL\` (2), \`EG_UPDATES\` (500),
 \`EG_PROCESS_UPDATES\` (100), \`EG_GOVERNED\` ("1 10 40"), \`EG_UPSTREAM_PORT\` (16850); \`EG_ONLY\`
 (e.g. \`shared,cpu\`: only those figures, of latency, cpu, hit, shared, busy and update), \`EG_PROFILE=DIR\`

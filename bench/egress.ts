@@ -30,6 +30,7 @@ const env = (name: string, fallback: number) => Number(process.env[name] ?? fall
 const ROUNDS = env('EG_ROUNDS', 4);
 const LAT_QUERIES = env('EG_QUERIES', 1000);
 const CPU_QUERIES = env('EG_CPU_QUERIES', 2000);
+const WARM = env('EG_WARM', 3000);
 const GRACE = env('EG_GRACE', 5);
 const BUSY_TTL = env('EG_BUSY_TTL', 2);
 const RATE = env('EG_RATE', 200);
@@ -152,8 +153,15 @@ async function main(): Promise<void> {
       if (r.failed > count / 100) throw new Error(`${r.failed} of ${count} queries from ${v} failed`);
       return r.latenciesMs;
     };
-    // Warm-up: the miss path and the learner compiled, the channel started.
-    for (const v of ['policy', 'open'] as const) await run(v, 'w', 300);
+    // Warm-up of every kind of query measured, long enough for the JIT to settle: with 300 misses
+    // only, the first measured runs compiled about a hundred functions each (--trace-opt), a good
+    // part of their CPU, and ratios moved by half from run to run.
+    for (const v of ['policy', 'open'] as const) {
+      await run(v, 'w', WARM);
+      await run(v, 'wh', WARM, true);
+      await client(NS.first, `wk${v[0]}`, WARM, LONG_TTL);
+      await run(v, 'wk', WARM);
+    }
 
     const latency: Record<Variant, number[]> = { policy: [], open: [] };
     for (let round = 0; round < ROUNDS && wanted('latency'); round++) for (const v of order(round)) latency[v].push(...await run(v, `l${round}x`, LAT_QUERIES));
