@@ -11,8 +11,8 @@ export interface EgressLearner {
   /**
    * Opens `addresses` (IPv4/IPv6 text) for the namespace `key` for `ttlSeconds` (the answer's TTL
    * plus the grace). Resolves once the kernel has them: the reply is held until then. Undefined
-   * when there is nothing to wait for (all open already, or the namespace is not governed): the
-   * reply goes at once, as a cached answer without a policy does.
+   * when there is nothing to wait for (all open already, written within the call, or the namespace
+   * is not governed): the reply goes at once, as an answer without a policy does.
    */
   learn(key: string, addresses: readonly string[], ttlSeconds: number): Promise<void> | undefined;
 }
