@@ -65,8 +65,10 @@ export const ELEMENTS_PER_BATCH = 512;
  */
 export interface SetWrite { set: string; elements: ReadonlyArray<{ address: string; ttl: number }> }
 
-/** A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those). */
-/** A batch awaiting acknowledgements. A sequence number answered is set to 0 (nextSeq never gives 0). */
+/**
+ * A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those),
+ * each set to 0 once answered (nextSeq never gives 0).
+ */
 interface Waiting { seqs: number[]; acksDue: number; resolve: () => void; reject: (err: Error) => void; due: number; settled: boolean }
 
 type RawSocket = import('netlink').RawNetlinkSocket;
