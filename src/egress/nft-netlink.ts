@@ -275,13 +275,12 @@ export class NftNetlink {
         const seq = msg.readUInt32LE(at + 8);
         // 0 is never ours (nextSeq), and marks a number answered already.
         const inHand = this.inHand;
-        const fromMap = seq === 0 || inHand === undefined || !inHand.seqs.includes(seq);
-        const entry = !fromMap ? inHand : seq === 0 ? undefined : this.waiting.get(seq);
+        const entry = seq === 0 ? undefined : inHand?.seqs.includes(seq) ? inHand : this.waiting.get(seq);
         if (entry !== undefined) {
           const errno = msg.readInt32LE(at + NLMSGHDR);
           // One answer per sequence number: another with the same number is not this batch's.
           entry.seqs[entry.seqs.indexOf(seq)] = 0;
-          if (fromMap) this.waiting.delete(seq);
+          if (entry !== inHand) this.waiting.delete(seq);
           if (errno !== 0) this.settle(entry, new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`));
           else if (--entry.acksDue === 0) this.settle(entry, undefined);
         }
