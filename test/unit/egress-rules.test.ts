@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
-  baseCommands, canonicalAddress, checkRules, deleteKeyCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands, type EgressRules,
+  baseCommands, canonicalAddress, checkRules, isCanonicalIpv4, deleteKeyCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands, type EgressRules,
 } from '../../src/egress/egress-rules.js';
 import { ROOT } from '../helpers/daemon.js';
 
@@ -65,6 +65,22 @@ describe('egress rules', () => {
       `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s, 10.133.0.2 timeout 5s }`,
       `add element inet t l6_${keyNames('k').id} { 2001:db8::1 timeout 33s }`,
     ]);
+  });
+
+  it('tell a canonical dotted quad exactly as the grammar does (no leading zeros, octets to 255)', () => {
+    const grammar = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+    const cases = ['0.0.0.0', '255.255.255.255', '1.2.3.4', '10.0.0.1', '256.1.1.1', '1.1.1.256', '01.1.1.1', '1.1.1.00', '1.1.1', '1.1.1.1.1',
+      '1..1.1', '.1.1.1', '1.1.1.', '1.1.1.1 ', '', '1234.1.1.1', '199.249.200.100', '100.0.10.0', '1.1.1.a', '2001:db8::1'];
+    // And many strings of digits and dots, the alphabet where a scan could go wrong.
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const digits = (max: number) => Array.from({ length: 1 + Math.floor(random() * max) }, () => String(Math.floor(random() * 10))).join('');
+    for (let i = 0; i < 50_000; i++) {
+      // Half of them four groups of one to three digits (leading zeros and octets past 255 among them).
+      if (i % 2 === 0) cases.push([3, 3, 3, 3].map(digits).join('.'));
+      else cases.push(Array.from({ length: 1 + Math.floor(random() * 16) }, () => (random() < 0.25 ? '.' : digits(1))).join(''));
+    }
+    for (const s of cases) assert.equal(isCanonicalIpv4(s), grammar.test(s), JSON.stringify(s));
   });
 
   it('refuse hostile or malformed values before they reach nft', () => {
