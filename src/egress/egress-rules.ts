@@ -323,12 +323,13 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
 export interface LearnedElement { address: string; ttl: number }
 
 /**
- * Adds learned addresses with their timeouts; an address already in the set gets the new timeout
- * (kernel 6.18 refreshes it on `add element`). The addresses must be canonical already.
+ * Adds learned addresses with their timeouts, each expiring that long from now: an address already
+ * in the set is refreshed (Linux 6.10 and later update what an add gives; a timeout alone, equal
+ * to the element's own, would leave its expiration as it was). The addresses must be canonical already.
  */
 export function learnCommands(table: string, key: string, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): string[] {
   const n = keyNames(key);
-  const el = (e: LearnedElement) => `${e.address} timeout ${e.ttl}s`;
+  const el = (e: LearnedElement) => `${e.address} timeout ${e.ttl}s expires ${e.ttl}s`;
   return [
     ...(v4.length > 0 ? [`add element inet ${table} ${n.learned4} { ${v4.map(el).join(', ')} }`] : []),
     ...(v6.length > 0 ? [`add element inet ${table} ${n.learned6} { ${v6.map(el).join(', ')} }`] : []),

@@ -14,8 +14,8 @@
 // find nothing), acknowledgements arrive through the package's poll as before.
 //
 // Only element additions go this way; tables, chains, sets and rules are written by nft, which
-// parses and checks them. An element already in the set gets the new timeout (the kernel refreshes
-// it on an add without NLM_F_EXCL, as nft's `add element` does).
+// parses and checks them. An element already in the set is refreshed: each add carries its
+// expiration besides its timeout, and an add without NLM_F_EXCL updates both (Linux 6.10 and later).
 import { readdirSync, readFileSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
@@ -40,6 +40,7 @@ const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
 const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_TIMEOUT = 4;
+const NFTA_SET_ELEM_EXPIRATION = 5;
 const NFTA_DATA_VALUE = 1;
 const NLMSGHDR = 16;
 const NFGENMSG = 4;
@@ -392,12 +393,11 @@ function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly n
       out.writeUInt16LE(NFTA_DATA_VALUE, at + 2);
       writeAddress(out, at + 4, address);
       at += 4 + bytes;
-      out.writeUInt16LE(12, at);
-      out.writeUInt16LE(NFTA_SET_ELEM_TIMEOUT, at + 2);
-      // Milliseconds as a big-endian u64; timeouts are at most a week, so the high half is 0.
-      out.writeUInt32BE(Math.floor((ttl * 1000) / 0x1_0000_0000), at + 4);
-      out.writeUInt32BE((ttl * 1000) % 0x1_0000_0000, at + 8);
-      at += 12;
+      // The timeout, and the expiration set to it: an element already in the set keeps its
+      // expiration when only a timeout equal to its own is given (Linux 6.10 and later update
+      // what is given), so an address answered again would expire as its first answer did.
+      at = millisecondsAttr(out, at, NFTA_SET_ELEM_TIMEOUT, ttl * 1000);
+      at = millisecondsAttr(out, at, NFTA_SET_ELEM_EXPIRATION, ttl * 1000);
       nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
     }
     nestHeader(out, list, NFTA_SET_ELEM_LIST_ELEMENTS, at - list);
@@ -409,8 +409,8 @@ function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly n
 
 /** A batch delimiter: AF_UNSPEC, version 0, the subsystem in res_id (big-endian). */
 const DELIMITER = NLMSGHDR + NFGENMSG;
-/** An element's bytes besides its key: list entry, key nest, value and timeout attributes. */
-const ELEMENT = 4 + 4 + 4 + 12;
+/** An element's bytes besides its key: list entry, key nest, value, timeout and expiration attributes. */
+const ELEMENT = 4 + 4 + 4 + 12 + 12;
 
 const attrLength = (payload: number) => 4 + ((payload + 3) & ~3);
 
@@ -446,6 +446,15 @@ function header(out: Buffer, at: number, type: number, flags: number, seq: numbe
   out.writeUInt16LE(flags, at + 6);
   out.writeUInt32LE(seq, at + 8);
   return at + NLMSGHDR;
+}
+
+/** Milliseconds as a big-endian u64 attribute; timeouts are at most a week, so the high half is 0. */
+function millisecondsAttr(out: Buffer, at: number, type: number, ms: number): number {
+  out.writeUInt16LE(12, at);
+  out.writeUInt16LE(type, at + 2);
+  out.writeUInt32BE(Math.floor(ms / 0x1_0000_0000), at + 4);
+  out.writeUInt32BE(ms % 0x1_0000_0000, at + 8);
+  return at + 12;
 }
 
 function nestHeader(out: Buffer, at: number, type: number, length: number): number {

@@ -14,6 +14,7 @@ import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
 import { keyNames } from '../../src/egress/egress-rules.js';
 import { NftChannel } from '../../src/egress/nft-channel.js';
+import { until } from '../helpers/wait.js';
 import { ELEMENTS_PER_BATCH, NftNetlink } from '../../src/egress/nft-netlink.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
@@ -309,6 +310,31 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
       await channel.firewall.learn('app', ['10.133.1.3'], 60);
       assert.equal(await from('tcp', '10.133.1.3', 16401), '10.132.1.2');
       assert.ok(channel.firewall.processesStarted >= 1);
+    } finally {
+      await channel.firewall.close();
+      // Back to what the next tests expect: only 10.133.1.2 learned.
+      await fw.forgetLearned('app');
+      await fw.learn('app', ['10.133.1.2'], 60);
+    }
+  });
+
+  it('an address answered again with the same TTL expires that long after the last answer, not the first (over netlink and through nft)', async () => {
+    /** The seconds the kernel keeps a learned address of "app" from now (nft rounds down). */
+    const expires = async (address: string) => {
+      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames('app').learned4)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; expires: number } }> } }> };
+      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.expires ?? 0;
+    };
+    const channel = await EgressFirewall.open(table, new Map([['app', rules]]), { learnVia: 'nft' });
+    try {
+      for (const [address, firewall] of [['10.133.9.20', fw], ['10.133.9.21', channel.firewall]] as const) {
+        await firewall.learn('app', [address], 60);
+        // Time passes (more than the second within which an answer counts as open already)...
+        const left = await until(`${address} past 57 s`, () => expires(address), (s) => s > 0 && s <= 57, 15_000);
+        // ...and the same answer again: 60 s from now, where an add with the timeout alone left it.
+        await firewall.learn('app', [address], 60);
+        const refreshed = await expires(address);
+        assert.ok(refreshed > left + 1, `${address} (${firewall.learnedVia}): ${left} s left before the answer again, ${refreshed} s after`);
+      }
     } finally {
       await channel.firewall.close();
       // Back to what the next tests expect: only 10.133.1.2 learned.

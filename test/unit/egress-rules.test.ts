@@ -62,8 +62,8 @@ describe('egress rules', () => {
     assert.equal(canonicalAddress('256.0.0.1'), undefined);
     assert.equal(canonicalAddress('10.0.0.1 '), undefined);
     assert.deepEqual(learnCommands('t', 'k', [{ address: '10.133.0.1', ttl: 33 }, { address: '10.133.0.2', ttl: 5 }], [{ address: '2001:db8::1', ttl: 33 }]), [
-      `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s, 10.133.0.2 timeout 5s }`,
-      `add element inet t l6_${keyNames('k').id} { 2001:db8::1 timeout 33s }`,
+      `add element inet t l4_${keyNames('k').id} { 10.133.0.1 timeout 33s expires 33s, 10.133.0.2 timeout 5s expires 5s }`,
+      `add element inet t l6_${keyNames('k').id} { 2001:db8::1 timeout 33s expires 33s }`,
     ]);
   });
 
