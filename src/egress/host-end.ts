@@ -38,7 +38,10 @@ export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | u
   return endpoints.map((e) => {
     const wanted = new Set([...e.ipv4, ...e.ipv6].flatMap((a) => canonicalAddress(a)?.text ?? []));
     if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
-    const link = links.find((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
+    const holding = links.filter((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
+    // A veth first: the namespace can put its own address on any other link too (lo, a dummy),
+    // and a lookup that then found that one would leave it ungoverned after a restart.
+    const link = holding.find((l) => kindOf(l) === 'veth') ?? holding[0];
     if (link === undefined) return { reason: 'no interface in the namespace holds its address' };
     const kind = kindOf(link);
     if (kind !== 'veth') return { reason: `its address is on a ${kind} link, not a veth: its traffic need not pass the host's firewall` };

@@ -25,6 +25,9 @@ describe('host ends', () => {
     assert.deepEqual(hostEndsOf([lo, eth0], [port], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: false }]);
     const ovs = { ...hostEnd, master: 'ovs-system', linkinfo: { info_kind: 'veth', info_slave_kind: 'openvswitch' } };
     assert.match((hostEndsOf([lo, eth0], [ovs], 3, [v4('10.74.1.2')])[0] as { reason: string }).reason, /other than a Linux bridge/);
+    // The namespace's own address also on lo (or any link but a veth), listed first: still the veth.
+    const loToo = { ...lo, addr_info: [...lo.addr_info, { family: 'inet', local: '10.74.1.2' }] };
+    assert.deepEqual(hostEndsOf([loToo, eth0], [hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
     // Another namespace's veth with the same index pair is not it.
     assert.deepEqual(hostEndsOf([lo, eth0], [lookalike], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is not in the host's namespace" }]);
   });
