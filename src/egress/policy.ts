@@ -39,6 +39,9 @@ export function compilePolicy(rules: readonly EgressRule[]): EgressPolicy {
     rules,
     allows(asked: string): boolean {
       const n = name(asked);
+      // An escape (a dot inside a label, a byte that is not printable) is in no policy name, and
+      // the split on dots below would read an escaped dot as a label boundary.
+      if (n.includes('\\')) return false;
       if (exact.has(n)) return true;
       if (below.size === 0) return false;
       for (let dot = n.indexOf('.'); dot >= 0; dot = n.indexOf('.', dot + 1)) {

@@ -81,6 +81,8 @@ describe('the name matcher', () => {
     ['pypi.org', true], ['PYPI.ORG', true], ['pypi.org.', true], ['www.pypi.org', false], ['org', false],
     ['files.pythonhosted.org', true], ['a.b.pythonhosted.org', true], ['pythonhosted.org', false], ['xpythonhosted.org', false],
     ['evil.org', false], ['', false], ['pypi.org.evil.org', false],
+    // One label "evil.pythonhosted" under org (presentation form escapes its dot): not below the zone.
+    ['evil\\.pythonhosted.org', false], ['a.evil\\.pythonhosted.org', false], ['pypi\\.org', false],
   ];
   for (const [name, allowed] of table) it(`${name || '(root)'}: ${allowed ? 'allowed' : 'denied'}`, () => assert.equal(policy.allows(name), allowed));
 
