@@ -1,10 +1,12 @@
 // Egress by name for a registry file's namespaces (issue 22): the user made the veths, nsdns finds
 // their host ends and enforces the policy as for its own links. One namespace on a test bridge,
-// one routed (no bridge: a host route to its subnet), one whose veth's peer is in another namespace
-// (no host end: not enforced, and `network inspect` says why). A policy on macvlan through the CLI
-// is refused: its traffic bypasses the host's firewall. The "outside" is a namespace routed
-// through the host with a TCP server; the upstream is a fake on loopback answering with its addresses.
+// one routed (no bridge: a host route to its subnet), one routed with an IPv6 address only, one
+// whose veth's peer is in another namespace (no host end: not enforced, and `network inspect` says
+// why). A policy on macvlan through the CLI is refused: its traffic bypasses the host's firewall.
+// The "outside" is a namespace routed through the host with a TCP server (IPv4 and IPv6); the
+// upstream is a fake on loopback answering with its addresses.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { FakeUpstream } from '../helpers/fake-upstream.js';
@@ -12,8 +14,8 @@ import { Lab, needsRoot, sh } from '../helpers/netns.js';
 import { tempDir } from '../helpers/tmp.js';
 import { until } from '../helpers/wait.js';
 
-// A TCP server on every address of the namespace: each connection is told "hello".
-const SERVER = `require('net').createServer((s) => s.end('hello\\n')).listen(+process.argv[1], '0.0.0.0', () => console.log('up'));`;
+// A TCP server on every address of the namespace, IPv4 and IPv6: each connection is told "hello".
+const SERVER = `require('net').createServer((s) => s.end('hello\\n')).listen(+process.argv[1], '::', () => console.log('up'));`;
 // One connect, from a given source address if one is given: "hello", an error code, or "timeout".
 const CLIENT = `const [host, port, localAddress] = process.argv.slice(1); const s = require('net').connect({ host, port: +port, ...(localAddress && { localAddress }) });
 const done = (t) => { console.log(t); process.exit(0); }; setTimeout(() => done('timeout'), 1500); s.on('data', (d) => done(String(d).trim())); s.on('error', (e) => done(e.code));`;
@@ -28,9 +30,10 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     lab.extraLinks.push(name);
     return name;
   };
-  const [bridgeNet, routedNet, lostNet] = ['b', 'r', 'l'].map((n) => `rg${n}${lab.tag}`);
+  const [bridgeNet, routedNet, routed6Net, lostNet] = ['b', 'r', '6', 'l'].map((n) => `rg${n}${lab.tag}`);
   let upstream: FakeUpstream;
-  let bridged = '', routed = '', lost = '';
+  let bridged = '', routed = '', routed6 = '', lost = '';
+  let routed6End = '';
   let server: ResultPromise | undefined;
 
   const connect = async (ns: string, host: string, source?: string) =>
@@ -45,11 +48,20 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     `  - {name: job, ipv4: ${address}, netns: /run/netns/${ns}, egress: [allowed.test]}`, ''].join('\n'));
 
   before(async () => {
-    upstream = await FakeUpstream.start({ ttl: 2, zone: { 'allowed.test': ['10.74.10.3'], 'denied.test': ['10.74.10.4'] } });
+    upstream = await FakeUpstream.start({
+      ttl: 2, zone: { 'allowed.test': ['10.74.10.3'], 'denied.test': ['10.74.10.4'] }, zone6: { 'allowed.test': ['fd00:86:10::3'], 'denied.test': ['fd00:86:10::4'] },
+    });
     const outside = await lab.outsideHost('out', '10.74.9.1', '10.74.9.2');
+    const outsideEnd = `${lab.linkPrefix}out`;
     await sh('ip', '-n', outside, 'route', 'add', 'default', 'via', '10.74.9.1');
     for (const a of ['10.74.10.3/32', '10.74.10.4/32']) await sh('ip', '-n', outside, 'addr', 'add', a, 'dev', 'lo');
     await sh('ip', 'route', 'add', '10.74.10.0/24', 'via', '10.74.9.2');
+    // The same outside over IPv6 (without DAD, so the addresses are usable at once).
+    await sh('ip', 'addr', 'add', 'fd00:86:9::1/64', 'dev', outsideEnd, 'nodad');
+    await sh('ip', '-n', outside, 'addr', 'add', 'fd00:86:9::2/64', 'dev', 'eth0', 'nodad');
+    await sh('ip', '-n', outside, '-6', 'route', 'add', 'default', 'via', 'fd00:86:9::1');
+    for (const a of ['fd00:86:10::3/128', 'fd00:86:10::4/128']) await sh('ip', '-n', outside, 'addr', 'add', a, 'dev', 'lo');
+    await sh('ip', '-6', 'route', 'add', 'fd00:86:10::/64', 'via', 'fd00:86:9::2');
     server = execa('ip', ['netns', 'exec', outside, process.execPath, '-e', SERVER, PORT]);
     server.catch(() => {});
     await new Promise<void>((resolve, reject) => { server!.stdout!.once('data', () => resolve()); server!.once('exit', () => reject(new Error('the outside server did not start'))); });
@@ -79,6 +91,20 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     await sh('ip', '-n', routed, 'link', 'set', 'eth0', 'up');
     await sh('ip', '-n', routed, 'route', 'add', 'default', 'via', '10.75.1.1');
 
+    // Routed the same way, with an IPv6 address only.
+    routed6 = await lab.namespace('routed6');
+    routed6End = link('6');
+    await sh('ip', 'link', 'add', routed6End, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', routed6);
+    await sh('ip', 'addr', 'add', 'fd00:86:1::1/128', 'dev', routed6End, 'nodad');
+    await sh('ip', 'link', 'set', routed6End, 'up');
+    await sh('ip', '-6', 'route', 'add', 'fd00:86:1::/64', 'dev', routed6End);
+    await sh('ip', '-n', routed6, 'addr', 'add', 'fd00:86:1::2/64', 'dev', 'eth0', 'nodad');
+    await sh('ip', '-n', routed6, 'link', 'set', 'eth0', 'up');
+    await sh('ip', '-n', routed6, '-6', 'route', 'add', 'default', 'via', 'fd00:86:1::1');
+    // The host's IPv6 forwarding stays as it is: it is turned on for these two links only
+    // (force_forwarding, Linux 6.17+; the setting goes with the links).
+    for (const end of [outsideEnd, routed6End]) await execa('sysctl', ['-qw', `net.ipv6.conf.${end}.force_forwarding=1`], { reject: false });
+
     // Its veth's peer is in another namespace, not the host's: nothing to enforce on.
     lost = await lab.namespace('lost');
     const far = await lab.namespace('far');
@@ -88,6 +114,9 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
 
     file(bridgeNet, '10.74.1', '10.74.1.2', bridged);
     file(routedNet, '10.75.1', '10.75.1.2', routed);
+    dir.write(`${routed6Net}.yaml`, [
+      `name: ${routed6Net}`, 'subnets: [{subnet: "fd00:86:1::/64", gateway: "fd00:86:1::1"}]', 'endpoints:',
+      `  - {name: job, ipv6: "fd00:86:1::2", netns: /run/netns/${routed6}, egress: [allowed.test]}`, ''].join('\n'));
     file(lostNet, '10.76.1', '10.76.1.2', lost);
     await lab.start(['--upstream', upstream.spec, '--no-resolv-conf', '--registry', dir.dir]);
   });
@@ -95,6 +124,7 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     server?.kill();
     await lab.cleanup();
     await execa('ip', ['route', 'del', '10.74.10.0/24'], { reject: false });
+    await execa('ip', ['-6', 'route', 'del', 'fd00:86:10::/64'], { reject: false });
     await upstream?.stop();
     dir.cleanup();
     policies.cleanup();
@@ -179,6 +209,23 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.match(src4, /10\.75\.1\.2 : jump eg_/, 'still governed by its address');
     await routedAddresses(newestEnd);
     await governedThrough(newestEnd);
+  });
+
+  it('routed, IPv6: the allowed name\'s AAAA connects after the lookup, a literal address does not; a source address that is not its own does not get out', async (t) => {
+    if (!existsSync(`/proc/sys/net/ipv6/conf/${routed6End}/force_forwarding`)) return t.skip('IPv6 is not routed to the outside here (force_forwarding needs Linux 6.17)');
+    assert.equal(await connect(routed6, 'fd00:86:10::3'), 'timeout', 'not answered yet');
+    assert.deepEqual(await lab.dig(routed6, 'AAAA', 'allowed.test'), ['fd00:86:10::3']);
+    assert.equal(await connect(routed6, 'fd00:86:10::3'), 'hello');
+    assert.equal(await connect(routed6, 'fd00:86:10::4'), 'timeout', 'a literal address never answered');
+    assert.equal(await lab.digStatus(routed6, 'AAAA', 'denied.test'), 'NXDOMAIN');
+    // Another address of its subnet, which the host routes replies to: only the anti-spoofing on
+    // the host end stops it. Deprecated (preferred_lft 0), so the namespace's own connections keep
+    // its own address as their source, and this one is used only when asked for.
+    await sh('ip', '-n', routed6, 'addr', 'add', 'fd00:86:1::50/64', 'dev', 'eth0', 'nodad', 'preferred_lft', '0');
+    assert.equal(await connect(routed6, 'fd00:86:10::4', 'fd00:86:1::50'), 'timeout', 'spoofed source, an address never answered');
+    assert.equal(await connect(routed6, 'fd00:86:10::3', 'fd00:86:1::50'), 'timeout', 'spoofed source, an answered address');
+    assert.equal(await connect(routed6, 'fd00:86:10::3'), 'hello', 'its own address still gets out');
+    assert.ok((await endpointOf(routed6Net)).EgressEnforced, 'inspect shows the live figures');
   });
 
   it('a namespace whose veth\'s peer is not on the host is shown as not enforced, with why, and said once in the log', async () => {

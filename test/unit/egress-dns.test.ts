@@ -172,6 +172,19 @@ describe('answerAddresses', () => {
     header.writeUInt16BE(3, 6);
     assert.equal(answerAddresses(Buffer.concat([header, rr(1, 40, [198, 51, 100, 9]), rr(1, 20, [198, 51, 100, 10]), rr(1, 20, [1, 2, 3, 4]).subarray(0, 8)]), q.questionEnd, q.name), undefined);
   });
+  it('with a CNAME: an address whose owner name cannot be read is nobody\'s, even when the chain reaches the root', () => {
+    // The chain ends at the root's name (''), what an unreadable owner must never be taken for.
+    const [chained, q] = reply([{ type: 'CNAME', name: 'a.example', ttl: 30, data: 'b.example' }, { type: 'CNAME', name: 'b.example', ttl: 30, data: '.' },
+      { type: 'A', name: 'b.example', ttl: 40, data: '192.0.2.1' }]);
+    // Two more A records whose owners are compression pointers that cannot be followed: one to
+    // itself (a loop), one past the end of the message. Their addresses must not be opened.
+    const unreadable = (target: number, address: number[]) => Buffer.from([0xc0 | (target >> 8), target & 0xff, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4, ...address]);
+    const looped = unreadable(chained.length, [198, 51, 100, 66]);
+    const beyond = unreadable(0x3fff, [198, 51, 100, 67]);
+    const buf = Buffer.concat([chained, looped, beyond]);
+    buf.writeUInt16BE(5, 6);
+    assert.deepEqual(answerAddresses(buf, q.questionEnd, q.name), { addresses: ['192.0.2.1'], ttl: 30 });
+  });
   it('none, or a malformed message: undefined', () => {
     const [buf, q] = reply([{ type: 'A', name: 'other.example', ttl: 5, data: '192.0.2.1' }]);
     assert.equal(answerAddresses(buf, q.questionEnd, q.name), undefined);
