@@ -198,9 +198,12 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   const rule = (text: string) => `add rule ${inet} ${n.chain} ${text}`;
   const of = (list: Checked['own'], family: 4 | 6) => list.filter((a) => a.family === family).map((a) => a.text);
   const daddr = (family: 4 | 6) => (family === 4 ? 'ip daddr' : 'ip6 daddr');
-  // Neighbour discovery goes to multicast and link-local addresses, never beyond the link; without
-  // it no IPv6 address is reachable at all, not even the own subnet's.
-  const policy: string[] = [rule(`icmpv6 type ${ND_TYPES} accept`)];
+  // Neighbour discovery: without it no IPv6 address is reachable at all, not even the own subnet's.
+  // Open to link-scope multicast and link-local addresses only: the kernel does not track these
+  // messages, so to any address they would carry data out unanswered (a covert channel). Discovery
+  // of a gateway's or a neighbour's global address is open by the gateway and own-subnet rules.
+  // Two prefix rules, not a set of prefixes (see the own subnets below).
+  const policy: string[] = ['ff02::/16', 'fe80::/10'].map((to) => rule(`ip6 daddr ${to} icmpv6 type ${ND_TYPES} accept`));
   // The gateways lie inside the own subnets: their DNS ports are closed before the subnets open.
   const dns = `meta l4proto { tcp, udp } th dport { 53, 853 } counter name ${n.dropped} drop`;
   for (const f of [4, 6] as const) {

@@ -39,6 +39,20 @@ const HOLDER = `const [host, port] = process.argv.slice(2); const s = require('n
 require('readline').createInterface({ input: process.stdin }).on('line', (l) => s.write(l + '\\n'));
 s.on('data', (d) => process.stdout.write(d)); s.on('error', (e) => console.log('ERR ' + e.code)); s.on('close', () => console.log('CLOSED'));`;
 
+// Neighbour discovery messages (type 135, a marker after the target) to each address given, from a raw socket.
+const ND_SENDER = `import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+for dst in sys.argv[1:]:
+    s.sendto(bytes([135, 0, 0, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, dst) + b'NSDNS-ND ' + dst.encode(), (dst, 0))`;
+// Prints the address each such message was sent to, as it arrives ("up" first).
+const ND_LISTENER = `import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+print('up', flush=True)
+while True:
+    d = s.recv(4096)
+    if b'NSDNS-ND ' in d: print(d.split(b'NSDNS-ND ')[1].decode(errors='replace'), flush=True)`;
+
 describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
   const lab = new Lab();
   const p = lab.linkPrefix;
@@ -201,6 +215,29 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     await fw.learn('app', ['fd00:132:2::2'], 60);
     assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'fd00:132:1::2');
     assert.equal(await from('tcp', 'fd00:132:2::2', 853), 'timeout');
+  });
+
+  it('lets neighbour discovery out to link-local and link-scope multicast addresses only, not to an address outside', async () => {
+    // fd00:132:2::2 is learned (the test before): the control, sent last on the same path.
+    await sh('ip', '-n', outside, 'addr', 'add', 'fd00:132:2::9/64', 'dev', 'eth0', 'nodad');
+    const listener = execa(...inNs(outside, 'python3', '-u', '-c', ND_LISTENER));
+    listener.catch(() => {});
+    const arrived: string[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        listener.stdout!.on('data', (d: Buffer) => {
+          for (const line of String(d).split('\n').filter(Boolean)) if (line === 'up') resolve(); else arrived.push(line);
+        });
+        listener.once('exit', () => reject(new Error('the listener did not start')));
+      });
+      await execa(...inNs(app, 'python3', '-c', ND_SENDER, 'fd00:132:2::9', 'fd00:132:2::2'));
+      await waitFor(() => arrived.includes('fd00:132:2::2'), { what: 'the control message to a learned address' });
+      // Sent before the control on the same path: had it not been dropped, it would be here first.
+      assert.deepEqual(arrived, ['fd00:132:2::2']);
+    } finally {
+      listener.kill();
+      await sh('ip', '-n', outside, 'addr', 'del', 'fd00:132:2::9/64', 'dev', 'eth0');
+    }
   });
 
   it('shows the kernel what it was told (nft -j read back)', async () => {
