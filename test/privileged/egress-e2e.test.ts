@@ -42,7 +42,7 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
   const files = tempDir('nsdns-egress-e2e-');
   const registry = tempDir('nsdns-egress-e2e-reg-');
   const net4 = `ee${lab.tag}`;
-  const zone: Record<string, string[]> = { 'alias-target.cdn.test': ['10.138.102.7'], 'expiring.test': ['10.138.101.20'], 'edited.test': ['10.138.101.30'], 'late.test': ['10.138.101.40'] };
+  const zone: Record<string, string[]> = { 'alias-target.cdn.test': ['10.138.102.7'], 'expiring.test': ['10.138.101.20'], 'edited.test': ['10.138.101.30'], 'late.test': ['10.138.101.40'], 'race.test': ['10.138.101.50'] };
   const zone6: Record<string, string[]> = { 'v6.rotate.test': ['fd00:138:9::3'], 'v6out.rotate.test': ['fd00:138:100::7'] };
   let upstream: FakeUpstream;
   let app = '', probe = '', filed = '', outside = '';
@@ -89,7 +89,8 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     hostServer = net.createServer((s) => { s.on('error', () => {}); s.end('hello\n'); });
     await new Promise<void>((resolve) => hostServer!.listen(HOST_PORT, '::', () => resolve()));
 
-    const config = files.write('nsdns.yaml', 'egress:\n  grace: 1\n');
+    // A long upstream timeout: one subtest holds an answer back for 3 s.
+    const config = files.write('nsdns.yaml', 'egress:\n  grace: 1\nforward:\n  timeoutMs: 6000\n  budgetMs: 8000\n');
     registry.write('filed.yaml', filedRegistry(['late.test']));
     await lab.start(['--config', config, '--no-resolv-conf', '--upstream', upstream.spec, '--registry', registry.dir]);
     await lab.ok('network', 'create', net4, '--subnet', '10.138.1.0/24', '--subnet', 'fd00:138:1::/64');
@@ -260,5 +261,24 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     assert.match(await dig(app, '@127.0.0.11', '+short', 'shortonly.rotate.test'), /^10\.138\.103\.100$/m);
     await until('a 1 s answer asked after it leaves the learned set', learned, (t) => !t.includes('10.138.103.100 '), 15_000);
     assert.equal(await connect(app, SHARED[0].address, HELLO), 'hello', 'still open');
+  });
+
+  // Last: taking a name out of the policy closes every address the namespace learned.
+  it('an answer on its way upstream when its name leaves the policy is denied, and opens nothing', async () => {
+    const allowed = ['*.rotate.test', 'expiring.test', 'late.test'].flatMap((n) => ['--allow', n]);
+    await lab.ok('endpoint', 'egress', net4, 'job', ...allowed, '--allow', 'race.test');
+    upstream.delayMs = 3000;
+    try {
+      const asked = upstream.received.length;
+      const answer = dig(app, '@127.0.0.11', '+time=8', 'race.test');
+      await waitFor(() => upstream.received.slice(asked).some((q) => q.name === 'race.test'), { what: 'race.test asked upstream' });
+      // Taken out while its answer is on its way (the change flushes what the name opened).
+      await lab.ok('endpoint', 'egress', net4, 'job', ...allowed);
+      assert.match(await answer, /status: NXDOMAIN/);
+    } finally {
+      upstream.delayMs = 0;
+    }
+    assert.ok(!(await learned()).includes('10.138.101.50'), 'its address is not in the learned set');
+    assert.equal(await connect(app, '10.138.101.50', HELLO), 'timeout');
   });
 });
