@@ -28,7 +28,13 @@ import { isIfname, isIpv4, isIpv6 } from '../registry/fields.js';
 import { isTableName } from '../plumbing/nft-rules.js';
 
 export interface EgressSource {
-  hostIf: string; ipv4: readonly string[]; ipv6: readonly string[];
+  /**
+   * Where the namespace's traffic enters the host; absent when it is not known (not found yet, or
+   * none): the source addresses still choose the namespace's chain, and only anti-spoofing, which
+   * needs the interface, is missing.
+   */
+  hostIf?: string;
+  ipv4: readonly string[]; ipv6: readonly string[];
   /** The host end is routed (not a bridge port): checked in the inet family too. Only a host end found and seen without a master is. */
   routed?: boolean;
 }
@@ -135,7 +141,7 @@ const set = (items: readonly string[]) => `{ ${items.join(', ')} }`;
 
 /** The rules after they passed validation, in canonical text. */
 interface Checked {
-  sources: Array<{ hostIf: string; ipv4: string[]; ipv6: string[]; routed: boolean }>;
+  sources: Array<{ hostIf: string | undefined; ipv4: string[]; ipv6: string[]; routed: boolean }>;
   cidrs: Array<{ family: 4 | 6; text: string; port?: number; protocol?: 'tcp' | 'udp' }>;
   own: Array<{ family: 4 | 6; text: string }>;
   gateways: Array<{ family: 4 | 6; text: string }>;
@@ -143,7 +149,8 @@ interface Checked {
 
 export function checkRules(rules: EgressRules): Checked {
   const sources = rules.sources.map((s) => {
-    if (!isIfname(s.hostIf)) throw bad('a source interface name is not a valid link name');
+    if (s.hostIf !== undefined && !isIfname(s.hostIf)) throw bad('a source interface name is not a valid link name');
+    if (s.hostIf === undefined && s.routed === true) throw bad('a routed source needs its interface');
     const ipv4 = s.ipv4.map((a) => address(a)).map((a) => (a.family === 4 ? a.text : undefined));
     const ipv6 = s.ipv6.map((a) => address(a)).map((a) => (a.family === 6 ? a.text : undefined));
     if (ipv4.includes(undefined) || ipv6.includes(undefined)) throw bad('a source address is in the wrong family');
@@ -222,6 +229,7 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
   const bridge = `bridge ${table}`;
   const spoof = (text: string) => `add rule ${bridge} ${n.spoof} ${text}`;
   const antiSpoof = c.sources.flatMap((s) => {
+    if (s.hostIf === undefined) return [];
     const port = `iifname "${s.hostIf}"`;
     return [
       spoof(s.ipv4.length > 0 ? `${port} arp saddr ip != ${set(['0.0.0.0', ...s.ipv4])} drop` : `${port} ether type arp drop`),
@@ -306,11 +314,13 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   for (const [key, rules] of governed) {
     const n = keyNames(key);
     for (const s of checkRules(rules).sources) {
-      once(s.hostIf);
-      ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
-      // Routed host ends only: in the inet hooks a bridged packet's input interface is the bridge, so
-      // a name given here that is a bridge (or the uplink) would catch every tenant's packets.
-      if (s.routed) ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
+      if (s.hostIf !== undefined) {
+        once(s.hostIf);
+        ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
+        // Routed host ends only: in the inet hooks a bridged packet's input interface is the bridge, so
+        // a name given here that is a bridge (or the uplink) would catch every tenant's packets.
+        if (s.routed) ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
+      }
       for (const a of s.ipv4) (once(a), src4.push(`${a} : jump ${n.chain}`));
       for (const a of s.ipv6) (once(a), src6.push(`${a} : jump ${n.chain}`));
     }

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
 import type { Snapshot } from '../registry/snapshot.js';
 import { EgressFirewall, type EgressRules, type EgressSource } from './egress-firewall.js';
+import { canonicalAddress } from './egress-rules.js';
 import { HostEnds, type EndpointAddresses } from './host-end.js';
 import { namespacePolicy } from './policy.js';
 import { hostLinks } from '../plumbing/links.js';
@@ -162,13 +163,20 @@ function lookups(snapshot: Snapshot): Map<string, EndpointAddresses[]> {
 }
 
 /**
- * The rules of every namespace under a policy with at least one endpoint whose host end is known
- * (its own `hostIf`, or found); each endpoint without one is in `unenforced` with why.
+ * The rules of every namespace under a policy. An endpoint whose host end is known (its own
+ * `hostIf`, or found) is a source with it; one without is in `unenforced` with why, and is still a
+ * source by its addresses alone: where its traffic passes the host, those choose its chain, so a
+ * namespace is never left open because its link could not be found (at a start, a lookup that
+ * failed or was made to fail). Anti-spoofing needs the interface and is missing for it. An
+ * address another namespace claims as well is left out of these bare sources: one address maps
+ * to one chain, and a clash must not fail every tenant's rules.
  */
-function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string, EgressRules>; unenforced: Map<string, string> } {
+export function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string, EgressRules>; unenforced: Map<string, string> } {
   const wanted = new Map<string, EgressRules>();
   const unenforced = new Map<string, string>();
   const networkOf = (name: string) => snapshot.networks.get(name)?.network;
+  /** Per namespace, the addresses of its endpoints without a host end. */
+  const bare = new Map<string, { ipv4: string[]; ipv6: string[] }>();
   for (const [key, endpoints] of snapshot.namespaces()) {
     const policy = namespacePolicy(endpoints, networkOf);
     if (policy === undefined) continue;
@@ -178,6 +186,10 @@ function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string,
       const end = e.hostIf !== undefined ? { hostIf: e.hostIf, routed: false } : hostEnds.of(key, e) ?? { reason: 'its link was not looked up yet' };
       if (!('hostIf' in end)) {
         unenforced.set(e.id, end.reason);
+        let b = bare.get(key);
+        if (b === undefined) bare.set(key, (b = { ipv4: [], ipv6: [] }));
+        b.ipv4.push(...e.ipv4);
+        b.ipv6.push(...e.ipv6);
         continue;
       }
       // Two endpoints on one link (two networks' addresses on one veth): one source, both addresses.
@@ -185,7 +197,6 @@ function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string,
       if (same < 0) sources.push({ hostIf: end.hostIf, ipv4: e.ipv4, ipv6: e.ipv6, ...(end.routed && { routed: true }) });
       else sources[same] = { ...sources[same], ipv4: [...sources[same].ipv4, ...e.ipv4], ipv6: [...sources[same].ipv6, ...e.ipv6] };
     }
-    if (sources.length === 0) continue;
     const networks = [...new Set(endpoints.map((e) => e.network))].map(networkOf).filter((n) => n !== undefined);
     wanted.set(key, {
       sources,
@@ -194,6 +205,25 @@ function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string,
       gateways: networks.flatMap((n) => n.subnets.flatMap((s) => (s.gateway !== undefined ? [s.gateway] : []))),
     });
   }
+  // How many namespaces claim each address, with a host end or bare (each namespace once).
+  const canonical = (a: string) => canonicalAddress(a)?.text ?? a;
+  const withEnd = new Map<string, Set<string>>();
+  const claims = new Map<string, number>();
+  for (const [key, rules] of wanted) {
+    const found = new Set(rules.sources.flatMap((s) => [...s.ipv4, ...s.ipv6]).map(canonical));
+    withEnd.set(key, found);
+    const b = bare.get(key);
+    for (const a of new Set([...found, ...(b === undefined ? [] : [...b.ipv4, ...b.ipv6].map(canonical))])) claims.set(a, (claims.get(a) ?? 0) + 1);
+  }
+  for (const [key, b] of bare) {
+    // Its own alone, and not a source with a host end already (an address maps to one chain once).
+    const keep = (list: string[]) => [...new Set(list.map(canonical))].filter((a) => claims.get(a) === 1 && !withEnd.get(key)!.has(a));
+    const [ipv4, ipv6] = [keep(b.ipv4), keep(b.ipv6)];
+    const rules = wanted.get(key)!;
+    if (ipv4.length + ipv6.length > 0) wanted.set(key, { ...rules, sources: [...rules.sources, { ipv4, ipv6 }] });
+  }
+  // A namespace with no source at all (no address to tell its traffic by) has nothing to govern.
+  for (const [key, rules] of wanted) if (rules.sources.length === 0) wanted.delete(key);
   return { wanted, unenforced };
 }
 

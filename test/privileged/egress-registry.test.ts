@@ -233,6 +233,9 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     assert.equal(endpoint.EgressEnforced, undefined);
     assert.equal(endpoint.EgressNotEnforced, "its veth's peer is not in the host's namespace");
     assert.equal(await lab.digStatus(lost, 'denied.test'), 'NXDOMAIN', 'its names are filtered all the same');
+    // Its address still chooses its chain wherever its traffic passes the host: a namespace whose
+    // link is not found (at a restart, a lookup that failed) is never left open.
+    assert.match(await sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4'), /10\.76\.1\.2 : jump eg_/);
     const warned = lab.daemon!.logs.filter((l) => l.msg.startsWith('egress policy not enforced') && l.netns === `/run/netns/${lost}`);
     assert.equal(warned.length, 1);
     assert.equal(warned[0].reason, endpoint.EgressNotEnforced);

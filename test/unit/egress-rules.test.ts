@@ -83,6 +83,16 @@ describe('egress rules', () => {
     for (const s of cases) assert.equal(isCanonicalIpv4(s), grammar.test(s), JSON.stringify(s));
   });
 
+  it('govern a source whose interface is not known by its addresses alone: its chain, no anti-spoofing', () => {
+    const bare: EgressRules = { ...rules, sources: [{ ipv4: ['10.132.1.9'], ipv6: ['fd00:132:1::9'] }] };
+    const lines = [...keyCommands('t', 'k', bare), ...mapCommands('t', new Map([['k', bare]]))];
+    const chain = `eg_${keyNames('k').id}`;
+    assert.ok(lines.includes(`add element inet t src4 { 10.132.1.9 : jump ${chain} }`), lines.join('\n'));
+    assert.ok(lines.includes(`add element inet t src6 { fd00:132:1::9 : jump ${chain} }`));
+    assert.deepEqual(lines.filter((l) => l.includes('iifname') || /\b(ports|ifs) \{/.test(l)), [], 'no rule or map entry names an interface');
+    assert.throws(() => checkRules({ ...rules, sources: [{ ipv4: ['10.132.1.9'], ipv6: [], routed: true }] }), /a routed source needs its interface/);
+  });
+
   it('refuse hostile or malformed values before they reach nft', () => {
     const bad: Array<[string, EgressRules]> = [
       ['interface with a quote', { ...rules, sources: [{ hostIf: 'eth0" accept', ipv4: [], ipv6: [] }] }],

@@ -1,0 +1,34 @@
+// Which namespaces the egress firewall governs, from the registry: a namespace under a policy is
+// governed by its endpoints' addresses even where its host end is not known (anti-spoofing, which
+// needs the interface, is what it lacks), and an address two namespaces claim is nobody's bare source.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { governed } from '../../src/egress/enforcement.js';
+import { HostEnds } from '../../src/egress/host-end.js';
+import { compileNetwork } from '../../src/registry/compiled.js';
+import { Snapshot } from '../../src/registry/snapshot.js';
+import type { Endpoint, Network } from '../../src/registry/types.js';
+
+const network: Network = { name: 'lab', id: 'lab', subnets: [{ subnet: '10.90.1.0/24', gateway: '10.90.1.1' }], internal: false, upstreams: [], egress: [{ name: 'pypi.org' }] };
+const endpoint = (name: string, netns: string, ipv4: string, more: Partial<Endpoint> = {}): Endpoint =>
+  ({ id: name, network: 'lab', name, aliases: [], ipv4: [ipv4], ipv6: [], upstreams: [], netns, ...more });
+const snapshot = (endpoints: Endpoint[]) => new Snapshot(1, new Map([['lab', compileNetwork({ network, endpoints })]]));
+
+describe('governed namespaces', () => {
+  it('a namespace whose host end is not known is governed by its addresses, and said not enforced', () => {
+    const { wanted, unenforced } = governed(snapshot([endpoint('a', '/run/netns/a', '10.90.1.2')]), new HostEnds());
+    assert.deepEqual(wanted.get('/run/netns/a')?.sources, [{ ipv4: ['10.90.1.2'], ipv6: [] }]);
+    assert.equal(unenforced.get('a'), 'its link was not looked up yet');
+  });
+
+  it('an address two namespaces claim is left out of their bare sources; one with a host end keeps it', () => {
+    const { wanted } = governed(snapshot([
+      endpoint('a', '/run/netns/a', '10.90.1.2'), endpoint('b', '/run/netns/b', '10.90.1.2'),
+      endpoint('c', '/run/netns/c', '10.90.1.3', { hostIf: 'vethc' }), endpoint('c2', '/run/netns/c', '10.90.1.3'),
+    ]), new HostEnds());
+    assert.equal(wanted.has('/run/netns/a'), false, 'nothing left to tell its traffic by');
+    assert.equal(wanted.has('/run/netns/b'), false);
+    // The same address bare and with a host end in one namespace: one source, the one with the interface.
+    assert.deepEqual(wanted.get('/run/netns/c')?.sources, [{ hostIf: 'vethc', ipv4: ['10.90.1.3'], ipv6: [] }]);
+  });
+});
