@@ -39,20 +39,31 @@ export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | u
     const wanted = new Set([...e.ipv4, ...e.ipv6].flatMap((a) => canonicalAddress(a)?.text ?? []));
     if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
     const holding = links.filter((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
-    // A veth first: the namespace can put its own address on any other link too (lo, a dummy),
-    // and a lookup that then found that one would leave it ungoverned after a restart.
-    const link = holding.find((l) => kindOf(l) === 'veth') ?? holding[0];
-    if (link === undefined) return { reason: 'no interface in the namespace holds its address' };
-    const kind = kindOf(link);
-    if (kind !== 'veth') return { reason: `its address is on a ${kind} link, not a veth: its traffic need not pass the host's firewall` };
-    if (typeof link.link_netnsid !== 'number') return { reason: "its veth's peer is in the namespace itself" };
-    const peer = nsid === undefined ? undefined : veths.find((h) => h?.link_netnsid === nsid && h.link_index === link.ifindex && h.ifindex === link.link_index && kindOf(h) === 'veth');
-    if (peer === undefined) return { reason: "its veth's peer is not in the host's namespace" };
-    if (typeof peer.ifname !== 'string' || !isIfname(peer.ifname)) return { reason: "its veth's host end has a name nsdns does not accept" };
-    // A port of anything but a Linux bridge (Open vSwitch, a bond) may be switched past netfilter.
-    if (peer.master !== undefined && peer.linkinfo?.info_slave_kind !== 'bridge') return { reason: "its veth's host end is a port of a device other than a Linux bridge: its traffic need not pass the host's firewall" };
-    return { hostIf: peer.ifname, routed: peer.master === undefined };
+    if (holding.length === 0) return { reason: 'no interface in the namespace holds its address' };
+    // Every link that holds the address, the first that is a veth to the host taken: the namespace
+    // can put its own address on other links too (lo, a dummy, a veth pair of its own), and a lookup
+    // that stopped at one of those would leave it without anti-spoofing after a restart.
+    let first: HostEnd | undefined;
+    for (const link of holding) {
+      const end = hostEndOf(link, veths, nsid);
+      if ('hostIf' in end) return end;
+      first ??= end;
+    }
+    return first!;
   });
+}
+
+/** The host end of `link` (a link inside the namespace), or why it has none. */
+function hostEndOf(link: IpLink, veths: readonly IpLink[], nsid: number | undefined): HostEnd {
+  const kind = kindOf(link);
+  if (kind !== 'veth') return { reason: `its address is on a ${kind} link, not a veth: its traffic need not pass the host's firewall` };
+  if (typeof link.link_netnsid !== 'number') return { reason: "its veth's peer is in the namespace itself" };
+  const peer = nsid === undefined ? undefined : veths.find((h) => h?.link_netnsid === nsid && h.link_index === link.ifindex && h.ifindex === link.link_index && kindOf(h) === 'veth');
+  if (peer === undefined) return { reason: "its veth's peer is not in the host's namespace" };
+  if (typeof peer.ifname !== 'string' || !isIfname(peer.ifname)) return { reason: "its veth's host end has a name nsdns does not accept" };
+  // A port of anything but a Linux bridge (Open vSwitch, a bond) may be switched past netfilter.
+  if (peer.master !== undefined && peer.linkinfo?.info_slave_kind !== 'bridge') return { reason: "its veth's host end is a port of a device other than a Linux bridge: its traffic need not pass the host's firewall" };
+  return { hostIf: peer.ifname, routed: peer.master === undefined };
 }
 
 /** The link's kind as the kernel says it, or a word for an unusual one (it ends up in messages). */

@@ -28,6 +28,11 @@ describe('host ends', () => {
     // The namespace's own address also on lo (or any link but a veth), listed first: still the veth.
     const loToo = { ...lo, addr_info: [...lo.addr_info, { family: 'inet', local: '10.74.1.2' }] };
     assert.deepEqual(hostEndsOf([loToo, eth0], [hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
+    // On a veth pair of the namespace's own (its peer inside it too), listed first: still the veth to the host.
+    const decoy = { ifindex: 5, link_index: 6, ifname: 'd0', linkinfo: { info_kind: 'veth' }, addr_info: [{ family: 'inet', local: '10.74.1.2' }] };
+    assert.deepEqual(hostEndsOf([decoy, eth0], [hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
+    // None of them to the host: the first one's reason.
+    assert.deepEqual(hostEndsOf([decoy], [hostEnd], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is in the namespace itself" }]);
     // Another namespace's veth with the same index pair is not it.
     assert.deepEqual(hostEndsOf([lo, eth0], [lookalike], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is not in the host's namespace" }]);
   });
