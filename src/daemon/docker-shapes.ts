@@ -168,7 +168,7 @@ export type EgressLive = { counters: EgressCounters } | { notEnforced: string };
 
 /**
  * `EgressEnforced`: what the kernel holds for the endpoint's namespace now (learned set sizes,
- * drops); `EgressNotEnforced`: why its traffic is not (its names are filtered all the same).
+ * drops); `EgressNotEnforced`: why its traffic is not fully enforced (its names are filtered all the same, its addresses still choose its chain).
  */
 function liveEgressOf(live: EgressLive | undefined): { EgressEnforced?: { Learned4: number; Learned6: number; Dropped: number }; EgressNotEnforced?: string } {
   if (live === undefined) return {};

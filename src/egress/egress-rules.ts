@@ -306,8 +306,10 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   const src6: string[] = [];
   const ports: string[] = [];
   const ifs: string[] = [];
-  const seen = new Set<string>();
-  const once = (what: string) => {
+  // Interfaces and addresses apart: a link may be named like an address.
+  const seenLinks = new Set<string>();
+  const seenAddresses = new Set<string>();
+  const once = (seen: Set<string>, what: string) => {
     if (seen.has(what)) throw bad('an address or interface belongs to two governed namespaces');
     seen.add(what);
   };
@@ -315,14 +317,14 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
     const n = keyNames(key);
     for (const s of checkRules(rules).sources) {
       if (s.hostIf !== undefined) {
-        once(s.hostIf);
+        once(seenLinks, s.hostIf);
         ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
         // Routed host ends only: in the inet hooks a bridged packet's input interface is the bridge, so
         // a name given here that is a bridge (or the uplink) would catch every tenant's packets.
         if (s.routed) ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
       }
-      for (const a of s.ipv4) (once(a), src4.push(`${a} : jump ${n.chain}`));
-      for (const a of s.ipv6) (once(a), src6.push(`${a} : jump ${n.chain}`));
+      for (const a of s.ipv4) (once(seenAddresses, a), src4.push(`${a} : jump ${n.chain}`));
+      for (const a of s.ipv6) (once(seenAddresses, a), src6.push(`${a} : jump ${n.chain}`));
     }
   }
   const fill = (family: string, map: string, items: string[]) => (items.length > 0 ? [`add element ${family} ${table} ${map} ${set(items)}`] : []);

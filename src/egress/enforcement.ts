@@ -5,8 +5,9 @@
 //
 // Enforced where the namespace's traffic passes the host on a veth whose host end is known: the
 // one nsdns made, one a registry file gives (`hostIf`), or one found (host-end.ts) for a registry
-// file's endpoint. An endpoint without one (macvlan, a peer in another namespace) has its names
-// filtered but nothing enforced: said once per namespace in the log, and by `network inspect`.
+// file's endpoint. An endpoint without one (macvlan, a peer in another namespace, a lookup that
+// failed) has its names filtered and its traffic governed by its addresses alone, without
+// anti-spoofing: said once per namespace in the log, and by `network inspect`.
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
@@ -102,6 +103,14 @@ export class EgressEnforcement {
     }
     const { wanted, unenforced } = governed(snapshot, this.hostEnds);
     this.noteUnenforced(snapshot, unenforced);
+    // Namespaces let go first: an address (or link) that moved from one of them to another
+    // namespace must be out of the maps before the other claims it, or that transaction fails.
+    for (const key of [...this.applied.keys()]) {
+      if (wanted.has(key)) continue;
+      await this.firewall.remove(key);
+      this.applied.delete(key);
+      this.names.delete(key);
+    }
     for (const [key, rules] of wanted) {
       const text = JSON.stringify(rules);
       if (this.applied.get(key) !== text) {
@@ -113,12 +122,6 @@ export class EgressEnforcement {
       const before = this.names.get(key);
       if (before !== undefined && [...before].some((n) => !names.has(n))) await this.firewall.forgetLearned(key);
       this.names.set(key, names);
-    }
-    for (const key of [...this.applied.keys()]) {
-      if (wanted.has(key)) continue;
-      await this.firewall.remove(key);
-      this.applied.delete(key);
-      this.names.delete(key);
     }
   }
 
@@ -132,7 +135,7 @@ export class EgressEnforcement {
       now.add(netns);
       if (this.warned.has(netns)) continue;
       this.warned.add(netns);
-      this.log.warn({ netns, reason }, 'egress policy not enforced for an endpoint of this namespace: its names are filtered, its traffic is not');
+      this.log.warn({ netns, reason }, 'egress policy not enforced for an endpoint of this namespace: its names are filtered, its traffic only by its addresses (no anti-spoofing)');
     }
     for (const netns of this.warned) if (!now.has(netns)) this.warned.delete(netns);
   }

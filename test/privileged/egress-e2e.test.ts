@@ -220,7 +220,7 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
   });
 
   // A namespace a registry file names is not linked by nsdns (a namespace belongs to one source),
-  // so its names are filtered and its traffic is not: the edit shows in its answers.
+  // so its names are filtered, its traffic only by its address: the edit shows in its answers.
   it('a registry file edit governs the namespace\'s next lookups (its names: nsdns did not link it)', async () => {
     assert.match(await dig(filed, '@127.0.0.11', '+short', 'late.test'), /^10\.138\.101\.40$/m);
     assert.match(await dig(filed, '@127.0.0.11', 'edited.test'), /status: NXDOMAIN/);
