@@ -57,6 +57,21 @@ export class EgressGate {
   /** Whether `query`'s name may be answered from outside; the decision is counted and logged. */
   allows(ns: NamespaceEgress, query: Query): boolean {
     const allowed = ns.policy.allows(query.name);
+    this.note(ns, query, allowed);
+    return allowed;
+  }
+
+  /**
+   * Whether `query`'s name, allowed when it was asked, is allowed still (the policy changed while
+   * its answer was on its way). Only a name no longer allowed is counted and logged: denied.
+   */
+  stillAllows(ns: NamespaceEgress, query: Query): boolean {
+    if (ns.policy.allows(query.name)) return true;
+    this.note(ns, query, false);
+    return false;
+  }
+
+  private note(ns: NamespaceEgress, query: Query, allowed: boolean): void {
     this.decisions.record(ns.key, query.qname, allowed);
     for (const network of ns.networks) {
       let counts = this.counts.get(network);
@@ -65,7 +80,6 @@ export class EgressGate {
       else counts.denied++;
     }
     if (this.settings.logDecisions) this.log.info({ netns: ns.key, name: query.qname, allowed }, 'egress decision');
-    return allowed;
   }
 
   /** NXDOMAIN, with EDE 15 when the client sent EDNS (RFC 8914 rides in the OPT record). */

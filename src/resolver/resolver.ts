@@ -230,22 +230,22 @@ export class Resolver {
     const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
     return forwarded.then((r) => {
       ctx.origin = r.origin;
+      if (ns !== undefined && r.reply !== null) {
+        // Under the policy as it is now, not as it was when the name was asked: a change meanwhile
+        // that took the name out has flushed what it opened, and this answer must not open it again.
+        const now = listener.egress?.();
+        if (now !== undefined && !this.egress.stillAllows(now, parsed)) {
+          const denied = this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
+          ctx.origin = EGRESS_DENIED;
+          stats?.count(listener, ERROR, parsed.qtype, denied, ctx.started);
+          return denied;
+        }
+        stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
+        return now === undefined ? r.reply : this.egress.release(now, parsed, r.reply, this.settings.maxUdpSize);
+      }
       if (r.reply !== null) stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
-      return ns === undefined ? r.reply : this.releaseUnderPolicyNow(listener, parsed, r.reply, view);
+      return r.reply;
     });
-  }
-
-  /**
-   * An answer that was on its way upstream, released under the namespace's policy as it is now,
-   * not as it was when the name was asked: a change meanwhile that took the name out has flushed
-   * what the name opened, and this answer must not open it again after the flush. Denied then as
-   * it would be now; nothing to learn when the namespace is no longer under a policy.
-   */
-  private releaseUnderPolicyNow(listener: ListenerContext, parsed: Query, reply: Buffer | null, view: View): Buffer | null | Promise<Buffer | null> {
-    const ns = listener.egress?.();
-    if (ns === undefined || reply === null) return reply;
-    if (!ns.policy.allows(parsed.name)) return this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
-    return this.egress.release(ns, parsed, reply, this.settings.maxUdpSize);
   }
 
   /**

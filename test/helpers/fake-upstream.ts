@@ -55,6 +55,8 @@ export class FakeUpstream {
   readonly received: Received[] = [];
   behaviour: Behaviour;
   delayMs: number;
+  /** While set, answers wait for it (a test lets them go when it has done what must come first). */
+  hold: Promise<void> | undefined;
   port = 0;
   private readonly udp: dgram.Socket;
   private readonly tcp: net.Server;
@@ -142,6 +144,7 @@ export class FakeUpstream {
       ednsSize: opt?.udpPayloadSize, recursionDesired: (query.flags! & dnsPacket.RECURSION_DESIRED) !== 0, raw: Buffer.from(msg),
     });
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.hold !== undefined) await this.hold;
     const additionals: dnsPacket.Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 4096 } as dnsPacket.Answer] : [];
     const base = { type: 'response' as const, id: query.id, questions: [{ ...q, name: QNAME }], flags: dnsPacket.RECURSION_AVAILABLE | (query.flags! & dnsPacket.RECURSION_DESIRED), additionals };
     const encode = (packet: dnsPacket.Packet) => echoQuestion(dnsPacket.encode(packet), msg, this.behaviour === 'lower-case');

@@ -89,8 +89,8 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     hostServer = net.createServer((s) => { s.on('error', () => {}); s.end('hello\n'); });
     await new Promise<void>((resolve) => hostServer!.listen(HOST_PORT, '::', () => resolve()));
 
-    // A long upstream timeout: one subtest holds an answer back for 3 s.
-    const config = files.write('nsdns.yaml', 'egress:\n  grace: 1\nforward:\n  timeoutMs: 6000\n  budgetMs: 8000\n');
+    // A long upstream timeout: one subtest holds an answer back while it changes the policy.
+    const config = files.write('nsdns.yaml', 'egress:\n  grace: 1\nforward:\n  timeoutMs: 10000\n  budgetMs: 11000\n');
     registry.write('filed.yaml', filedRegistry(['late.test']));
     await lab.start(['--config', config, '--no-resolv-conf', '--upstream', upstream.spec, '--registry', registry.dir]);
     await lab.ok('network', 'create', net4, '--subnet', '10.138.1.0/24', '--subnet', 'fd00:138:1::/64');
@@ -267,16 +267,19 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
   it('an answer on its way upstream when its name leaves the policy is denied, and opens nothing', async () => {
     const allowed = ['*.rotate.test', 'expiring.test', 'late.test'].flatMap((n) => ['--allow', n]);
     await lab.ok('endpoint', 'egress', net4, 'job', ...allowed, '--allow', 'race.test');
-    upstream.delayMs = 3000;
+    let answerNow = () => {};
+    upstream.hold = new Promise<void>((resolve) => { answerNow = resolve; });
     try {
       const asked = upstream.received.length;
-      const answer = dig(app, '@127.0.0.11', '+time=8', 'race.test');
+      const answer = dig(app, '@127.0.0.11', '+time=12', 'race.test');
       await waitFor(() => upstream.received.slice(asked).some((q) => q.name === 'race.test'), { what: 'race.test asked upstream' });
-      // Taken out while its answer is on its way (the change flushes what the name opened).
+      // Taken out while its answer is held upstream (the change flushes what the name opened), then answered.
       await lab.ok('endpoint', 'egress', net4, 'job', ...allowed);
+      answerNow();
       assert.match(await answer, /status: NXDOMAIN/);
     } finally {
-      upstream.delayMs = 0;
+      upstream.hold = undefined;
+      answerNow();
     }
     assert.ok(!(await learned()).includes('10.138.101.50'), 'its address is not in the learned set');
     assert.equal(await connect(app, '10.138.101.50', HELLO), 'timeout');

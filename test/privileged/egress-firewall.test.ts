@@ -14,10 +14,9 @@ import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
 import { keyNames } from '../../src/egress/egress-rules.js';
 import { NftChannel } from '../../src/egress/nft-channel.js';
-import { until } from '../helpers/wait.js';
 import { ELEMENTS_PER_BATCH, NftNetlink } from '../../src/egress/nft-netlink.js';
 import { Lab, needsRoot, sh } from '../helpers/netns.js';
-import { waitFor } from '../helpers/wait.js';
+import { until, waitFor } from '../helpers/wait.js';
 
 // Listens on HOST at the TCP and UDP ports given; answers each with the client's address, then
 // echoes what the client sends (TCP), so a connection can be used again later.

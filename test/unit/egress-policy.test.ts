@@ -136,4 +136,16 @@ describe('the decision log', () => {
     assert.match(String(lines[0].name), /^evil\\010/, 'the newline byte is escaped');
     assert.deepEqual(gate.counts.get('n'), { allowed: 1, denied: 1 });
   });
+
+  it('counts a name that left the policy while its answer was on its way as denied, and one still allowed not again', () => {
+    const gate = new EgressGate({ graceSeconds: 30, logDecisions: false }, pino({ level: 'silent' }));
+    const before = { key: '/run/netns/a', policy: compilePolicy([{ name: 'ok.org' }, { name: 'gone.org' }]), networks: ['n'] };
+    const now = { ...before, policy: compilePolicy([{ name: 'ok.org' }]) };
+    const query = (name: string) => parseQuery(queryPacket(name)) as Query;
+    assert.ok(gate.allows(before, query('ok.org')) && gate.allows(before, query('gone.org')));
+    assert.equal(gate.stillAllows(now, query('ok.org')), true);
+    assert.equal(gate.stillAllows(now, query('gone.org')), false);
+    assert.deepEqual(gate.counts.get('n'), { allowed: 2, denied: 1 });
+    assert.deepEqual(gate.decisions.of('/run/netns/a').map((d) => [d.name, d.allowed]), [['ok.org', true], ['gone.org', true], ['gone.org', false]]);
+  });
 });
