@@ -194,12 +194,7 @@ export class Resolver {
     // Egress by name: a namespace without a policy pays this one test. The network's own names
     // were answered above; any other name must be allowed, or is NXDOMAIN without asking upstream.
     const ns = listener.egress?.();
-    if (ns !== undefined && !this.egress.allows(ns, parsed)) {
-      const reply = this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
-      ctx.origin = EGRESS_DENIED;
-      stats?.count(listener, ERROR, parsed.qtype, reply, ctx.started);
-      return reply;
-    }
+    if (ns !== undefined && !this.egress.allows(ns, parsed)) return this.egressDenied(ctx, parsed, view);
     const upstreams = this.upstreams(view, client, listener);
     if (upstreams.servers.length === 0) {
       const unforwarded = this.notForwarded(parsed, view);
@@ -234,18 +229,21 @@ export class Resolver {
         // Under the policy as it is now, not as it was when the name was asked: a change meanwhile
         // that took the name out has flushed what it opened, and this answer must not open it again.
         const now = listener.egress?.();
-        if (now !== undefined && !this.egress.stillAllows(now, parsed)) {
-          const denied = this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
-          ctx.origin = EGRESS_DENIED;
-          stats?.count(listener, ERROR, parsed.qtype, denied, ctx.started);
-          return denied;
-        }
+        if (now !== undefined && !this.egress.stillAllows(now, parsed)) return this.egressDenied(ctx, parsed, view);
         stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
         return now === undefined ? r.reply : this.egress.release(now, parsed, r.reply, this.settings.maxUdpSize);
       }
       if (r.reply !== null) stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
       return r.reply;
     });
+  }
+
+  /** NXDOMAIN with EDE 15 for a name the namespace's policy does not allow, counted as such. */
+  private egressDenied(ctx: QueryContext, parsed: Query, view: View): Buffer {
+    const reply = this.egress.deniedReply(parsed, this.canForward(view), this.settings.maxUdpSize);
+    ctx.origin = EGRESS_DENIED;
+    ctx.stats?.count(ctx.listener, ERROR, parsed.qtype, reply, ctx.started);
+    return reply;
   }
 
   /**
