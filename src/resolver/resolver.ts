@@ -225,16 +225,12 @@ export class Resolver {
     const forwarded = this.forwardTo(parsed, upstreams, client, listener, limit, key);
     return forwarded.then((r) => {
       ctx.origin = r.origin;
-      if (ns !== undefined && r.reply !== null) {
-        // Under the policy as it is now, not as it was when the name was asked: a change meanwhile
-        // that took the name out has flushed what it opened, and this answer must not open it again.
-        const now = listener.egress?.();
-        if (now !== undefined && !this.egress.stillAllows(now, parsed)) return this.egressDenied(ctx, parsed, view);
-        stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
-        return now === undefined ? r.reply : this.egress.release(now, parsed, r.reply, this.settings.maxUdpSize);
-      }
+      // Under the policy as it is now, not as it was when the name was asked: a change meanwhile
+      // that took the name out has flushed what it opened, and this answer must not open it again.
+      const now = ns === undefined || r.reply === null ? undefined : listener.egress?.();
+      if (now !== undefined && !this.egress.stillAllows(now, parsed)) return this.egressDenied(ctx, parsed, view);
       if (r.reply !== null) stats?.count(listener, sourceIndex(r.origin), parsed.qtype, r.reply, ctx.started);
-      return r.reply;
+      return now === undefined ? r.reply : this.egress.release(now, parsed, r.reply, this.settings.maxUdpSize);
     });
   }
 
