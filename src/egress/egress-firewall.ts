@@ -25,6 +25,8 @@ export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 const MAX_TTL_SECONDS = 7 * 24 * 3600;
 /** Learned writes done at once (a transaction each) per event-loop turn; a burst's others are merged. */
 const AT_ONCE_PER_TURN = 16;
+/** The set askRefresh() makes and removes in the egress table (no key's names look like it). */
+const REFRESH_PROBE = 'refresh_probe';
 
 /** When a learned address's kernel timeout ends (ms), and the transaction writing it while it is under way. */
 interface Learned { until: number; applied: Promise<void> | undefined }
@@ -38,6 +40,12 @@ export interface EgressFirewallOptions {
   channel?: NftChannel;
   /** How learned addresses reach the kernel: over netlink (the default) or through the nft channel. */
   learnVia?: 'netlink' | 'nft';
+  /**
+   * How an address answered again gets its later expiry: 'in-place' (an add updates it: Linux 6.10
+   * and later) or 'replace' (deleted and added in one transaction: any kernel). Default: the
+   * kernel is asked once, by a probe set in the egress table.
+   */
+  refresh?: 'in-place' | 'replace';
 }
 
 /**
@@ -62,6 +70,8 @@ export class EgressFirewall {
   private baseWritten = false;
   /** Writes done at once since the last end of a turn seen: past AT_ONCE_PER_TURN, a turn's others are merged. */
   private atOnce = 0;
+  /** Whether an add refreshes an element already in a set (see the `refresh` option); known once the table is. */
+  private inPlace: boolean | undefined;
 
   /**
    * `table`: the daemon's egress table name (the same name in the inet and bridge families).
@@ -118,6 +128,7 @@ export class EgressFirewall {
         else this.governed.set(key, before);
         throw err;
       }
+      await this.askRefresh();
     });
   }
 
@@ -180,8 +191,14 @@ export class EgressFirewall {
         if (seen.applied !== undefined) (pending ??= []).push(seen.applied);
         continue;
       }
-      if (seen !== undefined) (shorter ??= new Map()).set(a.text, seen);
-      (a.family === 4 ? v4 : v6).push({ address: a.text, ttl });
+      const element: LearnedElement = { address: a.text, ttl };
+      if (seen !== undefined) {
+        (shorter ??= new Map()).set(a.text, seen);
+        // Still in the kernel, on a kernel whose add leaves it as it was: deleted and added again.
+        // One that expired a second ago or more is gone (the kernel's clock started after ours).
+        if (this.inPlace === false && seen.until > now - 1000) element.replace = true;
+      }
+      (a.family === 4 ? v4 : v6).push(element);
       sent.push(a.text);
     }
     if (sent.length > 0) {
@@ -301,7 +318,10 @@ export class EgressFirewall {
   private async afterNetlinkError(netlink: NftNetlink, key: string, v4: LearnedElement[], v6: LearnedElement[], err: unknown): Promise<void> {
     // Let go meanwhile: its sets are gone, and there is nothing to open.
     if (!this.governed.has(key)) return;
-    if (!netlink.broken) throw err;
+    if (!netlink.broken) {
+      if (!replacedOneMissing(err, v4, v6)) throw err;
+      return this.replaceFound((a, b) => netlink.addElements(this.table, this.setWrites(key, a, b)), v4, v6);
+    }
     // The socket is gone: this write and the next go through nft.
     if (this.netlink === netlink) {
       this.netlink = undefined;
@@ -311,7 +331,57 @@ export class EgressFirewall {
   }
 
   private writeThroughNft(key: string, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
-    return this.channel.submit(learnCommands(this.table, key, v4, v6).join('; '));
+    const write = (a: LearnedElement[], b: LearnedElement[]) => this.channel.submit(learnCommands(this.table, key, a, b).join('; '));
+    return write(v4, v6).catch((err: unknown) => {
+      if (!replacedOneMissing(err, v4, v6)) throw err;
+      return this.replaceFound(write, v4, v6);
+    });
+  }
+
+  /**
+   * A write that replaced addresses was refused because one of them was not in the set (it
+   * expired within the second before, or was deleted by hand), and applied nothing. Added first
+   * without a delete, every one is in the set; replaced then, each gets its new expiry.
+   */
+  private async replaceFound(write: (v4: LearnedElement[], v6: LearnedElement[]) => Promise<void>, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
+    const plain = (elements: LearnedElement[]) => elements.map(({ address, ttl }) => ({ address, ttl }));
+    const replaced = (elements: LearnedElement[]) => elements.filter((e) => e.replace === true);
+    await write(plain(v4), plain(v6));
+    await write(replaced(v4), replaced(v6));
+  }
+
+  /** How an address answered again gets its later expiry (undefined until the kernel was asked). */
+  get refresh(): 'in-place' | 'replace' | undefined {
+    return this.inPlace === undefined ? undefined : this.inPlace ? 'in-place' : 'replace';
+  }
+
+  /**
+   * Asks the kernel once whether an add refreshes an element already in a set: an element added
+   * to expire in a minute, then added again to expire in an hour, in a set of its own (removed
+   * after). Linux 6.10 and later apply the second add; older kernels leave the element as it was.
+   * Run inside a policy transaction, once the table exists. Should the probe fail, addresses are
+   * replaced: that works on every kernel.
+   */
+  private async askRefresh(): Promise<void> {
+    if (this.inPlace !== undefined) return;
+    if (this.options.refresh !== undefined) {
+      this.inPlace = this.options.refresh === 'in-place';
+      return;
+    }
+    const set = `inet ${this.table} ${REFRESH_PROBE}`;
+    try {
+      await this.channel.submit([`add set ${set} { type ipv4_addr; flags timeout; }`, `flush set ${set}`, `add element ${set} { 192.0.2.1 timeout 1h expires 1m }`].join('; '));
+      await this.channel.submit(`add element ${set} { 192.0.2.1 timeout 1h expires 1h }`);
+      const elements = (await this.listed('set', REFRESH_PROBE))?.elem as Array<{ elem?: { expires?: unknown } }> | undefined;
+      const expires = elements?.[0]?.elem?.expires;
+      this.inPlace = typeof expires === 'number' && expires > 1800;
+    } catch (err) {
+      this.inPlace = false;
+      this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: could not ask the kernel how set elements are refreshed; addresses answered again are replaced');
+    } finally {
+      await this.channel.submit(`delete set ${set}`).catch(() => undefined);
+    }
+    if (!this.inPlace) this.options.log?.info('egress: this kernel does not refresh a set element in place (before Linux 6.10); an address answered again is deleted and added in one transaction');
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
@@ -355,6 +425,7 @@ export class EgressFirewall {
       ...mapCommands(this.table, policies),
       ...stale.flatMap((id) => deleteKeyCommands(this.table, id)),
     ]);
+    await this.askRefresh();
     const learned = kernel.present ? await this.learnedInKernel() : new Map<string, Map<string, number>>();
     const now = Date.now();
     for (const [key, rules] of policies) {
@@ -437,4 +508,10 @@ function latestPerKey(map: Map<string, Promise<void>>, key: string, work: Promis
   void settled.then(() => {
     if (map.get(key) === settled) map.delete(key);
   });
+}
+
+/** Whether `err` is the kernel's "no such element" (a set is missing too) for a write that replaced some. */
+function replacedOneMissing(err: unknown, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): boolean {
+  if (!(err instanceof Error) || !/\bENOENT\b|No such file or directory/.test(err.message)) return false;
+  return v4.some((e) => e.replace === true) || v6.some((e) => e.replace === true);
 }

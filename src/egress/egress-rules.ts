@@ -334,19 +334,29 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   ];
 }
 
-/** A learned address (canonical text) and its timeout in whole seconds. */
-export interface LearnedElement { address: string; ttl: number }
+/**
+ * A learned address (canonical text) and its timeout in whole seconds. `replace`: the address may
+ * be in the set already, on a kernel that does not refresh an element in place (before Linux
+ * 6.10): it is deleted and added again in the same transaction, so it is never absent in between.
+ */
+export interface LearnedElement { address: string; ttl: number; replace?: boolean }
 
 /**
  * Adds learned addresses with their timeouts, each expiring that long from now: an address already
  * in the set is refreshed (Linux 6.10 and later update what an add gives; a timeout alone, equal
- * to the element's own, would leave its expiration as it was). The addresses must be canonical already.
+ * to the element's own, would leave its expiration as it was; before 6.10, an element marked
+ * `replace` is deleted first in the same transaction). The addresses must be canonical already.
  */
 export function learnCommands(table: string, key: string, v4: readonly LearnedElement[], v6: readonly LearnedElement[]): string[] {
   const n = keyNames(key);
   const el = (e: LearnedElement) => `${e.address} timeout ${e.ttl}s expires ${e.ttl}s`;
-  return [
-    ...(v4.length > 0 ? [`add element inet ${table} ${n.learned4} { ${v4.map(el).join(', ')} }`] : []),
-    ...(v6.length > 0 ? [`add element inet ${table} ${n.learned6} { ${v6.map(el).join(', ')} }`] : []),
-  ];
+  const commands = (set: string, elements: readonly LearnedElement[]) => {
+    if (elements.length === 0) return [];
+    const replaced = elements.filter((e) => e.replace === true).map((e) => e.address);
+    return [
+      ...(replaced.length > 0 ? [`delete element inet ${table} ${set} { ${replaced.join(', ')} }`] : []),
+      `add element inet ${table} ${set} { ${elements.map(el).join(', ')} }`,
+    ];
+  };
+  return [...commands(n.learned4, v4), ...commands(n.learned6, v6)];
 }

@@ -13,9 +13,11 @@
 // descriptor: it is found by the socket's port in /proc/net/netlink. Without it (or should a read
 // find nothing), acknowledgements arrive through the package's poll as before.
 //
-// Only element additions go this way; tables, chains, sets and rules are written by nft, which
+// Only learned elements go this way; tables, chains, sets and rules are written by nft, which
 // parses and checks them. An element already in the set is refreshed: each add carries its
 // expiration besides its timeout, and an add without NLM_F_EXCL updates both (Linux 6.10 and later).
+// Older kernels leave an element already there as it was; the firewall then marks it `replace`,
+// and the batch deletes it before adding it again: one transaction, never absent in between.
 import { readdirSync, readFileSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
@@ -33,6 +35,7 @@ const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_DELSETELEM = 14;
 const NFPROTO_INET = 1;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
 const NFTA_SET_ELEM_LIST_SET = 2;
@@ -62,9 +65,10 @@ export const ELEMENTS_PER_BATCH = 512;
 
 /**
  * Addresses for one set, each in canonical text (as egress-rules' canonicalAddress gives it: one
- * family per set), with its timeout (`ttl`) in seconds: the shape of a learned element.
+ * family per set), with its timeout (`ttl`) in seconds, and `replace` where it is deleted first
+ * in the same batch: the shape of a learned element.
  */
-export interface SetWrite { set: string; elements: ReadonlyArray<{ address: string; ttl: number }> }
+export interface SetWrite { set: string; elements: ReadonlyArray<{ address: string; ttl: number; replace?: boolean }> }
 
 /**
  * A batch in flight: its messages' sequence numbers (delimiters too: the kernel may refuse those),
@@ -193,8 +197,9 @@ export class NftNetlink {
       reject(new NsdnsError('ERR_FIREWALL', 'the nftables netlink socket was closed'));
       return;
     }
+    const messages = messageCount(parts);
     const seqs: number[] = [];
-    for (let i = 0; i < parts.length + 2; i++) seqs.push(this.nextSeq());
+    for (let i = 0; i < messages + 2; i++) seqs.push(this.nextSeq());
     let batch: Buffer;
     try {
       batch = encodeBatch(table, parts, seqs);
@@ -202,7 +207,7 @@ export class NftNetlink {
       reject(asError(err));
       return;
     }
-    const entry: Waiting = { seqs, acksDue: parts.length, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS, settled: false };
+    const entry: Waiting = { seqs, acksDue: messages, resolve, reject, due: performance.now() + REPLY_TIMEOUT_MS, settled: false };
     this.batchesSent++;
     const sent = this.fd === undefined || this.queued > 0 ? 'unsent' : this.writeNow(this.fd, batch, entry);
     if (sent === 'settled') return;
@@ -361,56 +366,90 @@ function errnoName(errno: number): string {
   }
 }
 
+/** Whether a part deletes some of its elements first (a DELSETELEM before its NEWSETELEM). */
+function replaces(part: SetWrite): boolean {
+  for (const e of part.elements) if (e.replace === true) return true;
+  return false;
+}
+
+/** The messages of a batch between its delimiters: each acknowledged. */
+function messageCount(parts: readonly SetWrite[]): number {
+  let n = parts.length;
+  for (const part of parts) if (replaces(part)) n++;
+  return n;
+}
+
 /**
- * One batch in one buffer: BATCH_BEGIN, a NEWSETELEM (into inet `table`) per part, BATCH_END, with
- * `seqs` in that order. Written in place: this runs for every allowed answer.
+ * One batch in one buffer: BATCH_BEGIN, per part a DELSETELEM of its `replace` elements (if any)
+ * and a NEWSETELEM of all of them (into inet `table`), BATCH_END, with `seqs` in that order.
+ * Written in place: this runs for every allowed answer.
  */
 function encodeBatch(table: string, parts: readonly SetWrite[], seqs: readonly number[]): Buffer {
-  const tableAttr = attrLength(table.length + 1);
+  const listHead = NLMSGHDR + NFGENMSG + attrLength(table.length + 1) + 4;
   let size = 2 * DELIMITER;
-  for (const { set, elements } of parts) {
-    size += NLMSGHDR + NFGENMSG + tableAttr + attrLength(set.length + 1) + 4;
-    for (const e of elements) size += ELEMENT + keyLength(e.address);
+  for (const part of parts) {
+    size += listHead + attrLength(part.set.length + 1);
+    for (const e of part.elements) size += ELEMENT + keyLength(e.address);
+    if (!replaces(part)) continue;
+    size += listHead + attrLength(part.set.length + 1);
+    for (const e of part.elements) if (e.replace === true) size += KEY_ONLY + keyLength(e.address);
   }
   // From the shared pool (most batches are small), zeroed: padding and reserved fields are 0.
   const out = Buffer.allocUnsafe(size).fill(0);
   let at = delimiter(out, 0, NFNL_MSG_BATCH_BEGIN, seqs[0]!);
-  parts.forEach(({ set, elements }, i) => {
-    const start = at;
-    at = header(out, at, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seqs[i + 1]!);
-    out.writeUInt8(NFPROTO_INET, at);
-    at += NFGENMSG;
-    at = stringAttr(out, at, NFTA_SET_ELEM_LIST_TABLE, table);
-    at = stringAttr(out, at, NFTA_SET_ELEM_LIST_SET, set);
-    const list = at;
+  let message = 1;
+  for (const part of parts) {
+    if (replaces(part)) at = elementList(out, at, table, part, NFT_MSG_DELSETELEM, seqs[message++]!);
+    at = elementList(out, at, table, part, NFT_MSG_NEWSETELEM, seqs[message++]!);
+  }
+  delimiter(out, at, NFNL_MSG_BATCH_END, seqs[seqs.length - 1]!);
+  return out;
+}
+
+/**
+ * One NEWSETELEM of `part`'s elements with their timeouts, or a DELSETELEM of its `replace`
+ * elements' keys, at `at`; returns where it ends.
+ */
+function elementList(out: Buffer, at: number, table: string, part: SetWrite, type: number, seq: number): number {
+  const adding = type === NFT_MSG_NEWSETELEM;
+  const start = at;
+  at = header(out, at, (NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_REQUEST | NLM_F_ACK | (adding ? NLM_F_CREATE : 0), seq);
+  out.writeUInt8(NFPROTO_INET, at);
+  at += NFGENMSG;
+  at = stringAttr(out, at, NFTA_SET_ELEM_LIST_TABLE, table);
+  at = stringAttr(out, at, NFTA_SET_ELEM_LIST_SET, part.set);
+  const list = at;
+  at += 4;
+  for (const { address, ttl, replace } of part.elements) {
+    if (!adding && replace !== true) continue;
+    const elem = at;
+    const bytes = keyLength(address);
     at += 4;
-    for (const { address, ttl } of elements) {
-      const elem = at;
-      const bytes = keyLength(address);
-      at += 4;
-      at = nestHeader(out, at, NFTA_SET_ELEM_KEY, 8 + bytes);
-      out.writeUInt16LE(4 + bytes, at);
-      out.writeUInt16LE(NFTA_DATA_VALUE, at + 2);
-      writeAddress(out, at + 4, address);
-      at += 4 + bytes;
+    at = nestHeader(out, at, NFTA_SET_ELEM_KEY, 8 + bytes);
+    out.writeUInt16LE(4 + bytes, at);
+    out.writeUInt16LE(NFTA_DATA_VALUE, at + 2);
+    writeAddress(out, at + 4, address);
+    at += 4 + bytes;
+    if (adding) {
       // The timeout, and the expiration set to it: an element already in the set keeps its
       // expiration when only a timeout equal to its own is given (Linux 6.10 and later update
       // what is given), so an address answered again would expire as its first answer did.
       at = millisecondsAttr(out, at, NFTA_SET_ELEM_TIMEOUT, ttl * 1000);
       at = millisecondsAttr(out, at, NFTA_SET_ELEM_EXPIRATION, ttl * 1000);
-      nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
     }
-    nestHeader(out, list, NFTA_SET_ELEM_LIST_ELEMENTS, at - list);
-    out.writeUInt32LE(at - start, start);
-  });
-  delimiter(out, at, NFNL_MSG_BATCH_END, seqs[seqs.length - 1]!);
-  return out;
+    nestHeader(out, elem, NFTA_LIST_ELEM, at - elem);
+  }
+  nestHeader(out, list, NFTA_SET_ELEM_LIST_ELEMENTS, at - list);
+  out.writeUInt32LE(at - start, start);
+  return at;
 }
 
 /** A batch delimiter: AF_UNSPEC, version 0, the subsystem in res_id (big-endian). */
 const DELIMITER = NLMSGHDR + NFGENMSG;
 /** An element's bytes besides its key: list entry, key nest, value, timeout and expiration attributes. */
 const ELEMENT = 4 + 4 + 4 + 12 + 12;
+/** The same in a delete: list entry, key nest, value. */
+const KEY_ONLY = 4 + 4 + 4;
 
 const attrLength = (payload: number) => 4 + ((payload + 3) & ~3);
 

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { EgressFirewall, type EgressRules } from '../../src/egress/egress-firewall.js';
@@ -379,6 +380,51 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     }
   });
 
+  it('asks the kernel how it refreshes an element; before Linux 6.10 it replaces one in a transaction, and adds one no longer there', async () => {
+    const [major, minor] = release().split('.').map(Number) as [number, number];
+    assert.equal(fw.refresh, major > 6 || (major === 6 && minor >= 10) ? 'in-place' : 'replace');
+    // No probe set left behind.
+    assert.doesNotMatch(await sh('nft', 'list', 'table', 'inet', table), /refresh_probe/);
+    // What the kernel is told, as it tells its listeners (a delete, then an add, in one transaction).
+    const monitor = execa('nft', ['monitor', 'elements']);
+    procs.push(monitor);
+    monitor.catch(() => {});
+    const events: string[] = [];
+    createInterface({ input: monitor.stdout! }).on('line', (line) => events.push(line));
+    const set = keyNames('app').learned4;
+    await until('nft monitor running', async () => {
+      await sh('nft', 'add', 'element', 'inet', table, set, '{ 10.133.9.99 timeout 1s }');
+      return events.join('\n');
+    }, (e) => e.includes('10.133.9.99'), 10_000);
+    const expires = async (address: string) => {
+      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, set)) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; expires: number } }> } }> };
+      return listing.nftables.find((i) => i.set)?.set?.elem?.find((e) => e.elem.val === address)?.elem.expires;
+    };
+    const netlink = await EgressFirewall.open(table, new Map([['app', rules]]), { refresh: 'replace' });
+    const channel = await EgressFirewall.open(table, new Map([['app', rules]]), { refresh: 'replace', learnVia: 'nft' });
+    try {
+      for (const [address, firewall] of [['10.133.9.30', netlink.firewall], ['10.133.9.31', channel.firewall]] as const) {
+        assert.equal(firewall.refresh, 'replace');
+        await firewall.learn('app', [address], 60);
+        await firewall.learn('app', [address], 120);
+        assert.ok((await expires(address) ?? 0) > 100, `${address} (${firewall.learnedVia}) refreshed`);
+        // The monitor prints what the kernel tells it in its own time: waited for.
+        const told = () => events.filter((e) => e.includes(`{ ${address} `)).map((e) => e.split(' ')[0]);
+        const seen = await until(`${address}: three events`, told, (e) => e.length >= 3, 10_000).catch(() => told());
+        assert.deepEqual(seen, ['add', 'delete', 'add'], `${address} (${firewall.learnedVia}): ${events.join(' | ')}`);
+        // Gone from the set behind the firewall's back: the replace is refused, and the address is added.
+        await sh('nft', 'delete', 'element', 'inet', table, set, `{ ${address} }`);
+        await firewall.learn('app', [address], 300);
+        assert.ok((await expires(address) ?? 0) > 280, `${address} (${firewall.learnedVia}) added again after it was deleted`);
+      }
+      assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+    } finally {
+      monitor.kill();
+      await netlink.firewall.close();
+      await channel.firewall.close();
+    }
+  });
+
   it('keeps enforcing after close(); a new instance opened with the known namespace adopts it and keeps its learned addresses', async () => {
     await fw.close();
     assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
@@ -449,6 +495,19 @@ describe('set elements over netlink', { skip: needsRoot }, () => {
     await assert.rejects(writer.addElements(table, [{ set: 'nosuchset', elements: full }]), /ENOENT/);
     await writer.addElements(table, [{ set: 'a', elements: [{ address: '10.133.8.7', ttl: 60 }] }]);
     assert.ok((await elements('a')).some((e) => e.startsWith('10.133.8.7/')), 'the writer goes on after a long refusal');
+  });
+
+  it('replaces elements (a delete and an add in one transaction) beside plain adds; a replace of one not there applies nothing', async () => {
+    await writer.addElements(table, [{ set: 'a', elements: [{ address: '10.133.8.10', ttl: 60 }] }, { set: 'b', elements: [{ address: '2001:db8::10', ttl: 60 }] }]);
+    await writer.addElements(table, [
+      { set: 'a', elements: [{ address: '10.133.8.10', ttl: 120, replace: true }, { address: '10.133.8.11', ttl: 45 }] },
+      { set: 'b', elements: [{ address: '2001:db8::10', ttl: 90, replace: true }] },
+    ]);
+    assert.deepEqual((await elements('a')).filter((e) => /^10\.133\.8\.1\d\//.test(e)).sort(), ['10.133.8.10/120', '10.133.8.11/45']);
+    assert.ok((await elements('b')).includes('2001:db8::10/90'));
+    const outcome = writer.addElementsNow(table, [{ set: 'a', elements: [{ address: '10.133.8.12', ttl: 60 }, { address: '10.133.8.13', ttl: 60, replace: true }] }]);
+    assert.match(String(outcome instanceof Promise ? await outcome.catch((err: unknown) => err) : outcome), /ENOENT/);
+    assert.ok(!(await elements('a')).some((e) => e.startsWith('10.133.8.12/')), 'the plain add of the refused batch was not applied');
   });
 
   it('takes more elements than one batch holds', async () => {

@@ -67,6 +67,16 @@ describe('egress rules', () => {
     ]);
   });
 
+  it('replace an element by a delete before the add, in the same line (one transaction)', () => {
+    const id = keyNames('k').id;
+    assert.deepEqual(learnCommands('t', 'k', [{ address: '10.133.0.1', ttl: 33, replace: true }, { address: '10.133.0.2', ttl: 5 }], [{ address: '2001:db8::1', ttl: 9, replace: true }]), [
+      `delete element inet t l4_${id} { 10.133.0.1 }`,
+      `add element inet t l4_${id} { 10.133.0.1 timeout 33s expires 33s, 10.133.0.2 timeout 5s expires 5s }`,
+      `delete element inet t l6_${id} { 2001:db8::1 }`,
+      `add element inet t l6_${id} { 2001:db8::1 timeout 9s expires 9s }`,
+    ]);
+  });
+
   it('tell a canonical dotted quad exactly as the grammar does (no leading zeros, octets to 255)', () => {
     const grammar = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
     const cases = ['0.0.0.0', '255.255.255.255', '1.2.3.4', '10.0.0.1', '256.1.1.1', '1.1.1.256', '01.1.1.1', '1.1.1.00', '1.1.1', '1.1.1.1.1',
