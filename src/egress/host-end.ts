@@ -35,22 +35,46 @@ const NETNS_DIR = '/run/netns';
 export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | undefined, endpoints: readonly EndpointAddresses[]): HostEnd[] {
   const links = Array.isArray(inside) ? (inside as IpLink[]) : [];
   const veths = Array.isArray(hostVeths) ? (hostVeths as IpLink[]) : [];
-  return endpoints.map((e) => {
+  /** Per endpoint not found, whether the namespace's one host veth may stand in (withTheOneWayOut). */
+  const standIn: boolean[] = [];
+  const ends = endpoints.map((e, i): HostEnd => {
+    standIn[i] = false;
     const wanted = new Set([...e.ipv4, ...e.ipv6].flatMap((a) => canonicalAddress(a)?.text ?? []));
     if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
     const holding = links.filter((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
+    standIn[i] = true;
     if (holding.length === 0) return { reason: 'no interface in the namespace holds its address' };
-    // Every link that holds the address, the first that is a veth to the host taken: the namespace
-    // can put its own address on other links too (lo, a dummy, a veth pair of its own), and a lookup
-    // that stopped at one of those would leave it without anti-spoofing after a restart.
     let first: HostEnd | undefined;
     for (const link of holding) {
       const end = hostEndOf(link, veths, nsid);
       if ('hostIf' in end) return end;
       first ??= end;
     }
+    standIn[i] = !holding.some((l) => typeof l.link_netnsid === 'number');
     return first!;
   });
+  return withTheOneWayOut(ends, standIn, veths, nsid);
+}
+
+/**
+ * The addresses inside are the namespace's to change: root in it can take its address off its
+ * veth, or put it on a link that leads nowhere (lo, a dummy, a veth pair of its own). Its traffic
+ * still leaves by the host's veths into it, which it cannot change. So an endpoint not found by
+ * its address, whose address is on no link with a way out of its own (a macvlan's parent, a peer
+ * in another namespace: real paths that do not pass a host veth), is given the host's veth into
+ * the namespace when there is exactly one such veth left and it is the only endpoint missing one
+ * (an endpoint without an address keeps its reason: its veth would pass nothing).
+ */
+function withTheOneWayOut(ends: HostEnd[], standIn: readonly boolean[], veths: readonly IpLink[], nsid: number | undefined): HostEnd[] {
+  if (nsid === undefined) return ends;
+  const missing = ends.flatMap((end, i) => ('hostIf' in end ? [] : [i]));
+  if (missing.length !== 1 || !standIn[missing[0]!]) return ends;
+  const taken = new Set(ends.flatMap((end) => ('hostIf' in end ? [end.hostIf] : [])));
+  const left = veths.filter((h) => h?.link_netnsid === nsid && kindOf(h) === 'veth' && !taken.has(h.ifname as string));
+  if (left.length !== 1) return ends;
+  const end = asHostEnd(left[0]!);
+  if ('hostIf' in end) ends[missing[0]!] = end;
+  return ends;
 }
 
 /** The host end of `link` (a link inside the namespace), or why it has none. */
@@ -60,6 +84,11 @@ function hostEndOf(link: IpLink, veths: readonly IpLink[], nsid: number | undefi
   if (typeof link.link_netnsid !== 'number') return { reason: "its veth's peer is in the namespace itself" };
   const peer = nsid === undefined ? undefined : veths.find((h) => h?.link_netnsid === nsid && h.link_index === link.ifindex && h.ifindex === link.link_index && kindOf(h) === 'veth');
   if (peer === undefined) return { reason: "its veth's peer is not in the host's namespace" };
+  return asHostEnd(peer);
+}
+
+/** A host veth (its peer in the namespace) as a host end, or why nsdns cannot enforce on it. */
+function asHostEnd(peer: IpLink): HostEnd {
   if (typeof peer.ifname !== 'string' || !isIfname(peer.ifname)) return { reason: "its veth's host end has a name nsdns does not accept" };
   // A port of anything but a Linux bridge (Open vSwitch, a bond) may be switched past netfilter.
   if (peer.master !== undefined && peer.linkinfo?.info_slave_kind !== 'bridge') return { reason: "its veth's host end is a port of a device other than a Linux bridge: its traffic need not pass the host's firewall" };

@@ -199,16 +199,33 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     await governedThrough(newerEnd);
   });
 
-  it('routed, its veth gone and made again without an address: it stays governed meanwhile, and the new host end is found without a registry change', async () => {
+  it('routed, its veth gone and made again without an address: the new host end is found at once, by the host\'s side, without a registry change', async () => {
     const newestEnd = link('u');
     await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}t`);
     await routedVeth(newestEnd);
-    // The reaper sees the old host end gone and looks: no interface holds the address yet.
-    await lab.daemon!.waitForLog((l) => l.msg.startsWith('egress: the host end of a governed namespace was not found again') && l.netns === `/run/netns/${routed}`, 30_000);
+    // No interface inside holds the address yet: the host's one veth into the namespace is its host end.
+    await until('the new host end governed before its address is there', ifsMap, (text) => text.includes(`"${newestEnd}"`), 30_000);
     const src4 = await sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4');
-    assert.match(src4, /10\.75\.1\.2 : jump eg_/, 'still governed by its address');
+    assert.match(src4, /10\.75\.1\.2 : jump eg_/, 'governed by its address too');
     await routedAddresses(newestEnd);
     await governedThrough(newestEnd);
+  });
+
+  it('routed, its address taken off its veth from inside (root there can) across a daemon restart: its host end is still found, and a source that is not its own does not get out', async () => {
+    const end = `rg${lab.tag.slice(0, 3)}u`;
+    // Its own address off, another of the subnet on (taking the first away takes the others and the routes with it).
+    await sh('ip', '-n', routed, 'addr', 'del', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'replace', '10.75.1.50/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'route', 'replace', 'default', 'via', '10.75.1.1');
+    await lab.daemon!.stop();
+    await lab.start(['--upstream', upstream.spec, '--no-resolv-conf', '--registry', dir.dir]);
+    assert.ok((await ifsMap()).includes(`"${end}"`), 'its host end is governed from the start');
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'the address left on its veth is not its own');
+    assert.equal((await endpointOf(routedNet)).EgressNotEnforced, undefined);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'route', 'replace', 'default', 'via', '10.75.1.1', 'src', '10.75.1.2');
+    assert.equal(await connect(routed, '10.74.10.3'), 'hello', 'its own address gets out again');
   });
 
   it('routed, IPv6: the allowed name\'s AAAA connects after the lookup, a literal address does not; a source address that is not its own does not get out', async (t) => {
