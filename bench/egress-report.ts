@@ -12,6 +12,8 @@ export interface Figures {
   latQueries: number;
   cpuQueries: number;
   grace: number;
+  /** egress.maxLearned of the bench's daemon. */
+  maxLearned: number;
   /** Queries not answered within 2 s (or not with an address), per namespace, in runs 1 and 2. */
   failed: { policy: number; open: number };
   latency: { policy: Percentiles; open: Percentiles };
@@ -107,7 +109,10 @@ of the same upstreams, so one namespace's names would be cache hits for the othe
 | \`pb-eg-busy\`: ${b.rate} new names a second for ${b.secs} s, TTL ${b.ttl} s, grace ${f.grace} s; read each second | ${b.samples.join(', ')} | rate × (TTL + grace) = ${b.predicted} |
 
 Read with \`nft -j list set inet pb_eg_egress l4_<id>\`. A sandbox holds one element per distinct
-address answered within the last TTL + grace: its rate of new addresses times (TTL + grace).
+address answered within the last TTL + grace: its rate of new addresses times (TTL + grace). The
+bench's daemon runs with \`egress.maxLearned: ${f.maxLearned}\`, above what any of its namespaces
+holds, so no answer here is refused for a full set (the default, 32768, would be close to the
+upstream's 32768 distinct addresses).
 ${b.failed > 0 ? `${b.failed} of the busy run's queries failed (no answer in 2 s, or not an address).\n` : ''}
 ## One update: netlink, the nft channel, a process per update
 

@@ -4,7 +4,8 @@
 //    without one (same daemon, same upstream, rounds interleaved);
 // 2. the daemon's CPU per such query, with and without the policy (and nft -i's CPU beside it);
 // 3. the set elements a busy sandbox holds: after the runs above (long TTL), and in a steady
-//    state (EG_RATE q/s of new names with a short TTL T and the grace G: about RATE × (T + G));
+//    state (EG_RATE q/s of new names with a short TTL T and the grace G: about RATE × (T + G)),
+//    under an egress.maxLearned none of them reaches;
 //    what one update costs through the nft channel against one nft process per update, and
 //    through the egress firewall as the number of governed namespaces grows (egress-updates.ts).
 // Every answer is a new address (the upstream counts them out of 10.137.128.0/17), so every
@@ -41,6 +42,12 @@ const GOVERNED = (process.env.EG_GOVERNED ?? '1 10 40').split(' ').map(Number);
 const UPSTREAM_PORT = env('EG_UPSTREAM_PORT', 16850);
 /** TTL of the answers in runs 1 and 2: long enough that every address learned there is still in the set at the count. */
 const LONG_TTL = 600;
+/**
+ * egress.maxLearned for the bench's daemon: above the most addresses a namespace can hold here
+ * (the upstream answers 32768 distinct ones, pb-eg-pol keeps about 26 000 for LONG_TTL), so no
+ * answer is refused for a full set and every figure is of a write the kernel took.
+ */
+const MAX_LEARNED = 262_144;
 
 const PREFIX = 'pb-eg';
 const TABLE = 'pb_eg';
@@ -75,7 +82,7 @@ function startUpstream(): Promise<{ socket: dgram.Socket; answered: () => number
 
 async function startDaemon(state: string): Promise<ChildProcess> {
   const config = path.join(state, 'config.yaml');
-  writeFileSync(config, `egress:\n  grace: ${GRACE}\n`);
+  writeFileSync(config, `egress:\n  grace: ${GRACE}\n  maxLearned: ${MAX_LEARNED}\n`);
   // EG_PROFILE=DIR: the daemon writes a V8 CPU profile there when it exits (where its time goes).
   const profile = process.env.EG_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EG_PROFILE}`] : [];
   // EG_NODE_FLAGS: more of node's flags for the daemon (e.g. --perf-basic-prof, for perf record -p).
@@ -217,7 +224,7 @@ async function main(): Promise<void> {
     const update = await updateCost(`${TABLE}_chan`, wanted('update') ? CHANNEL_UPDATES : 1, wanted('update') ? PROCESS_UPDATES : 1);
     const byNamespaces = await learnCostByNamespaces(`${TABLE}_scale`, wanted('update') ? GOVERNED : [], CHANNEL_UPDATES);
     const figures: Figures = {
-      date: new Date().toISOString(), load: loadavg(), rounds: ROUNDS, latQueries: LAT_QUERIES, cpuQueries: CPU_QUERIES, grace: GRACE,
+      date: new Date().toISOString(), load: loadavg(), rounds: ROUNDS, latQueries: LAT_QUERIES, cpuQueries: CPU_QUERIES, grace: GRACE, maxLearned: MAX_LEARNED,
       latency: { policy: { p50: median(latency.policy), p99: pct(latency.policy, 99) }, open: { p50: median(latency.open), p99: pct(latency.open, 99) } },
       failed,
       cpuUs: { policy: median(cpu.policy), open: median(cpu.open), nft: nftCpu.length ? median(nftCpu) : undefined, rounds: cpu },

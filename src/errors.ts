@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'ERR_NETNS_BIND'
   | 'ERR_LINK'
   | 'ERR_FIREWALL'
+  | 'ERR_EGRESS_FULL'
   | 'ERR_DAEMON_UNREACHABLE'
   | 'ERR_INTERNAL';
 

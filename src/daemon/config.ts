@@ -10,6 +10,7 @@ import ipaddr from 'ipaddr.js';
 import { isValidName } from '../wire/names.js';
 import { isEtcdUrl, parseEtcdUrl } from '../etcd/etcd-url.js';
 import { isNodeName } from '../etcd/node-name.js';
+import { MAX_LEARNED } from '../egress/egress-rules.js';
 
 const cidr = z.string().refine((s) => { try { ipaddr.parseCIDR(s); return true; } catch { return false; } }, 'not a CIDR (ADDRESS/PREFIX)');
 
@@ -160,6 +161,8 @@ export const configSchema = z.object({
     logDecisions: z.boolean().default(false),
     /** Log the firewall's drops in the kernel log (rate-limited, prefix "nsdns-egress-drop: "). */
     logDrops: z.boolean().default(false),
+    /** The most addresses a namespace may hold open per family: the size of its learned sets. */
+    maxLearned: z.number().int().min(MAX_LEARNED.least).max(MAX_LEARNED.most).default(MAX_LEARNED.byDefault),
   }).strict().prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** etcd://HOST:PORT[,…]/PREFIX: publish the networks nsdns provisions (and their endpoints) there. */

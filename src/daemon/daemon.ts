@@ -566,7 +566,7 @@ export class Daemon {
    */
   private async startEgress(): Promise<void> {
     if (!(this.firewall instanceof NftFirewall)) return;
-    this.egress = await EgressEnforcement.open(this.registry, `${this.firewall.table}_egress`, this.log.child({ module: 'egress' }), { logDrops: this.config.egress.logDrops });
+    this.egress = await EgressEnforcement.open(this.registry, `${this.firewall.table}_egress`, this.log.child({ module: 'egress' }), { logDrops: this.config.egress.logDrops, maxLearned: this.config.egress.maxLearned });
     this.resolver.egress.learner = this.egress.firewall;
   }
 

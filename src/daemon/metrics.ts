@@ -139,6 +139,7 @@ export class Metrics {
       new Computed('nsdns_egress_decisions_total', 'Names asked by namespaces under an egress policy, by network and decision (allowed: answered; denied: NXDOMAIN, Blocked)', 'counter',
         () => [...resolver.egress.counts].flatMap(([network, c]) => [{ labels: { network, decision: 'allowed' }, value: c.allowed }, { labels: { network, decision: 'denied' }, value: c.denied }])),
       new Computed('nsdns_egress_learn_failures_total', 'Allowed answers whose addresses could not be opened (answered SERVFAIL)', 'counter', () => one(resolver.egress.learnFailures)),
+      new Computed('nsdns_egress_learn_full_total', 'Of those, the answers refused because their namespace held egress.maxLearned open addresses of the family (SERVFAIL with an Extended DNS Error)', 'counter', () => one(resolver.egress.learnFull)),
       new Computed('nsdns_registry_changes_total', 'Registry changes applied (a network added, replaced or removed)', 'counter', () => one(this.sources.registryChanges())),
       new Computed('nsdns_registry_errors_total', 'Registry files refused (unreadable, invalid, too large) and watcher errors', 'counter', () => one(this.sources.registryErrors())),
       new Computed('nsdns_networks', 'Networks in the registry', 'gauge', () => one(this.sources.inventory().networks)),

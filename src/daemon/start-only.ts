@@ -1,5 +1,6 @@
-// Settings read once, at start (paths, sockets, the plumbing, the metrics listener, announcing): a SIGHUP that
-// changes one cannot apply it, and the log says which ones wait for a restart.
+// Settings read once, at start (paths, sockets, the plumbing, the metrics listener, announcing,
+// the egress firewall's): a SIGHUP that changes one cannot apply it, and the log says which ones
+// wait for a restart.
 import type { Config } from './config.js';
 import { isEtcdUrl } from '../etcd/etcd-url.js';
 
@@ -15,6 +16,8 @@ export function startOnlyChanges(before: Config, after: Config): string[] {
     if (differ(before.plumbing[key], after.plumbing[key])) changed.push(`plumbing.${key}`);
   }
   if (before.metrics.listen !== after.metrics.listen) changed.push('metrics.listen');
+  // Written with each namespace's rules when the egress firewall opens.
+  for (const key of ['logDrops', 'maxLearned'] as const) if (before.egress[key] !== after.egress[key]) changed.push(`egress.${key}`);
   // Shared registries (etcd://) are connected once; directories are watched again on reload.
   if (differ(before.registries.filter(isEtcdUrl), after.registries.filter(isEtcdUrl))) changed.push('registries (etcd://)');
   if (differ(before.etcd, after.etcd)) changed.push('etcd');

@@ -1,8 +1,11 @@
 // The DNS side of egress by name, as the resolver asks it for a namespace under a policy: may this
 // name be answered from outside (each decision counted per network and kept in the decision log),
 // the reply to a name that may not (NXDOMAIN with Extended DNS Error 15 "Blocked", RFC 8914), and
-// an allowed reply's release, held until the learner has opened its addresses. Namespaces without
-// a policy never reach this module: the resolver tests one precomputed value per listener.
+// an allowed reply's release, held until the learner has opened its addresses (SERVFAIL when it
+// could not, with an Extended DNS Error when the namespace holds its limit of open addresses).
+// Namespaces without a policy never reach this module: the resolver tests one precomputed value
+// per listener.
+import { NsdnsError } from '../errors.js';
 import { rateLimited, type Logger } from '../log.js';
 import { answerAddresses } from '../wire/answer-addresses.js';
 import { RCODE } from '../wire/constants.js';
@@ -32,6 +35,12 @@ export const DEFAULT_EGRESS_SETTINGS: EgressSettings = { graceSeconds: 30, logDe
 
 /** RFC 8914 §4.16: Blocked, "the resolver's operator policy"; built once. */
 const BLOCKED = extendedError(EDE_CODE.BLOCKED, 'blocked by egress policy');
+/**
+ * RFC 8914 §4.1: Other, with a text. The name is allowed, so Blocked (§4.16: the domain is blocked)
+ * would misstate it; no registered code says that a local limit was reached, and the same name
+ * answers again once enough of the namespace's addresses expire.
+ */
+const FULL = extendedError(EDE_CODE.OTHER, 'egress: too many open addresses');
 
 export interface EgressCounts {
   allowed: number;
@@ -46,7 +55,11 @@ export class EgressGate {
   readonly counts = new Map<string, EgressCounts>();
   /** Allowed answers whose addresses could not be learned: answered SERVFAIL. */
   learnFailures = 0;
+  /** Those of them refused because their namespace held its limit of open addresses (egress.maxLearned). */
+  learnFull = 0;
   private readonly warnLearn = rateLimited(10_000);
+  /** Apart: a namespace at its limit must not hide the other failures' warnings. */
+  private readonly warnFull = rateLimited(10_000);
 
   constructor(private settings: EgressSettings, private readonly log: Logger) {}
 
@@ -99,10 +112,17 @@ export class EgressGate {
     if (found === undefined) return reply;
     const learning = learner.learn(ns.key, found.addresses, found.ttl + this.settings.graceSeconds);
     if (learning === undefined) return reply;
-    return learning.then(() => reply, (err: unknown) => {
-      this.learnFailures++;
-      this.warnLearn((suppressed) => this.log.warn({ err, netns: ns.key, suppressed }, 'egress: could not open the addresses of an allowed answer; answered SERVFAIL'));
-      return errorReply(query, RCODE.SERVFAIL, true, maxUdpSize);
-    });
+    return learning.then(() => reply, (err: unknown) => this.unlearned(ns, query, err, maxUdpSize));
+  }
+
+  private unlearned(ns: NamespaceEgress, query: Query, err: unknown, maxUdpSize: number): Buffer {
+    this.learnFailures++;
+    if (err instanceof NsdnsError && err.code === 'ERR_EGRESS_FULL') {
+      this.learnFull++;
+      this.warnFull((suppressed) => this.log.warn({ err, netns: ns.key, suppressed }, 'egress: a namespace holds its limit of open addresses; answered SERVFAIL'));
+      return errorReply(query, RCODE.SERVFAIL, true, maxUdpSize, FULL);
+    }
+    this.warnLearn((suppressed) => this.log.warn({ err, netns: ns.key, suppressed }, 'egress: could not open the addresses of an allowed answer; answered SERVFAIL'));
+    return errorReply(query, RCODE.SERVFAIL, true, maxUdpSize);
   }
 }

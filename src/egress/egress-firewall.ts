@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { NsdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands,
+  baseCommands, canonicalAddress, checkRules, checkTable, deleteKeyCommands, forgetLearnedCommands, deleteTablesCommands, idOf, keyCommands, keyNames, learnCommands, mapCommands, MAX_LEARNED,
   type EgressRules, type LearnedElement,
 } from './egress-rules.js';
 import { Mutex } from '../plumbing/mutex.js';
@@ -37,6 +37,12 @@ export interface EgressFirewallOptions {
   log?: Logger;
   /** Also log dropped packets (rate-limited, in the kernel log) besides counting them. */
   logDrops?: boolean;
+  /**
+   * The most addresses a namespace holds open per family (egress.maxLearned; MAX_LEARNED's default
+   * when absent): its sets' size. The kernel refuses an address past it, and learn() rejects with
+   * ERR_EGRESS_FULL; addresses open already are refreshed as before.
+   */
+  maxLearned?: number;
   channel?: NftChannel;
   /** How learned addresses reach the kernel: over netlink (the default) or through the nft channel. */
   learnVia?: 'netlink' | 'nft';
@@ -159,7 +165,8 @@ export class EgressFirewall {
   }
 
   /**
-   * Opens `addresses` for `key` for `ttlSeconds` (at least 1 s). Resolves once the kernel has them.
+   * Opens `addresses` for `key` for `ttlSeconds` (at least 1 s). Resolves once the kernel has them;
+   * rejects with ERR_EGRESS_FULL when a set of `key` holds maxLearned addresses already.
    * An address already open for longer keeps its later expiry, also while that expiry is still on
    * its way to the kernel: the kernel keeps the last timeout written, so a shorter answer sent
    * after a longer one (two names of one CDN address, answered at once) would cut the longer short.
@@ -209,13 +216,15 @@ export class EgressFirewall {
         entry.applied = written.then(() => {
           entry.applied = undefined;
         }, (err: unknown) => {
+          // Not open after all: the next answer writes them again. This also keeps the map as
+          // bounded as the kernel's sets when a full set refuses them.
           for (const a of sent) {
             if (known.get(a) !== entry) continue;
             const before = shorter?.get(a);
             if (before === undefined) known.delete(a);
             else known.set(a, before);
           }
-          throw err;
+          throw setFull(err) ? this.full() : err;
         });
         (pending ??= []).push(entry.applied);
       }
@@ -248,6 +257,12 @@ export class EgressFirewall {
       : outcome.catch((err: unknown) => this.afterNetlinkError(netlink, key, v4, v6, err));
     latestPerKey(this.writing, key, written);
     return written;
+  }
+
+  /** The namespace's set of this family is at its size: said in the limit's terms, without the kernel's text. */
+  private full(): NsdnsError {
+    const limit = this.options.maxLearned ?? MAX_LEARNED.byDefault;
+    return new NsdnsError('ERR_EGRESS_FULL', `egress: the namespace holds its limit of ${limit} open addresses of one family (egress.maxLearned)`);
   }
 
   private readonly endTurn = (): void => {
@@ -499,6 +514,12 @@ export class EgressFirewall {
     }
     return known.until;
   }
+}
+
+/** Whether the kernel refused a learned write because a set was full: over netlink (ENFILE), or as nft reports that errno. */
+function setFull(err: unknown): boolean {
+  if (!(err instanceof NsdnsError)) return false;
+  return err.code === 'ERR_EGRESS_FULL' || (err.code === 'ERR_FIREWALL' && err.message.includes('Too many open files in system'));
 }
 
 /** Keeps `work`, settled either way, as `key`'s latest in `map` until it settles (or a later one replaces it). */

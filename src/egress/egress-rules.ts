@@ -78,6 +78,19 @@ export function idOf(objectName: string): string | undefined {
 
 const bad = (what: string) => new NsdnsError('ERR_FIREWALL', `egress rules: ${what}`);
 
+/**
+ * egress.maxLearned: the most addresses one namespace may hold open per family (the size of each
+ * of its learned sets), and its bounds. The kernel refuses an element past it, so one tenant's
+ * answers cannot grow the kernel's memory, or the daemon's map of expiries, without end.
+ */
+export const MAX_LEARNED = { least: 16, most: 1_048_576, byDefault: 32_768 } as const;
+
+function learnedSetSize(value: number | undefined): number {
+  const size = value ?? MAX_LEARNED.byDefault;
+  if (!Number.isInteger(size) || size < MAX_LEARNED.least || size > MAX_LEARNED.most) throw bad(`the learned set size is not an integer ${MAX_LEARNED.least}-${MAX_LEARNED.most}`);
+  return size;
+}
+
 export function checkTable(table: string): void {
   if (!isTableName(table)) throw bad('the table name must be letters, digits and "_" (at most 64)');
 }
@@ -196,10 +209,16 @@ export function baseCommands(table: string): string[] {
   ];
 }
 
-/** Creates or replaces one namespace's chains; its learned sets and counter are kept when they exist. */
-export function keyCommands(table: string, key: string, rules: EgressRules, options: { logDrops?: boolean } = {}): string[] {
+/**
+ * Creates or replaces one namespace's chains; its learned sets and counter are kept when they
+ * exist. The sets' size is written every time: `add set` on an existing set sets its size, so a
+ * new maxLearned applies at the next start (lowered below what a set holds, it keeps what is open
+ * and refuses new addresses until enough expire).
+ */
+export function keyCommands(table: string, key: string, rules: EgressRules, options: { logDrops?: boolean; maxLearned?: number } = {}): string[] {
   checkTable(table);
   const c = checkRules(rules);
+  const size = learnedSetSize(options.maxLearned);
   const n = keyNames(key);
   const inet = `inet ${table}`;
   const rule = (text: string) => `add rule ${inet} ${n.chain} ${text}`;
@@ -253,8 +272,8 @@ export function keyCommands(table: string, key: string, rules: EgressRules, opti
     ];
   });
   return [
-    `add set ${inet} ${n.learned4} { type ipv4_addr; flags timeout; }`,
-    `add set ${inet} ${n.learned6} { type ipv6_addr; flags timeout; }`,
+    `add set ${inet} ${n.learned4} { type ipv4_addr; flags timeout; size ${size}; }`,
+    `add set ${inet} ${n.learned6} { type ipv6_addr; flags timeout; size ${size}; }`,
     `add counter ${inet} ${n.dropped}`,
     `add chain ${inet} ${n.chain}`,
     `flush chain ${inet} ${n.chain}`,

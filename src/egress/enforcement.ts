@@ -37,12 +37,12 @@ export class EgressEnforcement {
    * Governs what the registry holds now, taking over what an earlier daemon left in the kernel
    * (its learned addresses kept; namespaces no longer known let go), then follows changes.
    */
-  static async open(registry: Registry, table: string, log: Logger, options: { logDrops?: boolean; hostEnds?: HostEnds } = {}): Promise<EgressEnforcement> {
+  static async open(registry: Registry, table: string, log: Logger, options: { logDrops?: boolean; maxLearned?: number; hostEnds?: HostEnds } = {}): Promise<EgressEnforcement> {
     const hostEnds = options.hostEnds ?? new HostEnds();
     const snapshot = registry.current();
     await hostEnds.refresh(lookups(snapshot));
     const { wanted, unenforced } = governed(snapshot, hostEnds);
-    const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log, logDrops: options.logDrops });
+    const { firewall, kept, removed } = await EgressFirewall.open(table, wanted, { log, logDrops: options.logDrops, maxLearned: options.maxLearned });
     const enforcement = new EgressEnforcement(registry, firewall, hostEnds, log);
     enforcement.noteUnenforced(snapshot, unenforced);
     for (const [key, rules] of wanted) {

@@ -20,6 +20,7 @@
 // and the batch deletes it before adding it again: one transaction, never absent in between.
 import { readdirSync, readFileSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { NsdnsError } from '../errors.js';
@@ -138,7 +139,8 @@ export class NftNetlink {
   /**
    * Adds elements with timeouts to sets of the inet table `table`, in transactions of at most
    * ELEMENTS_PER_BATCH elements. Resolves when the kernel has acknowledged every one; rejects with
-   * the kernel's reason (ENOENT: no such table or set) if one was refused.
+   * the kernel's reason (ENOENT: no such table or set) if one was refused, ERR_EGRESS_FULL when a
+   * set is at its size (ENFILE).
    */
   addElements(table: string, writes: readonly SetWrite[]): Promise<void> {
     const batches: SetWrite[][] = [];
@@ -287,7 +289,7 @@ export class NftNetlink {
           // One answer per sequence number: another with the same number is not this batch's.
           entry.seqs[entry.seqs.indexOf(seq)] = 0;
           if (entry !== inHand) this.waiting.delete(seq);
-          if (errno !== 0) this.settle(entry, new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`));
+          if (errno !== 0) this.settle(entry, refusal(errno));
           else if (--entry.acksDue === 0) this.settle(entry, undefined);
         }
       }
@@ -357,6 +359,12 @@ function descriptorOf(port: number): number | undefined {
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
+/** The kernel's refusal of a batch: ENFILE is a set at its size, told apart (ERR_EGRESS_FULL) so the caller can name the limit. */
+function refusal(errno: number): NsdnsError {
+  if (errno === -constants.errno.ENFILE) return new NsdnsError('ERR_EGRESS_FULL', 'the kernel refused learned addresses: a set is full (ENFILE)');
+  return new NsdnsError('ERR_FIREWALL', `the kernel refused learned addresses: ${errnoName(errno)}`);
+}
 
 function errnoName(errno: number): string {
   try {

@@ -22,7 +22,7 @@ const OPT_SIZE = 11;
 const EDE_OPTION = 15;
 
 /** RFC 8914 §5.2: the INFO-CODEs we send. */
-export const EDE_CODE = { BLOCKED: 15 } as const;
+export const EDE_CODE = { OTHER: 0, BLOCKED: 15 } as const;
 
 /**
  * An Extended DNS Error as the EDNS option our OPT record carries (RFC 8914 §2): option code,

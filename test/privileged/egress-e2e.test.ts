@@ -4,7 +4,8 @@
 // answered, the host's own addresses, IPv6) are dropped, a CNAME chain from an allowed name opens
 // its final address; an address expires after TTL + grace while a connection opened before lives
 // on, and two answers of one address keep the longer expiry; a registry file edit changes its
-// namespace's answers, and a handover never opens the namespace. The outside is a namespace routed
+// namespace's answers, a handover never opens the namespace, and one that lowers egress.maxLearned
+// under what the namespace holds answers its next address SERVFAIL with a reason. The outside is a namespace routed
 // through the host (test/helpers/egress-outside.ts); the upstream is a fake on loopback answering
 // with a 1 s TTL; egress.grace is 1 s.
 import assert from 'node:assert/strict';
@@ -283,5 +284,24 @@ describe('egress by name, end to end', { skip: needsRoot }, () => {
     }
     assert.ok(!(await learned()).includes('10.138.101.50'), 'its address is not in the learned set');
     assert.equal(await connect(app, '10.138.101.50', HELLO), 'timeout');
+  });
+
+  // After the flush above: the namespace holds nothing; a handover starts the daemon with a limit of 16.
+  it('at egress.maxLearned the next address is SERVFAIL with an Extended DNS Error; open ones still answer and connect, another namespace still learns', async () => {
+    files.write('nsdns.yaml', 'egress:\n  grace: 1\n  maxLearned: 16\nforward:\n  timeoutMs: 10000\n  budgetMs: 11000\n');
+    const oldPid = successor ?? lab.daemon!.proc.pid!;
+    await lab.ok('restart');
+    successor = await waitForSuccessor(lab.state, lab.socket, oldPid);
+    assert.match(await learned(), /size 16\n/, 'the successor wrote the new size');
+    const fits = SHARED.slice(0, 16);
+    for (const p of fits) assert.match(await dig(app, '@127.0.0.11', '+short', p.long), new RegExp(`^${p.address.replace(/\./g, '\\.')}$`, 'm'), p.long);
+    const refused = await dig(app, '@127.0.0.11', SHARED[16].long);
+    assert.match(refused, /status: SERVFAIL/);
+    assert.match(refused, /EDE: 0 \(Other\): \(egress: too many open addresses\)/);
+    assert.equal(await connect(app, SHARED[16].address, HELLO), 'timeout');
+    // Open already: answered again (from the cache, within its expiry) and still reachable.
+    assert.match(await dig(app, '@127.0.0.11', '+short', fits[0].long), new RegExp(`^${fits[0].address.replace(/\./g, '\\.')}$`, 'm'));
+    assert.equal(await connect(app, fits[0].address, HELLO), 'hello');
+    assert.match(await dig(filed, '@127.0.0.11', '+short', 'edited.test'), /^10\.138\.101\.30$/m, 'another namespace under a policy');
   });
 });

@@ -425,6 +425,55 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
     }
   });
 
+  it('holds at most maxLearned addresses per family: the next is refused (ERR_EGRESS_FULL) and stays closed; open ones connect and refresh; another namespace learns (over netlink and through nft)', async () => {
+    const peerRules: EgressRules = { ...rules, sources: [{ hostIf: `${p}p`, ipv4: ['10.132.1.3'], ipv6: ['fd00:132:1::3'] }], cidrs: [] };
+    /** The size of a namespace's IPv4 set and the elements it holds, read back from the kernel. */
+    const set4 = async (key: string) => {
+      const listing = JSON.parse(await sh('nft', '-j', 'list', 'set', 'inet', table, keyNames(key).learned4)) as { nftables: Array<{ set?: { size?: number; elem?: unknown[] } }> };
+      const found = listing.nftables.find((i) => i.set)?.set;
+      return { size: found?.size, elements: found?.elem?.length ?? 0 };
+    };
+    const full = { code: 'ERR_EGRESS_FULL', message: /limit of 16 open addresses of one family \(egress\.maxLearned\)/ };
+    for (const learnVia of ['netlink', 'nft'] as const) {
+      await fw.forgetLearned('app');
+      const { firewall: capped } = await EgressFirewall.open(table, new Map([['app', rules], ['peer', peerRules]]), { maxLearned: 16, learnVia });
+      try {
+        assert.equal(capped.learnedVia, learnVia);
+        // The smallest limit egress.maxLearned takes, filled in two answers.
+        await capped.learn('app', ['10.133.1.2', ...Array.from({ length: 14 }, (_, i) => `10.133.30.${i + 1}`)], 60);
+        await capped.learn('app', ['10.133.30.15'], 60);
+        assert.deepEqual(await set4('app'), { size: 16, elements: 16 }, learnVia);
+        await assert.rejects(Promise.resolve(capped.learn('app', ['10.133.1.3'], 60)), full);
+        // Not taken as open: asked again, refused again (never an answer for an address that is closed).
+        await assert.rejects(Promise.resolve(capped.learn('app', ['10.133.1.3'], 60)), full);
+        // The daemon's map of expiries keeps what the kernel keeps, no more: bounded by the sets too.
+        const expiries = (capped as unknown as { expiries: Map<string, { until: Map<string, unknown> }> }).expiries.get('app')!.until;
+        assert.deepEqual([expiries.size, expiries.has('10.133.1.3')], [16, false]);
+        assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');
+        assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
+        // Open already: answered again and for longer, refreshed in the full set.
+        await capped.learn('app', ['10.133.1.2'], 60);
+        await capped.learn('app', ['10.133.1.2'], 120);
+        assert.equal(await timeout('10.133.1.2'), 120);
+        // IPv6 has a set of its own; the other namespace its own two.
+        await capped.learn('app', ['fd00:132:2::2'], 60);
+        assert.equal(await from('tcp', 'fd00:132:2::2', 16401), 'fd00:132:1::2');
+        await capped.learn('peer', ['10.133.1.3'], 60);
+        assert.equal(await from('tcp', '10.133.1.3', 16401, '', peer), '10.132.1.3');
+        assert.deepEqual(await set4('app'), { size: 16, elements: 16 });
+      } finally {
+        await capped.remove('peer');
+        await capped.close();
+      }
+    }
+    // The next policy transaction writes the size again, as a start with another maxLearned would: the default here.
+    await fw.setPolicy('app', rules);
+    assert.equal((await set4('app')).size, 32768);
+    // Back to what the next tests expect: only 10.133.1.2 learned.
+    await fw.forgetLearned('app');
+    await fw.learn('app', ['10.133.1.2'], 60);
+  });
+
   it('keeps enforcing after close(); a new instance opened with the known namespace adopts it and keeps its learned addresses', async () => {
     await fw.close();
     assert.equal(await from('tcp', '10.133.1.3', 16401), 'timeout');

@@ -11,6 +11,7 @@ import { AnswerCache } from '../../src/resolver/cache.js';
 import { Forwarder } from '../../src/resolver/forwarder.js';
 import { Resolver, type ListenerContext } from '../../src/resolver/resolver.js';
 import type { Exchange } from '../../src/resolver/upstream.js';
+import { NsdnsError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { namespacePolicy } from '../../src/egress/policy.js';
 import { answerAddresses } from '../../src/wire/answer-addresses.js';
@@ -68,7 +69,7 @@ function world(learn?: (l: Learned) => Promise<void>) {
   return { resolver, learned, ask };
 }
 
-/** The EDE options (code 15) of a reply: [INFO-CODE, EXTRA-TEXT]. */
+/** The EDE options (option code 15) of a reply: [INFO-CODE, EXTRA-TEXT]. */
 function edes(reply: dnsPacket.Packet): Array<[number, string]> {
   const opt = (reply.additionals ?? []).find((a) => a.type === 'OPT') as { options?: Array<{ code: number; data: Buffer }> } | undefined;
   return (opt?.options ?? []).filter((o) => o.code === 15).map((o) => [o.data.readUInt16BE(0), o.data.subarray(2).toString('utf8')]);
@@ -116,6 +117,17 @@ describe('egress by name, the DNS side', () => {
     const failing = world(() => Promise.reject(new Error('nft gone')));
     assert.equal((await failing.ask('job', queryPacket('pypi.org'))).rcode, 'SERVFAIL');
     assert.equal(failing.resolver.egress.learnFailures, 1);
+    assert.equal(failing.resolver.egress.learnFull, 0);
+    assert.deepEqual(edes(await failing.ask('job', queryPacket('pypi.org', 'A', { edns: {} }))), [], 'no reason given for another failure');
+  });
+
+  it('a namespace at its limit of open addresses: SERVFAIL with EDE 0 and its reason, counted apart', async () => {
+    const full = world(() => Promise.reject(new NsdnsError('ERR_EGRESS_FULL', 'egress: the namespace holds its limit of 16 open addresses of one family (egress.maxLearned)')));
+    const reply = await full.ask('job', queryPacket('pypi.org', 'A', { edns: {} }));
+    assert.equal(reply.rcode, 'SERVFAIL');
+    assert.deepEqual(edes(reply), [[0, 'egress: too many open addresses']]);
+    assert.equal((await full.ask('job', queryPacket('pypi.org'))).rcode, 'SERVFAIL', 'without EDNS: no OPT to carry it');
+    assert.deepEqual([full.resolver.egress.learnFailures, full.resolver.egress.learnFull], [2, 2]);
   });
 
   it("the network's own names answer as always; a static CNAME's outside target is opened too", async () => {

@@ -49,6 +49,15 @@ describe('egress rules', () => {
     assert.ok(log >= 0 && lines[log + 1].endsWith(`counter name ${keyNames('app').dropped} drop`));
   });
 
+  it('size both learned sets by maxLearned (32768 by default), and refuse a size out of its bounds', () => {
+    const sizes = (lines: string[]) => lines.filter((l) => l.startsWith('add set ')).map((l) => /size (\d+);/.exec(l)?.[1]);
+    assert.deepEqual(sizes(keyCommands('t', 'app', rules)), ['32768', '32768']);
+    assert.deepEqual(sizes(keyCommands('t', 'app', rules, { maxLearned: 16 })), ['16', '16']);
+    for (const maxLearned of [0, 15, 1.5, 1_048_577, Number.NaN, Infinity]) {
+      assert.throws(() => keyCommands('t', 'app', rules, { maxLearned }), { code: 'ERR_FIREWALL', message: /learned set size/ }, String(maxLearned));
+    }
+  });
+
   it('write values in canonical form', () => {
     const lines = keyCommands('t', 'k', { ...rules, cidrs: [{ cidr: '10.1.2.3/8' }, { cidr: '2001:DB8:0:0::1/32' }], gateways: ['2001:0db8::0001'] });
     assert.ok(lines.some((l) => l.includes('ip daddr 10.0.0.0/8 accept')));
