@@ -25,6 +25,13 @@ export type { EgressCidr, EgressRules, EgressSource } from './egress-rules.js';
 const MAX_TTL_SECONDS = 7 * 24 * 3600;
 /** Learned writes done at once (a transaction each) per event-loop turn; a burst's others are merged. */
 const AT_ONCE_PER_TURN = 16;
+/**
+ * How long past its expiry by the daemon's clock an address may still be in the kernel: the
+ * kernel counts from its write, which may have waited behind a policy transaction or a queue.
+ * Within it, an address answered again is replaced, not added, where the kernel does not refresh
+ * in place; and it is kept in the map of expiries.
+ */
+const REPLACE_MARGIN_MS = 30_000;
 /** The set askRefresh() makes and removes in the egress table (no key's names look like it). */
 const REFRESH_PROBE = 'refresh_probe';
 
@@ -201,9 +208,9 @@ export class EgressFirewall {
       const element: LearnedElement = { address: a.text, ttl };
       if (seen !== undefined) {
         (shorter ??= new Map()).set(a.text, seen);
-        // Still in the kernel, on a kernel whose add leaves it as it was: deleted and added again.
-        // One that expired a second ago or more is gone (the kernel's clock started after ours).
-        if (this.inPlace === false && seen.until > now - 1000) element.replace = true;
+        // Maybe still in the kernel, on a kernel whose add may leave it as it was: deleted and
+        // added again (one gone after all costs a retry, see replaceFound).
+        if (this.inPlace !== true && seen.until > now - REPLACE_MARGIN_MS) element.replace = true;
       }
       (a.family === 4 ? v4 : v6).push(element);
       sent.push(a.text);
@@ -355,14 +362,15 @@ export class EgressFirewall {
 
   /**
    * A write that replaced addresses was refused because one of them was not in the set (it
-   * expired within the second before, or was deleted by hand), and applied nothing. Added first
-   * without a delete, every one is in the set; replaced then, each gets its new expiry.
+   * expired meanwhile, or was deleted by hand), and applied nothing. Added first without a
+   * delete, every one is in the set; replaced then, each gets its new expiry. With one replaced,
+   * that one was the missing one: the add is all it needs.
    */
   private async replaceFound(write: (v4: LearnedElement[], v6: LearnedElement[]) => Promise<void>, v4: LearnedElement[], v6: LearnedElement[]): Promise<void> {
     const plain = (elements: LearnedElement[]) => elements.map(({ address, ttl }) => ({ address, ttl }));
-    const replaced = (elements: LearnedElement[]) => elements.filter((e) => e.replace === true);
+    const replaced = [v4, v6].map((elements) => elements.filter((e) => e.replace === true)) as [LearnedElement[], LearnedElement[]];
     await write(plain(v4), plain(v6));
-    await write(replaced(v4), replaced(v6));
+    if (replaced[0].length + replaced[1].length > 1) await write(...replaced);
   }
 
   /** How an address answered again gets its later expiry (undefined until the kernel was asked). */
@@ -372,8 +380,9 @@ export class EgressFirewall {
 
   /**
    * Asks the kernel once whether an add refreshes an element already in a set: an element added
-   * to expire in a minute, then added again to expire in an hour, in a set of its own (removed
-   * after). Linux 6.10 and later apply the second add; older kernels leave the element as it was.
+   * with a timeout of a minute, then added again with an hour's timeout and expiration, in a set
+   * of its own (removed after). Linux 6.10 and later apply the second add; older kernels leave the
+   * element as it was (and before 5.3 would ignore an expiration given with the first).
    * Run inside a policy transaction, once the table exists. Should the probe fail, addresses are
    * replaced: that works on every kernel.
    */
@@ -385,7 +394,7 @@ export class EgressFirewall {
     }
     const set = `inet ${this.table} ${REFRESH_PROBE}`;
     try {
-      await this.channel.submit([`add set ${set} { type ipv4_addr; flags timeout; }`, `flush set ${set}`, `add element ${set} { 192.0.2.1 timeout 1h expires 1m }`].join('; '));
+      await this.channel.submit([`add set ${set} { type ipv4_addr; flags timeout; }`, `flush set ${set}`, `add element ${set} { 192.0.2.1 timeout 1m }`].join('; '));
       await this.channel.submit(`add element ${set} { 192.0.2.1 timeout 1h expires 1h }`);
       const elements = (await this.listed('set', REFRESH_PROBE))?.elem as Array<{ elem?: { expires?: unknown } }> | undefined;
       const expires = elements?.[0]?.elem?.expires;
@@ -509,7 +518,7 @@ export class EgressFirewall {
     let known = this.expiries.get(key);
     if (known === undefined) this.expiries.set(key, (known = { until: new Map(), pruneAt: 1024 }));
     if (known.until.size >= known.pruneAt) {
-      for (const [a, t] of known.until) if (t.until <= now && t.applied === undefined) known.until.delete(a);
+      for (const [a, t] of known.until) if (t.until <= now - REPLACE_MARGIN_MS && t.applied === undefined) known.until.delete(a);
       known.pruneAt = Math.max(1024, known.until.size * 2);
     }
     return known.until;

@@ -382,7 +382,9 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
 
   it('asks the kernel how it refreshes an element; before Linux 6.10 it replaces one in a transaction, and adds one no longer there', async () => {
     const [major, minor] = release().split('.').map(Number) as [number, number];
-    assert.equal(fw.refresh, major > 6 || (major === 6 && minor >= 10) ? 'in-place' : 'replace');
+    // Before 6.10 'replace', unless a distribution's kernel took the update from a later one.
+    if (major > 6 || (major === 6 && minor >= 10)) assert.equal(fw.refresh, 'in-place');
+    else assert.ok(fw.refresh === 'replace' || fw.refresh === 'in-place');
     // No probe set left behind.
     assert.doesNotMatch(await sh('nft', 'list', 'table', 'inet', table), /refresh_probe/);
     // What the kernel is told, as it tells its listeners (a delete, then an add, in one transaction).
@@ -412,10 +414,16 @@ describe('egress enforcement in the kernel', { skip: needsRoot }, () => {
         const told = () => events.filter((e) => e.includes(`{ ${address} `)).map((e) => e.split(' ')[0]);
         const seen = await until(`${address}: three events`, told, (e) => e.length >= 3, 10_000).catch(() => told());
         assert.deepEqual(seen, ['add', 'delete', 'add'], `${address} (${firewall.learnedVia}): ${events.join(' | ')}`);
+        // The same among a burst (past the writes done at once, a turn's others are merged).
+        const burst = Array.from({ length: 20 }, (_, i) => `10.133.10.${firewall.learnedVia === 'nft' ? 100 + i : i}`);
+        await Promise.all([...burst.map((a) => firewall.learn('app', [a], 60)), firewall.learn('app', [address], 200)]);
+        assert.ok((await expires(address) ?? 0) > 180, `${address} (${firewall.learnedVia}) refreshed in a burst`);
+        await until(`${address}: five events`, told, (e) => e.length >= 5, 10_000).catch(() => undefined);
+        assert.deepEqual(told(), ['add', 'delete', 'add', 'delete', 'add'], `${address} (${firewall.learnedVia}) in a burst`);
         // Gone from the set behind the firewall's back: the replace is refused, and the address is added.
         await sh('nft', 'delete', 'element', 'inet', table, set, `{ ${address} }`);
-        await firewall.learn('app', [address], 300);
-        assert.ok((await expires(address) ?? 0) > 280, `${address} (${firewall.learnedVia}) added again after it was deleted`);
+        await firewall.learn('app', [address], 400);
+        assert.ok((await expires(address) ?? 0) > 380, `${address} (${firewall.learnedVia}) added again after it was deleted`);
       }
       assert.equal(await from('tcp', '10.133.1.2', 16401), '10.132.1.2');
     } finally {
