@@ -325,25 +325,28 @@ export function mapCommands(table: string, governed: ReadonlyMap<string, EgressR
   const src6: string[] = [];
   const ports: string[] = [];
   const ifs: string[] = [];
-  // Interfaces and addresses apart: a link may be named like an address.
-  const seenLinks = new Set<string>();
-  const seenAddresses = new Set<string>();
-  const once = (seen: Set<string>, what: string) => {
-    if (seen.has(what)) throw bad('an address or interface belongs to two governed namespaces');
-    seen.add(what);
+  // Interfaces and addresses apart: a link may be named like an address. Each maps to its
+  // namespace once; an address in two sources of one namespace (a veth guarding it, see
+  // enforcement.ts) is the same entry.
+  const linkOwner = new Map<string, string>();
+  const addressOwner = new Map<string, string>();
+  const first = (owner: Map<string, string>, what: string, id: string): boolean => {
+    const had = owner.get(what);
+    if (had !== undefined && had !== id) throw bad('an address or interface belongs to two governed namespaces');
+    owner.set(what, id);
+    return had === undefined;
   };
   for (const [key, rules] of governed) {
     const n = keyNames(key);
     for (const s of checkRules(rules).sources) {
-      if (s.hostIf !== undefined) {
-        once(seenLinks, s.hostIf);
+      if (s.hostIf !== undefined && first(linkOwner, s.hostIf, n.id)) {
         ports.push(`"${s.hostIf}" : jump ${n.spoof}`);
         // Routed host ends only: in the inet hooks a bridged packet's input interface is the bridge, so
         // a name given here that is a bridge (or the uplink) would catch every tenant's packets.
         if (s.routed) ifs.push(`"${s.hostIf}" : jump ${n.spoof}`);
       }
-      for (const a of s.ipv4) (once(seenAddresses, a), src4.push(`${a} : jump ${n.chain}`));
-      for (const a of s.ipv6) (once(seenAddresses, a), src6.push(`${a} : jump ${n.chain}`));
+      for (const a of s.ipv4) if (first(addressOwner, a, n.id)) src4.push(`${a} : jump ${n.chain}`);
+      for (const a of s.ipv6) if (first(addressOwner, a, n.id)) src6.push(`${a} : jump ${n.chain}`);
     }
   }
   const fill = (family: string, map: string, items: string[]) => (items.length > 0 ? [`add element ${family} ${table} ${map} ${set(items)}`] : []);

@@ -6,8 +6,9 @@
 // Enforced where the namespace's traffic passes the host on a veth whose host end is known: the
 // one nsdns made, one a registry file gives (`hostIf`), or one found (host-end.ts) for a registry
 // file's endpoint. An endpoint without one (macvlan, a peer in another namespace, a lookup that
-// failed) has its names filtered and its traffic governed by its addresses alone, without
-// anti-spoofing: said once per namespace in the log, and by `network inspect`.
+// failed) has its names filtered and its traffic governed by its addresses: said once per
+// namespace in the log, and by `network inspect`. Every host veth into a governed namespace guards
+// it with anti-spoofing all the same, found or not (governed()).
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry/registry.js';
@@ -86,8 +87,10 @@ export class EgressEnforcement {
    */
   async recheck(): Promise<void> {
     if (this.closed) return;
-    const gone = this.hostEnds.anyFound() && this.hostEnds.forgetGone(await hostLinks());
-    if (!this.closed && (gone || this.hostEnds.replaced() || this.hostEnds.due())) this.onChange();
+    const links = this.hostEnds.watching() ? await hostLinks() : undefined;
+    const gone = links !== undefined && this.hostEnds.anyFound() && this.hostEnds.forgetGone(links);
+    const changed = links !== undefined && this.hostEnds.noteLinks(links);
+    if (!this.closed && (gone || changed || this.hostEnds.replaced() || this.hostEnds.due())) this.onChange();
   }
 
   /** Why the endpoint `id`, under a policy, is not enforced; undefined when it is (or has no policy). */
@@ -135,7 +138,7 @@ export class EgressEnforcement {
       now.add(netns);
       if (this.warned.has(netns)) continue;
       this.warned.add(netns);
-      this.log.warn({ netns, reason }, 'egress policy not enforced for an endpoint of this namespace: its names are filtered, its traffic only by its addresses (no anti-spoofing)');
+      this.log.warn({ netns, reason }, 'egress policy not enforced for an endpoint of this namespace: its names are filtered, its traffic by its addresses (anti-spoofed only where it passes a host veth into the namespace)');
     }
     for (const netns of this.warned) if (!now.has(netns)) this.warned.delete(netns);
   }
@@ -170,9 +173,10 @@ function lookups(snapshot: Snapshot): Map<string, EndpointAddresses[]> {
  * `hostIf`, or found) is a source with it; one without is in `unenforced` with why, and is still a
  * source by its addresses alone: where its traffic passes the host, those choose its chain, so a
  * namespace is never left open because its link could not be found (at a start, a lookup that
- * failed or was made to fail). Anti-spoofing needs the interface and is missing for it. An
- * address another namespace claims as well is left out of these bare sources: one address maps
- * to one chain, and a clash must not fail every tenant's rules.
+ * failed or was made to fail). An address another namespace claims as well is left out of these
+ * bare sources: one address maps to one chain, and a clash must not fail every tenant's rules.
+ * Anti-spoofing needs an interface: every host veth into the namespace that is no endpoint's host
+ * end yet is a source too, allowing the addresses that choose the namespace's chain.
  */
 export function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<string, EgressRules>; unenforced: Map<string, string> } {
   const wanted = new Map<string, EgressRules>();
@@ -225,8 +229,21 @@ export function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<
     const rules = wanted.get(key)!;
     if (ipv4.length + ipv6.length > 0) wanted.set(key, { ...rules, sources: [...rules.sources, { ipv4, ipv6 }] });
   }
-  // A namespace with no source at all (no address to tell its traffic by) has nothing to govern.
-  for (const [key, rules] of wanted) if (rules.sources.length === 0) wanted.delete(key);
+  for (const [key, rules] of wanted) {
+    // A namespace with no source at all (no address to tell its traffic by) has nothing to govern.
+    if (rules.sources.length === 0) {
+      wanted.delete(key);
+      continue;
+    }
+    // Every other host veth into it guards it: only its addresses that choose its chain get out
+    // there, wherever the namespace put them (its root can move its address off its veth, or onto
+    // a link of its own that seems to lead elsewhere, and its endpoint is then not found by it).
+    const guards = hostEnds.into(key).filter((v) => !rules.sources.some((s) => s.hostIf === v.hostIf));
+    if (guards.length === 0) continue;
+    const own = (family: 'ipv4' | 'ipv6') => [...new Set(rules.sources.flatMap((s) => s[family]).map(canonical))];
+    const [ipv4, ipv6] = [own('ipv4'), own('ipv6')];
+    wanted.set(key, { ...rules, sources: [...rules.sources, ...guards.map((v) => ({ hostIf: v.hostIf, ipv4, ipv6, ...(v.routed && { routed: true }) }))] });
+  }
   return { wanted, unenforced };
 }
 

@@ -35,14 +35,10 @@ const NETNS_DIR = '/run/netns';
 export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | undefined, endpoints: readonly EndpointAddresses[]): HostEnd[] {
   const links = Array.isArray(inside) ? (inside as IpLink[]) : [];
   const veths = Array.isArray(hostVeths) ? (hostVeths as IpLink[]) : [];
-  /** Per endpoint not found, whether the namespace's one host veth may stand in (withTheOneWayOut). */
-  const standIn: boolean[] = [];
-  const ends = endpoints.map((e, i): HostEnd => {
-    standIn[i] = false;
+  return endpoints.map((e) => {
     const wanted = new Set([...e.ipv4, ...e.ipv6].flatMap((a) => canonicalAddress(a)?.text ?? []));
     if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
     const holding = links.filter((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
-    standIn[i] = true;
     if (holding.length === 0) return { reason: 'no interface in the namespace holds its address' };
     let first: HostEnd | undefined;
     for (const link of holding) {
@@ -50,31 +46,23 @@ export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | u
       if ('hostIf' in end) return end;
       first ??= end;
     }
-    standIn[i] = !holding.some((l) => typeof l.link_netnsid === 'number');
     return first!;
   });
-  return withTheOneWayOut(ends, standIn, veths, nsid);
 }
 
 /**
- * The addresses inside are the namespace's to change: root in it can take its address off its
- * veth, or put it on a link that leads nowhere (lo, a dummy, a veth pair of its own). Its traffic
- * still leaves by the host's veths into it, which it cannot change. So an endpoint not found by
- * its address, whose address is on no link with a way out of its own (a macvlan's parent, a peer
- * in another namespace: real paths that do not pass a host veth), is given the host's veth into
- * the namespace when there is exactly one such veth left and it is the only endpoint missing one
- * (an endpoint without an address keeps its reason: its veth would pass nothing).
+ * Pure: the host's veths whose peer is in the namespace the host knows by `nsid`, that nsdns can
+ * enforce on. Read from the host's side alone: what the namespace does to its own links and
+ * addresses (root in it can take its address off its veth, or put it on a link of its own that
+ * seems to lead elsewhere) does not change them, and every packet it sends to the host passes one.
  */
-function withTheOneWayOut(ends: HostEnd[], standIn: readonly boolean[], veths: readonly IpLink[], nsid: number | undefined): HostEnd[] {
-  if (nsid === undefined) return ends;
-  const missing = ends.flatMap((end, i) => ('hostIf' in end ? [] : [i]));
-  if (missing.length !== 1 || !standIn[missing[0]!]) return ends;
-  const taken = new Set(ends.flatMap((end) => ('hostIf' in end ? [end.hostIf] : [])));
-  const left = veths.filter((h) => h?.link_netnsid === nsid && kindOf(h) === 'veth' && !taken.has(h.ifname as string));
-  if (left.length !== 1) return ends;
-  const end = asHostEnd(left[0]!);
-  if ('hostIf' in end) ends[missing[0]!] = end;
-  return ends;
+export function hostVethsInto(hostVeths: unknown, nsid: number | undefined): Array<{ hostIf: string; routed: boolean }> {
+  if (nsid === undefined || !Array.isArray(hostVeths)) return [];
+  return (hostVeths as IpLink[]).flatMap((h) => {
+    if (h?.link_netnsid !== nsid || kindOf(h) !== 'veth') return [];
+    const end = asHostEnd(h);
+    return 'hostIf' in end ? [end] : [];
+  });
 }
 
 /** The host end of `link` (a link inside the namespace), or why it has none. */
@@ -155,6 +143,8 @@ interface Looked {
   backoffMs: number;
   /** A host end found is gone from the host: looked up again at the next refresh. */
   stale: boolean;
+  /** The host's veths into the namespace (hostVethsInto), as of the last host view read. */
+  into: Array<{ hostIf: string; routed: boolean }>;
 }
 
 /**
@@ -166,8 +156,11 @@ interface Looked {
  */
 export class HostEnds {
   private readonly known = new Map<string, Looked>();
+  /** The host's links (names and indexes) when last noted; a change means its veths are read again. */
+  private links: string | undefined;
+  private linksChanged = false;
 
-  constructor(private readonly find: FindHostEnds = findHostEnds) {}
+  constructor(private readonly find: FindHostEnds = findHostEnds, private readonly readHost: () => Promise<HostView> = () => readHostView()) {}
 
   /**
    * Looks up the namespaces of `wanted` (path → its endpoints without a known host end) that are
@@ -178,9 +171,9 @@ export class HostEnds {
   async refresh(wanted: ReadonlyMap<string, readonly EndpointAddresses[]>, now = Date.now()): Promise<Array<{ netns: string; reason: string }>> {
     const kept: Array<{ netns: string; reason: string }> = [];
     for (const netns of [...this.known.keys()]) if (!wanted.has(netns)) this.known.delete(netns);
-    // Read once for all the namespaces looked up now, and only if one is.
+    // Read once for all the namespaces looked up now, and only if one is (or the host's links changed).
     let view: Promise<HostView> | undefined;
-    const host = () => (view ??= readHostView());
+    const host = () => (view ??= this.readHost());
     for (const [netns, endpoints] of wanted) {
       const identity = namespaceIdentity(netns);
       const had = this.known.get(netns);
@@ -198,9 +191,44 @@ export class HostEnds {
         ends.set(keyOf(e), keep ? before : end);
       });
       const backoffMs = unresolved && had?.unresolved ? Math.min(had.backoffMs * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
-      this.known.set(netns, { identity, ends, unresolved, retryAt: now + backoffMs, backoffMs, stale: false });
+      this.known.set(netns, { identity, ends, unresolved, retryAt: now + backoffMs, backoffMs, stale: false, into: had?.into ?? [] });
+    }
+    if (view !== undefined || this.linksChanged) {
+      this.linksChanged = false;
+      try {
+        const { veths, ids } = await host();
+        for (const [netns, looked] of this.known) {
+          looked.into = path.dirname(netns) === NETNS_DIR ? hostVethsInto(veths, nsidOf(ids, path.basename(netns))) : [];
+        }
+      } catch {
+        // Kept as they were; the next change of the host's links reads them again.
+        this.linksChanged = true;
+      }
     }
     return kept;
+  }
+
+  /** The host's veths into `netns` as last read: each guards the namespace's traffic (enforcement.ts). */
+  into(netns: string): ReadonlyArray<{ hostIf: string; routed: boolean }> {
+    return this.known.get(netns)?.into ?? [];
+  }
+
+  /** Whether a namespace is looked up at all (only then are the host's links worth watching). */
+  watching(): boolean {
+    return this.known.size > 0;
+  }
+
+  /**
+   * Notes the host's links now; whether they changed since the last note (the first one counts as
+   * a change). A veth made into a governed namespace, or one gone, shows here first: the host's
+   * veths are then read again at the next refresh.
+   */
+  noteLinks(links: ReadonlyMap<string, { index: number }>): boolean {
+    const now = [...links].map(([name, l]) => `${l.index}:${name}`).sort().join(' ');
+    if (now === this.links) return false;
+    this.links = now;
+    this.linksChanged = true;
+    return true;
   }
 
   /** The host end of an endpoint of `netns` as last looked up; undefined when it was not. */

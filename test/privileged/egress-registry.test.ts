@@ -199,32 +199,49 @@ describe('egress by name, a registry file\'s namespaces', { skip: needsRoot }, (
     await governedThrough(newerEnd);
   });
 
-  it('routed, its veth gone and made again without an address: the new host end is found at once, by the host\'s side, without a registry change', async () => {
+  it('routed, its veth gone and made again without an address: the new veth guards it at once, and its host end is found once the address is there, without a registry change', async () => {
     const newestEnd = link('u');
     await sh('ip', 'link', 'del', `rg${lab.tag.slice(0, 3)}t`);
     await routedVeth(newestEnd);
-    // No interface inside holds the address yet: the host's one veth into the namespace is its host end.
-    await until('the new host end governed before its address is there', ifsMap, (text) => text.includes(`"${newestEnd}"`), 30_000);
+    // No interface inside holds the address yet: the host's veth into the namespace guards it meanwhile.
+    await until('the new veth governed before its address is there', ifsMap, (text) => text.includes(`"${newestEnd}"`), 30_000);
     const src4 = await sh('nft', 'list', 'map', 'inet', `${lab.nftTable}_egress`, 'src4');
     assert.match(src4, /10\.75\.1\.2 : jump eg_/, 'governed by its address too');
     await routedAddresses(newestEnd);
     await governedThrough(newestEnd);
   });
 
-  it('routed, its address taken off its veth from inside (root there can) across a daemon restart: its host end is still found, and a source that is not its own does not get out', async () => {
+  it('routed, its address moved by root inside onto a veth whose peer is in another namespace, across a daemon restart: its veth still guards it, and a source that is not its own does not get out', async () => {
     const end = `rg${lab.tag.slice(0, 3)}u`;
-    // Its own address off, another of the subnet on (taking the first away takes the others and the routes with it).
-    await sh('ip', '-n', routed, 'addr', 'del', '10.75.1.2/24', 'dev', 'eth0');
-    await sh('ip', '-n', routed, 'addr', 'replace', '10.75.1.50/24', 'dev', 'eth0');
+    // What root in the namespace can do (the other namespace: one it makes with unshare -n).
+    const cage = await lab.namespace('cage');
+    await sh('ip', '-n', routed, 'addr', 'flush', 'dev', 'eth0');
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.50/24', 'dev', 'eth0');
     await sh('ip', '-n', routed, 'route', 'replace', 'default', 'via', '10.75.1.1');
+    await sh('ip', '-n', routed, 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1', 'netns', cage);
+    await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/32', 'dev', 'd0');
     await lab.daemon!.stop();
     await lab.start(['--upstream', upstream.spec, '--no-resolv-conf', '--registry', dir.dir]);
-    assert.ok((await ifsMap()).includes(`"${end}"`), 'its host end is governed from the start');
+    assert.equal((await endpointOf(routedNet)).EgressNotEnforced, "its veth's peer is not in the host's namespace", 'its endpoint is not found by its address');
+    // Guarded from the start (the veths into it are read with the first lookup).
+    assert.equal(await connect(routed, '10.74.10.4', '10.75.1.50'), 'timeout', 'an address never answered, from a source not its own');
     assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
-    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'the address left on its veth is not its own');
-    assert.equal((await endpointOf(routedNet)).EgressNotEnforced, undefined);
+    assert.equal(await connect(routed, '10.74.10.3', '10.75.1.50'), 'timeout', 'an answered address, from a source not its own');
+    assert.ok((await ifsMap()).includes(`"${end}"`), 'its veth guards it');
+    // The control: without a policy the same source gets out (what the veth guarding it stops above).
+    dir.write(`${routedNet}.yaml`, [`name: ${routedNet}`, 'subnets: [{subnet: 10.75.1.0/24, gateway: 10.75.1.1}]', 'endpoints:',
+      `  - {name: job, ipv4: 10.75.1.2, netns: /run/netns/${routed}}`, ''].join('\n'));
+    await until('let go', ifsMap, (text) => !text.includes(`"${end}"`), 30_000);
+    assert.equal(await connect(routed, '10.74.10.4', '10.75.1.50'), 'hello', 'ungoverned, a source not its own gets out');
+    file(routedNet, '10.75.1', '10.75.1.2', routed);
+    await until('governed again', ifsMap, (text) => text.includes(`"${end}"`), 30_000);
+    assert.equal(await connect(routed, '10.74.10.4', '10.75.1.50'), 'timeout', 'guarded again');
+    // Put back as it was.
+    await sh('ip', '-n', routed, 'link', 'del', 'd0');
     await sh('ip', '-n', routed, 'addr', 'add', '10.75.1.2/24', 'dev', 'eth0');
     await sh('ip', '-n', routed, 'route', 'replace', 'default', 'via', '10.75.1.1', 'src', '10.75.1.2');
+    // Let go and governed again, its learned addresses went with it: answered again first.
+    assert.deepEqual(await lab.dig(routed, 'allowed.test'), ['10.74.10.3']);
     assert.equal(await connect(routed, '10.74.10.3'), 'hello', 'its own address gets out again');
   });
 

@@ -31,4 +31,25 @@ describe('governed namespaces', () => {
     // The same address bare and with a host end in one namespace: one source, the one with the interface.
     assert.deepEqual(wanted.get('/run/netns/c')?.sources, [{ hostIf: 'vethc', ipv4: ['10.90.1.3'], ipv6: [] }]);
   });
+
+  it('every host veth into a governed namespace guards it with the addresses that choose its chain, wherever the namespace put them', () => {
+    const into = new Map([['/run/netns/a', [{ hostIf: 'veth-a', routed: true }]], ['/run/netns/c', [{ hostIf: 'vethc', routed: false }, { hostIf: 'vethc2', routed: false }]]]);
+    const hostEnds = new (class extends HostEnds {
+      override into(netns: string) {
+        return into.get(netns) ?? [];
+      }
+    })();
+    const { wanted, unenforced } = governed(snapshot([
+      endpoint('a', '/run/netns/a', '10.90.1.2'), endpoint('a6', '/run/netns/a', '10.90.1.4', { ipv6: ['fd00:90::4'] }),
+      endpoint('c', '/run/netns/c', '10.90.1.3', { hostIf: 'vethc' }),
+    ]), hostEnds);
+    // Not found by its address (taken off its veth, or on a link of its own): its veth guards it all the same.
+    assert.deepEqual(wanted.get('/run/netns/a')?.sources, [
+      { ipv4: ['10.90.1.2', '10.90.1.4'], ipv6: ['fd00:90::4'] },
+      { hostIf: 'veth-a', ipv4: ['10.90.1.2', '10.90.1.4'], ipv6: ['fd00:90::4'], routed: true },
+    ]);
+    assert.equal(unenforced.get('a'), 'its link was not looked up yet', 'its endpoint is still said not found');
+    // A host end known already is not repeated; another veth into it guards it with its addresses.
+    assert.deepEqual(wanted.get('/run/netns/c')?.sources, [{ hostIf: 'vethc', ipv4: ['10.90.1.3'], ipv6: [] }, { hostIf: 'vethc2', ipv4: ['10.90.1.3'], ipv6: [] }]);
+  });
 });

@@ -133,8 +133,16 @@ describe('egress rules', () => {
     assert.throws(() => deleteKeyCommands('t', '../x'), { code: 'ERR_FIREWALL' });
   });
 
-  it('refuse an address or interface claimed by two namespaces', () => {
+  it('refuse an address or interface claimed by two namespaces; one namespace\'s address in two of its sources is one entry', () => {
     assert.throws(() => mapCommands('t', new Map([['a', rules], ['b', rules]])), { code: 'ERR_FIREWALL' });
+    const guarded: EgressRules = { ...rules, sources: [{ ipv4: ['10.132.1.2'], ipv6: [] }, { hostIf: 'veth-g', ipv4: ['10.132.1.2'], ipv6: [], routed: true }] };
+    const id = keyNames('a').id;
+    assert.deepEqual(mapCommands('t', new Map([['a', guarded]])).filter((c) => c.startsWith('add element')), [
+      `add element inet t src4 { 10.132.1.2 : jump eg_${id} }`,
+      `add element inet t ifs { "veth-g" : jump sp_${id} }`,
+      `add element bridge t ports { "veth-g" : jump sp_${id} }`,
+    ]);
+    assert.throws(() => mapCommands('t', new Map([['a', guarded], ['b', { ...rules, sources: [{ ipv4: ['10.132.1.2'], ipv6: [] }] }]])), { code: 'ERR_FIREWALL' });
   });
 
   it('name nft objects from a hash of the key, whatever the key holds', () => {

@@ -3,7 +3,7 @@
 // host's id for the namespace and both indexes; every other case gives a reason instead.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { findHostEnds, hostEndsOf, HostEnds, nsidOf, readHostView, type EndpointAddresses, type HostEnd } from '../../src/egress/host-end.js';
+import { findHostEnds, hostEndsOf, HostEnds, hostVethsInto, nsidOf, readHostView, type EndpointAddresses, type HostEnd } from '../../src/egress/host-end.js';
 
 // As `nsenter --net=... ip -j -d addr show` prints them (fields not read left out).
 const lo = { ifindex: 1, ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1' }] };
@@ -31,8 +31,8 @@ describe('host ends', () => {
     // On a veth pair of the namespace's own (its peer inside it too), listed first: still the veth to the host.
     const decoy = { ifindex: 5, link_index: 6, ifname: 'd0', linkinfo: { info_kind: 'veth' }, addr_info: [{ family: 'inet', local: '10.74.1.2' }] };
     assert.deepEqual(hostEndsOf([decoy, eth0], [hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
-    // None of them to the host: the first one's reason, unless the host has a veth into the namespace (below).
-    assert.deepEqual(hostEndsOf([decoy], [], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is in the namespace itself" }]);
+    // None of them to the host: the first one's reason (the host's veths into it guard it all the same: hostVethsInto).
+    assert.deepEqual(hostEndsOf([decoy], [hostEnd], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is in the namespace itself" }]);
     // Another namespace's veth with the same index pair is not it.
     assert.deepEqual(hostEndsOf([lo, eth0], [lookalike], 3, [v4('10.74.1.2')]), [{ reason: "its veth's peer is not in the host's namespace" }]);
   });
@@ -40,9 +40,9 @@ describe('host ends', () => {
   it('give a reason when there is no host end to enforce on', () => {
     const [macvlan, missing, noId, sameNs, noAddress] = [
       hostEndsOf([mv0], [hostEnd], 3, [v4('10.74.2.2')]),
-      hostEndsOf([lo, eth0], [], 3, [v4('10.74.9.9')]),
+      hostEndsOf([lo, eth0], [hostEnd], 3, [v4('10.74.9.9')]),
       hostEndsOf([lo, eth0], [hostEnd], undefined, [v4('10.74.1.2')]),
-      hostEndsOf([{ ...eth0, link_netnsid: undefined }], [], 3, [v4('10.74.1.2')]),
+      hostEndsOf([{ ...eth0, link_netnsid: undefined }], [hostEnd], 3, [v4('10.74.1.2')]),
       hostEndsOf([lo, eth0], [hostEnd], 3, [{ ipv4: [], ipv6: [] }]),
     ];
     assert.match((macvlan[0] as { reason: string }).reason, /macvlan link, not a veth/);
@@ -52,26 +52,38 @@ describe('host ends', () => {
     assert.deepEqual(noAddress, [{ reason: 'the endpoint has no address to find its link by' }]);
   });
 
-  it('take the host\'s one veth into the namespace for an endpoint whose address the namespace moved off its way out', () => {
-    const dummy = { ifindex: 9, ifname: 'dummy0', linkinfo: { info_kind: 'dummy' }, addr_info: [{ family: 'inet', local: '10.74.1.2' }] };
-    const bare = { ...eth0, addr_info: [] };
-    // Taken off the veth, put on a dummy, on lo, or on a veth pair of its own: the host's veth into it.
-    for (const inside of [[lo, bare], [lo, bare, dummy], [{ ...lo, addr_info: [{ family: 'inet', local: '10.74.1.2' }] }, bare]]) {
-      assert.deepEqual(hostEndsOf(inside, [lookalike, hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }], JSON.stringify(inside));
-    }
-    const decoy = { ifindex: 5, link_index: 6, ifname: 'd0', linkinfo: { info_kind: 'veth' }, addr_info: [{ family: 'inet', local: '10.74.1.2' }] };
-    assert.deepEqual(hostEndsOf([decoy, bare], [hostEnd], 3, [v4('10.74.1.2')]), [{ hostIf: 'regveth0', routed: true }]);
-    // Not where the address is on a link with a way out of its own (a macvlan on the host's uplink).
-    assert.match((hostEndsOf([mv0, bare], [hostEnd], 3, [v4('10.74.2.2')])[0] as { reason: string }).reason, /macvlan/);
-    // Not when the host has two veths into it, or another endpoint is missing its own too: which one is not known.
-    const second = { ...hostEnd, ifindex: 41, link_index: 3, ifname: 'regveth1' };
-    assert.deepEqual(hostEndsOf([lo, bare], [hostEnd, second], 3, [v4('10.74.1.2')]), [{ reason: 'no interface in the namespace holds its address' }]);
-    assert.deepEqual(hostEndsOf([lo, bare], [hostEnd], 3, [v4('10.74.1.2'), v4('10.74.1.3')]).map((e) => 'hostIf' in e), [false, false]);
-    // One found by its address, the other missing: the veth left over is the missing one's.
-    const eth1 = { ...eth0, ifindex: 3, link_index: 41, addr_info: [{ family: 'inet', local: '10.74.3.2' }] };
-    assert.deepEqual(hostEndsOf([lo, bare, eth1], [hostEnd, second], 3, [v4('10.74.1.2'), v4('10.74.3.2')]), [{ hostIf: 'regveth0', routed: true }, { hostIf: 'regveth1', routed: true }]);
-    // Its checks still hold: a bad name or a port of something else gives the reason.
-    assert.match((hostEndsOf([lo, bare], [{ ...hostEnd, master: 'ovs-system', linkinfo: { info_kind: 'veth', info_slave_kind: 'openvswitch' } }], 3, [v4('10.74.1.2')])[0] as { reason: string }).reason, /no interface/);
+  it('list the host\'s veths into a namespace from the host\'s side alone, whatever the namespace did to its own links', () => {
+    const port = { ...hostEnd, ifindex: 41, ifname: 'regveth1', master: 'br-lab', linkinfo: { info_kind: 'veth', info_slave_kind: 'bridge' } };
+    const ovs = { ...hostEnd, ifindex: 42, ifname: 'ovsveth', master: 'ovs-system', linkinfo: { info_kind: 'veth', info_slave_kind: 'openvswitch' } };
+    const badName = { ...hostEnd, ifindex: 43, ifname: 'a"b; flush ruleset' };
+    const notVeth = { ...hostEnd, ifindex: 44, ifname: 'mv1', linkinfo: { info_kind: 'macvlan' } };
+    assert.deepEqual(hostVethsInto([lookalike, hostEnd, port, ovs, badName, notVeth], 3), [{ hostIf: 'regveth0', routed: true }, { hostIf: 'regveth1', routed: false }]);
+    assert.deepEqual(hostVethsInto([hostEnd], 5), []);
+    assert.deepEqual(hostVethsInto([hostEnd], undefined), []);
+    assert.deepEqual(hostVethsInto('garbage', 3), []);
+  });
+
+  it('read the host\'s veths again only when a lookup needs them or the host\'s links changed', async () => {
+    let reads = 0;
+    const ends = new HostEnds(async (_netns, endpoints) => endpoints.map(() => ({ hostIf: 'regveth0', routed: true })), async () => {
+      reads++;
+      return { veths: [], ids: [] };
+    });
+    const self = '/proc/self/ns/net';
+    const links = (...names: string[]) => new Map(names.map((name, index) => [name, { index }]));
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.equal(reads, 0, 'the lookup did not ask for them, and no change was noted');
+    assert.equal(ends.watching(), true);
+    assert.equal(ends.noteLinks(links('lo', 'regveth0')), true, 'the first note counts as a change');
+    assert.equal(ends.noteLinks(links('lo', 'regveth0')), false);
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.equal(reads, 1);
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.equal(reads, 1, 'nothing changed: not read again');
+    assert.equal(ends.noteLinks(links('lo', 'regveth0', 'regveth1')), true, 'a veth made');
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
+    assert.equal(reads, 2);
+    assert.deepEqual(ends.into(self), [], 'a path outside /run/netns has no id on the host');
   });
 
   it('trust nothing in the output: odd kinds, bad names and garbage give reasons, not values', () => {
