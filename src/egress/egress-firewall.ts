@@ -518,7 +518,9 @@ export class EgressFirewall {
     let known = this.expiries.get(key);
     if (known === undefined) this.expiries.set(key, (known = { until: new Map(), pruneAt: 1024 }));
     if (known.until.size >= known.pruneAt) {
-      for (const [a, t] of known.until) if (t.until <= now - REPLACE_MARGIN_MS && t.applied === undefined) known.until.delete(a);
+      // Past the margin only where a replace may need to know (an address kept there is not written as new).
+      const gone = this.inPlace === true ? now : now - REPLACE_MARGIN_MS;
+      for (const [a, t] of known.until) if (t.until <= gone && t.applied === undefined) known.until.delete(a);
       known.pruneAt = Math.max(1024, known.until.size * 2);
     }
     return known.until;
