@@ -229,6 +229,11 @@ export function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<
     const rules = wanted.get(key)!;
     if (ipv4.length + ipv6.length > 0) wanted.set(key, { ...rules, sources: [...rules.sources, { ipv4, ipv6 }] });
   }
+  // A veth that is some namespace's source already, or into two of them (one namespace under two
+  // paths), guards none: one interface maps to one chain, and a clash must not fail every tenant's rules.
+  const links = new Map<string, number>();
+  for (const rules of wanted.values()) for (const s of rules.sources) if (s.hostIf !== undefined) links.set(s.hostIf, 2);
+  for (const key of wanted.keys()) for (const v of hostEnds.into(key)) links.set(v.hostIf, (links.get(v.hostIf) ?? 0) + 1);
   for (const [key, rules] of wanted) {
     // A namespace with no source at all (no address to tell its traffic by) has nothing to govern.
     if (rules.sources.length === 0) {
@@ -238,7 +243,7 @@ export function governed(snapshot: Snapshot, hostEnds: HostEnds): { wanted: Map<
     // Every other host veth into it guards it: only its addresses that choose its chain get out
     // there, wherever the namespace put them (its root can move its address off its veth, or onto
     // a link of its own that seems to lead elsewhere, and its endpoint is then not found by it).
-    const guards = hostEnds.into(key).filter((v) => !rules.sources.some((s) => s.hostIf === v.hostIf));
+    const guards = hostEnds.into(key).filter((v) => links.get(v.hostIf) === 1);
     if (guards.length === 0) continue;
     const own = (family: 'ipv4' | 'ipv6') => [...new Set(rules.sources.flatMap((s) => s[family]).map(canonical))];
     const [ipv4, ipv6] = [own('ipv4'), own('ipv6')];

@@ -174,11 +174,13 @@ export class HostEnds {
     // Read once for all the namespaces looked up now, and only if one is (or the host's links changed).
     let view: Promise<HostView> | undefined;
     const host = () => (view ??= this.readHost());
+    let lookedUp = false;
     for (const [netns, endpoints] of wanted) {
       const identity = namespaceIdentity(netns);
       const had = this.known.get(netns);
       const same = had !== undefined && had.identity === identity && !had.stale && endpoints.every((e) => had.ends.has(keyOf(e)));
       if (same && (!had.unresolved || now < had.retryAt)) continue;
+      lookedUp = true;
       const found = identity === undefined ? endpoints.map(() => ({ reason: 'the namespace does not exist' })) : await this.find(netns, endpoints, host);
       const ends = new Map<string, HostEnd>();
       let unresolved = false;
@@ -193,7 +195,9 @@ export class HostEnds {
       const backoffMs = unresolved && had?.unresolved ? Math.min(had.backoffMs * 2, RETRY_MAX_MS) : RETRY_FIRST_MS;
       this.known.set(netns, { identity, ends, unresolved, retryAt: now + backoffMs, backoffMs, stale: false, into: had?.into ?? [] });
     }
-    if (view !== undefined || this.linksChanged) {
+    // Also when the lookups failed before they asked for it (the namespace's links could not be
+    // read): the host's veths into a namespace guard it whatever happens inside.
+    if (lookedUp || this.linksChanged) {
       this.linksChanged = false;
       try {
         const { veths, ids } = await host();
@@ -201,7 +205,7 @@ export class HostEnds {
           looked.into = path.dirname(netns) === NETNS_DIR ? hostVethsInto(veths, nsidOf(ids, path.basename(netns))) : [];
         }
       } catch {
-        // Kept as they were; the next change of the host's links reads them again.
+        // Kept as they were, and read again at the reaper's next round (due()).
         this.linksChanged = true;
       }
     }
@@ -262,8 +266,9 @@ export class HostEnds {
     return false;
   }
 
-  /** Whether a namespace with an endpoint not found is due to be looked up again. */
+  /** Whether a namespace with an endpoint not found is due to be looked up again, or the host's veths to be read. */
   due(now = Date.now()): boolean {
+    if (this.linksChanged && this.known.size > 0) return true;
     for (const looked of this.known.values()) if (looked.unresolved && looked.retryAt <= now) return true;
     return false;
   }

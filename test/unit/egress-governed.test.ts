@@ -52,4 +52,18 @@ describe('governed namespaces', () => {
     // A host end known already is not repeated; another veth into it guards it with its addresses.
     assert.deepEqual(wanted.get('/run/netns/c')?.sources, [{ hostIf: 'vethc', ipv4: ['10.90.1.3'], ipv6: [] }, { hostIf: 'vethc2', ipv4: ['10.90.1.3'], ipv6: [] }]);
   });
+
+  it('a veth another namespace has as its source, or into two namespaces (one under two paths), guards none', () => {
+    const into = new Map([['/run/netns/x', [{ hostIf: 'vethx', routed: false }, { hostIf: 'veth-both', routed: false }]], ['/run/netns/y', [{ hostIf: 'vethx', routed: false }, { hostIf: 'veth-both', routed: false }]]]);
+    const hostEnds = new (class extends HostEnds {
+      override into(netns: string) {
+        return into.get(netns) ?? [];
+      }
+    })();
+    const { wanted } = governed(snapshot([
+      endpoint('x', '/run/netns/x', '10.90.1.5', { hostIf: 'vethx' }), endpoint('y', '/run/netns/y', '10.90.1.6'),
+    ]), hostEnds);
+    assert.deepEqual(wanted.get('/run/netns/x')?.sources, [{ hostIf: 'vethx', ipv4: ['10.90.1.5'], ipv6: [] }]);
+    assert.deepEqual(wanted.get('/run/netns/y')?.sources, [{ ipv4: ['10.90.1.6'], ipv6: [] }]);
+  });
 });

@@ -63,26 +63,36 @@ describe('host ends', () => {
     assert.deepEqual(hostVethsInto('garbage', 3), []);
   });
 
-  it('read the host\'s veths again only when a lookup needs them or the host\'s links changed', async () => {
+  it('read the host\'s veths with every lookup (whatever it found), and again when the host\'s links changed or the read failed', async () => {
     let reads = 0;
-    const ends = new HostEnds(async (_netns, endpoints) => endpoints.map(() => ({ hostIf: 'regveth0', routed: true })), async () => {
+    let fail = false;
+    // A lookup that fails before it reads the host (the namespace's links could not be read).
+    const ends = new HostEnds(async (_netns, endpoints) => endpoints.map(() => ({ reason: 'its links could not be read' })), async () => {
       reads++;
+      if (fail) throw new Error('ip failed');
       return { veths: [], ids: [] };
     });
     const self = '/proc/self/ns/net';
     const links = (...names: string[]) => new Map(names.map((name, index) => [name, { index }]));
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
-    assert.equal(reads, 0, 'the lookup did not ask for them, and no change was noted');
+    const t0 = 1_000_000;
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0);
+    assert.equal(reads, 1, 'looked up: read, though the lookup failed before asking');
     assert.equal(ends.watching(), true);
     assert.equal(ends.noteLinks(links('lo', 'regveth0')), true, 'the first note counts as a change');
     assert.equal(ends.noteLinks(links('lo', 'regveth0')), false);
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
-    assert.equal(reads, 1);
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
-    assert.equal(reads, 1, 'nothing changed: not read again');
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 1000);
+    assert.equal(reads, 2, 'the links changed');
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 2000);
+    assert.equal(reads, 2, 'nothing changed, and its retry not due: not read again');
     assert.equal(ends.noteLinks(links('lo', 'regveth0', 'regveth1')), true, 'a veth made');
-    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]));
-    assert.equal(reads, 2);
+    fail = true;
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 3000);
+    assert.equal(reads, 3);
+    assert.equal(ends.due(t0 + 3000), true, 'the read failed: due again at the next round');
+    fail = false;
+    await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 4000);
+    assert.equal(reads, 4);
+    assert.equal(ends.due(t0 + 4000), false);
     assert.deepEqual(ends.into(self), [], 'a path outside /run/netns has no id on the host');
   });
 
@@ -115,7 +125,7 @@ describe('host ends', () => {
     const ends = new HostEnds(async (netns, endpoints) => {
       looked.push(netns);
       return endpoints.map(() => answer);
-    });
+    }, async () => ({ veths: [], ids: [] }));
     // The current namespace: /proc/self/ns/net always exists and keeps its identity.
     const self = '/proc/self/ns/net';
     const t0 = 1_000_000;
