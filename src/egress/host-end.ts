@@ -224,11 +224,11 @@ export class HostEnds {
 
   /**
    * Notes the host's links now; whether they changed since the last note (the first one counts as
-   * a change). A veth made into a governed namespace, or one gone, shows here first: the host's
-   * veths are then read again at the next refresh.
+   * a change). A veth made into a governed namespace, one whose peer was moved into it, or one
+   * gone, shows here first: the host's veths are then read again at the next refresh.
    */
-  noteLinks(links: ReadonlyMap<string, { index: number }>): boolean {
-    const now = [...links].map(([name, l]) => `${l.index}:${name}`).sort().join(' ');
+  noteLinks(links: ReadonlyMap<string, { index: number; netnsid?: number }>): boolean {
+    const now = [...links].map(([name, l]) => `${l.index}:${name}:${l.netnsid ?? ''}`).sort().join(' ');
     if (now === this.links) return false;
     this.links = now;
     this.linksChanged = true;

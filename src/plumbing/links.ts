@@ -118,11 +118,12 @@ export async function inNamespace(netns: string, ops: readonly NamespaceOp[]): P
 }
 
 /** Host-side links by name, read over netlink. */
-export async function hostLinks(): Promise<Map<string, { index: number; up: boolean; master?: number }>> {
+export async function hostLinks(): Promise<Map<string, { index: number; up: boolean; master?: number; netnsid?: number }>> {
   const socket = openRtNetlink();
   try {
     const links = await socket.getLinks();
-    return new Map(links.map((l) => [l.attrs.ifname ?? '', { index: l.data.index ?? 0, up: Boolean(l.data.flags?.up), master: l.attrs.master }]));
+    // netnsid: the host's id of the namespace a veth's peer is in (egress guards follow it).
+    return new Map(links.map((l) => [l.attrs.ifname ?? '', { index: l.data.index ?? 0, up: Boolean(l.data.flags?.up), master: l.attrs.master, netnsid: l.attrs.linkNetnsid }]));
   } finally {
     socket.socket.close();
   }

@@ -85,6 +85,7 @@ describe('host ends', () => {
     await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 2000);
     assert.equal(reads, 2, 'nothing changed, and its retry not due: not read again');
     assert.equal(ends.noteLinks(links('lo', 'regveth0', 'regveth1')), true, 'a veth made');
+    assert.equal(ends.noteLinks(new Map([...links('lo', 'regveth0', 'regveth1')].map(([n, l]) => [n, { ...l, netnsid: n === 'regveth1' ? 4 : undefined }]))), true, 'its peer moved into a namespace');
     fail = true;
     await ends.refresh(new Map([[self, [v4('10.74.1.2')]]]), t0 + 3000);
     assert.equal(reads, 3);
