@@ -40,6 +40,8 @@ export function hostEndsOf(inside: unknown, hostVeths: unknown, nsid: number | u
     if (wanted.size === 0) return { reason: 'the endpoint has no address to find its link by' };
     const holding = links.filter((l) => Array.isArray(l?.addr_info) && l.addr_info.some((a) => typeof a?.local === 'string' && wanted.has(canonicalAddress(a.local)?.text ?? '')));
     if (holding.length === 0) return { reason: 'no interface in the namespace holds its address' };
+    // Every link that holds the address, the first that is a veth to the host taken: the namespace
+    // can put its own address on other links too (lo, a dummy, a veth pair of its own).
     let first: HostEnd | undefined;
     for (const link of holding) {
       const end = hostEndOf(link, veths, nsid);
@@ -156,7 +158,7 @@ interface Looked {
  */
 export class HostEnds {
   private readonly known = new Map<string, Looked>();
-  /** The host's links (names and indexes) when last noted; a change means its veths are read again. */
+  /** The host's links (names, indexes, peers' namespace ids) when last noted; a change means its veths are read again. */
   private links: string | undefined;
   private linksChanged = false;
 
