@@ -399,13 +399,13 @@ export class EgressFirewall {
       const elements = (await this.listed('set', REFRESH_PROBE))?.elem as Array<{ elem?: { expires?: unknown } }> | undefined;
       const expires = elements?.[0]?.elem?.expires;
       this.inPlace = typeof expires === 'number' && expires > 1800;
+      if (!this.inPlace) this.options.log?.info('egress: this kernel does not refresh a set element in place (before Linux 6.10); an address answered again is deleted and added in one transaction');
     } catch (err) {
       this.inPlace = false;
       this.options.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'egress: could not ask the kernel how set elements are refreshed; addresses answered again are replaced');
     } finally {
       await this.channel.submit(`delete set ${set}`).catch(() => undefined);
     }
-    if (!this.inPlace) this.options.log?.info('egress: this kernel does not refresh a set element in place (before Linux 6.10); an address answered again is deleted and added in one transaction');
   }
 
   /** Dropped packets and learned set sizes of `key`, read from the kernel; undefined if not governed. */
