@@ -14,6 +14,13 @@ const endpoint = (name: string, netns: string, ipv4: string, more: Partial<Endpo
   ({ id: name, network: 'lab', name, aliases: [], ipv4: [ipv4], ipv6: [], upstreams: [], netns, ...more });
 const snapshot = (endpoints: Endpoint[]) => new Snapshot(1, new Map([['lab', compileNetwork({ network, endpoints })]]));
 
+/** Host ends whose host's veths into each namespace are `into` (as a read of the host would give them). */
+const withVethsInto = (into: ReadonlyMap<string, Array<{ hostIf: string; routed: boolean }>>) => new (class extends HostEnds {
+  override into(netns: string) {
+    return into.get(netns) ?? [];
+  }
+})();
+
 describe('governed namespaces', () => {
   it('a namespace whose host end is not known is governed by its addresses, and said not enforced', () => {
     const { wanted, unenforced } = governed(snapshot([endpoint('a', '/run/netns/a', '10.90.1.2')]), new HostEnds());
@@ -34,11 +41,7 @@ describe('governed namespaces', () => {
 
   it('every host veth into a governed namespace guards it with the addresses that choose its chain, wherever the namespace put them', () => {
     const into = new Map([['/run/netns/a', [{ hostIf: 'veth-a', routed: true }]], ['/run/netns/c', [{ hostIf: 'vethc', routed: false }, { hostIf: 'vethc2', routed: false }]]]);
-    const hostEnds = new (class extends HostEnds {
-      override into(netns: string) {
-        return into.get(netns) ?? [];
-      }
-    })();
+    const hostEnds = withVethsInto(into);
     const { wanted, unenforced } = governed(snapshot([
       endpoint('a', '/run/netns/a', '10.90.1.2'), endpoint('a6', '/run/netns/a', '10.90.1.4', { ipv6: ['fd00:90::4'] }),
       endpoint('c', '/run/netns/c', '10.90.1.3', { hostIf: 'vethc' }),
@@ -55,11 +58,7 @@ describe('governed namespaces', () => {
 
   it('a veth another namespace has as its source, or into two namespaces (one under two paths), guards none', () => {
     const into = new Map([['/run/netns/x', [{ hostIf: 'vethx', routed: false }, { hostIf: 'veth-both', routed: false }]], ['/run/netns/y', [{ hostIf: 'vethx', routed: false }, { hostIf: 'veth-both', routed: false }]]]);
-    const hostEnds = new (class extends HostEnds {
-      override into(netns: string) {
-        return into.get(netns) ?? [];
-      }
-    })();
+    const hostEnds = withVethsInto(into);
     const { wanted } = governed(snapshot([
       endpoint('x', '/run/netns/x', '10.90.1.5', { hostIf: 'vethx' }), endpoint('y', '/run/netns/y', '10.90.1.6'),
     ]), hostEnds);
